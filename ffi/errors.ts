@@ -1,0 +1,77 @@
+// Typed errors for failures that come out of C: libc (errno) and libfabric (negative return codes).
+// Both carry the C function's name, the positive errno and the library's own text for it.
+
+/** Names for the errno values that this library meets; the number is always kept as well. */
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
+  13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 22: "EINVAL",
+  24: "EMFILE", 28: "ENOSPC", 38: "ENOSYS", 61: "ENODATA", 95: "EOPNOTSUPP", 107: "ENOTCONN",
+  110: "ETIMEDOUT", 111: "ECONNREFUSED", 125: "ECANCELED",
+  // libfabric's own codes (rdma/fi_errno.h)
+  256: "FI_EOTHER", 257: "FI_ETOOSMALL", 258: "FI_EOPBADSTATE", 259: "FI_EAVAIL",
+  260: "FI_EBADFLAGS", 261: "FI_ENOEQ", 262: "FI_EDOMAIN", 263: "FI_ENOCQ", 264: "FI_ECRC",
+  265: "FI_ETRUNC", 266: "FI_ENOKEY", 267: "FI_ENOAV", 268: "FI_EOVERRUN", 269: "FI_ENORX",
+};
+
+/** The symbolic name of an errno value, e.g. `ENOMEM`, or `E<n>` when unknown. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `E${errno}`;
+}
+
+/** A libc call failed. `errno` is the value of `errno` right after the call. */
+export class SystemError extends Error {
+  override readonly name = "SystemError";
+  /** The C function that failed, e.g. `mlock`. */
+  readonly function: string;
+  /** The positive errno value. */
+  readonly errno: number;
+  /** The symbolic errno name, e.g. `ENOMEM`. */
+  readonly code: string;
+  /** `strerror(errno)`. */
+  readonly description: string;
+
+  constructor(fn: string, errno: number, description: string, detail?: string, options?: ErrorOptions) {
+    super(`${fn} failed: ${description} (${errnoName(errno)}, errno ${errno})${detail ? `: ${detail}` : ""}`, options);
+    this.function = fn;
+    this.errno = errno;
+    this.code = errnoName(errno);
+    this.description = description;
+  }
+}
+
+/** A libfabric call returned a negative code. `errno` is its absolute value. */
+export class FabricError extends Error {
+  override readonly name = "FabricError";
+  /** The libfabric function that failed, e.g. `fi_mr_reg`. */
+  readonly function: string;
+  /** The positive error number (`-ret`), e.g. 266 for FI_ENOKEY. */
+  readonly errno: number;
+  /** The symbolic name, e.g. `FI_ENOKEY`. */
+  readonly code: string;
+  /** `fi_strerror(errno)`. */
+  readonly description: string;
+
+  constructor(fn: string, errno: number, description: string, detail?: string, options?: ErrorOptions) {
+    super(`${fn} failed: ${description} (${errnoName(errno)}, ${errno})${detail ? `: ${detail}` : ""}`, options);
+    this.function = fn;
+    this.errno = errno;
+    this.code = errnoName(errno);
+    this.description = description;
+  }
+
+  /** True for -FI_ENOSYS / -FI_ENODATA / -FI_EOPNOTSUPP: the provider does not support the request. */
+  get notSupported(): boolean {
+    return this.errno === 38 || this.errno === 61 || this.errno === 95;
+  }
+}
+
+/** libfabric could not be loaded (not installed, wrong path, or an unsupported version). */
+export class LibraryLoadError extends Error {
+  override readonly name = "LibraryLoadError";
+  /** The paths that were tried, in order. */
+  readonly tried: readonly string[];
+  constructor(message: string, tried: readonly string[], options?: ErrorOptions) {
+    super(message, options);
+    this.tried = tried;
+  }
+}

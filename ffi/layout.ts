@@ -1,0 +1,107 @@
+// Struct layouts and constants of libfabric's ABI (x86-64 / LP64), declared once.
+// Offsets were taken with offsetof against the libfabric 1.17 headers; test/ffi/layout.test.ts
+// compiles the same table against the installed headers and fails on any drift.
+
+/** One C struct: its C name, its size where we allocate it, and the byte offset of each field we use. */
+export interface StructLayout {
+  readonly cName: string;
+  readonly size?: number;
+  readonly fields: Readonly<Record<string, number>>;
+}
+
+function struct<const F extends Record<string, number>>(cName: string, fields: F, size?: number) {
+  return { cName, fields, size } as const;
+}
+
+export const layout = {
+  fid: struct("struct fid", { fclass: 0, context: 8, ops: 16 }, 24),
+  fi_ops: struct("struct fi_ops", { close: 8, bind: 16, control: 24, ops_open: 32 }),
+  fid_fabric: struct("struct fid_fabric", { ops: 24 }),
+  fi_ops_fabric: struct("struct fi_ops_fabric", { domain: 8 }),
+  fid_domain: struct("struct fid_domain", { ops: 24, mr: 32 }),
+  fi_ops_domain: struct("struct fi_ops_domain", { av_open: 8, cq_open: 16, endpoint: 24, cntr_open: 40 }),
+  fi_ops_mr: struct("struct fi_ops_mr", { reg: 8, regv: 16, regattr: 24 }),
+  fid_mr: struct("struct fid_mr", { mem_desc: 24, key: 32 }),
+  fid_ep: struct("struct fid_ep", { ops: 24, cm: 32, msg: 40, rma: 48, tagged: 56, atomic: 64 }),
+  fi_ops_cm: struct("struct fi_ops_cm", { setname: 8, getname: 16 }),
+  fi_ops_rma: struct("struct fi_ops_rma", { read: 8, readv: 16, readmsg: 24, write: 32, writev: 40, writemsg: 48, inject: 56 }),
+  fid_cq: struct("struct fid_cq", { ops: 24 }),
+  fi_ops_cq: struct("struct fi_ops_cq", { read: 8, readfrom: 16, readerr: 24, sread: 32, strerror: 56 }),
+  fid_av: struct("struct fid_av", { ops: 24 }),
+  fi_ops_av: struct("struct fi_ops_av", { insert: 8, lookup: 40, straddr: 48 }),
+  fi_info: struct("struct fi_info", {
+    next: 0, caps: 8, mode: 16, addr_format: 24, src_addrlen: 32, dest_addrlen: 40, src_addr: 48,
+    dest_addr: 56, tx_attr: 72, rx_attr: 80, ep_attr: 88, domain_attr: 96, fabric_attr: 104,
+  }, 120),
+  fi_tx_attr: struct("struct fi_tx_attr", { caps: 0, mode: 8, op_flags: 16, msg_order: 24, inject_size: 40, size: 48 }),
+  fi_rx_attr: struct("struct fi_rx_attr", { caps: 0, mode: 8, op_flags: 16 }),
+  fi_ep_attr: struct("struct fi_ep_attr", { type: 0, max_msg_size: 16 }),
+  fi_domain_attr: struct("struct fi_domain_attr", {
+    domain: 0, name: 8, threading: 16, control_progress: 20, data_progress: 24, resource_mgmt: 28,
+    av_type: 32, mr_mode: 36, mr_key_size: 40, caps: 136, mode: 144, mr_cnt: 176,
+  }),
+  fi_fabric_attr: struct("struct fi_fabric_attr", { fabric: 0, name: 8, prov_name: 16, prov_version: 24, api_version: 28 }),
+  fi_cq_attr: struct("struct fi_cq_attr", { size: 0, flags: 8, format: 16, wait_obj: 20, signaling_vector: 24, wait_cond: 28, wait_set: 32 }, 40),
+  fi_av_attr: struct("struct fi_av_attr", { type: 0, rx_ctx_bits: 4, count: 8, ep_per_node: 16, name: 24, map_addr: 32, flags: 40 }, 48),
+  fi_mr_attr: struct("struct fi_mr_attr", {
+    mr_iov: 0, iov_count: 8, access: 16, offset: 24, requested_key: 32, context: 40, auth_key_size: 48,
+    auth_key: 56, iface: 64, device: 72,
+  }),
+  fi_cq_data_entry: struct("struct fi_cq_data_entry", { op_context: 0, flags: 8, len: 16, buf: 24, data: 32 }, 40),
+  fi_cq_err_entry: struct("struct fi_cq_err_entry", {
+    op_context: 0, flags: 8, len: 16, buf: 24, data: 32, tag: 40, olen: 48, err: 56, prov_errno: 60,
+    err_data: 64, err_data_size: 72,
+  }, 80),
+} as const satisfies Record<string, StructLayout>;
+
+type FieldsOf<T> = { readonly [K in keyof T]: T[K] extends { fields: infer F } ? F : never };
+
+/** Shorthand: `L.fid_mr.key` is the offset of `key` in `struct fid_mr`. */
+export const L = Object.fromEntries(
+  Object.entries(layout).map(([name, s]) => [name, s.fields]),
+) as unknown as FieldsOf<typeof layout>;
+
+/** FI_VERSION(major, minor). */
+export const fiVersion = (major: number, minor: number): number => (major << 16) | minor;
+
+/** The API version we ask for, and the library versions whose layouts match the table above. */
+export const FI_API_VERSION = fiVersion(1, 17);
+export const FI_MIN_LIBRARY_VERSION = fiVersion(1, 11);
+export const FI_MAX_LIBRARY_MAJOR = 2;
+
+/** Constants from rdma/fabric.h, fi_domain.h, fi_endpoint.h, fi_eq.h, fi_errno.h. */
+export const FI = {
+  // access flags (u64, all below 2^32)
+  READ: 0x100, WRITE: 0x200, RECV: 0x400, SEND: 0x800, REMOTE_READ: 0x1000, REMOTE_WRITE: 0x2000,
+  // capabilities (bit 47 and up need BigInt)
+  MSG: 0x2n, RMA: 0x4n, HMEM: 1n << 47n,
+  // getinfo flags
+  SOURCE: 1n << 57n,
+  // op flags
+  DELIVERY_COMPLETE: 1n << 28n, TRANSMIT_COMPLETE: 1n << 27n, COMPLETION: 1n << 24n,
+  // mode bits
+  CONTEXT: 1n << 59n, CONTEXT2: 1n << 52n,
+  // mr_mode bits
+  MR_LOCAL: 0x4, MR_RAW: 0x8, MR_VIRT_ADDR: 0x10, MR_ALLOCATED: 0x20, MR_PROV_KEY: 0x40,
+  MR_MMU_NOTIFY: 0x80, MR_RMA_EVENT: 0x100, MR_ENDPOINT: 0x200, MR_HMEM: 0x400,
+  // enums
+  EP_MSG: 1, EP_DGRAM: 2, EP_RDM: 3,
+  AV_MAP: 1, AV_TABLE: 2,
+  CQ_FORMAT_DATA: 3,
+  WAIT_NONE: 0,
+  PROGRESS_AUTO: 1, PROGRESS_MANUAL: 2,
+  THREAD_SAFE: 1, THREAD_FID: 2, THREAD_DOMAIN: 3, THREAD_COMPLETION: 4, THREAD_ENDPOINT: 5,
+  ENABLE: 6, // fi_control command
+  TYPE_INFO: 0, // fi_tostr type
+  CLASS_MR: 7,
+  // errors (positive)
+  EAGAIN: 11, EAVAIL: 259, ENOKEY: 266, ETRUNC: 265, ENOSYS: 38, ENODATA: 61, ECANCELED: 125, EACCES: 13,
+} as const;
+
+/** Names of the mr_mode bits, for printing. */
+export const MR_MODE_NAMES: ReadonlyArray<readonly [number, string]> = [
+  [0x1, "FI_MR_UNSPEC/BASIC"], [0x2, "FI_MR_SCALABLE"], [FI.MR_LOCAL, "FI_MR_LOCAL"], [FI.MR_RAW, "FI_MR_RAW"],
+  [FI.MR_VIRT_ADDR, "FI_MR_VIRT_ADDR"], [FI.MR_ALLOCATED, "FI_MR_ALLOCATED"], [FI.MR_PROV_KEY, "FI_MR_PROV_KEY"],
+  [FI.MR_MMU_NOTIFY, "FI_MR_MMU_NOTIFY"], [FI.MR_RMA_EVENT, "FI_MR_RMA_EVENT"], [FI.MR_ENDPOINT, "FI_MR_ENDPOINT"],
+  [FI.MR_HMEM, "FI_MR_HMEM"],
+];

@@ -1,0 +1,414 @@
+// libfabric through bun:ffi. Exported symbols come from dlopen; the `static inline` calls of the
+// headers (fi_domain, fi_mr_reg, fi_close, fi_endpoint, ...) are reached by reading the object's
+// ops table and calling the function pointer with a CFunction, created once per pointer and cached.
+// Pointers travel as numbers (user-space addresses fit in 53 bits); 64-bit values that must stay
+// exact (keys, descriptors, fi_addr_t) travel as bigint.
+import { dlopen, FFIType, read, ptr, CString, CFunction, toArrayBuffer, type Pointer } from "bun:ffi";
+import { FabricError, LibraryLoadError } from "./errors.ts";
+import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
+import * as libc from "./libc.ts";
+
+const exported = {
+  // uint32_t fi_version(void)
+  fi_version: { args: [], returns: FFIType.u32 },
+  // int fi_getinfo(uint32_t version, const char *node, const char *service, uint64_t flags,
+  //                const struct fi_info *hints, struct fi_info **info)
+  fi_getinfo: { args: [FFIType.u32, FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // void fi_freeinfo(struct fi_info *info)
+  fi_freeinfo: { args: [FFIType.ptr], returns: FFIType.void },
+  // struct fi_info *fi_dupinfo(const struct fi_info *info)   (fi_allocinfo() is fi_dupinfo(NULL))
+  fi_dupinfo: { args: [FFIType.ptr], returns: FFIType.ptr },
+  // int fi_fabric(struct fi_fabric_attr *attr, struct fid_fabric **fabric, void *context)
+  fi_fabric: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // const char *fi_strerror(int errnum)
+  fi_strerror: { args: [FFIType.i32], returns: FFIType.ptr },
+  // char *fi_tostr(const void *data, enum fi_type datatype)
+  fi_tostr: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.ptr },
+} as const;
+
+type Signature = { readonly args: readonly FFIType[]; readonly returns: FFIType };
+
+/** Signatures of the ops-table functions we call. */
+const sig = {
+  // int (*close)(struct fid *fid)
+  close: { args: [FFIType.ptr], returns: FFIType.i32 },
+  // int (*bind)(struct fid *fid, struct fid *bfid, uint64_t flags)
+  bind: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+  // int (*control)(struct fid *fid, int command, void *arg)
+  control: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  // int (*domain)(struct fid_fabric *fabric, struct fi_info *info, struct fid_domain **dom, void *context)
+  // int (*endpoint)(struct fid_domain *domain, struct fi_info *info, struct fid_ep **ep, void *context)
+  // int (*cq_open)(struct fid_domain *domain, struct fi_cq_attr *attr, struct fid_cq **cq, void *context)
+  // int (*av_open)(struct fid_domain *domain, struct fi_av_attr *attr, struct fid_av **av, void *context)
+  open4: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int (*reg)(struct fid *fid, const void *buf, size_t len, uint64_t access, uint64_t offset,
+  //            uint64_t requested_key, uint64_t flags, struct fid_mr **mr, void *context)
+  mr_reg: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // int (*regattr)(struct fid *fid, const struct fi_mr_attr *attr, uint64_t flags, struct fid_mr **mr)
+  mr_regattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  // int (*getname)(fid_t fid, void *addr, size_t *addrlen)
+  getname: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int (*insert)(struct fid_av *av, const void *addr, size_t count, fi_addr_t *fi_addr, uint64_t flags, void *context)
+  av_insert: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  // ssize_t (*read)(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src_addr,
+  //                 uint64_t addr, uint64_t key, void *context)     (write has the same shape)
+  // desc is opaque and may carry a full 64-bit value, so it is passed as u64.
+  rma: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr],
+    returns: FFIType.i64_fast,
+  },
+  // ssize_t (*read)(struct fid_cq *cq, void *buf, size_t count)
+  cq_read: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+  // ssize_t (*readerr)(struct fid_cq *cq, struct fi_cq_err_entry *buf, uint64_t flags)
+  cq_readerr: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+  // const char *(*strerror)(struct fid_cq *cq, int prov_errno, const void *err_data, char *buf, size_t len)
+  cq_strerror: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
+} as const satisfies Record<string, Signature>;
+
+type SigName = keyof typeof sig;
+// biome-ignore lint: the callable type of a CFunction depends on its signature.
+type Callable = (...args: any[]) => any;
+
+/** Reads a pointer field as a number (0 for NULL). */
+export function readPtr(at: number, offset: number): number {
+  return read.ptr(at as Pointer, offset) as number;
+}
+export function readU64(at: number, offset: number): bigint {
+  return read.u64(at as Pointer, offset);
+}
+export function readI32(at: number, offset: number): number {
+  return read.i32(at as Pointer, offset);
+}
+export function readU32(at: number, offset: number): number {
+  return read.u32(at as Pointer, offset);
+}
+export function readCString(at: number): string | null {
+  return at === 0 ? null : new CString(at as Pointer).toString();
+}
+
+/** A DataView over `length` bytes of native memory at `at`, for writing C structs. */
+export function nativeView(at: number, length: number): DataView {
+  return new DataView(toArrayBuffer(at as Pointer, 0, length));
+}
+
+const DEFAULT_NAMES = ["libfabric.so.1", "libfabric.so"];
+
+/** A loaded libfabric: the exported functions plus typed access to the ops tables. */
+export class Libfabric {
+  /** The path that was loaded. */
+  readonly path: string;
+  /** `fi_version()` of the loaded library, as FI_VERSION(major, minor). */
+  readonly version: number;
+  /** The API version we ask for in fi_getinfo. */
+  readonly apiVersion: number;
+  private readonly sym: ReturnType<typeof dlopen<typeof exported>>["symbols"];
+  private readonly close_: () => void;
+  /** One CFunction per (signature, function pointer). */
+  private readonly fns = new Map<SigName, Map<number, Callable>>();
+  /** Scratch out-parameter for `struct fid_xxx **`: one 8-byte slot. */
+  private readonly out = new BigUint64Array(1);
+
+  private constructor(path: string, lib: ReturnType<typeof dlopen<typeof exported>>) {
+    this.path = path;
+    this.sym = lib.symbols;
+    this.close_ = () => lib.close();
+    this.version = this.sym.fi_version();
+    this.apiVersion = Math.min(this.version, FI_API_VERSION);
+  }
+
+  /**
+   * Loads libfabric: `$ALLOCTOOLS_LIBFABRIC_PATH` when set, else `libfabric.so.1`, then `libfabric.so`.
+   * Throws LibraryLoadError saying what was tried and how to install it.
+   */
+  static load(path: string | undefined = process.env.ALLOCTOOLS_LIBFABRIC_PATH): Libfabric {
+    const tried = path !== undefined && path !== "" ? [path] : DEFAULT_NAMES;
+    const causes: unknown[] = [];
+    for (const candidate of tried) {
+      let lib: ReturnType<typeof dlopen<typeof exported>>;
+      try {
+        lib = dlopen(candidate, exported);
+      } catch (e) {
+        causes.push(e);
+        continue;
+      }
+      const fabric = new Libfabric(candidate, lib);
+      const v = fabric.version;
+      if (v < FI_MIN_LIBRARY_VERSION || v >> 16 > FI_MAX_LIBRARY_MAJOR) {
+        fabric.close_();
+        throw new LibraryLoadError(
+          `libfabric at ${candidate} is version ${versionString(v)}; alloctools' struct layouts are for ` +
+            `${versionString(FI_MIN_LIBRARY_VERSION)} to ${FI_MAX_LIBRARY_MAJOR}.x`, tried);
+      }
+      return fabric;
+    }
+    const how = path ? `ALLOCTOOLS_LIBFABRIC_PATH=${path} could not be loaded` :
+      `tried ${tried.join(", ")}`;
+    throw new LibraryLoadError(
+      `libfabric is not available (${how}). Install it with 'apt-get install libfabric1' ` +
+        `(Debian/Ubuntu) or 'dnf install libfabric', or point ALLOCTOOLS_LIBFABRIC_PATH at libfabric.so.1. ` +
+        `Cause: ${causes.map((c) => (c instanceof Error ? c.message : String(c))).join("; ")}`,
+      tried, { cause: causes[0] });
+  }
+
+  /** "1.17" */
+  get versionString(): string {
+    return versionString(this.version);
+  }
+
+  /** `fi_strerror(errno)` for a positive errno. */
+  strerror(errno: number): string {
+    return readCString((this.sym.fi_strerror(errno) as number | null) ?? 0) ?? `error ${errno}`;
+  }
+
+  /** Throws FabricError when `ret` is negative; returns it otherwise. */
+  check(fn: string, ret: number, detail?: string): number {
+    if (ret < 0) throw new FabricError(fn, -ret, this.strerror(-ret), detail);
+    return ret;
+  }
+
+  /** The CFunction for `fp` with signature `name`, created on first use. */
+  private fn(name: SigName, fp: number, what: string): Callable {
+    let byPtr = this.fns.get(name);
+    if (byPtr === undefined) this.fns.set(name, (byPtr = new Map()));
+    let f = byPtr.get(fp);
+    if (f === undefined) {
+      if (fp === 0) throw new FabricError(what, FI.ENOSYS, this.strerror(FI.ENOSYS), "the provider leaves this operation NULL");
+      const s = sig[name];
+      f = CFunction({ ptr: fp as Pointer, args: [...s.args], returns: s.returns }) as unknown as Callable;
+      byPtr.set(fp, f);
+    }
+    return f;
+  }
+
+  /** Function pointer at `table[slot]` where `table = *(obj + opsOffset)`. */
+  private op(obj: number, opsOffset: number, slot: number): number {
+    return readPtr(readPtr(obj, opsOffset), slot);
+  }
+
+  private outPtr(): number {
+    return Number(this.out[0]);
+  }
+
+  // ---- fi_info -------------------------------------------------------------------------------
+
+  /** `fi_allocinfo()`: a zeroed fi_info with its attribute structs allocated. */
+  allocInfo(): number {
+    const p = (this.sym.fi_dupinfo(null) as number | null) ?? 0;
+    if (p === 0) throw new FabricError("fi_allocinfo", 12, this.strerror(12));
+    return p;
+  }
+
+  /** `fi_getinfo`: the list of matching fi_info, to free with `freeInfo`. */
+  getInfo(hints: number, node: string | null, service: string | null, flags: bigint): number {
+    const nodeC = node === null ? null : Buffer.from(node + "\0");
+    const serviceC = service === null ? null : Buffer.from(service + "\0");
+    const ret = this.sym.fi_getinfo(this.apiVersion, nodeC, serviceC, flags, hints as Pointer, this.out);
+    this.check("fi_getinfo", ret, node ? `node ${node}` : undefined);
+    return this.outPtr();
+  }
+
+  freeInfo(info: number): void {
+    if (info !== 0) this.sym.fi_freeinfo(info as Pointer);
+  }
+
+  /** `fi_tostr(info, FI_TYPE_INFO)`: libfabric's own description of an fi_info. */
+  infoToString(info: number): string {
+    return readCString((this.sym.fi_tostr(info as Pointer, FI.TYPE_INFO) as number | null) ?? 0) ?? "";
+  }
+
+  // ---- fabric, domain, close ---------------------------------------------------------------------
+
+  /** `fi_fabric(info->fabric_attr, &fabric, NULL)` */
+  fabric(info: number): number {
+    const attr = readPtr(info, L.fi_info.fabric_attr);
+    this.check("fi_fabric", this.sym.fi_fabric(attr as Pointer, this.out, null));
+    return this.outPtr();
+  }
+
+  /** `fi_domain(fabric, info, &domain, NULL)` */
+  domain(fabric: number, info: number): number {
+    const f = this.fn("open4", this.op(fabric, L.fid_fabric.ops, L.fi_ops_fabric.domain), "fi_domain");
+    this.check("fi_domain", f(fabric, info, this.out, null));
+    return this.outPtr();
+  }
+
+  /** `fi_close(fid)`; `what` names the object in the error. */
+  close(fid: number, what = "fid"): void {
+    const f = this.fn("close", this.op(fid, L.fid.ops, L.fi_ops.close), "fi_close");
+    this.check("fi_close", f(fid), what);
+  }
+
+  /** `fi_control(fid, command, arg)` */
+  control(fid: number, command: number, arg: number | null = null): void {
+    const f = this.fn("control", this.op(fid, L.fid.ops, L.fi_ops.control), "fi_control");
+    this.check("fi_control", f(fid, command, arg));
+  }
+
+  /** `fi_mr_bind` / `fi_ep_bind` / any `fid->ops->bind`. */
+  bind(fid: number, bfid: number, flags: number | bigint, fn = "fi_bind"): void {
+    const f = this.fn("bind", this.op(fid, L.fid.ops, L.fi_ops.bind), fn);
+    this.check(fn, f(fid, bfid, flags));
+  }
+
+  // ---- memory registration -----------------------------------------------------------------------
+
+  /** `fi_mr_reg(domain, buf, len, access, offset, requested_key, flags, &mr, NULL)` */
+  mrReg(domain: number, address: number, length: number, access: number,
+        offset: bigint, requestedKey: bigint, flags: number): number {
+    const f = this.fn("mr_reg", this.op(domain, L.fid_domain.mr, L.fi_ops_mr.reg), "fi_mr_reg");
+    const ret = f(domain, address, length, access, offset, requestedKey, flags, this.out, null);
+    this.check("fi_mr_reg", ret, `${length} bytes at 0x${address.toString(16)}, requested key ${requestedKey}`);
+    return this.outPtr();
+  }
+
+  /** `fi_mr_regattr` with a single iovec; used where a provider needs attributes. */
+  mrRegAttr(domain: number, address: number, length: number, access: number,
+            offset: bigint, requestedKey: bigint, flags: number): number {
+    const f = this.fn("mr_regattr", this.op(domain, L.fid_domain.mr, L.fi_ops_mr.regattr), "fi_mr_regattr");
+    const iov = new BigUint64Array([BigInt(address), BigInt(length)]); // struct iovec { base, len }
+    const attr = new BigUint64Array(12); // struct fi_mr_attr, zeroed (iface FI_HMEM_SYSTEM)
+    attr[L.fi_mr_attr.mr_iov / 8] = BigInt(ptr(iov));
+    attr[L.fi_mr_attr.iov_count / 8] = 1n;
+    attr[L.fi_mr_attr.access / 8] = BigInt(access);
+    attr[L.fi_mr_attr.offset / 8] = offset;
+    attr[L.fi_mr_attr.requested_key / 8] = requestedKey;
+    const ret = f(domain, attr, flags, this.out);
+    this.check("fi_mr_regattr", ret, `${length} bytes at 0x${address.toString(16)}`);
+    return this.outPtr();
+  }
+
+  /** `fi_mr_key(mr)`: the remote key, exact. */
+  mrKey(mr: number): bigint {
+    return readU64(mr, L.fid_mr.key);
+  }
+
+  /** `fi_mr_desc(mr)`: the local descriptor, exact (opaque: may be a full 64-bit value). */
+  mrDesc(mr: number): bigint {
+    return readU64(mr, L.fid_mr.mem_desc);
+  }
+
+  // ---- endpoints, queues, address vectors (RMA) --------------------------------------------------
+
+  /** `fi_endpoint(domain, info, &ep, NULL)` */
+  endpoint(domain: number, info: number): number {
+    const f = this.fn("open4", this.op(domain, L.fid_domain.ops, L.fi_ops_domain.endpoint), "fi_endpoint");
+    this.check("fi_endpoint", f(domain, info, this.out, null));
+    return this.outPtr();
+  }
+
+  /** `fi_cq_open(domain, attr, &cq, NULL)` with FI_CQ_FORMAT_DATA and no wait object. */
+  cqOpen(domain: number, size: number): number {
+    const attr = new Uint8Array(layout.fi_cq_attr.size);
+    const dv = new DataView(attr.buffer);
+    dv.setBigUint64(L.fi_cq_attr.size, BigInt(size), true);
+    dv.setInt32(L.fi_cq_attr.format, FI.CQ_FORMAT_DATA, true);
+    dv.setInt32(L.fi_cq_attr.wait_obj, FI.WAIT_NONE, true);
+    const f = this.fn("open4", this.op(domain, L.fid_domain.ops, L.fi_ops_domain.cq_open), "fi_cq_open");
+    this.check("fi_cq_open", f(domain, attr, this.out, null));
+    return this.outPtr();
+  }
+
+  /** `fi_av_open(domain, attr, &av, NULL)` with FI_AV_TABLE. */
+  avOpen(domain: number, count: number): number {
+    const attr = new Uint8Array(layout.fi_av_attr.size);
+    const dv = new DataView(attr.buffer);
+    dv.setInt32(L.fi_av_attr.type, FI.AV_TABLE, true);
+    dv.setBigUint64(L.fi_av_attr.count, BigInt(count), true);
+    const f = this.fn("open4", this.op(domain, L.fid_domain.ops, L.fi_ops_domain.av_open), "fi_av_open");
+    this.check("fi_av_open", f(domain, attr, this.out, null));
+    return this.outPtr();
+  }
+
+  /** `fi_enable(ep)` / `fi_mr_enable(mr)`: `control(fid, FI_ENABLE, NULL)`. */
+  enable(fid: number, fn = "fi_enable"): void {
+    const f = this.fn("control", this.op(fid, L.fid.ops, L.fi_ops.control), fn);
+    this.check(fn, f(fid, FI.ENABLE, null));
+  }
+
+  /** `fi_getname(ep)`: the endpoint's address bytes. */
+  getName(ep: number): Uint8Array {
+    const f = this.fn("getname", this.op(ep, L.fid_ep.cm, L.fi_ops_cm.getname), "fi_getname");
+    let buf = new Uint8Array(64);
+    const len = new BigUint64Array([BigInt(buf.length)]);
+    let ret = f(ep, buf, len);
+    if (ret === -FI.ETRUNC || Number(len[0]) > buf.length) {
+      buf = new Uint8Array(Number(len[0]));
+      ret = f(ep, buf, len);
+    }
+    this.check("fi_getname", ret);
+    return buf.slice(0, Number(len[0]));
+  }
+
+  /** `fi_av_insert(av, addr, 1, &fi_addr, 0, NULL)`: the peer's fi_addr_t. */
+  avInsert(av: number, address: Uint8Array): bigint {
+    const f = this.fn("av_insert", this.op(av, L.fid_av.ops, L.fi_ops_av.insert), "fi_av_insert");
+    const out = new BigUint64Array(1);
+    const ret = f(av, address, 1, out, 0, null);
+    this.check("fi_av_insert", ret);
+    if (ret !== 1) throw new FabricError("fi_av_insert", 22, this.strerror(22), "the address was not inserted");
+    return out[0]!;
+  }
+
+  /**
+   * The RMA and completion calls of one endpoint/CQ, resolved once so that each operation is a
+   * plain call. Returned functions return the raw ssize_t.
+   */
+  rmaOps(ep: number, cq: number): RmaOps {
+    const rma = readPtr(ep, L.fid_ep.rma);
+    const cqOps = readPtr(cq, L.fid_cq.ops);
+    return {
+      read: this.fn("rma", readPtr(rma, L.fi_ops_rma.read), "fi_read"),
+      write: this.fn("rma", readPtr(rma, L.fi_ops_rma.write), "fi_write"),
+      cqRead: this.fn("cq_read", readPtr(cqOps, L.fi_ops_cq.read), "fi_cq_read"),
+      cqReadErr: this.fn("cq_readerr", readPtr(cqOps, L.fi_ops_cq.readerr), "fi_cq_readerr"),
+      cqStrError: this.fn("cq_strerror", readPtr(cqOps, L.fi_ops_cq.strerror), "fi_cq_strerror"),
+    };
+  }
+}
+
+/** Resolved per-endpoint calls; see `Libfabric.rmaOps`. */
+export interface RmaOps {
+  /** (ep, buf, len, desc: bigint, fi_addr: bigint, addr: bigint, key: bigint, context) => ssize_t */
+  readonly read: Callable;
+  readonly write: Callable;
+  /** (cq, buf, count) => ssize_t */
+  readonly cqRead: Callable;
+  /** (cq, errEntry, flags) => ssize_t */
+  readonly cqReadErr: Callable;
+  /** (cq, prov_errno, err_data, buf, len) => const char* */
+  readonly cqStrError: Callable;
+}
+
+export function versionString(v: number): string {
+  return `${v >>> 16}.${v & 0xffff}`;
+}
+
+let loaded: Libfabric | undefined;
+let loadError: LibraryLoadError | undefined;
+
+/** The process-wide libfabric, loaded on first use (dlopen once). Throws LibraryLoadError. */
+export function libfabric(): Libfabric {
+  if (loaded) return loaded;
+  if (loadError) throw loadError;
+  try {
+    return (loaded = Libfabric.load());
+  } catch (e) {
+    if (e instanceof LibraryLoadError) loadError = e;
+    throw e;
+  }
+}
+
+/** Whether libfabric loads here; the reason when it does not. Never throws. */
+export function libfabricStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+  try {
+    const f = libfabric();
+    return { available: true, version: f.versionString, path: f.path };
+  } catch (e) {
+    return { available: false, reason: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+export { libc };
