@@ -9,8 +9,10 @@ export interface StructLayout {
   readonly fields: Readonly<Record<string, number>>;
 }
 
-function struct<const F extends Record<string, number>>(cName: string, fields: F, size?: number) {
-  return { cName, fields, size } as const;
+function struct<const F extends Record<string, number>, const S extends number | undefined = undefined>(
+  cName: string, fields: F, size?: S,
+) {
+  return { cName, fields, size: size as S } as const;
 }
 
 export const layout = {

@@ -1,6 +1,6 @@
 // libc through bun:ffi: the memory calls (mmap, mlock, madvise, ...) and errno.
 // Every failure becomes a SystemError with the function name, errno and strerror text.
-import { dlopen, FFIType, read, CString } from "bun:ffi";
+import { dlopen, FFIType, read, CString, type Pointer } from "bun:ffi";
 import { SystemError } from "./errors.ts";
 
 // Linux x86-64 / aarch64 constants (asm-generic values where they differ nowhere that we run).
@@ -67,22 +67,22 @@ function fail(fn: string, detail?: string): never {
 }
 
 /** The system page size in bytes. */
-export const pageSize: number = c.sysconf(SC_PAGESIZE);
+export const pageSize: number = c.sysconf(SC_PAGESIZE) as number;
 
 /** Maps `length` bytes of anonymous, private, read-write memory. Returns the address. */
 export function mmap(length: number, extraFlags = 0): number {
-  const at = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extraFlags, -1, 0);
+  const at = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extraFlags, -1, 0) as number;
   if (at === -1 || at === 0) fail("mmap", `${length} bytes`);
   return at;
 }
 
 export function munmap(address: number, length: number): void {
-  if (c.munmap(address, length) !== 0) fail("munmap", `${length} bytes at 0x${address.toString(16)}`);
+  if (c.munmap(address as Pointer, length) !== 0) fail("munmap", `${length} bytes at 0x${address.toString(16)}`);
 }
 
 /** Pins the pages of [address, address+length). Fails with ENOMEM/EPERM at RLIMIT_MEMLOCK. */
 export function mlock(address: number, length: number): void {
-  if (c.mlock(address, length) !== 0) {
+  if (c.mlock(address as Pointer, length) !== 0) {
     const e = errno();
     const { soft } = memlockLimit();
     const limit = soft === RLIM_INFINITY ? "unlimited" : `${soft} bytes`;
@@ -93,11 +93,11 @@ export function mlock(address: number, length: number): void {
 }
 
 export function munlock(address: number, length: number): void {
-  if (c.munlock(address, length) !== 0) fail("munlock", `${length} bytes at 0x${address.toString(16)}`);
+  if (c.munlock(address as Pointer, length) !== 0) fail("munlock", `${length} bytes at 0x${address.toString(16)}`);
 }
 
 export function madvise(address: number, length: number, advice: number): void {
-  if (c.madvise(address, length, advice) !== 0) fail("madvise", `advice ${advice}`);
+  if (c.madvise(address as Pointer, length, advice) !== 0) fail("madvise", `advice ${advice}`);
 }
 
 /** RLIMIT_MEMLOCK, soft and hard, in bytes; `RLIM_INFINITY` when unlimited. */
@@ -111,18 +111,18 @@ export function memlockLimit(): { soft: bigint; hard: bigint } {
 export function strdup(s: string): number {
   const p = c.strdup(Buffer.from(s + "\0"));
   if (p === null) fail("strdup");
-  return p;
+  return p as number;
 }
 
 /** Zeroed malloc'd memory of `size` bytes (for C structures). Free it with `free`. */
 export function calloc(size: number): number {
   const p = c.calloc(1, size);
   if (p === null) fail("calloc", `${size} bytes`);
-  return p;
+  return p as number;
 }
 
 export function free(address: number): void {
-  c.free(address);
+  c.free(address as Pointer);
 }
 
 export function getpid(): number {

@@ -334,12 +334,12 @@ export class Libfabric {
     let buf = new Uint8Array(64);
     const len = new BigUint64Array([BigInt(buf.length)]);
     let ret = f(ep, buf, len);
-    if (ret === -FI.ETRUNC || Number(len[0]) > buf.length) {
-      buf = new Uint8Array(Number(len[0]));
+    if (ret === -FI.ETRUNC || Number(len[0]!) > buf.length) {
+      buf = new Uint8Array(Number(len[0]!));
       ret = f(ep, buf, len);
     }
     this.check("fi_getname", ret);
-    return buf.slice(0, Number(len[0]));
+    return buf.slice(0, Number(len[0]!));
   }
 
   /** `fi_av_insert(av, addr, 1, &fi_addr, 0, NULL)`: the peer's fi_addr_t. */

@@ -1,0 +1,75 @@
+// The embedded provider for machines without libfabric: it pins with mlock, hands out unique
+// 64-bit keys and addresses by virtual address. Nothing leaves the process, but every pool
+// feature (growth, limits, statistics, keys) behaves as it does on a fabric.
+import * as libc from "../ffi/libc.ts";
+import { AllocToolsError } from "./errors.ts";
+import type { RegionProvider, Registration } from "./provider.ts";
+
+export interface HostProviderOptions {
+  /** The first key handed out (default 1). Keys are unique per provider. */
+  firstKey?: bigint;
+  /** Why the host provider is in use (set by openProvider when libfabric was not available). */
+  reason?: string;
+}
+
+export class HostProvider implements RegionProvider {
+  readonly name = "host";
+  readonly kind = "host";
+  readonly virtualAddressing = true;
+  /** Why this provider was chosen, when openProvider fell back to it. */
+  readonly reason: string | undefined;
+  private nextKey: bigint;
+  private readonly live = new Map<number, Registration>();
+  private nextHandle = 1;
+  private closed_ = false;
+
+  constructor(options: HostProviderOptions = {}) {
+    const first = options.firstKey ?? 1n;
+    if (typeof first !== "bigint" || first < 0n || first >= 1n << 64n) throw new RangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
+    this.nextKey = first;
+    this.reason = options.reason;
+  }
+
+  get closed(): boolean {
+    return this.closed_;
+  }
+
+  /** Number of live registrations. */
+  get registrations(): number {
+    return this.live.size;
+  }
+
+  register(address: number, length: number, _access: number): Registration {
+    if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
+    if (this.nextKey >= 1n << 64n) throw new AllocToolsError("KEYS_EXHAUSTED", "host provider has used every 64-bit key");
+    const [start, len] = pageSpan(address, length);
+    libc.mlock(start, len);
+    const key = this.nextKey++;
+    const reg: Registration = { address, length, handle: this.nextHandle++, localKey: key, remoteKey: key };
+    this.live.set(reg.handle, reg);
+    return reg;
+  }
+
+  deregister(registration: Registration): void {
+    if (!this.live.delete(registration.handle)) return; // already gone (closed provider)
+    const [start, len] = pageSpan(registration.address, registration.length);
+    libc.munlock(start, len);
+  }
+
+  close(): void {
+    if (this.closed_) return;
+    for (const reg of [...this.live.values()]) this.deregister(reg);
+    this.closed_ = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** The whole pages that [address, address + length) touches. */
+function pageSpan(address: number, length: number): [number, number] {
+  const page = libc.pageSize;
+  const start = Math.floor(address / page) * page;
+  return [start, Math.ceil((address + length) / page) * page - start];
+}

@@ -1,0 +1,19 @@
+// alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
+export { AllocToolsError, SystemError, FabricError, LibraryLoadError, type AllocToolsErrorCode } from "./errors.ts";
+export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
+export { Access, DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
+export { MemoryRegionTraits } from "./traits.ts";
+export { HostProvider, type HostProviderOptions } from "./host-provider.ts";
+export {
+  LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
+} from "./libfabric-provider.ts";
+export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
+export { MemoryRegion, MemoryRegionImpl, RegionFlag, type RegionOwner } from "./region.ts";
+export { MemoryRegionPointer } from "./pointer.ts";
+export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+export {
+  MemoryPool, DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions, type PoolStats, type LeakReport,
+} from "./pool.ts";
+export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
+export { libfabricStatus } from "../ffi/libfabric.ts";
+export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";

@@ -1,0 +1,263 @@
+// A RegionProvider over a real libfabric domain. It opens fabric and domain for one provider
+// (tcp, shm, verbs, efa, cxi, ...) and honours the mr_mode bits that provider returns.
+import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric } from "../ffi/libfabric.ts";
+import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
+import * as libc from "../ffi/libc.ts";
+import { AllocToolsError } from "./errors.ts";
+import type { RegionProvider, Registration } from "./provider.ts";
+
+export type EndpointType = "rdm" | "msg" | "dgram";
+export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
+
+const EP_TYPES: Record<EndpointType, number> = { msg: FI.EP_MSG, dgram: FI.EP_DGRAM, rdm: FI.EP_RDM };
+const THREADING: Record<Threading, number> = {
+  safe: FI.THREAD_SAFE, fid: FI.THREAD_FID, domain: FI.THREAD_DOMAIN,
+  completion: FI.THREAD_COMPLETION, endpoint: FI.THREAD_ENDPOINT,
+};
+
+/** The mr_mode bits we tell libfabric we can handle. */
+export const SUPPORTED_MR_MODE = FI.MR_LOCAL | FI.MR_VIRT_ADDR | FI.MR_ALLOCATED | FI.MR_PROV_KEY | FI.MR_ENDPOINT | FI.MR_MMU_NOTIFY;
+
+export interface LibfabricProviderOptions {
+  /** libfabric provider name: "tcp", "shm", "udp", "sockets", "verbs", "efa", "cxi", ... Default: libfabric's first choice. */
+  provider?: string;
+  /** Node (address or host name) to bind to, with FI_SOURCE. Default: none (libfabric chooses). */
+  node?: string;
+  /** Service (port) to bind to. */
+  service?: string;
+  /** Endpoint type; default "rdm". */
+  endpointType?: EndpointType;
+  /** Threading model; default "safe" (pools are shared across Workers). */
+  threading?: Threading;
+  /** mr_mode bits offered to libfabric; default SUPPORTED_MR_MODE. */
+  mrMode?: number;
+  /** First requested key where the provider takes requested keys (no FI_MR_PROV_KEY). Default 1. */
+  firstKey?: bigint;
+}
+
+/** What the opened provider is, as libfabric describes it. */
+export interface LibfabricInfo {
+  /** e.g. "tcp;ofi_rxm" */
+  readonly provider: string;
+  readonly fabric: string;
+  readonly domain: string;
+  /** The mr_mode bits the provider returned. */
+  readonly mrMode: number;
+  /** Their names, e.g. ["FI_MR_VIRT_ADDR"]. */
+  readonly mrModeNames: readonly string[];
+  /** mr_key_size in bytes. */
+  readonly keySize: number;
+  readonly threading: Threading | number;
+  readonly endpointType: EndpointType | number;
+  readonly caps: bigint;
+  /** The libfabric library version, "1.17". */
+  readonly version: string;
+}
+
+export class LibfabricProvider implements RegionProvider {
+  readonly kind = "libfabric";
+  readonly info: LibfabricInfo;
+  readonly virtualAddressing: boolean;
+  /** Whether the provider supplies keys (FI_MR_PROV_KEY); otherwise we request unique ones. */
+  readonly providerKeys: boolean;
+  /** Whether registrations must be bound to an endpoint (FI_MR_ENDPOINT). */
+  readonly endpointBound: boolean;
+  /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
+  readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
+  private readonly fi: Libfabric;
+  private nextKey: bigint;
+  private readonly keyLimit: bigint;
+  private readonly live = new Map<number, Registration>();
+  /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
+  private endpoint = 0;
+  private readonly children = new Set<{ close(): void }>();
+  private closed_ = false;
+
+  private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions) {
+    this.fi = fi;
+    this.handles = { info, fabric, domain };
+    this.info = describe(fi, info);
+    const mode = this.info.mrMode;
+    this.virtualAddressing = (mode & FI.MR_VIRT_ADDR) !== 0;
+    this.providerKeys = (mode & FI.MR_PROV_KEY) !== 0;
+    this.endpointBound = (mode & FI.MR_ENDPOINT) !== 0;
+    this.nextKey = options.firstKey ?? 1n;
+    const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
+    this.keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+  }
+
+  /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
+  static open(options: LibfabricProviderOptions = {}): LibfabricProvider {
+    checkOptions(options);
+    const fi = libfabric();
+    const hints = fi.allocInfo();
+    let info = 0;
+    let fabric = 0;
+    let domain = 0;
+    try {
+      writeHints(hints, options);
+      const list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+      // Keep the first match only: a private copy we can free on close.
+      info = list;
+      const next = readPtr(list, L.fi_info.next);
+      if (next !== 0) {
+        nativeView(list, 8).setBigUint64(L.fi_info.next, 0n, true);
+        fi.freeInfo(next);
+      }
+      const mode = readI32(readPtr(info, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode);
+      if (mode & FI.MR_RAW) {
+        throw new AllocToolsError("NOT_SUPPORTED", `provider ${readProvName(info)} needs FI_MR_RAW keys (wider than 64 bits), which alloctools does not support`);
+      }
+      fabric = fi.fabric(info);
+      domain = fi.domain(fabric, info);
+      return new LibfabricProvider(fi, info, fabric, domain, options);
+    } catch (e) {
+      if (domain) fi.close(domain, "domain");
+      if (fabric) fi.close(fabric, "fabric");
+      fi.freeInfo(info);
+      throw e;
+    } finally {
+      fi.freeInfo(hints);
+    }
+  }
+
+  get name(): string {
+    return this.info.provider;
+  }
+
+  get closed(): boolean {
+    return this.closed_;
+  }
+
+  /** Live registrations on this domain. */
+  get registrations(): number {
+    return this.live.size;
+  }
+
+  register(address: number, length: number, access: number): Registration {
+    if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    let requested = 0n;
+    if (!this.providerKeys) {
+      if (this.nextKey >= this.keyLimit) {
+        throw new AllocToolsError("KEYS_EXHAUSTED", `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
+      }
+      requested = this.nextKey++;
+    }
+    const fi = this.fi;
+    const mr = fi.mrReg(this.handles.domain, address, length, access, 0n, requested, 0);
+    try {
+      if (this.endpointBound && this.endpoint !== 0) this.bindToEndpoint(mr);
+    } catch (e) {
+      fi.close(mr, "mr");
+      throw e;
+    }
+    const reg: Registration = { address, length, handle: mr, localKey: fi.mrDesc(mr), remoteKey: fi.mrKey(mr) };
+    this.live.set(mr, reg);
+    return reg;
+  }
+
+  deregister(registration: Registration): void {
+    if (!this.live.delete(registration.handle)) return; // closed with the provider already
+    this.fi.close(registration.handle, "mr");
+  }
+
+  /**
+   * FI_MR_ENDPOINT: binds every registration, present and future, to `ep` and enables it.
+   * Called by Endpoint; harmless where the provider does not need it.
+   */
+  attachEndpoint(ep: number): void {
+    if (!this.endpointBound) return;
+    if (this.endpoint !== 0 && this.endpoint !== ep) {
+      throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
+    }
+    this.endpoint = ep;
+    for (const reg of this.live.values()) this.bindToEndpoint(reg.handle);
+  }
+
+  /** Objects opened on this domain (endpoints) that must close before it. */
+  adopt(child: { close(): void }): void {
+    this.children.add(child);
+  }
+  disown(child: { close(): void }): void {
+    this.children.delete(child);
+  }
+
+  private bindToEndpoint(mr: number): void {
+    this.fi.bind(mr, this.endpoint, 0, "fi_mr_bind");
+    this.fi.enable(mr, "fi_mr_enable");
+  }
+
+  /** Closes children first: endpoints, then registrations, then domain, fabric and info. Idempotent. */
+  close(): void {
+    if (this.closed_) return;
+    this.closed_ = true;
+    const errors: unknown[] = [];
+    const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    for (const child of [...this.children]) attempt(() => child.close());
+    this.children.clear();
+    for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
+    this.live.clear();
+    attempt(() => this.fi.close(this.handles.domain, "domain"));
+    attempt(() => this.fi.close(this.handles.fabric, "fabric"));
+    this.fi.freeInfo(this.handles.info);
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** libfabric's own description of the opened fi_info (fi_tostr). */
+  describe(): string {
+    return this.fi.infoToString(this.handles.info);
+  }
+}
+
+function checkOptions(o: LibfabricProviderOptions): void {
+  if (typeof o !== "object" || o === null) throw new TypeError("options must be an object");
+  for (const k of ["provider", "node", "service"] as const) {
+    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new TypeError(`${k} must be a non-empty string`);
+  }
+  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new TypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
+  if (o.threading !== undefined && !(o.threading in THREADING)) throw new TypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
+  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new TypeError("mrMode must be a non-negative integer");
+  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new TypeError("firstKey must be a 64-bit bigint");
+}
+
+function writeHints(hints: number, o: LibfabricProviderOptions): void {
+  nativeView(hints, 16).setBigUint64(L.fi_info.caps, FI.MSG | FI.RMA, true);
+  // Ask for the context modes we can satisfy: none. Endpoint passes per-operation contexts itself.
+  nativeView(readPtr(hints, L.fi_info.ep_attr), 4).setInt32(L.fi_ep_attr.type, EP_TYPES[o.endpointType ?? "rdm"], true);
+  const dom = nativeView(readPtr(hints, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode + 4);
+  dom.setInt32(L.fi_domain_attr.threading, THREADING[o.threading ?? "safe"], true);
+  dom.setInt32(L.fi_domain_attr.mr_mode, o.mrMode ?? SUPPORTED_MR_MODE, true);
+  if (o.provider !== undefined) {
+    // fi_freeinfo frees prov_name, so it must be malloc'd.
+    nativeView(readPtr(hints, L.fi_info.fabric_attr), 24).setBigUint64(L.fi_fabric_attr.prov_name, BigInt(libc.strdup(o.provider)), true);
+  }
+}
+
+function readProvName(info: number): string {
+  return readCString(readPtr(readPtr(info, L.fi_info.fabric_attr), L.fi_fabric_attr.prov_name)) ?? "?";
+}
+
+function describe(fi: Libfabric, info: number): LibfabricInfo {
+  const dom = readPtr(info, L.fi_info.domain_attr);
+  const fab = readPtr(info, L.fi_info.fabric_attr);
+  const ep = readPtr(info, L.fi_info.ep_attr);
+  const mrMode = readI32(dom, L.fi_domain_attr.mr_mode);
+  const threading = readI32(dom, L.fi_domain_attr.threading);
+  const epType = readI32(ep, L.fi_ep_attr.type);
+  return {
+    provider: readProvName(info),
+    fabric: readCString(readPtr(fab, L.fi_fabric_attr.name)) ?? "",
+    domain: readCString(readPtr(dom, L.fi_domain_attr.name)) ?? "",
+    mrMode,
+    mrModeNames: MR_MODE_NAMES.filter(([bit]) => (mrMode & bit) !== 0).map(([, n]) => n),
+    keySize: Number(readU64(dom, L.fi_domain_attr.mr_key_size)),
+    threading: (Object.keys(THREADING) as Threading[]).find((k) => THREADING[k] === threading) ?? threading,
+    endpointType: (Object.keys(EP_TYPES) as EndpointType[]).find((k) => EP_TYPES[k] === epType) ?? epType,
+    caps: readU64(info, L.fi_info.caps),
+    version: fi.versionString,
+  };
+}

@@ -1,0 +1,55 @@
+// openProvider: libfabric when it loads, the embedded host provider otherwise, and it says which.
+import { libfabricStatus } from "../ffi/libfabric.ts";
+import { HostProvider } from "./host-provider.ts";
+import { LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
+import type { RegionProvider } from "./provider.ts";
+
+export interface OpenProviderOptions extends LibfabricProviderOptions {
+  /**
+   * "host" for the embedded provider, a libfabric provider name ("tcp", "shm", ...) for that one
+   * and nothing else, or undefined for libfabric's first choice with a fall-back to the host.
+   * Default: $ALLOCTOOLS_PROVIDER, else undefined.
+   */
+  provider?: string;
+}
+
+export interface OpenedProvider {
+  readonly provider: RegionProvider;
+  /** One line saying which provider is in use and, for a fall-back, why. */
+  readonly description: string;
+}
+
+/** Opens a provider and says which; see OpenProviderOptions.provider for the rules. */
+export function openProvider(options: OpenProviderOptions = {}): RegionProvider {
+  return openProviderDescribed(options).provider;
+}
+
+/** openProvider, with a one-line description of what was chosen. */
+export function openProviderDescribed(options: OpenProviderOptions = {}): OpenedProvider {
+  const name = options.provider ?? envProvider();
+  if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
+  if (name !== undefined) {
+    // Asked for by name: never fall back.
+    const p = LibfabricProvider.open({ ...options, provider: name });
+    return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
+  }
+  const status = libfabricStatus();
+  if (!status.available) {
+    const reason = `libfabric not available: ${status.reason}`;
+    return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
+  }
+  try {
+    const p = LibfabricProvider.open(options);
+    return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
+  } catch (e) {
+    const reason = `no usable libfabric provider: ${(e as Error).message}`;
+    return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
+  }
+}
+
+function envProvider(): string | undefined {
+  const v = process.env.ALLOCTOOLS_PROVIDER;
+  if (v === undefined || v === "") return undefined;
+  if (!/^[A-Za-z0-9_;.-]+$/.test(v)) throw new TypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(v)}`);
+  return v;
+}

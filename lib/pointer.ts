@@ -1,0 +1,82 @@
+// The fancy pointer: behaves like an address (`+p`, `${p}`) and carries the region's keys, so
+// RMA code can hand a peer both where to go and the key to get in.
+import type { MemoryRegionImpl } from "./region.ts";
+
+export class MemoryRegionPointer {
+  /** The null pointer: no region, address 0. */
+  static readonly NULL: MemoryRegionPointer = new MemoryRegionPointer(null, 0);
+
+  /** The region pointed into, null for the null pointer. */
+  readonly region: MemoryRegionImpl | null;
+  /** Bytes from the region's start. */
+  readonly offset: number;
+  /** The address pointed at. */
+  readonly address: number;
+
+  constructor(region: MemoryRegionImpl | null, offset: number) {
+    this.region = region;
+    this.offset = offset;
+    this.address = region === null ? 0 : region.address + offset;
+  }
+
+  get isNull(): boolean {
+    return this.region === null;
+  }
+
+  /** A pointer `n` bytes further; it may point one past the end, never outside the region. */
+  add(n: number): MemoryRegionPointer {
+    const r = this.region;
+    const offset = this.offset + n;
+    if (r === null || !Number.isInteger(n) || offset < 0 || offset > r.size) this.refuseMove(n);
+    return new MemoryRegionPointer(r, offset);
+  }
+
+  /** Same region and offset. */
+  equals(other: MemoryRegionPointer | null | undefined): boolean {
+    return other != null && other.region === this.region && other.offset === this.offset;
+  }
+
+  get localKey(): bigint {
+    return this.live().localKey;
+  }
+  get remoteKey(): bigint {
+    return this.live().remoteKey;
+  }
+  /** The region's remote address plus this pointer's offset. */
+  get remoteAddress(): bigint {
+    return this.live().remoteAddress + BigInt(this.offset);
+  }
+
+  /** Bytes left from here to the end of the region. */
+  get remaining(): number {
+    return this.region === null ? 0 : this.region.size - this.offset;
+  }
+
+  /** A zero-copy view of `length` bytes from here (default: to the region's end). */
+  view(length: number = this.remaining): Uint8Array {
+    const r = this.live();
+    if (!Number.isInteger(length) || length < 0 || length > r.size - this.offset) {
+      throw new RangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+    }
+    return r.view.subarray(this.offset, this.offset + length);
+  }
+
+  /** `+p` and `p + 0` give the address; `${p}` gives `0x…`. */
+  [Symbol.toPrimitive](hint: string): number | string {
+    return hint === "string" ? `0x${this.address.toString(16)}` : this.address;
+  }
+
+  toString(): string {
+    return `0x${this.address.toString(16)}`;
+  }
+
+  private live(): MemoryRegionImpl {
+    if (this.region === null) throw new TypeError("null MemoryRegionPointer has no region");
+    return this.region;
+  }
+
+  private refuseMove(n: number): never {
+    if (this.region === null) throw new TypeError("cannot move a null MemoryRegionPointer");
+    throw new RangeError(`pointer moved by ${n} would leave its region (offset ${this.offset}, size ${this.region.size})`);
+  }
+}
