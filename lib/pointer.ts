@@ -1,19 +1,19 @@
 // The fancy pointer: behaves like an address (`+p`, `${p}`) and carries the region's keys, so
 // RMA code can hand a peer both where to go and the key to get in.
-import type { MemoryRegionImpl } from "./region.ts";
+import type { MemoryRegion } from "./region.ts";
 
 export class MemoryRegionPointer {
   /** The null pointer: no region, address 0. */
   static readonly NULL: MemoryRegionPointer = new MemoryRegionPointer(null, 0);
 
   /** The region pointed into, null for the null pointer. */
-  readonly region: MemoryRegionImpl | null;
+  readonly region: MemoryRegion | null;
   /** Bytes from the region's start. */
   readonly offset: number;
   /** The address pointed at. */
   readonly address: number;
 
-  constructor(region: MemoryRegionImpl | null, offset: number) {
+  constructor(region: MemoryRegion | null, offset: number) {
     this.region = region;
     this.offset = offset;
     this.address = region === null ? 0 : region.address + offset;
@@ -70,7 +70,7 @@ export class MemoryRegionPointer {
     return `0x${this.address.toString(16)}`;
   }
 
-  private live(): MemoryRegionImpl {
+  private live(): MemoryRegion {
     if (this.region === null) throw new TypeError("null MemoryRegionPointer has no region");
     return this.region;
   }

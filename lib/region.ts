@@ -40,6 +40,7 @@ export abstract class MemoryRegion {
   abstract readonly view: Uint8Array;
   /** Bytes of a message in the region; settable, at most `size`. */
   abstract messageLength: number;
+  /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
 
   get isUser(): boolean {

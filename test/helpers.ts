@@ -1,0 +1,75 @@
+// Shared test helpers: the libfabric gate (skip with a reason, or fail when it is required),
+// the providers every core test runs against, and a reader of the process's locked memory.
+import { describe, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { libfabricStatus } from "../ffi/libfabric.ts";
+import { HostProvider, LibfabricProvider, type RegionProvider } from "../lib/index.ts";
+
+export const fabric = libfabricStatus();
+/** CI sets ALLOCTOOLS_REQUIRE_LIBFABRIC=1: libfabric tests must run, not skip. */
+export const REQUIRE_LIBFABRIC = process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1";
+
+const warned = new Set<string>();
+
+/**
+ * describe() for tests that need libfabric: runs them when it loads, skips them with the reason
+ * printed when it does not, and fails instead of skipping under ALLOCTOOLS_REQUIRE_LIBFABRIC=1.
+ */
+export function describeFabric(name: string, body: () => void): void {
+  if (fabric.available) {
+    describe(name, body);
+  } else if (REQUIRE_LIBFABRIC) {
+    describe(name, () => {
+      test("libfabric is required (ALLOCTOOLS_REQUIRE_LIBFABRIC=1)", () => {
+        throw new Error(`libfabric is required but not available: ${fabric.reason}`);
+      });
+    });
+  } else {
+    if (!warned.has(fabric.reason)) {
+      warned.add(fabric.reason);
+      console.warn(`[alloctools] skipping libfabric tests: ${fabric.reason}`);
+    }
+    console.warn(`[alloctools] skipped: ${name}`);
+    describe.skip(name, body);
+  }
+}
+
+/** Kilobytes of locked memory of this process (VmLck in /proc/self/status). */
+export function vmLckKiB(): number {
+  const m = /VmLck:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  if (!m?.[1]) throw new Error("no VmLck in /proc/self/status");
+  return Number(m[1]);
+}
+
+/** The providers core tests run against: the host provider always, libfabric tcp and shm. */
+export interface ProviderCase {
+  readonly label: string;
+  readonly needsFabric: boolean;
+  open(options?: { firstKey?: bigint }): RegionProvider;
+}
+
+export const PROVIDER_CASES: readonly ProviderCase[] = [
+  { label: "host", needsFabric: false, open: (o) => new HostProvider(o) },
+  { label: "tcp", needsFabric: true, open: (o) => LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1", ...o }) },
+  { label: "shm", needsFabric: true, open: (o) => LibfabricProvider.open({ provider: "shm", ...o }) },
+];
+
+/** describe() per provider case, gated on libfabric where the case needs it. */
+export function describeEachProvider(name: string, body: (c: ProviderCase) => void): void {
+  for (const c of PROVIDER_CASES) {
+    const title = `${name} [${c.label}]`;
+    if (c.needsFabric) describeFabric(title, () => body(c));
+    else describe(title, () => body(c));
+  }
+}
+
+/** Runs a TypeScript snippet in a fresh Bun process; returns its exit code and output. */
+export function runBun(code: string, env: Record<string, string | undefined> = {}, args: string[] = []) {
+  const r = Bun.spawnSync([process.execPath, "-e", code, ...args], {
+    env: { ...process.env, ...env } as Record<string, string>,
+    cwd: `${import.meta.dir}/..`,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { exitCode: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
