@@ -7,7 +7,13 @@ import { HostProvider, LibfabricProvider, type RegionProvider } from "../lib/ind
 
 export const fabric = libfabricStatus();
 /** CI sets ALLOCTOOLS_REQUIRE_LIBFABRIC=1: libfabric tests must run, not skip. */
-export const REQUIRE_LIBFABRIC = process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1";
+export const REQUIRE_LIBFABRIC = parseRequire(process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC);
+
+function parseRequire(v: string | undefined): boolean {
+  if (v === undefined || v === "" || v === "0") return false;
+  if (v === "1") return true;
+  throw new Error(`ALLOCTOOLS_REQUIRE_LIBFABRIC must be 1 or 0, got ${JSON.stringify(v)}`);
+}
 
 const warned = new Set<string>();
 
