@@ -19,9 +19,19 @@ export interface OpenedProvider {
   readonly description: string;
 }
 
-/** Opens a provider and says which; see OpenProviderOptions.provider for the rules. */
+let warnedFallback = false;
+
+/**
+ * Opens a provider; see OpenProviderOptions.provider for the rules. A fall-back to the host
+ * provider is said once per process as a process warning (`AllocToolsFallback`).
+ */
 export function openProvider(options: OpenProviderOptions = {}): RegionProvider {
-  return openProviderDescribed(options).provider;
+  const opened = openProviderDescribed(options);
+  if (opened.provider.kind === "host" && (opened.provider as HostProvider).reason !== undefined && !warnedFallback) {
+    warnedFallback = true;
+    process.emitWarning(`alloctools: using the ${opened.description}`, "AllocToolsFallback");
+  }
+  return opened.provider;
 }
 
 /** openProvider, with a one-line description of what was chosen. */

@@ -65,6 +65,20 @@ describe("openProvider", () => {
     expect(out.reason).toContain("apt-get install libfabric1");
   });
 
+  test("openProvider() says so (a process warning) when it falls back", () => {
+    const r = runBun(`
+      import { openProvider } from "./lib/index.ts";
+      const warnings = [];
+      process.on("warning", (w) => warnings.push(w.name + ": " + w.message));
+      const p = openProvider();
+      await Bun.sleep(5);
+      console.log(JSON.stringify({ kind: p.kind, warnings }));
+    `, { ALLOCTOOLS_LIBFABRIC_PATH: "/nonexistent/libfabric.so.1", ALLOCTOOLS_PROVIDER: "" });
+    const out = JSON.parse(r.stdout);
+    expect(out.kind).toBe("host");
+    expect(out.warnings.join("\n")).toContain("AllocToolsFallback: alloctools: using the host provider (libfabric not available");
+  });
+
   test("a provider asked for by name never falls back", () => {
     const r = runBun(`
       import { openProvider } from "./lib/index.ts";
