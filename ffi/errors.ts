@@ -41,7 +41,8 @@ export class SystemError extends Error {
 
 /** A libfabric call returned a negative code. `errno` is its absolute value. */
 export class FabricError extends Error {
-  override readonly name = "FabricError";
+  // string, not the literal: subclasses (RmaError, RmaTimeoutError) name themselves.
+  override readonly name: string = "FabricError";
   /** The libfabric function that failed, e.g. `fi_mr_reg`. */
   readonly function: string;
   /** The positive error number (`-ret`), e.g. 266 for FI_ENOKEY. */

@@ -74,7 +74,7 @@ export const FI_MAX_LIBRARY_MAJOR = 2;
 /** Constants from rdma/fabric.h, fi_domain.h, fi_endpoint.h, fi_eq.h, fi_errno.h. */
 export const FI = {
   // access flags (u64, all below 2^32)
-  READ: 0x100, WRITE: 0x200, RECV: 0x400, SEND: 0x800, REMOTE_READ: 0x1000, REMOTE_WRITE: 0x2000,
+  READ: 0x100, WRITE: 0x200, RECV: 0x400, SEND: 0x800, TRANSMIT: 0x800, REMOTE_READ: 0x1000, REMOTE_WRITE: 0x2000,
   // capabilities (bit 47 and up need BigInt)
   MSG: 0x2n, RMA: 0x4n, HMEM: 1n << 47n,
   // getinfo flags
@@ -97,7 +97,7 @@ export const FI = {
   TYPE_INFO: 0, // fi_tostr type
   CLASS_MR: 7,
   // errors (positive)
-  EAGAIN: 11, EAVAIL: 259, ENOKEY: 266, ETRUNC: 265, ENOSYS: 38, ENODATA: 61, ECANCELED: 125, EACCES: 13,
+  EAGAIN: 11, EAVAIL: 259, ENOKEY: 266, ETRUNC: 265, ENOSYS: 38, ENODATA: 61, ECANCELED: 125, EACCES: 13, ETIMEDOUT: 110,
 } as const;
 
 /** Names of the mr_mode bits, for printing. */

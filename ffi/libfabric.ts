@@ -201,6 +201,13 @@ export class Libfabric {
     return p;
   }
 
+  /** `fi_dupinfo(info)`: a private copy of one fi_info (and its attributes), to free with `freeInfo`. */
+  dupInfo(info: number): number {
+    const p = (this.sym.fi_dupinfo(info as Pointer) as number | null) ?? 0;
+    if (p === 0) throw new FabricError("fi_dupinfo", 12, this.strerror(12));
+    return p;
+  }
+
   /** `fi_getinfo`: the list of matching fi_info, to free with `freeInfo`. */
   getInfo(hints: number, node: string | null, service: string | null, flags: bigint): number {
     const nodeC = node === null ? null : Buffer.from(node + "\0");

@@ -11,6 +11,7 @@ export type AllocToolsErrorCode =
   | "KEYS_EXHAUSTED"     // the provider's key space is used up
   | "HUGE_PAGES"         // huge pages were required but the system has none free
   | "PROVIDER_CLOSED"    // the provider was closed
+  | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
   | "NOT_SUPPORTED";     // the provider needs something this library does not do
 
 /** A state or limit error of the pool, its regions or its providers. */

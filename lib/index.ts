@@ -10,6 +10,9 @@ export {
 export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
 export { MemoryRegion, MemoryRegionImpl, RegionFlag, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
+export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
+export { Endpoint, type EndpointOptions, type PeerAddress, type LocalMemory } from "./endpoint.ts";
+export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rma-errors.ts";
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 export {
   MemoryPool, DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions, type PoolStats, type LeakReport,

@@ -174,6 +174,11 @@ export class LibfabricProvider implements RegionProvider {
     for (const reg of this.live.values()) this.bindToEndpoint(reg.handle);
   }
 
+  /** The endpoint `ep` is closing: registrations made from now on are not bound to it. */
+  detachEndpoint(ep: number): void {
+    if (this.endpoint === ep) this.endpoint = 0;
+  }
+
   /** Objects opened on this domain (endpoints) that must close before it. */
   adopt(child: { close(): void }): void {
     this.children.add(child);

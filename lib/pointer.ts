@@ -1,6 +1,7 @@
 // The fancy pointer: behaves like an address (`+p`, `${p}`) and carries the region's keys, so
 // RMA code can hand a peer both where to go and the key to get in.
 import type { MemoryRegion } from "./region.ts";
+import { RemoteRegion } from "./remote-region.ts";
 
 export class MemoryRegionPointer {
   /** The null pointer: no region, address 0. */
@@ -45,6 +46,15 @@ export class MemoryRegionPointer {
   /** The region's remote address plus this pointer's offset. */
   get remoteAddress(): bigint {
     return this.live().remoteAddress + BigInt(this.offset);
+  }
+
+  /** What a peer needs to read or write `length` bytes from here (default: to the region's end). */
+  remote(length: number = this.remaining): RemoteRegion {
+    const r = this.live();
+    if (!Number.isSafeInteger(length) || length < 0 || length > r.size - this.offset) {
+      throw new RangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+    }
+    return new RemoteRegion(r.remoteAddress + BigInt(this.offset), r.remoteKey, length);
   }
 
   /** Bytes left from here to the end of the region. */

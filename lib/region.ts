@@ -3,6 +3,7 @@
 // and again, so a get allocates nothing.
 import { AllocToolsError } from "./errors.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
+import { RemoteRegion } from "./remote-region.ts";
 import type { Registration } from "./provider.ts";
 
 /** Region flags (the original's BLOCK_USER / BLOCK_TEMP / BLOCK_PARTIAL). */
@@ -42,6 +43,11 @@ export abstract class MemoryRegion {
   abstract messageLength: number;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
+
+  /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
+  remote(): RemoteRegion {
+    return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size);
+  }
 
   get isUser(): boolean {
     return (this.flags & RegionFlag.USER) !== 0;

@@ -1,0 +1,53 @@
+// Errors of RMA operations. Both are FabricErrors, so code that already handles libfabric failures
+// handles these; the subclasses say what the operation was and why it ended.
+import { FabricError } from "../ffi/errors.ts";
+
+export type RmaKind = "read" | "write";
+
+/** What an RMA operation was, for error messages and for code that retries. */
+export interface RmaOperation {
+  readonly kind: RmaKind;
+  readonly length: number;
+  /** Remote address and key as posted. */
+  readonly remoteAddress: bigint;
+  readonly key: bigint;
+}
+
+/**
+ * An RMA operation ended with an error completion (fi_cq_read gave -FI_EAVAIL; fi_cq_readerr said
+ * why). `errno` is the entry's `err`, `providerErrno` its `prov_errno`, and `providerMessage` the
+ * provider's own text from fi_cq_strerror.
+ */
+export class RmaError extends FabricError {
+  override readonly name: string = "RmaError";
+  readonly operation: RmaOperation;
+  readonly providerErrno: number;
+  readonly providerMessage: string;
+
+  constructor(operation: RmaOperation, errno: number, description: string, providerErrno: number, providerMessage: string) {
+    super(`fi_${operation.kind}`, errno, description,
+      `${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}; provider: ${providerMessage} (prov_errno ${providerErrno})`);
+    this.operation = operation;
+    this.providerErrno = providerErrno;
+    this.providerMessage = providerMessage;
+  }
+}
+
+/**
+ * An RMA operation did not complete within its timeout (errno ETIMEDOUT). Some providers never
+ * complete an operation with a bad key (udp;ofi_rxd), or lose it with the connection: this is what
+ * the caller sees instead of a hang. The operation may still be posted: do not reuse its local
+ * memory for another transfer until the endpoint is closed.
+ */
+export class RmaTimeoutError extends FabricError {
+  override readonly name: string = "RmaTimeoutError";
+  readonly operation: RmaOperation;
+  readonly timeoutMs: number;
+
+  constructor(operation: RmaOperation, timeoutMs: number) {
+    super(`fi_${operation.kind}`, 110, "Operation timed out",
+      `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}`);
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
+  }
+}
