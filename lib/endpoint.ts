@@ -39,6 +39,18 @@ export interface EndpointOptions {
   timeoutMs?: number;
 }
 
+/** Counters since the endpoint opened. */
+export interface EndpointStats {
+  /** Operations accepted by the provider. */
+  readonly posted: number;
+  /** Posts answered with -FI_EAGAIN and queued for another try. */
+  readonly retried: number;
+  readonly completed: number;
+  /** Error completions and refused posts. */
+  readonly failed: number;
+  readonly timedOut: number;
+}
+
 /** Where the data of an RMA operation comes from or goes to, locally. */
 export type LocalMemory = MemoryRegion | MemoryRegionPointer;
 
@@ -86,6 +98,7 @@ export class Endpoint implements Progressable, Disposable {
   private readonly peers = new Set<bigint>();
   private nextId = 1;
   private closed_ = false;
+  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0 };
   private interval = -1;
   /** Completion entries, read as 32-bit words: op_context's low half is the id. */
   private readonly cqBuf = new Uint8Array(CQ_BATCH * CQ_ENTRY);
@@ -145,6 +158,10 @@ export class Endpoint implements Progressable, Disposable {
   /** Operations posted (or waiting to be) and not yet completed. */
   get pendingCount(): number {
     return this.pending.size + this.queued.length;
+  }
+
+  stats(): EndpointStats {
+    return { ...this.counts };
   }
 
   /** The interval asked for with startProgress(), -1 when not progressing in the background. */
@@ -296,10 +313,15 @@ export class Endpoint implements Progressable, Disposable {
     const fn = op.kind === "write" ? this.ops.write : this.ops.read;
     const ret = Number(fn(this.ep, op.local, op.length, op.desc, op.peer, op.remoteAddress, op.key, op.id));
     if (ret === 0) {
+      this.counts.posted++;
       this.pending.set(op.id, op);
       return true;
     }
-    if (ret === -FI.EAGAIN) return false;
+    if (ret === -FI.EAGAIN) {
+      this.counts.retried++;
+      return false;
+    }
+    this.counts.failed++;
     op.reject(new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
       `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${op.key}`));
     return true;
@@ -329,7 +351,10 @@ export class Endpoint implements Progressable, Disposable {
       if (n > 0) {
         for (let i = 0; i < n; i++) {
           const op = this.takeOp(this.cqWords[(i * CQ_ENTRY) / 4]!);
-          op?.resolve();
+          if (op !== undefined) {
+            this.counts.completed++;
+            op.resolve();
+          }
         }
         total += n;
         if (n < CQ_BATCH) return total;
@@ -359,6 +384,7 @@ export class Endpoint implements Progressable, Disposable {
     const err = Math.abs(dv.getInt32(L.fi_cq_err_entry.err, true));
     const provErrno = dv.getInt32(L.fi_cq_err_entry.prov_errno, true);
     const errData = Number(dv.getBigUint64(L.fi_cq_err_entry.err_data, true));
+    this.counts.failed++;
     const text = readCString(Number(this.ops.cqStrError(this.cq, provErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
     op.reject(new RmaError(op, err, this.fi.strerror(err), provErrno, text));
   }
@@ -374,11 +400,13 @@ export class Endpoint implements Progressable, Disposable {
     for (const op of this.pending.values()) {
       if (op.deadline <= now) {
         this.pending.delete(op.id);
+        this.counts.timedOut++;
         op.reject(new RmaTimeoutError(op, this.timeoutMs));
       }
     }
     while (this.queued.length > 0 && this.queued[0]!.deadline <= now) {
       const op = this.queued.shift()!;
+      this.counts.timedOut++;
       op.reject(new RmaTimeoutError(op, this.timeoutMs));
     }
   }

@@ -11,7 +11,7 @@ export { openProvider, openProviderDescribed, type OpenProviderOptions, type Ope
 export { MemoryRegion, MemoryRegionImpl, RegionFlag, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
-export { Endpoint, type EndpointOptions, type PeerAddress, type LocalMemory } from "./endpoint.ts";
+export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";
 export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rma-errors.ts";
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 export {
