@@ -1,0 +1,47 @@
+// Two "hosts": network namespaces made for this run and joined by a veth pair (10.231.0.1 and
+// 10.231.0.2, inside the namespaces only), one agent in each, over tcp, udp and sockets. shm needs
+// one host and is covered by the other files. Needs root and iproute2; CI runs as root.
+import { afterAll, beforeAll, describe, test } from "bun:test";
+import { describeFabric } from "../helpers.ts";
+import { AgentProcess, NamespacePair } from "./peers.ts";
+import { twoPeerTests } from "./two-peers.ts";
+
+const CASES = [
+  { provider: "tcp", badKey: "RmaError" },
+  { provider: "udp", badKey: "RmaTimeoutError" },
+  { provider: "sockets", badKey: "RmaError" },
+] as const;
+
+const unavailable = NamespacePair.unavailable();
+const required = process.env.ALLOCTOOLS_REQUIRE_NETNS === "1";
+
+if (unavailable && !required) {
+  console.warn(`[alloctools] skipping RMA between namespaces: ${unavailable}`);
+  describe.skip("RMA between two network namespaces", () => { test("needs root and ip", () => {}); });
+} else {
+  describeFabric("RMA between two network namespaces", () => {
+    const pair = new NamespacePair();
+    beforeAll(() => {
+      if (unavailable) throw new Error(`ALLOCTOOLS_REQUIRE_NETNS=1 but: ${unavailable}`);
+      pair.destroy(); // left over from a crashed run with the same pid
+      pair.create();
+    });
+    afterAll(() => pair.destroy());
+
+    for (const c of CASES) {
+      describe(c.provider, () => {
+        twoPeerTests({
+          badKey: c.badKey,
+          start: async () => {
+            const args = ["--provider", c.provider, "--timeout", "1500"];
+            const [a, b] = await Promise.all([
+              AgentProcess.start([...args, "--node", pair.addressA], pair.a),
+              AgentProcess.start([...args, "--node", pair.addressB], pair.b),
+            ]);
+            return { a, b };
+          },
+        });
+      });
+    }
+  });
+}
