@@ -200,7 +200,7 @@ console.log(`machine: ${host.description}`);
 if (fabric.available) {
   console.log(`libfabric: ${fabric.version} (${fabric.path})`);
 } else {
-  console.log(`libfabric: not available (${fabric.reason})`);
+  console.log(`libfabric: ${fabric.reason}`);
   console.log("=> running on the built-in host provider only (mlock'd memory, 64-bit keys); libfabric rows are skipped");
   if (process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1") {
     console.error("bench: ALLOCTOOLS_REQUIRE_LIBFABRIC=1 but libfabric is not available");
@@ -239,7 +239,7 @@ if (options.quick) shortenBenchmarks(30e6);
 const report = await run({ filter: options.filter ?? /.*/, colors: undefined });
 const benchRows: {
   suite: string; name: string; p50: number; p99: number; avg: number; min: number; max: number;
-  p75: number; p999: number; ticks: number; error?: string;
+  p75: number; p999: number; ticks: number; rssBytesPerIter?: number; error?: string;
 }[] = [];
 for (const trial of report.benchmarks) {
   for (const r of trial.runs) {
@@ -247,7 +247,11 @@ for (const trial of report.benchmarks) {
     if (r.stats) {
       const s = r.stats;
       results.set(r.name, { p50: s.p50, p99: s.p99, avg: s.avg, min: s.min, max: s.max, ticks: s.ticks });
-      benchRows.push({ suite, name: r.name, p50: s.p50, p99: s.p99, avg: s.avg, min: s.min, max: s.max, p75: s.p75, p999: s.p999, ticks: s.ticks });
+      // mitata's heap figure is the change in resident memory per iteration (coarse); see the JIT figures for cells.
+      benchRows.push({
+        suite, name: r.name, p50: s.p50, p99: s.p99, avg: s.avg, min: s.min, max: s.max, p75: s.p75, p999: s.p999, ticks: s.ticks,
+        ...(s.heap ? { rssBytesPerIter: s.heap.avg } : {}),
+      });
     } else {
       const message = r.error instanceof Error ? r.error.message : String((r.error as { message?: string })?.message ?? r.error);
       benchRows.push({ suite, name: r.name, p50: NaN, p99: NaN, avg: NaN, min: NaN, max: NaN, p75: NaN, p999: NaN, ticks: 0, error: message });
@@ -308,6 +312,7 @@ if (options.json) {
     command: `bun run bench${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(" ")}` : ""}`,
     durationSeconds: seconds,
     machine: host,
+    git: gitState(),
     runtime: { bun: Bun.version, bunRevision: Bun.revision, mitata: mitataVersion(), mitataClock: report.context.cpu },
     libfabric: fabric,
     providers,
@@ -320,6 +325,19 @@ if (options.json) {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${JSON.stringify(doc, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`);
   console.log(`JSON written to ${path}`);
+}
+
+/** The commit measured, and whether the library's sources differ from it. */
+function gitState(): { commit: string | null; libraryDirty: boolean | null } {
+  const git = (args: string[]) => {
+    try {
+      const r = Bun.spawnSync(["git", ...args], { cwd: resolve(import.meta.dir, ".."), stdout: "pipe", stderr: "ignore" });
+      return r.exitCode === 0 ? r.stdout.toString().trim() : null;
+    } catch { return null; }
+  };
+  const commit = git(["rev-parse", "HEAD"]);
+  const status = git(["status", "--porcelain", "--", "lib", "ffi"]);
+  return { commit, libraryDirty: status === null ? null : status.length > 0 };
 }
 
 function mitataVersion(): string {

@@ -11,6 +11,8 @@ export interface TierShare {
   dfg: number;
   baseline: number;
   llint: number;
+  /** Functions sampled as inlined into an optimized caller (so they need no code of their own). */
+  inlined: string[];
 }
 
 /** Runs `op` in a loop for `ms` milliseconds under the sampling profiler; tiers of the top JS frame. */
@@ -22,15 +24,17 @@ export function tierShare(op: () => void, ms: number): TierShare {
   loop(); // warm: let the loop itself reach the optimizing tiers before it is sampled
   const traces = profile(loop, 100).stackTraces.traces;
   const count: Record<string, number> = {};
+  const inlined = new Set<string>();
   let js = 0;
   for (const t of traces) {
+    for (const f of t.frames) if (f.inliner && f.name) inlined.add(`${f.name} in ${f.inliner.name || "(anonymous)"} (${f.inliner.category})`);
     const top = t.frames.find((f) => f.sourceID !== 4294967295); // skip native frames (the clock)
     if (!top) continue;
     js++;
     count[top.category] = (count[top.category] ?? 0) + 1;
   }
   const share = (k: string) => (js === 0 ? 0 : (count[k] ?? 0) / js);
-  return { samples: js, ftl: share("FTL"), dfg: share("DFG"), baseline: share("Baseline"), llint: share("LLInt") };
+  return { samples: js, ftl: share("FTL"), dfg: share("DFG"), baseline: share("Baseline"), llint: share("LLInt"), inlined: [...inlined].sort() };
 }
 
 /** numberOfDFGCompiles and reoptimizationRetryCount of a function (1 and 0 is the healthy pair). */

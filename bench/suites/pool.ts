@@ -43,6 +43,7 @@ export const names = {
   allocatorSmall: "allocator allocate+deallocate Float64Array×8",
   allocatorPage: "allocator allocate+deallocate Uint8Array×4096",
   pointerAdd: "pointer add(8)",
+  pointerAddress: "pointer .address + 8 (no pointer object)",
   pointerNumber: "pointer +p (toPrimitive number)",
   pointerString: "pointer `${p}` (toPrimitive string)",
 };
@@ -198,6 +199,13 @@ function registerAllocatorAndPointer(host: RegionProvider): void {
       yield () => do_not_optimize(p.add(8));
       pool.close();
     });
+    // For scale: address arithmetic without a new pointer object.
+    bench(names.pointerAddress, function* () {
+      const pool = new MemoryPool(host, onlyClass(4096, 1));
+      const p = pool.getRegion(4096).pointer(0);
+      yield () => do_not_optimize(p.address + 8);
+      pool.close();
+    });
     bench(names.pointerNumber, function* () {
       const pool = new MemoryPool(host, onlyClass(4096, 1));
       const p = pool.getRegion(4096).pointer(16);
@@ -236,7 +244,8 @@ function checkHotPath(ctx: BenchContext): void {
       const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
       ctx.record({
         suite: SUITE, name: `JIT tier: ${name}`, value: (t.ftl + t.dfg) * 100, unit: "% samples in DFG/FTL",
-        note: `FTL ${pct(t.ftl)}, DFG ${pct(t.dfg)}, Baseline ${pct(t.baseline)}, LLInt ${pct(t.llint)} of ${t.samples} samples`,
+        note: `FTL ${pct(t.ftl)}, DFG ${pct(t.dfg)}, Baseline ${pct(t.baseline)}, LLInt ${pct(t.llint)} of ${t.samples} samples` +
+          (t.inlined.length > 0 ? `; inlined: ${t.inlined.join(", ")}` : ""),
       });
     }
     const a = cellsPerOp(op);
@@ -257,7 +266,7 @@ function checkHotPath(ctx: BenchContext): void {
     const c = compiles(f);
     ctx.record({
       suite: SUITE, name: `numberOfDFGCompiles ${name}`, value: c.dfgCompiles, unit: "",
-      note: `${c.dfgCompiles >= 1 ? "optimized (DFG/FTL code)" : "not optimized"}; reoptimizationRetryCount ${c.reoptimizations}`,
+      note: `${c.dfgCompiles >= 1 ? "has DFG/FTL code of its own" : "no optimized code of its own: it runs inlined into optimized callers (see the JIT tier figures)"}; reoptimizationRetryCount ${c.reoptimizations}`,
     });
   }
   pool.close();
