@@ -182,12 +182,17 @@ export class Endpoint implements Progressable, Disposable {
    * Writes `length` bytes from `source` to the start of `target` on `peer`. Resolves once the data
    * is in the target's memory (FI_DELIVERY_COMPLETE). Use `target.subregion(offset, length)` to
    * write elsewhere in a remote region.
+   *
+   * Throws synchronously, having posted nothing, when the request is refused: RangeError (out of
+   * the local or remote bounds, bad length, unknown peer), TypeError, or AllocToolsError (closed
+   * endpoint, released or foreign region). The promise rejects for what happens after posting:
+   * RmaError (error completion), RmaTimeoutError, FabricError, AllocToolsError ENDPOINT_CLOSED.
    */
   write(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.start("write", source, length, peer, target);
   }
 
-  /** Reads `length` bytes from the start of `target` on `peer` into `destination`. */
+  /** Reads `length` bytes from the start of `target` on `peer` into `destination`; errors as for write(). */
   read(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.start("read", destination, length, peer, target);
   }

@@ -25,7 +25,7 @@ const pool = new MemoryPool(provider, RMA_POOL);
 const local: MemoryRegion = pool.getRegion(RMA_POOL.huge.chunkSize); // first of the block: source/sink
 const exposed: MemoryRegion = pool.getRegion(RMA_POOL.huge.chunkSize); // second: what peers touch
 const ep = new Endpoint(provider, { timeoutMs: Number(arg("timeout") ?? 5000) });
-ep.startProgress(Number(arg("interval") ?? 0));
+ep.startProgress(Number(arg("interval") ?? 1)); // the library default: a light 1 ms poll
 exposed.view.fill(SENTINEL);
 
 const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
