@@ -112,6 +112,9 @@ export class Endpoint implements Progressable, Disposable {
   constructor(provider: LibfabricProvider, options: EndpointOptions = {}) {
     const o = checkOptions(options);
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
+    if (provider.info.endpointType !== "rdm") {
+      throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a provider opened with endpointType "rdm", not ${String(provider.info.endpointType)}`);
+    }
     this.provider = provider;
     this.timeoutMs = o.timeoutMs;
     const fi = (this.fi = libfabric());

@@ -279,4 +279,13 @@ describeFabric("RMA endpoint basics", () => {
     }
     expect(() => new Endpoint(provider)).toThrow(AllocToolsError);
   });
+
+  test("a provider opened for another endpoint type is refused", () => {
+    const msg = LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1", endpointType: "msg" });
+    try {
+      expect(() => new Endpoint(msg)).toThrow(/endpointType "rdm"/);
+    } finally {
+      msg.close();
+    }
+  });
 });
