@@ -137,6 +137,7 @@ export class Endpoint implements Progressable, Disposable {
       fi.enable(ep);
       provider.attachEndpoint(ep);
       this.name = fi.getName(ep);
+      this.ops = fi.rmaOps(ep, cq); // resolved once: no CFunction is made per operation
     } catch (e) {
       // Children before parents; the endpoint is the child of both queue and vector.
       if (ep) try { provider.detachEndpoint(ep); fi.close(ep, "endpoint"); } catch { /* already failing */ }
@@ -149,7 +150,6 @@ export class Endpoint implements Progressable, Disposable {
     this.ep = ep;
     this.cq = cq;
     this.av = av;
-    this.ops = fi.rmaOps(ep, cq);
     provider.adopt(this);
     progressEngine.add(this);
   }
