@@ -1,7 +1,8 @@
-// `bun bench/chart.ts [in.json] [out.svg]` (defaults docs/bench.json, docs/bench.svg)
+// `bun bench/chart.ts [--markdown] [in.json] [out.svg]` (defaults docs/bench.json, docs/bench.svg)
 // Draws the JSON of `bun run bench --json` as an SVG bar chart: p50 ns per operation, pool
 // against raw registration for every ratio-table cell, on a log scale, plus the baselines for
-// scale, with the machine it was measured on in the heading.
+// scale, with the machine it was measured on in the heading. --markdown also prints the README's
+// results tables from the same JSON.
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 
@@ -21,8 +22,11 @@ interface Report {
 }
 
 const root = resolve(import.meta.dir, "..");
-const input = resolve(process.argv[2] ?? `${root}/docs/bench.json`);
-const output = resolve(process.argv[3] ?? `${root}/docs/bench.svg`);
+const args = process.argv.slice(2);
+const markdown = args.includes("--markdown");
+const paths = args.filter((a) => a !== "--markdown");
+const input = resolve(paths[0] ?? `${root}/docs/bench.json`);
+const output = resolve(paths[1] ?? `${root}/docs/bench.svg`);
 const report = JSON.parse(readFileSync(input, "utf8")) as Report;
 
 const COLORS = { pool: "#2b6cb0", raw: "#dd6b20", scale: "#718096", grid: "#e2e8f0", text: "#1a202c", muted: "#4a5568" };
@@ -154,3 +158,23 @@ ${parts.join("\n")}
 `;
 writeFileSync(output, svg);
 console.log(`chart written to ${output} (${report.comparisons.length} comparisons, ${scale.length} scale bars)`);
+
+if (markdown) console.log(`\n${markdownTables(report)}`);
+
+/** The README's tables: every ratio cell, then the other hot operations and baselines. */
+function markdownTables(r: Report): string {
+  const out: string[] = [];
+  out.push("| provider (raw = what a registration costs there) | size | pool get+release p50 | raw p50 | raw / pool |");
+  out.push("|---|---|--:|--:|--:|");
+  const columns = [...new Set(r.comparisons.map((c) => c.column))];
+  const byColumn = [...r.comparisons].sort((a, b) => columns.indexOf(a.column) - columns.indexOf(b.column));
+  for (const c of byColumn) {
+    if (c.baselineP50 === null || c.candidateP50 === null || c.ratio === null) continue;
+    const ratio = c.ratio >= 100 ? `**${Math.round(c.ratio).toLocaleString("en-US")}×**` : c.ratio >= 1 ? `**${c.ratio.toFixed(1)}×**` : `${c.ratio.toPrecision(2)}×`;
+    out.push(`| ${c.column} | ${c.row} | ${formatNs(c.candidateP50)} | ${formatNs(c.baselineP50)} | ${ratio} |`);
+  }
+  const others = r.benchmarks.filter((b) => b.p50 !== null && (b.suite === "baselines" || /^(allocator|pointer)/.test(b.name)));
+  out.push("", "| operation | p50 | p99 |", "|---|--:|--:|");
+  for (const b of others) out.push(`| ${b.name.replace(/\|/g, "\\|").replace(/`/g, "\\`")} | ${formatNs(b.p50!)} | ${b.p99 === null ? "-" : formatNs(b.p99)} |`);
+  return out.join("\n");
+}
