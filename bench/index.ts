@@ -236,7 +236,9 @@ for (const p of providers) console.log(`provider [${p.suite}] ${p.label}: ${p.de
 console.log("");
 
 if (options.quick) shortenBenchmarks(30e6);
-const report = await run({ filter: options.filter ?? /.*/, colors: undefined });
+// Colours only on a terminal (CI logs and redirected output stay plain), as NO_COLOR/FORCE_COLOR say.
+const colors = process.env.FORCE_COLOR ? true : process.env.NO_COLOR ? false : Boolean(process.stdout.isTTY);
+const report = await run({ filter: options.filter ?? /.*/, colors });
 const benchRows: {
   suite: string; name: string; p50: number; p99: number; avg: number; min: number; max: number;
   p75: number; p999: number; ticks: number; rssBytesPerIter?: number; error?: string;
