@@ -3,6 +3,7 @@
 // feature (growth, limits, statistics, keys) behaves as it does on a fabric.
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
+import { SharedKeyCounter } from "./key-counter.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 export interface HostProviderOptions {
@@ -18,7 +19,8 @@ export class HostProvider implements RegionProvider {
   readonly virtualAddressing = true;
   /** Why this provider was chosen, when openProvider fell back to it. */
   readonly reason: string | undefined;
-  private nextKey: bigint;
+  /** @internal Keys come from shared memory: pools shared with Workers register from them too. */
+  readonly keys: SharedKeyCounter;
   private readonly live = new Map<number, Registration>();
   private nextHandle = 1;
   private closed_ = false;
@@ -26,7 +28,7 @@ export class HostProvider implements RegionProvider {
   constructor(options: HostProviderOptions = {}) {
     const first = options.firstKey ?? 1n;
     if (typeof first !== "bigint" || first < 0n || first >= 1n << 64n) throw new RangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
-    this.nextKey = first;
+    this.keys = new SharedKeyCounter(first);
     this.reason = options.reason;
   }
 
@@ -41,10 +43,15 @@ export class HostProvider implements RegionProvider {
 
   register(address: number, length: number, _access: number): Registration {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
-    if (this.nextKey >= 1n << 64n) throw new AllocToolsError("KEYS_EXHAUSTED", "host provider has used every 64-bit key");
     const [start, len] = pageSpan(address, length);
     libc.mlock(start, len);
-    const key = this.nextKey++;
+    let key: bigint;
+    try {
+      key = this.keys.take(1n << 64n, "host provider has used every 64-bit key");
+    } catch (e) {
+      libc.munlock(start, len);
+      throw e;
+    }
     const reg: Registration = { address, length, handle: this.nextHandle++, localKey: key, remoteKey: key };
     this.live.set(reg.handle, reg);
     return reg;
@@ -60,6 +67,7 @@ export class HostProvider implements RegionProvider {
     if (this.closed_) return;
     for (const reg of [...this.live.values()]) this.deregister(reg);
     this.closed_ = true;
+    this.keys.markClosed();
   }
 
   [Symbol.dispose](): void {
@@ -68,7 +76,7 @@ export class HostProvider implements RegionProvider {
 }
 
 /** The whole pages that [address, address + length) touches. */
-function pageSpan(address: number, length: number): [number, number] {
+export function pageSpan(address: number, length: number): [number, number] {
   const page = libc.pageSize;
   const start = Math.floor(address / page) * page;
   return [start, Math.ceil((address + length) / page) * page - start];

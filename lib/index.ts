@@ -16,7 +16,9 @@ export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rm
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 export {
   MemoryPool, DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions, type PoolStats, type LeakReport,
+  type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
+export type { SharedAudit } from "./shared-pool-state.ts";
 export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";

@@ -4,6 +4,7 @@ import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Lib
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
+import { SharedKeyCounter } from "./key-counter.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 export type EndpointType = "rdm" | "msg" | "dgram";
@@ -65,8 +66,10 @@ export class LibfabricProvider implements RegionProvider {
   /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
   readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
   private readonly fi: Libfabric;
-  private nextKey: bigint;
-  private readonly keyLimit: bigint;
+  /** @internal Requested keys, in shared memory: pools shared with Workers register from them too. */
+  readonly keys: SharedKeyCounter;
+  /** @internal One past the largest requested key the domain takes. */
+  readonly keyLimit: bigint;
   private readonly live = new Map<number, Registration>();
   /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
   private endpoint = 0;
@@ -81,7 +84,7 @@ export class LibfabricProvider implements RegionProvider {
     this.virtualAddressing = (mode & FI.MR_VIRT_ADDR) !== 0;
     this.providerKeys = (mode & FI.MR_PROV_KEY) !== 0;
     this.endpointBound = (mode & FI.MR_ENDPOINT) !== 0;
-    this.nextKey = options.firstKey ?? 1n;
+    this.keys = new SharedKeyCounter(options.firstKey ?? 1n);
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
     this.keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
   }
@@ -138,10 +141,7 @@ export class LibfabricProvider implements RegionProvider {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     let requested = 0n;
     if (!this.providerKeys) {
-      if (this.nextKey >= this.keyLimit) {
-        throw new AllocToolsError("KEYS_EXHAUSTED", `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
-      }
-      requested = this.nextKey++;
+      requested = this.keys.take(this.keyLimit, `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
     }
     const fi = this.fi;
     const mr = fi.mrReg(this.handles.domain, address, length, access, 0n, requested, 0);
@@ -179,6 +179,11 @@ export class LibfabricProvider implements RegionProvider {
     if (this.endpoint === ep) this.endpoint = 0;
   }
 
+  /** @internal The endpoint registrations are bound to (FI_MR_ENDPOINT), 0 for none. */
+  get boundEndpoint(): number {
+    return this.endpoint;
+  }
+
   /** Objects opened on this domain (endpoints) that must close before it. */
   adopt(child: { close(): void }): void {
     this.children.add(child);
@@ -196,6 +201,7 @@ export class LibfabricProvider implements RegionProvider {
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
+    this.keys.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     for (const child of [...this.children]) attempt(() => child.close());

@@ -1,11 +1,16 @@
 // The memory pool: four size-class stacks of pre-registered regions. A get pops a region that is
 // already registered, so the hot path is a few field reads and no system call. Stacks grow a block
 // at a time (one registration per block); requests above the huge class get temporary regions.
-import { ptr } from "bun:ffi";
+import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
+import * as libc from "../ffi/libc.ts";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
 import { AllocToolsError } from "./errors.ts";
 import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
 import { MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionOwner } from "./region.ts";
+import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./shared-provider.ts";
+import {
+  BOOK_GETS, BOOK_GROWTHS, BOOK_MISSES, BOOK_RELEASES, H_CLOSED, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
+} from "./shared-pool-state.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
 
@@ -16,6 +21,12 @@ export interface MemoryPoolStackOptions {
   initialCount?: number;
   /** Regions added per growth (one block, one registration). Default: initialCount, at least 1. */
   growCount?: number;
+  /**
+   * Most regions this stack may hold once the pool is shared with Workers (it sizes the shared
+   * tables; an unshared pool ignores it). Default: what maxPinnedBytes allows when it is set, else
+   * 64 × max(initialCount, growCount).
+   */
+  maxRegions?: number;
 }
 
 export interface MemoryPoolOptions {
@@ -37,12 +48,20 @@ export interface MemoryPoolOptions {
  * Defaults: 3.75 MiB pinned in all, inside the 8 MiB RLIMIT_MEMLOCK that unprivileged users
  * commonly have, with room for growth and temporary regions.
  */
-export const DEFAULT_STACKS: Readonly<Record<SizeClass, Required<MemoryPoolStackOptions>>> = {
+export const DEFAULT_STACKS: Readonly<Record<SizeClass, Required<Omit<MemoryPoolStackOptions, "maxRegions">>>> = {
   small: { chunkSize: 1024, initialCount: 256, growCount: 256 },
   medium: { chunkSize: 16 * 1024, initialCount: 32, growCount: 32 },
   large: { chunkSize: 64 * 1024, initialCount: 16, growCount: 16 },
   huge: { chunkSize: 1024 * 1024, initialCount: 2, growCount: 2 },
 };
+
+/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth. Capped at 2^20. */
+function defaultMaxRegions(chunkSize: number, initialCount: number, growCount: number, maxPinnedBytes: number | undefined): number {
+  const stride = Math.ceil(chunkSize / 64) * 64;
+  const byPins = typeof maxPinnedBytes === "number" && Number.isFinite(maxPinnedBytes) && maxPinnedBytes > 0
+    ? Math.floor(maxPinnedBytes / stride) : 64 * Math.max(initialCount, growCount, 1);
+  return Math.max(1, initialCount, Math.min(byPins, 1 << 20));
+}
 
 export interface PoolStats {
   readonly provider: string;
@@ -65,6 +84,31 @@ export interface PoolStats {
   readonly peakPinnedBytes: number;
   readonly maxPinnedBytes: number;
   readonly stacks: Readonly<Record<SizeClass, StackStats>>;
+}
+
+/** Options of the first `share()` (later calls return the same shared pool). */
+export interface ShareOptions {
+  /** How many pools (owner included) may attach over the pool's life. Default 64. */
+  maxWorkers?: number;
+  /**
+   * Free regions each Worker keeps per size class in front of the shared stack: gets and releases
+   * of a hot region stay off the shared head. 0 turns the cache off. Default 16.
+   */
+  cacheSize?: number;
+}
+
+/** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
+export interface SharedPoolHandle {
+  readonly kind: "alloctools.MemoryPool";
+  readonly buffer: SharedArrayBuffer;
+  readonly layout: SharedLayoutSpec;
+  readonly provider: SharedProviderHandle;
+  readonly options: {
+    readonly maxPinnedBytes: number;
+    readonly access: number;
+    readonly hugePages: HugePages;
+    readonly debug: boolean;
+  };
 }
 
 /** What close() found still out. */
@@ -95,6 +139,12 @@ const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedByte
   process.emitWarning(`alloctools: a MemoryPool was garbage-collected without close(); freed ${bytes} pinned bytes`, "AllocToolsLeak");
 });
 
+const EMPTY_I32 = new Int32Array(0);
+const EMPTY_F64 = new Float64Array(0);
+
+/** Set by MemoryPool.attach for the one constructor call it makes. */
+let attaching: { handle: SharedPoolHandle; state: SharedPoolState } | null = null;
+
 export class MemoryPool implements RegionOwner, Disposable {
   readonly provider: RegionProvider;
   readonly traits: MemoryRegionTraits;
@@ -106,14 +156,15 @@ export class MemoryPool implements RegionOwner, Disposable {
   readonly maxPinnedBytes: number;
   readonly debug: boolean;
   private readonly hugePages: boolean;
+  private readonly hugePagesOption: HugePages;
   // Chunk sizes as fields: routing reads them without touching the stacks.
   private readonly smallSize: number;
   private readonly mediumSize: number;
   private readonly largeSize: number;
   private readonly hugeSize: number;
   private readonly stacks: readonly MemoryPoolStack[];
-  /** Every pooled region by index. */
-  private readonly regions: MemoryRegionImpl[] = [];
+  /** Every pooled region by index; a shared pool fills it lazily (undefined: not seen here yet). */
+  private readonly regions: (MemoryRegionImpl | undefined)[] = [];
   private readonly temporaries = new Set<MemoryRegionImpl>();
   private readonly users = new Set<MemoryRegionImpl>();
   private readonly resources: PoolResources;
@@ -127,6 +178,25 @@ export class MemoryPool implements RegionOwner, Disposable {
   private temporaryGets = 0;
   private userCount = 0;
   private sideReleases = 0;
+  /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
+  private shared: SharedPoolState | null = null;
+  /** This thread's buffer over each shared block (toArrayBuffer once per block), by block index. */
+  private readonly blockBuffers: (ArrayBuffer | undefined)[] = [];
+  /** This thread's Registration object per shared block. */
+  private readonly blockRegistrations: (Registration | undefined)[] = [];
+  /** Blocks this pool mapped itself while shared; an attached pool keeps them (the owner unmaps). */
+  private readonly grownHere: MemoryBlock[] = [];
+  private handle_: SharedPoolHandle | null = null;
+  // The shared hot path's words, copied out of `shared` so a get or release reads no other object
+  // (always typed arrays, so the JIT sees one type; empty while unshared).
+  private sI32: Int32Array = EMPTY_I32;
+  private sF64: Float64Array = EMPTY_F64;
+  private sStateAt = 0;
+  private sBooksAt = 0;
+  private sCacheAt = 0;
+  private sCacheStride = 0;
+  private sCacheSize = 0;
+  private readonly attached: boolean;
 
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
@@ -140,10 +210,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.maxPinnedBytes = o.maxPinnedBytes;
     this.debug = o.debug;
     this.hugePages = o.hugePages !== false;
+    this.hugePagesOption = o.hugePages;
     this.resources = new PoolResources(this.traits);
     const make = (name: SizeClass, id: number) => {
       const s = o.stacks[name];
-      return new MemoryPoolStack(name, id, s.chunkSize, s.initialCount, s.growCount);
+      return new MemoryPoolStack(name, id, s.chunkSize, s.initialCount, s.growCount, s.maxRegions);
     };
     this.small = make("small", 0);
     this.medium = make("medium", 1);
@@ -154,6 +225,16 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.mediumSize = this.medium.chunkSize;
     this.largeSize = this.large.chunkSize;
     this.hugeSize = this.huge.chunkSize;
+    const joining = attaching;
+    attaching = null;
+    this.attached = joining !== null;
+    if (joining !== null) {
+      // An attached pool: the owner's blocks and stacks, nothing registered here yet.
+      this.bindShared(joining.state);
+      this.handle_ = joining.handle;
+      this.fillRegionTable(joining.state);
+      return;
+    }
     const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
     if (initial > this.maxPinnedBytes) {
       throw new RangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
@@ -168,7 +249,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   get closed(): boolean {
-    return this.closed_;
+    return this.closed_ || (this.shared !== null && this.shared.closed);
   }
 
   /**
@@ -182,6 +263,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       : bytes <= this.mediumSize ? this.medium
       : bytes <= this.largeSize ? this.large
       : this.huge;
+    if (this.shared !== null) return this.getShared(stack.id, bytes);
     let index = stack.pop();
     if (index < 0) index = this.grow(stack);
     const region = this.regions[index]!;
@@ -196,6 +278,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     const r = region as MemoryRegionImpl;
     if (r.owner !== this || !r.inUse || r.index < 0 || this.closed_) return this.releaseSlow(r);
     r.inUse = false;
+    if (this.shared !== null) return this.releaseShared(r);
     this.stacks[r.stackId]!.push(r.index);
   }
 
@@ -216,7 +299,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     try {
       reg = this.traits.register(address, view.byteLength);
     } catch (e) {
-      this.pinned -= view.byteLength;
+      this.addPinned(-view.byteLength);
       throw e;
     }
     this.registrationCount++;
@@ -226,11 +309,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     region.inUse = true;
     if (this.debug) region.origin = new Error("user region registered here").stack;
     this.users.add(region);
+    this.publishSide();
     return region;
   }
 
   /** Statistics, exact at the moment of the call. */
   stats(): PoolStats {
+    if (this.shared !== null) return this.sharedStats(this.shared);
     const stacks = Object.fromEntries(this.stacks.map((s) => [s.name, s.stats()])) as Record<SizeClass, StackStats>;
     let gets = this.temporaryGets + this.userCount;
     let releases = this.sideReleases;
@@ -257,10 +342,11 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   close(): LeakReport {
     if (this.closed_) return { count: 0, bytes: 0, regions: [] };
+    if (this.shared !== null) return this.attached ? this.detach(this.shared) : this.closeShared(this.shared);
     const leaks = this.leaks();
     this.closed_ = true;
     backstop.unregister(this);
-    for (const r of this.regions) r.inUse = false;
+    for (const r of this.regions) if (r !== undefined) r.inUse = false;
     for (const r of this.temporaries) r.inUse = false;
     for (const r of this.users) r.inUse = false;
     for (const s of this.stacks) s.clear();
@@ -292,6 +378,456 @@ export class MemoryPool implements RegionOwner, Disposable {
     return null;
   }
 
+  // ---- sharing across Workers ---------------------------------------------------------------------
+
+  /**
+   * Shares the pool with Workers: a structured-cloneable handle (SharedArrayBuffers and numbers)
+   * for `MemoryPool.attach` in a Worker. From the first call on, the stacks, the region states and
+   * the books live in shared memory; later calls return the same handle. Only the owner (the pool
+   * share() was first called on) closes the shared pool; once shared, the garbage-collection
+   * backstop no longer frees it, since Workers may be using the memory.
+   */
+  share(options: ShareOptions = {}): SharedPoolHandle {
+    this.assertOpen();
+    if (this.handle_ !== null) return this.handle_;
+    if (options === null || typeof options !== "object") throw new TypeError("share options must be an object");
+    const maxWorkers = options.maxWorkers ?? 64;
+    const cacheSize = options.cacheSize ?? 16;
+    if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new RangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
+    if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new RangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
+    const provider = shareProvider(this.provider);
+    const stacks = this.stacks.map((s) => {
+      const capacity = Math.max(s.maxRegions, s.regions);
+      return {
+        chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, capacity,
+        maxBlocks: s.blocks + Math.ceil((capacity - s.regions) / s.growCount),
+      };
+    });
+    const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize };
+    const sh = SharedPoolState.create(layout);
+    // The blocks so far: each one's regions follow each other in the region table.
+    let index = 0;
+    for (let b = 0; b < this.resources.blocks.length; b++) {
+      const block = this.resources.blocks[b]!;
+      const reg = this.resources.registrations[b]!;
+      const first = index;
+      const stackId = this.regions[first]!.stackId;
+      while (index < this.regions.length && this.regions[index]!.registration === reg) index++;
+      const r = sh.reserve(stackId, index - first);
+      sh.publishBlock(r.block, stackId, first, index - first, block.address, block.size, block.locked, reg);
+      sh.addStackBooks(stackId, index - first, 1, block.size);
+      this.blockBuffers[r.block] = block.view.buffer as ArrayBuffer;
+      this.blockRegistrations[r.block] = reg;
+    }
+    for (const r of this.regions) if (r?.inUse) sh.i32[sh.stateAt + r.index] = IN_USE;
+    for (const s of this.stacks) {
+      for (const i of s.entries()) sh.stacks[s.id]!.push(i); // bottom first: the top stays on top
+      const at = sh.booksAt + 4 * s.id;
+      sh.f64[at + BOOK_GETS] = s.gets;
+      sh.f64[at + BOOK_RELEASES] = s.releases;
+      sh.f64[at + BOOK_MISSES] = s.misses;
+      sh.f64[at + BOOK_GROWTHS] = s.growths;
+    }
+    sh.reservePinned(this.peakPinned, Infinity);
+    sh.reservePinned(this.pinned - this.peakPinned, Infinity);
+    this.fillRegionTable(sh);
+    backstop.unregister(this);
+    this.bindShared(sh);
+    this.publishSide();
+    this.handle_ = {
+      kind: "alloctools.MemoryPool", buffer: sh.buffer, layout, provider,
+      options: { maxPinnedBytes: this.maxPinnedBytes, access: this.traits.access, hugePages: this.hugePagesOption, debug: this.debug },
+    };
+    return this.handle_;
+  }
+
+  /**
+   * A pool over the shared pool behind `handle` (from `share()`), for use in a Worker: the same
+   * registered memory, stacks and statistics. Its regions have the same address and keys as
+   * everywhere, with this thread's own views. Temporary and user regions it makes are its own.
+   * Its close() only detaches.
+   */
+  static attach(handle: SharedPoolHandle): MemoryPool {
+    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool") {
+      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
+    }
+    const state = SharedPoolState.attach(handle.buffer, handle.layout);
+    const stacks = {} as Record<SizeClass, MemoryPoolStackOptions>;
+    handle.layout.stacks.forEach((s, k) => {
+      stacks[SIZE_CLASSES[k]!] = { chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, maxRegions: s.capacity };
+    });
+    attaching = { handle, state };
+    try {
+      return new MemoryPool(new AttachedProvider(handle.provider), { ...stacks, ...handle.options });
+    } catch (e) {
+      state.leaveSlot();
+      throw e;
+    } finally {
+      attaching = null;
+    }
+  }
+
+  /** Whether this pool was made by `MemoryPool.attach`. */
+  get isAttached(): boolean {
+    return this.attached;
+  }
+
+  /**
+   * This pool's object for pooled region `index` (`MemoryRegionImpl.index`): how a region got in
+   * another Worker is released (or used) here. Shared pools only need it across Workers.
+   */
+  region(index: number): MemoryRegion {
+    this.assertOpen();
+    const sh = this.shared;
+    const count = sh === null ? this.regions.length : sh.regionCount;
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
+    if (sh === null) return this.regions[index]!;
+    const r = this.regions[index] ?? this.materialize(sh, index);
+    r.inUse = sh.regionState(index) === IN_USE;
+    return r;
+  }
+
+  /**
+   * Where every pooled region is: on a stack, in a Worker's cache, or in use, each exactly once.
+   * Exact only while no Worker gets or releases. For tests and post-mortems.
+   */
+  audit(): SharedAudit {
+    if (this.shared !== null) return this.shared.audit();
+    const seen = new Set<number>();
+    const problems: string[] = [];
+    let onStacks = 0;
+    for (const s of this.stacks) {
+      for (const i of s.entries()) {
+        if (seen.has(i)) problems.push(`region ${i} found twice`);
+        seen.add(i);
+        onStacks++;
+      }
+    }
+    const inUse = this.regions.filter((r) => r?.inUse).length;
+    const lost = this.regions.length - onStacks - inUse;
+    if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
+    return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
+  }
+
+  /** Shared get: this Worker's cache, else the lock-free stack, else growth. Kept small to inline. */
+  private getShared(stackId: number, bytes: number): MemoryRegion {
+    const a = this.sI32;
+    if (a[H_CLOSED] !== 0) return this.refuseClosed();
+    const at = this.sCacheAt + stackId * this.sCacheStride;
+    const n = a[at]!;
+    let index: number;
+    if (n > 0) {
+      index = a[at + n]!;
+      a[at] = n - 1;
+    } else {
+      index = this.popShared(stackId);
+    }
+    // Ours alone now (popped); a plain store: only a release's CAS reads it, after a handover.
+    a[this.sStateAt + index] = IN_USE;
+    const f = this.sF64;
+    const b = this.sBooksAt + (stackId << 2);
+    f[b] = f[b]! + 1;
+    const region = this.regions[index] ?? this.materialize(this.shared!, index);
+    region.inUse = true;
+    region.length = bytes;
+    if (this.debug) region.origin = new Error("region got here").stack;
+    return region;
+  }
+
+  /** Shared release: the state word's CAS catches a double release from any Worker. */
+  private releaseShared(r: MemoryRegionImpl): void {
+    const a = this.sI32;
+    if (a[H_CLOSED] !== 0) return this.refuseClosed();
+    const index = r.index;
+    if (Atomics.compareExchange(a, this.sStateAt + index, IN_USE, 0) !== IN_USE) r.assertInUse("releaseRegion");
+    const id = r.stackId;
+    const f = this.sF64;
+    const b = this.sBooksAt + (id << 2) + BOOK_RELEASES;
+    f[b] = f[b]! + 1;
+    const at = this.sCacheAt + id * this.sCacheStride;
+    const n = a[at]!;
+    if (n < this.sCacheSize) {
+      a[at + n + 1] = index;
+      a[at] = n + 1;
+      return;
+    }
+    this.spill(this.shared!, id, at, index);
+  }
+
+  /** The cache is empty: pop the shared stack, or grow it. */
+  private popShared(stackId: number): number {
+    const sh = this.shared!;
+    const index = sh.stacks[stackId]!.pop();
+    return index >= 0 ? index : this.growShared(sh, this.stacks[stackId]!);
+  }
+
+  private refuseClosed(): never {
+    throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+  }
+
+  /** The cache is full: the older half goes to the shared stack in one CAS, `index` on top here. */
+  private spill(sh: SharedPoolState, id: number, at: number, index: number): void {
+    const stack = sh.stacks[id]!;
+    const a = sh.i32;
+    const n = a[at]!;
+    if (n === 0) return stack.push(index);
+    const half = Math.max(1, n >> 1);
+    for (let j = 1; j < half; j++) stack.link(a[at + j]!, a[at + j + 1]!);
+    stack.pushChain(a[at + 1]!, a[at + half]!);
+    for (let j = half + 1; j <= n; j++) a[at + j - half] = a[at + j]!;
+    a[at + n - half + 1] = index;
+    a[at] = n - half + 1;
+  }
+
+  /** Gives this Worker's cached regions back to the shared stacks (detach). */
+  private flushCaches(sh: SharedPoolState): void {
+    const a = sh.i32;
+    for (const s of this.stacks) {
+      const at = sh.cacheAt + s.id * sh.cacheStride;
+      const n = a[at]!;
+      if (n === 0) continue;
+      const stack = sh.stacks[s.id]!;
+      for (let j = 1; j < n; j++) stack.link(a[at + j]!, a[at + j + 1]!);
+      stack.pushChain(a[at + 1]!, a[at + n]!);
+      a[at] = 0;
+    }
+  }
+
+  /** The stack ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
+  private growShared(sh: SharedPoolState, stack: MemoryPoolStack): number {
+    const id = stack.id;
+    sh.lock(id);
+    try {
+      if (sh.closed) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+      const index = sh.stacks[id]!.pop();
+      if (index >= 0) return index; // grown (or released into) while we waited for the lock
+      const first = this.addSharedBlock(sh, stack);
+      const f = sh.f64;
+      const b = sh.booksAt + 4 * id;
+      f[b + BOOK_MISSES] = f[b + BOOK_MISSES]! + 1;
+      f[b + BOOK_GROWTHS] = f[b + BOOK_GROWTHS]! + 1;
+      return first;
+    } finally {
+      sh.unlock(id);
+    }
+  }
+
+  /**
+   * Maps, pins and registers a block from this thread, records it in the shared block table and
+   * pushes its regions but the first, which the caller gets. Under the stack's growth lock.
+   */
+  private addSharedBlock(sh: SharedPoolState, stack: MemoryPoolStack): number {
+    const id = stack.id;
+    const count = stack.growCount;
+    const [regions, blocks] = sh.stackBooks(id);
+    const room = sh.spec.stacks[id]!;
+    if (regions + count > room.capacity || blocks >= room.maxBlocks) {
+      throw new AllocToolsError("PINNED_LIMIT",
+        `the ${stack.name} stack of a shared pool holds at most ${room.capacity} regions (maxRegions); it has ${regions}`);
+    }
+    const bytes = this.blockBytes(stack, count);
+    this.reservePinned(bytes, `growing the ${stack.name} stack`);
+    let block: MemoryBlock | undefined;
+    let reg: Registration;
+    try {
+      block = this.allocator.allocate(bytes);
+      reg = this.traits.register(block.address, block.size);
+    } catch (e) {
+      block?.free();
+      this.addPinned(-bytes);
+      throw e;
+    }
+    this.addPinned(block.size - bytes);
+    const { first, block: b } = sh.reserve(id, count);
+    if (this.attached) {
+      this.grownHere.push(block); // the owner deregisters and unmaps it at close
+    } else {
+      this.resources.blocks.push(block);
+      this.resources.registrations.push(reg);
+    }
+    this.registrationCount++;
+    this.blockBuffers[b] = block.view.buffer as ArrayBuffer;
+    this.blockRegistrations[b] = reg;
+    sh.publishBlock(b, id, first, count, block.address, block.size, block.locked, reg);
+    sh.addStackBooks(id, count, 1, block.size);
+    if (count > 1) {
+      const s = sh.stacks[id]!;
+      for (let i = first + 1; i < first + count - 1; i++) s.link(i, i + 1);
+      s.pushChain(first + 1, first + count - 1);
+    }
+    this.publishSide();
+    return first;
+  }
+
+  /** This thread's object for a region first seen here: its block's view is made once per thread. */
+  private materialize(sh: SharedPoolState, index: number): MemoryRegionImpl {
+    const b = sh.blockOf(index);
+    const block = sh.block(b);
+    if (block === null) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
+    const reg = (this.blockRegistrations[b] ??= block.registration);
+    const buffer = (this.blockBuffers[b] ??= toArrayBuffer(block.address as Pointer, 0, block.size));
+    const stack = this.stacks[block.stackId]!;
+    const offset = (index - block.first) * stack.stride;
+    const address = block.address + offset;
+    const region = new MemoryRegionImpl(reg, address, stack.chunkSize, RegionFlag.PARTIAL, this.traits.remoteAddress(reg, address),
+      new Uint8Array(buffer, offset, stack.chunkSize), this, index, stack.id, null);
+    this.regions[index] = region;
+    return region;
+  }
+
+  private bindShared(sh: SharedPoolState): void {
+    this.shared = sh;
+    this.sI32 = sh.i32;
+    this.sF64 = sh.f64;
+    this.sStateAt = sh.stateAt;
+    this.sBooksAt = sh.booksAt;
+    this.sCacheAt = sh.cacheAt;
+    this.sCacheStride = sh.cacheStride;
+    this.sCacheSize = sh.cacheSize;
+  }
+
+  /** Room for every index the shared pool may hand out, so the table never turns sparse. */
+  private fillRegionTable(sh: SharedPoolState): void {
+    const total = sh.spec.stacks.reduce((n, s) => n + s.capacity, 0);
+    while (this.regions.length < total) this.regions.push(undefined);
+  }
+
+  /** This pool's side books (temporary and user regions, registrations) into its shared slot. */
+  private publishSide(): void {
+    const sh = this.shared;
+    if (sh === null) return;
+    const f = sh.f64;
+    const b = sh.booksAt;
+    f[b + SIDE.temporaryCount] = this.temporaryCount;
+    f[b + SIDE.temporaryGets] = this.temporaryGets;
+    f[b + SIDE.userCount] = this.userCount;
+    f[b + SIDE.sideReleases] = this.sideReleases;
+    f[b + SIDE.registrations] = this.registrationCount;
+    f[b + SIDE.deregistrations] = this.deregistrationCount;
+    f[b + SIDE.liveTemporaries] = this.temporaries.size;
+    f[b + SIDE.liveUsers] = this.users.size;
+  }
+
+  /** Statistics summed over every Worker's books: exact while no Worker gets or releases. */
+  private sharedStats(sh: SharedPoolState): PoolStats {
+    const stacks = {} as Record<SizeClass, StackStats>;
+    let gets = sh.sumBooks(SIDE.temporaryGets) + sh.sumBooks(SIDE.userCount);
+    let releases = sh.sumBooks(SIDE.sideReleases);
+    let misses = 0;
+    let growths = 0;
+    let inUse = sh.sumBooks(SIDE.liveTemporaries) + sh.sumBooks(SIDE.liveUsers);
+    for (const s of this.stacks) {
+      const k = 4 * s.id;
+      const g = sh.sumBooks(k + BOOK_GETS);
+      const r = sh.sumBooks(k + BOOK_RELEASES);
+      const m = sh.sumBooks(k + BOOK_MISSES);
+      const gr = sh.sumBooks(k + BOOK_GROWTHS);
+      const [regions, blocks, pinnedBytes] = sh.stackBooks(s.id);
+      stacks[s.name] = {
+        name: s.name, chunkSize: s.chunkSize, regions, free: regions - (g - r), inUse: g - r, gets: g, releases: r,
+        hits: g - m, misses: m, growths: gr, blocks, pinnedBytes, cached: sh.cached(s.id),
+      };
+      gets += g; releases += r; misses += m; growths += gr; inUse += g - r;
+    }
+    return {
+      provider: this.provider.name, gets, releases, hits: gets - misses - sh.sumBooks(SIDE.temporaryGets) - sh.sumBooks(SIDE.userCount),
+      misses, growths,
+      registrations: sh.sumBooks(SIDE.registrations), deregistrations: sh.sumBooks(SIDE.deregistrations),
+      temporaryRegions: sh.sumBooks(SIDE.temporaryCount), liveTemporaryRegions: sh.sumBooks(SIDE.liveTemporaries),
+      userRegions: sh.sumBooks(SIDE.userCount), liveUserRegions: sh.sumBooks(SIDE.liveUsers),
+      regionsInUse: inUse, pinnedBytes: sh.pinnedBytes, peakPinnedBytes: sh.peakPinnedBytes,
+      maxPinnedBytes: this.maxPinnedBytes, stacks,
+    };
+  }
+
+  /** Pooled regions in use in any Worker, then this pool's temporary and user regions. */
+  private sharedLeaks(sh: SharedPoolState, onlyHere: boolean): LeakReport {
+    const out: { size: number; kind: SizeClass | "temporary" | "user"; origin?: string }[] = [];
+    const n = sh.regionCount;
+    for (let i = 0; i < n; i++) {
+      if (sh.regionState(i) !== IN_USE) continue;
+      const mine = this.regions[i];
+      if (onlyHere && !mine?.inUse) continue;
+      const block = sh.block(sh.blockOf(i));
+      const stack = this.stacks[block?.stackId ?? 0]!;
+      out.push({ size: stack.chunkSize, kind: stack.name, origin: mine?.origin });
+    }
+    for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
+    for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
+    return { count: out.length, bytes: out.reduce((k, r) => k + r.size, 0), regions: out };
+  }
+
+  /** Deregisters this pool's temporary and user regions (they never leave the thread that made them). */
+  private dropSideRegions(): unknown {
+    let firstError: unknown;
+    for (const r of [...this.temporaries, ...this.users]) {
+      r.inUse = false;
+      this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
+      try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
+      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
+    }
+    this.deregistrationCount += this.temporaries.size + this.users.size;
+    this.temporaries.clear();
+    this.users.clear();
+    return firstError;
+  }
+
+  /**
+   * The owner closes the shared pool: no more gets anywhere, every block (whoever mapped it)
+   * deregistered and unmapped. Regions in use in any Worker are reported.
+   */
+  private closeShared(sh: SharedPoolState): LeakReport {
+    sh.markClosed();
+    // Wait out growths in flight (a block published after this would never be freed); a Worker
+    // terminated inside a growth cannot release its lock, so give up on it after a second.
+    const locked = [0, 1, 2, 3].map((id) => sh.lock(id, 1000));
+    const leaks = this.sharedLeaks(sh, false);
+    this.closed_ = true;
+    for (const r of this.regions) if (r !== undefined) r.inUse = false;
+    for (const st of sh.stacks) st.clear();
+    let firstError = this.dropSideRegions();
+    const foreign = new AttachedProvider(this.handle_!.provider);
+    let blocks = 0;
+    for (let b = 0; b < sh.blockCount; b++) {
+      const block = sh.block(b);
+      if (block === null || !sh.retireBlock(b)) continue;
+      blocks++;
+      if (block.slot === sh.slot) continue; // mapped here: resources.release() below
+      this.blockBuffers[b]?.transfer(0); // detach this thread's views first
+      try { foreign.deregister(block.registration); } catch (e) { firstError ??= e; }
+      try {
+        if (block.locked) libc.munlock(block.address, block.size);
+        libc.munmap(block.address, block.size);
+      } catch (e) { firstError ??= e; }
+    }
+    this.deregistrationCount += blocks;
+    try { this.resources.release(); } catch (e) { firstError ??= e; }
+    sh.resetPinned();
+    this.publishSide();
+    locked.forEach((got, id) => { if (got) sh.unlock(id); });
+    if (firstError !== undefined) throw firstError;
+    return leaks;
+  }
+
+  /**
+   * An attached pool's close: its cache goes back to the shared stacks, its temporary and user
+   * regions are deregistered, its views detached; the memory stays (the owner's to free).
+   * Reports what this pool got and did not give back.
+   */
+  private detach(sh: SharedPoolState): LeakReport {
+    const leaks = this.sharedLeaks(sh, true);
+    this.closed_ = true;
+    if (!sh.closed) this.flushCaches(sh);
+    for (const r of this.regions) if (r !== undefined) r.inUse = false;
+    const firstError = this.dropSideRegions();
+    for (const buffer of this.blockBuffers) buffer?.transfer(0);
+    this.publishSide();
+    sh.leaveSlot();
+    this.traits.provider.close();
+    if (firstError !== undefined) throw firstError;
+    return leaks;
+  }
+
   // ---- slow paths ---------------------------------------------------------------------------------
 
   private getSlow(bytes: number): MemoryRegion {
@@ -300,6 +836,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (bytes > this.hugeSize) return this.getTemporary(bytes);
     // A valid pooled size beyond int32 cannot happen (huge chunks are int32), so route again.
     const stack = this.stackFor(bytes)!;
+    if (this.shared !== null) return this.getShared(stack.id, bytes);
     let index = stack.pop();
     if (index < 0) index = this.grow(stack);
     const region = this.regions[index]!;
@@ -311,8 +848,23 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   private releaseSlow(r: MemoryRegionImpl): void {
     if (!(r instanceof MemoryRegionImpl)) throw new TypeError("releaseRegion takes a MemoryRegion got from a pool");
-    if (r.owner !== this) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
+    const sh = this.shared;
+    if (r.owner !== this) {
+      // Another pool object over the same shared memory (attached twice in one thread): same region.
+      const sibling = r.owner instanceof MemoryPool && sh !== null && r.index >= 0 && r.owner.shared !== null && r.owner.shared.sameAs(sh);
+      if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
+      if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+      r.inUse = false;
+      const mine = this.region(r.index) as MemoryRegionImpl;
+      mine.inUse = false;
+      return this.releaseShared(mine);
+    }
     if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+    if (sh !== null && r.index >= 0) {
+      // Got in another Worker (or this object is stale): the shared state word decides.
+      r.inUse = false;
+      return this.releaseShared(r);
+    }
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
     r.inUse = false;
@@ -320,7 +872,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     set.delete(r);
     this.sideReleases++;
     this.deregistrationCount++;
-    this.pinned -= r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size;
+    this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
+    this.publishSide();
     try {
       this.traits.deregister(r.registration);
     } finally {
@@ -338,11 +891,10 @@ export class MemoryPool implements RegionOwner, Disposable {
       reg = this.traits.register(block.address, block.size);
     } catch (e) {
       block?.free();
-      this.pinned -= size;
+      this.addPinned(-size);
       throw e;
     }
-    this.pinned += block.size - size; // rounded to huge pages
-    if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
+    this.addPinned(block.size - size); // rounded to huge pages
     this.registrationCount++;
     this.temporaryCount++;
     this.temporaryGets++;
@@ -351,6 +903,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     region.inUse = true;
     if (this.debug) region.origin = new Error("temporary region got here").stack;
     this.temporaries.add(region);
+    this.publishSide();
     return region;
   }
 
@@ -385,10 +938,10 @@ export class MemoryPool implements RegionOwner, Disposable {
       reg = this.traits.register(block.address, block.size);
     } catch (e) {
       block?.free();
-      this.pinned -= bytes;
+      this.addPinned(-bytes);
       throw e;
     }
-    this.pinned += block.size - bytes; // huge pages "try" may have fallen back to smaller pages
+    this.addPinned(block.size - bytes); // huge pages "try" may have fallen back to smaller pages
     this.resources.blocks.push(block);
     this.resources.registrations.push(reg);
     this.registrationCount++;
@@ -406,11 +959,27 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private reservePinned(bytes: number, what: string): void {
+    if (this.shared !== null) {
+      // One limit for every Worker: the count lives in shared memory.
+      if (this.shared.reservePinned(bytes, this.maxPinnedBytes)) return;
+      throw new AllocToolsError("PINNED_LIMIT",
+        `${what} needs ${bytes} more pinned bytes; ${this.shared.pinnedBytes} of maxPinnedBytes ${this.maxPinnedBytes} are in use (all Workers)`);
+    }
     if (this.pinned + bytes > this.maxPinnedBytes) {
       throw new AllocToolsError("PINNED_LIMIT",
         `${what} needs ${bytes} more pinned bytes; ${this.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
     }
     this.pinned += bytes;
+    if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
+  }
+
+  /** Pinned-bytes books: shared once the pool is shared, else this object's. */
+  private addPinned(delta: number): void {
+    if (this.shared !== null) {
+      this.shared.reservePinned(delta, Infinity);
+      return;
+    }
+    this.pinned += delta;
     if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
   }
 
@@ -420,7 +989,7 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   private leaks(): LeakReport {
     const out: { size: number; kind: SizeClass | "temporary" | "user"; origin?: string }[] = [];
-    for (const r of this.regions) if (r.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
+    for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
     for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
     return { count: out.length, bytes: out.reduce((n, r) => n + r.size, 0), regions: out };
@@ -456,7 +1025,8 @@ function checkOptions(o: MemoryPoolOptions): CheckedOptions {
     const chunkSize = given.chunkSize ?? d.chunkSize;
     const initialCount = given.initialCount ?? d.initialCount;
     const growCount = given.growCount ?? Math.max(1, given.initialCount ?? d.growCount);
-    for (const [key, v, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1]] as const) {
+    const maxRegions = given.maxRegions ?? defaultMaxRegions(chunkSize, initialCount, growCount, o.maxPinnedBytes);
+    for (const [key, v, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1], ["maxRegions", maxRegions, 1]] as const) {
       if (typeof v !== "number") throw new TypeError(`options.${name}.${key} must be a number, got ${typeof v}`);
       if (!Number.isInteger(v) || v < min || v > 0x7fff_ffff) throw new RangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${v}`);
     }
@@ -464,7 +1034,7 @@ function checkOptions(o: MemoryPoolOptions): CheckedOptions {
       throw new RangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
     }
     previous = chunkSize;
-    stacks[name] = { chunkSize, initialCount, growCount };
+    stacks[name] = { chunkSize, initialCount, growCount, maxRegions };
   }
   const maxPinnedBytes = o.maxPinnedBytes ?? Infinity;
   if (typeof maxPinnedBytes !== "number" || Number.isNaN(maxPinnedBytes) || maxPinnedBytes <= 0) {

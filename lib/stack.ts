@@ -24,6 +24,8 @@ export interface StackStats {
   /** Blocks (= registrations) this stack holds. */
   readonly blocks: number;
   readonly pinnedBytes: number;
+  /** Shared pools: free regions held in Workers' caches (counted in `free`). */
+  readonly cached?: number;
 }
 
 export class MemoryPoolStack {
@@ -34,6 +36,8 @@ export class MemoryPoolStack {
   readonly stride: number;
   readonly initialCount: number;
   readonly growCount: number;
+  /** Capacity once the pool is shared (the shared tables are sized from it). */
+  readonly maxRegions: number;
   // The stack: free[0 .. top) are free region indices, the top one is handed out next.
   private free: Int32Array;
   private top: number;
@@ -46,13 +50,14 @@ export class MemoryPoolStack {
   regions: number;
   pinnedBytes: number;
 
-  constructor(name: SizeClass, id: number, chunkSize: number, initialCount: number, growCount: number) {
+  constructor(name: SizeClass, id: number, chunkSize: number, initialCount: number, growCount: number, maxRegions: number = Infinity) {
     this.name = name;
     this.id = id;
     this.chunkSize = chunkSize;
     this.stride = Math.ceil(chunkSize / 64) * 64;
     this.initialCount = initialCount;
     this.growCount = growCount;
+    this.maxRegions = maxRegions;
     this.free = new Int32Array(Math.max(16, initialCount));
     this.top = 0;
     this.gets = 0;
@@ -86,6 +91,11 @@ export class MemoryPoolStack {
       this.free = bigger;
     }
     for (let i = count - 1; i >= 0; i--) this.free[this.top++] = first + i;
+  }
+
+  /** The free indices, bottom first (a view: copy before changing the stack). */
+  entries(): Int32Array {
+    return this.free.subarray(0, this.top);
   }
 
   /** Regions on the stack now. */
