@@ -157,7 +157,8 @@ ${parts.join("\n")}
 </svg>
 `;
 writeFileSync(output, svg);
-console.log(`chart written to ${output} (${report.comparisons.length} comparisons, ${scale.length} scale bars)`);
+// With --markdown stdout carries the tables only.
+(markdown ? console.error : console.log)(`chart written to ${output} (${report.comparisons.length} comparisons, ${scale.length} scale bars)`);
 
 if (markdown) console.log(`\n${markdownTables(report)}`);
 
