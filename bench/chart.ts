@@ -17,6 +17,7 @@ interface Report {
   command: string;
   machine: { description: string };
   runtime: { bun: string; mitata: string };
+  git?: { commit: string | null; libraryDirty: boolean | null };
   benchmarks: BenchRow[];
   comparisons: ComparisonRow[];
 }
@@ -78,7 +79,8 @@ text(16, y, "alloctools: pool getRegion+releaseRegion vs raw registration, p50 p
 y += 18;
 text(16, y, `Measured on ${report.machine.description}`, `class="sub"`);
 y += 15;
-text(16, y, `${report.date.slice(0, 16).replace("T", " ")} UTC, ${report.mode} run of \`${report.command}\`, mitata ${report.runtime.mitata}; bars are medians (p50)`, `class="sub"`);
+const commit = report.git?.commit ? ` at commit ${report.git.commit.slice(0, 7)}${report.git.libraryDirty ? " (library modified)" : ""}` : "";
+text(16, y, `${report.date.slice(0, 16).replace("T", " ")} UTC, ${report.mode} run of \`${report.command}\`${commit}, mitata ${report.runtime.mitata}; bars are medians (p50)`, `class="sub"`);
 y += 16;
 parts.push(`<rect x="16" y="${y}" width="10" height="10" fill="${COLORS.pool}"/>`);
 text(30, y + 9, "pool get+release (registered memory, no system call)", `class="sub"`);
