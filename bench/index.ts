@@ -223,15 +223,17 @@ for (const file of files) {
     }
     currentSuite = suite.name;
     suiteNames.push(suite.name);
+    const t0 = performance.now();
     const cleanup = await suite.setup(ctx);
     if (typeof cleanup === "function") cleanups.push({ suite: suite.name, fn: cleanup });
+    console.log(`suite ${suite.name} (${file}): set up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
     suiteErrors.push(`${file}: setup failed: ${(e as Error)?.stack ?? e}`);
     console.error(`bench: suite ${file} failed to set up, skipping it:\n${(e as Error)?.stack ?? e}`);
   }
 }
 currentSuite = "?";
-console.log(`suites: ${suiteNames.join(", ") || "(none)"}`);
+if (suiteNames.length === 0) console.log("no suites found in bench/suites/");
 for (const p of providers) console.log(`provider [${p.suite}] ${p.label}: ${p.description}`);
 console.log("");
 
@@ -264,7 +266,7 @@ runDone = true;
 
 // Cleanups run after the run: they may read results and record figures (JIT checks, targets).
 for (const { suite, fn } of cleanups.reverse()) {
-  try { fn(); } catch (e) {
+  try { await fn(); } catch (e) {
     suiteErrors.push(`${suite}: cleanup failed: ${(e as Error)?.stack ?? e}`);
     console.error(`bench: cleanup of ${suite} failed:\n${(e as Error)?.stack ?? e}`);
   }
