@@ -9,7 +9,7 @@ import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provid
 import { MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionOwner } from "./region.ts";
 import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./shared-provider.ts";
 import {
-  BOOK_GETS, BOOK_GROWTHS, BOOK_MISSES, BOOK_RELEASES, H_CLOSED, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
+  BOOK_GROWTHS, BOOK_MISSES, C_CLOSED, C_ENTRIES, C_GETS, C_RELEASES, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
 } from "./shared-pool-state.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
@@ -192,7 +192,8 @@ export class MemoryPool implements RegionOwner, Disposable {
   private sI32: Int32Array = EMPTY_I32;
   private sF64: Float64Array = EMPTY_F64;
   private sStateAt = 0;
-  private sBooksAt = 0;
+  private sStateMask = 0;
+  private sStateBits = 0;
   private sCacheAt = 0;
   private sCacheStride = 0;
   private sCacheSize = 0;
@@ -419,12 +420,13 @@ export class MemoryPool implements RegionOwner, Disposable {
       this.blockBuffers[r.block] = block.view.buffer as ArrayBuffer;
       this.blockRegistrations[r.block] = reg;
     }
-    for (const r of this.regions) if (r?.inUse) sh.i32[sh.stateAt + r.index] = IN_USE;
+    for (const r of this.regions) if (r?.inUse) sh.i32[sh.stateWord(r.index)] = IN_USE;
     for (const s of this.stacks) {
       for (const i of s.entries()) sh.stacks[s.id]!.push(i); // bottom first: the top stays on top
       const at = sh.booksAt + 4 * s.id;
-      sh.f64[at + BOOK_GETS] = s.gets;
-      sh.f64[at + BOOK_RELEASES] = s.releases;
+      const c = sh.cacheOf(sh.slot, s.id);
+      sh.f64[(c + C_GETS) >> 1] = s.gets;
+      sh.f64[(c + C_RELEASES) >> 1] = s.releases;
       sh.f64[at + BOOK_MISSES] = s.misses;
       sh.f64[at + BOOK_GROWTHS] = s.growths;
     }
@@ -512,21 +514,21 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** Shared get: this Worker's cache, else the lock-free stack, else growth. Kept small to inline. */
   private getShared(stackId: number, bytes: number): MemoryRegion {
     const a = this.sI32;
-    if (a[H_CLOSED] !== 0) return this.refuseClosed();
     const at = this.sCacheAt + stackId * this.sCacheStride;
+    if (a[at + C_CLOSED] !== 0) return this.refuseClosed();
     const n = a[at]!;
     let index: number;
     if (n > 0) {
-      index = a[at + n]!;
+      index = a[at + C_ENTRIES - 1 + n]!;
       a[at] = n - 1;
     } else {
       index = this.popShared(stackId);
     }
     // Ours alone now (popped); a plain store: only a release's CAS reads it, after a handover.
-    a[this.sStateAt + index] = IN_USE;
+    a[this.sStateAt + (((index & this.sStateMask) << 4) | (index >>> this.sStateBits))] = IN_USE;
     const f = this.sF64;
-    const b = this.sBooksAt + (stackId << 2);
-    f[b] = f[b]! + 1;
+    const g = (at + C_GETS) >> 1;
+    f[g] = f[g]! + 1;
     const region = this.regions[index] ?? this.materialize(this.shared!, index);
     region.inUse = true;
     region.length = bytes;
@@ -537,17 +539,18 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** Shared release: the state word's CAS catches a double release from any Worker. */
   private releaseShared(r: MemoryRegionImpl): void {
     const a = this.sI32;
-    if (a[H_CLOSED] !== 0) return this.refuseClosed();
-    const index = r.index;
-    if (Atomics.compareExchange(a, this.sStateAt + index, IN_USE, 0) !== IN_USE) r.assertInUse("releaseRegion");
     const id = r.stackId;
-    const f = this.sF64;
-    const b = this.sBooksAt + (id << 2) + BOOK_RELEASES;
-    f[b] = f[b]! + 1;
     const at = this.sCacheAt + id * this.sCacheStride;
+    if (a[at + C_CLOSED] !== 0) return this.refuseClosed();
+    const index = r.index;
+    const word = this.sStateAt + (((index & this.sStateMask) << 4) | (index >>> this.sStateBits));
+    if (Atomics.compareExchange(a, word, IN_USE, 0) !== IN_USE) r.assertInUse("releaseRegion");
+    const f = this.sF64;
+    const g = (at + C_RELEASES) >> 1;
+    f[g] = f[g]! + 1;
     const n = a[at]!;
     if (n < this.sCacheSize) {
-      a[at + n + 1] = index;
+      a[at + C_ENTRIES + n] = index;
       a[at] = n + 1;
       return;
     }
@@ -572,10 +575,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     const n = a[at]!;
     if (n === 0) return stack.push(index);
     const half = Math.max(1, n >> 1);
-    for (let j = 1; j < half; j++) stack.link(a[at + j]!, a[at + j + 1]!);
-    stack.pushChain(a[at + 1]!, a[at + half]!);
-    for (let j = half + 1; j <= n; j++) a[at + j - half] = a[at + j]!;
-    a[at + n - half + 1] = index;
+    const e = at + C_ENTRIES;
+    for (let j = 0; j < half - 1; j++) stack.link(a[e + j]!, a[e + j + 1]!);
+    stack.pushChain(a[e]!, a[e + half - 1]!);
+    for (let j = half; j < n; j++) a[e + j - half] = a[e + j]!;
+    a[e + n - half] = index;
     a[at] = n - half + 1;
   }
 
@@ -587,8 +591,9 @@ export class MemoryPool implements RegionOwner, Disposable {
       const n = a[at]!;
       if (n === 0) continue;
       const stack = sh.stacks[s.id]!;
-      for (let j = 1; j < n; j++) stack.link(a[at + j]!, a[at + j + 1]!);
-      stack.pushChain(a[at + 1]!, a[at + n]!);
+      const e = at + C_ENTRIES;
+      for (let j = 0; j < n - 1; j++) stack.link(a[e + j]!, a[e + j + 1]!);
+      stack.pushChain(a[e]!, a[e + n - 1]!);
       a[at] = 0;
     }
   }
@@ -680,7 +685,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.sI32 = sh.i32;
     this.sF64 = sh.f64;
     this.sStateAt = sh.stateAt;
-    this.sBooksAt = sh.booksAt;
+    this.sStateMask = sh.stateMask;
+    this.sStateBits = sh.stateBits;
     this.sCacheAt = sh.cacheAt;
     this.sCacheStride = sh.cacheStride;
     this.sCacheSize = sh.cacheSize;
@@ -718,8 +724,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     let inUse = sh.sumBooks(SIDE.liveTemporaries) + sh.sumBooks(SIDE.liveUsers);
     for (const s of this.stacks) {
       const k = 4 * s.id;
-      const g = sh.sumBooks(k + BOOK_GETS);
-      const r = sh.sumBooks(k + BOOK_RELEASES);
+      const g = sh.sumCacheBooks(s.id, C_GETS);
+      const r = sh.sumCacheBooks(s.id, C_RELEASES);
       const m = sh.sumBooks(k + BOOK_MISSES);
       const gr = sh.sumBooks(k + BOOK_GROWTHS);
       const [regions, blocks, pinnedBytes] = sh.stackBooks(s.id);

@@ -44,9 +44,16 @@ const H_ID = 5; // two words of random identity: clones of the buffer are differ
 
 const MAGIC = 0x616c6c6f; // "allo"
 
-// Per-Worker books (float64, written only by their Worker: plain stores, no atomics).
-export const BOOK_GETS = 0;
-export const BOOK_RELEASES = 1;
+// A Worker's cache block per stack (int32 words; one Worker writes it, with plain stores): the
+// count, a copy of the closed flag, its gets and releases as float64 (words 4 and 6), then the
+// cached indices. A get or release touches this block and the region's state word, nothing else.
+export const C_COUNT = 0;
+export const C_CLOSED = 1;
+export const C_GETS = 4;
+export const C_RELEASES = 6;
+export const C_ENTRIES = 8;
+
+// Per-Worker books off the hot path (float64, written only by their Worker: plain stores).
 export const BOOK_MISSES = 2;
 export const BOOK_GROWTHS = 3;
 /** Per-stack books take 4 words each; the side books follow. */
@@ -78,6 +85,8 @@ class Layout {
   readonly stackBooks: number;
   readonly next: number;
   readonly state: number;
+  /** State words are interleaved: 2^stateBits cache lines, region i in line i mod 2^stateBits. */
+  readonly stateBits: number;
   readonly blockOf: number;
   readonly blocks: number;
   readonly blockKeys: number;
@@ -100,15 +109,18 @@ class Layout {
     this.pinned = take(16);
     this.stackBooks = take(4 * LINE);
     this.next = take(4 * this.capacity);
-    this.state = take(4 * this.capacity);
+    // Neighbouring regions (the ones Workers are likely to hold at once) get state words on
+    // different cache lines: no false sharing between Workers cycling through their own regions.
+    this.stateBits = Math.max(0, Math.ceil(Math.log2(Math.ceil(this.capacity / 16))));
+    this.state = take(4 * 16 * (1 << this.stateBits));
     this.blockOf = take(4 * this.capacity);
     this.blocks = take(8 * BLOCK_WORDS * this.maxBlocks);
     this.blockKeys = take(16 * this.maxBlocks);
     this.blockState = take(4 * this.maxBlocks);
     this.slotBooks = take(8 * SLOT_BOOKS * spec.maxWorkers);
     this.slotFlags = take(LINE * spec.maxWorkers);
-    // Per slot, per stack: a count and cacheSize indices, padded to whole cache lines.
-    this.cacheStride = align(4 * (spec.cacheSize + 1)) / 4;
+    // Per slot, per stack: the block head and cacheSize indices, padded to whole cache lines.
+    this.cacheStride = align(4 * (C_ENTRIES + spec.cacheSize)) / 4;
     this.caches = take(4 * this.cacheStride * 4 * spec.maxWorkers);
     this.bytes = at;
   }
@@ -125,6 +137,9 @@ export class SharedPoolState {
   readonly stacks: readonly SharedStack[];
   /** Word offsets of the per-region arrays in i32. */
   readonly stateAt: number;
+  /** Word of region i's state: stateAt + ((i & stateMask) << 4 | i >>> stateBits). */
+  readonly stateMask: number;
+  readonly stateBits: number;
   readonly blockOfAt: number;
   /** This Worker's slot, its books (in f64) and caches (in i32). */
   readonly slot: number;
@@ -145,6 +160,8 @@ export class SharedPoolState {
     const bits = indexBitsFor(l.capacity);
     this.stacks = [0, 1, 2, 3].map((k) => new SharedStack(this.i32, (l.heads + k * LINE) / 4, l.next / 4, bits));
     this.stateAt = l.state / 4;
+    this.stateBits = l.stateBits;
+    this.stateMask = (1 << l.stateBits) - 1;
     this.blockOfAt = l.blockOf / 4;
     this.slot = slot;
     this.booksAt = (l.slotBooks / 8) + slot * SLOT_BOOKS;
@@ -173,12 +190,12 @@ export class SharedPoolState {
       throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     const i32 = new Int32Array(buffer);
-    if (Atomics.load(i32, H_CLOSED) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     const slot = Atomics.add(i32, H_SLOTS, 1);
     if (slot >= spec.maxWorkers) {
       Atomics.sub(i32, H_SLOTS, 1);
       throw new RangeError(`the shared pool takes ${spec.maxWorkers} attached pools (share({ maxWorkers }))`);
     }
+    if (Atomics.load(i32, H_CLOSED) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     const s = new SharedPoolState(buffer, spec, slot);
     Atomics.store(i32, s.slotFlagAt(slot), 1);
     return s;
@@ -198,8 +215,12 @@ export class SharedPoolState {
     return this.i32[H_CLOSED] !== 0;
   }
 
+  /** Closes the pool for every slot, attached or still to come (attach checks H_CLOSED after taking one). */
   markClosed(): void {
     Atomics.store(this.i32, H_CLOSED, 1);
+    for (let s = 0; s < this.spec.maxWorkers; s++) {
+      for (let id = 0; id < 4; id++) Atomics.store(this.i32, this.cacheOf(s, id) + C_CLOSED, 1);
+    }
   }
 
   // ---- growth lock (one per stack), a futex-style mutex on Atomics.wait/notify --------------------
@@ -313,7 +334,7 @@ export class SharedPoolState {
     this.u64[k + 1] = reg.remoteKey;
     for (let i = first; i < first + count; i++) {
       this.i32[this.blockOfAt + i] = block;
-      this.i32[this.stateAt + i] = FREE;
+      this.i32[this.stateWord(i)] = FREE;
     }
     Atomics.store(this.i32, this.layout.blockState / 4 + block, BLOCK_LIVE);
   }
@@ -342,8 +363,13 @@ export class SharedPoolState {
     return this.i32[this.blockOfAt + index]!;
   }
 
+  /** The i32 word holding region `index`'s state. */
+  stateWord(index: number): number {
+    return this.stateAt + (((index & this.stateMask) << 4) | (index >>> this.stateBits));
+  }
+
   regionState(index: number): number {
-    return Atomics.load(this.i32, this.stateAt + index);
+    return Atomics.load(this.i32, this.stateWord(index));
   }
 
   // ---- slots ---------------------------------------------------------------------------------------
@@ -361,7 +387,7 @@ export class SharedPoolState {
     Atomics.store(this.i32, this.slotFlagAt(this.slot), 0);
   }
 
-  /** Word offset of `slot`'s cache count for stack `id` (the indices follow it). */
+  /** Word offset of `slot`'s cache block for stack `id` (see C_COUNT .. C_ENTRIES). */
   cacheOf(slot: number, id: number): number {
     return this.layout.caches / 4 + (slot * 4 + id) * this.cacheStride;
   }
@@ -371,6 +397,13 @@ export class SharedPoolState {
     let n = 0;
     const base = this.layout.slotBooks / 8;
     for (let s = 0; s < this.slotsUsed; s++) n += this.f64[base + s * SLOT_BOOKS + word]!;
+    return n;
+  }
+
+  /** Sum over every slot of a float64 in the cache blocks of stack `id` (C_GETS or C_RELEASES). */
+  sumCacheBooks(id: number, word: number): number {
+    let n = 0;
+    for (let s = 0; s < this.slotsUsed; s++) n += this.f64[(this.cacheOf(s, id) + word) >> 1]!;
     return n;
   }
 
@@ -406,8 +439,8 @@ export class SharedPoolState {
       }
       for (let s = 0; s < this.slotsUsed; s++) {
         const at = this.cacheOf(s, id);
-        for (let j = 1; j <= this.i32[at]!; j++) {
-          const i = this.i32[at + j]!;
+        for (let j = 0; j < this.i32[at + C_COUNT]!; j++) {
+          const i = this.i32[at + C_ENTRIES + j]!;
           place(i, `cache of slot ${s}`);
           cached++;
           if (this.regionState(i) !== FREE) problems.push(`region ${i} is cached but marked in use`);
