@@ -26,7 +26,8 @@ const TEMPORARY = { label: "2 MiB", bytes: 2 * MiB } as const;
 
 export const RATIO_TABLE = "raw registration / pool get+release, by size and provider";
 
-interface Target {
+/** A provider under test and what raw registration means on it. */
+interface Subject {
   label: string;
   provider: RegionProvider;
   /** What "raw" costs on this provider, for the column heading. */
@@ -57,11 +58,11 @@ function onlyClass(bytes: number, count: number, growCount?: number): MemoryPool
   return o;
 }
 
-function openTargets(ctx: BenchContext): Target[] {
+function openSubjects(ctx: BenchContext): Subject[] {
   const host = new HostProvider();
-  const targets: Target[] = [{ label: "host", provider: host, raw: "mmap+mlock+munlock+munmap" }];
+  const subjects: Subject[] = [{ label: "host", provider: host, raw: "mmap+mlock+munlock+munmap" }];
   ctx.provider({ suite: SUITE, label: "host", description: "built-in host provider: mlock'd memory, unique 64-bit keys, virtual addressing" });
-  if (!ctx.fabric) return targets;
+  if (!ctx.fabric) return subjects;
   const wanted = [
     { label: "tcp", options: { provider: "tcp", node: "127.0.0.1" } },
     { label: "shm", options: { provider: "shm" } },
@@ -70,7 +71,7 @@ function openTargets(ctx: BenchContext): Target[] {
     try {
       const p = LibfabricProvider.open(options);
       const modes = p.info.mrModeNames.join("|") || "mr_mode 0";
-      targets.push({ label, provider: p, raw: "fi_mr_reg+fi_close" });
+      subjects.push({ label, provider: p, raw: "fi_mr_reg+fi_close" });
       ctx.provider({
         suite: SUITE, label,
         description: `libfabric ${p.info.version} provider ${p.name} (${modes}, ${p.virtualAddressing ? "virtual" : "offset"} addressing, ${p.info.keySize}-byte keys)`,
@@ -81,10 +82,10 @@ function openTargets(ctx: BenchContext): Target[] {
       ctx.provider({ suite: SUITE, label, description: `not available, skipped: ${(e as Error).message}` });
     }
   }
-  return targets;
+  return subjects;
 }
 
-function registerHeadline(ctx: BenchContext, t: Target): void {
+function registerHeadline(ctx: BenchContext, t: Subject): void {
   const blocks = new MemoryBlockAllocator();
   // One group per size, each a mitata summary: its header names provider, size and what raw means.
   for (const size of SIZES) {
@@ -150,7 +151,7 @@ function registerHeadline(ctx: BenchContext, t: Target): void {
 }
 
 /** A get that grows its stack: one block mapped, pinned and registered, and its regions made. */
-function measureGrowth(ctx: BenchContext, t: Target): void {
+function measureGrowth(ctx: BenchContext, t: Subject): void {
   const cases = [
     { cls: "small", bytes: 64, growCount: 1, reps: 100 },
     { cls: "small", bytes: 64, growCount: DEFAULT_STACKS.small.growCount, reps: 40 },
@@ -221,7 +222,7 @@ function registerAllocatorAndPointer(host: RegionProvider): void {
   });
 }
 
-/** After the run: JIT tiers, allocations and targets, recorded as figures. */
+/** After the run: JIT tiers and heap allocations of the hot paths, recorded as figures. */
 function checkHotPath(ctx: BenchContext): void {
   const host = new HostProvider();
   const pool = new MemoryPool(host, { small: { initialCount: 1 }, medium: { initialCount: 1 }, large: { initialCount: 1 }, huge: { initialCount: 1 } });
@@ -273,10 +274,10 @@ function checkHotPath(ctx: BenchContext): void {
   host.close();
 }
 
-function checkTargets(ctx: BenchContext, targets: Target[]): void {
+function checkTargets(ctx: BenchContext, subjects: Subject[]): void {
   const p50 = (name: string) => ctx.result(name)?.p50;
   const verdict = (ok: boolean | undefined, goal: string) => `target ${goal}: ${ok === undefined ? "not measured" : ok ? "met" : "MISSED"}`;
-  for (const t of targets) {
+  for (const t of subjects) {
     const pairs = SIZES.map((s) => ({ s, v: p50(names.pool(t.label, s.label)) }));
     const measured = pairs.filter((x) => x.v !== undefined) as { s: (typeof SIZES)[number]; v: number }[];
     if (measured.length === 0) continue;
@@ -317,14 +318,14 @@ function checkTargets(ctx: BenchContext, targets: Target[]): void {
 const suite: Suite = {
   name: SUITE,
   setup(ctx) {
-    const targets = openTargets(ctx);
-    for (const t of targets) registerHeadline(ctx, t);
-    registerAllocatorAndPointer(targets[0]!.provider);
-    for (const t of targets) measureGrowth(ctx, t);
+    const subjects = openSubjects(ctx);
+    for (const t of subjects) registerHeadline(ctx, t);
+    registerAllocatorAndPointer(subjects[0]!.provider);
+    for (const t of subjects) measureGrowth(ctx, t);
     return () => {
-      checkTargets(ctx, targets);
+      checkTargets(ctx, subjects);
       checkHotPath(ctx);
-      for (const t of targets) t.provider.close();
+      for (const t of subjects) t.provider.close();
     };
   },
 };
