@@ -132,6 +132,14 @@ export class NamespacePair {
     }
   }
 
+  /** Bytes received on b's end of the veth: what crossed between the "hosts". */
+  receivedByB(): number {
+    const r = spawnSync(["ip", "-n", this.b, "-j", "-s", "link", "show", "dev", this.vethB], { stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`ip link show failed: ${r.stderr.toString()}`);
+    const [link] = JSON.parse(r.stdout.toString()) as { stats64: { rx: { bytes: number } } }[];
+    return link!.stats64.rx.bytes;
+  }
+
   /** Deleting a namespace deletes its end of the veth, and with it the pair. */
   destroy(): void {
     for (const ns of [this.a, this.b]) spawnSync(["ip", "netns", "delete", ns], { stderr: "pipe" });

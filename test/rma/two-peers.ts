@@ -10,6 +10,8 @@ export interface PeerSetup {
   start(): Promise<{ a: AgentProcess; b: AgentProcess }>;
   /** What a wrong key ends as on this provider. */
   badKey: "RmaError" | "RmaTimeoutError";
+  /** Bytes that reached B over the wire so far, where there is a wire to count (veth). */
+  wireBytes?: () => number;
 }
 
 export function twoPeerTests(setup: PeerSetup): void {
@@ -36,12 +38,18 @@ export function twoPeerTests(setup: PeerSetup): void {
   });
 
   test("A's writes of 1 B to 4 MiB at odd offsets are in B's memory byte for byte, nothing around them moved", async () => {
+    const wireBefore = setup.wireBytes?.();
     for (const [i, length] of SIZES.entries()) {
       await b.request({ op: "clear" });
       const w = await a.request({ op: "write", peer, remote: b.ready.remote, offset: REMOTE_OFFSET, length, localOffset: LOCAL_OFFSET, seed: i });
       expect(w.error).toBeUndefined();
       const c = await b.request({ op: "check", offset: REMOTE_OFFSET, length, seed: i });
       expect({ length, mismatch: c.mismatch, before: c.before, after: c.after }).toEqual({ length, mismatch: -1, before: -1, after: -1 });
+    }
+    if (wireBefore !== undefined) {
+      // The bytes really crossed the link between the namespaces (headers come on top).
+      const total = SIZES.reduce((n, s) => n + s, 0);
+      expect(setup.wireBytes!() - wireBefore).toBeGreaterThanOrEqual(total);
     }
   });
 
