@@ -5,6 +5,7 @@
 // results tables from the same JSON.
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { POOL_RATIO_TABLE } from "./context.ts";
 
 interface BenchRow { suite: string; name: string; p50: number | null; p99: number | null }
 interface ComparisonRow {
@@ -29,6 +30,8 @@ const paths = args.filter((a) => a !== "--markdown");
 const input = resolve(paths[0] ?? `${root}/docs/bench.json`);
 const output = resolve(paths[1] ?? `${root}/docs/bench.svg`);
 const report = JSON.parse(readFileSync(input, "utf8")) as Report;
+// Only the pool suite's pool-vs-raw table: other suites' comparisons have other meanings.
+report.comparisons = report.comparisons.filter((c) => c.table === POOL_RATIO_TABLE);
 
 const COLORS = { pool: "#2b6cb0", raw: "#dd6b20", scale: "#718096", grid: "#e2e8f0", text: "#1a202c", muted: "#4a5568" };
 const WIDTH = 1060;

@@ -42,6 +42,9 @@ export interface ProviderUse {
   info?: Record<string, unknown>;
 }
 
+/** The headline ratio table (pool suite); bench/chart.ts draws it and prints it for the README. */
+export const POOL_RATIO_TABLE = "raw registration / pool get+release, by size and provider";
+
 export interface BenchContext {
   /** `--quick`: CI smoke run; keep custom measurements short. */
   readonly quick: boolean;

@@ -7,7 +7,7 @@ import {
   DEFAULT_ACCESS, DEFAULT_STACKS, HostProvider, LibfabricProvider, MemoryBlockAllocator, MemoryPool, MemoryPoolStack,
   MemoryRegionAllocator, MemoryRegionPointer, SIZE_CLASSES, type MemoryPoolOptions, type RegionProvider,
 } from "../../lib/index.ts";
-import type { BenchContext, Suite } from "../context.ts";
+import { POOL_RATIO_TABLE, type BenchContext, type Suite } from "../context.ts";
 import { cellsPerOp, compiles, tierShare } from "../jit.ts";
 
 const SUITE = "pool";
@@ -24,7 +24,7 @@ export const SIZES = [
 /** Above the huge class: a temporary region, registered for one use. */
 const TEMPORARY = { label: "2 MiB", bytes: 2 * MiB } as const;
 
-export const RATIO_TABLE = "raw registration / pool get+release, by size and provider";
+const RATIO_TABLE = POOL_RATIO_TABLE;
 
 /** A provider under test and what raw registration means on it. */
 interface Subject {
