@@ -12,8 +12,8 @@
 // - Every operation has a deadline (options.timeoutMs): udp;ofi_rxd never completes a write with a
 //   bad key, so a RmaTimeoutError is what the caller gets instead of a hang.
 // - Bounds are checked before anything is posted, on both sides: the local region or pointer, and
-//   the RemoteRegion. shm with FI_MR_VIRT_ADDR checks neither keys nor bounds, so this is what
-//   protects the peer's memory there.
+//   the RemoteRegion. The chunks of a pool share one registration and key, so no provider can keep
+//   a peer out of the neighbouring chunk: the RemoteRegion's length is what does.
 // - Progress: see progress.ts. progress() is one synchronous turn; startProgress() keeps a target
 //   that only exposes memory progressing.
 import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../ffi/libfabric.ts";
@@ -370,7 +370,7 @@ export class Endpoint implements Progressable, Disposable {
       }
       if (n === -FI.EAGAIN || n === 0) return total;
       if (n === -FI.EAVAIL) {
-        this.readError();
+        if (!this.readError()) return total; // announced but not there yet: next turn
         total++;
         continue;
       }
@@ -378,23 +378,25 @@ export class Endpoint implements Progressable, Disposable {
     }
   }
 
-  /** -FI_EAVAIL: one error entry; its operation fails with the provider's own words. */
-  private readError(): void {
+  /** -FI_EAVAIL: one error entry; its operation fails with the provider's own words. False if none was read. */
+  private readError(): boolean {
     this.errBuf.fill(0); // err_data_size 0: the provider lends its own err_data buffer
     const ret = Number(this.ops.cqReadErr(this.cq, this.errBuf, 0));
     if (ret < 0) {
-      if (ret === -FI.EAGAIN) return;
+      if (ret === -FI.EAGAIN) return false;
       throw new FabricError("fi_cq_readerr", -ret, this.fi.strerror(-ret));
     }
+    if (ret === 0) return false;
     const dv = this.errView;
     const op = this.takeOp(dv.getUint32(L.fi_cq_err_entry.op_context, true));
-    if (op === undefined) return; // an operation that already timed out
+    if (op === undefined) return true; // an operation that already timed out
     const err = Math.abs(dv.getInt32(L.fi_cq_err_entry.err, true));
     const provErrno = dv.getInt32(L.fi_cq_err_entry.prov_errno, true);
     const errData = Number(dv.getBigUint64(L.fi_cq_err_entry.err_data, true));
     this.counts.failed++;
     const text = readCString(Number(this.ops.cqStrError(this.cq, provErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
     op.reject(new RmaError(op, err, this.fi.strerror(err), provErrno, text));
+    return true;
   }
 
   private takeOp(id: number): Operation | undefined {
