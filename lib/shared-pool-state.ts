@@ -75,6 +75,8 @@ const B_LOCKED = 7;
 const BLOCK_WORDS = 8;
 
 const LINE = 64;
+/** How long a growth may hold its stack's lock before waiters presume its Worker dead. */
+export const GROWTH_LEASE_MS = 3000;
 const align = (n: number) => Math.ceil(n / LINE) * LINE;
 
 /** Where everything lives in the buffer (byte offsets, each on its own cache line). */
@@ -148,6 +150,8 @@ export class SharedPoolState {
   readonly cacheStride: number;
   readonly cacheSize: number;
   private readonly layout: Layout;
+  /** The tickets this thread holds, per stack. */
+  private readonly tickets = new Int32Array(4);
 
   private constructor(buffer: SharedArrayBuffer, spec: SharedLayoutSpec, slot: number) {
     this.buffer = buffer;
@@ -223,30 +227,49 @@ export class SharedPoolState {
     }
   }
 
-  // ---- growth lock (one per stack), a futex-style mutex on Atomics.wait/notify --------------------
+  // ---- growth lock (one per stack) on Atomics.wait/notify, with a lease -------------------------------
+  // The lock word holds a fresh ticket per acquisition (0: free). A Worker terminated inside a
+  // growth never unlocks, so a waiter that sees the same ticket for GROWTH_LEASE_MS takes the lock
+  // over; growth (mmap, mlock, register one block) takes micro- to milliseconds.
 
   /**
    * Takes stack `id`'s growth lock, sleeping while another Worker grows that stack. Returns false
-   * if `timeoutMs` passed first (a holder that was terminated never lets go).
+   * if `timeoutMs` passed first.
    */
   lock(id: number, timeoutMs: number = Infinity): boolean {
     const a = this.i32;
     const at = this.layout.locks / 4 + id * (LINE / 4);
-    let c = Atomics.compareExchange(a, at, 0, 1);
-    if (c === 0) return true;
-    const deadline = performance.now() + timeoutMs;
-    do {
-      // 2 = locked with sleepers: the holder must notify.
-      if (c === 2 || Atomics.compareExchange(a, at, 1, 2) !== 0) Atomics.wait(a, at, 2, 50);
-      if (performance.now() > deadline) return false;
-    } while ((c = Atomics.compareExchange(a, at, 0, 2)) !== 0);
-    return true;
+    const ticket = (Atomics.add(a, at + 1, 1) + 1) | 1; // odd: never 0
+    let seen = Atomics.compareExchange(a, at, 0, ticket);
+    if (seen === 0) return this.hold(id, ticket);
+    const start = Date.now();
+    let since = start;
+    for (;;) {
+      Atomics.wait(a, at, seen, 20);
+      const now = Date.now();
+      const c = Atomics.compareExchange(a, at, 0, ticket);
+      if (c === 0) return this.hold(id, ticket);
+      if (c !== seen) {
+        seen = c;
+        since = now;
+      } else if (now - since > GROWTH_LEASE_MS && Atomics.compareExchange(a, at, c, ticket) === c) {
+        return this.hold(id, ticket); // the holder overran its lease: presumed terminated
+      }
+      if (now - start > timeoutMs) return false;
+    }
   }
 
   unlock(id: number): void {
     const a = this.i32;
     const at = this.layout.locks / 4 + id * (LINE / 4);
-    if (Atomics.exchange(a, at, 0) === 2) Atomics.notify(a, at);
+    // Only if still ours (a lease may have passed it on); wake every waiter: they all want to pop.
+    if (Atomics.compareExchange(a, at, this.tickets[id]!, 0) === this.tickets[id]) Atomics.notify(a, at);
+    this.tickets[id] = 0;
+  }
+
+  private hold(id: number, ticket: number): true {
+    this.tickets[id] = ticket;
+    return true;
   }
 
   // ---- pinned bytes (shared, 64-bit: rare) ----------------------------------------------------------

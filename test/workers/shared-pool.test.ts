@@ -1,6 +1,6 @@
 // A pool shared across real Bun Workers: lock-free stacks under contention, nothing lost, nothing
 // handed out twice, books exact; growth, cross-Worker release, late attach, terminated Workers.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import {
   AllocToolsError, HostProvider, LibfabricProvider, MemoryPool, type MemoryPoolOptions, type RegionProvider, type SharedPoolHandle,
 } from "../../lib/index.ts";
@@ -20,6 +20,8 @@ const ONE_EACH: MemoryPoolOptions = {
   maxPinnedBytes: 6 * 1024 * KiB, // inside the 8 MiB RLIMIT_MEMLOCK, whatever the Workers do
 };
 const PAIRS = Number(process.env.ALLOCTOOLS_STRESS_PAIRS ?? 1_000_000);
+// Real Workers, 10^6 pairs each, and growth-lock leases of dead Workers (3 s): more than 5 s.
+setDefaultTimeout(60_000);
 
 type Reply = { ok: true; [k: string]: unknown } | { ok: false; error: string; code?: string };
 
@@ -93,6 +95,10 @@ function suite(label: string, open: () => RegionProvider): void {
           const s = pool.stats();
           expect(s.growths).toBeGreaterThan(0); // they started with one region per class
           expect(s.pinnedBytes).toBeLessThanOrEqual(6 * 1024 * KiB);
+          // Growth only when a stack runs dry, once per time: never more regions per class than the
+          // Workers can hold at once (3 kept + 1 just got), have in flight back to the stack (1), and
+          // keep in their caches.
+          for (const st of Object.values(s.stacks)) expect(st.regions).toBeLessThanOrEqual(workers * (3 + 1 + 1 + cacheSize));
           expect(pool.close().count).toBe(0);
         } finally {
           ws.forEach((w) => w.terminate());
@@ -208,7 +214,7 @@ function suite(label: string, open: () => RegionProvider): void {
     // is here (README, Workers); the tcp child works around it with polling VM traps.
     const r = Bun.spawnSync([process.execPath, `${import.meta.dir}/terminate-child.ts`, label], {
       env: { ...process.env, ...(label === "host" ? {} : { BUN_JSC_usePollingTraps: "1" }) },
-      stdout: "pipe", stderr: "pipe",
+      stdout: "pipe", stderr: "pipe", timeout: 50_000,
     });
     expect(r.stderr.toString()).toBe("");
     expect(r.exitCode).toBe(0);

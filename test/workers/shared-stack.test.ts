@@ -1,0 +1,112 @@
+// The pieces under the shared pool, in one thread: the tagged Treiber stack, the growth lock's
+// lease, the shared key counter, and the capacity a shared pool is sized for.
+import { expect, test } from "bun:test";
+import { AllocToolsError, HostProvider, MemoryPool } from "../../lib/index.ts";
+import { SharedKeyCounter } from "../../lib/key-counter.ts";
+import { GROWTH_LEASE_MS, SharedPoolState } from "../../lib/shared-pool-state.ts";
+import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
+
+function stack(capacity = 100): { s: SharedStack; words: Int32Array } {
+  const words = new Int32Array(new SharedArrayBuffer(4 * (16 + capacity)));
+  return { s: new SharedStack(words, 0, 16, indexBitsFor(capacity)), words };
+}
+
+test("LIFO, empty is -1, a linked chain goes on in one push", () => {
+  const { s } = stack();
+  expect(s.pop()).toBe(-1);
+  s.push(3);
+  s.push(0); // index 0 is a real index (stored as 1)
+  expect(s.snapshot(10)).toEqual([0, 3]);
+  s.link(7, 8);
+  s.link(8, 9);
+  s.pushChain(7, 9);
+  expect(s.snapshot(10)).toEqual([7, 8, 9, 0, 3]);
+  expect([s.pop(), s.pop(), s.pop(), s.pop(), s.pop(), s.pop()]).toEqual([7, 8, 9, 0, 3, -1]);
+});
+
+test("ABA: a head back at the same index after pops and a push has another tag, so a stale CAS fails", () => {
+  const { s, words } = stack();
+  s.push(2);
+  s.push(1); // stack: 1, 2
+  const stale = Atomics.load(words, 0); // a pop reads head = 1, next = 2 ... and stalls
+  expect(s.pop()).toBe(1);
+  expect(s.pop()).toBe(2);
+  s.push(1); // stack: 1 (next: none); same top index as the stale read
+  expect(words[0]! & ((1 << indexBitsFor(100)) - 1)).toBe(stale & ((1 << indexBitsFor(100)) - 1));
+  expect(Atomics.load(words, 0)).not.toBe(stale); // the stalled pop's CAS cannot succeed
+  expect(s.snapshot(10)).toEqual([1]);
+});
+
+test("the tag wraps without disturbing the index", () => {
+  const { s, words } = stack(3); // 2 index bits: 30 tag bits, wrapped here by hand
+  words[0] = 0;
+  s.push(1);
+  words[0] = (words[0]! & 3) | (-1 << 2); // tag all ones: the next pop wraps it
+  expect(s.pop()).toBe(1);
+  expect(s.pop()).toBe(-1);
+  s.push(2);
+  expect(s.pop()).toBe(2);
+});
+
+test("a growth lock held by a Worker that died is taken over after the lease", () => {
+  const spec = { stacks: [0, 1, 2, 3].map(() => ({ chunkSize: 64, initialCount: 1, growCount: 1, capacity: 4, maxBlocks: 4 })), maxWorkers: 4, cacheSize: 0 };
+  const a = SharedPoolState.create(spec);
+  const b = SharedPoolState.attach(a.buffer, spec);
+  expect(a.lock(0)).toBe(true); // and a "dies" without unlocking
+  expect(b.lock(1, 100)).toBe(true); // other stacks are not blocked
+  b.unlock(1);
+  const t = Date.now();
+  expect(b.lock(0, 300)).toBe(false); // within the lease: still a's
+  expect(b.lock(0)).toBe(true);
+  expect(Date.now() - t).toBeGreaterThanOrEqual(GROWTH_LEASE_MS);
+  a.unlock(0); // a late unlock by the old holder does not free b's lock
+  expect(b.lock(0, 100)).toBe(false);
+  b.unlock(0);
+  expect(a.lock(0, 100)).toBe(true);
+}, 20_000);
+
+test("the key counter is shared: unique keys from every view, KEYS_EXHAUSTED at the limit", () => {
+  const k = new SharedKeyCounter(5n);
+  const other = new SharedKeyCounter(k.buffer);
+  expect([k.take(10n, "x"), other.take(10n, "x"), k.take(10n, "x")]).toEqual([5n, 6n, 7n]);
+  expect(other.take(9n, "x")).toBe(8n);
+  expect(() => k.take(9n, "exhausted")).toThrow(AllocToolsError);
+  expect(other.closed).toBe(false);
+  k.markClosed();
+  expect(other.closed).toBe(true);
+});
+
+test("a shared pool grows up to maxRegions, then refuses with PINNED_LIMIT and stays intact", () => {
+  const provider = new HostProvider();
+  try {
+    const pool = new MemoryPool(provider, { small: { chunkSize: 64, initialCount: 1, growCount: 2, maxRegions: 5 } });
+    pool.share({ cacheSize: 0 });
+    const got = Array.from({ length: 5 }, () => pool.getRegion(10));
+    let err: unknown;
+    try { pool.getRegion(10); } catch (e) { err = e; }
+    expect((err as AllocToolsError).code).toBe("PINNED_LIMIT");
+    expect((err as Error).message).toContain("maxRegions");
+    for (const r of got) pool.releaseRegion(r);
+    const a = pool.audit();
+    expect(a.problems).toEqual([]);
+    expect(a.regions).toBe(5 + 32 + 16 + 2); // the other classes keep their defaults
+    expect(pool.stats().stacks.small.regions).toBe(5);
+    expect(pool.stats().stacks.small.gets).toBe(5);
+    expect(pool.close().count).toBe(0);
+  } finally {
+    provider.close();
+  }
+});
+
+test("unshared pools are untouched by sharing: same behaviour, audit agrees", () => {
+  const provider = new HostProvider();
+  try {
+    using pool = new MemoryPool(provider, { small: { chunkSize: 64, initialCount: 2 } });
+    const r = pool.getRegion(1);
+    expect(pool.isAttached).toBe(false);
+    expect(pool.audit()).toEqual({ regions: pool.stats().stacks.small.regions + 32 + 16 + 2, onStacks: 51, cached: 0, inUse: 1, lost: 0, problems: [] });
+    pool.releaseRegion(r);
+  } finally {
+    provider.close();
+  }
+});
