@@ -489,6 +489,12 @@ export class MemoryPool implements RegionOwner, Disposable {
     return r;
   }
 
+  /** A pooled region's index, what `region(index)` takes in another Worker; -1 for temporary and user regions. */
+  indexOf(region: MemoryRegion): number {
+    if (!(region instanceof MemoryRegionImpl)) throw new TypeError("indexOf takes a MemoryRegion got from a pool");
+    return region.index;
+  }
+
   /**
    * Where every pooled region is: on a stack, in a Worker's cache, or in use, each exactly once.
    * Exact only while no Worker gets or releases. For tests and post-mortems.

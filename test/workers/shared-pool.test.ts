@@ -146,6 +146,43 @@ function suite(label: string, open: () => RegionProvider): void {
     }
   });
 
+  test(`temporary and user regions stay in the Worker that made them; keys stay unique; books shared [${label}]`, async () => {
+    const pool = new MemoryPool(provider, ONE_EACH);
+    const handle = pool.share();
+    const w = spawn();
+    try {
+      const before = pool.stats();
+      const side = await ask<{ temporary: RegionInfo; user: RegionInfo; isTemp: boolean; isUser: boolean }>(w,
+        { cmd: "side", handle, temporaryBytes: SIZES[3] + 1, keep: false });
+      expect([side.isTemp, side.isUser]).toEqual([true, true]);
+      const mine = pool.getRegion(SIZES[3] + 1); // the owner's own temporary region
+      const keys = [side.temporary.remoteKey, side.user.remoteKey, mine.remoteKey];
+      for (let i = 0; i < pool.stats().stacks.small.regions; i++) keys.push(pool.region(i).remoteKey);
+      expect(new Set(keys).size).toBe(keys.length); // one counter for every thread's registrations
+      pool.releaseRegion(mine);
+      let s = pool.stats();
+      expect(s.temporaryRegions - before.temporaryRegions).toBe(2);
+      expect(s.userRegions - before.userRegions).toBe(1);
+      expect([s.liveTemporaryRegions, s.liveUserRegions, s.regionsInUse]).toEqual([0, 0, 0]);
+      expect(s.registrations - s.deregistrations).toBe(before.registrations - before.deregistrations);
+      expect(s.pinnedBytes).toBe(before.pinnedBytes);
+      // Kept when the Worker's pool closes: deregistered there, and reported by that close.
+      await ask(w, { cmd: "side", handle, temporaryBytes: SIZES[3] + 1, keep: true });
+      expect(pool.stats().liveTemporaryRegions).toBe(1);
+      const closed = await ask<{ leaked: number }>(w, { cmd: "close" });
+      expect(closed.leaked).toBe(2);
+      s = pool.stats();
+      expect([s.liveTemporaryRegions, s.liveUserRegions]).toEqual([0, 0]);
+      expect(s.pinnedBytes).toBe(before.pinnedBytes);
+      expect(s.gets - s.releases).toBe(2); // the two that close reported, not released
+      expect(pool.audit().problems).toEqual([]);
+      expect(pool.close().count).toBe(0);
+    } finally {
+      w.terminate();
+      if (!pool.closed) pool.close();
+    }
+  });
+
   test(`attach after growth: a late Worker sees every block, grown here or by another Worker [${label}]`, async () => {
     const pool = new MemoryPool(provider, ONE_EACH);
     const mine = Array.from({ length: 5 }, () => pool.getRegion(100)); // grows small 4 times before sharing

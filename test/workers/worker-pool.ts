@@ -13,6 +13,7 @@ export type Command =
   | { cmd: "hold"; handle: SharedPoolHandle; sizes: readonly number[] }
   | { cmd: "release"; indices: readonly number[] }
   | { cmd: "describe"; indices: readonly number[] }
+  | { cmd: "side"; handle: SharedPoolHandle; temporaryBytes: number; keep: boolean }
   | { cmd: "close" };
 
 export interface RegionInfo {
@@ -27,7 +28,7 @@ export interface RegionInfo {
 let pool: MemoryPool | null = null;
 
 function info(r: MemoryRegion): RegionInfo {
-  return { index: (r as unknown as { index: number }).index, address: r.address, size: r.size, remoteKey: r.remoteKey, remoteAddress: r.remoteAddress, firstByte: r.view[0]! };
+  return { index: pool!.indexOf(r), address: r.address, size: r.size, remoteKey: r.remoteKey, remoteAddress: r.remoteAddress, firstByte: r.view[0]! };
 }
 
 /**
@@ -108,6 +109,19 @@ self.onmessage = (event: MessageEvent<Command>) => {
       }
       case "describe": {
         postMessage({ ok: true, regions: m.indices.map((i) => info(pool!.region(i))) });
+        break;
+      }
+      case "side": {
+        // A temporary and a user region made in this Worker: registered here, keys from the shared counter.
+        pool ??= MemoryPool.attach(m.handle);
+        const t = pool.getRegion(m.temporaryBytes);
+        const u = pool.registerUserRegion(new Uint8Array(1000));
+        const out = { temporary: info(t), user: info(u), isTemp: t.isTemp, isUser: u.isUser };
+        if (!m.keep) {
+          pool.releaseRegion(t);
+          pool.releaseRegion(u);
+        }
+        postMessage({ ok: true, ...out });
         break;
       }
       case "close": {
