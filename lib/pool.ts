@@ -192,7 +192,6 @@ export class MemoryPool implements RegionOwner, Disposable {
   private sI32: Int32Array = EMPTY_I32;
   private sF64: Float64Array = EMPTY_F64;
   private sStateAt = 0;
-  private sStateMask = 0;
   private sStateBits = 0;
   private sCacheAt = 0;
   private sCacheStride = 0;
@@ -531,7 +530,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       index = this.popShared(stackId);
     }
     // Ours alone now (popped); a plain store: only a release's CAS reads it, after a handover.
-    a[this.sStateAt + (((index & this.sStateMask) << 4) | (index >>> this.sStateBits))] = IN_USE;
+    a[this.sStateAt + (index << this.sStateBits)] = IN_USE;
     const f = this.sF64;
     const g = (at + C_GETS) >> 1;
     f[g] = f[g]! + 1;
@@ -549,7 +548,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     const at = this.sCacheAt + id * this.sCacheStride;
     if (a[at + C_CLOSED] !== 0) return this.refuseClosed();
     const index = r.index;
-    const word = this.sStateAt + (((index & this.sStateMask) << 4) | (index >>> this.sStateBits));
+    const word = this.sStateAt + (index << this.sStateBits);
     if (Atomics.compareExchange(a, word, IN_USE, 0) !== IN_USE) r.assertInUse("releaseRegion");
     const f = this.sF64;
     const g = (at + C_RELEASES) >> 1;
@@ -691,7 +690,6 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.sI32 = sh.i32;
     this.sF64 = sh.f64;
     this.sStateAt = sh.stateAt;
-    this.sStateMask = sh.stateMask;
     this.sStateBits = sh.stateBits;
     this.sCacheAt = sh.cacheAt;
     this.sCacheStride = sh.cacheStride;

@@ -87,7 +87,7 @@ class Layout {
   readonly stackBooks: number;
   readonly next: number;
   readonly state: number;
-  /** State words are interleaved: 2^stateBits cache lines, region i in line i mod 2^stateBits. */
+  /** Region i's state word is word i << stateBits of the state array. */
   readonly stateBits: number;
   readonly blockOf: number;
   readonly blocks: number;
@@ -111,10 +111,11 @@ class Layout {
     this.pinned = take(16);
     this.stackBooks = take(4 * LINE);
     this.next = take(4 * this.capacity);
-    // Neighbouring regions (the ones Workers are likely to hold at once) get state words on
-    // different cache lines: no false sharing between Workers cycling through their own regions.
-    this.stateBits = Math.max(0, Math.ceil(Math.log2(Math.ceil(this.capacity / 16))));
-    this.state = take(4 * 16 * (1 << this.stateBits));
+    // A cache line per region's state word (up to 2^16 regions, 4 MiB; fewer lines beyond):
+    // Workers cycling through neighbouring regions do not share lines. A shift, not an
+    // interleave: the hot path pays one instruction for it.
+    this.stateBits = this.capacity <= 1 << 16 ? 4 : this.capacity <= 1 << 18 ? 2 : 0;
+    this.state = take(4 * (this.capacity << this.stateBits));
     this.blockOf = take(4 * this.capacity);
     this.blocks = take(8 * BLOCK_WORDS * this.maxBlocks);
     this.blockKeys = take(16 * this.maxBlocks);
@@ -139,8 +140,7 @@ export class SharedPoolState {
   readonly stacks: readonly SharedStack[];
   /** Word offsets of the per-region arrays in i32. */
   readonly stateAt: number;
-  /** Word of region i's state: stateAt + ((i & stateMask) << 4 | i >>> stateBits). */
-  readonly stateMask: number;
+  /** Word of region i's state: stateAt + (i << stateBits). */
   readonly stateBits: number;
   readonly blockOfAt: number;
   /** This Worker's slot, its books (in f64) and caches (in i32). */
@@ -165,7 +165,6 @@ export class SharedPoolState {
     this.stacks = [0, 1, 2, 3].map((k) => new SharedStack(this.i32, (l.heads + k * LINE) / 4, l.next / 4, bits));
     this.stateAt = l.state / 4;
     this.stateBits = l.stateBits;
-    this.stateMask = (1 << l.stateBits) - 1;
     this.blockOfAt = l.blockOf / 4;
     this.slot = slot;
     this.booksAt = (l.slotBooks / 8) + slot * SLOT_BOOKS;
@@ -388,7 +387,7 @@ export class SharedPoolState {
 
   /** The i32 word holding region `index`'s state. */
   stateWord(index: number): number {
-    return this.stateAt + (((index & this.stateMask) << 4) | (index >>> this.stateBits));
+    return this.stateAt + (index << this.stateBits);
   }
 
   regionState(index: number): number {
