@@ -1,6 +1,8 @@
 // The memory pool: four size-class stacks of pre-registered regions. A get pops a region that is
 // already registered, so the hot path is a few field reads and no system call. Stacks grow a block
 // at a time (one registration per block); requests above the huge class get temporary regions.
+// share() moves the stacks and books into shared memory for Workers (MemoryPool.attach); the
+// unshared hot path pays one branch on `shared` for it.
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
