@@ -575,7 +575,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
   }
 
-  /** The cache is full: the older half goes to the shared stack in one CAS, `index` on top here. */
+  /**
+   * The cache is full: the older half goes to the shared stack in one CAS, `index` on top here.
+   * No loop after the CAS (a terminated Worker stops at loop heads and calls), so a Worker
+   * terminated here leaves its cache either before the CAS or after the count is lowered.
+   */
   private spill(sh: SharedPoolState, id: number, at: number, index: number): void {
     const stack = sh.stacks[id]!;
     const a = sh.i32;
@@ -585,7 +589,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     const e = at + C_ENTRIES;
     for (let j = 0; j < half - 1; j++) stack.link(a[e + j]!, a[e + j + 1]!);
     stack.pushChain(a[e]!, a[e + half - 1]!);
-    for (let j = half; j < n; j++) a[e + j - half] = a[e + j]!;
+    a.copyWithin(e, e + half, e + n);
     a[e + n - half] = index;
     a[at] = n - half + 1;
   }

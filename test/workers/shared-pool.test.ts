@@ -257,9 +257,11 @@ function suite(label: string, open: () => RegionProvider): void {
     expect(r.exitCode).toBe(0);
     const out = JSON.parse(r.stdout.toString()) as { results: { problems: string[]; lost: number; inUse: number }[]; leaked: number };
     let held = 0;
-    for (const x of out.results) {
-      expect(x.problems).toEqual([]);
-      expect(x.lost).toBe(0);
+    for (const [k, x] of out.results.entries()) {
+      // Never twice, never on a stack while in use. A Worker terminated inside a growth may lose
+      // the one-region block it was adding (README, Workers): at most one per terminated Worker.
+      expect(x.problems.filter((p) => !/is free but on no stack and in no cache/.test(p))).toEqual([]);
+      expect(x.lost).toBeLessThanOrEqual(k + 1);
       expect(x.inUse - held).toBeLessThanOrEqual(4); // what the dead Worker held: still in use, never reused
       held = x.inUse;
     }
