@@ -110,3 +110,21 @@ test("unshared pools are untouched by sharing: same behaviour, audit agrees", ()
     provider.close();
   }
 });
+
+test("share() options are checked; attach refuses past maxWorkers and after close", () => {
+  const provider = new HostProvider();
+  try {
+    const pool = new MemoryPool(provider, { small: { chunkSize: 64, initialCount: 1 } });
+    expect(() => pool.share({ maxWorkers: 0 })).toThrow(RangeError);
+    expect(() => pool.share({ cacheSize: -1 })).toThrow(RangeError);
+    const handle = pool.share({ maxWorkers: 2 }); // the owner and one more
+    const one = MemoryPool.attach(handle);
+    expect(one.isAttached).toBe(true);
+    expect(() => MemoryPool.attach(handle)).toThrow(/maxWorkers/);
+    expect(one.close().count).toBe(0);
+    expect(pool.close().count).toBe(0);
+    expect(() => MemoryPool.attach(handle)).toThrow();
+  } finally {
+    provider.close();
+  }
+});
