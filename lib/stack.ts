@@ -49,6 +49,8 @@ export class MemoryPoolStack {
   blocks: number;
   regions: number;
   pinnedBytes: number;
+  /** @internal Shared pools: where this thread's cache block for the stack starts (int32 words). */
+  cacheAt = 0;
 
   constructor(name: SizeClass, id: number, chunkSize: number, initialCount: number, growCount: number, maxRegions: number = Infinity) {
     this.name = name;
