@@ -238,7 +238,11 @@ export class MemoryPool implements RegionOwner, Disposable {
       // The blocks that exist now get their views and region objects here, before any get: made
       // lazily inside the first gets, they leave the JIT a slower hot path (2 ns per pair, measured).
       // Blocks grown later are materialized when this thread first pops one of their regions.
-      for (let i = 0; i < joining.state.regionCount; i++) this.materialize(joining.state, i);
+      // Only published blocks: another Worker may be between reserving indices and publishing.
+      for (let b = 0; b < joining.state.blockCount; b++) {
+        const block = joining.state.block(b);
+        if (block !== null) for (let i = block.first; i < block.first + block.count; i++) this.materialize(joining.state, i);
+      }
       return;
     }
     const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
