@@ -46,6 +46,8 @@ const lib = dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
   free: { args: [FFIType.ptr], returns: FFIType.void },
   // int getpid(void)
   getpid: { args: [], returns: FFIType.i32 },
+  // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact)
+  sigaction: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 });
 const c = lib.symbols;
 
@@ -123,6 +125,35 @@ export function calloc(size: number): number {
 
 export function free(address: number): void {
   c.free(address as Pointer);
+}
+
+export const SIGILL = 4;
+export const SIGBUS = 7;
+export const SIGSEGV = 11;
+/** sizeof(struct sigaction) on glibc (x86-64 and aarch64); kept opaque: saved and restored whole. */
+const SIGACTION_SIZE = 152;
+
+/**
+ * Saves the handlers of `signals` and returns a function that puts them back. libfabric pulls in
+ * libinfinipath (PSM), whose constructor replaces the SIGSEGV/SIGBUS/SIGILL handlers that Bun's
+ * engine relies on (stopping a busy Worker then crashes the process).
+ */
+export function preserveSignalHandlers(signals: readonly number[]): () => void {
+  const saved = signals.map((sig) => {
+    const old = new Uint8Array(SIGACTION_SIZE);
+    if (c.sigaction(sig, null, old) !== 0) fail("sigaction", `signal ${sig}`);
+    return [sig, old] as const;
+  });
+  return () => {
+    for (const [sig, old] of saved) if (c.sigaction(sig, old, null) !== 0) fail("sigaction", `restoring signal ${sig}`);
+  };
+}
+
+/** The handler address installed for `signal` (0 for SIG_DFL), for tests. */
+export function signalHandler(signal: number): bigint {
+  const now = new BigUint64Array(SIGACTION_SIZE / 8);
+  if (c.sigaction(signal, null, now) !== 0) fail("sigaction", `signal ${signal}`);
+  return now[0]!;
 }
 
 export function getpid(): number {

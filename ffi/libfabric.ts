@@ -95,6 +95,8 @@ export function nativeView(at: number, length: number): DataView {
 }
 
 const DEFAULT_NAMES = ["libfabric.so.1", "libfabric.so"];
+/** Signals whose handlers Bun's engine owns; libfabric's dependencies must not keep them. */
+const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
 
 /** A loaded libfabric: the exported functions plus typed access to the ops tables. */
 export class Libfabric {
@@ -128,11 +130,14 @@ export class Libfabric {
     const causes: unknown[] = [];
     for (const candidate of tried) {
       let lib: ReturnType<typeof dlopen<typeof exported>>;
+      const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
       try {
         lib = dlopen(candidate, exported);
       } catch (e) {
         causes.push(e);
         continue;
+      } finally {
+        restoreSignals();
       }
       const fabric = new Libfabric(candidate, lib);
       const v = fabric.version;

@@ -1,7 +1,6 @@
 // Run in a child process by shared-pool.test.ts: a Worker is terminated in the middle of its
-// get/release loop, then the pool is audited and closed. A child, because terminating a Worker
-// that runs JIT code crashes Bun once libfabric is loaded (see README, Workers): the test process
-// has loaded it, and so does this child for the tcp case, which runs with polling VM traps.
+// get/release loop, then the pool is audited and closed. For tcp, libfabric is loaded first: its
+// PSM dependency replaces the signal handlers that stop a busy Worker unless ffi/ puts them back.
 import { HostProvider, LibfabricProvider, MemoryPool } from "../../lib/index.ts";
 
 const KiB = 1024;
