@@ -649,19 +649,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       throw new AllocToolsError("PINNED_LIMIT",
         `the ${stack.name} stack of a shared pool holds at most ${room.capacity} regions (maxRegions); it has ${regions}`);
     }
-    const bytes = this.blockBytes(stack, count);
-    this.reservePinned(bytes, `growing the ${stack.name} stack`);
-    let block: MemoryBlock | undefined;
-    let reg: Registration;
-    try {
-      block = this.allocator.allocate(bytes);
-      reg = this.traits.register(block.address, block.size);
-    } catch (e) {
-      block?.free();
-      this.addPinned(-bytes);
-      throw e;
-    }
-    this.addPinned(block.size - bytes);
+    const { block, reg } = this.newRegisteredBlock(this.blockBytes(stack, count), `growing the ${stack.name} stack`);
     const { first, block: b } = sh.reserve(id, count);
     if (this.attached) {
       this.grownHere.push(block); // the owner deregisters and unmaps it at close
@@ -669,7 +657,6 @@ export class MemoryPool implements RegionOwner, Disposable {
       this.resources.blocks.push(block);
       this.resources.registrations.push(reg);
     }
-    this.registrationCount++;
     this.blockBuffers[b] = block.view.buffer as ArrayBuffer;
     this.blockRegistrations[b] = reg;
     sh.publishBlock(b, id, first, count, block.address, block.size, block.locked, reg);
@@ -907,20 +894,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private getTemporary(bytes: number): MemoryRegion {
-    const size = this.allocator.roundUp(bytes);
-    this.reservePinned(size, `temporary region of ${bytes} bytes`);
-    let block: MemoryBlock | undefined;
-    let reg: Registration;
-    try {
-      block = this.allocator.allocate(size);
-      reg = this.traits.register(block.address, block.size);
-    } catch (e) {
-      block?.free();
-      this.addPinned(-size);
-      throw e;
-    }
-    this.addPinned(block.size - size); // rounded to huge pages
-    this.registrationCount++;
+    const { block, reg } = this.newRegisteredBlock(this.allocator.roundUp(bytes), `temporary region of ${bytes} bytes`);
     this.temporaryCount++;
     this.temporaryGets++;
     const region = new MemoryRegionImpl(reg, block.address, bytes, RegionFlag.TEMP,
@@ -947,6 +921,26 @@ export class MemoryPool implements RegionOwner, Disposable {
     return stack.pop();
   }
 
+  /**
+   * Reserves `bytes` against maxPinnedBytes, then maps, pins and registers a block: the one way
+   * memory enters the pool. On failure nothing stays reserved, mapped or registered.
+   */
+  private newRegisteredBlock(bytes: number, what: string): { block: MemoryBlock; reg: Registration } {
+    this.reservePinned(bytes, what);
+    let block: MemoryBlock | undefined;
+    try {
+      block = this.allocator.allocate(bytes);
+      const reg = this.traits.register(block.address, block.size);
+      this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
+      this.registrationCount++;
+      return { block, reg };
+    } catch (e) {
+      block?.free();
+      this.addPinned(-bytes);
+      throw e;
+    }
+  }
+
   /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
   private blockBytes(stack: MemoryPoolStack, count: number): number {
     return this.allocator.roundUp(stack.stride * count, this.hugePages);
@@ -954,22 +948,9 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Allocates, pins and registers one block of `count` regions for `stack`. */
   private addBlock(stack: MemoryPoolStack, count: number): void {
-    const bytes = this.blockBytes(stack, count);
-    this.reservePinned(bytes, `growing the ${stack.name} stack`);
-    let block: MemoryBlock | undefined;
-    let reg: Registration;
-    try {
-      block = this.allocator.allocate(bytes);
-      reg = this.traits.register(block.address, block.size);
-    } catch (e) {
-      block?.free();
-      this.addPinned(-bytes);
-      throw e;
-    }
-    this.addPinned(block.size - bytes); // huge pages "try" may have fallen back to smaller pages
+    const { block, reg } = this.newRegisteredBlock(this.blockBytes(stack, count), `growing the ${stack.name} stack`);
     this.resources.blocks.push(block);
     this.resources.registrations.push(reg);
-    this.registrationCount++;
     stack.blocks++;
     stack.pinnedBytes += block.size;
     const first = this.regions.length;
