@@ -14,6 +14,7 @@ import {
   BOOK_GROWTHS, BOOK_MISSES, C_CLOSED, C_ENTRIES, C_GETS, C_RELEASES, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
 } from "./shared-pool-state.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+import { MAX_SHARED_REGIONS } from "./shared-stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
 
 export interface MemoryPoolStackOptions {
@@ -57,12 +58,12 @@ export const DEFAULT_STACKS: Readonly<Record<SizeClass, Required<Omit<MemoryPool
   huge: { chunkSize: 1024 * 1024, initialCount: 2, growCount: 2 },
 };
 
-/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth. Capped at 2^20. */
+/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth; a quarter of MAX_SHARED_REGIONS at most. */
 function defaultMaxRegions(chunkSize: number, initialCount: number, growCount: number, maxPinnedBytes: number | undefined): number {
   const stride = Math.ceil(chunkSize / 64) * 64;
   const byPins = typeof maxPinnedBytes === "number" && Number.isFinite(maxPinnedBytes) && maxPinnedBytes > 0
     ? Math.floor(maxPinnedBytes / stride) : 64 * Math.max(initialCount, growCount, 1);
-  return Math.max(1, initialCount, Math.min(byPins, 1 << 20));
+  return Math.max(1, initialCount, Math.min(byPins, MAX_SHARED_REGIONS >> 2));
 }
 
 export interface PoolStats {

@@ -5,7 +5,7 @@
 // a length-tracking view on the hot path is not worth the risk; the bound is explicit instead.
 import { AllocToolsError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
-import { SharedStack, indexBitsFor } from "./shared-stack.ts";
+import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 
 /** Per-stack numbers fixed when the pool is shared. */
 export interface SharedStackLayout {
@@ -176,7 +176,10 @@ export class SharedPoolState {
   /** A new shared state; the caller is slot 0 (the owner). */
   static create(spec: SharedLayoutSpec): SharedPoolState {
     const l = new Layout(spec);
-    if (l.capacity >= 1 << 24) throw new RangeError(`a shared pool holds fewer than 2^24 regions; maxRegions add up to ${l.capacity}`);
+    if (l.capacity > MAX_SHARED_REGIONS) {
+      throw new RangeError(`a shared pool holds at most ${MAX_SHARED_REGIONS} regions (the stacks' ABA tags need 16 bits); ` +
+        `maxRegions add up to ${l.capacity}: lower them, or use larger chunks`);
+    }
     const buffer = new SharedArrayBuffer(l.bytes);
     const i32 = new Int32Array(buffer);
     i32[H_MAGIC] = MAGIC;

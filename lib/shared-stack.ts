@@ -3,6 +3,13 @@
 // in the rest. Links live in a `next` array beside it (also index + 1, 0 = end). Only int32
 // Atomics: 64-bit ones cost ~13x more here.
 
+/**
+ * Most regions a shared pool holds (all classes together): the index takes at most 16 bits, so the
+ * ABA tag keeps at least 16. A pop stalled (descheduled) while others pop can only be fooled if the
+ * tag has wrapped exactly (2^16 pops) and the same region is on top again.
+ */
+export const MAX_SHARED_REGIONS = (1 << 16) - 1;
+
 export class SharedStack {
   /** The shared words: head at `head`, links at `next + index`. */
   private readonly a: Int32Array;
@@ -12,7 +19,7 @@ export class SharedStack {
   private readonly bits: number;
 
   constructor(words: Int32Array, head: number, next: number, indexBits: number) {
-    if (!Number.isInteger(indexBits) || indexBits < 1 || indexBits > 24) throw new RangeError(`indexBits must be in [1, 24], got ${indexBits}`);
+    if (!Number.isInteger(indexBits) || indexBits < 1 || indexBits > 16) throw new RangeError(`indexBits must be in [1, 16], got ${indexBits}`);
     this.a = words;
     this.head = head;
     this.next = next;

@@ -128,3 +128,17 @@ test("share() options are checked; attach refuses past maxWorkers and after clos
     provider.close();
   }
 });
+
+test("share() refuses more regions than the 16-bit index allows (the ABA tag keeps 16 bits)", () => {
+  const provider = new HostProvider();
+  const pool = new MemoryPool(provider, { small: { chunkSize: 64, initialCount: 1, maxRegions: 70_000 } });
+  try {
+    expect(() => pool.share()).toThrow(/at most 65535 regions/);
+    expect(pool.isAttached).toBe(false);
+    const r = pool.getRegion(10); // still a working, unshared pool
+    pool.releaseRegion(r);
+  } finally {
+    pool.close();
+    provider.close();
+  }
+});
