@@ -14,8 +14,9 @@ export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";
 export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rma-errors.ts";
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+export { DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
 export {
-  MemoryPool, DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions, type PoolStats, type LeakReport,
+  MemoryPool, type PoolStats, type LeakReport,
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";

@@ -29,8 +29,7 @@ export interface SharedLayoutSpec {
 export const FREE = 0;
 export const IN_USE = 1;
 
-/** Block table entry states. */
-const BLOCK_EMPTY = 0;
+/** Block table entry states (0: empty, not published yet). */
 const BLOCK_LIVE = 1;
 const BLOCK_GONE = 2;
 

@@ -1,0 +1,102 @@
+// What a pool may be configured with: the per-class stack options, the pool options, their
+// defaults and their checks. Everything here runs before anything is pinned.
+import type { HugePages } from "./block.ts";
+import { DEFAULT_ACCESS } from "./provider.ts";
+import { MAX_SHARED_REGIONS } from "./shared-stack.ts";
+import { SIZE_CLASSES, type SizeClass } from "./stack.ts";
+
+export interface MemoryPoolStackOptions {
+  /** Bytes per region in this class. */
+  chunkSize?: number;
+  /** Regions registered when the pool is made. */
+  initialCount?: number;
+  /** Regions added per growth (one block, one registration). Default: initialCount, at least 1. */
+  growCount?: number;
+  /**
+   * Most regions this stack may hold once the pool is shared with Workers (it sizes the shared
+   * tables; an unshared pool ignores it). Default: what maxPinnedBytes allows when it is set, else
+   * 64 × max(initialCount, growCount).
+   */
+  maxRegions?: number;
+}
+
+export interface MemoryPoolOptions {
+  small?: MemoryPoolStackOptions;
+  medium?: MemoryPoolStackOptions;
+  large?: MemoryPoolStackOptions;
+  huge?: MemoryPoolStackOptions;
+  /** Upper bound on pinned/registered bytes (blocks, temporary and user regions). Default: no bound. */
+  maxPinnedBytes?: number;
+  /** Access flags for every registration; default read, write, send, recv, remote read, remote write. */
+  access?: number;
+  /** Back blocks with huge pages; default false. */
+  hugePages?: HugePages;
+  /** Record where each region was got from, for leak reports. Default false. */
+  debug?: boolean;
+}
+
+/**
+ * Defaults: 3.75 MiB pinned in all, inside the 8 MiB RLIMIT_MEMLOCK that unprivileged users
+ * commonly have, with room for growth and temporary regions.
+ */
+export const DEFAULT_STACKS: Readonly<Record<SizeClass, Required<Omit<MemoryPoolStackOptions, "maxRegions">>>> = {
+  small: { chunkSize: 1024, initialCount: 256, growCount: 256 },
+  medium: { chunkSize: 16 * 1024, initialCount: 32, growCount: 32 },
+  large: { chunkSize: 64 * 1024, initialCount: 16, growCount: 16 },
+  huge: { chunkSize: 1024 * 1024, initialCount: 2, growCount: 2 },
+};
+
+/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth; a quarter of MAX_SHARED_REGIONS at most. */
+function defaultMaxRegions(chunkSize: number, initialCount: number, growCount: number, maxPinnedBytes: number | undefined): number {
+  const stride = Math.ceil(chunkSize / 64) * 64;
+  const byPins = typeof maxPinnedBytes === "number" && Number.isFinite(maxPinnedBytes) && maxPinnedBytes > 0
+    ? Math.floor(maxPinnedBytes / stride) : 64 * Math.max(initialCount, growCount, 1);
+  return Math.max(1, initialCount, Math.min(byPins, MAX_SHARED_REGIONS >> 2));
+}
+
+/** Throws TypeError/RangeError for anything but a positive safe integer. */
+export function checkSize(bytes: unknown): asserts bytes is number {
+  if (typeof bytes !== "number") throw new TypeError(`size must be a number, got ${typeof bytes}`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`size must be a positive integer, got ${bytes}`);
+}
+
+export interface CheckedOptions {
+  stacks: Record<SizeClass, Required<MemoryPoolStackOptions>>;
+  maxPinnedBytes: number;
+  access: number;
+  hugePages: HugePages;
+  debug: boolean;
+}
+
+export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
+  if (o === null || typeof o !== "object") throw new TypeError("MemoryPool options must be an object");
+  const stacks = {} as Record<SizeClass, Required<MemoryPoolStackOptions>>;
+  let previous = 0;
+  for (const name of SIZE_CLASSES) {
+    const given = o[name] ?? {};
+    if (typeof given !== "object" || given === null) throw new TypeError(`options.${name} must be an object`);
+    const d = DEFAULT_STACKS[name];
+    const chunkSize = given.chunkSize ?? d.chunkSize;
+    const initialCount = given.initialCount ?? d.initialCount;
+    const growCount = given.growCount ?? Math.max(1, given.initialCount ?? d.growCount);
+    const maxRegions = given.maxRegions ?? defaultMaxRegions(chunkSize, initialCount, growCount, o.maxPinnedBytes);
+    for (const [key, v, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1], ["maxRegions", maxRegions, 1]] as const) {
+      if (typeof v !== "number") throw new TypeError(`options.${name}.${key} must be a number, got ${typeof v}`);
+      if (!Number.isInteger(v) || v < min || v > 0x7fff_ffff) throw new RangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${v}`);
+    }
+    if (chunkSize <= previous) {
+      throw new RangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
+    }
+    previous = chunkSize;
+    stacks[name] = { chunkSize, initialCount, growCount, maxRegions };
+  }
+  const maxPinnedBytes = o.maxPinnedBytes ?? Infinity;
+  if (typeof maxPinnedBytes !== "number" || Number.isNaN(maxPinnedBytes) || maxPinnedBytes <= 0) {
+    throw new RangeError(`options.maxPinnedBytes must be a positive number, got ${String(maxPinnedBytes)}`);
+  }
+  const access = o.access ?? DEFAULT_ACCESS;
+  const hugePages = o.hugePages ?? false;
+  if (hugePages !== true && hugePages !== false && hugePages !== "try") throw new TypeError(`options.hugePages must be true, false or "try"`);
+  if (o.debug !== undefined && typeof o.debug !== "boolean") throw new TypeError("options.debug must be a boolean");
+  return { stacks, maxPinnedBytes, access, hugePages, debug: o.debug ?? false };
+}
