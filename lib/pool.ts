@@ -797,17 +797,9 @@ export class MemoryPool implements RegionOwner, Disposable {
   private getSlow(bytes: number): MemoryRegion {
     checkSize(bytes);
     this.assertOpen();
-    if (bytes > this.hugeSize) return this.getTemporary(bytes);
-    // A valid pooled size beyond int32 cannot happen (huge chunks are int32), so route again.
-    const stack = this.stackFor(bytes)!;
-    if (this.shared !== null) return this.getShared(stack, bytes);
-    let index = stack.pop();
-    if (index < 0) index = this.grow(stack);
-    const region = this.regions[index]!;
-    region.inUse = true;
-    region.length = bytes;
-    if (this.debug) region.origin = new Error("region got here").stack;
-    return region;
+    // A valid size on an open pool misses the fast path only by being above the huge class
+    // (chunk sizes are below 2^31, so every int32 test of the fast path holds below it).
+    return this.getTemporary(bytes);
   }
 
   private releaseSlow(r: MemoryRegionImpl): void {
