@@ -1,9 +1,9 @@
 // The embedded provider for machines without libfabric: it pins with mlock, hands out unique
 // 64-bit keys and addresses by virtual address. Nothing leaves the process, but every pool
 // feature (growth, limits, statistics, keys) behaves as it does on a fabric.
-import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
+import { pinPages, unpinPages } from "./page-pins.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 export interface HostProviderOptions {
@@ -43,15 +43,8 @@ export class HostProvider implements RegionProvider {
 
   register(address: number, length: number, _access: number): Registration {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
-    const [start, len] = pageSpan(address, length);
-    libc.mlock(start, len);
-    let key: bigint;
-    try {
-      key = this.keys.take(1n << 64n, "host provider has used every 64-bit key");
-    } catch (e) {
-      libc.munlock(start, len);
-      throw e;
-    }
+    const key = this.keys.take(1n << 64n, "host provider has used every 64-bit key");
+    pinPages(address, length);
     const reg: Registration = { address, length, handle: this.nextHandle++, localKey: key, remoteKey: key };
     this.live.set(reg.handle, reg);
     return reg;
@@ -59,8 +52,7 @@ export class HostProvider implements RegionProvider {
 
   deregister(registration: Registration): void {
     if (!this.live.delete(registration.handle)) return; // already gone (closed provider)
-    const [start, len] = pageSpan(registration.address, registration.length);
-    libc.munlock(start, len);
+    unpinPages(registration.address, registration.length);
   }
 
   close(): void {
@@ -73,11 +65,4 @@ export class HostProvider implements RegionProvider {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-/** The whole pages that [address, address + length) touches. */
-export function pageSpan(address: number, length: number): [number, number] {
-  const page = libc.pageSize;
-  const start = Math.floor(address / page) * page;
-  return [start, Math.ceil((address + length) / page) * page - start];
 }

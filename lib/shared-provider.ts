@@ -2,11 +2,11 @@
 // (structured-cloneable), and a RegionProvider rebuilt from that inside the Worker. Blocks a shared
 // pool grows in a Worker are registered through it; the owner deregisters them with it at close.
 import { libfabric } from "../ffi/libfabric.ts";
-import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
-import { HostProvider, pageSpan } from "./host-provider.ts";
+import { HostProvider } from "./host-provider.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { LibfabricProvider } from "./libfabric-provider.ts";
+import { pinPages, unpinPages } from "./page-pins.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 /** What a Worker needs to register on the owner's provider: numbers and a SharedArrayBuffer only. */
@@ -67,15 +67,8 @@ export class AttachedProvider implements RegionProvider {
     if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     const h = this.handle;
     if (h.kind === "host") {
-      const [start, len] = pageSpan(address, length);
-      libc.mlock(start, len);
-      let key: bigint;
-      try {
-        key = this.keys.take(h.keyLimit, "host provider has used every 64-bit key");
-      } catch (e) {
-        libc.munlock(start, len);
-        throw e;
-      }
+      const key = this.keys.take(h.keyLimit, "host provider has used every 64-bit key");
+      pinPages(address, length);
       return { address, length, handle: 0, localKey: key, remoteKey: key };
     }
     const requested = h.providerKeys ? 0n : this.keys.take(h.keyLimit, `provider ${h.name}: requested keys exhausted`);
@@ -95,8 +88,7 @@ export class AttachedProvider implements RegionProvider {
 
   deregister(registration: Registration): void {
     if (this.handle.kind === "host") {
-      const [start, len] = pageSpan(registration.address, registration.length);
-      libc.munlock(start, len);
+      unpinPages(registration.address, registration.length);
       return;
     }
     if (this.keys.closed) return; // the owner closed the domain with everything on it

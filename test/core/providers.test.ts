@@ -24,6 +24,23 @@ describe("HostProvider", () => {
   });
 });
 
+describe("HostProvider page pins", () => {
+  test("two registrations of one buffer: releasing one leaves its pages pinned for the other", () => {
+    const p = new HostProvider();
+    const block = new MemoryBlockAllocator({ lock: false }).allocate(4 * 4096);
+    const before = vmLckKiB();
+    const whole = p.register(block.address, 4 * 4096, DEFAULT_ACCESS);
+    const middle = p.register(block.address + 4096 + 100, 5000, DEFAULT_ACCESS); // touches pages 1 and 2
+    expect(vmLckKiB() - before).toBe(16);
+    p.deregister(whole);
+    expect(vmLckKiB() - before).toBe(8); // pages 1 and 2 still held by the second registration
+    p.deregister(middle);
+    expect(vmLckKiB()).toBe(before);
+    p.close();
+    block.free();
+  });
+});
+
 describe("MemoryRegionTraits", () => {
   test("the default access flags are the original's: read, write, send, recv, remote read, remote write", () => {
     expect(DEFAULT_ACCESS).toBe(Access.READ | Access.WRITE | Access.SEND | Access.RECV | Access.REMOTE_READ | Access.REMOTE_WRITE);
