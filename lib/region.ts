@@ -16,6 +16,42 @@ export const RegionFlag = {
   PARTIAL: 4,
 } as const;
 
+/**
+ * A region's flags: the RegionFlag bits and, by name, `isUser`, `isTemp`, `isPartial`. One frozen
+ * instance per combination, shared by every region that has it. Converts to its bits, so
+ * `region.flags & RegionFlag.TEMP` works as with the original's integer flags.
+ */
+export class RegionFlags {
+  readonly bits: number;
+  readonly isUser: boolean;
+  readonly isTemp: boolean;
+  readonly isPartial: boolean;
+  private static readonly all: RegionFlags[] = [];
+
+  private constructor(bits: number) {
+    this.bits = bits;
+    this.isUser = (bits & RegionFlag.USER) !== 0;
+    this.isTemp = (bits & RegionFlag.TEMP) !== 0;
+    this.isPartial = (bits & RegionFlag.PARTIAL) !== 0;
+    Object.freeze(this);
+  }
+
+  /** The shared instance for `bits` (a combination of RegionFlag values). */
+  static of(bits: number): RegionFlags {
+    if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw new RangeError(`region flags are RegionFlag bits (0..7), got ${bits}`);
+    return (RegionFlags.all[bits] ??= new RegionFlags(bits));
+  }
+
+  valueOf(): number {
+    return this.bits;
+  }
+
+  toString(): string {
+    const names = (Object.keys(RegionFlag) as (keyof typeof RegionFlag)[]).filter((k) => (this.bits & RegionFlag[k]) !== 0);
+    return names.length > 0 ? names.join("|") : "0";
+  }
+}
+
 /** Who takes a region back. Implemented by MemoryPool; an interface to keep modules acyclic. */
 export interface RegionOwner {
   releaseRegion(region: MemoryRegionImpl): void;
@@ -29,8 +65,8 @@ export abstract class MemoryRegion {
   abstract readonly baseAddress: number;
   /** Usable bytes. */
   abstract readonly size: number;
-  /** RegionFlag bits. */
-  abstract readonly flags: number;
+  /** The flags: `flags.isUser`, `flags.isTemp`, `flags.isPartial`, or `flags.bits`. */
+  abstract readonly flags: RegionFlags;
   /** The local descriptor of the registration (`fi_mr_desc`), exact. */
   abstract readonly localKey: bigint;
   /** The remote key (`fi_mr_key`), exact to 64 bits. */
@@ -50,13 +86,13 @@ export abstract class MemoryRegion {
   }
 
   get isUser(): boolean {
-    return (this.flags & RegionFlag.USER) !== 0;
+    return this.flags.isUser;
   }
   get isTemp(): boolean {
-    return (this.flags & RegionFlag.TEMP) !== 0;
+    return this.flags.isTemp;
   }
   get isPartial(): boolean {
-    return (this.flags & RegionFlag.PARTIAL) !== 0;
+    return this.flags.isPartial;
   }
 }
 
@@ -65,7 +101,7 @@ export class MemoryRegionImpl extends MemoryRegion {
   readonly address: number;
   readonly baseAddress: number;
   readonly size: number;
-  readonly flags: number;
+  readonly flags: RegionFlags;
   readonly localKey: bigint;
   readonly remoteKey: bigint;
   readonly remoteAddress: bigint;
@@ -95,7 +131,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.address = address;
     this.baseAddress = registration.address;
     this.size = size;
-    this.flags = flags;
+    this.flags = RegionFlags.of(flags);
     this.localKey = registration.localKey;
     this.remoteKey = registration.remoteKey;
     this.remoteAddress = remoteAddress;

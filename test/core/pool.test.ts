@@ -1,7 +1,7 @@
 // The pool against every provider: host always, libfabric tcp and shm for real.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
-  AllocToolsError, MemoryPool, MemoryRegionImpl, type MemoryRegion, type RegionProvider, LibfabricProvider,
+  AllocToolsError, MemoryPool, MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionProvider, LibfabricProvider,
 } from "../../lib/index.ts";
 import { describeEachProvider, vmLckKiB } from "../helpers.ts";
 
@@ -38,6 +38,22 @@ describeEachProvider("MemoryPool", (c) => {
       expect(r.isTemp).toBe(false);
       pool.releaseRegion(r);
     }
+  });
+
+  test("flags: region.flags.isUser/isTemp/isPartial, the bits, and region.isUser/isTemp/isPartial", () => {
+    using pool = new MemoryPool(provider, small);
+    const pooled = pool.getRegion(10);
+    const temp = pool.getRegion(2 << 20);
+    const user = pool.registerUserRegion(new Uint8Array(64));
+    expect([pooled.flags.isPartial, pooled.flags.isTemp, pooled.flags.isUser]).toEqual([true, false, false]);
+    expect([temp.flags.isPartial, temp.flags.isTemp, temp.flags.isUser]).toEqual([false, true, false]);
+    expect([user.flags.isPartial, user.flags.isTemp, user.flags.isUser]).toEqual([false, false, true]);
+    expect([pooled.isPartial, temp.isTemp, user.isUser]).toEqual([true, true, true]);
+    expect(+temp.flags & RegionFlag.TEMP).toBe(RegionFlag.TEMP);
+    expect(temp.flags.bits).toBe(RegionFlag.TEMP);
+    expect(String(pooled.flags)).toBe("PARTIAL");
+    expect(pooled.flags).toBe(pool.getRegion(10).flags); // one shared instance per combination
+    for (const r of [pooled, temp, user]) pool.releaseRegion(r);
   });
 
   test("LIFO: a release followed by a get of the same class returns the same region", () => {
