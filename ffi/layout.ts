@@ -95,7 +95,6 @@ export const FI = {
   THREAD_SAFE: 1, THREAD_FID: 2, THREAD_DOMAIN: 3, THREAD_COMPLETION: 4, THREAD_ENDPOINT: 5,
   ENABLE: 6, // fi_control command
   TYPE_INFO: 0, // fi_tostr type
-  CLASS_MR: 7,
   // errors (positive)
   EAGAIN: 11, EAVAIL: 259, ENOKEY: 266, ETRUNC: 265, ENOSYS: 38, ENODATA: 61, ECANCELED: 125, EACCES: 13, ETIMEDOUT: 110,
 } as const;

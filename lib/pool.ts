@@ -334,12 +334,6 @@ export class MemoryPool implements RegionOwner, Disposable {
     }
   }
 
-  /** The size class for `bytes`, or null above the huge class. */
-  stackFor(bytes: number): MemoryPoolStack | null {
-    for (const s of this.stacks) if (bytes <= s.chunkSize) return s;
-    return null;
-  }
-
   // ---- sharing across Workers ---------------------------------------------------------------------
 
   /**

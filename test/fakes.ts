@@ -9,10 +9,6 @@ export class FailingProvider implements RegionProvider {
   readonly virtualAddressing: boolean;
   /** Registrations that will fail next, counted down per call to register(). */
   failNext = 0;
-  /** Fail deregistration too. */
-  failDeregister = false;
-  registered = 0;
-  deregistered = 0;
   readonly live = new Set<number>();
 
   constructor(readonly inner: RegionProvider) {
@@ -31,15 +27,12 @@ export class FailingProvider implements RegionProvider {
       throw new SystemError("fake_register", 12, "Cannot allocate memory", "injected fault");
     }
     const reg = this.inner.register(address, length, access);
-    this.registered++;
     this.live.add(reg.handle);
     return reg;
   }
 
   deregister(registration: Registration): void {
-    if (this.failDeregister) throw new SystemError("fake_deregister", 5, "Input/output error", "injected fault");
     this.inner.deregister(registration);
-    this.deregistered++;
     this.live.delete(registration.handle);
   }
 
