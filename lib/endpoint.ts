@@ -21,11 +21,11 @@ import { FabricError } from "../ffi/errors.ts";
 import { FI, L, layout } from "../ffi/layout.ts";
 import { AllocToolsError } from "./errors.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
-import { MemoryRegionPointer } from "./pointer.ts";
+import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
-import { MemoryRegion, MemoryRegionImpl } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
+import type { LocalMemory } from "./rma-endpoint.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
@@ -51,8 +51,7 @@ export interface EndpointStats {
   readonly timedOut: number;
 }
 
-/** Where the data of an RMA operation comes from or goes to, locally. */
-export type LocalMemory = MemoryRegion | MemoryRegionPointer;
+export type { LocalMemory } from "./rma-endpoint.ts";
 
 const CQ_BATCH = 16;
 const CQ_ENTRY = layout.fi_cq_data_entry.size;
@@ -106,6 +105,8 @@ export class Endpoint implements Progressable, Disposable {
   private readonly errBuf = new Uint8Array(ERR_ENTRY);
   private readonly errView = new DataView(this.errBuf.buffer);
   private readonly strBuf = new Uint8Array(256);
+  /** The local memory of the operation being posted, refilled per call. */
+  private readonly local = new LocalRange();
   /** An endpoint-wide failure (fi_cq_read itself failed): every later operation gets it. */
   private broken: unknown = null;
 
@@ -291,29 +292,14 @@ export class Endpoint implements Progressable, Disposable {
 
   /** [address, descriptor] of `length` bytes of local memory; throws before anything is posted. */
   private localRange(kind: RmaKind, local: LocalMemory, length: number): [number, bigint] {
-    let region: MemoryRegion;
-    let offset: number;
-    if (local instanceof MemoryRegionPointer) {
-      if (local.region === null) throw new TypeError(`${kind}: null MemoryRegionPointer`);
-      region = local.region;
-      offset = local.offset;
-    } else if (local instanceof MemoryRegion) {
-      region = local;
-      offset = 0;
-    } else {
-      throw new TypeError(`${kind} takes a MemoryRegion or MemoryRegionPointer as local memory`);
+    const range = this.local;
+    resolveLocal(kind, local, length, range);
+    const region = range.region!;
+    const pool = region.owner as { provider?: unknown } | null;
+    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
+      throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
     }
-    if (length > region.size - offset) {
-      throw new RangeError(`${kind} of ${length} bytes at offset ${offset} does not fit the local region's ${region.size} bytes`);
-    }
-    if (region instanceof MemoryRegionImpl) {
-      if (region.owner !== null) region.assertInUse(kind);
-      const pool = region.owner as { provider?: unknown } | null;
-      if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
-        throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
-      }
-    }
-    return [region.address + offset, region.localKey];
+    return [range.address, region.localKey];
   }
 
   /** Posts one operation; false on -FI_EAGAIN (try again later). Other failures settle it. */

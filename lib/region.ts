@@ -122,7 +122,19 @@ export class MemoryRegionImpl extends MemoryRegion {
   length: number;
   /** What the region keeps alive while C may use it (a temporary block, a user's buffer). */
   readonly keepAlive: object | null;
+  /**
+   * @internal RMA operations in flight with this region as local memory. While it is above zero the
+   * transport may write into the region: its pool neither releases, unmaps nor closes it.
+   */
+  inFlight: number;
   private readonly base: MemoryRegionPointer;
+  /** Present only on regions this library made: a Proxy or a look-alike object does not have it. */
+  readonly #genuine = true;
+
+  /** Whether `value` is a region this library made (not a Proxy, subclass or look-alike). */
+  static isGenuine(value: unknown): value is MemoryRegionImpl {
+    return typeof value === "object" && value !== null && #genuine in value;
+  }
 
   constructor(registration: Registration, address: number, size: number, flags: number, remoteAddress: bigint,
               view: Uint8Array, owner: RegionOwner | null, index: number, stackId: number, keepAlive: object | null) {
@@ -143,6 +155,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.origin = undefined;
     this.length = size;
     this.keepAlive = keepAlive;
+    this.inFlight = 0;
     this.base = new MemoryRegionPointer(this, 0);
   }
 
