@@ -13,6 +13,7 @@ import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./sh
 import {
   BOOK_GROWTHS, BOOK_MISSES, C_CLOSED, C_ENTRIES, C_GETS, C_RELEASES, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
 } from "./shared-pool-state.ts";
+import { WeakChild } from "./provider-child.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
 import { MemoryRegionTraits } from "./traits.ts";
@@ -87,8 +88,9 @@ class PoolResources {
   }
 }
 
-const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedBytes: () => number }>((held) => {
+const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedBytes: () => number; link: WeakChild<MemoryPool> }>((held) => {
   const bytes = held.pinnedBytes();
+  held.link.unlink();
   held.resources.release();
   process.emitWarning(`alloctools: a MemoryPool was garbage-collected without close(); freed ${bytes} pinned bytes`, "AllocToolsLeak");
 });
@@ -123,6 +125,10 @@ export class MemoryPool implements RegionOwner, Disposable {
   private readonly users = new Set<MemoryRegionImpl>();
   private readonly resources: PoolResources;
   private closed_ = false;
+  /** Closed because its provider closed: refusals say PROVIDER_CLOSED. */
+  private closedByProvider = false;
+  /** The provider's weak handle on this pool (it closes the pool when it closes); null when attached. */
+  private providerLink: WeakChild<MemoryPool> | null = null;
   // Books kept off the hot path (growth, temporary and user regions).
   private pinned = 0;
   private peakPinned = 0;
@@ -207,7 +213,9 @@ export class MemoryPool implements RegionOwner, Disposable {
       this.resources.release();
       throw e;
     }
-    backstop.register(this, { resources: this.resources, pinnedBytes: pinnedBytesOf(this.resources) }, this);
+    const link = new WeakChild<MemoryPool>(provider, this, closePoolWithProvider);
+    this.providerLink = link;
+    backstop.register(this, { resources: this.resources, pinnedBytes: pinnedBytesOf(this.resources), link }, this);
   }
 
   get closed(): boolean {
@@ -307,6 +315,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (this.shared !== null) return this.attached ? this.detach(this.shared) : this.closeShared(this.shared);
     const leaks = this.leaks();
     this.closed_ = true;
+    this.providerLink?.unlink();
     backstop.unregister(this);
     for (const r of this.regions) if (r !== undefined) r.inUse = false;
     for (const r of this.temporaries) r.inUse = false;
@@ -324,6 +333,26 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.pinned = 0;
     if (firstError !== undefined) throw firstError;
     return leaks;
+  }
+
+  /**
+   * The provider is closing: close the pool first (its registrations go before the provider's
+   * domain), warn about regions still in use; from now on the pool refuses with PROVIDER_CLOSED.
+   * @internal Called by the provider's close().
+   */
+  closeWithProvider(): void {
+    this.closedByProvider = true;
+    const leaks = this.close();
+    if (leaks.count > 0) {
+      process.emitWarning(`alloctools: provider ${this.provider.name} closed its MemoryPool with ${leaks.count} region(s) (${leaks.bytes} bytes) still in use`, "AllocToolsLeak");
+    }
+  }
+
+  /** The error for use of a closed pool: PROVIDER_CLOSED when it closed with its provider. */
+  private closedError(what: string = "the pool is closed"): AllocToolsError {
+    return this.closedByProvider
+      ? new AllocToolsError("PROVIDER_CLOSED", `${what}: its provider ${this.provider.name} was closed`)
+      : new AllocToolsError("POOL_CLOSED", what);
   }
 
   /** `using pool = new MemoryPool(...)`: closes, and warns about regions still in use. */
@@ -526,7 +555,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private refuseClosed(): never {
-    throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+    throw this.closedError();
   }
 
   /**
@@ -803,13 +832,13 @@ export class MemoryPool implements RegionOwner, Disposable {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
       const sibling = r.owner instanceof MemoryPool && sh !== null && r.index >= 0 && r.owner.shared !== null && r.owner.shared.sameAs(sh);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+      if (this.closed_) throw this.closedError("the region's pool is closed");
       r.inUse = false;
       const mine = this.region(r.index) as MemoryRegionImpl;
       mine.inUse = false;
       return this.releaseShared(mine);
     }
-    if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+    if (this.closed_) throw this.closedError("the region's pool is closed");
     if (sh !== null && r.index >= 0) {
       // Got in another Worker (or this object is stale): the shared state word decides.
       r.inUse = false;
@@ -928,7 +957,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private assertOpen(): void {
-    if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+    if (this.closed_) throw this.closedError();
   }
 
   private leaks(): LeakReport {
@@ -938,6 +967,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
     return { count: out.length, bytes: out.reduce((n, r) => n + r.size, 0), regions: out };
   }
+}
+
+/** Module level, not a closure in the constructor: the provider's link must not hold the pool. */
+function closePoolWithProvider(pool: MemoryPool): void {
+  pool.closeWithProvider();
 }
 
 function pinnedBytesOf(resources: PoolResources): () => number {
