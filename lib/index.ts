@@ -8,7 +8,7 @@ export {
   LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
 export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
-export { MemoryRegion, MemoryRegionImpl, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
+export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";

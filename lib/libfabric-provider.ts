@@ -6,6 +6,7 @@ import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
+import { closeChildren } from "./provider-child.ts";
 
 export type EndpointType = "rdm" | "msg" | "dgram";
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
@@ -184,7 +185,7 @@ export class LibfabricProvider implements RegionProvider {
     return this.endpoint;
   }
 
-  /** Objects opened on this domain (endpoints) that must close before it. */
+  /** Objects opened on this domain (endpoints, pools) that must close before it, newest first. */
   adopt(child: { close(): void }): void {
     this.children.add(child);
   }
@@ -204,8 +205,7 @@ export class LibfabricProvider implements RegionProvider {
     this.keys.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
-    for (const child of [...this.children]) attempt(() => child.close());
-    this.children.clear();
+    closeChildren(this.children, attempt);
     for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
     this.live.clear();
     attempt(() => this.fi.close(this.handles.domain, "domain"));
