@@ -30,7 +30,7 @@ import { progressEngine, type Progressable } from "./progress.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
-import type { MemoryRegionImpl } from "./region.ts";
+import { beginOperation, type MemoryRegionImpl } from "./region.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
@@ -356,7 +356,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
     const region = range.region!;
     const op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
-    region.inFlight++;
+    beginOperation(region);
     if (this.broken !== null) {
       this.finish(op, this.broken);
       return op;

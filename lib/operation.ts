@@ -8,7 +8,7 @@
 // - caller: from post until the caller has its outcome (promise settled, writeSync returned,
 //   completed(id) answered). A timeout ends this side early; the transport side may go on.
 // The slot is free once both have ended.
-import type { MemoryRegionImpl } from "./region.ts";
+import { endOperation, type MemoryRegionImpl } from "./region.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaKind, RmaOperation } from "./rma-errors.ts";
 
@@ -121,7 +121,7 @@ export class OperationTable {
   leaveTransport(op: Operation): void {
     if (!op.inTransport) return;
     op.inTransport = false;
-    op.region!.inFlight--;
+    endOperation(op.region!);
     op.region = null;
     this.inTransport--;
     this.release(op);
