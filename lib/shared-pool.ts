@@ -36,6 +36,8 @@ export interface ShareOptions {
 /** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
 export interface SharedPoolHandle {
   readonly kind: "alloctools.MemoryPool";
+  /** The process it belongs to: its memory and native handles mean nothing in another one. */
+  readonly pid: number;
   readonly buffer: SharedArrayBuffer;
   readonly layout: SharedLayoutSpec;
   /** The owner's `provider.share()`. */
@@ -128,7 +130,7 @@ export class SharedPool implements PinnedLimit {
     const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxSideRegions };
     const state = SharedPoolState.create(layout);
     const handle: SharedPoolHandle = {
-      kind: "alloctools.MemoryPool", buffer: state.buffer, layout, provider: providerHandle,
+      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle,
       options: { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug },
     };
     const shared = new SharedPool(core, state, handle, true);
@@ -175,6 +177,10 @@ export class SharedPool implements PinnedLimit {
     if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
         || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
       throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
+    }
+    if (handle.pid !== process.pid) {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `the pool handle comes from process ${handle.pid}; a shared pool is shared between the Workers of one process (this is ${process.pid})`);
     }
     const state = SharedPoolState.attach(handle.buffer, handle.layout);
     let provider: RegionProvider;
