@@ -55,8 +55,8 @@ export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count
 const BLOCK_WORDS = 9;
 
 /** A temporary or user region recorded for the owner (float64 words). */
-export const SIDE = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7 } as const;
-const SIDE_WORDS = 8;
+export const SIDE = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7, unmapping: 8 } as const;
+const SIDE_WORDS = 9;
 
 export class SharedLayout {
   readonly classCount: number;

@@ -23,7 +23,10 @@ export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, 
 /** Side table entry states. */
 const SIDE_EMPTY = 0;
 const SIDE_LIVE = 1;
+/** Taken by the owner's close, which frees it. */
 const SIDE_GONE = 2;
+/** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
+const SIDE_FREEING = 3;
 export const SideKind = { TEMPORARY: 1, USER: 2 } as const;
 /** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
 const UNPUSHED = -1;
@@ -684,6 +687,7 @@ export class SharedPoolState {
       floats[at + SIDE.locked] = 0;
       floats[at + SIDE.size] = size;
       floats[at + SIDE.registered] = 0;
+      floats[at + SIDE.unmapping] = 0;
       Atomics.store(this.words, word, SIDE_LIVE);
       return index;
     }
@@ -706,13 +710,48 @@ export class SharedPoolState {
     this.floats[at + SIDE.registered] = 1;
   }
 
-  /** Claims side entry `index` for freeing: true for the one caller that frees it. */
-  claimSide(index: number, reuse: boolean): boolean {
-    const word = this.layout.sideState / 4 + index;
-    return Atomics.compareExchange(this.words, word, SIDE_LIVE, reuse ? SIDE_EMPTY : SIDE_GONE) === SIDE_LIVE;
+  /** Gives a side entry back unused (its region failed before it was registered). */
+  dropSide(index: number): void {
+    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
   }
 
-  /** Live side entries of other slots (the owner's close frees them). */
+  /**
+   * This Worker starts releasing side entry `index`: false when the owner's close took it (and
+   * freed it) first. Each step is then noted (noteSideDeregistered, noteSideUnmapped) so that the
+   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingSide last.
+   */
+  beginFreeingSide(index: number): boolean {
+    const word = this.layout.sideState / 4 + index;
+    return Atomics.compareExchange(this.words, word, SIDE_LIVE, SIDE_FREEING) === SIDE_LIVE;
+  }
+
+  noteSideDeregistered(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.registered] = 0;
+  }
+
+  noteSideUnlocked(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.locked] = 0;
+  }
+
+  /** Written before the munmap: whoever finds it set must not unmap again (the range may be reused). */
+  noteSideUnmapping(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.unmapping] = 1;
+  }
+
+  endFreeingSide(index: number): void {
+    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
+  }
+
+  /** The owner's close takes side entry `index` (seen in `state`) to free it: true if it got it. */
+  claimSide(index: number, state: number): boolean {
+    const word = this.layout.sideState / 4 + index;
+    return Atomics.compareExchange(this.words, word, state, SIDE_GONE) === state;
+  }
+
+  /**
+   * Side entries of other slots at the owner's close: live ones, and those a dead Worker was
+   * releasing when it died (`releasing`: finished as far as its noted steps make safe).
+   */
   liveSides(exceptSlot: number): SharedSideRegion[] {
     const out: SharedSideRegion[] = [];
     const per = this.spec.maxSideRegions;
@@ -720,12 +759,14 @@ export class SharedPoolState {
       if (slot === exceptSlot) continue;
       for (let entry = 0; entry < per; entry++) {
         const index = this.layout.sideEntry(slot, entry, per);
-        if (Atomics.load(this.words, this.layout.sideState / 4 + index) !== SIDE_LIVE) continue;
+        const state = Atomics.load(this.words, this.layout.sideState / 4 + index);
+        if (state !== SIDE_LIVE && !(state === SIDE_FREEING && !this.slotAlive(slot))) continue;
         const at = this.layout.sideWord(index);
         const f = this.floats;
         out.push({
-          index, slot, kind: f[at + SIDE.kind] === SideKind.TEMPORARY ? "temporary" : "user", size: f[at + SIDE.size]!,
+          index, slot, state, releasing: state === SIDE_FREEING, kind: f[at + SIDE.kind] === SideKind.TEMPORARY ? "temporary" : "user", size: f[at + SIDE.size]!,
           address: f[at + SIDE.address]!, blockSize: f[at + SIDE.blockSize]!, locked: f[at + SIDE.locked] === 1,
+          unmapping: f[at + SIDE.unmapping] === 1,
           registration: f[at + SIDE.registered] === 1
             ? { address: f[at + SIDE.address]!, length: f[at + SIDE.length]!, handle: f[at + SIDE.handle]!, localKey: 0n, remoteKey: 0n }
             : null,
@@ -840,6 +881,10 @@ export interface SharedBlock {
 export interface SharedSideRegion {
   readonly index: number;
   readonly slot: number;
+  /** The entry's state when listed (claimSide takes it from this one). */
+  readonly state: number;
+  /** A dead Worker was releasing it: how far it got is unknown. */
+  readonly releasing: boolean;
   readonly kind: "temporary" | "user";
   readonly size: number;
   /** Its memory (0: not mapped yet). */
@@ -847,6 +892,8 @@ export interface SharedSideRegion {
   /** The mapping to unmap (temporary regions), 0 for user regions. */
   readonly blockSize: number;
   readonly locked: boolean;
+  /** Its Worker may have unmapped it already. */
+  readonly unmapping: boolean;
   /** Null when the Worker ended before its registration returned. */
   readonly registration: Registration | null;
 }

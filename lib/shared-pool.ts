@@ -16,7 +16,7 @@ import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts
 import type { MemoryRegion, MemoryRegionImpl } from "./region.ts";
 import { CLASS_BOOKS, SIDE_BOOKS, type SharedLayoutSpec } from "./shared-layout.ts";
 import {
-  FREE, LockResult, SharedPoolState, SideKind, type SharedAudit, type SharedBlock, type WorkerCache,
+  FREE, LockResult, SharedPoolState, SideKind, type SharedAudit, type SharedBlock, type SharedSideRegion, type WorkerCache,
 } from "./shared-pool-state.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 
@@ -303,10 +303,11 @@ export class SharedPool implements PinnedLimit {
       registration = core.traits.register(mapped.address, mapped.size);
       state.noteRegistered(block, registration);
     } catch (e) {
+      // Retired first: a Worker terminated below leaks the block rather than have it freed twice.
+      state.abandonGrowth(block, k);
       if (registration !== null) try { core.traits.deregister(registration); } catch { /* reported by the first error */ }
       mapped?.free();
       if (pinned > 0) this.addPinned(-pinned);
-      state.abandonGrowth(block, k);
       throw e;
     }
     core.books.registrations++;
@@ -346,9 +347,9 @@ export class SharedPool implements PinnedLimit {
       note(address, size, true);
       libc.madvise(address, size, libc.MADV_DONTFORK);
     } catch (e) {
+      note(0, 0, false); // first: never unmapped twice
       if (locked) libc.munlock(address, size);
       libc.munmap(address, size);
-      note(0, 0, false);
       throw e;
     }
     return new MemoryBlock(address, size, false, true);
@@ -403,8 +404,8 @@ export class SharedPool implements PinnedLimit {
       block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteSideMapped(entry, address, mappedSize, locked));
       registration = core.traits.register(block.address, block.size);
     } catch (e) {
+      state.dropSide(entry); // first: never unmapped twice
       block?.free();
-      state.claimSide(entry, true);
       this.addPinned(-size);
       throw e;
     }
@@ -429,7 +430,7 @@ export class SharedPool implements PinnedLimit {
     try {
       registration = core.traits.register(ptr(view), view.byteLength);
     } catch (e) {
-      state.claimSide(entry, true);
+      state.dropSide(entry);
       this.addPinned(-view.byteLength);
       throw e;
     }
@@ -443,21 +444,39 @@ export class SharedPool implements PinnedLimit {
   /** Releases a temporary or user region of this pool, unless the owner's close freed it already. */
   releaseSide(region: MemoryRegionImpl): void {
     this.core.forgetSide(region);
-    const mine = this.claimSide(region);
     this.publishBooks();
-    this.freeSide(region, mine);
+    this.freeSide(region);
   }
 
-  private claimSide(region: MemoryRegionImpl): boolean {
+  /**
+   * Deregisters and (temporary regions) unmaps a side region this thread made, each step noted in
+   * its side entry; when the owner's close took the entry first, only detaches the region's views.
+   */
+  private freeSide(region: MemoryRegionImpl): void {
     const entry = this.sideEntries.get(region);
     this.sideEntries.delete(region);
-    return entry === undefined || this.state.claimSide(entry, true);
-  }
-
-  /** Frees a side region this thread made; when the owner freed it already, only detaches its views. */
-  private freeSide(region: MemoryRegionImpl, mine: boolean): void {
-    if (mine) return PoolCore.freeSide(this.core.traits, region, true);
-    if (region.isTemp) ((region.keepAlive as MemoryBlock).view.buffer as ArrayBuffer).transfer(0);
+    if (entry === undefined) return PoolCore.freeSide(this.core.traits, region, true);
+    const state = this.state;
+    if (!state.beginFreeingSide(entry)) {
+      if (region.isTemp) ((region.keepAlive as MemoryBlock).view.buffer as ArrayBuffer).transfer(0);
+      return;
+    }
+    // Each step noted as it is done (before, for the munmap): the owner finishes what a Worker
+    // terminated in between left, and never repeats what could hit memory that is no longer ours.
+    try {
+      this.core.traits.deregister(region.registration);
+      state.noteSideDeregistered(entry);
+    } finally {
+      if (region.isTemp) {
+        const block = region.keepAlive as MemoryBlock;
+        (block.view.buffer as ArrayBuffer).transfer(0); // its views read nothing from now on
+        if (block.locked) libc.munlock(block.address, block.size);
+        state.noteSideUnlocked(entry);
+        state.noteSideUnmapping(entry);
+        libc.munmap(block.address, block.size);
+      }
+      state.endFreeingSide(entry);
+    }
   }
 
   private sideTableFull(): AllocToolsError {
@@ -590,8 +609,8 @@ export class SharedPool implements PinnedLimit {
     let firstError = this.dropOwnSides();
     const view = this.foreignProvider();
     for (const side of foreignSides) {
-      if (!state.claimSide(side.index, false)) continue;
-      try { this.freeForeignSide(view, side.kind, side.address, side.blockSize, side.locked, side.registration); } catch (e) { firstError ??= e; }
+      if (!state.claimSide(side.index, side.state)) continue;
+      try { this.freeForeignSide(view, side); } catch (e) { firstError ??= e; }
       core.books.deregistrations++;
     }
     let blocks = 0;
@@ -618,18 +637,18 @@ export class SharedPool implements PinnedLimit {
   }
 
   /** What a Worker left of a temporary or user region: its registration, its pinned pages, its mapping. */
-  private freeForeignSide(view: RegionProvider, kind: "temporary" | "user", address: number, blockSize: number, locked: boolean,
-                          registration: Registration | null): void {
-    if (registration !== null) {
+  private freeForeignSide(view: RegionProvider, side: SharedSideRegion): void {
+    const { kind, address, blockSize, registration } = side;
+    // A registration a dead Worker was releasing may be closed already: on libfabric closing it
+    // twice would touch freed memory, so it is left (the domain then refuses to close: EBUSY).
+    if (registration !== null && !(side.releasing && view.kind !== "host")) {
       try { view.deregister(registration); } catch { /* its pages may be gone with the Worker's heap */ }
-    } else if (kind === "user" && address !== 0 && view.kind === "host") {
-      const [start, length] = pageSpan(address, 1);
+    } else if (registration === null && kind === "user" && address !== 0 && view.kind === "host") {
+      const [start, length] = pageSpan(address, side.size); // registered (pinned) when it died, not noted yet
       try { libc.munlock(start, length); } catch { /* not pinned */ }
     }
-    if (kind === "temporary" && address !== 0 && blockSize > 0) {
-      if (locked) try { libc.munlock(address, blockSize); } catch { /* unmapped below anyway */ }
-      libc.munmap(address, blockSize);
-    }
+    // Unmapping drops the pins too. Not when its Worker may have unmapped it already.
+    if (kind === "temporary" && address !== 0 && blockSize > 0 && !side.unmapping) libc.munmap(address, blockSize);
   }
 
   /** Deregisters this pool's temporary and user regions (each once: the side table decides). */
@@ -639,7 +658,7 @@ export class SharedPool implements PinnedLimit {
     for (const r of [...core.temporaries, ...core.users]) {
       core.forgetSide(r);
       core.books.sideReleases--; // closed, not released
-      try { this.freeSide(r, this.claimSide(r)); } catch (e) { firstError ??= e; }
+      try { this.freeSide(r); } catch (e) { firstError ??= e; }
     }
     return firstError;
   }
