@@ -4,7 +4,7 @@
 import { AllocToolsError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { pinPages, unpinPages } from "./page-pins.ts";
-import type { RegionProvider, Registration } from "./provider.ts";
+import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { closeChildren, type ProviderChild } from "./provider-child.ts";
 
 export interface HostProviderOptions {
@@ -14,74 +14,120 @@ export interface HostProviderOptions {
   reason?: string;
 }
 
+/** What `HostProvider#share()` returns: the key counter, in shared memory. */
+export interface HostProviderHandle extends ProviderHandle {
+  readonly kind: "alloctools.HostProvider";
+  readonly keys: SharedArrayBuffer;
+}
+
+const HANDLE_KIND = "alloctools.HostProvider";
+const KEY_LIMIT = 1n << 64n;
+
 export class HostProvider implements RegionProvider {
   readonly name = "host";
   readonly kind = "host";
   readonly virtualAddressing = true;
   /** Why this provider was chosen, when openProvider fell back to it. */
   readonly reason: string | undefined;
-  /** @internal Keys come from shared memory: pools shared with Workers register from them too. */
-  readonly keys: SharedKeyCounter;
-  private readonly live = new Map<number, Registration>();
-  private nextHandle = 1;
-  private readonly children = new Set<ProviderChild>();
-  private closed_ = false;
+  /** Whether this is a Worker's view (HostProvider.attach) of another thread's provider. */
+  readonly isAttached: boolean;
+  /** Keys come from shared memory: views in Workers draw from the same counter. */
+  readonly #keys: SharedKeyCounter;
+  readonly #live = new Map<number, Registration>();
+  #nextHandle = 1;
+  #closed = false;
+  /** Pools opened over this provider, closed (newest first) before it closes. */
+  readonly #children = new Set<ProviderChild>();
 
-  constructor(options: HostProviderOptions = {}) {
+  constructor(options: HostProviderOptions = {}, view?: HostProviderView) {
+    if (view instanceof HostProviderView) {
+      this.#keys = view.keys;
+      this.reason = undefined;
+      this.isAttached = true;
+      return;
+    }
     const first = options.firstKey ?? 1n;
-    if (typeof first !== "bigint" || first < 0n || first >= 1n << 64n) throw new RangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
-    this.keys = new SharedKeyCounter(first);
+    if (typeof first !== "bigint" || first < 0n || first >= KEY_LIMIT) throw new RangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
+    this.#keys = new SharedKeyCounter(first);
     this.reason = options.reason;
+    this.isAttached = false;
+  }
+
+  /**
+   * A view, in this Worker, of the provider `handle` came from (`provider.share()`): it registers
+   * with keys from the same counter. It keeps no list of registrations (the shared pool does) and
+   * its close() only detaches.
+   */
+  static attach(handle: HostProviderHandle): HostProvider {
+    if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.keys instanceof SharedArrayBuffer)) {
+      throw new TypeError("HostProvider.attach takes the handle a HostProvider's share() returned");
+    }
+    if (handle.pid !== process.pid) {
+      throw new AllocToolsError("NOT_SUPPORTED", `the host provider handle comes from process ${handle.pid}; a handle attaches only in Workers of the process that shared it (${process.pid})`);
+    }
+    const keys = new SharedKeyCounter(handle.keys);
+    if (keys.closed) throw new AllocToolsError("PROVIDER_CLOSED", "the shared host provider is closed");
+    return new HostProvider({}, new HostProviderView(keys));
   }
 
   get closed(): boolean {
-    return this.closed_;
+    return this.#closed || (this.isAttached && this.#keys.closed);
   }
 
-  /** Number of live registrations. */
+  /** Number of live registrations (made by this object; a view counts none). */
   get registrations(): number {
-    return this.live.size;
+    return this.#live.size;
   }
 
   register(address: number, length: number, _access: number): Registration {
-    if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
-    const key = this.keys.take(1n << 64n, "host provider has used every 64-bit key");
+    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
+    const key = this.#keys.take(KEY_LIMIT, "host provider has used every 64-bit key");
     pinPages(address, length);
-    const reg: Registration = { address, length, handle: this.nextHandle++, localKey: key, remoteKey: key };
-    this.live.set(reg.handle, reg);
+    const reg: Registration = { address, length, handle: this.#nextHandle++, localKey: key, remoteKey: key };
+    if (!this.isAttached) this.#live.set(reg.handle, reg);
     return reg;
   }
 
   deregister(registration: Registration): void {
-    if (!this.live.delete(registration.handle)) return; // already gone (closed provider)
+    if (!this.isAttached && !this.#live.delete(registration.handle)) return; // already gone (closed provider)
     unpinPages(registration.address, registration.length);
+  }
+
+  share(): HostProviderHandle {
+    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
+    return { kind: HANDLE_KIND, pid: process.pid, name: this.name, keys: this.#keys.buffer };
   }
 
   /** @internal Pools opened over this provider, closed (newest first) before it closes. */
   adopt(child: ProviderChild): void {
-    this.children.add(child);
+    this.#children.add(child);
   }
   /** @internal The child closed on its own. */
   disown(child: ProviderChild): void {
-    this.children.delete(child);
+    this.#children.delete(child);
   }
 
   /**
    * Closes the pools opened over it (newest first: a pool refuses further use with
    * PROVIDER_CLOSED), then every registration left. Idempotent. Throws what a pool's close threw
-   * (BUSY while RMA is in flight) after closing everything else.
+   * (BUSY while RMA is in flight) after closing everything else. A Worker's view only detaches.
    */
   close(): void {
-    if (this.closed_) return;
-    this.closed_ = true;
-    this.keys.markClosed();
+    if (this.#closed) return;
+    this.#closed = true;
+    if (!this.isAttached) this.#keys.markClosed();
     const errors: unknown[] = [];
-    closeChildren(this.children, (close) => { try { close(); } catch (e) { errors.push(e); } });
-    for (const reg of [...this.live.values()]) this.deregister(reg);
+    closeChildren(this.#children, (close) => { try { close(); } catch (e) { errors.push(e); } });
+    for (const reg of [...this.#live.values()]) this.deregister(reg);
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing the host provider");
   }
 
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** What makes a HostProvider a view (module-private: only attach() makes one). */
+class HostProviderView {
+  constructor(readonly keys: SharedKeyCounter) {}
 }

@@ -1,11 +1,11 @@
 // alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
 export { AllocToolsError, SystemError, FabricError, LibraryLoadError, type AllocToolsErrorCode } from "./errors.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
-export { Access, DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
+export { Access, DEFAULT_ACCESS, type ProviderHandle, type RegionProvider, type Registration } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";
-export { HostProvider, type HostProviderOptions } from "./host-provider.ts";
+export { HostProvider, type HostProviderHandle, type HostProviderOptions } from "./host-provider.ts";
 export {
-  LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
+  LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderHandle, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
 export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
 export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
@@ -17,7 +17,7 @@ export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rm
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 export { DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
 export {
-  MemoryPool, type PoolStats, type LeakReport,
+  MemoryPool, type PoolStats, type LeakReport, type LeakedRegion,
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";

@@ -5,7 +5,7 @@ import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
-import type { RegionProvider, Registration } from "./provider.ts";
+import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { closeChildren } from "./provider-child.ts";
 
 export type EndpointType = "rdm" | "msg" | "dgram";
@@ -56,6 +56,27 @@ export interface LibfabricInfo {
   readonly version: string;
 }
 
+/**
+ * What `LibfabricProvider#share()` returns: the domain's native handles (valid in every thread of
+ * this process), its description and the shared key counter.
+ */
+export interface LibfabricProviderHandle extends ProviderHandle {
+  readonly kind: "alloctools.LibfabricProvider";
+  readonly info: LibfabricInfo;
+  readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
+  readonly keys: SharedArrayBuffer;
+  readonly keyLimit: bigint;
+  /** Endpoint registrations are bound to under FI_MR_ENDPOINT when shared, 0 for none. */
+  readonly endpoint: number;
+}
+
+const HANDLE_KIND = "alloctools.LibfabricProvider";
+
+/** What makes a LibfabricProvider a view of another thread's (module-private: only attach() makes one). */
+class LibfabricView {
+  constructor(readonly handle: LibfabricProviderHandle, readonly keys: SharedKeyCounter) {}
+}
+
 export class LibfabricProvider implements RegionProvider {
   readonly kind = "libfabric";
   readonly info: LibfabricInfo;
@@ -67,27 +88,75 @@ export class LibfabricProvider implements RegionProvider {
   /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
   readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
   private readonly fi: Libfabric;
-  /** @internal Requested keys, in shared memory: pools shared with Workers register from them too. */
-  readonly keys: SharedKeyCounter;
-  /** @internal One past the largest requested key the domain takes. */
-  readonly keyLimit: bigint;
+  /** Requested keys, in shared memory: views in Workers register from them too. */
+  readonly #keys: SharedKeyCounter;
+  /** One past the largest requested key the domain takes. */
+  readonly #keyLimit: bigint;
+  /** Whether this is a Worker's view (LibfabricProvider.attach) of another thread's domain. */
+  readonly isAttached: boolean;
   private readonly live = new Map<number, Registration>();
   /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
   private closed_ = false;
 
-  private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions) {
+  private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions, view: LibfabricView | null = null) {
     this.fi = fi;
-    this.handles = { info, fabric, domain };
-    this.info = describe(fi, info);
+    this.handles = view?.handle.handles ?? { info, fabric, domain };
+    this.info = view?.handle.info ?? describe(fi, info);
     const mode = this.info.mrMode;
     this.virtualAddressing = (mode & FI.MR_VIRT_ADDR) !== 0;
     this.providerKeys = (mode & FI.MR_PROV_KEY) !== 0;
     this.endpointBound = (mode & FI.MR_ENDPOINT) !== 0;
-    this.keys = new SharedKeyCounter(options.firstKey ?? 1n);
+    this.#keys = view?.keys ?? new SharedKeyCounter(options.firstKey ?? 1n);
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
-    this.keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+    this.#keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+    this.isAttached = view !== null;
+    if (view !== null) this.endpoint = view.handle.endpoint;
+  }
+
+  /**
+   * A handle for Workers of this process: `LibfabricProvider.attach(handle)` there gives a provider
+   * over the same fabric and domain (registrations with keys unique across threads, endpoints of
+   * the Worker's own). Needs a domain opened with FI_THREAD_SAFE (the default `threading`):
+   * NOT_SUPPORTED otherwise, since Workers would call into the domain at the same time.
+   */
+  share(): LibfabricProviderHandle {
+    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    if (this.info.threading !== "safe") {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `provider ${this.name} was opened with threading "${String(this.info.threading)}"; sharing it with Workers needs "safe" (FI_THREAD_SAFE), ` +
+        `since they register and post on the domain at the same time`);
+    }
+    return {
+      kind: HANDLE_KIND, pid: process.pid, name: this.name, info: this.info, handles: this.handles,
+      keys: this.#keys.buffer, keyLimit: this.#keyLimit, endpoint: this.endpointBound ? this.endpoint : 0,
+    };
+  }
+
+  /**
+   * A view, in this Worker, of the provider `handle` came from: the same fabric and domain, so
+   * `new Endpoint(view)` opens this Worker's own endpoint, CQ and AV on that domain. The view keeps
+   * no list of registrations (the shared pool releases each once), and its close() closes only its
+   * own endpoints; the domain stays the owner's.
+   */
+  static attach(handle: LibfabricProviderHandle): LibfabricProvider {
+    if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.keys instanceof SharedArrayBuffer)
+        || typeof handle.handles?.domain !== "number" || typeof handle.info?.provider !== "string") {
+      throw new TypeError("LibfabricProvider.attach takes the handle a LibfabricProvider's share() returned");
+    }
+    if (handle.pid !== process.pid) {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `the provider handle comes from process ${handle.pid}; its domain exists only there (this is process ${process.pid}): open a provider in this process`);
+    }
+    const keys = new SharedKeyCounter(handle.keys);
+    if (keys.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${handle.name} is closed (its owner closed it)`);
+    return new LibfabricProvider(libfabric(), 0, 0, 0, {}, new LibfabricView(handle, keys));
+  }
+
+  /** Whether `other` registers in the same domain as this provider (a view of it, or the owner). */
+  sharesDomainWith(other: unknown): boolean {
+    return other instanceof LibfabricProvider && other.handles.domain === this.handles.domain;
   }
 
   /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
@@ -130,7 +199,7 @@ export class LibfabricProvider implements RegionProvider {
   }
 
   get closed(): boolean {
-    return this.closed_;
+    return this.closed_ || (this.isAttached && this.#keys.closed);
   }
 
   /** Live registrations on this domain. */
@@ -139,10 +208,10 @@ export class LibfabricProvider implements RegionProvider {
   }
 
   register(address: number, length: number, access: number): Registration {
-    if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     let requested = 0n;
     if (!this.providerKeys) {
-      requested = this.keys.take(this.keyLimit, `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
+      requested = this.#keys.take(this.#keyLimit, `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
     }
     const fi = this.fi;
     const mr = fi.mrReg(this.handles.domain, address, length, access, 0n, requested, 0);
@@ -153,11 +222,17 @@ export class LibfabricProvider implements RegionProvider {
       throw e;
     }
     const reg: Registration = { address, length, handle: mr, localKey: fi.mrDesc(mr), remoteKey: fi.mrKey(mr) };
-    this.live.set(mr, reg);
+    if (!this.isAttached) this.live.set(mr, reg);
     return reg;
   }
 
   deregister(registration: Registration): void {
+    if (this.isAttached) {
+      // A view's registrations belong to the shared pool, which releases each one once; after the
+      // owner closed the domain they are gone with it.
+      if (!this.#keys.closed) this.fi.close(registration.handle, "mr");
+      return;
+    }
     if (!this.live.delete(registration.handle)) return; // closed with the provider already
     this.fi.close(registration.handle, "mr");
   }
@@ -168,7 +243,7 @@ export class LibfabricProvider implements RegionProvider {
    */
   attachEndpoint(ep: number): void {
     if (!this.endpointBound) return;
-    if (this.endpoint !== 0 && this.endpoint !== ep) {
+    if (this.isAttached || (this.endpoint !== 0 && this.endpoint !== ep)) {
       throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
     }
     this.endpoint = ep;
@@ -178,11 +253,6 @@ export class LibfabricProvider implements RegionProvider {
   /** The endpoint `ep` is closing: registrations made from now on are not bound to it. */
   detachEndpoint(ep: number): void {
     if (this.endpoint === ep) this.endpoint = 0;
-  }
-
-  /** @internal The endpoint registrations are bound to (FI_MR_ENDPOINT), 0 for none. */
-  get boundEndpoint(): number {
-    return this.endpoint;
   }
 
   /** Objects opened on this domain (endpoints, pools) that must close before it, newest first. */
@@ -202,10 +272,14 @@ export class LibfabricProvider implements RegionProvider {
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
-    this.keys.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     closeChildren(this.children, attempt);
+    if (this.isAttached) {
+      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing the view of provider ${this.name}`);
+      return;
+    }
+    this.#keys.markClosed();
     for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
     this.live.clear();
     attempt(() => this.fi.close(this.handles.domain, "domain"));

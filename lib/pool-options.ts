@@ -20,11 +20,8 @@ export interface MemoryPoolStackOptions {
   maxRegions?: number;
 }
 
-export interface MemoryPoolOptions {
-  small?: MemoryPoolStackOptions;
-  medium?: MemoryPoolStackOptions;
-  large?: MemoryPoolStackOptions;
-  huge?: MemoryPoolStackOptions;
+/** Per size class (`small`, `medium`, `large`, `huge`: SIZE_CLASSES), then the pool's own options. */
+export interface MemoryPoolOptions extends Partial<Record<SizeClass, MemoryPoolStackOptions>> {
   /** Upper bound on pinned/registered bytes (blocks, temporary and user regions). Default: no bound. */
   maxPinnedBytes?: number;
   /** Access flags for every registration; default read, write, send, recv, remote read, remote write. */
@@ -46,12 +43,12 @@ export const DEFAULT_STACKS: Readonly<Record<SizeClass, Required<Omit<MemoryPool
   huge: { chunkSize: 1024 * 1024, initialCount: 2, growCount: 2 },
 };
 
-/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth; a quarter of MAX_SHARED_REGIONS at most. */
+/** maxRegions when not given: what maxPinnedBytes allows, else 64 growths' worth; an equal share of MAX_SHARED_REGIONS at most. */
 function defaultMaxRegions(chunkSize: number, initialCount: number, growCount: number, maxPinnedBytes: number | undefined): number {
   const stride = Math.ceil(chunkSize / 64) * 64;
   const byPins = typeof maxPinnedBytes === "number" && Number.isFinite(maxPinnedBytes) && maxPinnedBytes > 0
     ? Math.floor(maxPinnedBytes / stride) : 64 * Math.max(initialCount, growCount, 1);
-  return Math.max(1, initialCount, Math.min(byPins, MAX_SHARED_REGIONS >> 2));
+  return Math.max(1, initialCount, Math.min(byPins, Math.floor(MAX_SHARED_REGIONS / SIZE_CLASSES.length)));
 }
 
 /** Throws TypeError/RangeError for anything but a positive safe integer. */
@@ -61,7 +58,8 @@ export function checkSize(bytes: unknown): asserts bytes is number {
 }
 
 export interface CheckedOptions {
-  stacks: Record<SizeClass, Required<MemoryPoolStackOptions>>;
+  /** One entry per size class, in SIZE_CLASSES order. */
+  stacks: Required<MemoryPoolStackOptions>[];
   maxPinnedBytes: number;
   access: number;
   hugePages: HugePages;
@@ -70,7 +68,7 @@ export interface CheckedOptions {
 
 export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
   if (o === null || typeof o !== "object") throw new TypeError("MemoryPool options must be an object");
-  const stacks = {} as Record<SizeClass, Required<MemoryPoolStackOptions>>;
+  const stacks: Required<MemoryPoolStackOptions>[] = [];
   let previous = 0;
   for (const name of SIZE_CLASSES) {
     const given = o[name] ?? {};
@@ -88,7 +86,7 @@ export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
       throw new RangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
     }
     previous = chunkSize;
-    stacks[name] = { chunkSize, initialCount, growCount, maxRegions };
+    stacks.push({ chunkSize, initialCount, growCount, maxRegions });
   }
   const maxPinnedBytes = o.maxPinnedBytes ?? Infinity;
   if (typeof maxPinnedBytes !== "number" || Number.isNaN(maxPinnedBytes) || maxPinnedBytes <= 0) {

@@ -1,244 +1,110 @@
-// The memory pool: four size-class stacks of pre-registered regions. A get pops a region that is
+// The memory pool: a stack of pre-registered regions per size class. A get pops a region that is
 // already registered, so the hot path is a few field reads and no system call. Stacks grow a block
-// at a time (one registration per block); requests above the huge class get temporary regions.
-// share() moves the stacks and books into shared memory for Workers (MemoryPool.attach); the
-// unshared hot path pays one branch on `shared` for it.
-import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
-import * as libc from "../ffi/libc.ts";
-import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
+// at a time (one registration per block); requests above the largest class get temporary regions.
+// This file is the local pool; share() hands the same parts to SharedPool (shared-pool.ts), and
+// from then on the hot path's one branch sends gets and releases there (mimalloc's local/_mt split).
 import { AllocToolsError } from "./errors.ts";
+import { checkOptions, checkSize, type MemoryPoolOptions } from "./pool-options.ts";
+import { PoolCore, type LeakReport, type PoolResources, type PoolStats } from "./pool-core.ts";
+import type { RegionProvider } from "./provider.ts";
 import { busyError } from "./local-memory.ts";
-import type { RegionProvider, Registration } from "./provider.ts";
-import {
-  checkIn, checkOut, MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type MemoryRegion, type RegionOwner,
-} from "./region.ts";
-import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./shared-provider.ts";
-import {
-  BOOK_GROWTHS, BOOK_MISSES, C_CLOSED, C_ENTRIES, C_GETS, C_RELEASES, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
-} from "./shared-pool-state.ts";
 import { WeakChild } from "./provider-child.ts";
-import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
-import { checkOptions, checkSize, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
-import { MemoryRegionTraits } from "./traits.ts";
+import { checkIn, checkOut, MemoryRegionImpl, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "./region.ts";
+import { SharedPool, type ShareOptions, type SharedPoolHandle } from "./shared-pool.ts";
+import type { SharedAudit } from "./shared-pool-state.ts";
+import type { MemoryPoolStack } from "./stack.ts";
 
-export interface PoolStats {
-  readonly provider: string;
-  readonly gets: number;
-  readonly releases: number;
-  readonly hits: number;
-  readonly misses: number;
-  readonly growths: number;
-  readonly registrations: number;
-  readonly deregistrations: number;
-  /** Temporary regions made so far, and live now. */
-  readonly temporaryRegions: number;
-  readonly liveTemporaryRegions: number;
-  /** User regions made so far, and live now. */
-  readonly userRegions: number;
-  readonly liveUserRegions: number;
-  /** Regions out of the pool now (pooled, temporary and user). */
-  readonly regionsInUse: number;
-  readonly pinnedBytes: number;
-  readonly peakPinnedBytes: number;
-  readonly maxPinnedBytes: number;
-  readonly stacks: Readonly<Record<SizeClass, StackStats>>;
-}
+export type { LeakReport, LeakedRegion, PoolStats } from "./pool-core.ts";
+export type { ShareOptions, SharedPoolHandle } from "./shared-pool.ts";
 
-/** Options of the first `share()` (later calls return the same shared pool). */
-export interface ShareOptions {
-  /** How many pools (owner included) may attach over the pool's life. Default 64. */
-  maxWorkers?: number;
-  /**
-   * Free regions each Worker keeps per size class in front of the shared stack: gets and releases
-   * of a hot region stay off the shared head. 0 turns the cache off. Default 16.
-   */
-  cacheSize?: number;
-}
-
-/** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
-export interface SharedPoolHandle {
-  readonly kind: "alloctools.MemoryPool";
-  readonly buffer: SharedArrayBuffer;
-  readonly layout: SharedLayoutSpec;
-  readonly provider: SharedProviderHandle;
-  readonly options: {
-    readonly maxPinnedBytes: number;
-    readonly access: number;
-    readonly hugePages: HugePages;
-    readonly debug: boolean;
-  };
-}
-
-/** What close() found still out. */
-export interface LeakReport {
-  /** Regions still in use when the pool closed. */
-  readonly count: number;
-  readonly bytes: number;
-  readonly regions: ReadonlyArray<{ readonly size: number; readonly kind: SizeClass | "temporary" | "user"; readonly origin?: string }>;
-}
-
-/** What a FinalizationRegistry needs to free an unclosed pool: no reference to the pool itself. */
-class PoolResources {
-  readonly blocks: MemoryBlock[] = [];
-  readonly registrations: Registration[] = [];
-  constructor(readonly traits: MemoryRegionTraits) {}
-
-  release(): void {
-    for (const reg of this.registrations) try { this.traits.deregister(reg); } catch { /* provider gone */ }
-    for (const block of this.blocks) block.free();
-    this.registrations.length = 0;
-    this.blocks.length = 0;
-  }
-}
-
-const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedBytes: () => number; link: WeakChild<MemoryPool> }>((held) => {
-  const bytes = held.pinnedBytes();
-  held.link.unlink();
-  held.resources.release();
+// Holds the resources and the provider's weak link only: the core points back at the pool, which
+// would then never be collected.
+const backstop = new FinalizationRegistry<{ resources: PoolResources; link: WeakChild<MemoryPool> }>(({ resources, link }) => {
+  const bytes = resources.pinnedBytes();
+  link.unlink();
+  resources.release();
   process.emitWarning(`alloctools: a MemoryPool was garbage-collected without close(); freed ${bytes} pinned bytes`, "AllocToolsLeak");
 });
 
-const EMPTY_I32 = new Int32Array(0);
-const EMPTY_F64 = new Float64Array(0);
-
 /** Set by MemoryPool.attach for the one constructor call it makes. */
-let attaching: { handle: SharedPoolHandle; state: SharedPoolState } | null = null;
+let attaching: ((core: PoolCore) => SharedPool) | null = null;
 
 export class MemoryPool implements RegionOwner, Disposable {
   readonly provider: RegionProvider;
-  readonly traits: MemoryRegionTraits;
-  readonly allocator: MemoryBlockAllocator;
-  readonly small: MemoryPoolStack;
-  readonly medium: MemoryPoolStack;
-  readonly large: MemoryPoolStack;
-  readonly huge: MemoryPoolStack;
   readonly maxPinnedBytes: number;
   readonly debug: boolean;
-  private readonly hugePages: boolean;
-  private readonly hugePagesOption: HugePages;
-  // Chunk sizes as fields: routing reads them without touching the stacks.
-  private readonly smallSize: number;
-  private readonly mediumSize: number;
-  private readonly largeSize: number;
-  private readonly hugeSize: number;
+  private readonly core: PoolCore;
+  // The hot path's parts, as fields of their own: a get reads no other object.
   private readonly stacks: readonly MemoryPoolStack[];
-  /** Every pooled region by index; a shared pool fills it lazily (undefined: not seen here yet). */
-  private readonly regions: (MemoryRegionImpl | undefined)[] = [];
-  private readonly temporaries = new Set<MemoryRegionImpl>();
-  private readonly users = new Set<MemoryRegionImpl>();
-  private readonly resources: PoolResources;
-  private closed_ = false;
+  private readonly regions: (MemoryRegionImpl | undefined)[];
+  /** Chunk size per class, smallest first: a get takes the first class that fits. */
+  private readonly chunkSizes: Int32Array;
+  private readonly largestChunk: number;
+  private closedHere = false;
   /** Closed because its provider closed: refusals say PROVIDER_CLOSED. */
   private closedByProvider = false;
   /** The provider's weak handle on this pool (it closes the pool when it closes); null when attached. */
   private providerLink: WeakChild<MemoryPool> | null = null;
-  // Books kept off the hot path (growth, temporary and user regions).
-  private pinned = 0;
-  private peakPinned = 0;
-  private registrationCount = 0;
-  private deregistrationCount = 0;
-  private temporaryCount = 0;
-  private temporaryGets = 0;
-  private userCount = 0;
-  private sideReleases = 0;
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
-  private shared: SharedPoolState | null = null;
-  /** This thread's buffer over each shared block (toArrayBuffer once per block), by block index. */
-  private readonly blockBuffers: (ArrayBuffer | undefined)[] = [];
-  /** This thread's Registration object per shared block. */
-  private readonly blockRegistrations: (Registration | undefined)[] = [];
-  /** Blocks this pool mapped itself while shared; an attached pool keeps them (the owner unmaps). */
-  private readonly grownHere: MemoryBlock[] = [];
-  private handle_: SharedPoolHandle | null = null;
-  // The shared hot path's words, copied out of `shared` so a get or release reads no other object
-  // (always typed arrays, so the JIT sees one type; empty while unshared).
-  private sI32: Int32Array = EMPTY_I32;
-  private sF64: Float64Array = EMPTY_F64;
-  private sStateAt = 0;
-  private sStateBits = 0;
-  private sCacheAt = 0;
-  private sCacheStride = 0;
-  private sCacheSize = 0;
-  private readonly attached: boolean;
+  private shared: SharedPool | null = null;
 
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
       throw new TypeError("MemoryPool needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
     }
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
-    const o = checkOptions(options);
+    const core = new PoolCore(provider, checkOptions(options));
+    core.owner = this;
+    this.core = core;
     this.provider = provider;
-    this.traits = new MemoryRegionTraits(provider, o.access);
-    this.allocator = new MemoryBlockAllocator({ hugePages: o.hugePages });
-    this.maxPinnedBytes = o.maxPinnedBytes;
-    this.debug = o.debug;
-    this.hugePages = o.hugePages !== false;
-    this.hugePagesOption = o.hugePages;
-    this.resources = new PoolResources(this.traits);
-    const make = (name: SizeClass, id: number) => {
-      const s = o.stacks[name];
-      return new MemoryPoolStack(name, id, s.chunkSize, s.initialCount, s.growCount, s.maxRegions);
-    };
-    this.small = make("small", 0);
-    this.medium = make("medium", 1);
-    this.large = make("large", 2);
-    this.huge = make("huge", 3);
-    this.stacks = [this.small, this.medium, this.large, this.huge];
-    this.smallSize = this.small.chunkSize;
-    this.mediumSize = this.medium.chunkSize;
-    this.largeSize = this.large.chunkSize;
-    this.hugeSize = this.huge.chunkSize;
-    const joining = attaching;
+    this.maxPinnedBytes = core.maxPinnedBytes;
+    this.debug = core.debug;
+    this.stacks = core.stacks;
+    this.regions = core.regions;
+    this.chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
+    this.largestChunk = this.chunkSizes[this.chunkSizes.length - 1]!;
+    const join = attaching;
     attaching = null;
-    this.attached = joining !== null;
-    if (joining !== null) {
+    if (join !== null) {
       // An attached pool: the owner's blocks and stacks, nothing registered here yet.
-      this.bindShared(joining.state);
-      this.handle_ = joining.handle;
-      this.fillRegionTable(joining.state);
-      // The blocks that exist now get their views and region objects here, before any get: made
-      // lazily inside the first gets, they leave the JIT a slower hot path (2 ns per pair, measured).
-      // Blocks grown later are materialized when this thread first pops one of their regions.
-      // Only published blocks: another Worker may be between reserving indices and publishing.
-      for (let b = 0; b < joining.state.blockCount; b++) {
-        const block = joining.state.block(b);
-        if (block !== null) for (let i = block.first; i < block.first + block.count; i++) this.materialize(joining.state, i);
-      }
+      this.shared = join(core);
       return;
     }
-    const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
-    if (initial > this.maxPinnedBytes) {
-      throw new RangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
-    }
-    try {
-      for (const s of this.stacks) if (s.initialCount > 0) this.addBlock(s, s.initialCount);
-    } catch (e) {
-      this.resources.release();
-      throw e;
-    }
+    core.addInitialBlocks();
     const link = new WeakChild<MemoryPool>(provider, this, closePoolWithProvider);
     this.providerLink = link;
-    backstop.register(this, { resources: this.resources, pinnedBytes: pinnedBytesOf(this.resources), link }, this);
+    backstop.register(this, { resources: core.resources, link }, this);
+  }
+
+  /** The provider's registration traits (keys and remote addresses of a registration). */
+  get traits(): PoolCore["traits"] {
+    return this.core.traits;
+  }
+
+  /** The block allocator the pool maps its memory with. */
+  get allocator(): PoolCore["allocator"] {
+    return this.core.allocator;
   }
 
   get closed(): boolean {
-    return this.closed_ || (this.shared !== null && this.shared.closed);
+    return this.closedHere || (this.shared !== null && this.shared.closed);
   }
 
   /**
    * A registered region of at least `bytes` bytes: from the smallest size class that fits, or a
-   * temporary region above the huge class. The same object comes back after a release (LIFO).
+   * temporary region above the largest class. The same object comes back after a release (LIFO).
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
-    if ((bytes | 0) !== bytes || bytes <= 0 || this.closed_ || bytes > this.hugeSize) return this.getSlow(bytes);
-    const stack = bytes <= this.smallSize ? this.small
-      : bytes <= this.mediumSize ? this.medium
-      : bytes <= this.largeSize ? this.large
-      : this.huge;
-    if (this.shared !== null) return this.getShared(stack, bytes);
+    if ((bytes | 0) !== bytes || bytes <= 0 || this.closedHere || bytes > this.largestChunk) return this.getSlow(bytes);
+    const sizes = this.chunkSizes;
+    let k = 0;
+    while (bytes > sizes[k]!) k++;
+    const shared = this.shared;
+    if (shared !== null) return shared.getRegion(k, bytes);
+    const stack = this.stacks[k]!;
     let index = stack.pop();
-    if (index < 0) index = this.grow(stack);
+    if (index < 0) index = this.core.grow(stack);
     const region = this.regions[index]!;
     checkOut(region, bytes);
     if (this.debug) setOrigin(region, new Error("region got here").stack);
@@ -247,9 +113,10 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
   releaseRegion(region: MemoryRegion): void {
-    if (this.closed_ || !checkIn(region, this)) return this.releaseSlow(region);
+    if (this.closedHere || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
-    if (this.shared !== null) return this.releaseShared(r);
+    const shared = this.shared;
+    if (shared !== null) return shared.release(r);
     this.stacks[r.stackId]!.push(r.index);
   }
 
@@ -259,81 +126,29 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   registerUserRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     this.assertOpen();
-    let view: Uint8Array;
-    if (memory instanceof ArrayBuffer || memory instanceof SharedArrayBuffer) view = new Uint8Array(memory);
-    else if (ArrayBuffer.isView(memory)) view = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
-    else throw new TypeError("registerUserRegion takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView");
-    if (view.byteLength === 0) throw new RangeError("cannot register an empty buffer");
-    this.reservePinned(view.byteLength, "user region");
-    const address = ptr(view);
-    let reg: Registration;
-    try {
-      reg = this.traits.register(address, view.byteLength);
-    } catch (e) {
-      this.addPinned(-view.byteLength);
-      throw e;
-    }
-    this.registrationCount++;
-    this.userCount++;
-    const region = new MemoryRegionImpl(reg, address, view.byteLength, RegionFlag.USER,
-      this.traits.remoteAddress(reg, address), view, this, -1, -1, memory);
-    setInUse(region, true);
-    if (this.debug) setOrigin(region, new Error("user region registered here").stack);
-    this.users.add(region);
-    this.publishSide();
+    const view = PoolCore.userView(memory);
+    if (this.shared !== null) return this.shared.registerUserRegion(view, memory);
+    const region = this.core.userRegion(view, this.core.registerUser(view), memory);
     return region;
   }
 
-  /** Statistics, exact at the moment of the call. */
+  /** Statistics, exact at the moment of the call (shared pools: while no Worker gets or releases). */
   stats(): PoolStats {
-    if (this.shared !== null) return this.sharedStats(this.shared);
-    const stacks = Object.fromEntries(this.stacks.map((s) => [s.name, s.stats()])) as Record<SizeClass, StackStats>;
-    let gets = this.temporaryGets + this.userCount;
-    let releases = this.sideReleases;
-    let hits = 0;
-    let misses = 0;
-    let growths = 0;
-    let inUse = this.temporaries.size + this.users.size;
-    for (const s of Object.values(stacks)) {
-      gets += s.gets; releases += s.releases; hits += s.hits; misses += s.misses; growths += s.growths; inUse += s.inUse;
-    }
-    return {
-      provider: this.provider.name, gets, releases, hits, misses, growths,
-      registrations: this.registrationCount, deregistrations: this.deregistrationCount,
-      temporaryRegions: this.temporaryCount, liveTemporaryRegions: this.temporaries.size,
-      userRegions: this.userCount, liveUserRegions: this.users.size,
-      regionsInUse: inUse, pinnedBytes: this.pinned, peakPinnedBytes: this.peakPinned,
-      maxPinnedBytes: this.maxPinnedBytes, stacks,
-    };
+    return this.shared !== null ? this.shared.stats() : this.core.localStats();
   }
 
   /**
    * Deregisters and unmaps everything. Returns the regions that were still in use; their views are
    * detached (length 0) so that a late access reads nothing. Idempotent: a second call reports nothing.
+   * An attached pool only detaches (see SharedPool.close).
    */
   close(): LeakReport {
-    if (this.closed_) return { count: 0, bytes: 0, regions: [] };
-    if (this.shared !== null) return this.attached ? this.detach(this.shared) : this.closeShared(this.shared);
-    const leaks = this.leaks();
-    this.closed_ = true;
+    if (this.closedHere) return { count: 0, bytes: 0, regions: [] };
+    this.closedHere = true;
+    if (this.shared !== null) return this.shared.close();
     this.providerLink?.unlink();
     backstop.unregister(this);
-    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
-    for (const r of this.temporaries) setInUse(r, false);
-    for (const r of this.users) setInUse(r, false);
-    for (const s of this.stacks) s.clear();
-    this.deregistrationCount += this.resources.registrations.length + this.temporaries.size + this.users.size;
-    let firstError: unknown;
-    for (const r of [...this.temporaries, ...this.users]) {
-      try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
-    }
-    this.temporaries.clear();
-    this.users.clear();
-    try { this.resources.release(); } catch (e) { firstError ??= e; }
-    this.pinned = 0;
-    if (firstError !== undefined) throw firstError;
-    return leaks;
+    return this.core.closeLocal();
   }
 
   /**
@@ -364,90 +179,41 @@ export class MemoryPool implements RegionOwner, Disposable {
     }
   }
 
-  // ---- sharing across Workers ---------------------------------------------------------------------
+  // ---- sharing across Workers (the work is SharedPool's) ------------------------------------------
 
   /**
-   * Shares the pool with Workers: a structured-cloneable handle (SharedArrayBuffers and numbers)
-   * for `MemoryPool.attach` in a Worker. From the first call on, the stacks, the region states and
-   * the books live in shared memory; later calls return the same handle. Only the owner (the pool
-   * share() was first called on) closes the shared pool; once shared, the garbage-collection
-   * backstop no longer frees it, since Workers may be using the memory.
+   * Shares the pool with Workers: a structured-cloneable handle (SharedArrayBuffers, numbers and
+   * strings) for `MemoryPool.attach` in a Worker. From the first call on, the stacks, the region
+   * states and the books live in shared memory; later calls return the same handle. Only the owner
+   * (the pool share() was first called on) closes the shared pool; once shared, the
+   * garbage-collection backstop no longer frees it, since Workers may be using the memory.
+   * The provider must share itself (`provider.share()`): NOT_SUPPORTED otherwise.
    */
   share(options: ShareOptions = {}): SharedPoolHandle {
     this.assertOpen();
-    if (this.handle_ !== null) return this.handle_;
-    if (options === null || typeof options !== "object") throw new TypeError("share options must be an object");
-    const maxWorkers = options.maxWorkers ?? 64;
-    const cacheSize = options.cacheSize ?? 16;
-    if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new RangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
-    if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new RangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
-    const provider = shareProvider(this.provider);
-    const stacks = this.stacks.map((s) => {
-      const capacity = Math.max(s.maxRegions, s.regions);
-      return {
-        chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, capacity,
-        maxBlocks: s.blocks + Math.ceil((capacity - s.regions) / s.growCount),
-      };
-    });
-    const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize };
-    const sh = SharedPoolState.create(layout);
-    // The blocks so far: each one's regions follow each other in the region table.
-    let index = 0;
-    for (let b = 0; b < this.resources.blocks.length; b++) {
-      const block = this.resources.blocks[b]!;
-      const reg = this.resources.registrations[b]!;
-      const first = index;
-      const stackId = this.regions[first]!.stackId;
-      while (index < this.regions.length && this.regions[index]!.registration === reg) index++;
-      const r = sh.reserve(stackId, index - first);
-      sh.publishBlock(r.block, stackId, first, index - first, block.address, block.size, block.locked, reg);
-      sh.addStackBooks(stackId, index - first, 1, block.size);
-      this.blockBuffers[r.block] = block.view.buffer as ArrayBuffer;
-      this.blockRegistrations[r.block] = reg;
-    }
-    for (const r of this.regions) if (r?.inUse) sh.i32[sh.stateWord(r.index)] = IN_USE;
-    for (const s of this.stacks) {
-      for (const i of s.entries()) sh.stacks[s.id]!.push(i); // bottom first: the top stays on top
-      const at = sh.booksAt + 4 * s.id;
-      const c = sh.cacheOf(sh.slot, s.id);
-      sh.f64[(c + C_GETS) >> 1] = s.gets;
-      sh.f64[(c + C_RELEASES) >> 1] = s.releases;
-      sh.f64[at + BOOK_MISSES] = s.misses;
-      sh.f64[at + BOOK_GROWTHS] = s.growths;
-    }
-    sh.reservePinned(this.peakPinned, Infinity);
-    sh.reservePinned(this.pinned - this.peakPinned, Infinity);
-    this.fillRegionTable(sh);
+    if (this.shared !== null) return this.shared.handle;
+    const shared = SharedPool.share(this.core, options);
     backstop.unregister(this);
-    this.bindShared(sh);
-    this.publishSide();
-    this.handle_ = {
-      kind: "alloctools.MemoryPool", buffer: sh.buffer, layout, provider,
-      options: { maxPinnedBytes: this.maxPinnedBytes, access: this.traits.access, hugePages: this.hugePagesOption, debug: this.debug },
-    };
-    return this.handle_;
+    this.providerLink?.unlink();
+    this.providerLink = null;
+    this.shared = shared;
+    return shared.handle;
   }
 
   /**
-   * A pool over the shared pool behind `handle` (from `share()`), for use in a Worker: the same
-   * registered memory, stacks and statistics. Its regions have the same address and keys as
-   * everywhere, with this thread's own views. Temporary and user regions it makes are its own.
-   * Its close() only detaches.
+   * A pool over the shared pool behind `handle` (from `share()`), for use in a Worker of the same
+   * process: the same registered memory, stacks and statistics, and a provider over the same domain
+   * (`pool.provider`; an Endpoint over it does RMA from this Worker). Its regions have the same
+   * address and keys as everywhere, with this thread's own views. Temporary and user regions it
+   * makes are its own. Its close() only detaches.
    */
   static attach(handle: SharedPoolHandle): MemoryPool {
-    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool") {
-      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
-    }
-    const state = SharedPoolState.attach(handle.buffer, handle.layout);
-    const stacks = {} as Record<SizeClass, MemoryPoolStackOptions>;
-    handle.layout.stacks.forEach((s, k) => {
-      stacks[SIZE_CLASSES[k]!] = { chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, maxRegions: s.capacity };
-    });
-    attaching = { handle, state };
+    const join = SharedPool.join(handle);
+    attaching = join.attach;
     try {
-      return new MemoryPool(new AttachedProvider(handle.provider), { ...stacks, ...handle.options });
+      return new MemoryPool(join.provider, join.options);
     } catch (e) {
-      state.leaveSlot();
+      join.abandon();
       throw e;
     } finally {
       attaching = null;
@@ -456,22 +222,19 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Whether this pool was made by `MemoryPool.attach`. */
   get isAttached(): boolean {
-    return this.attached;
+    return this.shared !== null && !this.shared.isOwner;
   }
 
   /**
-   * This pool's object for pooled region `index` (`MemoryRegionImpl.index`): how a region got in
-   * another Worker is released (or used) here. Shared pools only need it across Workers.
+   * This pool's object for pooled region `index` (`indexOf`): how a region got in another Worker
+   * is released (or used) here.
    */
   region(index: number): MemoryRegion {
     this.assertOpen();
-    const sh = this.shared;
-    const count = sh === null ? this.regions.length : sh.regionCount;
+    if (this.shared !== null) return this.shared.region(index);
+    const count = this.regions.length;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
-    if (sh === null) return this.regions[index]!;
-    const r = this.regions[index] ?? this.materialize(sh, index);
-    setInUse(r, sh.regionState(index) === IN_USE);
-    return r;
+    return this.regions[index]!;
   }
 
   /** A pooled region's index, what `region(index)` takes in another Worker; -1 for temporary and user regions. */
@@ -488,10 +251,10 @@ export class MemoryPool implements RegionOwner, Disposable {
     const seen = new Set<number>();
     const problems: string[] = [];
     let onStacks = 0;
-    for (const s of this.stacks) {
-      for (const i of s.entries()) {
-        if (seen.has(i)) problems.push(`region ${i} found twice`);
-        seen.add(i);
+    for (const stack of this.stacks) {
+      for (const index of stack.entries()) {
+        if (seen.has(index)) problems.push(`region ${index} found twice`);
+        seen.add(index);
         onStacks++;
       }
     }
@@ -501,473 +264,48 @@ export class MemoryPool implements RegionOwner, Disposable {
     return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
   }
 
-  /** Shared get: this Worker's cache, else the lock-free stack, else growth. Kept small to inline. */
-  private getShared(stack: MemoryPoolStack, bytes: number): MemoryRegion {
-    const a = this.sI32;
-    const at = stack.cacheAt;
-    if (a[at + C_CLOSED] !== 0) return this.refuseClosed();
-    const n = a[at]!;
-    let index: number;
-    if (n > 0) {
-      index = a[at + C_ENTRIES - 1 + n]!;
-      a[at] = n - 1;
-    } else {
-      index = this.popShared(stack.id);
-    }
-    // Ours alone now (popped); a plain store: only a release's CAS reads it, after a handover.
-    a[this.sStateAt + (index << this.sStateBits)] = IN_USE;
-    const f = this.sF64;
-    const g = (at + C_GETS) >> 1;
-    f[g] = f[g]! + 1;
-    const region = this.regions[index] ?? this.materialize(this.shared!, index);
-    checkOut(region, bytes);
-    if (this.debug) setOrigin(region, new Error("region got here").stack);
-    return region;
-  }
-
-  /** Shared release: the state word's CAS catches a double release from any Worker. */
-  private releaseShared(r: MemoryRegionImpl): void {
-    const a = this.sI32;
-    const id = r.stackId;
-    const at = this.sCacheAt + id * this.sCacheStride;
-    if (a[at + C_CLOSED] !== 0) return this.refuseClosed();
-    const index = r.index;
-    const word = this.sStateAt + (index << this.sStateBits);
-    if (Atomics.compareExchange(a, word, IN_USE, 0) !== IN_USE) r.assertInUse("releaseRegion");
-    const f = this.sF64;
-    const g = (at + C_RELEASES) >> 1;
-    f[g] = f[g]! + 1;
-    const n = a[at]!;
-    if (n < this.sCacheSize) {
-      a[at + C_ENTRIES + n] = index;
-      a[at] = n + 1;
-      return;
-    }
-    this.spill(this.shared!, id, at, index);
-  }
-
-  /** The cache is empty: pop the shared stack, or grow it. */
-  private popShared(stackId: number): number {
-    const sh = this.shared!;
-    const index = sh.stacks[stackId]!.pop();
-    return index >= 0 ? index : this.growShared(sh, this.stacks[stackId]!);
-  }
-
-  private refuseClosed(): never {
-    throw this.closedError();
-  }
-
-  /**
-   * The cache is full: the older half goes to the shared stack in one CAS, `index` on top here.
-   * No loop after the CAS (a terminated Worker stops at loop heads and calls), so a Worker
-   * terminated here leaves its cache either before the CAS or after the count is lowered.
-   */
-  private spill(sh: SharedPoolState, id: number, at: number, index: number): void {
-    const stack = sh.stacks[id]!;
-    const a = sh.i32;
-    const n = a[at]!;
-    if (n === 0) return stack.push(index);
-    const half = Math.max(1, n >> 1);
-    const e = at + C_ENTRIES;
-    for (let j = 0; j < half - 1; j++) stack.link(a[e + j]!, a[e + j + 1]!);
-    stack.pushChain(a[e]!, a[e + half - 1]!);
-    a.copyWithin(e, e + half, e + n);
-    a[e + n - half] = index;
-    a[at] = n - half + 1;
-  }
-
-  /** Gives this Worker's cached regions back to the shared stacks (detach). */
-  private flushCaches(sh: SharedPoolState): void {
-    const a = sh.i32;
-    for (const s of this.stacks) {
-      const at = sh.cacheAt + s.id * sh.cacheStride;
-      const n = a[at]!;
-      if (n === 0) continue;
-      const stack = sh.stacks[s.id]!;
-      const e = at + C_ENTRIES;
-      for (let j = 0; j < n - 1; j++) stack.link(a[e + j]!, a[e + j + 1]!);
-      stack.pushChain(a[e]!, a[e + n - 1]!);
-      a[at] = 0;
-    }
-  }
-
-  /** The stack ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
-  private growShared(sh: SharedPoolState, stack: MemoryPoolStack): number {
-    const id = stack.id;
-    sh.lock(id);
-    try {
-      if (sh.closed) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
-      const index = sh.stacks[id]!.pop();
-      if (index >= 0) return index; // grown (or released into) while we waited for the lock
-      const first = this.addSharedBlock(sh, stack);
-      const f = sh.f64;
-      const b = sh.booksAt + 4 * id;
-      f[b + BOOK_MISSES] = f[b + BOOK_MISSES]! + 1;
-      f[b + BOOK_GROWTHS] = f[b + BOOK_GROWTHS]! + 1;
-      return first;
-    } finally {
-      sh.unlock(id);
-    }
-  }
-
-  /**
-   * Maps, pins and registers a block from this thread, records it in the shared block table and
-   * pushes its regions but the first, which the caller gets. Under the stack's growth lock.
-   */
-  private addSharedBlock(sh: SharedPoolState, stack: MemoryPoolStack): number {
-    const id = stack.id;
-    const count = stack.growCount;
-    const [regions, blocks] = sh.stackBooks(id);
-    const room = sh.spec.stacks[id]!;
-    if (regions + count > room.capacity || blocks >= room.maxBlocks) {
-      throw new AllocToolsError("PINNED_LIMIT",
-        `the ${stack.name} stack of a shared pool holds at most ${room.capacity} regions (maxRegions); it has ${regions}`);
-    }
-    const { block, reg } = this.newRegisteredBlock(this.blockBytes(stack, count), `growing the ${stack.name} stack`);
-    const { first, block: b } = sh.reserve(id, count);
-    if (this.attached) {
-      this.grownHere.push(block); // the owner deregisters and unmaps it at close
-    } else {
-      this.resources.blocks.push(block);
-      this.resources.registrations.push(reg);
-    }
-    this.blockBuffers[b] = block.view.buffer as ArrayBuffer;
-    this.blockRegistrations[b] = reg;
-    sh.publishBlock(b, id, first, count, block.address, block.size, block.locked, reg);
-    sh.addStackBooks(id, count, 1, block.size);
-    if (count > 1) {
-      const s = sh.stacks[id]!;
-      for (let i = first + 1; i < first + count - 1; i++) s.link(i, i + 1);
-      s.pushChain(first + 1, first + count - 1);
-    }
-    this.publishSide();
-    return first;
-  }
-
-  /** This thread's object for a region first seen here: its block's view is made once per thread. */
-  private materialize(sh: SharedPoolState, index: number): MemoryRegionImpl {
-    const b = sh.blockOf(index);
-    const block = sh.block(b);
-    if (block === null) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
-    const reg = (this.blockRegistrations[b] ??= block.registration);
-    const buffer = (this.blockBuffers[b] ??= toArrayBuffer(block.address as Pointer, 0, block.size));
-    const stack = this.stacks[block.stackId]!;
-    const offset = (index - block.first) * stack.stride;
-    const address = block.address + offset;
-    const region = new MemoryRegionImpl(reg, address, stack.chunkSize, RegionFlag.PARTIAL, this.traits.remoteAddress(reg, address),
-      new Uint8Array(buffer, offset, stack.chunkSize), this, index, stack.id, null);
-    this.regions[index] = region;
-    return region;
-  }
-
-  private bindShared(sh: SharedPoolState): void {
-    this.shared = sh;
-    this.sI32 = sh.i32;
-    this.sF64 = sh.f64;
-    this.sStateAt = sh.stateAt;
-    this.sStateBits = sh.stateBits;
-    this.sCacheAt = sh.cacheAt;
-    this.sCacheStride = sh.cacheStride;
-    this.sCacheSize = sh.cacheSize;
-    for (const s of this.stacks) s.cacheAt = sh.cacheAt + s.id * sh.cacheStride;
-  }
-
-  /** Room for every index the shared pool may hand out, so the table never turns sparse. */
-  private fillRegionTable(sh: SharedPoolState): void {
-    const total = sh.spec.stacks.reduce((n, s) => n + s.capacity, 0);
-    while (this.regions.length < total) this.regions.push(undefined);
-  }
-
-  /** This pool's side books (temporary and user regions, registrations) into its shared slot. */
-  private publishSide(): void {
-    const sh = this.shared;
-    if (sh === null) return;
-    const f = sh.f64;
-    const b = sh.booksAt;
-    f[b + SIDE.temporaryCount] = this.temporaryCount;
-    f[b + SIDE.temporaryGets] = this.temporaryGets;
-    f[b + SIDE.userCount] = this.userCount;
-    f[b + SIDE.sideReleases] = this.sideReleases;
-    f[b + SIDE.registrations] = this.registrationCount;
-    f[b + SIDE.deregistrations] = this.deregistrationCount;
-    f[b + SIDE.liveTemporaries] = this.temporaries.size;
-    f[b + SIDE.liveUsers] = this.users.size;
-  }
-
-  /** Statistics summed over every Worker's books: exact while no Worker gets or releases. */
-  private sharedStats(sh: SharedPoolState): PoolStats {
-    const stacks = {} as Record<SizeClass, StackStats>;
-    let gets = sh.sumBooks(SIDE.temporaryGets) + sh.sumBooks(SIDE.userCount);
-    let releases = sh.sumBooks(SIDE.sideReleases);
-    let misses = 0;
-    let growths = 0;
-    let inUse = sh.sumBooks(SIDE.liveTemporaries) + sh.sumBooks(SIDE.liveUsers);
-    for (const s of this.stacks) {
-      const k = 4 * s.id;
-      const g = sh.sumCacheBooks(s.id, C_GETS);
-      const r = sh.sumCacheBooks(s.id, C_RELEASES);
-      const m = sh.sumBooks(k + BOOK_MISSES);
-      const gr = sh.sumBooks(k + BOOK_GROWTHS);
-      const [regions, blocks, pinnedBytes] = sh.stackBooks(s.id);
-      stacks[s.name] = {
-        name: s.name, chunkSize: s.chunkSize, regions, free: regions - (g - r), inUse: g - r, gets: g, releases: r,
-        hits: g - m, misses: m, growths: gr, blocks, pinnedBytes, cached: sh.cached(s.id),
-      };
-      gets += g; releases += r; misses += m; growths += gr; inUse += g - r;
-    }
-    return {
-      provider: this.provider.name, gets, releases, hits: gets - misses - sh.sumBooks(SIDE.temporaryGets) - sh.sumBooks(SIDE.userCount),
-      misses, growths,
-      registrations: sh.sumBooks(SIDE.registrations), deregistrations: sh.sumBooks(SIDE.deregistrations),
-      temporaryRegions: sh.sumBooks(SIDE.temporaryCount), liveTemporaryRegions: sh.sumBooks(SIDE.liveTemporaries),
-      userRegions: sh.sumBooks(SIDE.userCount), liveUserRegions: sh.sumBooks(SIDE.liveUsers),
-      regionsInUse: inUse, pinnedBytes: sh.pinnedBytes, peakPinnedBytes: sh.peakPinnedBytes,
-      maxPinnedBytes: this.maxPinnedBytes, stacks,
-    };
-  }
-
-  /** Pooled regions in use in any Worker, then this pool's temporary and user regions. */
-  private sharedLeaks(sh: SharedPoolState, onlyHere: boolean): LeakReport {
-    const out: { size: number; kind: SizeClass | "temporary" | "user"; origin?: string }[] = [];
-    const n = sh.regionCount;
-    for (let i = 0; i < n; i++) {
-      if (sh.regionState(i) !== IN_USE) continue;
-      const mine = this.regions[i];
-      if (onlyHere && !mine?.inUse) continue;
-      const block = sh.block(sh.blockOf(i));
-      const stack = this.stacks[block?.stackId ?? 0]!;
-      out.push({ size: stack.chunkSize, kind: stack.name, origin: mine?.origin });
-    }
-    for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
-    for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
-    return { count: out.length, bytes: out.reduce((k, r) => k + r.size, 0), regions: out };
-  }
-
-  /** Deregisters this pool's temporary and user regions (they never leave the thread that made them). */
-  private dropSideRegions(): unknown {
-    let firstError: unknown;
-    for (const r of [...this.temporaries, ...this.users]) {
-      setInUse(r, false);
-      this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
-      try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
-    }
-    this.deregistrationCount += this.temporaries.size + this.users.size;
-    this.temporaries.clear();
-    this.users.clear();
-    return firstError;
-  }
-
-  /**
-   * The owner closes the shared pool: no more gets anywhere, every block (whoever mapped it)
-   * deregistered and unmapped. Regions in use in any Worker are reported.
-   */
-  private closeShared(sh: SharedPoolState): LeakReport {
-    sh.markClosed();
-    // Wait out growths in flight (a block published after this would never be freed); a Worker
-    // terminated inside a growth cannot release its lock, so give up on it after a second.
-    const locked = [0, 1, 2, 3].map((id) => sh.lock(id, 1000));
-    const leaks = this.sharedLeaks(sh, false);
-    this.closed_ = true;
-    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
-    for (const st of sh.stacks) st.clear();
-    let firstError = this.dropSideRegions();
-    const foreign = new AttachedProvider(this.handle_!.provider);
-    let blocks = 0;
-    for (let b = 0; b < sh.blockCount; b++) {
-      const block = sh.block(b);
-      if (block === null || !sh.retireBlock(b)) continue;
-      blocks++;
-      if (block.slot === sh.slot) continue; // mapped here: resources.release() below
-      this.blockBuffers[b]?.transfer(0); // detach this thread's views first
-      try { foreign.deregister(block.registration); } catch (e) { firstError ??= e; }
-      try {
-        if (block.locked) libc.munlock(block.address, block.size);
-        libc.munmap(block.address, block.size);
-      } catch (e) { firstError ??= e; }
-    }
-    this.deregistrationCount += blocks;
-    try { this.resources.release(); } catch (e) { firstError ??= e; }
-    sh.resetPinned();
-    this.publishSide();
-    locked.forEach((got, id) => { if (got) sh.unlock(id); });
-    if (firstError !== undefined) throw firstError;
-    return leaks;
-  }
-
-  /**
-   * An attached pool's close: its cache goes back to the shared stacks, its temporary and user
-   * regions are deregistered, its views detached; the memory stays (the owner's to free).
-   * Reports what this pool got and did not give back.
-   */
-  private detach(sh: SharedPoolState): LeakReport {
-    const leaks = this.sharedLeaks(sh, true);
-    this.closed_ = true;
-    if (!sh.closed) this.flushCaches(sh);
-    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
-    const firstError = this.dropSideRegions();
-    for (const buffer of this.blockBuffers) buffer?.transfer(0);
-    this.publishSide();
-    sh.leaveSlot();
-    this.traits.provider.close();
-    if (firstError !== undefined) throw firstError;
-    return leaks;
-  }
-
   // ---- slow paths ---------------------------------------------------------------------------------
 
   private getSlow(bytes: number): MemoryRegion {
     checkSize(bytes);
     this.assertOpen();
-    // A valid size on an open pool misses the fast path only by being above the huge class
+    // A valid size on an open pool misses the fast path only by being above the largest class
     // (chunk sizes are below 2^31, so every int32 test of the fast path holds below it).
-    return this.getTemporary(bytes);
+    if (this.shared !== null) return this.shared.getTemporary(bytes);
+    return this.core.getTemporary(bytes);
   }
 
   private releaseSlow(region: MemoryRegion): void {
     const r = genuineRegion("releaseRegion", region);
-    const sh = this.shared;
+    const shared = this.shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
-      const sibling = r.owner instanceof MemoryPool && sh !== null && r.index >= 0 && r.owner.shared !== null && r.owner.shared.sameAs(sh);
+      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.shared !== null && r.owner.shared.sameAs(shared);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closed_) throw this.closedError("the region's pool is closed");
+      if (this.closedHere) throw this.closedError("the region's pool is closed");
       setInUse(r, false);
       const mine = this.region(r.index) as MemoryRegionImpl;
       setInUse(mine, false);
-      return this.releaseShared(mine);
+      return shared.release(mine);
     }
-    if (this.closed_) throw this.closedError("the region's pool is closed");
+    if (this.closedHere) throw this.closedError("the region's pool is closed");
     // An RMA operation may still write into it: refuse, and change nothing (the caller releases
     // once the operation has completed, failed or been cancelled).
     if (r.inFlight !== 0) throw busyError("releaseRegion", r);
-    if (sh !== null && r.index >= 0) {
+    if (shared !== null && r.index >= 0) {
       // Got in another Worker (or this object is stale): the shared state word decides.
       setInUse(r, false);
-      return this.releaseShared(r);
+      return shared.release(r);
     }
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
-    setInUse(r, false);
-    const set = r.isTemp ? this.temporaries : this.users;
-    set.delete(r);
-    this.sideReleases++;
-    this.deregistrationCount++;
-    this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
-    this.publishSide();
-    try {
-      this.traits.deregister(r.registration);
-    } finally {
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
-    }
-  }
-
-  private getTemporary(bytes: number): MemoryRegion {
-    const { block, reg } = this.newRegisteredBlock(this.allocator.roundUp(bytes), `temporary region of ${bytes} bytes`);
-    this.temporaryCount++;
-    this.temporaryGets++;
-    const region = new MemoryRegionImpl(reg, block.address, bytes, RegionFlag.TEMP,
-      this.traits.remoteAddress(reg, block.address), block.view.subarray(0, bytes), this, -1, -1, block);
-    setInUse(region, true);
-    if (this.debug) setOrigin(region, new Error("temporary region got here").stack);
-    this.temporaries.add(region);
-    this.publishSide();
-    return region;
-  }
-
-  /** The stack is empty: add a block, serve the get from it. Undoes the get's books on failure. */
-  private grow(stack: MemoryPoolStack): number {
-    stack.misses++;
-    try {
-      this.addBlock(stack, stack.growCount);
-    } catch (e) {
-      stack.misses--;
-      stack.gets--;
-      throw e;
-    }
-    stack.growths++;
-    stack.gets--; // the get was counted by the pop that found the stack empty
-    return stack.pop();
-  }
-
-  /**
-   * Reserves `bytes` against maxPinnedBytes, then maps, pins and registers a block: the one way
-   * memory enters the pool. On failure nothing stays reserved, mapped or registered.
-   */
-  private newRegisteredBlock(bytes: number, what: string): { block: MemoryBlock; reg: Registration } {
-    this.reservePinned(bytes, what);
-    let block: MemoryBlock | undefined;
-    try {
-      block = this.allocator.allocate(bytes);
-      const reg = this.traits.register(block.address, block.size);
-      this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
-      this.registrationCount++;
-      return { block, reg };
-    } catch (e) {
-      block?.free();
-      this.addPinned(-bytes);
-      throw e;
-    }
-  }
-
-  /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
-  private blockBytes(stack: MemoryPoolStack, count: number): number {
-    return this.allocator.roundUp(stack.stride * count, this.hugePages);
-  }
-
-  /** Allocates, pins and registers one block of `count` regions for `stack`. */
-  private addBlock(stack: MemoryPoolStack, count: number): void {
-    const { block, reg } = this.newRegisteredBlock(this.blockBytes(stack, count), `growing the ${stack.name} stack`);
-    this.resources.blocks.push(block);
-    this.resources.registrations.push(reg);
-    stack.blocks++;
-    stack.pinnedBytes += block.size;
-    const first = this.regions.length;
-    const buffer = block.view.buffer;
-    for (let i = 0; i < count; i++) {
-      const address = block.address + i * stack.stride;
-      const view = new Uint8Array(buffer, i * stack.stride, stack.chunkSize);
-      this.regions.push(new MemoryRegionImpl(reg, address, stack.chunkSize, RegionFlag.PARTIAL,
-        this.traits.remoteAddress(reg, address), view, this, first + i, stack.id, null));
-    }
-    stack.addRegions(first, count);
-  }
-
-  private reservePinned(bytes: number, what: string): void {
-    if (this.shared !== null) {
-      // One limit for every Worker: the count lives in shared memory.
-      if (this.shared.reservePinned(bytes, this.maxPinnedBytes)) return;
-      throw new AllocToolsError("PINNED_LIMIT",
-        `${what} needs ${bytes} more pinned bytes; ${this.shared.pinnedBytes} of maxPinnedBytes ${this.maxPinnedBytes} are in use (all Workers)`);
-    }
-    if (this.pinned + bytes > this.maxPinnedBytes) {
-      throw new AllocToolsError("PINNED_LIMIT",
-        `${what} needs ${bytes} more pinned bytes; ${this.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
-    }
-    this.pinned += bytes;
-    if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
-  }
-
-  /** Pinned-bytes books: shared once the pool is shared, else this object's. */
-  private addPinned(delta: number): void {
-    if (this.shared !== null) {
-      this.shared.reservePinned(delta, Infinity);
-      return;
-    }
-    this.pinned += delta;
-    if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
+    if (shared !== null) return shared.releaseSide(r);
+    this.core.forgetSide(r);
+    PoolCore.freeSide(this.core.traits, r, true);
   }
 
   private assertOpen(): void {
-    if (this.closed_) throw this.closedError();
-  }
-
-  private leaks(): LeakReport {
-    const out: { size: number; kind: SizeClass | "temporary" | "user"; origin?: string }[] = [];
-    for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
-    for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
-    for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
-    return { count: out.length, bytes: out.reduce((n, r) => n + r.size, 0), regions: out };
+    if (this.closedHere) throw this.closedError();
   }
 }
 
@@ -987,8 +325,4 @@ function genuineRegion(what: string, region: unknown): MemoryRegionImpl {
 /** Module level, not a closure in the constructor: the provider's link must not hold the pool. */
 function closePoolWithProvider(pool: MemoryPool): void {
   pool.closeWithProvider();
-}
-
-function pinnedBytesOf(resources: PoolResources): () => number {
-  return () => resources.blocks.reduce((n, b) => n + (b.freed ? 0 : b.size), 0);
 }

@@ -30,13 +30,33 @@ export interface Registration {
 }
 
 /**
- * What a region provider must do. Implementations: HostProvider, LibfabricProvider.
- * - `register` pins (where the provider pins) and registers; it throws a typed error and leaves
- *   nothing registered when it fails.
- * - `deregister` releases exactly one registration; registering the same range twice is allowed
- *   and gives two registrations with distinct keys.
- * - `virtualAddressing` says what a peer uses as the remote address: the virtual address (true),
- *   or the byte offset from the registration's start (false).
+ * What `provider.share()` returns: plain data and SharedArrayBuffers only (structured-cloneable),
+ * to post to a Worker of the same process, where the provider's class attaches to it.
+ */
+export interface ProviderHandle {
+  /** Which class attaches to it: "alloctools.HostProvider", "alloctools.LibfabricProvider". */
+  readonly kind: string;
+  /** The process it belongs to: native handles mean nothing in another one. */
+  readonly pid: number;
+  readonly name: string;
+}
+
+/**
+ * What a region provider must supply. Implementations: HostProvider, LibfabricProvider.
+ *
+ * | member | must | on failure |
+ * |---|---|---|
+ * | `name`, `kind` | short name ("host", "tcp;ofi_rxm", "shm"); "host" or "libfabric" | |
+ * | `virtualAddressing` | true: a peer addresses a region by virtual address; false: by offset from the registration's start | |
+ * | `closed` | true once `close()` ran (on a view: once the owner closed or the view detached) | |
+ * | `register(address, length, access)` | pin (where the provider pins) and register; keys exact 64-bit; the same range twice gives two registrations with distinct keys | typed error (`SystemError`, `FabricError`, `AllocToolsError` `PROVIDER_CLOSED` / `KEYS_EXHAUSTED`), nothing left registered |
+ * | `deregister(registration)` | release exactly one registration; a view also releases registrations another view of the same provider made (the shared pool makes sure each is released once) | typed error; a registration already closed with its provider is ignored |
+ * | `close()` | idempotent; children (endpoints) first, then live registrations, then the domain. A view closes only its own children (endpoints): its registrations belong to the shared pool, which releases each once, and the domain to the owner | aggregate of what failed, everything attempted |
+ * | `share()` (optional) | a `ProviderHandle` for Workers of this process; the view made from it registers in the same domain with keys unique across views | `AllocToolsError` `PROVIDER_CLOSED` when closed, `NOT_SUPPORTED` when the provider cannot be used from several threads |
+ * | `static attach(handle)` (on the class) | a view in this thread | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
+ *
+ * A provider without `share()` cannot back a pool shared with Workers: `pool.share()` says so with
+ * `AllocToolsError` `NOT_SUPPORTED`.
  */
 export interface RegionProvider {
   /** Short name: "host", "tcp;ofi_rxm", "shm", ... */
@@ -49,4 +69,6 @@ export interface RegionProvider {
   deregister(registration: Registration): void;
   /** Closes the provider; registrations still live are closed first. Idempotent. */
   close(): void;
+  /** A handle a Worker of this process attaches to (see the table above). */
+  share?(): ProviderHandle;
 }

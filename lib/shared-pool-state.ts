@@ -1,130 +1,203 @@
-// The part of a pool that Workers share: one SharedArrayBuffer holding the four lock-free stacks,
-// a state word per region, the block table (what every Worker needs to materialize a region it
-// has not seen), growth locks, the pinned-bytes counter and per-Worker books and caches.
-// Fixed size, derived from each stack's maxRegions: growable SharedArrayBuffers exist in Bun, but
-// a length-tracking view on the hot path is not worth the risk; the bound is explicit instead.
+// The part of a pool that Workers share: one SharedArrayBuffer (layout in shared-layout.ts) with a
+// lock-free stack per size class, a state word per region, the block table, growth locks and their
+// records, the pinned-bytes counter, and per Worker a slot: liveness, books, caches, side regions.
+// This class alone reads and writes those words; everything else asks it.
+//
+// A region's state word is FREE (0) or the slot + 1 of the Worker that got it. Every step that moves
+// a region is ordered so that a Worker terminated between any two of its stores leaves the region
+// findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
 import { AllocToolsError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
+import {
+  BLOCK, CACHE, HEADER, LOCK, MAGIC, SIDE, SLOT, SharedLayout, type SharedLayoutSpec,
+} from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
+import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
 
-/** Per-stack numbers fixed when the pool is shared. */
-export interface SharedStackLayout {
-  readonly chunkSize: number;
-  readonly initialCount: number;
-  readonly growCount: number;
-  /** Most regions the stack may ever hold. */
-  readonly capacity: number;
-  /** Most blocks the stack may ever hold. */
-  readonly maxBlocks: number;
-}
+export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
-/** Everything that fixes the buffer's layout; part of the handle. */
-export interface SharedLayoutSpec {
-  readonly stacks: readonly SharedStackLayout[];
-  readonly maxWorkers: number;
-  readonly cacheSize: number;
-}
-
-/** A region's state word. */
 export const FREE = 0;
-export const IN_USE = 1;
 
-/** Block table entry states (0: empty, not published yet). */
-const BLOCK_LIVE = 1;
-const BLOCK_GONE = 2;
+/** Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE; close makes GONE. */
+export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5 } as const;
+/** Side table entry states. */
+const SIDE_EMPTY = 0;
+const SIDE_LIVE = 1;
+/** Taken by the owner's close, which frees it. */
+const SIDE_GONE = 2;
+/** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
+const SIDE_FREEING = 3;
+export const SideKind = { TEMPORARY: 1, USER: 2 } as const;
+/** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
+const UNPUSHED = -1;
 
-// Header words (int32).
-const H_MAGIC = 0;
-export const H_CLOSED = 1;
-const H_SLOTS = 2;
-const H_BLOCKS = 3;
-const H_REGIONS = 4;
-const H_ID = 5; // two words of random identity: clones of the buffer are different objects
+// A cache block's words as module constants: the hot path reads them as literals.
+const CLOSED = CACHE.closed;
+const ENTRIES = CACHE.entries;
+const GETS = CACHE.getsInt32;
+const RELEASES = CACHE.releasesInt32;
 
-const MAGIC = 0x616c6c6f; // "allo"
+/** What lock() did. */
+export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
 
-// A Worker's cache block per stack (int32 words; one Worker writes it, with plain stores): the
-// count, a copy of the closed flag, its gets and releases as float64 (words 4 and 6), then the
-// cached indices. A get or release touches this block and the region's state word, nothing else.
-export const C_COUNT = 0;
-export const C_CLOSED = 1;
-export const C_GETS = 4;
-export const C_RELEASES = 6;
-export const C_ENTRIES = 8;
+/**
+ * One Worker's caches, one per size class, in front of the classes' shared stacks: free regions
+ * only this Worker takes, in its own cache blocks (count, closed flag, get/release counters,
+ * entries). A get or release of a hot region touches its cache block and the region's state word,
+ * nothing another Worker writes. One object for every class: the hot path reads one set of fields.
+ */
+export class WorkerCache {
+  private readonly words: Int32Array;
+  private readonly counters: Float64Array;
+  /** Int32 word of class 0's cache block; class k's is at base + k * stride. */
+  private readonly base: number;
+  private readonly stride: number;
+  private readonly size: number;
+  private readonly stacks: readonly SharedStack[];
+  private readonly stateAt: number;
+  private readonly stateShift: number;
+  /** This Worker's in-use mark: its slot + 1. */
+  private readonly mark: number;
+  private readonly popIntent: number;
 
-// Per-Worker books off the hot path (float64, written only by their Worker: plain stores).
-export const BOOK_MISSES = 2;
-export const BOOK_GROWTHS = 3;
-/** Per-stack books take 4 words each; the side books follow. */
-export const SIDE = {
-  temporaryCount: 16, temporaryGets: 17, userCount: 18, sideReleases: 19,
-  registrations: 20, deregistrations: 21, liveTemporaries: 22, liveUsers: 23,
-} as const;
-const SLOT_BOOKS = 32; // float64 words per slot: 256 bytes, four cache lines of its own
+  constructor(words: Int32Array, counters: Float64Array, base: number, stride: number, size: number, stacks: readonly SharedStack[],
+              stateAt: number, stateShift: number, slot: number, popIntent: number) {
+    this.words = words;
+    this.counters = counters;
+    this.base = base;
+    this.stride = stride;
+    this.size = size;
+    this.stacks = stacks;
+    this.stateAt = stateAt;
+    this.stateShift = stateShift;
+    this.mark = slot + 1;
+    this.popIntent = popIntent;
+  }
 
-// Block table entries (float64 words): exact as long as addresses and sizes are below 2^53.
-const B_ADDRESS = 0;
-const B_SIZE = 1;
-const B_HANDLE = 2;
-const B_STACK = 3;
-const B_FIRST = 4;
-const B_COUNT = 5;
-const B_SLOT = 6;
-const B_LOCKED = 7;
-const BLOCK_WORDS = 8;
+  /** The owner closed the pool (a plain read: the flag only goes 0 → 1). */
+  isClosed(k: number): boolean {
+    return this.words[this.base + k * this.stride + CLOSED] !== 0;
+  }
 
-const LINE = 64;
-/** How long a growth may hold its stack's lock before waiters presume its Worker dead. */
-export const GROWTH_LEASE_MS = 3000;
-const align = (n: number) => Math.ceil(n / LINE) * LINE;
+  /**
+   * A free region of class `k` from the cache, marked in use by this Worker and counted as a get;
+   * -1 if the cache is empty (then popShared), -2 if the pool is closed. Small, so that it inlines.
+   */
+  pop(k: number): number {
+    const words = this.words;
+    const at = this.base + k * this.stride;
+    const count = words[at]!;
+    if (count === 0 || words[at + CLOSED] !== 0) return words[at + CLOSED] !== 0 ? -2 : -1;
+    const index = words[at + ENTRIES + count - 1]!;
+    // In use before it leaves the cache: terminated between the two stores, it is still found.
+    words[this.stateAt + (index << this.stateShift)] = this.mark;
+    words[at] = count - 1;
+    const counters = this.counters;
+    const gets = (at + GETS) >> 1;
+    counters[gets] = counters[gets]! + 1;
+    return index;
+  }
 
-/** Where everything lives in the buffer (byte offsets, each on its own cache line). */
-class Layout {
-  readonly locks: number;
-  readonly heads: number;
-  readonly pinned: number;
-  readonly stackBooks: number;
-  readonly next: number;
-  readonly state: number;
-  /** Region i's state word is word i << stateBits of the state array. */
-  readonly stateBits: number;
-  readonly blockOf: number;
-  readonly blocks: number;
-  readonly blockKeys: number;
-  readonly blockState: number;
-  readonly slotBooks: number;
-  readonly slotFlags: number;
-  readonly caches: number;
-  readonly cacheStride: number;
-  readonly bytes: number;
-  readonly capacity: number;
-  readonly maxBlocks: number;
+  /** The cache is empty: a region from the shared stack, marked in use (not counted); -1 if that is empty too. */
+  popShared(k: number): number {
+    const words = this.words;
+    const index = this.stacks[k]!.popNoting(this.popIntent);
+    if (index >= 0) words[this.stateAt + (index << this.stateShift)] = this.mark;
+    words[this.popIntent] = -1;
+    return index;
+  }
 
-  constructor(spec: SharedLayoutSpec) {
-    this.capacity = spec.stacks.reduce((n, s) => n + s.capacity, 0);
-    this.maxBlocks = spec.stacks.reduce((n, s) => n + s.maxBlocks, 0);
-    let at = LINE; // header
-    const take = (bytes: number) => { const here = at; at = align(at + bytes); return here; };
-    this.locks = take(4 * LINE);
-    this.heads = take(4 * LINE);
-    this.pinned = take(16);
-    this.stackBooks = take(4 * LINE);
-    this.next = take(4 * this.capacity);
-    // A cache line per region's state word (up to 2^16 regions, 4 MiB; fewer lines beyond):
-    // Workers cycling through neighbouring regions do not share lines. A shift, not an
-    // interleave: the hot path pays one instruction for it.
-    this.stateBits = this.capacity <= 1 << 16 ? 4 : this.capacity <= 1 << 18 ? 2 : 0;
-    this.state = take(4 * (this.capacity << this.stateBits));
-    this.blockOf = take(4 * this.capacity);
-    this.blocks = take(8 * BLOCK_WORDS * this.maxBlocks);
-    this.blockKeys = take(16 * this.maxBlocks);
-    this.blockState = take(4 * this.maxBlocks);
-    this.slotBooks = take(8 * SLOT_BOOKS * spec.maxWorkers);
-    this.slotFlags = take(LINE * spec.maxWorkers);
-    // Per slot, per stack: the block head and cacheSize indices, padded to whole cache lines.
-    this.cacheStride = align(4 * (C_ENTRIES + spec.cacheSize)) / 4;
-    this.caches = take(4 * this.cacheStride * 4 * spec.maxWorkers);
-    this.bytes = at;
+  /** Counts a get served outside pop() (the shared stack or a growth). */
+  countGet(k: number): void {
+    const counters = this.counters;
+    const gets = (this.base + k * this.stride + GETS) >> 1;
+    counters[gets] = counters[gets]! + 1;
+  }
+
+  /**
+   * Takes back a region of class `k` in use (by any Worker): false if it is not in use (a double
+   * release) or the pool is closed (the caller tells which). The entry and count are written before
+   * the state word's CAS frees the region, so a Worker terminated in between leaves it in use, never
+   * free and nowhere. A full cache spills first (pushFull).
+   */
+  push(k: number, index: number): boolean {
+    const words = this.words;
+    const at = this.base + k * this.stride;
+    const count = words[at]!;
+    if (count === this.size || words[at + CLOSED] !== 0) return this.pushFull(k, index);
+    words[at + ENTRIES + count] = index;
+    words[at] = count + 1;
+    const word = this.stateAt + (index << this.stateShift);
+    const mark = this.mark;
+    const seen = Atomics.compareExchange(words, word, mark, FREE);
+    if (seen !== mark && !this.freeForOther(word, seen)) {
+      words[at] = count;
+      return false;
+    }
+    const counters = this.counters;
+    const releases = (at + RELEASES) >> 1;
+    counters[releases] = counters[releases]! + 1;
+    return true;
+  }
+
+  /** A region another Worker got: freed with a CAS from that Worker's mark; false if it was free. */
+  private freeForOther(word: number, seen: number): boolean {
+    const words = this.words;
+    for (;;) {
+      if (seen === FREE) return false;
+      const now = Atomics.compareExchange(words, word, seen, FREE);
+      if (now === seen) return true;
+      seen = now;
+    }
+  }
+
+  private pushFull(k: number, index: number): boolean {
+    if (this.isClosed(k)) return false;
+    const words = this.words;
+    const word = this.stateAt + (index << this.stateShift);
+    const seen = words[word]!;
+    if (seen === FREE) return false;
+    if (this.size === 0) return this.pushShared(k, index, word, seen);
+    this.spill(k);
+    return this.push(k, index);
+  }
+
+  /** No cache: the region goes straight onto the shared stack (noted in the pop-intent word meanwhile). */
+  private pushShared(k: number, index: number, word: number, seen: number): boolean {
+    const words = this.words;
+    words[this.popIntent] = index;
+    if (Atomics.compareExchange(words, word, seen, FREE) !== seen) {
+      words[this.popIntent] = -1;
+      return false;
+    }
+    this.stacks[k]!.push(index);
+    words[this.popIntent] = -1;
+    const counters = this.counters;
+    const releases = (this.base + k * this.stride + RELEASES) >> 1;
+    counters[releases] = counters[releases]! + 1;
+    return true;
+  }
+
+  /**
+   * Gives the newer half of class `k`'s full cache to the shared stack in one CAS, then lowers the
+   * count. A Worker terminated between the two leaves entries that are also on the stack: audit()
+   * reads a dead Worker's cache after the stacks and skips what it already found.
+   */
+  spill(k: number): void {
+    const words = this.words;
+    const at = this.base + k * this.stride;
+    const count = words[at]!;
+    const half = Math.max(1, count >> 1);
+    this.stacks[k]!.pushAll(words, at + ENTRIES + count - half, half);
+    words[at] = count - half;
+  }
+
+  /** Gives every cached region of class `k` back to the shared stack (detach). */
+  flush(k: number): void {
+    const words = this.words;
+    const at = this.base + k * this.stride;
+    this.stacks[k]!.pushAll(words, at + ENTRIES, words[at]!);
+    words[at] = 0;
   }
 }
 
@@ -132,145 +205,173 @@ class Layout {
 export class SharedPoolState {
   readonly buffer: SharedArrayBuffer;
   readonly spec: SharedLayoutSpec;
-  /** The whole buffer as int32 / float64 / uint64 words. */
-  readonly i32: Int32Array;
-  readonly f64: Float64Array;
-  readonly u64: BigUint64Array;
-  readonly stacks: readonly SharedStack[];
-  /** Word offsets of the per-region arrays in i32. */
-  readonly stateAt: number;
-  /** Word of region i's state: stateAt + (i << stateBits). */
-  readonly stateBits: number;
-  readonly blockOfAt: number;
-  /** This Worker's slot, its books (in f64) and caches (in i32). */
+  readonly layout: SharedLayout;
+  /** This Worker's slot (0: the owner). */
   readonly slot: number;
-  readonly booksAt: number;
-  readonly cacheAt: number;
-  readonly cacheStride: number;
-  readonly cacheSize: number;
-  private readonly layout: Layout;
-  /** The tickets this thread holds, per stack. */
-  private readonly tickets = new Int32Array(4);
+  /** This Worker's caches, one per size class. */
+  readonly cache: WorkerCache;
+  private readonly words: Int32Array;
+  private readonly floats: Float64Array;
+  private readonly longs: BigUint64Array;
+  private readonly stacks: readonly SharedStack[];
+  private readonly stateAt: number;
+  private readonly booksAt: number;
+  /** Slots whose thread was seen dead (threads do not come back). */
+  private readonly dead = new Set<number>();
 
   private constructor(buffer: SharedArrayBuffer, spec: SharedLayoutSpec, slot: number) {
     this.buffer = buffer;
     this.spec = spec;
-    this.layout = new Layout(spec);
-    const l = this.layout;
-    this.i32 = new Int32Array(buffer);
-    this.f64 = new Float64Array(buffer);
-    this.u64 = new BigUint64Array(buffer);
-    const bits = indexBitsFor(l.capacity);
-    this.stacks = [0, 1, 2, 3].map((k) => new SharedStack(this.i32, (l.heads + k * LINE) / 4, l.next / 4, bits));
-    this.stateAt = l.state / 4;
-    this.stateBits = l.stateBits;
-    this.blockOfAt = l.blockOf / 4;
+    this.layout = new SharedLayout(spec);
+    const layout = this.layout;
+    this.words = new Int32Array(buffer);
+    this.floats = new Float64Array(buffer);
+    this.longs = new BigUint64Array(buffer);
+    const bits = indexBitsFor(layout.capacity);
+    this.stacks = spec.stacks.map((_, k) => new SharedStack(this.words, layout.headLine(k) / 4, layout.next / 4, bits));
+    this.stateAt = layout.state / 4;
     this.slot = slot;
-    this.booksAt = (l.slotBooks / 8) + slot * SLOT_BOOKS;
-    this.cacheStride = l.cacheStride;
-    this.cacheSize = spec.cacheSize;
-    this.cacheAt = l.caches / 4 + slot * 4 * l.cacheStride;
+    this.booksAt = layout.booksWord(slot);
+    const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
+    this.cache = new WorkerCache(this.words, this.floats, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
+      this.stacks, this.stateAt, layout.stateShift, slot, popIntent);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
   static create(spec: SharedLayoutSpec): SharedPoolState {
-    const l = new Layout(spec);
-    if (l.capacity > MAX_SHARED_REGIONS) {
+    const layout = new SharedLayout(spec);
+    if (layout.capacity > MAX_SHARED_REGIONS) {
       throw new RangeError(`a shared pool holds at most ${MAX_SHARED_REGIONS} regions (the stacks' ABA tags need 16 bits); ` +
-        `maxRegions add up to ${l.capacity}: lower them, or use larger chunks`);
+        `maxRegions add up to ${layout.capacity}: lower them, or use larger chunks`);
     }
-    const buffer = new SharedArrayBuffer(l.bytes);
-    const i32 = new Int32Array(buffer);
-    i32[H_MAGIC] = MAGIC;
-    i32[H_SLOTS] = 1;
-    crypto.getRandomValues(i32.subarray(H_ID, H_ID + 2));
-    const s = new SharedPoolState(buffer, spec, 0);
-    Atomics.store(i32, s.slotFlagAt(0), 1);
-    return s;
+    const buffer = new SharedArrayBuffer(layout.bytes);
+    const words = new Int32Array(buffer);
+    words[HEADER.magic] = MAGIC;
+    words[HEADER.slots] = 1;
+    crypto.getRandomValues(words.subarray(HEADER.identity, HEADER.identity + 2));
+    const state = new SharedPoolState(buffer, spec, 0);
+    state.enterSlot();
+    return state;
   }
 
   /** Another Worker's view: takes the next free slot. */
   static attach(buffer: SharedArrayBuffer, spec: SharedLayoutSpec): SharedPoolState {
-    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== new Layout(spec).bytes || new Int32Array(buffer)[H_MAGIC] !== MAGIC) {
+    let layout: SharedLayout;
+    try {
+      layout = new SharedLayout(spec);
+    } catch {
+      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned (its layout is damaged)");
+    }
+    if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== layout.bytes || new Int32Array(buffer)[HEADER.magic] !== MAGIC) {
       throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
-    const i32 = new Int32Array(buffer);
-    const slot = Atomics.add(i32, H_SLOTS, 1);
+    const words = new Int32Array(buffer);
+    if (Atomics.load(words, HEADER.closed) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
+    const slot = Atomics.add(words, HEADER.slots, 1);
     if (slot >= spec.maxWorkers) {
-      Atomics.sub(i32, H_SLOTS, 1);
+      Atomics.sub(words, HEADER.slots, 1);
       throw new RangeError(`the shared pool takes ${spec.maxWorkers} attached pools (share({ maxWorkers }))`);
     }
-    if (Atomics.load(i32, H_CLOSED) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    const s = new SharedPoolState(buffer, spec, slot);
-    Atomics.store(i32, s.slotFlagAt(slot), 1);
-    return s;
+    const state = new SharedPoolState(buffer, spec, slot);
+    state.enterSlot();
+    // Closed meanwhile: markClosed may have run before this slot counted, so set our flags too.
+    if (Atomics.load(words, HEADER.closed) !== 0) {
+      state.leaveSlot();
+      throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
+    }
+    return state;
+  }
+
+  private enterSlot(): void {
+    const line = this.layout.slotLine(this.slot);
+    const me = currentThread();
+    this.words[line / 4 + SLOT.thread] = me.id;
+    this.floats[line / 8 + SLOT.startFloat64] = me.start;
+    this.words[line / 4 + SLOT.popIntent] = -1;
+    Atomics.store(this.words, line / 4 + SLOT.attached, 1);
+  }
+
+  /** This Worker detached: its slot keeps its books (they stay in the totals). */
+  leaveSlot(): void {
+    Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, 0);
   }
 
   /** Whether `other` is a view of the same shared pool (perhaps through a clone of the buffer). */
   sameAs(other: SharedPoolState): boolean {
-    return other.i32[H_ID] === this.i32[H_ID] && other.i32[H_ID + 1] === this.i32[H_ID + 1];
+    return other.words[HEADER.identity] === this.words[HEADER.identity] && other.words[HEADER.identity + 1] === this.words[HEADER.identity + 1];
+  }
+
+  get classCount(): number {
+    return this.spec.stacks.length;
   }
 
   get closed(): boolean {
-    return Atomics.load(this.i32, H_CLOSED) !== 0;
+    return Atomics.load(this.words, HEADER.closed) !== 0;
   }
 
-  /** Plain read for the hot path: the flag only ever goes 0 → 1. */
-  closedFast(): boolean {
-    return this.i32[H_CLOSED] !== 0;
-  }
-
-  /** Closes the pool for every slot, attached or still to come (attach checks H_CLOSED after taking one). */
+  /** Closes the pool for every slot, attached or still to come. */
   markClosed(): void {
-    Atomics.store(this.i32, H_CLOSED, 1);
-    for (let s = 0; s < this.spec.maxWorkers; s++) {
-      for (let id = 0; id < 4; id++) Atomics.store(this.i32, this.cacheOf(s, id) + C_CLOSED, 1);
+    Atomics.store(this.words, HEADER.closed, 1);
+    for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
+      for (let k = 0; k < this.classCount; k++) Atomics.store(this.words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
     }
   }
 
-  // ---- growth lock (one per stack) on Atomics.wait/notify, with a lease -------------------------------
-  // The lock word holds a fresh ticket per acquisition (0: free). A Worker terminated inside a
-  // growth never unlocks, so a waiter that sees the same ticket for GROWTH_LEASE_MS takes the lock
-  // over; growth (mmap, mlock, register one block) takes micro- to milliseconds.
+  // ---- slots and liveness -------------------------------------------------------------------------
+
+  get slotsUsed(): number {
+    return Math.min(Atomics.load(this.words, HEADER.slots), this.spec.maxWorkers);
+  }
+
+  /** The thread that holds `slot`. */
+  threadOf(slot: number): ThreadIdentity {
+    const line = this.layout.slotLine(slot);
+    return { id: this.words[line / 4 + SLOT.thread]!, start: this.floats[line / 8 + SLOT.startFloat64]! };
+  }
+
+  /** Whether the thread of `slot` still runs. A slot's thread never comes back once gone. */
+  slotAlive(slot: number): boolean {
+    if (slot === this.slot) return true;
+    if (this.dead.has(slot)) return false;
+    if (threadAlive(this.threadOf(slot))) return true;
+    this.dead.add(slot);
+    return false;
+  }
+
+  /** Whether `slot` is attached now (its pool not closed). */
+  slotAttached(slot: number): boolean {
+    return Atomics.load(this.words, this.layout.slotLine(slot) / 4 + SLOT.attached) !== 0;
+  }
+
+  // ---- growth lock (one per class): held by a slot, taken from it only when its thread is gone ------
 
   /**
-   * Takes stack `id`'s growth lock, sleeping while another Worker grows that stack. Returns false
-   * if `timeoutMs` passed first.
+   * Takes class `k`'s growth lock, sleeping while another Worker grows that class. A holder whose
+   * thread has exited is dead, not slow: its lock is taken over (TAKEN_FROM_DEAD; the caller
+   * finishes or undoes its growth with growthInProgress()). TIMED_OUT once `timeoutMs` passed.
    */
-  lock(id: number, timeoutMs: number = Infinity): boolean {
-    const a = this.i32;
-    const at = this.layout.locks / 4 + id * (LINE / 4);
-    const ticket = (Atomics.add(a, at + 1, 1) + 1) | 1; // odd: never 0
-    let seen = Atomics.compareExchange(a, at, 0, ticket);
-    if (seen === 0) return this.hold(id, ticket);
+  lock(k: number, timeoutMs: number = Infinity): number {
+    const words = this.words;
+    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
+    const me = this.slot + 1;
     const start = Date.now();
-    let since = start;
     for (;;) {
-      Atomics.wait(a, at, seen, 20);
-      const now = Date.now();
-      const c = Atomics.compareExchange(a, at, 0, ticket);
-      if (c === 0) return this.hold(id, ticket);
-      if (c !== seen) {
-        seen = c;
-        since = now;
-      } else if (now - since > GROWTH_LEASE_MS && Atomics.compareExchange(a, at, c, ticket) === c) {
-        return this.hold(id, ticket); // the holder overran its lease: presumed terminated
-      }
-      if (now - start > timeoutMs) return false;
+      const holder = Atomics.compareExchange(words, at, 0, me);
+      if (holder === 0) return LockResult.ACQUIRED;
+      if (!this.slotAlive(holder - 1) && Atomics.compareExchange(words, at, holder, me) === holder) return LockResult.TAKEN_FROM_DEAD;
+      Atomics.wait(words, at, holder, 20);
+      if (Date.now() - start > timeoutMs) return LockResult.TIMED_OUT;
     }
   }
 
-  unlock(id: number): void {
-    const a = this.i32;
-    const at = this.layout.locks / 4 + id * (LINE / 4);
-    // Only if still ours (a lease may have passed it on); wake every waiter: they all want to pop.
-    if (Atomics.compareExchange(a, at, this.tickets[id]!, 0) === this.tickets[id]) Atomics.notify(a, at);
-    this.tickets[id] = 0;
+  unlock(k: number): void {
+    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
+    if (Atomics.compareExchange(this.words, at, this.slot + 1, 0) === this.slot + 1) Atomics.notify(this.words, at);
   }
 
-  private hold(id: number, ticket: number): true {
-    this.tickets[id] = ticket;
-    return true;
+  /** The block a growth of class `k` is adding (under its lock), or -1. */
+  growthInProgress(k: number): number {
+    return this.words[this.layout.lockLine(k) / 4 + LOCK.block]! - 1;
   }
 
   // ---- pinned bytes (shared, 64-bit: rare) ----------------------------------------------------------
@@ -279,218 +380,490 @@ export class SharedPoolState {
   reservePinned(bytes: number, limit: number): boolean {
     const at = this.layout.pinned / 8;
     for (;;) {
-      const now = Atomics.load(this.u64, at);
+      const now = Atomics.load(this.longs, at);
       const next = Number(now) + bytes;
       if (bytes > 0 && next > limit) return false;
-      if (Atomics.compareExchange(this.u64, at, now, BigInt(Math.max(0, next))) === now) {
+      if (Atomics.compareExchange(this.longs, at, now, BigInt(Math.max(0, next))) === now) {
         for (;;) {
-          const peak = Atomics.load(this.u64, at + 1);
-          if (Number(peak) >= next || Atomics.compareExchange(this.u64, at + 1, peak, BigInt(next)) === peak) return true;
+          const peak = Atomics.load(this.longs, at + 1);
+          if (Number(peak) >= next || Atomics.compareExchange(this.longs, at + 1, peak, BigInt(next)) === peak) return true;
         }
       }
     }
   }
 
   get pinnedBytes(): number {
-    return Number(Atomics.load(this.u64, this.layout.pinned / 8));
+    return Number(Atomics.load(this.longs, this.layout.pinned / 8));
   }
 
   get peakPinnedBytes(): number {
-    return Number(Atomics.load(this.u64, this.layout.pinned / 8 + 1));
+    return Number(Atomics.load(this.longs, this.layout.pinned / 8 + 1));
   }
 
   resetPinned(): void {
-    Atomics.store(this.u64, this.layout.pinned / 8, 0n);
+    Atomics.store(this.longs, this.layout.pinned / 8, 0n);
   }
 
-  // ---- per-stack structure books (written under the stack's growth lock) --------------------------
+  // ---- per-class structure books (written under the class's growth lock) ----------------------------
 
-  /** [regions, blocks, pinnedBytes] of stack `id`. */
-  stackBooks(id: number): [number, number, number] {
-    const at = this.layout.stackBooks / 8 + id * (LINE / 8);
-    return [this.f64[at]!, this.f64[at + 1]!, this.f64[at + 2]!];
+  /** Regions, blocks and pinned bytes of class `k`. */
+  stackBooks(k: number): { regions: number; blocks: number; pinnedBytes: number } {
+    const at = this.layout.stackBooksLine(k) / 8;
+    return { regions: this.floats[at]!, blocks: this.floats[at + 1]!, pinnedBytes: this.floats[at + 2]! };
   }
 
-  addStackBooks(id: number, regions: number, blocks: number, pinnedBytes: number): void {
-    const at = this.layout.stackBooks / 8 + id * (LINE / 8);
-    this.f64[at] = this.f64[at]! + regions;
-    this.f64[at + 1] = this.f64[at + 1]! + blocks;
-    this.f64[at + 2] = this.f64[at + 2]! + pinnedBytes;
+  private addStackBooks(k: number, regions: number, blocks: number, pinnedBytes: number): void {
+    const at = this.layout.stackBooksLine(k) / 8;
+    this.floats[at] = this.floats[at]! + regions;
+    this.floats[at + 1] = this.floats[at + 1]! + blocks;
+    this.floats[at + 2] = this.floats[at + 2]! + pinnedBytes;
+  }
+
+  // ---- per-Worker books (float64, each written only by its Worker) ---------------------------------
+
+  /** Adds `delta` to this Worker's class book (CLASS_BOOKS) of class `k`. */
+  addClassBook(k: number, book: number, delta: number): void {
+    const word = this.booksAt + this.layout.classBook(k, book);
+    this.floats[word] = this.floats[word]! + delta;
+  }
+
+  /** Sets this Worker's side book (SIDE_BOOKS). */
+  setSideBook(book: number, value: number): void {
+    this.floats[this.booksAt + this.layout.sideBook(book)] = value;
+  }
+
+  /** Sum of a side book over every slot. */
+  sumSideBook(book: number): number {
+    return this.sumBooks(this.layout.sideBook(book));
+  }
+
+  /** Sum of a class book over every slot. */
+  sumClassBook(k: number, book: number): number {
+    return this.sumBooks(this.layout.classBook(k, book));
+  }
+
+  private sumBooks(word: number): number {
+    let sum = 0;
+    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.floats[this.layout.booksWord(slot) + word]!;
+    return sum;
+  }
+
+  /** Gets and releases of class `k` over every slot (the caches' counters). */
+  sumCacheCounters(k: number): { gets: number; releases: number } {
+    let gets = 0;
+    let releases = 0;
+    for (let slot = 0; slot < this.slotsUsed; slot++) {
+      const at = this.layout.cacheWord(slot, k);
+      gets += this.floats[(at + CACHE.getsInt32) >> 1]!;
+      releases += this.floats[(at + CACHE.releasesInt32) >> 1]!;
+    }
+    return { gets, releases };
+  }
+
+  /** Sets this Worker's counters of class `k` (share() carries the unshared pool's over). */
+  setCacheCounters(k: number, gets: number, releases: number): void {
+    const at = this.layout.cacheWord(this.slot, k);
+    this.floats[(at + CACHE.getsInt32) >> 1] = gets;
+    this.floats[(at + CACHE.releasesInt32) >> 1] = releases;
+  }
+
+  /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
+  cached(k: number): number {
+    let sum = 0;
+    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
+    return sum;
   }
 
   // ---- regions and blocks ----------------------------------------------------------------------------
 
   /** Region indices handed out so far (0 .. regionCount are valid). */
   get regionCount(): number {
-    return Atomics.load(this.i32, H_REGIONS);
+    return Atomics.load(this.words, HEADER.regions);
   }
 
   get blockCount(): number {
-    return Atomics.load(this.i32, H_BLOCKS);
-  }
-
-  /** Reserves `count` region indices and one block entry for stack `id` (under its growth lock). */
-  reserve(id: number, count: number): { first: number; block: number } {
-    const [regions, blocks] = this.stackBooks(id);
-    const s = this.spec.stacks[id]!;
-    if (regions + count > s.capacity || blocks + 1 > s.maxBlocks) {
-      throw new AllocToolsError("PINNED_LIMIT",
-        `the shared pool's stack ${id} holds at most ${s.capacity} regions (maxRegions); it has ${regions}`);
-    }
-    return { first: Atomics.add(this.i32, H_REGIONS, count), block: Atomics.add(this.i32, H_BLOCKS, 1) };
-  }
-
-  /** Records a block and its regions (all free), then publishes it: only then may its indices be pushed. */
-  publishBlock(block: number, id: number, first: number, count: number, address: number, size: number,
-               locked: boolean, reg: Registration): void {
-    const at = this.layout.blocks / 8 + block * BLOCK_WORDS;
-    const f = this.f64;
-    f[at + B_ADDRESS] = address;
-    f[at + B_SIZE] = size;
-    f[at + B_HANDLE] = reg.handle;
-    f[at + B_STACK] = id;
-    f[at + B_FIRST] = first;
-    f[at + B_COUNT] = count;
-    f[at + B_SLOT] = this.slot;
-    f[at + B_LOCKED] = locked ? 1 : 0;
-    const k = this.layout.blockKeys / 8 + block * 2;
-    this.u64[k] = reg.localKey;
-    this.u64[k + 1] = reg.remoteKey;
-    for (let i = first; i < first + count; i++) {
-      this.i32[this.blockOfAt + i] = block;
-      this.i32[this.stateWord(i)] = FREE;
-    }
-    Atomics.store(this.i32, this.layout.blockState / 4 + block, BLOCK_LIVE);
-  }
-
-  /** Block `block` as its registration, where it was mapped, and which regions it holds. */
-  block(block: number): SharedBlock | null {
-    if (Atomics.load(this.i32, this.layout.blockState / 4 + block) !== BLOCK_LIVE) return null;
-    const at = this.layout.blocks / 8 + block * BLOCK_WORDS;
-    const f = this.f64;
-    const k = this.layout.blockKeys / 8 + block * 2;
-    const address = f[at + B_ADDRESS]!;
-    const size = f[at + B_SIZE]!;
-    return {
-      index: block, stackId: f[at + B_STACK]!, first: f[at + B_FIRST]!, count: f[at + B_COUNT]!,
-      slot: f[at + B_SLOT]!, locked: f[at + B_LOCKED] === 1, address, size,
-      registration: { address, length: size, handle: f[at + B_HANDLE]!, localKey: this.u64[k]!, remoteKey: this.u64[k + 1]! },
-    };
-  }
-
-  /** Marks a block deregistered; true for the one caller that gets to free it. */
-  retireBlock(block: number): boolean {
-    return Atomics.compareExchange(this.i32, this.layout.blockState / 4 + block, BLOCK_LIVE, BLOCK_GONE) === BLOCK_LIVE;
-  }
-
-  blockOf(index: number): number {
-    return this.i32[this.blockOfAt + index]!;
-  }
-
-  /** The i32 word holding region `index`'s state. */
-  stateWord(index: number): number {
-    return this.stateAt + (index << this.stateBits);
-  }
-
-  regionState(index: number): number {
-    return Atomics.load(this.i32, this.stateWord(index));
-  }
-
-  // ---- slots ---------------------------------------------------------------------------------------
-
-  get slotsUsed(): number {
-    return Math.min(Atomics.load(this.i32, H_SLOTS), this.spec.maxWorkers);
-  }
-
-  private slotFlagAt(slot: number): number {
-    return this.layout.slotFlags / 4 + slot * (LINE / 4);
-  }
-
-  /** This Worker detached: its slot keeps its books (they stay in the totals). */
-  leaveSlot(): void {
-    Atomics.store(this.i32, this.slotFlagAt(this.slot), 0);
-  }
-
-  /** Word offset of `slot`'s cache block for stack `id` (see C_COUNT .. C_ENTRIES). */
-  cacheOf(slot: number, id: number): number {
-    return this.layout.caches / 4 + (slot * 4 + id) * this.cacheStride;
-  }
-
-  /** Sum of book `word` over every slot. */
-  sumBooks(word: number): number {
-    let n = 0;
-    const base = this.layout.slotBooks / 8;
-    for (let s = 0; s < this.slotsUsed; s++) n += this.f64[base + s * SLOT_BOOKS + word]!;
-    return n;
-  }
-
-  /** Sum over every slot of a float64 in the cache blocks of stack `id` (C_GETS or C_RELEASES). */
-  sumCacheBooks(id: number, word: number): number {
-    let n = 0;
-    for (let s = 0; s < this.slotsUsed; s++) n += this.f64[(this.cacheOf(s, id) + word) >> 1]!;
-    return n;
-  }
-
-  /** Regions of stack `id` sitting in Worker caches (free, not on the shared stack). */
-  cached(id: number): number {
-    let n = 0;
-    for (let s = 0; s < this.slotsUsed; s++) n += this.i32[this.cacheOf(s, id)]!;
-    return n;
+    return Atomics.load(this.words, HEADER.blocks);
   }
 
   /**
+   * Starts a growth of class `k` by `count` regions under its lock: checks the capacity, takes a
+   * block entry and the indices, and records them as this growth's (RESERVED).
+   */
+  reserve(k: number, count: number): { first: number; block: number } {
+    const { regions, blocks } = this.stackBooks(k);
+    const room = this.spec.stacks[k]!;
+    if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
+        || this.regionCount + count > this.layout.capacity || this.blockCount + 1 > this.layout.maxBlocks) {
+      throw new AllocToolsError("PINNED_LIMIT",
+        `class ${k} of the shared pool holds at most ${room.capacity} regions in ${room.maxBlocks} blocks (maxRegions); it has ${regions} in ${blocks}`);
+    }
+    const first = Atomics.add(this.words, HEADER.regions, count);
+    const block = Atomics.add(this.words, HEADER.blocks, 1);
+    const at = this.layout.blockWord(block);
+    this.floats[at + BLOCK.stack] = k;
+    this.floats[at + BLOCK.first] = first;
+    this.floats[at + BLOCK.count] = count;
+    this.floats[at + BLOCK.slot] = this.slot;
+    this.floats[at + BLOCK.pinned] = 0;
+    for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
+    this.setBlockState(block, BlockState.RESERVED);
+    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = block + 1;
+    return { first, block };
+  }
+
+  /** Growth steps, recorded as they happen so that a Worker terminated in between can be undone. */
+  notePinned(block: number, bytes: number): void {
+    this.floats[this.layout.blockWord(block) + BLOCK.pinned] = bytes;
+  }
+  noteMapped(block: number, address: number, size: number, locked: boolean): void {
+    const at = this.layout.blockWord(block);
+    this.floats[at + BLOCK.address] = address;
+    this.floats[at + BLOCK.size] = size;
+    this.floats[at + BLOCK.locked] = locked ? 1 : 0;
+    this.setBlockState(block, BlockState.MAPPED);
+  }
+  noteRegistered(block: number, registration: Registration): void {
+    const at = this.layout.blockWord(block);
+    this.floats[at + BLOCK.handle] = registration.handle;
+    const keys = this.layout.blockKeys / 8 + block * 2;
+    this.longs[keys] = registration.localKey;
+    this.longs[keys + 1] = registration.remoteKey;
+    this.setBlockState(block, BlockState.REGISTERED);
+  }
+
+  /**
+   * Publishes a registered block: its first region in use by this Worker (the get that grew it), the
+   * others free and pushed on the class's stack in one CAS. Ends the growth record.
+   */
+  publishBlock(block: number): number {
+    const at = this.layout.blockWord(block);
+    const k = this.floats[at + BLOCK.stack]!;
+    const first = this.floats[at + BLOCK.first]!;
+    const count = this.floats[at + BLOCK.count]!;
+    this.words[this.stateWord(first)] = this.slot + 1;
+    for (let i = first + 1; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
+    if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
+    this.addStackBooks(k, count, 1, this.floats[at + BLOCK.size]!);
+    this.setBlockState(block, BlockState.LIVE);
+    this.pushBlockRest(block);
+    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    return first;
+  }
+
+  private pushBlockRest(block: number): void {
+    const at = this.layout.blockWord(block);
+    const first = this.floats[at + BLOCK.first]!;
+    const count = this.floats[at + BLOCK.count]!;
+    if (count < 2) return;
+    const rest = Int32Array.from({ length: count - 1 }, (_, j) => first + 1 + j);
+    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
+  }
+
+  /**
+   * After taking class `k`'s lock from a dead Worker: a growth it published but had not pushed is
+   * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
+   */
+  takeOverGrowth(k: number): SharedBlock | null {
+    const block = this.growthInProgress(k);
+    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    if (block < 0) return null;
+    const state = this.blockState(block);
+    if (state === BlockState.LIVE) {
+      const at = this.layout.blockWord(block);
+      const first = this.floats[at + BLOCK.first]!;
+      const count = this.floats[at + BLOCK.count]!;
+      if (count > 1 && this.words[this.layout.next / 4 + first + count - 1] === UNPUSHED) this.pushBlockRest(block);
+      return null;
+    }
+    const abandoned = this.blockRecord(block);
+    this.setBlockState(block, BlockState.GONE);
+    return abandoned;
+  }
+
+  /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
+  abandonGrowth(block: number, k: number): void {
+    this.setBlockState(block, BlockState.GONE);
+    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+  }
+
+  private setBlockState(block: number, state: number): void {
+    Atomics.store(this.words, this.layout.blockState / 4 + block, state);
+  }
+
+  blockState(block: number): number {
+    return Atomics.load(this.words, this.layout.blockState / 4 + block);
+  }
+
+  /** Block `block` if it is live: its registration, where it was mapped, and which regions it holds. */
+  block(block: number): SharedBlock | null {
+    return this.blockState(block) === BlockState.LIVE ? this.blockRecord(block) : null;
+  }
+
+  /** Whatever the table holds for `block`, in any state. */
+  blockRecord(block: number): SharedBlock {
+    const at = this.layout.blockWord(block);
+    const floats = this.floats;
+    const keys = this.layout.blockKeys / 8 + block * 2;
+    const address = floats[at + BLOCK.address]!;
+    const size = floats[at + BLOCK.size]!;
+    return {
+      index: block, state: this.blockState(block), stackId: floats[at + BLOCK.stack]!, first: floats[at + BLOCK.first]!,
+      count: floats[at + BLOCK.count]!, slot: floats[at + BLOCK.slot]!, locked: floats[at + BLOCK.locked] === 1,
+      address, size, pinnedBytes: floats[at + BLOCK.pinned]!,
+      registration: { address, length: size, handle: floats[at + BLOCK.handle]!, localKey: this.longs[keys]!, remoteKey: this.longs[keys + 1]! },
+    };
+  }
+
+  /** Marks a block as freed; true for the one caller that gets to free it. */
+  retireBlock(block: number): boolean {
+    const word = this.layout.blockState / 4 + block;
+    for (;;) {
+      const state = Atomics.load(this.words, word);
+      if (state === BlockState.GONE || state === BlockState.EMPTY) return false;
+      if (Atomics.compareExchange(this.words, word, state, BlockState.GONE) === state) return true;
+    }
+  }
+
+  blockOf(index: number): number {
+    return this.words[this.layout.blockOf / 4 + index]!;
+  }
+
+  private stateWord(index: number): number {
+    return this.stateAt + (index << this.layout.stateShift);
+  }
+
+  /** FREE, or the slot + 1 of the Worker that got region `index`. */
+  regionState(index: number): number {
+    return Atomics.load(this.words, this.stateWord(index));
+  }
+
+  /** share(): marks region `index` in use by this (the owner's) slot. */
+  markInUse(index: number): void {
+    this.words[this.stateWord(index)] = this.slot + 1;
+  }
+
+  /** share(): records a block the unshared pool already had, all its regions free but those marked later. */
+  adoptBlock(k: number, first: number, count: number, address: number, size: number, locked: boolean, registration: Registration): number {
+    const { block } = this.reserve(k, count);
+    if (block !== this.blockCount - 1 || first !== this.regionCount - count) throw new Error("share(): blocks must be adopted in order");
+    this.noteMapped(block, address, size, locked);
+    this.noteRegistered(block, registration);
+    for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
+    this.addStackBooks(k, count, 1, size);
+    this.setBlockState(block, BlockState.LIVE);
+    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    return block;
+  }
+
+  /** share(): puts the unshared pool's free indices on class `k`'s stack, `indices[0]` on top. */
+  pushFree(k: number, indices: ArrayLike<number>): void {
+    this.stacks[k]!.pushAll(indices, 0, indices.length);
+  }
+
+  /** close(): empties every stack. */
+  clearStacks(): void {
+    for (const stack of this.stacks) stack.clear();
+  }
+
+  // ---- side regions (temporary and user), recorded so the owner frees what a dead Worker left ------
+
+  /**
+   * Records a temporary or user region of this Worker before anything is mapped or registered, so
+   * that the owner frees whatever a Worker terminated half-way left; -1 if this Worker's table is full.
+   */
+  beginSide(kind: number, size: number, blockSize: number): number {
+    const per = this.spec.maxSideRegions;
+    for (let entry = 0; entry < per; entry++) {
+      const index = this.layout.sideEntry(this.slot, entry, per);
+      const word = this.layout.sideState / 4 + index;
+      if (Atomics.load(this.words, word) !== SIDE_EMPTY) continue;
+      const at = this.layout.sideWord(index);
+      const floats = this.floats;
+      floats[at + SIDE.kind] = kind;
+      floats[at + SIDE.address] = 0;
+      floats[at + SIDE.length] = 0;
+      floats[at + SIDE.handle] = 0;
+      floats[at + SIDE.blockSize] = blockSize;
+      floats[at + SIDE.locked] = 0;
+      floats[at + SIDE.size] = size;
+      floats[at + SIDE.registered] = 0;
+      floats[at + SIDE.unmapping] = 0;
+      Atomics.store(this.words, word, SIDE_LIVE);
+      return index;
+    }
+    return -1;
+  }
+
+  /** The side region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
+  noteSideMapped(index: number, address: number, blockSize: number, locked: boolean): void {
+    const at = this.layout.sideWord(index);
+    this.floats[at + SIDE.address] = address;
+    this.floats[at + SIDE.blockSize] = blockSize;
+    this.floats[at + SIDE.locked] = locked ? 1 : 0;
+  }
+
+  noteSideRegistered(index: number, registration: Registration): void {
+    const at = this.layout.sideWord(index);
+    this.floats[at + SIDE.address] = registration.address;
+    this.floats[at + SIDE.length] = registration.length;
+    this.floats[at + SIDE.handle] = registration.handle;
+    this.floats[at + SIDE.registered] = 1;
+  }
+
+  /** Gives a side entry back unused (its region failed before it was registered). */
+  dropSide(index: number): void {
+    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
+  }
+
+  /**
+   * This Worker starts releasing side entry `index`: false when the owner's close took it (and
+   * freed it) first. Each step is then noted (noteSideDeregistered, noteSideUnmapped) so that the
+   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingSide last.
+   */
+  beginFreeingSide(index: number): boolean {
+    const word = this.layout.sideState / 4 + index;
+    return Atomics.compareExchange(this.words, word, SIDE_LIVE, SIDE_FREEING) === SIDE_LIVE;
+  }
+
+  noteSideDeregistered(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.registered] = 0;
+  }
+
+  noteSideUnlocked(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.locked] = 0;
+  }
+
+  /** Written before the munmap: whoever finds it set must not unmap again (the range may be reused). */
+  noteSideUnmapping(index: number): void {
+    this.floats[this.layout.sideWord(index) + SIDE.unmapping] = 1;
+  }
+
+  endFreeingSide(index: number): void {
+    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
+  }
+
+  /** The owner's close takes side entry `index` (seen in `state`) to free it: true if it got it. */
+  claimSide(index: number, state: number): boolean {
+    const word = this.layout.sideState / 4 + index;
+    return Atomics.compareExchange(this.words, word, state, SIDE_GONE) === state;
+  }
+
+  /**
+   * Side entries of other slots at the owner's close: live ones, and those a dead Worker was
+   * releasing when it died (`releasing`: finished as far as its noted steps make safe).
+   */
+  liveSides(exceptSlot: number): SharedSideRegion[] {
+    const out: SharedSideRegion[] = [];
+    const per = this.spec.maxSideRegions;
+    for (let slot = 0; slot < this.slotsUsed; slot++) {
+      if (slot === exceptSlot) continue;
+      for (let entry = 0; entry < per; entry++) {
+        const index = this.layout.sideEntry(slot, entry, per);
+        const state = Atomics.load(this.words, this.layout.sideState / 4 + index);
+        if (state !== SIDE_LIVE && !(state === SIDE_FREEING && !this.slotAlive(slot))) continue;
+        const at = this.layout.sideWord(index);
+        const f = this.floats;
+        out.push({
+          index, slot, state, releasing: state === SIDE_FREEING, kind: f[at + SIDE.kind] === SideKind.TEMPORARY ? "temporary" : "user", size: f[at + SIDE.size]!,
+          address: f[at + SIDE.address]!, blockSize: f[at + SIDE.blockSize]!, locked: f[at + SIDE.locked] === 1,
+          unmapping: f[at + SIDE.unmapping] === 1,
+          registration: f[at + SIDE.registered] === 1
+            ? { address: f[at + SIDE.address]!, length: f[at + SIDE.length]!, handle: f[at + SIDE.handle]!, localKey: 0n, remoteKey: 0n }
+            : null,
+        });
+      }
+    }
+    return out;
+  }
+
+  // ---- audit -----------------------------------------------------------------------------------------
+
+  /**
    * Where every region is, for tests and post-mortems; exact only while no Worker uses the pool.
-   * Every region must be exactly once in: a shared stack, a Worker cache, or in use.
+   * Every region of a live block must be exactly once: on a shared stack, in a Worker's cache, or in
+   * use. A dead Worker's cache is read last, and what is already found elsewhere is skipped: it may
+   * have died between a spill's CAS and lowering its count. Its pop-intent word and an unfinished
+   * growth of its are places too.
    */
   audit(): SharedAudit {
-    const n = this.regionCount;
-    const seen = new Int32Array(n);
+    const count = this.regionCount;
+    const seen = new Uint8Array(count);
     const problems: string[] = [];
     let onStacks = 0;
     let cached = 0;
     let inUse = 0;
-    const place = (index: number, where: string) => {
-      if (index < 0 || index >= n) { problems.push(`${where}: index ${index} out of range`); return; }
-      if (seen[index]! > 0) problems.push(`region ${index} found twice (${where})`);
-      seen[index] = seen[index]! + 1;
+    const live = (index: number) => index >= 0 && index < count && this.block(this.blockOf(index)) !== null;
+    const place = (index: number, where: string): boolean => {
+      if (!live(index)) { problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
+      if (seen[index]! > 0) { problems.push(`region ${index} found twice (${where})`); return false; }
+      seen[index] = 1;
+      return true;
     };
-    for (let id = 0; id < 4; id++) {
-      for (const i of this.stacks[id]!.snapshot(n)) {
-        place(i, `stack ${id}`);
+    for (let k = 0; k < this.classCount; k++) {
+      for (const index of this.stacks[k]!.snapshot(count)) {
+        if (!place(index, `stack ${k}`)) continue;
         onStacks++;
-        if (this.regionState(i) !== FREE) problems.push(`region ${i} is on stack ${id} but marked in use`);
-        if (this.stackOf(i) !== id) problems.push(`region ${i} is on stack ${id} but belongs to stack ${this.stackOf(i)}`);
+        if (this.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
+        if (this.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.stackOf(index)}`);
       }
-      for (let s = 0; s < this.slotsUsed; s++) {
-        const at = this.cacheOf(s, id);
-        for (let j = 0; j < this.i32[at + C_COUNT]!; j++) {
-          const i = this.i32[at + C_ENTRIES + j]!;
-          place(i, `cache of slot ${s}`);
+    }
+    const slots = [...Array(this.slotsUsed).keys()];
+    const deadSlots = slots.filter((slot) => !this.slotAlive(slot));
+    for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
+      for (let k = 0; k < this.classCount; k++) {
+        const at = this.layout.cacheWord(slot, k);
+        for (let j = 0; j < this.words[at + CACHE.count]!; j++) {
+          const index = this.words[at + CACHE.entries + j]!;
+          if (!place(index, `cache of slot ${slot}`)) continue;
           cached++;
-          if (this.regionState(i) !== FREE) problems.push(`region ${i} is cached but marked in use`);
+          if (this.regionState(index) !== FREE) problems.push(`region ${index} is cached but marked in use`);
         }
       }
     }
+    const adopt = (index: number) => {
+      if (live(index) && seen[index] === 0 && this.regionState(index) === FREE) {
+        seen[index] = 1;
+        cached++;
+      }
+    };
+    for (const slot of deadSlots) {
+      for (let k = 0; k < this.classCount; k++) {
+        const at = this.layout.cacheWord(slot, k);
+        for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!);
+      }
+      adopt(this.words[this.layout.slotLine(slot) / 4 + SLOT.popIntent]!);
+    }
+    for (let k = 0; k < this.classCount; k++) {
+      const holder = this.words[this.layout.lockLine(k) / 4 + LOCK.holder]!;
+      const block = this.growthInProgress(k);
+      if (holder === 0 || block < 0 || this.slotAlive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
+      const record = this.blockRecord(block);
+      for (let i = record.first; i < record.first + record.count; i++) adopt(i);
+    }
+    let regions = 0;
     let lost = 0;
-    for (let i = 0; i < n; i++) {
-      if (this.regionState(i) === IN_USE) {
-        if (seen[i]! === 0) inUse++;
-      } else if (seen[i] === 0) {
+    for (let index = 0; index < count; index++) {
+      if (!live(index)) continue;
+      regions++;
+      if (this.regionState(index) !== FREE) {
+        if (seen[index]! === 0) inUse++;
+      } else if (seen[index] === 0) {
         lost++;
-        problems.push(`region ${i} is free but on no stack and in no cache`);
+        problems.push(`region ${index} is free but on no stack and in no cache`);
       }
     }
-    return { regions: n, onStacks, cached, inUse, lost, problems };
+    return { regions, onStacks, cached, inUse, lost, problems };
   }
 
   private stackOf(index: number): number {
-    return this.f64[this.layout.blocks / 8 + this.blockOf(index) * BLOCK_WORDS + B_STACK]!;
+    return this.floats[this.layout.blockWord(this.blockOf(index)) + BLOCK.stack]!;
   }
 }
 
 /** A block as the block table records it. */
 export interface SharedBlock {
   readonly index: number;
+  readonly state: number;
   readonly stackId: number;
   readonly first: number;
   readonly count: number;
@@ -499,7 +872,30 @@ export interface SharedBlock {
   readonly locked: boolean;
   readonly address: number;
   readonly size: number;
+  /** Bytes counted against maxPinnedBytes for it (0 before the growth reserved them). */
+  readonly pinnedBytes: number;
   readonly registration: Registration;
+}
+
+/** A temporary or user region as the side table records it. */
+export interface SharedSideRegion {
+  readonly index: number;
+  readonly slot: number;
+  /** The entry's state when listed (claimSide takes it from this one). */
+  readonly state: number;
+  /** A dead Worker was releasing it: how far it got is unknown. */
+  readonly releasing: boolean;
+  readonly kind: "temporary" | "user";
+  readonly size: number;
+  /** Its memory (0: not mapped yet). */
+  readonly address: number;
+  /** The mapping to unmap (temporary regions), 0 for user regions. */
+  readonly blockSize: number;
+  readonly locked: boolean;
+  /** Its Worker may have unmapped it already. */
+  readonly unmapping: boolean;
+  /** Null when the Worker ended before its registration returned. */
+  readonly registration: Registration | null;
 }
 
 /** Where the regions of a shared pool are (see SharedPoolState.audit). */
@@ -508,7 +904,7 @@ export interface SharedAudit {
   readonly onStacks: number;
   readonly cached: number;
   readonly inUse: number;
-  /** Free regions on no stack and in no cache (a Worker ended between a pop and its books). */
+  /** Free regions on no stack and in no cache. */
   readonly lost: number;
   readonly problems: readonly string[];
 }

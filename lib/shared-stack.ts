@@ -12,7 +12,7 @@ export const MAX_SHARED_REGIONS = (1 << 16) - 1;
 
 export class SharedStack {
   /** The shared words: head at `head`, links at `next + index`. */
-  private readonly a: Int32Array;
+  private readonly words: Int32Array;
   private readonly head: number;
   private readonly next: number;
   private readonly mask: number;
@@ -20,7 +20,7 @@ export class SharedStack {
 
   constructor(words: Int32Array, head: number, next: number, indexBits: number) {
     if (!Number.isInteger(indexBits) || indexBits < 1 || indexBits > 16) throw new RangeError(`indexBits must be in [1, 16], got ${indexBits}`);
-    this.a = words;
+    this.words = words;
     this.head = head;
     this.next = next;
     this.bits = indexBits;
@@ -33,13 +33,23 @@ export class SharedStack {
    * `next` (ABA). Pushes need no tag bump: a head can only come back to the same index by a pop.
    */
   pop(): number {
-    const a = this.a;
+    return this.popNoting(-1);
+  }
+
+  /**
+   * pop(), writing each candidate index into word `intent` of the shared words before its CAS
+   * (-1: nowhere). A Worker terminated between a successful CAS and marking the region in use
+   * leaves the index there, so an audit finds the region instead of losing it.
+   */
+  popNoting(intent: number): number {
+    const a = this.words;
     const h = this.head;
     const mask = this.mask;
     for (;;) {
       const old = Atomics.load(a, h);
       const top = (old & mask) - 1;
       if (top < 0) return -1;
+      if (intent >= 0) a[intent] = top;
       // May be stale if another Worker took `top` meanwhile; the CAS then fails on the tag.
       const below = a[this.next + top]! & mask;
       const tag = ((old >>> this.bits) + 1) << this.bits;
@@ -49,32 +59,40 @@ export class SharedStack {
 
   /** Pushes one index (it must not be on any stack). */
   push(index: number): void {
-    this.pushChain(index, index);
-  }
-
-  /**
-   * Pushes a chain already linked first → … → last through `link()` in one CAS: a per-Worker
-   * cache flushes a batch for the price of one push.
-   */
-  pushChain(first: number, last: number): void {
-    const a = this.a;
+    const a = this.words;
     const h = this.head;
     const mask = this.mask;
     for (;;) {
       const old = Atomics.load(a, h);
-      a[this.next + last] = old & mask;
-      if (Atomics.compareExchange(a, h, old, (old & ~mask) | (first + 1)) === old) return;
+      a[this.next + index] = old & mask;
+      if (Atomics.compareExchange(a, h, old, (old & ~mask) | (index + 1)) === old) return;
     }
   }
 
-  /** Links `index` → `then` before a pushChain (plain write: the CAS publishes it). */
-  link(index: number, then: number): void {
-    this.a[this.next + index] = then + 1;
+  /**
+   * Pushes `source[start .. start + count)` in one CAS, `source[start]` ending on top: the links
+   * are written first (plain stores, ours alone), the CAS publishes them. A Worker's cache spills
+   * or flushes a batch, and a growth adds a block, for the price of one push.
+   */
+  pushAll(source: ArrayLike<number>, start: number, count: number): void {
+    if (count <= 0) return;
+    const a = this.words;
+    const next = this.next;
+    const last = source[start + count - 1]!;
+    for (let j = start; j < start + count - 1; j++) a[next + source[j]!] = source[j + 1]! + 1;
+    const h = this.head;
+    const mask = this.mask;
+    const first = source[start]! + 1;
+    for (;;) {
+      const old = Atomics.load(a, h);
+      a[next + last] = old & mask;
+      if (Atomics.compareExchange(a, h, old, (old & ~mask) | first) === old) return;
+    }
   }
 
   /** Empties the stack (pool close); the tag moves on so a stalled pop cannot succeed. */
   clear(): void {
-    const a = this.a;
+    const a = this.words;
     for (;;) {
       const old = Atomics.load(a, this.head);
       const tag = ((old >>> this.bits) + 1) << this.bits;
@@ -88,10 +106,10 @@ export class SharedStack {
    */
   snapshot(limit: number): number[] {
     const out: number[] = [];
-    let i = (Atomics.load(this.a, this.head) & this.mask) - 1;
+    let i = (Atomics.load(this.words, this.head) & this.mask) - 1;
     while (i >= 0 && out.length <= limit) {
       out.push(i);
-      i = (Atomics.load(this.a, this.next + i) & this.mask) - 1;
+      i = (Atomics.load(this.words, this.next + i) & this.mask) - 1;
     }
     return out;
   }

@@ -1,8 +1,9 @@
 // One size class of a pool: a LIFO stack of free region indices plus its books.
 // Indices (not objects) so that the same stack can live in shared memory for Workers.
 
-export type SizeClass = "small" | "medium" | "large" | "huge";
-export const SIZE_CLASSES: readonly SizeClass[] = ["small", "medium", "large", "huge"];
+/** The size classes, smallest first: adding one here (and its defaults in DEFAULT_STACKS) is the whole change. */
+export const SIZE_CLASSES = ["small", "medium", "large", "huge"] as const;
+export type SizeClass = (typeof SIZE_CLASSES)[number];
 
 /** Per-stack statistics. */
 export interface StackStats {
@@ -49,8 +50,6 @@ export class MemoryPoolStack {
   blocks: number;
   regions: number;
   pinnedBytes: number;
-  /** @internal Shared pools: where this thread's cache block for the stack starts (int32 words). */
-  cacheAt = 0;
 
   constructor(name: SizeClass, id: number, chunkSize: number, initialCount: number, growCount: number, maxRegions: number = Infinity) {
     this.name = name;

@@ -20,7 +20,7 @@ const ONE_EACH: MemoryPoolOptions = {
   maxPinnedBytes: 6 * 1024 * KiB, // inside the 8 MiB RLIMIT_MEMLOCK, whatever the Workers do
 };
 const PAIRS = Number(process.env.ALLOCTOOLS_STRESS_PAIRS ?? 1_000_000);
-// Real Workers, 10^6 pairs each, and growth-lock leases of dead Workers (3 s): more than 5 s.
+// Real Workers, 10^6 pairs each: more than 5 s.
 setDefaultTimeout(60_000);
 
 type Reply = { ok: true; [k: string]: unknown } | { ok: false; error: string; code?: string };
@@ -255,11 +255,11 @@ function suite(label: string, open: () => RegionProvider): void {
     expect(r.exitCode).toBe(0);
     const out = JSON.parse(r.stdout.toString()) as { results: { problems: string[]; lost: number; inUse: number }[]; leaked: number };
     let held = 0;
-    for (const [k, x] of out.results.entries()) {
-      // Never twice, never on a stack while in use. A Worker terminated inside a growth may lose
-      // the one-region block it was adding (README, Workers): at most one per terminated Worker.
-      expect(x.problems.filter((p) => !/is free but on no stack and in no cache/.test(p))).toEqual([]);
-      expect(x.lost).toBeLessThanOrEqual(k + 1);
+    for (const x of out.results) {
+      // Never twice, never on a stack while in use, never lost: a growth cut short is finished or
+      // undone by the next grower, a spill cut short is read from the dead Worker's cache.
+      expect(x.problems).toEqual([]);
+      expect(x.lost).toBe(0);
       expect(x.inUse - held).toBeLessThanOrEqual(4); // what the dead Worker held: still in use, never reused
       held = x.inUse;
     }

@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool } from "../../lib/index.ts";
 import { SharedKeyCounter } from "../../lib/key-counter.ts";
-import { GROWTH_LEASE_MS, SharedPoolState } from "../../lib/shared-pool-state.ts";
+import { LockResult, SharedPoolState } from "../../lib/shared-pool-state.ts";
 import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
 
 function stack(capacity = 100): { s: SharedStack; words: Int32Array } {
@@ -11,15 +11,15 @@ function stack(capacity = 100): { s: SharedStack; words: Int32Array } {
   return { s: new SharedStack(words, 0, 16, indexBitsFor(capacity)), words };
 }
 
-test("LIFO, empty is -1, a linked chain goes on in one push", () => {
+test("LIFO, empty is -1, a batch goes on in one push", () => {
   const { s } = stack();
   expect(s.pop()).toBe(-1);
   s.push(3);
   s.push(0); // index 0 is a real index (stored as 1)
   expect(s.snapshot(10)).toEqual([0, 3]);
-  s.link(7, 8);
-  s.link(8, 9);
-  s.pushChain(7, 9);
+  s.pushAll([5, 7, 8, 9, 6], 1, 3); // a range of a source array, its first element on top
+  expect(s.snapshot(10)).toEqual([7, 8, 9, 0, 3]);
+  s.pushAll([], 0, 0);
   expect(s.snapshot(10)).toEqual([7, 8, 9, 0, 3]);
   expect([s.pop(), s.pop(), s.pop(), s.pop(), s.pop(), s.pop()]).toEqual([7, 8, 9, 0, 3, -1]);
 });
@@ -48,21 +48,21 @@ test("the tag wraps without disturbing the index", () => {
   expect(s.pop()).toBe(2);
 });
 
-test("a growth lock held by a Worker that died is taken over after the lease", () => {
-  const spec = { stacks: [0, 1, 2, 3].map(() => ({ chunkSize: 64, initialCount: 1, growCount: 1, capacity: 4, maxBlocks: 4 })), maxWorkers: 4, cacheSize: 0 };
+test("a growth lock held by a live thread is never taken over, however long it takes", () => {
+  const spec = {
+    stacks: [0, 1, 2, 3].map(() => ({ chunkSize: 64, initialCount: 1, growCount: 1, capacity: 4, maxBlocks: 4 })),
+    maxWorkers: 4, cacheSize: 0, maxSideRegions: 0,
+  };
   const a = SharedPoolState.create(spec);
-  const b = SharedPoolState.attach(a.buffer, spec);
-  expect(a.lock(0)).toBe(true); // and a "dies" without unlocking
-  expect(b.lock(1, 100)).toBe(true); // other stacks are not blocked
+  const b = SharedPoolState.attach(a.buffer, spec); // same thread: alive while this test runs
+  expect(a.lock(0)).toBe(LockResult.ACQUIRED);
+  expect(b.lock(1, 100)).toBe(LockResult.ACQUIRED); // other classes are not blocked
   b.unlock(1);
-  const t = Date.now();
-  expect(b.lock(0, 300)).toBe(false); // within the lease: still a's
-  expect(b.lock(0)).toBe(true);
-  expect(Date.now() - t).toBeGreaterThanOrEqual(GROWTH_LEASE_MS);
-  a.unlock(0); // a late unlock by the old holder does not free b's lock
-  expect(b.lock(0, 100)).toBe(false);
-  b.unlock(0);
-  expect(a.lock(0, 100)).toBe(true);
+  expect(b.lock(0, 300)).toBe(LockResult.TIMED_OUT); // a is slow, not dead
+  b.unlock(0); // not b's: changes nothing
+  expect(b.lock(0, 50)).toBe(LockResult.TIMED_OUT);
+  a.unlock(0);
+  expect(b.lock(0, 100)).toBe(LockResult.ACQUIRED);
 }, 20_000);
 
 test("the key counter is shared: unique keys from every view, KEYS_EXHAUSTED at the limit", () => {

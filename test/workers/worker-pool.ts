@@ -13,8 +13,9 @@ export type Command =
   | { cmd: "hold"; handle: SharedPoolHandle; sizes: readonly number[] }
   | { cmd: "release"; indices: readonly number[] }
   | { cmd: "describe"; indices: readonly number[] }
-  | { cmd: "side"; handle: SharedPoolHandle; temporaryBytes: number; keep: boolean }
-  | { cmd: "close" };
+  | { cmd: "side"; handle: SharedPoolHandle; temporaryBytes: number; keep: boolean; userBytes?: number }
+  | { cmd: "close" }
+  | { cmd: "torture"; handle: SharedPoolHandle; seed: number; ops: number; sizes: readonly number[]; temporaryBytes: number };
 
 export interface RegionInfo {
   index: number;
@@ -71,6 +72,31 @@ function stress(p: MemoryPool, id: number, pairs: number, maxHold: number, sizes
   return { errors, gets };
 }
 
+/**
+ * Random gets and releases of every class, temporary and user regions, held a while: what a
+ * Worker of the torture test does until it is terminated (or, after `ops` operations, closes).
+ */
+function torture(p: MemoryPool, seed: number, ops: number, sizes: readonly number[], temporaryBytes: number): number {
+  const held: MemoryRegion[] = [];
+  let state = seed >>> 0 || 1;
+  const random = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
+  let gets = 0;
+  for (let i = 0; i < ops; i++) {
+    const roll = random() % 100;
+    try {
+      if (roll < 4) held.push(p.getRegion(temporaryBytes + (random() % 4096)));
+      else if (roll < 8) held.push(p.registerUserRegion(new Uint8Array(1024 + (random() % 8192))));
+      else held.push(p.getRegion(1 + (random() % sizes[random() % sizes.length]!)));
+      gets++;
+    } catch (e) {
+      if (!(e instanceof AllocToolsError) || e.code !== "PINNED_LIMIT") throw e;
+    }
+    const keep = random() % 6;
+    while (held.length > keep) p.releaseRegion(held.splice(random() % held.length, 1)[0]!);
+  }
+  return gets;
+}
+
 const holding = new Map<number, MemoryRegion>();
 
 self.onmessage = (event: MessageEvent<Command>) => {
@@ -115,13 +141,21 @@ self.onmessage = (event: MessageEvent<Command>) => {
         // A temporary and a user region made in this Worker: registered here, keys from the shared counter.
         pool ??= MemoryPool.attach(m.handle);
         const t = pool.getRegion(m.temporaryBytes);
-        const u = pool.registerUserRegion(new Uint8Array(1000));
+        const u = pool.registerUserRegion(new Uint8Array(m.userBytes ?? 1000));
         const out = { temporary: info(t), user: info(u), isTemp: t.isTemp, isUser: u.isUser };
         if (!m.keep) {
           pool.releaseRegion(t);
           pool.releaseRegion(u);
         }
         postMessage({ ok: true, ...out });
+        break;
+      }
+      case "torture": {
+        pool = MemoryPool.attach(m.handle);
+        postMessage({ ok: true, at: "attached" });
+        const gets = torture(pool, m.seed, m.ops, m.sizes, m.temporaryBytes);
+        const report = pool.close();
+        postMessage({ ok: true, at: "done", gets, leaked: report.count });
         break;
       }
       case "close": {

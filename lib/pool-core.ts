@@ -1,0 +1,342 @@
+// What a pool is made of, whether it is shared or not: its provider and traits, its size-class
+// stacks and region table, its temporary and user regions, its blocks and its books. MemoryPool
+// keeps the local hot path; SharedPool (shared-pool.ts) works on the same parts once shared.
+import { ptr } from "bun:ffi";
+import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
+import { AllocToolsError } from "./errors.ts";
+import type { CheckedOptions } from "./pool-options.ts";
+import type { RegionProvider, Registration } from "./provider.ts";
+import { MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "./region.ts";
+import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+import { MemoryRegionTraits } from "./traits.ts";
+
+export interface PoolStats {
+  readonly provider: string;
+  readonly gets: number;
+  readonly releases: number;
+  readonly hits: number;
+  readonly misses: number;
+  readonly growths: number;
+  readonly registrations: number;
+  readonly deregistrations: number;
+  /** Temporary regions made so far, and live now. */
+  readonly temporaryRegions: number;
+  readonly liveTemporaryRegions: number;
+  /** User regions made so far, and live now. */
+  readonly userRegions: number;
+  readonly liveUserRegions: number;
+  /** Regions out of the pool now (pooled, temporary and user). */
+  readonly regionsInUse: number;
+  readonly pinnedBytes: number;
+  readonly peakPinnedBytes: number;
+  readonly maxPinnedBytes: number;
+  readonly stacks: Readonly<Record<SizeClass, StackStats>>;
+}
+
+/** One region close() found still out. */
+export interface LeakedRegion {
+  readonly size: number;
+  readonly kind: SizeClass | "temporary" | "user";
+  readonly origin?: string | undefined;
+}
+
+/** What close() found still out. */
+export interface LeakReport {
+  /** Regions still in use when the pool closed. */
+  readonly count: number;
+  readonly bytes: number;
+  readonly regions: ReadonlyArray<LeakedRegion>;
+}
+
+export function leakReport(regions: LeakedRegion[]): LeakReport {
+  return { count: regions.length, bytes: regions.reduce((n, r) => n + r.size, 0), regions };
+}
+
+/** What a FinalizationRegistry needs to free an unclosed pool: no reference to the pool itself. */
+export class PoolResources {
+  readonly blocks: MemoryBlock[] = [];
+  readonly registrations: Registration[] = [];
+  constructor(readonly traits: MemoryRegionTraits) {}
+
+  release(): void {
+    for (const registration of this.registrations) try { this.traits.deregister(registration); } catch { /* provider gone */ }
+    for (const block of this.blocks) block.free();
+    this.registrations.length = 0;
+    this.blocks.length = 0;
+  }
+
+  pinnedBytes(): number {
+    return this.blocks.reduce((n, b) => n + (b.freed ? 0 : b.size), 0);
+  }
+}
+
+/** Counters kept off the hot path: registrations, temporary and user regions, pinned bytes. */
+export class PoolBooks {
+  pinned = 0;
+  peakPinned = 0;
+  registrations = 0;
+  deregistrations = 0;
+  temporaryRegions = 0;
+  temporaryGets = 0;
+  userRegions = 0;
+  /** Releases of temporary and user regions. */
+  sideReleases = 0;
+}
+
+/** Hook a shared pool installs: pinned bytes counted for every Worker, side books published. */
+export interface PinnedLimit {
+  reservePinned(bytes: number, what: string): void;
+  addPinned(delta: number): void;
+  publishBooks(): void;
+}
+
+export class PoolCore {
+  readonly provider: RegionProvider;
+  readonly traits: MemoryRegionTraits;
+  readonly allocator: MemoryBlockAllocator;
+  readonly maxPinnedBytes: number;
+  readonly debug: boolean;
+  readonly hugePages: HugePages;
+  /** One stack per size class, in SIZE_CLASSES order. */
+  readonly stacks: readonly MemoryPoolStack[];
+  /** Every pooled region by index; a shared pool fills it lazily (undefined: not seen here yet). */
+  readonly regions: (MemoryRegionImpl | undefined)[] = [];
+  readonly temporaries = new Set<MemoryRegionImpl>();
+  readonly users = new Set<MemoryRegionImpl>();
+  readonly resources: PoolResources;
+  readonly books = new PoolBooks();
+  /** The pool that takes the regions back. */
+  owner: RegionOwner | null = null;
+  /** Set once the pool is shared: the limit is then one for every Worker. */
+  shared: PinnedLimit | null = null;
+
+  constructor(provider: RegionProvider, options: CheckedOptions) {
+    this.provider = provider;
+    this.traits = new MemoryRegionTraits(provider, options.access);
+    this.allocator = new MemoryBlockAllocator({ hugePages: options.hugePages });
+    this.maxPinnedBytes = options.maxPinnedBytes;
+    this.debug = options.debug;
+    this.hugePages = options.hugePages;
+    this.resources = new PoolResources(this.traits);
+    this.stacks = options.stacks.map((s, k) => new MemoryPoolStack(SIZE_CLASSES[k]!, k, s.chunkSize, s.initialCount, s.growCount, s.maxRegions));
+  }
+
+  /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
+  blockBytes(stack: MemoryPoolStack, count: number): number {
+    return this.allocator.roundUp(stack.stride * count, this.hugePages !== false);
+  }
+
+  /** The initial blocks of every class; nothing stays pinned if one fails. */
+  addInitialBlocks(): void {
+    const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
+    if (initial > this.maxPinnedBytes) {
+      throw new RangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
+    }
+    try {
+      for (const stack of this.stacks) if (stack.initialCount > 0) this.addBlock(stack, stack.initialCount);
+    } catch (e) {
+      this.resources.release();
+      throw e;
+    }
+  }
+
+  /** The stack is empty: add a block, serve the get from it. Undoes the get's books on failure. */
+  grow(stack: MemoryPoolStack): number {
+    stack.misses++;
+    try {
+      this.addBlock(stack, stack.growCount);
+    } catch (e) {
+      stack.misses--;
+      stack.gets--;
+      throw e;
+    }
+    stack.growths++;
+    stack.gets--; // the get was counted by the pop that found the stack empty
+    return stack.pop();
+  }
+
+  /** Allocates, pins and registers one block of `count` regions for `stack` (unshared pools). */
+  private addBlock(stack: MemoryPoolStack, count: number): void {
+    const { block, registration } = this.newRegisteredBlock(this.blockBytes(stack, count), `growing the ${stack.name} stack`);
+    this.resources.blocks.push(block);
+    this.resources.registrations.push(registration);
+    stack.blocks++;
+    stack.pinnedBytes += block.size;
+    const first = this.regions.length;
+    const buffer = block.view.buffer as ArrayBuffer;
+    for (let i = 0; i < count; i++) this.regions.push(this.pooledRegion(registration, block.address, buffer, stack, first + i, i * stack.stride));
+    stack.addRegions(first, count);
+  }
+
+  /** The region object for pooled region `index`, `offset` bytes into its block. */
+  pooledRegion(registration: Registration, blockAddress: number, buffer: ArrayBuffer, stack: MemoryPoolStack, index: number, offset: number): MemoryRegionImpl {
+    const address = blockAddress + offset;
+    return new MemoryRegionImpl(registration, address, stack.chunkSize, RegionFlag.PARTIAL, this.traits.remoteAddress(registration, address),
+      new Uint8Array(buffer, offset, stack.chunkSize), this.owner, index, stack.id, null);
+  }
+
+  /**
+   * Reserves `bytes` against maxPinnedBytes, then maps, pins and registers a block: the one way
+   * memory enters an unshared pool. On failure nothing stays reserved, mapped or registered.
+   */
+  newRegisteredBlock(bytes: number, what: string): { block: MemoryBlock; registration: Registration } {
+    this.reservePinned(bytes, what);
+    let block: MemoryBlock | undefined;
+    try {
+      block = this.allocator.allocate(bytes);
+      const registration = this.traits.register(block.address, block.size);
+      this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
+      this.books.registrations++;
+      return { block, registration };
+    } catch (e) {
+      block?.free();
+      this.addPinned(-bytes);
+      throw e;
+    }
+  }
+
+  /** A temporary region of `bytes` bytes (above the largest class), registered now. */
+  temporaryRegion(bytes: number, block: MemoryBlock, registration: Registration): MemoryRegionImpl {
+    this.books.temporaryRegions++;
+    this.books.temporaryGets++;
+    const region = new MemoryRegionImpl(registration, block.address, bytes, RegionFlag.TEMP,
+      this.traits.remoteAddress(registration, block.address), block.view.subarray(0, bytes), this.owner, -1, -1, block);
+    setInUse(region, true);
+    if (this.debug) setOrigin(region, new Error("temporary region got here").stack);
+    this.temporaries.add(region);
+    return region;
+  }
+
+  getTemporary(bytes: number): MemoryRegionImpl {
+    const { block, registration } = this.newRegisteredBlock(this.allocator.roundUp(bytes), `temporary region of ${bytes} bytes`);
+    const region = this.temporaryRegion(bytes, block, registration);
+    this.shared?.publishBooks();
+    return region;
+  }
+
+  /** The caller's memory as a byte view, checked. */
+  static userView(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): Uint8Array {
+    let view: Uint8Array;
+    if (memory instanceof ArrayBuffer || memory instanceof SharedArrayBuffer) view = new Uint8Array(memory);
+    else if (ArrayBuffer.isView(memory)) view = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
+    else throw new TypeError("registerUserRegion takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView");
+    if (view.byteLength === 0) throw new RangeError("cannot register an empty buffer");
+    return view;
+  }
+
+  /** Registers the caller's memory (reserved against maxPinnedBytes; undone on failure). */
+  registerUser(view: Uint8Array): Registration {
+    this.reservePinned(view.byteLength, "user region");
+    try {
+      return this.traits.register(ptr(view), view.byteLength);
+    } catch (e) {
+      this.addPinned(-view.byteLength);
+      throw e;
+    }
+  }
+
+  userRegion(view: Uint8Array, registration: Registration, memory: object): MemoryRegionImpl {
+    this.books.registrations++;
+    this.books.userRegions++;
+    const region = new MemoryRegionImpl(registration, registration.address, view.byteLength, RegionFlag.USER,
+      this.traits.remoteAddress(registration, registration.address), view, this.owner, -1, -1, memory);
+    setInUse(region, true);
+    if (this.debug) setOrigin(region, new Error("user region registered here").stack);
+    this.users.add(region);
+    return region;
+  }
+
+  /** Books of a released temporary or user region; the caller deregisters (and unmaps) it. */
+  forgetSide(region: MemoryRegionImpl): void {
+    setInUse(region, false);
+    (region.isTemp ? this.temporaries : this.users).delete(region);
+    this.books.sideReleases++;
+    this.books.deregistrations++;
+    this.addPinned(-sideBytes(region));
+  }
+
+  /** Deregisters (and for temporary regions unmaps) a side region; `deregister` false: only unmaps. */
+  static freeSide(traits: MemoryRegionTraits, region: MemoryRegionImpl, deregister: boolean): void {
+    try {
+      if (deregister) traits.deregister(region.registration);
+    } finally {
+      if (region.isTemp) (region.keepAlive as MemoryBlock).free();
+    }
+  }
+
+  reservePinned(bytes: number, what: string): void {
+    if (this.shared !== null) return this.shared.reservePinned(bytes, what);
+    const books = this.books;
+    if (books.pinned + bytes > this.maxPinnedBytes) {
+      throw new AllocToolsError("PINNED_LIMIT",
+        `${what} needs ${bytes} more pinned bytes; ${books.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
+    }
+    books.pinned += bytes;
+    if (books.pinned > books.peakPinned) books.peakPinned = books.pinned;
+  }
+
+  addPinned(delta: number): void {
+    if (this.shared !== null) return this.shared.addPinned(delta);
+    const books = this.books;
+    books.pinned += delta;
+    if (books.pinned > books.peakPinned) books.peakPinned = books.pinned;
+  }
+
+  /** Temporary and user regions still out. */
+  sideLeaks(): LeakedRegion[] {
+    const out: LeakedRegion[] = [];
+    for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
+    for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
+    return out;
+  }
+
+  /** Statistics of an unshared pool. */
+  localStats(): PoolStats {
+    const stacks = {} as Record<SizeClass, StackStats>;
+    const books = this.books;
+    let gets = books.temporaryGets + books.userRegions;
+    let releases = books.sideReleases;
+    let hits = 0;
+    let misses = 0;
+    let growths = 0;
+    let inUse = this.temporaries.size + this.users.size;
+    for (const stack of this.stacks) {
+      const s = (stacks[stack.name] = stack.stats());
+      gets += s.gets; releases += s.releases; hits += s.hits; misses += s.misses; growths += s.growths; inUse += s.inUse;
+    }
+    return {
+      provider: this.provider.name, gets, releases, hits, misses, growths,
+      registrations: books.registrations, deregistrations: books.deregistrations,
+      temporaryRegions: books.temporaryRegions, liveTemporaryRegions: this.temporaries.size,
+      userRegions: books.userRegions, liveUserRegions: this.users.size,
+      regionsInUse: inUse, pinnedBytes: books.pinned, peakPinnedBytes: books.peakPinned,
+      maxPinnedBytes: this.maxPinnedBytes, stacks,
+    };
+  }
+
+  /** Closes an unshared pool: everything deregistered and unmapped. Returns what was still out. */
+  closeLocal(): LeakReport {
+    const out: LeakedRegion[] = [];
+    for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
+    out.push(...this.sideLeaks());
+    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
+    for (const stack of this.stacks) stack.clear();
+    let firstError: unknown;
+    this.books.deregistrations += this.resources.registrations.length + this.temporaries.size + this.users.size;
+    for (const r of [...this.temporaries, ...this.users]) {
+      setInUse(r, false);
+      try { PoolCore.freeSide(this.traits, r, true); } catch (e) { firstError ??= e; }
+    }
+    this.temporaries.clear();
+    this.users.clear();
+    try { this.resources.release(); } catch (e) { firstError ??= e; }
+    this.books.pinned = 0;
+    if (firstError !== undefined) throw firstError;
+    return leakReport(out);
+  }
+}
+
+/** Pinned bytes a temporary or user region holds. */
+export function sideBytes(region: MemoryRegionImpl): number {
+  return region.isTemp ? (region.keepAlive as MemoryBlock).size : region.size;
+}

@@ -1,0 +1,697 @@
+// A pool shared across the Workers of a process: the owner's MemoryPool after share(), or a
+// MemoryPool.attach() in a Worker, sends its gets and releases here. Everything about sharing is
+// in this file: share and attach, the per-Worker caches (through SharedPoolState), growth under a
+// lock from any Worker, materializing regions a thread has not seen, shared statistics and leak
+// reports, closing (owner) and detaching (attached pools), and freeing what dead Workers left.
+import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
+import * as libc from "../ffi/libc.ts";
+import { MemoryBlock, type HugePages } from "./block.ts";
+import { AllocToolsError } from "./errors.ts";
+import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
+import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
+import { pageSpan } from "./page-pins.ts";
+import { leakReport, PoolCore, sideBytes, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
+import type { MemoryPoolOptions, MemoryPoolStackOptions } from "./pool-options.ts";
+import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
+import { checkOut, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "./region.ts";
+import { CLASS_BOOKS, SIDE_BOOKS, type SharedLayoutSpec } from "./shared-layout.ts";
+import {
+  FREE, LockResult, SharedPoolState, SideKind, type SharedAudit, type SharedBlock, type SharedSideRegion, type WorkerCache,
+} from "./shared-pool-state.ts";
+import { SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+
+/** Options of the first `share()` (later calls return the same shared pool). */
+export interface ShareOptions {
+  /** How many pools (owner included) may attach over the pool's life. Default 64. */
+  maxWorkers?: number;
+  /**
+   * Free regions each Worker keeps per size class in front of the shared stack: gets and releases
+   * of a hot region stay off the shared head. 0 turns the cache off. Default 16.
+   */
+  cacheSize?: number;
+  /** Temporary and user regions one Worker may hold at once (recorded so the owner frees a dead Worker's). Default 64. */
+  maxSideRegions?: number;
+}
+
+/** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
+export interface SharedPoolHandle {
+  readonly kind: "alloctools.MemoryPool";
+  /** The process it belongs to: its memory and native handles mean nothing in another one. */
+  readonly pid: number;
+  readonly buffer: SharedArrayBuffer;
+  readonly layout: SharedLayoutSpec;
+  /** The owner's `provider.share()`. */
+  readonly provider: ProviderHandle;
+  readonly options: {
+    readonly maxPinnedBytes: number;
+    readonly access: number;
+    readonly hugePages: HugePages;
+    readonly debug: boolean;
+  };
+}
+
+/** How each provider class attaches to its own handle: one row per class that shares itself. */
+const PROVIDER_ATTACH: Readonly<Record<string, (handle: ProviderHandle) => RegionProvider>> = {
+  "alloctools.HostProvider": (handle) => HostProvider.attach(handle as HostProviderHandle),
+  "alloctools.LibfabricProvider": (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle),
+};
+
+function attachProvider(handle: ProviderHandle): RegionProvider {
+  const attach = handle !== null && typeof handle === "object" ? PROVIDER_ATTACH[handle.kind] : undefined;
+  if (attach === undefined) throw new TypeError("MemoryPool.attach takes the handle pool.share() returned (its provider handle is not one)");
+  return attach(handle);
+}
+
+/** What MemoryPool.attach gets from SharedPool.join: what to build the pool from, and how to join it. */
+export interface Joining {
+  readonly provider: RegionProvider;
+  readonly options: MemoryPoolOptions;
+  readonly attach: (core: PoolCore) => SharedPool;
+  /** The pool could not be built: give the slot and the provider view back. */
+  readonly abandon: () => void;
+}
+
+export class SharedPool implements PinnedLimit {
+  readonly handle: SharedPoolHandle;
+  /** The pool share() was called on (it closes the shared pool); false for attached pools. */
+  readonly isOwner: boolean;
+  private readonly state: SharedPoolState;
+  private readonly core: PoolCore;
+  /** This Worker's cache per size class (the hot path). */
+  private readonly cache: WorkerCache;
+  private readonly regions: (MemoryRegionImpl | undefined)[];
+  private readonly debug: boolean;
+  /** This thread's buffer over each shared block (toArrayBuffer once per block), by block index. */
+  private readonly blockBuffers: (ArrayBuffer | undefined)[] = [];
+  /** This thread's Registration object per shared block. */
+  private readonly blockRegistrations: (Registration | undefined)[] = [];
+  /** Blocks an attached pool mapped itself; the owner unmaps them at close. */
+  private readonly grownHere: MemoryBlock[] = [];
+  /** The side table entry of each temporary and user region of this pool. */
+  private readonly sideEntries = new Map<MemoryRegionImpl, number>();
+  /** A view of the owner's provider in this thread: it releases registrations other Workers made. */
+  private foreignView: RegionProvider | null = null;
+
+  private constructor(core: PoolCore, state: SharedPoolState, handle: SharedPoolHandle, isOwner: boolean) {
+    this.core = core;
+    this.state = state;
+    this.handle = handle;
+    this.isOwner = isOwner;
+    this.cache = state.cache;
+    this.regions = core.regions;
+    this.debug = core.debug;
+    // Room for every index the shared pool may hand out, so the table never turns sparse.
+    while (this.regions.length < state.layout.capacity) this.regions.push(undefined);
+    core.shared = this;
+  }
+
+  /** The owner's side: moves an unshared pool's stacks, states and books into shared memory. */
+  static share(core: PoolCore, options: ShareOptions): SharedPool {
+    if (options === null || typeof options !== "object") throw new TypeError("share options must be an object");
+    const maxWorkers = options.maxWorkers ?? 64;
+    const cacheSize = options.cacheSize ?? 16;
+    const maxSideRegions = options.maxSideRegions ?? 64;
+    if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new RangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
+    if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new RangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
+    if (!Number.isInteger(maxSideRegions) || maxSideRegions < 0 || maxSideRegions > 4096) throw new RangeError(`maxSideRegions must be an integer in [0, 4096], got ${maxSideRegions}`);
+    const provider = core.provider;
+    if (typeof provider.share !== "function") {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `provider ${provider.name} cannot be shared with Workers: it has no share() (HostProvider and LibfabricProvider have)`);
+    }
+    const providerHandle = provider.share();
+    const stacks = core.stacks.map((s) => {
+      const capacity = Math.max(s.maxRegions, s.regions);
+      return {
+        chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, capacity,
+        maxBlocks: s.blocks + Math.ceil((capacity - s.regions) / s.growCount),
+      };
+    });
+    const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxSideRegions };
+    const state = SharedPoolState.create(layout);
+    const handle: SharedPoolHandle = {
+      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle,
+      options: { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug },
+    };
+    const shared = new SharedPool(core, state, handle, true);
+    shared.adoptLocalPool();
+    return shared;
+  }
+
+  /** Blocks, states, free stacks, books and side regions of the unshared pool, into shared memory. */
+  private adoptLocalPool(): void {
+    const { core, state } = this;
+    // Each block's regions follow each other in the region table, in block order.
+    let index = 0;
+    for (let b = 0; b < core.resources.blocks.length; b++) {
+      const block = core.resources.blocks[b]!;
+      const registration = core.resources.registrations[b]!;
+      const first = index;
+      const stackId = core.regions[first]!.stackId;
+      while (index < core.regions.length && core.regions[index]?.registration === registration) index++;
+      const entry = state.adoptBlock(stackId, first, index - first, block.address, block.size, block.locked, registration);
+      this.blockBuffers[entry] = block.view.buffer as ArrayBuffer;
+      this.blockRegistrations[entry] = registration;
+    }
+    for (const r of core.regions) if (r?.inUse) state.markInUse(r.index);
+    for (const stack of core.stacks) {
+      state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
+      state.setCacheCounters(stack.id, stack.gets, stack.releases);
+      state.addClassBook(stack.id, CLASS_BOOKS.misses, stack.misses);
+      state.addClassBook(stack.id, CLASS_BOOKS.growths, stack.growths);
+    }
+    state.reservePinned(core.books.peakPinned, Infinity);
+    state.reservePinned(core.books.pinned - core.books.peakPinned, Infinity);
+    for (const r of [...core.temporaries, ...core.users]) {
+      const entry = state.beginSide(r.isTemp ? SideKind.TEMPORARY : SideKind.USER, r.size, r.isTemp ? sideBytes(r) : 0);
+      if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
+      state.noteSideMapped(entry, r.address, r.isTemp ? sideBytes(r) : 0, r.isTemp);
+      state.noteSideRegistered(entry, r.registration);
+      this.sideEntries.set(r, entry);
+    }
+    this.publishBooks();
+  }
+
+  /** A Worker's side: checks the handle, takes a slot and attaches to the provider. */
+  static join(handle: SharedPoolHandle): Joining {
+    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
+        || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
+      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
+    }
+    if (handle.pid !== process.pid) {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `the pool handle comes from process ${handle.pid}; a shared pool is shared between the Workers of one process (this is ${process.pid})`);
+    }
+    const state = SharedPoolState.attach(handle.buffer, handle.layout);
+    let provider: RegionProvider;
+    try {
+      provider = attachProvider(handle.provider);
+    } catch (e) {
+      state.leaveSlot();
+      throw e;
+    }
+    const options: MemoryPoolOptions = { ...handle.options };
+    handle.layout.stacks.forEach((s, k) => {
+      const stack: MemoryPoolStackOptions = { chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, maxRegions: s.capacity };
+      (options as Record<SizeClass, MemoryPoolStackOptions>)[SIZE_CLASSES[k]!] = stack;
+    });
+    return {
+      provider, options,
+      attach: (core) => {
+        const shared = new SharedPool(core, state, handle, false);
+        shared.materializePublished();
+        return shared;
+      },
+      abandon: () => {
+        state.leaveSlot();
+        provider.close();
+      },
+    };
+  }
+
+  /**
+   * The blocks that exist now get their views and region objects here, before any get: made lazily
+   * inside the first gets, they leave the JIT a slower hot path (2 ns per pair, measured). Blocks
+   * grown later are materialized when this thread first meets one of their regions.
+   */
+  private materializePublished(): void {
+    for (let b = 0; b < this.state.blockCount; b++) {
+      const block = this.state.block(b);
+      if (block !== null) for (let i = block.first; i < block.first + block.count; i++) this.regions[i] ??= this.materialize(i);
+    }
+  }
+
+  get closed(): boolean {
+    return this.state.closed;
+  }
+
+  /** Whether `other` is a view of the same shared pool. */
+  sameAs(other: SharedPool): boolean {
+    return this.state.sameAs(other.state);
+  }
+
+  // ---- the hot path ---------------------------------------------------------------------------------
+
+  /** A region of class `k`: this Worker's cache, else the shared stack, else a growth. */
+  getRegion(k: number, bytes: number): MemoryRegion {
+    let index = this.cache.pop(k);
+    if (index < 0) index = this.getMiss(k, index);
+    const region = this.regions[index] ?? this.materialize(index);
+    checkOut(region, bytes);
+    if (this.debug) noteOrigin(region);
+    return region;
+  }
+
+  /** The cache was empty (-1) or the pool closed (-2): the shared stack, else a growth. */
+  private getMiss(k: number, reason: number): number {
+    if (reason === -2) refuseClosed();
+    let index = this.cache.popShared(k);
+    if (index < 0) index = this.grow(k);
+    this.cache.countGet(k);
+    return index;
+  }
+
+  /** Takes a pooled region back; the state word's CAS catches a double release from any Worker. */
+  release(region: MemoryRegionImpl): void {
+    if (!this.cache.push(region.stackId, region.index)) this.refuseRelease(region);
+  }
+
+  private refuseRelease(region: MemoryRegionImpl): never {
+    if (this.state.closed) refuseClosed();
+    region.assertInUse("releaseRegion");
+    throw new AllocToolsError("DOUBLE_RELEASE", "releaseRegion: the region is not in use");
+  }
+
+  // ---- growth -----------------------------------------------------------------------------------------
+
+  /** Class `k` ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
+  private grow(k: number): number {
+    const state = this.state;
+    if (state.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+    try {
+      if (state.closed) refuseClosed();
+      const index = this.cache.popShared(k);
+      if (index >= 0) return index; // grown (or released into) while we waited for the lock
+      return this.addBlock(k);
+    } finally {
+      state.unlock(k);
+    }
+  }
+
+  /**
+   * Maps, pins and registers a block from this thread, recording each step in the block table (a
+   * Worker terminated half-way is undone by whoever takes its lock over), then publishes it. The
+   * capacity is checked first: a growth that cannot fit maps nothing. Undone on failure.
+   */
+  private addBlock(k: number): number {
+    const { core, state } = this;
+    const stack = core.stacks[k]!;
+    const { block } = state.reserve(k, stack.growCount);
+    let mapped: MemoryBlock | null = null;
+    let registration: Registration | null = null;
+    let pinned = 0;
+    try {
+      const bytes = core.blockBytes(stack, stack.growCount);
+      this.reservePinned(bytes, `growing the ${stack.name} stack`);
+      pinned = bytes;
+      state.notePinned(block, bytes);
+      mapped = this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
+      this.addPinned(mapped.size - bytes);
+      pinned = mapped.size;
+      state.notePinned(block, pinned);
+      registration = core.traits.register(mapped.address, mapped.size);
+      state.noteRegistered(block, registration);
+    } catch (e) {
+      // Retired first: a Worker terminated below leaks the block rather than have it freed twice.
+      state.abandonGrowth(block, k);
+      if (registration !== null) try { core.traits.deregister(registration); } catch { /* reported by the first error */ }
+      mapped?.free();
+      if (pinned > 0) this.addPinned(-pinned);
+      throw e;
+    }
+    core.books.registrations++;
+    if (this.isOwner) {
+      core.resources.blocks.push(mapped);
+      core.resources.registrations.push(registration);
+    } else {
+      this.grownHere.push(mapped); // the owner deregisters and unmaps it at close
+    }
+    this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
+    this.blockRegistrations[block] = registration;
+    const first = state.publishBlock(block);
+    state.addClassBook(k, CLASS_BOOKS.misses, 1);
+    state.addClassBook(k, CLASS_BOOKS.growths, 1);
+    this.publishBooks();
+    return first;
+  }
+
+  /**
+   * mmap, mlock and MADV_DONTFORK with each step noted as it returns, so that a Worker terminated
+   * between them leaves a mapping the owner can find. (Huge pages go through the allocator.)
+   */
+  private mapRecorded(bytes: number, note: (address: number, size: number, locked: boolean) => void): MemoryBlock {
+    const allocator = this.core.allocator;
+    if (this.core.hugePages !== false) {
+      const block = allocator.allocate(bytes);
+      note(block.address, block.size, block.locked);
+      return block;
+    }
+    const size = allocator.roundUp(bytes);
+    const address = libc.mmap(size);
+    note(address, size, false);
+    let locked = false;
+    try {
+      libc.mlock(address, size);
+      locked = true;
+      note(address, size, true);
+      libc.madvise(address, size, libc.MADV_DONTFORK);
+    } catch (e) {
+      note(0, 0, false); // first: never unmapped twice
+      if (locked) libc.munlock(address, size);
+      libc.munmap(address, size);
+      throw e;
+    }
+    return new MemoryBlock(address, size, false, true);
+  }
+
+  /** Undoes a growth a dead Worker left before publishing it (its registration, mapping and pinned bytes). */
+  private undoAbandoned(block: SharedBlock | null): void {
+    if (block === null) return;
+    const view = this.foreignProvider();
+    if (block.state === 5 /* REGISTERED */) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
+    if (block.address !== 0 && block.size > 0) {
+      try {
+        if (block.locked) libc.munlock(block.address, block.size);
+        libc.munmap(block.address, block.size);
+      } catch { /* already gone */ }
+    }
+    if (block.pinnedBytes > 0) this.addPinned(-block.pinnedBytes);
+  }
+
+  /** This thread's object for a region first seen here: its block's view is made once per thread. */
+  private materialize(index: number): MemoryRegionImpl {
+    const state = this.state;
+    const b = state.blockOf(index);
+    const block = state.block(b);
+    if (block === null) {
+      if (state.closed) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
+      throw new RangeError(`no pooled region ${index} (its block was never published)`);
+    }
+    const registration = (this.blockRegistrations[b] ??= block.registration);
+    const buffer = (this.blockBuffers[b] ??= toArrayBuffer(block.address as Pointer, 0, block.size));
+    const stack = this.core.stacks[block.stackId]!;
+    const region = this.core.pooledRegion(registration, block.address, buffer, stack, index, (index - block.first) * stack.stride);
+    this.regions[index] = region;
+    return region;
+  }
+
+  // ---- temporary and user regions ---------------------------------------------------------------------
+
+  /** A temporary region made in this Worker, recorded in the side table from before it is mapped. */
+  getTemporary(bytes: number): MemoryRegion {
+    const { core, state } = this;
+    const size = core.allocator.roundUp(bytes);
+    this.reservePinned(size, `temporary region of ${bytes} bytes`);
+    const entry = state.beginSide(SideKind.TEMPORARY, bytes, size);
+    if (entry < 0) {
+      this.addPinned(-size);
+      throw this.sideTableFull();
+    }
+    let block: MemoryBlock | null = null;
+    let registration: Registration;
+    try {
+      block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteSideMapped(entry, address, mappedSize, locked));
+      registration = core.traits.register(block.address, block.size);
+    } catch (e) {
+      state.dropSide(entry); // first: never unmapped twice
+      block?.free();
+      this.addPinned(-size);
+      throw e;
+    }
+    state.noteSideRegistered(entry, registration);
+    core.books.registrations++;
+    const region = core.temporaryRegion(bytes, block, registration);
+    this.sideEntries.set(region, entry);
+    this.publishBooks();
+    return region;
+  }
+
+  registerUserRegion(view: Uint8Array, memory: object): MemoryRegion {
+    const { core, state } = this;
+    this.reservePinned(view.byteLength, "user region");
+    const entry = state.beginSide(SideKind.USER, view.byteLength, 0);
+    if (entry < 0) {
+      this.addPinned(-view.byteLength);
+      throw this.sideTableFull();
+    }
+    state.noteSideMapped(entry, ptr(view), 0, false);
+    let registration: Registration;
+    try {
+      registration = core.traits.register(ptr(view), view.byteLength);
+    } catch (e) {
+      state.dropSide(entry);
+      this.addPinned(-view.byteLength);
+      throw e;
+    }
+    state.noteSideRegistered(entry, registration);
+    const region = core.userRegion(view, registration, memory);
+    this.sideEntries.set(region, entry);
+    this.publishBooks();
+    return region;
+  }
+
+  /** Releases a temporary or user region of this pool, unless the owner's close freed it already. */
+  releaseSide(region: MemoryRegionImpl): void {
+    this.core.forgetSide(region);
+    this.publishBooks();
+    this.freeSide(region);
+  }
+
+  /**
+   * Deregisters and (temporary regions) unmaps a side region this thread made, each step noted in
+   * its side entry; when the owner's close took the entry first, only detaches the region's views.
+   */
+  private freeSide(region: MemoryRegionImpl): void {
+    const entry = this.sideEntries.get(region);
+    this.sideEntries.delete(region);
+    if (entry === undefined) return PoolCore.freeSide(this.core.traits, region, true);
+    const state = this.state;
+    if (!state.beginFreeingSide(entry)) {
+      if (region.isTemp) ((region.keepAlive as MemoryBlock).view.buffer as ArrayBuffer).transfer(0);
+      return;
+    }
+    // Each step noted as it is done (before, for the munmap): the owner finishes what a Worker
+    // terminated in between left, and never repeats what could hit memory that is no longer ours.
+    try {
+      this.core.traits.deregister(region.registration);
+      state.noteSideDeregistered(entry);
+    } finally {
+      if (region.isTemp) {
+        const block = region.keepAlive as MemoryBlock;
+        (block.view.buffer as ArrayBuffer).transfer(0); // its views read nothing from now on
+        if (block.locked) libc.munlock(block.address, block.size);
+        state.noteSideUnlocked(entry);
+        state.noteSideUnmapping(entry);
+        libc.munmap(block.address, block.size);
+      }
+      state.endFreeingSide(entry);
+    }
+  }
+
+  private sideTableFull(): AllocToolsError {
+    return new AllocToolsError("PINNED_LIMIT",
+      `this Worker holds ${this.state.spec.maxSideRegions} temporary and user regions already, the most a shared pool records per Worker (share({ maxSideRegions }))`);
+  }
+
+  // ---- books --------------------------------------------------------------------------------------------
+
+  /** One maxPinnedBytes for every Worker: the count lives in shared memory. */
+  reservePinned(bytes: number, what: string): void {
+    if (this.state.reservePinned(bytes, this.core.maxPinnedBytes)) return;
+    throw new AllocToolsError("PINNED_LIMIT",
+      `${what} needs ${bytes} more pinned bytes; ${this.state.pinnedBytes} of maxPinnedBytes ${this.core.maxPinnedBytes} are in use (all Workers)`);
+  }
+
+  addPinned(delta: number): void {
+    this.state.reservePinned(delta, Infinity);
+  }
+
+  /** This pool's side books (temporary and user regions, registrations) into its shared slot. */
+  publishBooks(): void {
+    const { core, state } = this;
+    const books = core.books;
+    state.setSideBook(SIDE_BOOKS.temporaryCount, books.temporaryRegions);
+    state.setSideBook(SIDE_BOOKS.temporaryGets, books.temporaryGets);
+    state.setSideBook(SIDE_BOOKS.userCount, books.userRegions);
+    state.setSideBook(SIDE_BOOKS.sideReleases, books.sideReleases);
+    state.setSideBook(SIDE_BOOKS.registrations, books.registrations);
+    state.setSideBook(SIDE_BOOKS.deregistrations, books.deregistrations);
+    state.setSideBook(SIDE_BOOKS.liveTemporaries, core.temporaries.size);
+    state.setSideBook(SIDE_BOOKS.liveUsers, core.users.size);
+  }
+
+  /** Statistics summed over every Worker's books: exact while no Worker gets or releases. */
+  stats(): PoolStats {
+    const { core, state } = this;
+    const stacks = {} as Record<SizeClass, StackStats>;
+    const side = (book: number) => state.sumSideBook(book);
+    let gets = side(SIDE_BOOKS.temporaryGets) + side(SIDE_BOOKS.userCount);
+    let releases = side(SIDE_BOOKS.sideReleases);
+    let misses = 0;
+    let growths = 0;
+    let inUse = side(SIDE_BOOKS.liveTemporaries) + side(SIDE_BOOKS.liveUsers);
+    for (const stack of core.stacks) {
+      const k = stack.id;
+      const counters = state.sumCacheCounters(k);
+      const classMisses = state.sumClassBook(k, CLASS_BOOKS.misses);
+      const books = state.stackBooks(k);
+      const out = counters.gets - counters.releases;
+      stacks[stack.name] = {
+        name: stack.name, chunkSize: stack.chunkSize, regions: books.regions, free: books.regions - out, inUse: out,
+        gets: counters.gets, releases: counters.releases, hits: counters.gets - classMisses, misses: classMisses,
+        growths: state.sumClassBook(k, CLASS_BOOKS.growths), blocks: books.blocks, pinnedBytes: books.pinnedBytes, cached: state.cached(k),
+      };
+      gets += counters.gets;
+      releases += counters.releases;
+      misses += classMisses;
+      growths += stacks[stack.name].growths;
+      inUse += out;
+    }
+    return {
+      provider: core.provider.name, gets, releases,
+      hits: gets - misses - side(SIDE_BOOKS.temporaryGets) - side(SIDE_BOOKS.userCount), misses, growths,
+      registrations: side(SIDE_BOOKS.registrations), deregistrations: side(SIDE_BOOKS.deregistrations),
+      temporaryRegions: side(SIDE_BOOKS.temporaryCount), liveTemporaryRegions: side(SIDE_BOOKS.liveTemporaries),
+      userRegions: side(SIDE_BOOKS.userCount), liveUserRegions: side(SIDE_BOOKS.liveUsers),
+      regionsInUse: inUse, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
+      maxPinnedBytes: core.maxPinnedBytes, stacks,
+    };
+  }
+
+  // ---- regions by index, audit ------------------------------------------------------------------------
+
+  region(index: number): MemoryRegion {
+    const count = this.state.regionCount;
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
+    const region = this.regions[index] ?? this.materialize(index);
+    setInUse(region, this.state.regionState(index) !== FREE);
+    return region;
+  }
+
+  audit(): SharedAudit {
+    return this.state.audit();
+  }
+
+  /**
+   * Pooled regions in use, from the shared state words: every one (owner), or those this Worker
+   * got and still holds (`onlyMine`); then this pool's temporary and user regions.
+   */
+  private leaks(onlyMine: boolean): LeakedRegion[] {
+    const { core, state } = this;
+    const out: LeakedRegion[] = [];
+    const mark = state.slot + 1;
+    for (let index = 0; index < state.regionCount; index++) {
+      const holder = state.regionState(index);
+      if (holder === FREE || (onlyMine && holder !== mark)) continue;
+      const block = state.block(state.blockOf(index));
+      if (block === null) continue;
+      const stack = core.stacks[block.stackId]!;
+      out.push({ size: stack.chunkSize, kind: stack.name, origin: this.regions[index]?.origin });
+    }
+    out.push(...core.sideLeaks());
+    return out;
+  }
+
+  // ---- closing ------------------------------------------------------------------------------------------
+
+  close(): LeakReport {
+    return this.isOwner ? this.closeShared() : this.detach();
+  }
+
+  /**
+   * The owner closes the shared pool: no more gets anywhere; growths in flight finish (or, for a
+   * dead Worker's, are undone); every block, whoever mapped it, is deregistered and unmapped; every
+   * temporary and user region any Worker left is reported, deregistered and unmapped.
+   */
+  private closeShared(): LeakReport {
+    const { core, state } = this;
+    state.markClosed();
+    for (let k = 0; k < state.classCount; k++) {
+      const result = state.lock(k, 60_000);
+      if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+    }
+    const leaks = this.leaks(false);
+    const foreignSides = state.liveSides(state.slot);
+    for (const side of foreignSides) leaks.push({ size: side.size, kind: side.kind });
+    for (const r of core.regions) if (r !== undefined) setInUse(r, false);
+    state.clearStacks();
+    let firstError = this.dropOwnSides();
+    const view = this.foreignProvider();
+    for (const side of foreignSides) {
+      if (!state.claimSide(side.index, side.state)) continue;
+      try { this.freeForeignSide(view, side); } catch (e) { firstError ??= e; }
+      core.books.deregistrations++;
+    }
+    let blocks = 0;
+    for (let b = 0; b < state.blockCount; b++) {
+      const block = state.blockRecord(b);
+      if (!state.retireBlock(b)) continue;
+      blocks++;
+      if (block.slot === state.slot) continue; // mapped here: resources.release() below
+      this.blockBuffers[b]?.transfer(0); // detach this thread's views first
+      try { view.deregister(block.registration); } catch (e) { firstError ??= e; }
+      try {
+        if (block.locked) libc.munlock(block.address, block.size);
+        libc.munmap(block.address, block.size);
+      } catch (e) { firstError ??= e; }
+    }
+    core.books.deregistrations += blocks;
+    try { core.resources.release(); } catch (e) { firstError ??= e; }
+    state.resetPinned();
+    this.publishBooks();
+    for (let k = 0; k < state.classCount; k++) state.unlock(k);
+    if (view !== core.provider) view.close();
+    if (firstError !== undefined) throw firstError;
+    return leakReport(leaks);
+  }
+
+  /** What a Worker left of a temporary or user region: its registration, its pinned pages, its mapping. */
+  private freeForeignSide(view: RegionProvider, side: SharedSideRegion): void {
+    const { kind, address, blockSize, registration } = side;
+    // A registration a dead Worker was releasing may be closed already: on libfabric closing it
+    // twice would touch freed memory, so it is left (the domain then refuses to close: EBUSY).
+    if (registration !== null && !(side.releasing && view.kind !== "host")) {
+      try { view.deregister(registration); } catch { /* its pages may be gone with the Worker's heap */ }
+    } else if (registration === null && kind === "user" && address !== 0 && view.kind === "host") {
+      const [start, length] = pageSpan(address, side.size); // registered (pinned) when it died, not noted yet
+      try { libc.munlock(start, length); } catch { /* not pinned */ }
+    }
+    // Unmapping drops the pins too. Not when its Worker may have unmapped it already.
+    if (kind === "temporary" && address !== 0 && blockSize > 0 && !side.unmapping) libc.munmap(address, blockSize);
+  }
+
+  /** Deregisters this pool's temporary and user regions (each once: the side table decides). */
+  private dropOwnSides(): unknown {
+    const core = this.core;
+    let firstError: unknown;
+    for (const r of [...core.temporaries, ...core.users]) {
+      core.forgetSide(r);
+      core.books.sideReleases--; // closed, not released
+      try { this.freeSide(r); } catch (e) { firstError ??= e; }
+    }
+    return firstError;
+  }
+
+  /**
+   * An attached pool's close: its cache goes back to the shared stacks, its temporary and user
+   * regions are deregistered, its views detached; the memory stays (the owner's to free). Reports
+   * the regions the shared state words say this Worker got and still holds.
+   */
+  private detach(): LeakReport {
+    const { core, state } = this;
+    const leaks = this.leaks(true);
+    if (!state.closed) for (let k = 0; k < state.classCount; k++) this.cache.flush(k);
+    for (const r of core.regions) if (r !== undefined) setInUse(r, false);
+    const firstError = this.dropOwnSides();
+    for (const buffer of this.blockBuffers) buffer?.transfer(0);
+    this.publishBooks();
+    state.leaveSlot();
+    core.provider.close();
+    if (firstError !== undefined) throw firstError;
+    return leakReport(leaks);
+  }
+
+  /** A view of the owner's provider in this thread (the owner's own provider for attached pools). */
+  private foreignProvider(): RegionProvider {
+    if (!this.isOwner) return this.core.provider;
+    return (this.foreignView ??= attachProvider(this.handle.provider));
+  }
+}
+
+function noteOrigin(region: MemoryRegionImpl): void {
+  setOrigin(region, new Error("region got here").stack);
+}
+
+function refuseClosed(): never {
+  throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+}

@@ -1,0 +1,81 @@
+// A Worker that drives a shared pool's state directly, to stop at exact points that a terminated
+// Worker could stop at: holding a growth lock, half-way through a growth, half-way through a spill
+// or a release. It posts "ready" at that point and waits to be terminated (or, holding a lock for
+// `holdMs`, unlocks and posts "unlocked").
+import * as libc from "../../ffi/libc.ts";
+import type { SharedPoolHandle } from "../../lib/index.ts";
+import { CACHE, SharedLayout } from "../../lib/shared-layout.ts";
+import { LockResult, SharedPoolState } from "../../lib/shared-pool-state.ts";
+import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
+
+declare const self: Worker;
+
+export type StateCommand =
+  | { cmd: "hold-lock"; handle: SharedPoolHandle; classIndex: number; holdMs: number }
+  | { cmd: "abandon-growth"; handle: SharedPoolHandle; classIndex: number; bytes: number }
+  | { cmd: "spill-cut"; handle: SharedPoolHandle; classIndex: number }
+  | { cmd: "release-cut"; handle: SharedPoolHandle; classIndex: number };
+
+function park(): never {
+  const word = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) Atomics.wait(word, 0, 0);
+}
+
+self.onmessage = (event: MessageEvent<StateCommand>) => {
+  const m = event.data;
+  const state = SharedPoolState.attach(m.handle.buffer, m.handle.layout);
+  const k = m.classIndex;
+  switch (m.cmd) {
+    case "hold-lock": {
+      if (state.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      postMessage({ at: "locked" });
+      if (m.holdMs < 0) park();
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.holdMs);
+      const unlockedAt = Date.now();
+      state.unlock(k);
+      postMessage({ at: "unlocked", unlockedAt });
+      break;
+    }
+    case "abandon-growth": {
+      // A growth that mapped and pinned its block, then died before registering it.
+      if (state.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      const { block } = state.reserve(k, 1);
+      if (!state.reservePinned(m.bytes, Infinity)) throw new Error("no room");
+      state.notePinned(block, m.bytes);
+      const address = libc.mmap(m.bytes);
+      state.noteMapped(block, address, m.bytes, false);
+      libc.mlock(address, m.bytes);
+      state.noteMapped(block, address, m.bytes, true);
+      postMessage({ at: "mapped" });
+      park();
+    }
+    case "spill-cut": {
+      // A full cache whose spill pushed its newer half onto the shared stack, then died before
+      // lowering its count.
+      const size = m.handle.layout.cacheSize;
+      const got: number[] = [];
+      for (let i = 0; i < size; i++) got.push(state.cache.popShared(k));
+      for (const index of got) if (!state.cache.push(k, index)) throw new Error("push refused");
+      const layout = new SharedLayout(m.handle.layout);
+      const words = new Int32Array(m.handle.buffer);
+      const at = layout.cacheWord(state.slot, k);
+      const count = words[at + CACHE.count]!;
+      const half = count >> 1;
+      new SharedStack(words, layout.headLine(k) / 4, layout.next / 4, indexBitsFor(layout.capacity)).pushAll(words, at + CACHE.entries + count - half, half);
+      postMessage({ at: "pushed", count, half, indices: got });
+      park();
+    }
+    case "release-cut": {
+      // A release that recorded the region in the cache, then died before the CAS that frees it.
+      const index = state.cache.popShared(k);
+      const layout = new SharedLayout(m.handle.layout);
+      const words = new Int32Array(m.handle.buffer);
+      const at = layout.cacheWord(state.slot, k);
+      const count = words[at + CACHE.count]!;
+      words[at + CACHE.entries + count] = index;
+      words[at + CACHE.count] = count + 1;
+      postMessage({ at: "recorded", index });
+      park();
+    }
+  }
+};
