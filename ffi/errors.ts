@@ -69,10 +69,60 @@ export class FabricError extends Error {
 /** libfabric could not be loaded (not installed, wrong path, or an unsupported version). */
 export class LibraryLoadError extends Error {
   override readonly name = "LibraryLoadError";
+  /** Always `"LIBRARY_LOAD"`, for code that branches on `error.code` across every alloctools error. */
+  readonly code = "LIBRARY_LOAD";
   /** The paths that were tried, in order. */
   readonly tried: readonly string[];
+  /**
+   * @param message What was tried and how to install the library.
+   * @param tried The paths given to `dlopen`, in order.
+   * @param options `cause`: the first `dlopen` failure.
+   */
   constructor(message: string, tried: readonly string[], options?: ErrorOptions) {
     super(message, options);
     this.tried = tried;
+  }
+}
+
+/** The `code` of an {@link AllocToolsTypeError}. */
+export type TypeErrorCode =
+  | "INVALID_ARGUMENT" // an argument or option of the wrong type
+  | "UNKNOWN_OPTION";  // an options object with a key this library does not know (a typo, usually)
+
+/** The `code` of an {@link AllocToolsRangeError}. */
+export type RangeErrorCode = "OUT_OF_RANGE"; // a number outside what the call accepts
+
+/**
+ * A bad argument: the wrong type, or an unknown option key. It is a `TypeError` (so
+ * `instanceof TypeError` holds) that also carries a `code`. Thrown before anything changes.
+ */
+export class AllocToolsTypeError extends TypeError {
+  /** `"INVALID_ARGUMENT"` unless the constructor was given another code. */
+  readonly code: TypeErrorCode;
+  /**
+   * @param message Names what was asked and what is accepted.
+   * @param options `cause`, and `code` (default `"INVALID_ARGUMENT"`).
+   */
+  constructor(message: string, options?: ErrorOptions & { code?: TypeErrorCode }) {
+    super(message, options);
+    this.code = options?.code ?? "INVALID_ARGUMENT";
+  }
+}
+
+/**
+ * A number out of range: a size, count, offset or length the call cannot take. It is a
+ * `RangeError` (so `instanceof RangeError` holds) that also carries a `code`. Thrown before
+ * anything changes.
+ */
+export class AllocToolsRangeError extends RangeError {
+  /** Always `"OUT_OF_RANGE"`. */
+  readonly code: RangeErrorCode;
+  /**
+   * @param message Names the value given and the range accepted.
+   * @param options `cause`.
+   */
+  constructor(message: string, options?: ErrorOptions & { code?: RangeErrorCode }) {
+    super(message, options);
+    this.code = options?.code ?? "OUT_OF_RANGE";
   }
 }

@@ -110,6 +110,10 @@ export class Endpoint implements Progressable, Disposable {
   private broken: unknown = null;
 
   constructor(provider: LibfabricProvider, options: EndpointOptions = {}) {
+    if ((provider as { kind?: unknown } | null | undefined)?.kind !== "libfabric") {
+      const given = (provider as { name?: unknown } | null | undefined)?.name ?? String(provider);
+      throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a LibfabricProvider (e.g. openProvider({ provider: "tcp" })), got ${String(given)}: only libfabric providers move data between processes`);
+    }
     const o = checkOptions(options);
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     if (provider.info.endpointType !== "rdm") {

@@ -1,6 +1,10 @@
 // The library's own errors. Failures that come from C are SystemError (libc) and FabricError
-// (libfabric), defined beside the FFI layer; bad arguments are TypeError/RangeError.
-export { SystemError, FabricError, LibraryLoadError, errnoName } from "../ffi/errors.ts";
+// (libfabric), defined beside the FFI layer, as are the argument errors (AllocToolsTypeError,
+// AllocToolsRangeError: the FFI layer throws them too, and it does not import lib/).
+export {
+  SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError, errnoName,
+  type TypeErrorCode, type RangeErrorCode,
+} from "../ffi/errors.ts";
 
 /** What went wrong, for code that branches on it. */
 export type AllocToolsErrorCode =

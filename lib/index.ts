@@ -1,5 +1,9 @@
 // alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
-export { AllocToolsError, SystemError, FabricError, LibraryLoadError, type AllocToolsErrorCode } from "./errors.ts";
+export {
+  AllocToolsError, SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError,
+  type AllocToolsErrorCode, type TypeErrorCode, type RangeErrorCode,
+} from "./errors.ts";
+export { checkKnownKeys } from "./options.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
 export { Access, DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";
@@ -7,7 +11,9 @@ export { HostProvider, type HostProviderOptions } from "./host-provider.ts";
 export {
   LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
-export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
+export {
+  openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider, type OpenedRegionProvider, type LibfabricProviderName,
+} from "./open-provider.ts";
 export { MemoryRegion, MemoryRegionImpl, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";

@@ -3,8 +3,9 @@
 import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric } from "../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
+import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 export type EndpointType = "rdm" | "msg" | "dgram";
@@ -91,7 +92,8 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
   static open(options: LibfabricProviderOptions = {}): LibfabricProvider {
-    checkOptions(options);
+    checkOptions(options, LIBFABRIC_OPTION_KEYS, "LibfabricProvider.open options");
+    options = withoutShmNode(options);
     const fi = libfabric();
     const hints = fi.allocInfo();
     let info = 0;
@@ -99,7 +101,7 @@ export class LibfabricProvider implements RegionProvider {
     let domain = 0;
     try {
       writeHints(hints, options);
-      const list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+      const list = getInfoNamingProviders(fi, hints, options);
       // Keep the first match only: a private copy we can free on close.
       info = list;
       const next = readPtr(list, L.fi_info.next);
@@ -113,7 +115,9 @@ export class LibfabricProvider implements RegionProvider {
       }
       fabric = fi.fabric(info);
       domain = fi.domain(fabric, info);
-      return new LibfabricProvider(fi, info, fabric, domain, options);
+      const provider = new LibfabricProvider(fi, info, fabric, domain, options);
+      closeAtExit(provider);
+      return provider;
     } catch (e) {
       if (domain) fi.close(domain, "domain");
       if (fabric) fi.close(fabric, "fabric");
@@ -201,6 +205,7 @@ export class LibfabricProvider implements RegionProvider {
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
+    openProviders.delete(this);
     this.keys.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
@@ -224,15 +229,105 @@ export class LibfabricProvider implements RegionProvider {
   }
 }
 
-function checkOptions(o: LibfabricProviderOptions): void {
-  if (typeof o !== "object" || o === null) throw new TypeError("options must be an object");
+/** Every key of LibfabricProviderOptions (the compiler checks the list against the interface). */
+export const LIBFABRIC_OPTION_KEYS: KnownKeys<LibfabricProviderOptions> = {
+  provider: true, node: true, service: true, endpointType: true, threading: true, mrMode: true, firstKey: true,
+};
+
+function checkOptions(o: LibfabricProviderOptions, known: Readonly<Record<string, true>>, what: string): void {
+  if (typeof o !== "object" || o === null) throw new AllocToolsTypeError(`${what} must be an object`);
+  checkKnownKeys(o, known, what);
   for (const k of ["provider", "node", "service"] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new TypeError(`${k} must be a non-empty string`);
+    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new AllocToolsTypeError(`${k} must be a non-empty string`);
   }
-  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new TypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
-  if (o.threading !== undefined && !(o.threading in THREADING)) throw new TypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
-  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new TypeError("mrMode must be a non-negative integer");
-  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new TypeError("firstKey must be a 64-bit bigint");
+  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new AllocToolsTypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
+  if (o.threading !== undefined && !(o.threading in THREADING)) throw new AllocToolsTypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
+  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new AllocToolsTypeError("mrMode must be a non-negative integer");
+  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new AllocToolsTypeError("firstKey must be a 64-bit bigint");
+}
+
+/**
+ * shm names each endpoint after `node` when one is given (FI_SOURCE): with the same node in two
+ * processes (`"127.0.0.1"`, as tcp wants), the second process's endpoint fails `fi_enable` with
+ * EBUSY. shm needs no node: drop it, and say so once.
+ */
+function withoutShmNode(options: LibfabricProviderOptions): LibfabricProviderOptions {
+  if (options.node === undefined || options.provider === undefined || options.provider.split(";")[0] !== "shm") return options;
+  if (!warnedShmNode) {
+    warnedShmNode = true;
+    process.emitWarning(
+      `alloctools: the shm provider ignores node ${JSON.stringify(options.node)}: shm names each endpoint after ` +
+        "its node, so two processes given the same node would collide (fi_enable: EBUSY). Leave node out for shm.",
+      "AllocToolsWarning");
+  }
+  const { node: _node, ...rest } = options;
+  return rest;
+}
+let warnedShmNode = false;
+
+/**
+ * fi_getinfo, and when it finds nothing for a named provider, an error that names the provider
+ * asked for and lists the providers that do match the other hints here.
+ */
+function getInfoNamingProviders(fi: Libfabric, hints: number, options: LibfabricProviderOptions): number {
+  const node = options.node ?? null;
+  const flags = options.node ? FI.SOURCE : 0n;
+  try {
+    return fi.getInfo(hints, node, options.service ?? null, flags);
+  } catch (e) {
+    if (!(e instanceof FabricError) || e.errno !== 61 || options.provider === undefined) throw e;
+    const available = availableProviders(fi, { ...options, provider: undefined });
+    const endpoint = options.endpointType ?? "rdm";
+    throw new FabricError(e.function, e.errno, e.description,
+      `no libfabric provider ${JSON.stringify(options.provider)} for an ${endpoint} endpoint with RMA` +
+        `${options.node === undefined ? "" : ` on node ${options.node}`} here; available: ` +
+        `${available.length > 0 ? available.join(", ") : "none"}`,
+      { cause: e });
+  }
+}
+
+/** The provider names fi_getinfo lists for these options (the provider name left out). */
+function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
+  const hints = fi.allocInfo();
+  let list = 0;
+  try {
+    writeHints(hints, options);
+    list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+    const names: string[] = [];
+    for (let entry = list; entry !== 0; entry = readPtr(entry, L.fi_info.next)) {
+      const name = readProvName(entry);
+      if (!names.includes(name)) names.push(name);
+    }
+    return names;
+  } catch {
+    return [];
+  } finally {
+    fi.freeInfo(list);
+    fi.freeInfo(hints);
+  }
+}
+
+/**
+ * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
+ * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
+ * would leave it behind.
+ */
+const openProviders = new Set<LibfabricProvider>();
+let exitHookInstalled = false;
+
+function closeAtExit(provider: LibfabricProvider): void {
+  openProviders.add(provider);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const open of [...openProviders]) {
+      try {
+        open.close();
+      } catch {
+        // Exiting: nothing left to tell.
+      }
+    }
+  });
 }
 
 function writeHints(hints: number, o: LibfabricProviderOptions): void {

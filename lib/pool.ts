@@ -220,7 +220,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
-    if ((bytes | 0) !== bytes || bytes <= 0 || this.closed_ || bytes > this.hugeSize) return this.getSlow(bytes);
+    if (typeof bytes !== "number" || (bytes | 0) !== bytes || bytes <= 0 || this.closed_ || bytes > this.hugeSize) return this.getSlow(bytes);
     const stack = bytes <= this.smallSize ? this.small
       : bytes <= this.mediumSize ? this.medium
       : bytes <= this.largeSize ? this.large

@@ -79,6 +79,8 @@ export abstract class MemoryRegion {
   abstract messageLength: number;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
+  /** Gives the region back to its pool: `using region = pool.getRegion(n)` releases it at scope end. */
+  abstract [Symbol.dispose](): void;
 
   /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
   remote(): RemoteRegion {
