@@ -20,6 +20,7 @@ import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, t
 import { FabricError } from "../ffi/errors.ts";
 import { FI, L, layout } from "../ffi/layout.ts";
 import { AllocToolsError } from "./errors.ts";
+import { inspectCustom, oneLine } from "./inspect.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
@@ -169,6 +170,11 @@ export class Endpoint implements Progressable, Disposable {
 
   stats(): EndpointStats {
     return { ...this.counts };
+  }
+
+  /** One line for console.log: provider, pending operations, progress interval, closed. */
+  [inspectCustom](): string {
+    return oneLine("Endpoint", { provider: this.provider.name, pending: this.pendingCount, progressInterval: this.interval, closed: this.closed });
   }
 
   /** The interval asked for with startProgress(), -1 when not progressing in the background. */

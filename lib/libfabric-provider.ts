@@ -5,6 +5,7 @@ import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
+import { inspectCustom, oneLine } from "./inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
@@ -221,6 +222,13 @@ export class LibfabricProvider implements RegionProvider {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** One line for console.log: provider, mr_mode, live registrations, closed. */
+  [inspectCustom](): string {
+    return oneLine("LibfabricProvider", {
+      provider: this.info.provider, mrMode: this.info.mrModeNames.join("|") || "0", registrations: this.live.size, closed: this.closed_,
+    });
   }
 
   /** libfabric's own description of the opened fi_info (fi_tostr). */

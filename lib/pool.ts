@@ -15,6 +15,7 @@ import {
 } from "./shared-pool-state.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
+import { bytes, inspectCustom, oneLine } from "./inspect.ts";
 import { MemoryRegionTraits } from "./traits.ts";
 
 export interface PoolStats {
@@ -273,6 +274,16 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.users.add(region);
     this.publishSide();
     return region;
+  }
+
+  /** One line for console.log: provider, regions in use, bytes pinned, size classes. */
+  [inspectCustom](): string {
+    if (this.closed) return oneLine("MemoryPool", { closed: true });
+    const stats = this.stats();
+    return oneLine("MemoryPool", {
+      provider: stats.provider, regionsInUse: stats.regionsInUse, pinned: bytes(stats.pinnedBytes),
+      classes: Object.values(stats.stacks).map((stack) => bytes(stack.chunkSize)).join("/"), shared: this.shared !== null,
+    });
   }
 
   /** Statistics, exact at the moment of the call. */
