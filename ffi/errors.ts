@@ -20,6 +20,7 @@ export function errnoName(errno: number): string {
 
 /** A libc call failed. `errno` is the value of `errno` right after the call. */
 export class SystemError extends Error {
+  /** `"SystemError"`. */
   override readonly name = "SystemError";
   /** The C function that failed, e.g. `mlock`. */
   readonly function: string;
@@ -30,6 +31,14 @@ export class SystemError extends Error {
   /** `strerror(errno)`. */
   readonly description: string;
 
+  /**
+   * Made by the FFI layer right after the failing call, with `errno` read then.
+   * @param fn The C function, e.g. `mlock`.
+   * @param errno The positive errno.
+   * @param description `strerror(errno)`.
+   * @param detail What was asked (sizes, limits), appended to the message.
+   * @param options `cause`.
+   */
   constructor(fn: string, errno: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${errnoName(errno)}, errno ${errno})${detail ? `: ${detail}` : ""}`, options);
     this.function = fn;
@@ -42,6 +51,7 @@ export class SystemError extends Error {
 /** A libfabric call returned a negative code. `errno` is its absolute value. */
 export class FabricError extends Error {
   // string, not the literal: subclasses (RmaError, RmaTimeoutError) name themselves.
+  /** `"FabricError"`, or the subclass's name. */
   override readonly name: string = "FabricError";
   /** The libfabric function that failed, e.g. `fi_mr_reg`. */
   readonly function: string;
@@ -52,6 +62,14 @@ export class FabricError extends Error {
   /** `fi_strerror(errno)`. */
   readonly description: string;
 
+  /**
+   * Made by the FFI layer from a negative libfabric return code.
+   * @param fn The libfabric function, e.g. `fi_getinfo`.
+   * @param errno The positive error number (`-ret`).
+   * @param description `fi_strerror(errno)`.
+   * @param detail What was asked and what is available, appended to the message.
+   * @param options `cause`.
+   */
   constructor(fn: string, errno: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${errnoName(errno)}, ${errno})${detail ? `: ${detail}` : ""}`, options);
     this.function = fn;
@@ -68,12 +86,14 @@ export class FabricError extends Error {
 
 /** libfabric could not be loaded (not installed, wrong path, or an unsupported version). */
 export class LibraryLoadError extends Error {
+  /** `"LibraryLoadError"`. */
   override readonly name = "LibraryLoadError";
   /** Always `"LIBRARY_LOAD"`, for code that branches on `error.code` across every alloctools error. */
   readonly code = "LIBRARY_LOAD";
   /** The paths that were tried, in order. */
   readonly tried: readonly string[];
   /**
+   * Made by the loader; exported so that code can test `instanceof LibraryLoadError`.
    * @param message What was tried and how to install the library.
    * @param tried The paths given to `dlopen`, in order.
    * @param options `cause`: the first `dlopen` failure.
@@ -100,6 +120,7 @@ export class AllocToolsTypeError extends TypeError {
   /** `"INVALID_ARGUMENT"` unless the constructor was given another code. */
   readonly code: TypeErrorCode;
   /**
+   * Constructed like `new TypeError(message)`.
    * @param message Names what was asked and what is accepted.
    * @param options `cause`, and `code` (default `"INVALID_ARGUMENT"`).
    */
@@ -118,6 +139,7 @@ export class AllocToolsRangeError extends RangeError {
   /** Always `"OUT_OF_RANGE"`. */
   readonly code: RangeErrorCode;
   /**
+   * Constructed like `new RangeError(message)`.
    * @param message Names the value given and the range accepted.
    * @param options `cause`.
    */

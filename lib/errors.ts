@@ -18,10 +18,21 @@ export type AllocToolsErrorCode =
   | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
   | "NOT_SUPPORTED";     // the provider needs something this library does not do
 
-/** A state or limit error of the pool, its regions or its providers. */
+/**
+ * A state or limit error of the pool, its regions or its providers: branch on `code`. Thrown
+ * before anything changes (the pool, provider or endpoint stays as it was).
+ */
 export class AllocToolsError extends Error {
+  /** `"AllocToolsError"`. */
   override readonly name = "AllocToolsError";
+  /** What went wrong; see {@link AllocToolsErrorCode}. */
   readonly code: AllocToolsErrorCode;
+  /**
+   * An error with a code, thrown by the library (exported for `instanceof`).
+   * @param code What went wrong.
+   * @param message What was asked and what is available.
+   * @param options `cause`.
+   */
   constructor(code: AllocToolsErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;

@@ -1,4 +1,8 @@
-// alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
+/**
+ * alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun. Start with
+ * {@link openProvider} and {@link MemoryPool}; see the README for the tour.
+ * @packageDocumentation
+ */
 export {
   AllocToolsError, SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError,
   type AllocToolsErrorCode, type TypeErrorCode, type RangeErrorCode,
@@ -26,6 +30,9 @@ export {
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";
-export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
+export { MemoryRegionAllocator, type ElementType, type AnyTypedArray } from "./allocator.ts";
+export type { Progressable } from "./progress.ts";
+export type { SharedProviderHandle } from "./shared-provider.ts";
+export type { SharedLayoutSpec, SharedStackLayout } from "./shared-pool-state.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";
