@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DONE, snippetPrograms } from "./readme-snippets.ts";
+import { DONE, fenceLanguages, snippetPrograms } from "./readme-snippets.ts";
 import { fabric, REQUIRE_LIBFABRIC } from "../helpers.ts";
 
 const root = join(import.meta.dir, "..", "..");
@@ -127,6 +127,10 @@ describe("a fresh bun init project runs every README snippet unchanged", () => {
   beforeAll(() => {
     dir = project("fresh", true);
     for (const { programs } of snippets) for (const program of programs) writeFileSync(join(dir, program.file), program.text);
+  });
+
+  test("every README fence is TypeScript (run here) or sh (install and shell commands, not run)", () => {
+    expect(fenceLanguages(readme).filter((language) => !["ts", "typescript", "sh"].includes(language))).toEqual([]);
   });
 
   test("the README has snippets, and each is taken unchanged", () => {

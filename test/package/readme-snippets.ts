@@ -45,6 +45,19 @@ export function extractSnippets(readme: string): Snippet[] {
   return snippets;
 }
 
+/** The language of every code fence of `readme`, in order ("" for none). */
+export function fenceLanguages(readme: string): string[] {
+  const languages: string[] = [];
+  let open = false;
+  for (const line of readme.split("\n")) {
+    const fence = /^```(\w*)\s*$/.exec(line);
+    if (fence === null) continue;
+    if (!open) languages.push(fence[1] ?? "");
+    open = !open;
+  }
+  return languages;
+}
+
 /** The printed line that says a program ran to its end. */
 export const DONE = "snippet ok";
 
