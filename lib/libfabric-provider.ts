@@ -7,9 +7,11 @@ import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { inspectCustom, oneLine } from "./inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
-import type { RegionProvider, Registration } from "./provider.ts";
+import type { Access, RegionProvider, Registration } from "./provider.ts";
 
+/** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
 export type EndpointType = "rdm" | "msg" | "dgram";
+/** libfabric threading models (FI_THREAD_SAFE, FI_THREAD_FID, ...): what the domain may be called from concurrently. */
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
 
 const EP_TYPES: Record<EndpointType, number> = { msg: FI.EP_MSG, dgram: FI.EP_DGRAM, rdm: FI.EP_RDM };
@@ -21,6 +23,7 @@ const THREADING: Record<Threading, number> = {
 /** The mr_mode bits we tell libfabric we can handle. */
 export const SUPPORTED_MR_MODE = FI.MR_LOCAL | FI.MR_VIRT_ADDR | FI.MR_ALLOCATED | FI.MR_PROV_KEY | FI.MR_ENDPOINT | FI.MR_MMU_NOTIFY;
 
+/** Options of {@link LibfabricProvider.open}: the fi_getinfo hints. Unknown keys are refused. */
 export interface LibfabricProviderOptions {
   /** libfabric provider name: "tcp", "shm", "udp", "sockets", "verbs", "efa", "cxi", ... Default: libfabric's first choice. */
   provider?: string;
@@ -42,7 +45,9 @@ export interface LibfabricProviderOptions {
 export interface LibfabricInfo {
   /** e.g. "tcp;ofi_rxm" */
   readonly provider: string;
+  /** The fabric name (fabric_attr->name), e.g. "127.0.0.0/8" for tcp. */
   readonly fabric: string;
+  /** The domain name (domain_attr->name), e.g. "lo" for tcp. */
   readonly domain: string;
   /** The mr_mode bits the provider returned. */
   readonly mrMode: number;
@@ -50,23 +55,48 @@ export interface LibfabricInfo {
   readonly mrModeNames: readonly string[];
   /** mr_key_size in bytes. */
   readonly keySize: number;
+  /** The threading model granted (a number when it has no name here). */
   readonly threading: Threading | number;
+  /** The endpoint type granted (a number when it has no name here). */
   readonly endpointType: EndpointType | number;
+  /** The capability bits granted (FI_MSG, FI_RMA, ...), exact. */
   readonly caps: bigint;
   /** The libfabric library version, "1.17". */
   readonly version: string;
 }
 
+/**
+ * A {@link RegionProvider} over a real libfabric domain: it opens fabric and domain for one
+ * provider (tcp, shm, udp, sockets, verbs, efa, cxi, ...) and honours every mr_mode bit that
+ * provider returns (requested or provider keys, virtual or offset addressing, FI_MR_ENDPOINT).
+ *
+ * Lifetime: open with {@link LibfabricProvider.open} (or {@link openProvider}); `close()` (or
+ * `using`) closes endpoints made on it, then every registration, then domain and fabric. Close it
+ * after the pools on it. Providers still open at process exit are closed then.
+ *
+ * Hot path: nothing here is called per message. `register`/`deregister` are libfabric calls
+ * (`fi_mr_reg`, `fi_close`): pools call them only when they grow or close.
+ */
 export class LibfabricProvider implements RegionProvider {
+  /** `"libfabric"`. */
   readonly kind = "libfabric";
+  /** What libfabric opened: provider, fabric, domain, mr_mode, key size, ... */
   readonly info: LibfabricInfo;
+  /** Whether peers address regions by virtual address (FI_MR_VIRT_ADDR) or by offset in the registration. */
   readonly virtualAddressing: boolean;
   /** Whether the provider supplies keys (FI_MR_PROV_KEY); otherwise we request unique ones. */
   readonly providerKeys: boolean;
   /** Whether registrations must be bound to an endpoint (FI_MR_ENDPOINT). */
   readonly endpointBound: boolean;
   /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
-  readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
+  readonly handles: {
+    /** `struct fi_info *` of the opened provider (owned: freed on close). */
+    readonly info: number;
+    /** `struct fid_fabric *`. */
+    readonly fabric: number;
+    /** `struct fid_domain *`. */
+    readonly domain: number;
+  };
   private readonly fi: Libfabric;
   /** @internal Requested keys, in shared memory: pools shared with Workers register from them too. */
   readonly keys: SharedKeyCounter;
@@ -133,6 +163,7 @@ export class LibfabricProvider implements RegionProvider {
     return this.info.provider;
   }
 
+  /** Whether `close()` was called. */
   get closed(): boolean {
     return this.closed_;
   }
@@ -142,6 +173,11 @@ export class LibfabricProvider implements RegionProvider {
     return this.live.size;
   }
 
+  /**
+   * Registers [address, address + length) with `fi_mr_reg` (bound to the endpoint under FI_MR_ENDPOINT).
+   * @param access {@link Access} flags.
+   * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
+   */
   register(address: number, length: number, access: number): Registration {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     let requested = 0n;
@@ -161,6 +197,7 @@ export class LibfabricProvider implements RegionProvider {
     return reg;
   }
 
+  /** Closes one registration (`fi_close`); one already closed with the provider is ignored. */
   deregister(registration: Registration): void {
     if (!this.live.delete(registration.handle)) return; // closed with the provider already
     this.fi.close(registration.handle, "mr");
@@ -193,6 +230,7 @@ export class LibfabricProvider implements RegionProvider {
   adopt(child: { close(): void }): void {
     this.children.add(child);
   }
+  /** `child` closed on its own: the provider no longer closes it. */
   disown(child: { close(): void }): void {
     this.children.delete(child);
   }
@@ -220,6 +258,7 @@ export class LibfabricProvider implements RegionProvider {
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
   }
 
+  /** `close()`: `using provider = LibfabricProvider.open(...)`. */
   [Symbol.dispose](): void {
     this.close();
   }
