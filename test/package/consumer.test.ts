@@ -96,6 +96,9 @@ describe("the packed package", () => {
     const check = run([tsc, "-p", "."], dir);
     expect(check.stdout + check.stderr).toBe("");
     expect(check.exitCode).toBe(0);
+    const nodenext = run([tsc, "-p", "tsconfig.nodenext.json"], dir);
+    expect(nodenext.stdout + nodenext.stderr).toBe("");
+    expect(nodenext.exitCode).toBe(0);
     // Consumers still on the JavaScript compiler (TypeScript 6, the dev dependency TypeDoc runs on):
     // their code against our declarations (the declarations themselves were just checked above).
     const check6 = run([process.execPath, join(root, "node_modules", "typescript-6", "bin", "tsc"), "-p", ".", "--skipLibCheck"], dir);
