@@ -60,6 +60,8 @@ const sig = {
     args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr],
     returns: FFIType.i64_fast,
   },
+  // ssize_t (*cancel)(fid_t fid, void *context)      (fi_cancel; context is the operation id)
+  cancel: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i64_fast },
   // ssize_t (*read)(struct fid_cq *cq, void *buf, size_t count)
   cq_read: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
   // ssize_t (*readerr)(struct fid_cq *cq, struct fi_cq_err_entry *buf, uint64_t flags)
@@ -371,7 +373,9 @@ export class Libfabric {
   rmaOps(ep: number, cq: number): RmaOps {
     const rma = readPtr(ep, L.fid_ep.rma);
     const cqOps = readPtr(cq, L.fid_cq.ops);
+    const epOps = readPtr(ep, L.fid_ep.ops);
     return {
+      cancel: this.fn("cancel", readPtr(epOps, L.fi_ops_ep.cancel), "fi_cancel"),
       read: this.fn("rma", readPtr(rma, L.fi_ops_rma.read), "fi_read"),
       write: this.fn("rma", readPtr(rma, L.fi_ops_rma.write), "fi_write"),
       cqRead: this.fn("cq_read", readPtr(cqOps, L.fi_ops_cq.read), "fi_cq_read"),
@@ -383,6 +387,8 @@ export class Libfabric {
 
 /** Resolved per-endpoint calls; see `Libfabric.rmaOps`. */
 export interface RmaOps {
+  /** (ep, context) => ssize_t: fi_cancel of the operation posted with that context. */
+  readonly cancel: Callable;
   /** (ep, buf, len, desc: bigint, fi_addr: bigint, addr: bigint, key: bigint, context) => ssize_t */
   readonly read: Callable;
   readonly write: Callable;

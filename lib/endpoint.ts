@@ -1,8 +1,11 @@
 // Endpoint: a reliable-datagram (FI_EP_RDM) libfabric endpoint with its own completion queue and
 // address vector, that reads and writes peers' registered memory (RMA) from pooled regions.
 //
-// - Each read/write returns a Promise settled by its completion. The operation's id travels as the
-//   libfabric context (a small integer, not a pointer: the provider is not asked for FI_CONTEXT).
+// - Three ways to wait (lib/rma-endpoint.ts): a Promise (write/read), the calling thread
+//   (writeSync/readSync), or an operation id (postWrite/postRead, poll, completed).
+// - Operations live in preallocated slots (operation.ts); the slot's id travels as the libfabric
+//   context (a small integer, not a pointer: the provider is not asked for FI_CONTEXT). The sync
+//   and post forms allocate nothing per call on the success path.
 // - Writes are delivery-complete: the endpoint is opened with FI_DELIVERY_COMPLETE in its default
 //   transmit op flags (tx_attr->op_flags of a private copy of the fi_info), so a write completes
 //   only once its data is in the target's memory. Without it tcp;ofi_rxm completes a write when
@@ -10,79 +13,77 @@
 // - -FI_EAGAIN (a connection being made, a full queue) is not an error: the operation waits in a
 //   queue and is posted again, in order, on the next progress turn.
 // - Every operation has a deadline (options.timeoutMs): udp;ofi_rxd never completes a write with a
-//   bad key, so a RmaTimeoutError is what the caller gets instead of a hang.
-// - Bounds are checked before anything is posted, on both sides: the local region or pointer, and
-//   the RemoteRegion. The chunks of a pool share one registration and key, so no provider can keep
-//   a peer out of the neighbouring chunk: the RemoteRegion's length is what does.
-// - Progress: see progress.ts. progress() is one synchronous turn; startProgress() keeps a target
-//   that only exposes memory progressing.
+//   bad key, so a RmaTimeoutError is what the caller gets instead of a hang. A timed-out operation
+//   may still be posted: its region stays pinned until it completes late or the endpoint closes.
+// - The local region of an operation is pinned (`region.inFlight`) from post until the transport
+//   no longer touches it; its pool refuses to release, unmap or close it (BUSY) meanwhile.
+// - Progress: see progress.ts. progress()/poll() are one synchronous turn; startProgress() keeps a
+//   target that only exposes memory progressing.
 import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../ffi/libfabric.ts";
 import { FabricError } from "../ffi/errors.ts";
 import { FI, L, layout } from "../ffi/layout.ts";
 import { AllocToolsError } from "./errors.ts";
 import { inspectCustom, oneLine } from "./inspect.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
-import { MemoryRegionPointer } from "./pointer.ts";
+import { LocalRange, resolveLocal } from "./local-memory.ts";
+import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
-import { MemoryRegion, MemoryRegionImpl } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
+import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
+import { beginOperation, type MemoryRegionImpl } from "./region.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
 
+/** Options of `new Endpoint(provider, options)`; unknown keys are refused. */
 export interface EndpointOptions {
-  /** Completion queue entries; default 256. */
+  /** Completion queue entries; default 256, at most the provider's tx_attr->size + rx_attr->size. */
   cqSize?: number;
-  /** Address vector slots (peers); default 64. */
+  /** Address vector slots (peers); default 64, at most the provider's domain_attr->ep_cnt. */
   avCount?: number;
   /** Milliseconds an operation may take before it fails with RmaTimeoutError; default 10 000. */
   timeoutMs?: number;
+  /**
+   * Microseconds `write`/`read` poll inline, right after posting, before handing the wait to the
+   * event loop; default 20, 0 to never spin. The event loop is never blocked longer than this.
+   */
+  spinMicroseconds?: number;
 }
 
 /** Counters since the endpoint opened. */
-export interface EndpointStats {
-  /** Operations accepted by the provider. */
-  readonly posted: number;
-  /** Posts answered with -FI_EAGAIN and queued for another try. */
-  readonly retried: number;
-  readonly completed: number;
-  /** Error completions and refused posts. */
-  readonly failed: number;
-  readonly timedOut: number;
-}
+export type EndpointStats = RmaEndpointStats;
 
-/** Where the data of an RMA operation comes from or goes to, locally. */
-export type LocalMemory = MemoryRegion | MemoryRegionPointer;
+export type { LocalMemory } from "./rma-endpoint.ts";
 
 const CQ_BATCH = 16;
 const CQ_ENTRY = layout.fi_cq_data_entry.size;
 const ERR_ENTRY = layout.fi_cq_err_entry.size;
-/** Context ids wrap below 2^31 so that the low 32 bits of op_context are the whole id. */
-const MAX_ID = 0x7fff_ffff;
+/** Timeouts have millisecond granularity: deadlines are scanned at most this often (ms). */
+const EXPIRY_PERIOD_MS = 1;
+/** At close, operations in flight get at most this long to complete after fi_cancel (ms). */
+const CLOSE_DRAIN_MS = 1000;
+const OPTION_KEYS: ReadonlySet<string> = new Set(["cqSize", "avCount", "timeoutMs", "spinMicroseconds"]);
 
-/** One operation between post and completion. Only what a repost and an error message need. */
-class Operation {
-  resolve!: () => void;
-  reject!: (e: unknown) => void;
-  constructor(
-    readonly id: number,
-    readonly kind: RmaKind,
-    readonly local: number,
-    readonly length: number,
-    readonly desc: bigint,
-    readonly peer: bigint,
-    readonly remoteAddress: bigint,
-    readonly key: bigint,
-    readonly deadline: number,
-  ) {}
-}
-
-export class Endpoint implements Progressable, Disposable {
+/**
+ * An RMA endpoint on a LibfabricProvider's domain (see the file header for the semantics).
+ *
+ * Lifetime: open with `new Endpoint(provider)`, close with `close()` (or `using`); the provider
+ * closes its endpoints first. Closing cancels and drains what is in flight, then closes endpoint,
+ * completion queue and address vector.
+ *
+ * Hot-path-safe (no allocation on success): `writeSync`, `readSync`, `postWrite`, `postRead`,
+ * `poll`, `completed`, `progress`. `write`/`read` allocate their Promise.
+ */
+export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
+  /** The provider whose domain the endpoint is opened on. */
   readonly provider: LibfabricProvider;
   /** This endpoint's address: give these bytes to a peer for its `insert()`. */
   readonly name: Uint8Array;
+  /** Milliseconds an operation may take before it fails with RmaTimeoutError. */
   readonly timeoutMs: number;
+  /** Microseconds write/read poll inline before waiting on the event loop. */
+  readonly spinMicroseconds: number;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
   readonly maxMessageSize: number;
   /** How a write's completion is made to mean "in the target's memory". */
@@ -93,20 +94,26 @@ export class Endpoint implements Progressable, Disposable {
   private readonly cq: number;
   private readonly av: number;
   private readonly ops: RmaOps;
-  private readonly pending = new Map<number, Operation>();
+  private readonly table = new OperationTable();
   /** Operations that got -FI_EAGAIN, to post again in order. */
   private readonly queued: Operation[] = [];
   private readonly peers = new Set<bigint>();
-  private nextId = 1;
   private closed_ = false;
-  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0 };
+  private posted = 0;
+  private retried = 0;
+  private completedCount = 0;
+  private failed = 0;
+  private timedOut = 0;
   private interval = -1;
+  private nextExpiry = 0;
   /** Completion entries, read as 32-bit words: op_context's low half is the id. */
   private readonly cqBuf = new Uint8Array(CQ_BATCH * CQ_ENTRY);
   private readonly cqWords = new Uint32Array(this.cqBuf.buffer);
   private readonly errBuf = new Uint8Array(ERR_ENTRY);
   private readonly errView = new DataView(this.errBuf.buffer);
   private readonly strBuf = new Uint8Array(256);
+  /** The local memory of the operation being posted, refilled per call. */
+  private readonly local = new LocalRange();
   /** An endpoint-wide failure (fi_cq_read itself failed): every later operation gets it. */
   private broken: unknown = null;
 
@@ -115,15 +122,16 @@ export class Endpoint implements Progressable, Disposable {
       const given = (provider as { name?: unknown } | null | undefined)?.name ?? String(provider);
       throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a LibfabricProvider (e.g. openProvider({ provider: "tcp" })), got ${String(given)}: only libfabric providers move data between processes`);
     }
-    const o = checkOptions(options);
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     if (provider.info.endpointType !== "rdm") {
       throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a provider opened with endpointType "rdm", not ${String(provider.info.endpointType)}`);
     }
-    this.provider = provider;
-    this.timeoutMs = o.timeoutMs;
     const fi = (this.fi = libfabric());
     const { domain, info } = provider.handles;
+    const o = checkOptions(options, providerLimits(info));
+    this.provider = provider;
+    this.timeoutMs = o.timeoutMs;
+    this.spinMicroseconds = o.spinMicroseconds;
     this.maxMessageSize = Number(readU64(readPtr(info, L.fi_info.ep_attr), L.fi_ep_attr.max_msg_size));
     let ep = 0;
     let cq = 0;
@@ -159,17 +167,24 @@ export class Endpoint implements Progressable, Disposable {
     progressEngine.add(this);
   }
 
+  /** Whether close() was called. */
   get closed(): boolean {
     return this.closed_;
   }
 
-  /** Operations posted (or waiting to be) and not yet completed. */
+  /** Operations posted (or waiting to be) whose caller still waits for them. */
   get pendingCount(): number {
-    return this.pending.size + this.queued.length;
+    return this.table.waiting;
   }
 
+  /** Operations the transport still holds, timed-out ones included (their regions stay pinned). */
+  get inTransportCount(): number {
+    return this.table.inTransport;
+  }
+
+  /** Counters since the endpoint opened. */
   stats(): EndpointStats {
-    return { ...this.counts };
+    return { posted: this.posted, retried: this.retried, completed: this.completedCount, failed: this.failed, timedOut: this.timedOut };
   }
 
   /** One line for console.log: provider, pending operations, progress interval, closed. */
@@ -191,29 +206,89 @@ export class Endpoint implements Progressable, Disposable {
     return addr;
   }
 
+  // ---- the promise form ---------------------------------------------------------------------------
+
   /**
    * Writes `length` bytes from `source` to the start of `target` on `peer`. Resolves once the data
    * is in the target's memory (FI_DELIVERY_COMPLETE). Use `target.subregion(offset, length)` to
    * write elsewhere in a remote region.
    *
    * Throws synchronously, having posted nothing, when the request is refused: RangeError (out of
-   * the local or remote bounds, bad length, unknown peer), TypeError, or AllocToolsError (closed
-   * endpoint, released or foreign region). The promise rejects for what happens after posting:
-   * RmaError (error completion), RmaTimeoutError, FabricError, AllocToolsError ENDPOINT_CLOSED.
+   * the local or remote bounds, bad length, unknown peer), TypeError (not this library's region or
+   * pointer), or AllocToolsError (closed endpoint, released or foreign region). The promise rejects
+   * for what happens after posting: RmaError (error completion), RmaTimeoutError, FabricError,
+   * AllocToolsError ENDPOINT_CLOSED.
    */
   write(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
-    return this.start("write", source, length, peer, target);
+    return this.promise(this.begin("write", source, length, peer, target, Wait.Promise));
   }
 
   /** Reads `length` bytes from the start of `target` on `peer` into `destination`; errors as for write(). */
   read(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
-    return this.start("read", destination, length, peer, target);
+    return this.promise(this.begin("read", destination, length, peer, target, Wait.Promise));
+  }
+
+  // ---- the sync form ------------------------------------------------------------------------------
+
+  /**
+   * write(), waiting on the calling thread: posts, then polls until the operation completes (this
+   * endpoint and the other endpoints of this process, one of which may be the target). Throws
+   * where write() would reject. Allocates nothing on the success path.
+   */
+  writeSync(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): void {
+    this.waitSync(this.begin("write", source, length, peer, target, Wait.Sync));
+  }
+
+  /** read(), waiting on the calling thread; see writeSync. */
+  readSync(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): void {
+    this.waitSync(this.begin("read", destination, length, peer, target, Wait.Sync));
+  }
+
+  // ---- the post form ------------------------------------------------------------------------------
+
+  /**
+   * Posts a write and returns its operation id; drive it with poll() and ask with completed(id).
+   * Refusals throw as for write(). Allocates nothing on the success path.
+   */
+  postWrite(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): number {
+    return this.begin("write", source, length, peer, target, Wait.Post).id;
+  }
+
+  /** Posts a read and returns its operation id; see postWrite. */
+  postRead(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): number {
+    return this.begin("read", destination, length, peer, target, Wait.Post).id;
   }
 
   /**
-   * One synchronous progress turn on this endpoint: posts what waited on -FI_EAGAIN, reads
-   * completions (settling their promises) and expires timed-out operations. Returns the number of
-   * completions read. Throws a FabricError when the completion queue itself fails.
+   * One progress turn of this endpoint that never blocks and never throws: posts what waited on
+   * -FI_EAGAIN, reads completions, expires timed-out operations. Returns the completions read.
+   * (A peer in this process needs its own poll() or the event loop.)
+   */
+  poll(): number {
+    if (this.closed_) return 0;
+    return this.turn(performance.now());
+  }
+
+  /**
+   * Whether operation `id` (from postWrite/postRead) has completed. Returns true once, or throws
+   * the operation's error (RmaError, RmaTimeoutError, FabricError, AllocToolsError
+   * ENDPOINT_CLOSED); either retires the id. RangeError for an unknown or retired id.
+   */
+  completed(id: number): boolean {
+    const op = this.table.byId(id);
+    if (op === null || op.wait !== Wait.Post) throw new RangeError(`operation id ${String(id)} is not a pending postWrite/postRead of this endpoint (unknown, or already retired by completed())`);
+    if (op.outcome === Outcome.Pending) return false;
+    const error = op.error;
+    this.table.retire(op);
+    if (error !== null) throw error;
+    return true;
+  }
+
+  // ---- progress -----------------------------------------------------------------------------------
+
+  /**
+   * One synchronous progress turn on this endpoint: like poll(), and throws a FabricError when
+   * the completion queue itself failed.
    */
   progress(): number {
     this.assertOpen();
@@ -235,31 +310,34 @@ export class Endpoint implements Progressable, Disposable {
     progressEngine.wake();
   }
 
+  /** Stops what startProgress() started. */
   stopProgress(): void {
     this.interval = -1;
   }
 
   /**
-   * Closes the endpoint, then its completion queue and address vector (children before parents).
-   * Pending operations fail with AllocToolsError ENDPOINT_CLOSED. Idempotent.
+   * Closes the endpoint. Operations still queued fail with AllocToolsError ENDPOINT_CLOSED.
+   * Operations posted are cancelled (fi_cancel) and drained: this endpoint and the others of the
+   * process (which may be their peers, or have operations aimed at this one) are polled until
+   * nothing is in flight, for at most the smaller of `timeoutMs` and 1 s. Then endpoint, completion
+   * queue and address vector close (children before parents), and operations the transport never
+   * returned fail with ENDPOINT_CLOSED and unpin their regions. Idempotent.
    */
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
     this.interval = -1;
+    this.drainForClose();
     progressEngine.remove(this);
     this.provider.disown(this);
-    const closedError = () => new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
-    for (const op of this.pending.values()) op.reject(closedError());
-    for (const op of this.queued) op.reject(closedError());
-    this.pending.clear();
-    this.queued.length = 0;
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     attempt(() => this.provider.detachEndpoint(this.ep));
     attempt(() => this.fi.close(this.ep, "endpoint"));
     attempt(() => this.fi.close(this.cq, "cq"));
     attempt(() => this.fi.close(this.av, "av"));
+    // The endpoint is gone: nothing of the transport touches these operations' memory any more.
+    for (const op of this.table.slots) if (op.inTransport) this.finish(op, closedError());
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing endpoint");
   }
 
@@ -273,105 +351,150 @@ export class Endpoint implements Progressable, Disposable {
     return this.turn(now);
   }
 
-  // ---- posting --------------------------------------------------------------------------------
+  // ---- posting ------------------------------------------------------------------------------------
 
-  private start(kind: RmaKind, local: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  /** Checks a request, takes a slot, pins the local region and posts (or queues on EAGAIN). */
+  private begin(kind: RmaKind, local: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion, wait: Wait): Operation {
     this.assertOpen();
-    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${kind} length must be a positive integer, got ${length}`);
+    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${kind} length must be a positive integer, got ${String(length)}`);
     if (length > this.maxMessageSize) throw new RangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
-    const [address, desc] = this.localRange(kind, local, length);
+    const range = this.resolveLocalMemory(kind, local, length);
     if (!(target instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
     if (length > target.length) {
       throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
     }
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
-    if (this.broken !== null) return Promise.reject(this.broken);
-    const id = this.nextId;
-    this.nextId = id === MAX_ID ? 1 : id + 1;
-    const op = new Operation(id, kind, address, length, desc, peer, target.address, target.key, performance.now() + this.timeoutMs);
+    const region = range.region!;
+    const op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
+    beginOperation(region);
+    if (this.broken !== null) {
+      this.finish(op, this.broken);
+      return op;
+    }
+    // Keep the order of operations: behind anything already waiting on EAGAIN.
+    const ret = this.queued.length > 0 ? -FI.EAGAIN : this.post(op);
+    if (ret === -FI.EAGAIN) {
+      op.queued = true;
+      this.queued.push(op);
+    } else if (ret !== 0) {
+      this.finish(op, this.postError(op, ret));
+    }
+    return op;
+  }
+
+  /**
+   * The local memory of one operation, checked: this library's region or pointer, in range, out
+   * of its pool, and registered on this endpoint's domain. (The one place a registration cache can
+   * resolve a plain buffer.)
+   */
+  private resolveLocalMemory(kind: RmaKind, local: LocalMemory, length: number): LocalRange {
+    const range = this.local;
+    resolveLocal(kind, local, length, range);
+    this.assertSameDomain(kind, range.region!);
+    return range;
+  }
+
+  /** FOREIGN_REGION unless the region is registered with this endpoint's provider. */
+  private assertSameDomain(kind: RmaKind, region: MemoryRegionImpl): void {
+    const pool = region.owner as { provider?: unknown } | null;
+    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
+      throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
+    }
+  }
+
+  /** Posts one operation (fi_write/fi_read); returns what the provider said (0, -FI_EAGAIN, ...). */
+  private post(op: Operation): number {
+    const fn = op.kind === "write" ? this.ops.write : this.ops.read;
+    const ret = fn(this.ep, op.local, op.length, op.desc, op.peer, op.remoteAddress, op.key, op.id) as number;
+    if (ret === 0) this.posted++;
+    else if (ret === -FI.EAGAIN) this.retried++;
+    else this.failed++;
+    return ret;
+  }
+
+  private postError(op: Operation, ret: number): FabricError {
+    return new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
+      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${op.key}`);
+  }
+
+  // ---- waiting ------------------------------------------------------------------------------------
+
+  /** Spins up to spinMicroseconds, then hands the wait to the event loop. */
+  private promise(op: Operation): Promise<void> {
+    if (op.outcome === Outcome.Pending && this.spinMicroseconds > 0) {
+      const start = performance.now();
+      const end = start + this.spinMicroseconds / 1000;
+      let now = start;
+      do {
+        progressEngine.pumpAll(now);
+        now = performance.now();
+      } while (op.outcome === Outcome.Pending && now < end);
+    }
+    if (op.outcome !== Outcome.Pending) {
+      const error = op.error;
+      this.table.retire(op);
+      return error === null ? Promise.resolve() : Promise.reject(error);
+    }
     const promise = new Promise<void>((resolve, reject) => {
       op.resolve = resolve;
       op.reject = reject;
     });
-    // Keep the order of operations: behind anything already waiting on EAGAIN.
-    if (this.queued.length > 0 || !this.post(op)) this.queued.push(op);
     progressEngine.wake();
     return promise;
   }
 
-  /** [address, descriptor] of `length` bytes of local memory; throws before anything is posted. */
-  private localRange(kind: RmaKind, local: LocalMemory, length: number): [number, bigint] {
-    let region: MemoryRegion;
-    let offset: number;
-    if (local instanceof MemoryRegionPointer) {
-      if (local.region === null) throw new TypeError(`${kind}: null MemoryRegionPointer`);
-      region = local.region;
-      offset = local.offset;
-    } else if (local instanceof MemoryRegion) {
-      region = local;
-      offset = 0;
-    } else {
-      throw new TypeError(`${kind} takes a MemoryRegion or MemoryRegionPointer as local memory`);
-    }
-    if (length > region.size - offset) {
-      throw new RangeError(`${kind} of ${length} bytes at offset ${offset} does not fit the local region's ${region.size} bytes`);
-    }
-    if (region instanceof MemoryRegionImpl) {
-      if (region.owner !== null) region.assertInUse(kind);
-      const pool = region.owner as { provider?: unknown } | null;
-      if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
-        throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
-      }
-    }
-    return [region.address + offset, region.localKey];
+  /** Polls until `op` has an outcome; retires it; throws its error. */
+  private waitSync(op: Operation): void {
+    while (op.outcome === Outcome.Pending) progressEngine.pumpAll(performance.now());
+    const error = op.error;
+    this.table.retire(op);
+    if (error !== null) throw error;
   }
 
-  /** Posts one operation; false on -FI_EAGAIN (try again later). Other failures settle it. */
-  private post(op: Operation): boolean {
-    const fn = op.kind === "write" ? this.ops.write : this.ops.read;
-    const ret = Number(fn(this.ep, op.local, op.length, op.desc, op.peer, op.remoteAddress, op.key, op.id));
-    if (ret === 0) {
-      this.counts.posted++;
-      this.pending.set(op.id, op);
-      return true;
-    }
-    if (ret === -FI.EAGAIN) {
-      this.counts.retried++;
-      return false;
-    }
-    this.counts.failed++;
-    op.reject(new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
-      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${op.key}`));
-    return true;
-  }
-
-  // ---- progress --------------------------------------------------------------------------------
+  // ---- progress -----------------------------------------------------------------------------------
 
   private turn(now: number): number {
     let completed = 0;
     try {
       completed = this.drain();
       // Post what waited on EAGAIN, in order, until the provider pushes back again.
-      while (this.queued.length > 0 && this.post(this.queued[0]!)) this.queued.shift();
-      if (this.queued.length > 0) completed += this.drain();
+      if (this.queued.length > 0) {
+        this.repost();
+        if (this.queued.length > 0) completed += this.drain();
+      }
     } catch (e) {
       this.fail(e);
     }
-    this.expire(now);
+    if (now >= this.nextExpiry) {
+      this.nextExpiry = now + EXPIRY_PERIOD_MS;
+      this.expire(now);
+    }
     return completed;
+  }
+
+  private repost(): void {
+    const queued = this.queued;
+    while (queued.length > 0) {
+      const op = queued[0]!;
+      const ret = this.post(op);
+      if (ret === -FI.EAGAIN) return;
+      queued.shift();
+      op.queued = false;
+      if (ret !== 0) this.finish(op, this.postError(op, ret));
+    }
   }
 
   /** Reads the completion queue until it is empty; settles the operations it names. */
   private drain(): number {
     let total = 0;
     for (;;) {
-      const n = Number(this.ops.cqRead(this.cq, this.cqBuf, CQ_BATCH));
+      const n = this.ops.cqRead(this.cq, this.cqBuf, CQ_BATCH) as number;
       if (n > 0) {
         for (let i = 0; i < n; i++) {
-          const op = this.takeOp(this.cqWords[(i * CQ_ENTRY) / 4]!);
-          if (op !== undefined) {
-            this.counts.completed++;
-            op.resolve();
+          const op = this.table.inTransportById(this.cqWords[(i * CQ_ENTRY) >> 2]!);
+          if (op !== null) {
+            this.completedCount++;
+            this.finish(op, null);
           }
         }
         total += n;
@@ -391,53 +514,75 @@ export class Endpoint implements Progressable, Disposable {
   /** -FI_EAVAIL: one error entry; its operation fails with the provider's own words. False if none was read. */
   private readError(): boolean {
     this.errBuf.fill(0); // err_data_size 0: the provider lends its own err_data buffer
-    const ret = Number(this.ops.cqReadErr(this.cq, this.errBuf, 0));
+    const ret = this.ops.cqReadErr(this.cq, this.errBuf, 0) as number;
     if (ret < 0) {
       if (ret === -FI.EAGAIN) return false;
       throw new FabricError("fi_cq_readerr", -ret, this.fi.strerror(-ret));
     }
     if (ret === 0) return false;
     const dv = this.errView;
-    const op = this.takeOp(dv.getUint32(L.fi_cq_err_entry.op_context, true));
-    if (op === undefined) return true; // an operation that already timed out
+    const op = this.table.inTransportById(dv.getUint32(L.fi_cq_err_entry.op_context, true));
+    if (op === null) return true;
     const err = Math.abs(dv.getInt32(L.fi_cq_err_entry.err, true));
     const provErrno = dv.getInt32(L.fi_cq_err_entry.prov_errno, true);
     const errData = Number(dv.getBigUint64(L.fi_cq_err_entry.err_data, true));
-    this.counts.failed++;
+    this.failed++;
     const text = readCString(Number(this.ops.cqStrError(this.cq, provErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
-    op.reject(new RmaError(op, err, this.fi.strerror(err), provErrno, text));
+    this.finish(op, new RmaError(op.describe(), err, this.fi.strerror(err), provErrno, text));
     return true;
   }
 
-  private takeOp(id: number): Operation | undefined {
-    const op = this.pending.get(id);
-    if (op !== undefined) this.pending.delete(id);
-    return op;
+  /**
+   * The transport is done with `op` (completion, error completion, refused post, close): unpin
+   * its region, and settle it unless it already timed out.
+   */
+  private finish(op: Operation, error: unknown): void {
+    if (op.queued) {
+      op.queued = false;
+      const i = this.queued.indexOf(op);
+      if (i >= 0) this.queued.splice(i, 1);
+    }
+    this.table.leaveTransport(op);
+    if (op.outcome === Outcome.Pending) this.table.settle(op, error);
   }
 
-  /** Operations past their deadline fail with RmaTimeoutError (posted or still queued). */
+  /** Operations past their deadline fail with RmaTimeoutError; posted ones stay pinned. */
   private expire(now: number): void {
-    for (const op of this.pending.values()) {
-      if (op.deadline <= now) {
-        this.pending.delete(op.id);
-        this.counts.timedOut++;
-        op.reject(new RmaTimeoutError(op, this.timeoutMs));
-      }
+    if (this.table.waiting === 0) return;
+    const slots = this.table.slots;
+    for (let i = 0; i < slots.length; i++) {
+      const op = slots[i]!;
+      if (op.outcome !== Outcome.Pending || op.deadline > now) continue;
+      this.timedOut++;
+      const error = new RmaTimeoutError(op.describe(), this.timeoutMs);
+      // Never posted: the transport does not have it.
+      if (op.queued) this.finish(op, error);
+      else this.table.settle(op, error);
     }
-    while (this.queued.length > 0 && this.queued[0]!.deadline <= now) {
-      const op = this.queued.shift()!;
-      this.counts.timedOut++;
-      op.reject(new RmaTimeoutError(op, this.timeoutMs));
+  }
+
+  /** Queued operations fail; posted ones are cancelled and drained (bounded), see close(). */
+  private drainForClose(): void {
+    for (const op of this.queued.slice()) this.finish(op, closedError());
+    if (this.table.inTransport === 0) return;
+    for (const op of this.table.slots) if (op.inTransport) this.ops.cancel(this.ep, op.id);
+    const deadline = performance.now() + Math.min(this.timeoutMs, CLOSE_DRAIN_MS);
+    // closed_ is set, so pump() skips this endpoint: drain it here, and the others of the process.
+    for (let now = performance.now(); this.table.inTransport > 0 && now < deadline; now = performance.now()) {
+      try {
+        this.drain();
+      } catch {
+        break; // the queue itself failed: nothing more will come out of it
+      }
+      progressEngine.pumpAll(now);
     }
   }
 
   /** The completion queue failed: every operation fails with it, and so will later ones. */
   private fail(e: unknown): void {
     this.broken = e;
-    for (const op of this.pending.values()) op.reject(e);
-    for (const op of this.queued) op.reject(e);
-    this.pending.clear();
-    this.queued.length = 0;
+    for (const op of this.queued.slice()) this.finish(op, e);
+    for (const op of this.table.slots) this.table.settle(op, e);
   }
 
   private assertOpen(): void {
@@ -445,16 +590,47 @@ export class Endpoint implements Progressable, Disposable {
   }
 }
 
-function checkOptions(o: EndpointOptions): Required<EndpointOptions> {
+function closedError(): AllocToolsError {
+  return new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
+}
+
+/** What the provider's fi_info allows; Endpoint options are checked against it. */
+interface ProviderLimits {
+  /** tx_attr->size + rx_attr->size: the most completions the queue can ever need to hold. */
+  readonly queueEntries: number;
+  readonly txSize: number;
+  readonly rxSize: number;
+  /** domain_attr->ep_cnt: addressable endpoints. */
+  readonly endpoints: number;
+}
+
+function providerLimits(info: number): ProviderLimits {
+  const tx = readPtr(info, L.fi_info.tx_attr);
+  const rx = readPtr(info, L.fi_info.rx_attr);
+  const domain = readPtr(info, L.fi_info.domain_attr);
+  const bounded = (v: bigint) => (v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v));
+  const txSize = bounded(readU64(tx, L.fi_tx_attr.size));
+  const rxSize = bounded(readU64(rx, L.fi_rx_attr.size));
+  return { queueEntries: txSize + rxSize, txSize, rxSize, endpoints: bounded(readU64(domain, L.fi_domain_attr.ep_cnt)) };
+}
+
+function checkOptions(o: EndpointOptions, limits: ProviderLimits): Required<EndpointOptions> {
   if (o === null || typeof o !== "object") throw new TypeError("Endpoint options must be an object");
-  const int = (name: keyof EndpointOptions, v: unknown, d: number, min: number): number => {
+  for (const key of Object.keys(o)) {
+    if (!OPTION_KEYS.has(key)) throw new TypeError(`unknown Endpoint option ${JSON.stringify(key)}; known: ${[...OPTION_KEYS].join(", ")}`);
+  }
+  const int = (name: keyof EndpointOptions, v: unknown, d: number, min: number, max: number, limit: string): number => {
     if (v === undefined) return d;
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw new RangeError(`options.${name} must be an integer >= ${min}, got ${String(v)}`);
+    if (v > max) throw new RangeError(`options.${name} ${v} is above ${limit}`);
     return v;
   };
+  const cqLimit = `the provider's queues: tx_attr->size ${limits.txSize} + rx_attr->size ${limits.rxSize} = ${limits.queueEntries}`;
+  const cqSize = int("cqSize", o.cqSize, Math.min(256, limits.queueEntries), 1, limits.queueEntries, cqLimit);
   return {
-    cqSize: int("cqSize", o.cqSize, 256, 1),
-    avCount: int("avCount", o.avCount, 64, 1),
-    timeoutMs: int("timeoutMs", o.timeoutMs, 10_000, 1),
+    cqSize,
+    avCount: int("avCount", o.avCount, Math.min(64, limits.endpoints), 1, limits.endpoints, `the provider's domain_attr->ep_cnt ${limits.endpoints}`),
+    timeoutMs: int("timeoutMs", o.timeoutMs, 10_000, 1, 2 ** 31 - 1, "2^31 - 1 ms (a timer's range)"),
+    spinMicroseconds: int("spinMicroseconds", o.spinMicroseconds, 20, 0, 1_000_000, "1 000 000 (one second)"),
   };
 }

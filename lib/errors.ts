@@ -16,6 +16,7 @@ export type AllocToolsErrorCode =
   | "HUGE_PAGES"         // huge pages were required but the system has none free
   | "PROVIDER_CLOSED"    // the provider was closed
   | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
+  | "BUSY"               // RMA operations in flight still use the memory (release, close)
   | "NOT_SUPPORTED";     // the provider needs something this library does not do
 
 /**

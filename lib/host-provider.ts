@@ -6,6 +6,7 @@ import { inspectCustom, oneLine } from "./inspect.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { pinPages, unpinPages } from "./page-pins.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
+import { closeChildren, type ProviderChild } from "./provider-child.ts";
 
 export interface HostProviderOptions {
   /** The first key handed out (default 1). Keys are unique per provider. */
@@ -24,6 +25,7 @@ export class HostProvider implements RegionProvider {
   readonly keys: SharedKeyCounter;
   private readonly live = new Map<number, Registration>();
   private nextHandle = 1;
+  private readonly children = new Set<ProviderChild>();
   private closed_ = false;
 
   constructor(options: HostProviderOptions = {}) {
@@ -56,11 +58,28 @@ export class HostProvider implements RegionProvider {
     unpinPages(registration.address, registration.length);
   }
 
+  /** @internal Pools opened over this provider, closed (newest first) before it closes. */
+  adopt(child: ProviderChild): void {
+    this.children.add(child);
+  }
+  /** @internal The child closed on its own. */
+  disown(child: ProviderChild): void {
+    this.children.delete(child);
+  }
+
+  /**
+   * Closes the pools opened over it (newest first: a pool refuses further use with
+   * PROVIDER_CLOSED), then every registration left. Idempotent. Throws what a pool's close threw
+   * (BUSY while RMA is in flight) after closing everything else.
+   */
   close(): void {
     if (this.closed_) return;
-    for (const reg of [...this.live.values()]) this.deregister(reg);
     this.closed_ = true;
     this.keys.markClosed();
+    const errors: unknown[] = [];
+    closeChildren(this.children, (close) => { try { close(); } catch (e) { errors.push(e); } });
+    for (const reg of [...this.live.values()]) this.deregister(reg);
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing the host provider");
   }
 
   [Symbol.dispose](): void {

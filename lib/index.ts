@@ -18,10 +18,11 @@ export {
 export {
   openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider, type OpenedRegionProvider, type LibfabricProviderName,
 } from "./open-provider.ts";
-export { MemoryRegion, MemoryRegionImpl, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
+export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";
+export type { RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
 export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./rma-errors.ts";
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 export { DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";

@@ -8,6 +8,7 @@ import { SharedKeyCounter } from "./key-counter.ts";
 import { inspectCustom, oneLine } from "./inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import type { Access, RegionProvider, Registration } from "./provider.ts";
+import { closeChildren } from "./provider-child.ts";
 
 /** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
 export type EndpointType = "rdm" | "msg" | "dgram";
@@ -226,7 +227,7 @@ export class LibfabricProvider implements RegionProvider {
     return this.endpoint;
   }
 
-  /** Objects opened on this domain (endpoints) that must close before it. */
+  /** Objects opened on this domain (endpoints, pools) that must close before it, newest first. */
   adopt(child: { close(): void }): void {
     this.children.add(child);
   }
@@ -248,8 +249,7 @@ export class LibfabricProvider implements RegionProvider {
     this.keys.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
-    for (const child of [...this.children]) attempt(() => child.close());
-    this.children.clear();
+    closeChildren(this.children, attempt);
     for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
     this.live.clear();
     attempt(() => this.fi.close(this.handles.domain, "domain"));

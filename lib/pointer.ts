@@ -14,7 +14,19 @@ export class MemoryRegionPointer {
   /** The address pointed at. */
   readonly address: number;
 
+  /** Present only on pointers this library's constructor made (not on look-alike objects). */
+  readonly #genuine = true;
+
+  /** Whether `value` is a pointer made by this class's constructor (not a Proxy or look-alike). */
+  static isGenuine(value: unknown): value is MemoryRegionPointer {
+    return typeof value === "object" && value !== null && #genuine in value;
+  }
+
+  /** A pointer `offset` bytes into `region`; `offset` is an integer in [0, region.size]. */
   constructor(region: MemoryRegion | null, offset: number) {
+    if (region === null ? offset !== 0 : !Number.isSafeInteger(offset) || offset < 0 || offset > region.size) {
+      throw new RangeError(`a pointer offset must be an integer in [0, ${region === null ? 0 : region.size}], got ${String(offset)}`);
+    }
     this.region = region;
     this.offset = offset;
     this.address = region === null ? 0 : region.address + offset;

@@ -7,12 +7,16 @@ import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
 import { AllocToolsError } from "./errors.ts";
+import { busyError } from "./local-memory.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
-import { MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionOwner } from "./region.ts";
+import {
+  checkIn, checkOut, MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type MemoryRegion, type RegionOwner,
+} from "./region.ts";
 import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./shared-provider.ts";
 import {
   BOOK_GROWTHS, BOOK_MISSES, C_CLOSED, C_ENTRIES, C_GETS, C_RELEASES, IN_USE, SIDE, SharedPoolState, type SharedAudit, type SharedLayoutSpec,
 } from "./shared-pool-state.ts";
+import { WeakChild } from "./provider-child.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
 import { bytes, inspectCustom, oneLine } from "./inspect.ts";
@@ -88,8 +92,9 @@ class PoolResources {
   }
 }
 
-const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedBytes: () => number }>((held) => {
+const backstop = new FinalizationRegistry<{ resources: PoolResources; pinnedBytes: () => number; link: WeakChild<MemoryPool> }>((held) => {
   const bytes = held.pinnedBytes();
+  held.link.unlink();
   held.resources.release();
   process.emitWarning(`alloctools: a MemoryPool was garbage-collected without close(); freed ${bytes} pinned bytes`, "AllocToolsLeak");
 });
@@ -124,6 +129,10 @@ export class MemoryPool implements RegionOwner, Disposable {
   private readonly users = new Set<MemoryRegionImpl>();
   private readonly resources: PoolResources;
   private closed_ = false;
+  /** Closed because its provider closed: refusals say PROVIDER_CLOSED. */
+  private closedByProvider = false;
+  /** The provider's weak handle on this pool (it closes the pool when it closes); null when attached. */
+  private providerLink: WeakChild<MemoryPool> | null = null;
   // Books kept off the hot path (growth, temporary and user regions).
   private pinned = 0;
   private peakPinned = 0;
@@ -208,7 +217,9 @@ export class MemoryPool implements RegionOwner, Disposable {
       this.resources.release();
       throw e;
     }
-    backstop.register(this, { resources: this.resources, pinnedBytes: pinnedBytesOf(this.resources) }, this);
+    const link = new WeakChild<MemoryPool>(provider, this, closePoolWithProvider);
+    this.providerLink = link;
+    backstop.register(this, { resources: this.resources, pinnedBytes: pinnedBytesOf(this.resources), link }, this);
   }
 
   get closed(): boolean {
@@ -230,17 +241,15 @@ export class MemoryPool implements RegionOwner, Disposable {
     let index = stack.pop();
     if (index < 0) index = this.grow(stack);
     const region = this.regions[index]!;
-    region.inUse = true;
-    region.length = bytes;
-    if (this.debug) region.origin = new Error("region got here").stack;
+    checkOut(region, bytes);
+    if (this.debug) setOrigin(region, new Error("region got here").stack);
     return region;
   }
 
   /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
   releaseRegion(region: MemoryRegion): void {
+    if (this.closed_ || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
-    if (r.owner !== this || !r.inUse || r.index < 0 || this.closed_) return this.releaseSlow(r);
-    r.inUse = false;
     if (this.shared !== null) return this.releaseShared(r);
     this.stacks[r.stackId]!.push(r.index);
   }
@@ -269,8 +278,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.userCount++;
     const region = new MemoryRegionImpl(reg, address, view.byteLength, RegionFlag.USER,
       this.traits.remoteAddress(reg, address), view, this, -1, -1, memory);
-    region.inUse = true;
-    if (this.debug) region.origin = new Error("user region registered here").stack;
+    setInUse(region, true);
+    if (this.debug) setOrigin(region, new Error("user region registered here").stack);
     this.users.add(region);
     this.publishSide();
     return region;
@@ -318,10 +327,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (this.shared !== null) return this.attached ? this.detach(this.shared) : this.closeShared(this.shared);
     const leaks = this.leaks();
     this.closed_ = true;
+    this.providerLink?.unlink();
     backstop.unregister(this);
-    for (const r of this.regions) if (r !== undefined) r.inUse = false;
-    for (const r of this.temporaries) r.inUse = false;
-    for (const r of this.users) r.inUse = false;
+    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
+    for (const r of this.temporaries) setInUse(r, false);
+    for (const r of this.users) setInUse(r, false);
     for (const s of this.stacks) s.clear();
     this.deregistrationCount += this.resources.registrations.length + this.temporaries.size + this.users.size;
     let firstError: unknown;
@@ -335,6 +345,26 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.pinned = 0;
     if (firstError !== undefined) throw firstError;
     return leaks;
+  }
+
+  /**
+   * The provider is closing: close the pool first (its registrations go before the provider's
+   * domain), warn about regions still in use; from now on the pool refuses with PROVIDER_CLOSED.
+   * @internal Called by the provider's close().
+   */
+  closeWithProvider(): void {
+    this.closedByProvider = true;
+    const leaks = this.close();
+    if (leaks.count > 0) {
+      process.emitWarning(`alloctools: provider ${this.provider.name} closed its MemoryPool with ${leaks.count} region(s) (${leaks.bytes} bytes) still in use`, "AllocToolsLeak");
+    }
+  }
+
+  /** The error for use of a closed pool: PROVIDER_CLOSED when it closed with its provider. */
+  private closedError(what: string = "the pool is closed"): AllocToolsError {
+    return this.closedByProvider
+      ? new AllocToolsError("PROVIDER_CLOSED", `${what}: its provider ${this.provider.name} was closed`)
+      : new AllocToolsError("POOL_CLOSED", what);
   }
 
   /** `using pool = new MemoryPool(...)`: closes, and warns about regions still in use. */
@@ -451,14 +481,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
     if (sh === null) return this.regions[index]!;
     const r = this.regions[index] ?? this.materialize(sh, index);
-    r.inUse = sh.regionState(index) === IN_USE;
+    setInUse(r, sh.regionState(index) === IN_USE);
     return r;
   }
 
   /** A pooled region's index, what `region(index)` takes in another Worker; -1 for temporary and user regions. */
   indexOf(region: MemoryRegion): number {
-    if (!(region instanceof MemoryRegionImpl)) throw new TypeError("indexOf takes a MemoryRegion got from a pool");
-    return region.index;
+    return genuineRegion("indexOf", region).index;
   }
 
   /**
@@ -502,9 +531,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     const g = (at + C_GETS) >> 1;
     f[g] = f[g]! + 1;
     const region = this.regions[index] ?? this.materialize(this.shared!, index);
-    region.inUse = true;
-    region.length = bytes;
-    if (this.debug) region.origin = new Error("region got here").stack;
+    checkOut(region, bytes);
+    if (this.debug) setOrigin(region, new Error("region got here").stack);
     return region;
   }
 
@@ -537,7 +565,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private refuseClosed(): never {
-    throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+    throw this.closedError();
   }
 
   /**
@@ -730,7 +758,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   private dropSideRegions(): unknown {
     let firstError: unknown;
     for (const r of [...this.temporaries, ...this.users]) {
-      r.inUse = false;
+      setInUse(r, false);
       this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
       try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
       if (r.isTemp) (r.keepAlive as MemoryBlock).free();
@@ -752,7 +780,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     const locked = [0, 1, 2, 3].map((id) => sh.lock(id, 1000));
     const leaks = this.sharedLeaks(sh, false);
     this.closed_ = true;
-    for (const r of this.regions) if (r !== undefined) r.inUse = false;
+    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
     for (const st of sh.stacks) st.clear();
     let firstError = this.dropSideRegions();
     const foreign = new AttachedProvider(this.handle_!.provider);
@@ -787,7 +815,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     const leaks = this.sharedLeaks(sh, true);
     this.closed_ = true;
     if (!sh.closed) this.flushCaches(sh);
-    for (const r of this.regions) if (r !== undefined) r.inUse = false;
+    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
     const firstError = this.dropSideRegions();
     for (const buffer of this.blockBuffers) buffer?.transfer(0);
     this.publishSide();
@@ -807,28 +835,31 @@ export class MemoryPool implements RegionOwner, Disposable {
     return this.getTemporary(bytes);
   }
 
-  private releaseSlow(r: MemoryRegionImpl): void {
-    if (!(r instanceof MemoryRegionImpl)) throw new TypeError("releaseRegion takes a MemoryRegion got from a pool");
+  private releaseSlow(region: MemoryRegion): void {
+    const r = genuineRegion("releaseRegion", region);
     const sh = this.shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
       const sibling = r.owner instanceof MemoryPool && sh !== null && r.index >= 0 && r.owner.shared !== null && r.owner.shared.sameAs(sh);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
-      r.inUse = false;
+      if (this.closed_) throw this.closedError("the region's pool is closed");
+      setInUse(r, false);
       const mine = this.region(r.index) as MemoryRegionImpl;
-      mine.inUse = false;
+      setInUse(mine, false);
       return this.releaseShared(mine);
     }
-    if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+    if (this.closed_) throw this.closedError("the region's pool is closed");
+    // An RMA operation may still write into it: refuse, and change nothing (the caller releases
+    // once the operation has completed, failed or been cancelled).
+    if (r.inFlight !== 0) throw busyError("releaseRegion", r);
     if (sh !== null && r.index >= 0) {
       // Got in another Worker (or this object is stale): the shared state word decides.
-      r.inUse = false;
+      setInUse(r, false);
       return this.releaseShared(r);
     }
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
-    r.inUse = false;
+    setInUse(r, false);
     const set = r.isTemp ? this.temporaries : this.users;
     set.delete(r);
     this.sideReleases++;
@@ -848,8 +879,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.temporaryGets++;
     const region = new MemoryRegionImpl(reg, block.address, bytes, RegionFlag.TEMP,
       this.traits.remoteAddress(reg, block.address), block.view.subarray(0, bytes), this, -1, -1, block);
-    region.inUse = true;
-    if (this.debug) region.origin = new Error("temporary region got here").stack;
+    setInUse(region, true);
+    if (this.debug) setOrigin(region, new Error("temporary region got here").stack);
     this.temporaries.add(region);
     this.publishSide();
     return region;
@@ -939,7 +970,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private assertOpen(): void {
-    if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+    if (this.closed_) throw this.closedError();
   }
 
   private leaks(): LeakReport {
@@ -949,6 +980,24 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
     return { count: out.length, bytes: out.reduce((n, r) => n + r.size, 0), regions: out };
   }
+}
+
+/**
+ * `region` as this library's own region object, checked by identity: a Proxy or a look-alike
+ * object is refused (FOREIGN_REGION), anything else is a TypeError.
+ */
+function genuineRegion(what: string, region: unknown): MemoryRegionImpl {
+  if (MemoryRegionImpl.isGenuine(region)) return region;
+  if (typeof region !== "object" || region === null) {
+    throw new TypeError(`${what} takes a MemoryRegion got from a pool, got ${region === null ? "null" : typeof region}`);
+  }
+  throw new AllocToolsError("FOREIGN_REGION",
+    `${what} takes a MemoryRegion this library made; got a look-alike object (a Proxy, a copy or a hand-made region)`);
+}
+
+/** Module level, not a closure in the constructor: the provider's link must not hold the pool. */
+function closePoolWithProvider(pool: MemoryPool): void {
+  pool.closeWithProvider();
 }
 
 function pinnedBytesOf(resources: PoolResources): () => number {

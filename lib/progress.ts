@@ -5,9 +5,14 @@
 // it. So while any operation is pending anywhere in the process, the engine polls *every* open
 // endpoint (that is what lets two endpoints of one process talk), busily with setImmediate (~1 µs
 // a turn) for low latency, falling back to a 1 ms timer when nothing has completed for a while
-// (a hung operation waiting for its timeout should not burn a core). With nothing pending, only
-// endpoints that asked for it with startProgress() (a target that just exposes memory) are polled,
-// every `intervalMs`.
+// (a hung operation waiting for its timeout should not burn a core). Endpoints that asked for it
+// with startProgress() (a target that just exposes memory) are polled every `intervalMs` as well,
+// whether or not anything is pending.
+//
+// Every turn decides the next one from the state after the turn, both reasons at once: operations
+// still pending, and the smallest interval asked for. (Deciding from the state before the turn
+// dropped the interval whenever the turn completed the last pending operation, and a target that
+// had completed operations of its own stopped progressing for good.)
 
 /** What the engine needs from an endpoint. */
 export interface Progressable {
@@ -21,9 +26,12 @@ export interface Progressable {
 
 /** Busy polling stops after this long without a completion (ms). */
 const BUSY_WINDOW_MS = 50;
+/** Timer period while operations are pending but nothing completes (ms). */
+const SLOW_PERIOD_MS = 1;
 
 class ProgressEngine {
-  private readonly endpoints = new Set<Progressable>();
+  /** An array, not a Set: iterating it by index allocates nothing (synchronous waits pump it per spin). */
+  private readonly endpoints: Progressable[] = [];
   private scheduled = false;
   /** Set while the next turn waits on a timer rather than setImmediate. */
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -31,14 +39,15 @@ class ProgressEngine {
   private readonly tick = (): void => this.run();
 
   add(ep: Progressable): void {
-    this.endpoints.add(ep);
+    if (!this.endpoints.includes(ep)) this.endpoints.push(ep);
   }
 
   remove(ep: Progressable): void {
-    this.endpoints.delete(ep);
+    const i = this.endpoints.indexOf(ep);
+    if (i >= 0) this.endpoints.splice(i, 1);
   }
 
-  /** An operation was posted or progress was asked for: make sure a turn is coming. */
+  /** An operation was posted or progress was asked for: make sure a turn is coming soon. */
   wake(): void {
     this.lastActivity = performance.now();
     if (this.timer !== null) {
@@ -52,36 +61,63 @@ class ProgressEngine {
     setImmediate(this.tick);
   }
 
+  /**
+   * One turn of every endpoint of this process, now, on the calling thread: what a synchronous
+   * wait runs, since the peer it waits for may be another endpoint of this process. Returns the
+   * number of completions read.
+   */
+  pumpAll(now: number): number {
+    const endpoints = this.endpoints;
+    let completed = 0;
+    for (let i = 0; i < endpoints.length; i++) completed += endpoints[i]!.pump(now);
+    if (completed > 0) this.lastActivity = now;
+    return completed;
+  }
+
   private run(): void {
     this.scheduled = false;
     this.timer = null;
     const now = performance.now();
     let pending = 0;
     for (const ep of this.endpoints) pending += ep.pendingCount;
+    let completed = 0;
+    for (const ep of this.endpoints) {
+      // With something pending anywhere, every endpoint turns (its peer may be here); otherwise
+      // only those that asked for background progress.
+      if (pending > 0 || ep.progressInterval >= 0) completed += ep.pump(now);
+    }
+    if (completed > 0) this.lastActivity = now;
+    this.schedule(now);
+  }
+
+  /** Books the next turn from the state after this one: pending operations, then intervals. */
+  private schedule(now: number): void {
+    let pending = 0;
     let interval = -1;
-    if (pending > 0) {
-      let completed = 0;
-      for (const ep of this.endpoints) completed += ep.pump(now);
-      if (completed > 0) this.lastActivity = now;
-      pending = 0;
-      for (const ep of this.endpoints) pending += ep.pendingCount;
-    } else {
-      for (const ep of this.endpoints) {
-        const i = ep.progressInterval;
-        if (i < 0) continue;
-        if (ep.pump(now) > 0) this.lastActivity = now;
-        if (interval < 0 || i < interval) interval = i;
-      }
+    for (const ep of this.endpoints) {
+      pending += ep.pendingCount;
+      const i = ep.progressInterval;
+      if (i >= 0 && (interval < 0 || i < interval)) interval = i;
     }
     if (pending > 0) {
-      this.scheduled = true;
-      if (now - this.lastActivity < BUSY_WINDOW_MS) setImmediate(this.tick);
-      else this.timer = setTimeout(this.tick, 1);
-    } else if (interval >= 0) {
-      this.scheduled = true;
-      if (interval === 0) setImmediate(this.tick);
-      else this.timer = setTimeout(this.tick, interval);
+      const busy = now - this.lastActivity < BUSY_WINDOW_MS;
+      if (busy || interval === 0) this.immediate();
+      else this.later(interval > 0 ? Math.min(interval, SLOW_PERIOD_MS) : SLOW_PERIOD_MS);
+    } else if (interval === 0) {
+      this.immediate();
+    } else if (interval > 0) {
+      this.later(interval);
     }
+  }
+
+  private immediate(): void {
+    this.scheduled = true;
+    setImmediate(this.tick);
+  }
+
+  private later(ms: number): void {
+    this.scheduled = true;
+    this.timer = setTimeout(this.tick, ms);
   }
 }
 

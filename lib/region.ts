@@ -55,7 +55,7 @@ export class RegionFlags {
 
 /** Who takes a region back. Implemented by MemoryPool; an interface to keep modules acyclic. */
 export interface RegionOwner {
-  releaseRegion(region: MemoryRegionImpl): void;
+  releaseRegion(region: MemoryRegion): void;
 }
 
 /** The public face of a registered memory region. */
@@ -96,18 +96,62 @@ export abstract class MemoryRegion {
     });
   }
 
+  /** Over the caller's memory (registerUserRegion). */
   get isUser(): boolean {
     return this.flags.isUser;
   }
+  /** Registered for one use (above the huge class). */
   get isTemp(): boolean {
     return this.flags.isTemp;
   }
+  /** A chunk of a pooled block. */
   get isPartial(): boolean {
     return this.flags.isPartial;
   }
 }
 
-/** The one concrete region class (every region is one, so call sites stay monomorphic). */
+/** `#state` bit 0: out of its pool. */
+const IN_USE = 1;
+/** `#state` counts operations in flight above bit 0. */
+const IN_FLIGHT_STEP = 2;
+/** `#state` of a region that is out and that no operation uses: the only one a release takes. */
+const OUT_IDLE = IN_USE;
+
+// Changes of a region's state that only this library makes. They are module functions, set
+// inside the class body (they reach its private fields), and the package does not export them:
+// a caller holding a region can read its state but never change it.
+
+/** @internal A pool hands the region out for a message of `length` bytes. */
+export let checkOut: (region: MemoryRegionImpl, length: number) => void;
+/**
+ * @internal The release hot path: true when `region` is a genuine pooled region of `owner`, out,
+ * not retired and with no RMA operation in flight, and is now marked free. False changes nothing
+ * (the caller's slow path finds out why). Never throws, whatever `region` is.
+ */
+export let checkIn: (region: unknown, owner: RegionOwner) => boolean;
+/** @internal Sets the in-use mark (close, Worker hand-overs, release of temporary and user regions). */
+export let setInUse: (region: MemoryRegionImpl, inUse: boolean) => void;
+/** @internal Where the region was got (debug pools). */
+export let setOrigin: (region: MemoryRegionImpl, origin: string | undefined) => void;
+/**
+ * @internal An RMA operation starts using the region as local memory: until `endOperation`, its
+ * pool neither releases, unmaps nor closes it (BUSY), and the pool stays reachable (no GC).
+ */
+export let beginOperation: (region: MemoryRegionImpl) => void;
+/** @internal The transport no longer touches the region for one operation (completed, failed or cancelled). */
+export let endOperation: (region: MemoryRegionImpl) => void;
+/**
+ * @internal Takes a pooled region out of service for good: its memory was transferred away from
+ * its view (`region.view.buffer.transfer()`), so the pool never hands it out again.
+ */
+export let retire: (region: MemoryRegionImpl) => void;
+
+/**
+ * The one concrete region class (every region is one, so call sites stay monomorphic). Frozen at
+ * construction: address, size, keys, view and owner cannot be changed by anyone; the state that
+ * changes (in use, message length, operations in flight) lives in private fields that only this
+ * library's modules change. Not exported from the package: users see MemoryRegion.
+ */
 export class MemoryRegionImpl extends MemoryRegion {
   readonly address: number;
   readonly baseAddress: number;
@@ -124,20 +168,58 @@ export class MemoryRegionImpl extends MemoryRegion {
   /** Size class (0 small .. 3 huge); -1 for temporary and user regions. */
   readonly stackId: number;
   /** The pool that takes it back; null for regions no pool owns. */
-  owner: RegionOwner | null;
-  /** Out of the pool (between get and release). */
-  inUse: boolean;
-  /** Where it was got from (pool debug mode only). */
-  origin: string | undefined;
-  /** @internal message length; the setter checks it. */
-  length: number;
+  readonly owner: RegionOwner | null;
   /** What the region keeps alive while C may use it (a temporary block, a user's buffer). */
   readonly keepAlive: object | null;
   private readonly base: MemoryRegionPointer;
+  /**
+   * In use (bit 0) and RMA operations in flight (the rest, in steps of IN_FLIGHT_STEP): one field,
+   * so that the release hot path checks both with one comparison (OUT_IDLE).
+   */
+  #state = 0;
+  #length: number;
+  #retired = false;
+  #origin: string | undefined = undefined;
+
+  /** Whether `value` is a region this library made (not a Proxy, subclass or look-alike). */
+  static isGenuine(value: unknown): value is MemoryRegionImpl {
+    return typeof value === "object" && value !== null && #state in value;
+  }
+
+  static {
+    checkOut = (region, length) => {
+      region.#state |= IN_USE;
+      region.#length = length;
+    };
+    checkIn = (region, owner) => {
+      if (typeof region !== "object" || region === null || !(#state in region)) return false;
+      const r = region as MemoryRegionImpl;
+      if (r.#state !== OUT_IDLE || r.owner !== owner || r.index < 0) return false;
+      r.#state = 0;
+      return true;
+    };
+    setInUse = (region, inUse) => {
+      region.#state = inUse ? region.#state | IN_USE : region.#state & ~IN_USE;
+    };
+    setOrigin = (region, origin) => {
+      region.#origin = origin;
+    };
+    beginOperation = (region) => {
+      region.#state += IN_FLIGHT_STEP;
+    };
+    endOperation = (region) => {
+      if (region.#state < IN_FLIGHT_STEP) throw new RangeError(`region at 0x${region.address.toString(16)} has no RMA operation in flight to end`);
+      region.#state -= IN_FLIGHT_STEP;
+    };
+    retire = (region) => {
+      region.#retired = true;
+    };
+  }
 
   constructor(registration: Registration, address: number, size: number, flags: number, remoteAddress: bigint,
               view: Uint8Array, owner: RegionOwner | null, index: number, stackId: number, keepAlive: object | null) {
     super();
+    if (view.byteLength !== size) throw new RangeError(`a region's view is exactly its ${size} bytes, got ${view.byteLength}`);
     this.registration = registration;
     this.address = address;
     this.baseAddress = registration.address;
@@ -150,21 +232,43 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.owner = owner;
     this.index = index;
     this.stackId = stackId;
-    this.inUse = false;
-    this.origin = undefined;
-    this.length = size;
     this.keepAlive = keepAlive;
+    this.#length = size;
     this.base = new MemoryRegionPointer(this, 0);
+    Object.freeze(this);
+  }
+
+  /** Out of its pool (between get and release). */
+  get inUse(): boolean {
+    return (this.#state & IN_USE) !== 0;
+  }
+
+  /**
+   * RMA operations in flight with this region as local memory. While above zero the transport may
+   * write into the region: its pool refuses to release, unmap or close it (BUSY).
+   */
+  get inFlight(): number {
+    return this.#state >>> 1;
+  }
+
+  /** Taken out of service because its memory was transferred away from its view (never handed out again). */
+  get retired(): boolean {
+    return this.#retired;
+  }
+
+  /** Where it was got from (pool debug mode only). */
+  get origin(): string | undefined {
+    return this.#origin;
   }
 
   get messageLength(): number {
-    return this.length;
+    return this.#length;
   }
   set messageLength(n: number) {
     if (!Number.isInteger(n) || n < 0 || n > this.size) {
       throw new RangeError(`messageLength must be an integer in [0, ${this.size}], got ${n}`);
     }
-    this.length = n;
+    this.#length = n;
   }
 
   /** A fancy pointer `offset` bytes into the region (`offset` may equal `size`: one past the end). */

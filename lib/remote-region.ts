@@ -116,7 +116,7 @@ export class RemoteRegion {
     const u64 = (name: string): bigint => {
       const v = o[name];
       if (typeof v !== "string" || !/^(0|[1-9][0-9]{0,19})$/.test(v)) {
-        throw new RemoteRegionFormatError(`RemoteRegion.fromJSON: ${name} must be a decimal string, got ${JSON.stringify(v)}`);
+        throw new RemoteRegionFormatError(`RemoteRegion.fromJSON: ${name} must be a decimal string, got ${shown(v)}`);
       }
       const n = BigInt(v);
       if (n >= U64_LIMIT) throw new RemoteRegionFormatError(`RemoteRegion.fromJSON: ${name} ${v} is above 2^64 - 1`);
@@ -126,7 +126,7 @@ export class RemoteRegion {
     const key = u64("key");
     const length = o.length;
     if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) {
-      throw new RemoteRegionFormatError(`RemoteRegion.fromJSON: length must be a non-negative integer, got ${JSON.stringify(length)}`);
+      throw new RemoteRegionFormatError(`RemoteRegion.fromJSON: length must be a non-negative integer, got ${shown(length)}`);
     }
     try {
       return new RemoteRegion(address, key, length);
@@ -137,5 +137,15 @@ export class RemoteRegion {
 
   toString(): string {
     return `RemoteRegion(address 0x${this.address.toString(16)}, key ${this.key}, ${this.length} bytes)`;
+  }
+}
+
+/** A value as an error message shows it: JSON where it has one, else its type (a bigint, say, has no JSON). */
+function shown(value: unknown): string {
+  if (typeof value === "bigint") return `the bigint ${value}n (send decimal strings)`;
+  try {
+    return JSON.stringify(value) ?? String(typeof value);
+  } catch {
+    return `a ${typeof value} that has no JSON form`;
   }
 }

@@ -1,8 +1,9 @@
 // The pool against every provider: host always, libfabric tcp and shm for real.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
-  AllocToolsError, MemoryPool, MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionProvider, LibfabricProvider,
+  AllocToolsError, MemoryPool, RegionFlag, type MemoryRegion, type RegionProvider, LibfabricProvider,
 } from "../../lib/index.ts";
+import type { MemoryRegionImpl } from "../../lib/region.ts";
 import { describeEachProvider, vmLckKiB } from "../helpers.ts";
 
 const small = { small: { chunkSize: 256, initialCount: 4 }, medium: { chunkSize: 4096, initialCount: 2 },

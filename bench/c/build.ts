@@ -1,0 +1,53 @@
+// Builds the C reference programs of bench/c/ with the system C compiler, once per source version,
+// into a cache directory. Benchmarks and tests call it; when there is no compiler or no libfabric
+// headers it says why instead of failing, so a row can report "not built: <reason>".
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** A built program, or why it could not be built. */
+export type CProgram = { readonly path: string } | { readonly missing: string };
+
+const built = new Map<string, CProgram>();
+
+/**
+ * Compiles `bench/c/<name>.c` (linked with `libraries`) with `cc` (or `$CC`) and returns the
+ * binary's path; `{ missing }` says why not. The binary is cached under the temporary directory by
+ * the hash of its source and flags, so a changed source is rebuilt.
+ */
+export function buildC(name: string, libraries: readonly string[] = ["-lfabric"]): CProgram {
+  const cached = built.get(name);
+  if (cached !== undefined) return cached;
+  const result = compile(name, libraries);
+  built.set(name, result);
+  return result;
+}
+
+/** The RMA peer (target, initiator, registration loop): see rma-peer.c. */
+export function rmaPeer(): CProgram {
+  return buildC("rma-peer");
+}
+
+function compile(name: string, libraries: readonly string[]): CProgram {
+  const compiler = process.env.CC || "cc";
+  if (Bun.which(compiler) === null) return { missing: `no C compiler (${compiler} not found; apt-get install gcc)` };
+  const source = join(import.meta.dir, `${name}.c`);
+  const flags = ["-O2", "-Wall", "-o"];
+  const hash = createHash("sha256").update(readFileSync(source)).update(flags.join(" ") + libraries.join(" ")).digest("hex").slice(0, 16);
+  const directory = join(tmpdir(), `alloctools-c-${process.getuid?.() ?? 0}`);
+  const binary = join(directory, `${name}-${hash}`);
+  if (existsSync(binary)) return { path: binary };
+  mkdirSync(directory, { recursive: true });
+  // Build under a private name, then rename: concurrent builds never run a half-written binary.
+  const partial = `${binary}.${process.pid}`;
+  const r = Bun.spawnSync([compiler, ...flags, partial, source, ...libraries], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) {
+    const text = r.stderr.toString();
+    if (/rdma\/fabric\.h/.test(text)) return { missing: "libfabric headers missing (apt-get install libfabric-dev)" };
+    if (/-lfabric|cannot find -l/.test(text)) return { missing: "libfabric.so for linking missing (apt-get install libfabric-dev)" };
+    return { missing: `${compiler} failed to build ${name}.c: ${text.trim().split("\n").slice(0, 3).join(" / ")}` };
+  }
+  renameSync(partial, binary);
+  return { path: binary };
+}
