@@ -4,7 +4,7 @@
 import { AllocToolsRangeError, AllocToolsTypeError } from "./errors.ts";
 import type { MemoryPool } from "./pool.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
-import type { MemoryRegionImpl } from "./region.ts";
+import type { MemoryRegion, MemoryRegionImpl } from "./region.ts";
 
 /** A typed-array class: Uint8Array, Float64Array, BigUint64Array, ... */
 export interface ElementType<T extends ArrayBufferView> {
@@ -88,7 +88,7 @@ export class MemoryRegionAllocator<T extends AnyTypedArray = Uint8Array> {
   }
 
   /** The region under an array from `allocateArray` (for its keys), or undefined. */
-  regionOf(array: T): MemoryRegionImpl | undefined {
+  regionOf(array: T): MemoryRegion | undefined {
     return this.arrays.get(array);
   }
 

@@ -54,7 +54,7 @@ beforeAll(() => {
   const packed = mustRun([process.execPath, "pm", "pack", "--destination", work, "--quiet", "--ignore-scripts"], root).trim().split("\n").at(-1)!;
   tarball = packed.startsWith("/") ? packed : join(work, packed);
   if (!existsSync(tarball)) throw new Error(`bun pm pack wrote no tarball (said ${JSON.stringify(packed)})`);
-});
+}, 120_000);
 
 afterAll(() => {
   if (work !== "") rmSync(work, { recursive: true, force: true });
@@ -135,7 +135,7 @@ describe("a fresh bun init project runs every README snippet unchanged", () => {
   beforeAll(() => {
     dir = project("fresh", true);
     for (const { programs } of snippets) for (const program of programs) writeFileSync(join(dir, program.file), program.text);
-  });
+  }, 120_000);
 
   test("every README fence is TypeScript (run here) or sh (install and shell commands, not run)", () => {
     expect(fenceLanguages(readme).filter((language) => !["ts", "typescript", "sh"].includes(language))).toEqual([]);
