@@ -3,7 +3,7 @@ import { libfabricStatus } from "../ffi/libfabric.ts";
 import { AllocToolsTypeError } from "./errors.ts";
 import { HostProvider } from "./host-provider.ts";
 import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
-import { checkKnownKeys } from "./options.ts";
+import { checkKnownKeys, type KnownKeys } from "./options.ts";
 
 /** Options of {@link openProvider}: a provider name, and for libfabric the {@link LibfabricProviderOptions}. */
 export interface OpenProviderOptions extends LibfabricProviderOptions {
@@ -35,8 +35,8 @@ export interface OpenedProvider {
   readonly description: string;
 }
 
-/** Every key of OpenProviderOptions: those of LibfabricProviderOptions. */
-const OPEN_PROVIDER_OPTION_KEYS = LIBFABRIC_OPTION_KEYS;
+/** Every key of OpenProviderOptions (the compiler checks the list against the interface). */
+const OPEN_PROVIDER_OPTION_KEYS: KnownKeys<OpenProviderOptions> = { ...LIBFABRIC_OPTION_KEYS };
 
 let warnedFallback = false;
 
