@@ -149,13 +149,13 @@ describe("a fresh bun init project runs every README snippet unchanged", () => {
     }
   });
 
-  for (const { snippet, why, programs } of snippets) {
+  for (const { snippet, why, command, programs } of snippets) {
     const entry = programs.find((p) => p.entry)!;
     const fabricNeeded = programs.some((p) => needsFabric(p.text));
     const skip = fabricNeeded && !fabric.available && !REQUIRE_LIBFABRIC;
     if (skip) console.warn(`[alloctools] skipped README snippet at line ${snippet.line}: libfabric is not available`);
     test.skipIf(skip)(`README line ${snippet.line} (${snippet.heading}; ${why})`, () => {
-      const result = run([process.execPath, entry.file], dir);
+      const result = run(command(process.execPath, entry.file), dir);
       if (result.exitCode !== 0 || !result.stdout.includes(DONE)) {
         throw new Error(`README snippet at line ${snippet.line} failed (exit ${result.exitCode}):\n${result.stdout}\n${result.stderr}`);
       }

@@ -68,7 +68,17 @@ interface Harness {
   readonly after: string;
   /** For a two-sided snippet: the line that starts the second side, and that side's harness. */
   readonly split?: { readonly at: string; readonly file: string; readonly before: string; readonly after: string };
+  /**
+   * How to run the entry program when `bun <file>` is not it (e.g. two ranks under mpirun):
+   * the command, given the Bun executable and the file.
+   */
+  readonly command?: (bun: string, file: string) => string[];
 }
+
+/** How a snippet's program is started. */
+export type SnippetCommand = (bun: string, file: string) => string[];
+
+const BUN_RUN: SnippetCommand = (bun, file) => [bun, file];
 
 const HARNESSES: Readonly<Record<string, Harness>> = {
   Use: {
@@ -148,21 +158,23 @@ self.postMessage("released");
 };
 
 /** The programs that run every snippet of `readme`, with the reason for each harness. */
-export function snippetPrograms(readme: string): { snippet: Snippet; why: string; programs: SnippetProgram[] }[] {
+export function snippetPrograms(readme: string): { snippet: Snippet; why: string; command: SnippetCommand; programs: SnippetProgram[] }[] {
   return extractSnippets(readme).map((snippet, number) => {
     const harness = HARNESSES[snippet.heading];
     const file = `readme-${number + 1}.ts`;
     if (harness === undefined) {
-      return { snippet, why: "runs as it is", programs: [{ file, text: `${snippet.code}console.log(${JSON.stringify(DONE)});\n`, entry: true }] };
+      return { snippet, why: "runs as it is", command: BUN_RUN, programs: [{ file, text: `${snippet.code}console.log(${JSON.stringify(DONE)});\n`, entry: true }] };
     }
+    const command = harness.command ?? BUN_RUN;
     if (harness.split === undefined) {
-      return { snippet, why: harness.why, programs: [{ file, text: harness.before + snippet.code + harness.after, entry: true }] };
+      return { snippet, why: harness.why, command, programs: [{ file, text: harness.before + snippet.code + harness.after, entry: true }] };
     }
     const at = snippet.code.indexOf(harness.split.at);
     if (at < 0) throw new Error(`README line ${snippet.line}: the ${snippet.heading} snippet has no "${harness.split.at}" line to split at`);
     return {
       snippet,
       why: harness.why,
+      command,
       programs: [
         { file, text: harness.before + snippet.code.slice(0, at) + harness.after, entry: true },
         { file: harness.split.file, text: harness.split.before + snippet.code.slice(at) + harness.split.after, entry: false },
