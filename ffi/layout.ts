@@ -72,32 +72,116 @@ export const FI_API_VERSION = fiVersion(1, 17);
 export const FI_MIN_LIBRARY_VERSION = fiVersion(1, 11);
 export const FI_MAX_LIBRARY_MAJOR = 2;
 
-/** Constants from rdma/fabric.h, fi_domain.h, fi_endpoint.h, fi_eq.h, fi_errno.h. */
+/** Constants from rdma/fabric.h, fi_domain.h, fi_endpoint.h, fi_eq.h, fi_errno.h (libfabric's names without `FI_`). */
 export const FI = {
-  // access flags (u64, all below 2^32)
-  READ: 0x100, WRITE: 0x200, RECV: 0x400, SEND: 0x800, TRANSMIT: 0x800, REMOTE_READ: 0x1000, REMOTE_WRITE: 0x2000,
+  // access flags (u64, all below 2^32): what a registration or operation may do
+  /** FI_READ: the buffer may receive the data of this side's RMA reads. */
+  READ: 0x100,
+  /** FI_WRITE: the buffer may be the source of this side's RMA writes. */
+  WRITE: 0x200,
+  /** FI_RECV: the buffer may receive messages. */
+  RECV: 0x400,
+  /** FI_SEND: the buffer may be the source of messages. */
+  SEND: 0x800,
+  /** FI_TRANSMIT (= FI_SEND): bind a queue for transmit completions. */
+  TRANSMIT: 0x800,
+  /** FI_REMOTE_READ: peers may read the buffer with RMA. */
+  REMOTE_READ: 0x1000,
+  /** FI_REMOTE_WRITE: peers may write the buffer with RMA. */
+  REMOTE_WRITE: 0x2000,
   // capabilities (bit 47 and up need BigInt)
-  MSG: 0x2n, RMA: 0x4n, HMEM: 1n << 47n,
+  /** FI_MSG: two-sided messages. */
+  MSG: 0x2n,
+  /** FI_RMA: one-sided reads and writes. */
+  RMA: 0x4n,
+  /** FI_HMEM: device (GPU) memory. */
+  HMEM: 1n << 47n,
   // getinfo flags
+  /** FI_SOURCE: node/service name the local address. */
   SOURCE: 1n << 57n,
   // op flags
-  DELIVERY_COMPLETE: 1n << 28n, TRANSMIT_COMPLETE: 1n << 27n, COMPLETION: 1n << 24n,
+  /** FI_DELIVERY_COMPLETE: complete once the data is in the target's memory. */
+  DELIVERY_COMPLETE: 1n << 28n,
+  /** FI_TRANSMIT_COMPLETE: complete once the data left this side. */
+  TRANSMIT_COMPLETE: 1n << 27n,
+  /** FI_COMPLETION: generate a completion entry. */
+  COMPLETION: 1n << 24n,
   // mode bits
-  CONTEXT: 1n << 59n, CONTEXT2: 1n << 52n,
+  /** FI_CONTEXT: operations carry a struct fi_context the provider may use. */
+  CONTEXT: 1n << 59n,
+  /** FI_CONTEXT2: the same with struct fi_context2. */
+  CONTEXT2: 1n << 52n,
   // mr_mode bits
-  MR_LOCAL: 0x4, MR_RAW: 0x8, MR_VIRT_ADDR: 0x10, MR_ALLOCATED: 0x20, MR_PROV_KEY: 0x40,
-  MR_MMU_NOTIFY: 0x80, MR_RMA_EVENT: 0x100, MR_ENDPOINT: 0x200, MR_HMEM: 0x400,
+  /** FI_MR_LOCAL: local buffers must be registered too (pass their descriptor). */
+  MR_LOCAL: 0x4,
+  /** FI_MR_RAW: keys wider than 64 bits (not supported here). */
+  MR_RAW: 0x8,
+  /** FI_MR_VIRT_ADDR: peers address by virtual address, not by offset. */
+  MR_VIRT_ADDR: 0x10,
+  /** FI_MR_ALLOCATED: only mapped memory may be registered. */
+  MR_ALLOCATED: 0x20,
+  /** FI_MR_PROV_KEY: the provider picks the keys. */
+  MR_PROV_KEY: 0x40,
+  /** FI_MR_MMU_NOTIFY: the application says when mappings change. */
+  MR_MMU_NOTIFY: 0x80,
+  /** FI_MR_RMA_EVENT: registrations can count RMA events. */
+  MR_RMA_EVENT: 0x100,
+  /** FI_MR_ENDPOINT: registrations are bound to an endpoint and enabled. */
+  MR_ENDPOINT: 0x200,
+  /** FI_MR_HMEM: device memory must be registered. */
+  MR_HMEM: 0x400,
   // enums
-  EP_MSG: 1, EP_DGRAM: 2, EP_RDM: 3,
-  AV_MAP: 1, AV_TABLE: 2,
+  /** FI_EP_MSG: connected endpoints. */
+  EP_MSG: 1,
+  /** FI_EP_DGRAM: unreliable datagrams. */
+  EP_DGRAM: 2,
+  /** FI_EP_RDM: reliable datagrams (what Endpoint opens). */
+  EP_RDM: 3,
+  /** FI_AV_MAP: address vector entries are provider addresses. */
+  AV_MAP: 1,
+  /** FI_AV_TABLE: address vector entries are indices. */
+  AV_TABLE: 2,
+  /** FI_CQ_FORMAT_DATA: completion entries with flags, length, buffer and data. */
   CQ_FORMAT_DATA: 3,
+  /** FI_WAIT_NONE: no wait object (completions are polled). */
   WAIT_NONE: 0,
-  PROGRESS_AUTO: 1, PROGRESS_MANUAL: 2,
-  THREAD_SAFE: 1, THREAD_FID: 2, THREAD_DOMAIN: 3, THREAD_COMPLETION: 4, THREAD_ENDPOINT: 5,
-  ENABLE: 6, // fi_control command
-  TYPE_INFO: 0, // fi_tostr type
+  /** FI_PROGRESS_AUTO: the provider progresses on its own. */
+  PROGRESS_AUTO: 1,
+  /** FI_PROGRESS_MANUAL: progress happens only inside calls (poll the queue). */
+  PROGRESS_MANUAL: 2,
+  /** FI_THREAD_SAFE: any call from any thread. */
+  THREAD_SAFE: 1,
+  /** FI_THREAD_FID: one thread per object at a time. */
+  THREAD_FID: 2,
+  /** FI_THREAD_DOMAIN: one thread per domain at a time. */
+  THREAD_DOMAIN: 3,
+  /** FI_THREAD_COMPLETION: one thread per completion queue. */
+  THREAD_COMPLETION: 4,
+  /** FI_THREAD_ENDPOINT: one thread per endpoint. */
+  THREAD_ENDPOINT: 5,
+  /** FI_ENABLE: the fi_control command that enables an object. */
+  ENABLE: 6,
+  /** FI_TYPE_INFO: fi_tostr of a struct fi_info. */
+  TYPE_INFO: 0,
   // errors (positive)
-  EAGAIN: 11, EAVAIL: 259, ENOKEY: 266, ETRUNC: 265, ENOSYS: 38, ENODATA: 61, ECANCELED: 125, EACCES: 13, ETIMEDOUT: 110,
+  /** FI_EAGAIN: try again (a full queue, no completion yet). */
+  EAGAIN: 11,
+  /** FI_EAVAIL: an error completion is waiting (read it with fi_cq_readerr). */
+  EAVAIL: 259,
+  /** FI_ENOKEY: a requested key is in use or not valid. */
+  ENOKEY: 266,
+  /** FI_ETRUNC: the data was truncated. */
+  ETRUNC: 265,
+  /** FI_ENOSYS: not implemented by the provider. */
+  ENOSYS: 38,
+  /** FI_ENODATA: nothing matches (fi_getinfo found no provider). */
+  ENODATA: 61,
+  /** FI_ECANCELED: the operation was canceled. */
+  ECANCELED: 125,
+  /** FI_EACCES: access denied (a bad key or access flags). */
+  EACCES: 13,
+  /** FI_ETIMEDOUT: timed out. */
+  ETIMEDOUT: 110,
 } as const;
 
 /** Names of the mr_mode bits, for printing. */

@@ -7,6 +7,7 @@ import { AllocToolsError, SystemError } from "./errors.ts";
 /** Huge pages: `false` (normal pages), `true` (MAP_HUGETLB or fail), `"try"` (MAP_HUGETLB, else normal pages). */
 export type HugePages = boolean | "try";
 
+/** How {@link MemoryBlockAllocator.allocate} maps a block. */
 export interface BlockOptions {
   /** Default `false`. */
   hugePages?: HugePages;
@@ -17,7 +18,15 @@ export interface BlockOptions {
 const HUGE_PAGE_SIZE = readHugePageSize();
 const MADV_HUGEPAGE = 14;
 
-/** A pinned, page-aligned piece of memory with a zero-copy view over it. */
+/**
+ * A pinned, page-aligned piece of memory with a zero-copy view over it, made by
+ * {@link MemoryBlockAllocator.allocate}. Pools register whole blocks and carve regions out of them.
+ *
+ * Lifetime: mapped and locked until `free()` (or `using`); then every view over it is detached
+ * (length 0). Nothing frees it implicitly: the pool that made it frees it when the pool closes.
+ *
+ * Hot path: `view`, `address` and `size` are fields; `free()` makes system calls (munlock, munmap).
+ */
 export class MemoryBlock {
   /** Start address (page aligned). */
   readonly address: number;
@@ -31,6 +40,13 @@ export class MemoryBlock {
   readonly locked: boolean;
   private freed_ = false;
 
+  /**
+   * Wraps memory already mapped (and locked when `locked`); made by MemoryBlockAllocator.
+   * @param address Start of the mapping.
+   * @param size Its length in bytes.
+   * @param hugePages Whether it is on huge pages.
+   * @param locked Whether it is mlock'd (free() unlocks it then).
+   */
   constructor(address: number, size: number, hugePages: boolean, locked: boolean) {
     this.address = address;
     this.size = size;
@@ -39,6 +55,7 @@ export class MemoryBlock {
     this.view = new Uint8Array(toArrayBuffer(address as Pointer, 0, size));
   }
 
+  /** Whether `free()` was called. */
   get freed(): boolean {
     return this.freed_;
   }
@@ -55,17 +72,31 @@ export class MemoryBlock {
     libc.munmap(this.address, this.size);
   }
 
+  /** `free()`: `using block = allocator.allocate(n)` frees it at scope end. */
   [Symbol.dispose](): void {
     this.free();
   }
 }
 
-/** Allocates MemoryBlocks: mmap, then mlock, then madvise(MADV_DONTFORK). */
+/**
+ * Allocates {@link MemoryBlock}s: mmap, then mlock, then madvise(MADV_DONTFORK) so that a forked
+ * child neither shares nor copies pinned pages.
+ *
+ * Lifetime: stateless beyond its defaults; each block it returns is freed on its own.
+ *
+ * Hot path: none of it. `allocate` makes three or more system calls; pools call it only to grow.
+ */
 export class MemoryBlockAllocator {
+  /** The system page size in bytes (usually 4096). */
   readonly pageSize = libc.pageSize;
+  /** The huge page size in bytes (Hugepagesize in /proc/meminfo; 2 MiB when unknown). */
   readonly hugePageSize = HUGE_PAGE_SIZE;
   private readonly defaults: BlockOptions;
 
+  /**
+   * An allocator whose blocks default to `defaults`.
+   * @param defaults Options used where `allocate` is given none.
+   */
   constructor(defaults: BlockOptions = {}) {
     this.defaults = defaults;
   }

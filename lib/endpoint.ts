@@ -23,6 +23,7 @@ import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, t
 import { FabricError } from "../ffi/errors.ts";
 import { FI, L, layout } from "../ffi/layout.ts";
 import { AllocToolsError } from "./errors.ts";
+import { inspectCustom, oneLine } from "./inspect.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
@@ -117,6 +118,10 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   private broken: unknown = null;
 
   constructor(provider: LibfabricProvider, options: EndpointOptions = {}) {
+    if ((provider as { kind?: unknown } | null | undefined)?.kind !== "libfabric") {
+      const given = (provider as { name?: unknown } | null | undefined)?.name ?? String(provider);
+      throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a LibfabricProvider (e.g. openProvider({ provider: "tcp" })), got ${String(given)}: only libfabric providers move data between processes`);
+    }
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     if (provider.info.endpointType !== "rdm") {
       throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a provider opened with endpointType "rdm", not ${String(provider.info.endpointType)}`);
@@ -180,6 +185,11 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** Counters since the endpoint opened. */
   stats(): EndpointStats {
     return { posted: this.posted, retried: this.retried, completed: this.completedCount, failed: this.failed, timedOut: this.timedOut };
+  }
+
+  /** One line for console.log: provider, pending operations, progress interval, closed. */
+  [inspectCustom](): string {
+    return oneLine("Endpoint", { provider: this.provider.name, pending: this.pendingCount, progressInterval: this.interval, closed: this.closed });
   }
 
   /** The interval asked for with startProgress(), -1 when not progressing in the background. */

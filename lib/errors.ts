@@ -1,6 +1,10 @@
 // The library's own errors. Failures that come from C are SystemError (libc) and FabricError
-// (libfabric), defined beside the FFI layer; bad arguments are TypeError/RangeError.
-export { SystemError, FabricError, LibraryLoadError, errnoName } from "../ffi/errors.ts";
+// (libfabric), defined beside the FFI layer, as are the argument errors (AllocToolsTypeError,
+// AllocToolsRangeError: the FFI layer throws them too, and it does not import lib/).
+export {
+  SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError, errnoName,
+  type TypeErrorCode, type RangeErrorCode,
+} from "../ffi/errors.ts";
 
 /** What went wrong, for code that branches on it. */
 export type AllocToolsErrorCode =
@@ -15,10 +19,21 @@ export type AllocToolsErrorCode =
   | "BUSY"               // RMA operations in flight still use the memory (release, close)
   | "NOT_SUPPORTED";     // the provider needs something this library does not do
 
-/** A state or limit error of the pool, its regions or its providers. */
+/**
+ * A state or limit error of the pool, its regions or its providers: branch on `code`. Thrown
+ * before anything changes (the pool, provider or endpoint stays as it was).
+ */
 export class AllocToolsError extends Error {
+  /** `"AllocToolsError"`. */
   override readonly name = "AllocToolsError";
+  /** What went wrong; see {@link AllocToolsErrorCode}. */
   readonly code: AllocToolsErrorCode;
+  /**
+   * An error with a code, thrown by the library (exported for `instanceof`).
+   * @param code What went wrong.
+   * @param message What was asked and what is available.
+   * @param options `cause`.
+   */
   constructor(code: AllocToolsErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;

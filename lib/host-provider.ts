@@ -2,6 +2,7 @@
 // 64-bit keys and addresses by virtual address. Nothing leaves the process, but every pool
 // feature (growth, limits, statistics, keys) behaves as it does on a fabric.
 import { AllocToolsError } from "./errors.ts";
+import { inspectCustom, oneLine } from "./inspect.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { pinPages, unpinPages } from "./page-pins.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
@@ -124,6 +125,11 @@ export class HostProvider implements RegionProvider {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** One line for console.log: live registrations, closed, and why it was chosen. */
+  [inspectCustom](): string {
+    return oneLine("HostProvider", { registrations: this.registrations, closed: this.closed, ...(this.reason === undefined ? {} : { reason: JSON.stringify(this.reason) }) });
   }
 }
 

@@ -1,5 +1,13 @@
-// alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
-export { AllocToolsError, SystemError, FabricError, LibraryLoadError, type AllocToolsErrorCode } from "./errors.ts";
+/**
+ * alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun. Start with
+ * {@link openProvider} and {@link MemoryPool}; see the README for the tour.
+ * @packageDocumentation
+ */
+export {
+  AllocToolsError, SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError,
+  type AllocToolsErrorCode, type TypeErrorCode, type RangeErrorCode,
+} from "./errors.ts";
+export { checkKnownKeys } from "./options.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
 export { Access, DEFAULT_ACCESS, type ProviderHandle, type RegionProvider, type Registration } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";
@@ -7,7 +15,9 @@ export { HostProvider, type HostProviderHandle, type HostProviderOptions } from 
 export {
   LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderHandle, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
-export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
+export {
+  openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider, type OpenedRegionProvider, type LibfabricProviderName,
+} from "./open-provider.ts";
 export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
@@ -21,6 +31,8 @@ export {
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";
-export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
+export { MemoryRegionAllocator, type ElementType, type AnyTypedArray } from "./allocator.ts";
+export type { Progressable } from "./progress.ts";
+export type { SharedLayoutSpec, SharedStackLayout } from "./shared-pool-state.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";

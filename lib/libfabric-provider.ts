@@ -3,12 +3,16 @@
 import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric } from "../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
-import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
+import { inspectCustom, oneLine } from "./inspect.ts";
+import { checkKnownKeys, type KnownKeys } from "./options.ts";
+import type { Access, ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { closeChildren } from "./provider-child.ts";
 
+/** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
 export type EndpointType = "rdm" | "msg" | "dgram";
+/** libfabric threading models (FI_THREAD_SAFE, FI_THREAD_FID, ...): what the domain may be called from concurrently. */
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
 
 const EP_TYPES: Record<EndpointType, number> = { msg: FI.EP_MSG, dgram: FI.EP_DGRAM, rdm: FI.EP_RDM };
@@ -20,6 +24,7 @@ const THREADING: Record<Threading, number> = {
 /** The mr_mode bits we tell libfabric we can handle. */
 export const SUPPORTED_MR_MODE = FI.MR_LOCAL | FI.MR_VIRT_ADDR | FI.MR_ALLOCATED | FI.MR_PROV_KEY | FI.MR_ENDPOINT | FI.MR_MMU_NOTIFY;
 
+/** Options of {@link LibfabricProvider.open}: the fi_getinfo hints. Unknown keys are refused. */
 export interface LibfabricProviderOptions {
   /** libfabric provider name: "tcp", "shm", "udp", "sockets", "verbs", "efa", "cxi", ... Default: libfabric's first choice. */
   provider?: string;
@@ -41,7 +46,9 @@ export interface LibfabricProviderOptions {
 export interface LibfabricInfo {
   /** e.g. "tcp;ofi_rxm" */
   readonly provider: string;
+  /** The fabric name (fabric_attr->name), e.g. "127.0.0.0/8" for tcp. */
   readonly fabric: string;
+  /** The domain name (domain_attr->name), e.g. "lo" for tcp. */
   readonly domain: string;
   /** The mr_mode bits the provider returned. */
   readonly mrMode: number;
@@ -49,8 +56,11 @@ export interface LibfabricInfo {
   readonly mrModeNames: readonly string[];
   /** mr_key_size in bytes. */
   readonly keySize: number;
+  /** The threading model granted (a number when it has no name here). */
   readonly threading: Threading | number;
+  /** The endpoint type granted (a number when it has no name here). */
   readonly endpointType: EndpointType | number;
+  /** The capability bits granted (FI_MSG, FI_RMA, ...), exact. */
   readonly caps: bigint;
   /** The libfabric library version, "1.17". */
   readonly version: string;
@@ -77,16 +87,38 @@ class LibfabricView {
   constructor(readonly handle: LibfabricProviderHandle, readonly keys: SharedKeyCounter) {}
 }
 
+/**
+ * A {@link RegionProvider} over a real libfabric domain: it opens fabric and domain for one
+ * provider (tcp, shm, udp, sockets, verbs, efa, cxi, ...) and honours every mr_mode bit that
+ * provider returns (requested or provider keys, virtual or offset addressing, FI_MR_ENDPOINT).
+ *
+ * Lifetime: open with {@link LibfabricProvider.open} (or {@link openProvider}); `close()` (or
+ * `using`) closes endpoints made on it, then every registration, then domain and fabric. Close it
+ * after the pools on it. Providers still open at process exit are closed then.
+ *
+ * Hot path: nothing here is called per message. `register`/`deregister` are libfabric calls
+ * (`fi_mr_reg`, `fi_close`): pools call them only when they grow or close.
+ */
 export class LibfabricProvider implements RegionProvider {
+  /** `"libfabric"`. */
   readonly kind = "libfabric";
+  /** What libfabric opened: provider, fabric, domain, mr_mode, key size, ... */
   readonly info: LibfabricInfo;
+  /** Whether peers address regions by virtual address (FI_MR_VIRT_ADDR) or by offset in the registration. */
   readonly virtualAddressing: boolean;
   /** Whether the provider supplies keys (FI_MR_PROV_KEY); otherwise we request unique ones. */
   readonly providerKeys: boolean;
   /** Whether registrations must be bound to an endpoint (FI_MR_ENDPOINT). */
   readonly endpointBound: boolean;
   /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
-  readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
+  readonly handles: {
+    /** `struct fi_info *` of the opened provider (owned: freed on close). */
+    readonly info: number;
+    /** `struct fid_fabric *`. */
+    readonly fabric: number;
+    /** `struct fid_domain *`. */
+    readonly domain: number;
+  };
   private readonly fi: Libfabric;
   /** Requested keys, in shared memory: views in Workers register from them too. */
   readonly #keys: SharedKeyCounter;
@@ -161,7 +193,8 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
   static open(options: LibfabricProviderOptions = {}): LibfabricProvider {
-    checkOptions(options);
+    checkOptions(options, LIBFABRIC_OPTION_KEYS, "LibfabricProvider.open options");
+    options = withoutShmNode(options);
     const fi = libfabric();
     const hints = fi.allocInfo();
     let info = 0;
@@ -169,7 +202,7 @@ export class LibfabricProvider implements RegionProvider {
     let domain = 0;
     try {
       writeHints(hints, options);
-      const list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+      const list = getInfoNamingProviders(fi, hints, options);
       // Keep the first match only: a private copy we can free on close.
       info = list;
       const next = readPtr(list, L.fi_info.next);
@@ -183,7 +216,9 @@ export class LibfabricProvider implements RegionProvider {
       }
       fabric = fi.fabric(info);
       domain = fi.domain(fabric, info);
-      return new LibfabricProvider(fi, info, fabric, domain, options);
+      const provider = new LibfabricProvider(fi, info, fabric, domain, options);
+      closeAtExit(provider);
+      return provider;
     } catch (e) {
       if (domain) fi.close(domain, "domain");
       if (fabric) fi.close(fabric, "fabric");
@@ -198,6 +233,7 @@ export class LibfabricProvider implements RegionProvider {
     return this.info.provider;
   }
 
+  /** Whether `close()` was called. */
   get closed(): boolean {
     return this.closed_ || (this.isAttached && this.#keys.closed);
   }
@@ -207,6 +243,11 @@ export class LibfabricProvider implements RegionProvider {
     return this.live.size;
   }
 
+  /**
+   * Registers [address, address + length) with `fi_mr_reg` (bound to the endpoint under FI_MR_ENDPOINT).
+   * @param access {@link Access} flags.
+   * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
+   */
   register(address: number, length: number, access: number): Registration {
     if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     let requested = 0n;
@@ -226,6 +267,7 @@ export class LibfabricProvider implements RegionProvider {
     return reg;
   }
 
+  /** Closes one registration (`fi_close`); one already closed with the provider is ignored. */
   deregister(registration: Registration): void {
     if (this.isAttached) {
       // A view's registrations belong to the shared pool, which releases each one once; after the
@@ -259,6 +301,7 @@ export class LibfabricProvider implements RegionProvider {
   adopt(child: { close(): void }): void {
     this.children.add(child);
   }
+  /** `child` closed on its own: the provider no longer closes it. */
   disown(child: { close(): void }): void {
     this.children.delete(child);
   }
@@ -272,6 +315,7 @@ export class LibfabricProvider implements RegionProvider {
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
+    openProviders.delete(this);
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     closeChildren(this.children, attempt);
@@ -288,8 +332,16 @@ export class LibfabricProvider implements RegionProvider {
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
   }
 
+  /** `close()`: `using provider = LibfabricProvider.open(...)`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** One line for console.log: provider, mr_mode, live registrations, closed. */
+  [inspectCustom](): string {
+    return oneLine("LibfabricProvider", {
+      provider: this.info.provider, mrMode: this.info.mrModeNames.join("|") || "0", registrations: this.live.size, closed: this.closed_,
+    });
   }
 
   /** libfabric's own description of the opened fi_info (fi_tostr). */
@@ -298,15 +350,105 @@ export class LibfabricProvider implements RegionProvider {
   }
 }
 
-function checkOptions(o: LibfabricProviderOptions): void {
-  if (typeof o !== "object" || o === null) throw new TypeError("options must be an object");
+/** Every key of LibfabricProviderOptions (the compiler checks the list against the interface). */
+export const LIBFABRIC_OPTION_KEYS: KnownKeys<LibfabricProviderOptions> = {
+  provider: true, node: true, service: true, endpointType: true, threading: true, mrMode: true, firstKey: true,
+};
+
+function checkOptions(o: LibfabricProviderOptions, known: Readonly<Record<string, true>>, what: string): void {
+  if (typeof o !== "object" || o === null) throw new AllocToolsTypeError(`${what} must be an object`);
+  checkKnownKeys(o, known, what);
   for (const k of ["provider", "node", "service"] as const) {
-    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new TypeError(`${k} must be a non-empty string`);
+    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new AllocToolsTypeError(`${k} must be a non-empty string`);
   }
-  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new TypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
-  if (o.threading !== undefined && !(o.threading in THREADING)) throw new TypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
-  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new TypeError("mrMode must be a non-negative integer");
-  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new TypeError("firstKey must be a 64-bit bigint");
+  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new AllocToolsTypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
+  if (o.threading !== undefined && !(o.threading in THREADING)) throw new AllocToolsTypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
+  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new AllocToolsTypeError("mrMode must be a non-negative integer");
+  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new AllocToolsTypeError("firstKey must be a 64-bit bigint");
+}
+
+/**
+ * shm names each endpoint after `node` when one is given (FI_SOURCE): with the same node in two
+ * processes (`"127.0.0.1"`, as tcp wants), the second process's endpoint fails `fi_enable` with
+ * EBUSY. shm needs no node: drop it, and say so once.
+ */
+function withoutShmNode(options: LibfabricProviderOptions): LibfabricProviderOptions {
+  if (options.node === undefined || options.provider === undefined || options.provider.split(";")[0] !== "shm") return options;
+  if (!warnedShmNode) {
+    warnedShmNode = true;
+    process.emitWarning(
+      `alloctools: the shm provider ignores node ${JSON.stringify(options.node)}: shm names each endpoint after ` +
+        "its node, so two processes given the same node would collide (fi_enable: EBUSY). Leave node out for shm.",
+      "AllocToolsWarning");
+  }
+  const { node: _node, ...rest } = options;
+  return rest;
+}
+let warnedShmNode = false;
+
+/**
+ * fi_getinfo, and when it finds nothing for a named provider, an error that names the provider
+ * asked for and lists the providers that do match the other hints here.
+ */
+function getInfoNamingProviders(fi: Libfabric, hints: number, options: LibfabricProviderOptions): number {
+  const node = options.node ?? null;
+  const flags = options.node ? FI.SOURCE : 0n;
+  try {
+    return fi.getInfo(hints, node, options.service ?? null, flags);
+  } catch (e) {
+    if (!(e instanceof FabricError) || e.errno !== 61 || options.provider === undefined) throw e;
+    const available = availableProviders(fi, { ...options, provider: undefined });
+    const endpoint = options.endpointType ?? "rdm";
+    throw new FabricError(e.function, e.errno, e.description,
+      `no libfabric provider ${JSON.stringify(options.provider)} for an ${endpoint} endpoint with RMA` +
+        `${options.node === undefined ? "" : ` on node ${options.node}`} here; available: ` +
+        `${available.length > 0 ? available.join(", ") : "none"}`,
+      { cause: e });
+  }
+}
+
+/** The provider names fi_getinfo lists for these options (the provider name left out). */
+function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
+  const hints = fi.allocInfo();
+  let list = 0;
+  try {
+    writeHints(hints, options);
+    list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+    const names: string[] = [];
+    for (let entry = list; entry !== 0; entry = readPtr(entry, L.fi_info.next)) {
+      const name = readProvName(entry);
+      if (!names.includes(name)) names.push(name);
+    }
+    return names;
+  } catch {
+    return [];
+  } finally {
+    fi.freeInfo(list);
+    fi.freeInfo(hints);
+  }
+}
+
+/**
+ * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
+ * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
+ * would leave it behind.
+ */
+const openProviders = new Set<LibfabricProvider>();
+let exitHookInstalled = false;
+
+function closeAtExit(provider: LibfabricProvider): void {
+  openProviders.add(provider);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const open of [...openProviders]) {
+      try {
+        open.close();
+      } catch {
+        // Exiting: nothing left to tell.
+      }
+    }
+  });
 }
 
 function writeHints(hints: number, o: LibfabricProviderOptions): void {

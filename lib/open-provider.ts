@@ -1,9 +1,11 @@
 // openProvider: libfabric when it loads, the embedded host provider otherwise, and it says which.
 import { libfabricStatus } from "../ffi/libfabric.ts";
+import { AllocToolsTypeError } from "./errors.ts";
 import { HostProvider } from "./host-provider.ts";
-import { LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
-import type { RegionProvider } from "./provider.ts";
+import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
+import { checkKnownKeys, type KnownKeys } from "./options.ts";
 
+/** Options of {@link openProvider}: a provider name, and for libfabric the {@link LibfabricProviderOptions}. */
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
    * "host" for the embedded provider, a libfabric provider name ("tcp", "shm", ...) for that one
@@ -13,29 +15,58 @@ export interface OpenProviderOptions extends LibfabricProviderOptions {
   provider?: string;
 }
 
+/**
+ * Names of libfabric providers. `openProvider({ provider: "tcp" })` with one of these is typed as
+ * a {@link LibfabricProvider} (a name is never replaced by the host provider); any other string
+ * works too and is typed as either provider.
+ */
+export type LibfabricProviderName =
+  | "tcp" | "tcp;ofi_rxm" | "shm" | "udp" | "udp;ofi_rxd" | "sockets" | "net" | "verbs" | "verbs;ofi_rxm"
+  | "efa" | "cxi" | "psm2" | "psm3" | "opx" | "ucx" | "usnic" | "gni";
+
+/** What {@link openProvider} returns: both are disposable (`using provider = openProvider()`). */
+export type OpenedRegionProvider = HostProvider | LibfabricProvider;
+
+/** What {@link openProviderDescribed} returns. */
 export interface OpenedProvider {
-  readonly provider: RegionProvider;
+  /** The provider opened. */
+  readonly provider: OpenedRegionProvider;
   /** One line saying which provider is in use and, for a fall-back, why. */
   readonly description: string;
 }
 
+/** Every key of OpenProviderOptions (the compiler checks the list against the interface). */
+const OPEN_PROVIDER_OPTION_KEYS: KnownKeys<OpenProviderOptions> = { ...LIBFABRIC_OPTION_KEYS };
+
 let warnedFallback = false;
 
 /**
- * Opens a provider; see OpenProviderOptions.provider for the rules. A fall-back to the host
+ * Opens a provider; see {@link OpenProviderOptions.provider} for the rules. A fall-back to the host
  * provider is said once per process as a process warning (`AllocToolsFallback`).
+ *
+ * Lifetime: the caller owns the provider and closes it (`close()` or `using`) after the pools and
+ * endpoints made on it; libfabric providers still open when the process exits are closed then.
+ *
+ * @throws {@link LibraryLoadError} when a libfabric provider is named and libfabric does not load;
+ *   {@link FabricError} when the named provider is not available (the message lists those that are);
+ *   {@link AllocToolsTypeError} for an unknown option key or a value of the wrong type.
  */
-export function openProvider(options: OpenProviderOptions = {}): RegionProvider {
+export function openProvider(options: OpenProviderOptions & { provider: "host" }): HostProvider;
+export function openProvider(options: OpenProviderOptions & { provider: LibfabricProviderName }): LibfabricProvider;
+export function openProvider(options?: OpenProviderOptions): OpenedRegionProvider;
+export function openProvider(options: OpenProviderOptions = {}): OpenedRegionProvider {
   const opened = openProviderDescribed(options);
-  if (opened.provider.kind === "host" && (opened.provider as HostProvider).reason !== undefined && !warnedFallback) {
+  if (opened.provider instanceof HostProvider && opened.provider.reason !== undefined && !warnedFallback) {
     warnedFallback = true;
     process.emitWarning(`alloctools: using the ${opened.description}`, "AllocToolsFallback");
   }
   return opened.provider;
 }
 
-/** openProvider, with a one-line description of what was chosen. */
+/** {@link openProvider}, with a one-line description of what was chosen. Same rules, same errors, no warning. */
 export function openProviderDescribed(options: OpenProviderOptions = {}): OpenedProvider {
+  if (typeof options !== "object" || options === null) throw new AllocToolsTypeError("openProvider options must be an object");
+  checkKnownKeys(options, OPEN_PROVIDER_OPTION_KEYS, "openProvider options");
   const name = options.provider ?? envProvider();
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
   if (name !== undefined) {
@@ -45,7 +76,8 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   }
   const status = libfabricStatus();
   if (!status.available) {
-    const reason = `libfabric not available: ${status.reason}`;
+    // status.reason already starts "libfabric is not available (...)".
+    const reason = status.reason;
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
   try {
@@ -58,8 +90,8 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
 }
 
 function envProvider(): string | undefined {
-  const v = process.env.ALLOCTOOLS_PROVIDER;
+  const v = process.env["ALLOCTOOLS_PROVIDER"];
   if (v === undefined || v === "") return undefined;
-  if (!/^[A-Za-z0-9_;.-]+$/.test(v)) throw new TypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(v)}`);
+  if (!/^[A-Za-z0-9_;.-]+$/.test(v)) throw new AllocToolsTypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(v)}`);
   return v;
 }

@@ -1,6 +1,8 @@
 // What a pool may be configured with: the per-class stack options, the pool options, their
 // defaults and their checks. Everything here runs before anything is pinned.
 import type { HugePages } from "./block.ts";
+import { AllocToolsRangeError, AllocToolsTypeError } from "./errors.ts";
+import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import { DEFAULT_ACCESS } from "./provider.ts";
 import { MAX_SHARED_REGIONS } from "./shared-stack.ts";
 import { SIZE_CLASSES, type SizeClass } from "./stack.ts";
@@ -53,9 +55,19 @@ function defaultMaxRegions(chunkSize: number, initialCount: number, growCount: n
 
 /** Throws TypeError/RangeError for anything but a positive safe integer. */
 export function checkSize(bytes: unknown): asserts bytes is number {
-  if (typeof bytes !== "number") throw new TypeError(`size must be a number, got ${typeof bytes}`);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`size must be a positive integer, got ${bytes}`);
+  if (typeof bytes === "bigint") {
+    throw new AllocToolsTypeError(`size must be a number of bytes, got the bigint ${bytes}n: pass ${bytes <= BigInt(Number.MAX_SAFE_INTEGER) ? `${bytes}` : "a number"} instead`);
+  }
+  if (typeof bytes !== "number") throw new AllocToolsTypeError(`size must be a number, got ${typeof bytes}`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new AllocToolsRangeError(`size must be a positive integer, got ${bytes}`);
 }
+
+/** Every key of MemoryPoolOptions (the compiler checks the list against the interface). */
+const POOL_OPTION_KEYS: KnownKeys<MemoryPoolOptions> = {
+  small: true, medium: true, large: true, huge: true, maxPinnedBytes: true, access: true, hugePages: true, debug: true,
+};
+/** Every key of MemoryPoolStackOptions. */
+const STACK_OPTION_KEYS: KnownKeys<MemoryPoolStackOptions> = { chunkSize: true, initialCount: true, growCount: true, maxRegions: true };
 
 export interface CheckedOptions {
   /** One entry per size class, in SIZE_CLASSES order. */
@@ -68,11 +80,13 @@ export interface CheckedOptions {
 
 export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
   if (o === null || typeof o !== "object") throw new TypeError("MemoryPool options must be an object");
+  checkKnownKeys(o, POOL_OPTION_KEYS, "MemoryPool options");
   const stacks: Required<MemoryPoolStackOptions>[] = [];
   let previous = 0;
   for (const name of SIZE_CLASSES) {
     const given = o[name] ?? {};
     if (typeof given !== "object" || given === null) throw new TypeError(`options.${name} must be an object`);
+    checkKnownKeys(given, STACK_OPTION_KEYS, `MemoryPool options.${name}`);
     const d = DEFAULT_STACKS[name];
     const chunkSize = given.chunkSize ?? d.chunkSize;
     const initialCount = given.initialCount ?? d.initialCount;

@@ -7,6 +7,7 @@ import { AllocToolsError } from "./errors.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions } from "./pool-options.ts";
 import { PoolCore, type LeakReport, type PoolResources, type PoolStats } from "./pool-core.ts";
 import type { RegionProvider } from "./provider.ts";
+import { bytes, inspectCustom, oneLine } from "./inspect.ts";
 import { busyError } from "./local-memory.ts";
 import { WeakChild } from "./provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "./region.ts";
@@ -96,7 +97,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
-    if ((bytes | 0) !== bytes || bytes <= 0 || this.closedHere || bytes > this.largestChunk) return this.getSlow(bytes);
+    if (typeof bytes !== "number" || (bytes | 0) !== bytes || bytes <= 0 || this.closedHere || bytes > this.largestChunk) return this.getSlow(bytes);
     const sizes = this.chunkSizes;
     let k = 0;
     while (bytes > sizes[k]!) k++;
@@ -130,6 +131,16 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (this.shared !== null) return this.shared.registerUserRegion(view, memory);
     const region = this.core.userRegion(view, this.core.registerUser(view), memory);
     return region;
+  }
+
+  /** One line for console.log: provider, regions in use, bytes pinned, size classes. */
+  [inspectCustom](): string {
+    if (this.closed) return oneLine("MemoryPool", { closed: true });
+    const stats = this.stats();
+    return oneLine("MemoryPool", {
+      provider: stats.provider, regionsInUse: stats.regionsInUse, pinned: bytes(stats.pinnedBytes),
+      classes: Object.values(stats.stacks).map((stack) => bytes(stack.chunkSize)).join("/"), shared: this.shared !== null,
+    });
   }
 
   /** Statistics, exact at the moment of the call (shared pools: while no Worker gets or releases). */

@@ -2,6 +2,7 @@
 // Pools create every region once (with its view and keys) and hand the same object out again
 // and again, so a get allocates nothing.
 import { AllocToolsError } from "./errors.ts";
+import { hex, inspectCustom, oneLine } from "./inspect.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import type { Registration } from "./provider.ts";
@@ -79,10 +80,20 @@ export abstract class MemoryRegion {
   abstract messageLength: number;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
+  /** Gives the region back to its pool: `using region = pool.getRegion(n)` releases it at scope end. */
+  abstract [Symbol.dispose](): void;
 
   /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
   remote(): RemoteRegion {
     return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size);
+  }
+
+  /** One line for console.log: address, size, message length, remote key, flags. */
+  [inspectCustom](): string {
+    return oneLine("MemoryRegion", {
+      address: hex(this.address), size: this.size, messageLength: this.messageLength,
+      remoteKey: `${this.remoteKey}n`, flags: this.flags.toString(),
+    });
   }
 
   /** Over the caller's memory (registerUserRegion). */

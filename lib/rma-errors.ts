@@ -2,14 +2,18 @@
 // handles these; the subclasses say what the operation was and why it ended.
 import { FabricError } from "../ffi/errors.ts";
 
+/** The kind of a one-sided operation. */
 export type RmaKind = "read" | "write";
 
 /** What an RMA operation was, for error messages and for code that retries. */
 export interface RmaOperation {
+  /** Read or write. */
   readonly kind: RmaKind;
+  /** Bytes asked for. */
   readonly length: number;
-  /** Remote address and key as posted. */
+  /** The remote address as posted (virtual or offset, per the target's provider). */
   readonly remoteAddress: bigint;
+  /** The remote key as posted. */
   readonly key: bigint;
 }
 
@@ -19,11 +23,23 @@ export interface RmaOperation {
  * provider's own text from fi_cq_strerror.
  */
 export class RmaError extends FabricError {
+  /** `"RmaError"`. */
   override readonly name: string = "RmaError";
+  /** What was posted. */
   readonly operation: RmaOperation;
+  /** The completion entry's `prov_errno`: the provider's own error number. */
   readonly providerErrno: number;
+  /** The provider's text for it (`fi_cq_strerror`). */
   readonly providerMessage: string;
 
+  /**
+   * Made by Endpoint from an error completion.
+   * @param operation What was posted.
+   * @param errno The entry's `err` (positive).
+   * @param description `fi_strerror(errno)`.
+   * @param providerErrno The entry's `prov_errno`.
+   * @param providerMessage `fi_cq_strerror` of it.
+   */
   constructor(operation: RmaOperation, errno: number, description: string, providerErrno: number, providerMessage: string) {
     super(`fi_${operation.kind}`, errno, description,
       `${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}; provider: ${providerMessage} (prov_errno ${providerErrno})`);
@@ -40,10 +56,18 @@ export class RmaError extends FabricError {
  * memory for another transfer until the endpoint is closed.
  */
 export class RmaTimeoutError extends FabricError {
+  /** `"RmaTimeoutError"`. */
   override readonly name: string = "RmaTimeoutError";
+  /** What was posted. */
   readonly operation: RmaOperation;
+  /** The timeout that passed, in milliseconds. */
   readonly timeoutMs: number;
 
+  /**
+   * Made by Endpoint when an operation's timeout passes.
+   * @param operation What was posted.
+   * @param timeoutMs The timeout that passed.
+   */
   constructor(operation: RmaOperation, timeoutMs: number) {
     super(`fi_${operation.kind}`, 110, "Operation timed out",
       `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}`);

@@ -78,7 +78,7 @@ describe("openProvider", () => {
     `, { ALLOCTOOLS_LIBFABRIC_PATH: "/nonexistent/libfabric.so.1", ALLOCTOOLS_PROVIDER: "" });
     const out = JSON.parse(r.stdout);
     expect(out.name).toBe("host");
-    expect(out.description).toContain("libfabric not available");
+    expect(out.description).toContain("libfabric is not available");
     expect(out.reason).toContain("apt-get install libfabric1");
   });
 
@@ -93,7 +93,7 @@ describe("openProvider", () => {
     `, { ALLOCTOOLS_LIBFABRIC_PATH: "/nonexistent/libfabric.so.1", ALLOCTOOLS_PROVIDER: "" });
     const out = JSON.parse(r.stdout);
     expect(out.kind).toBe("host");
-    expect(out.warnings.join("\n")).toContain("AllocToolsFallback: alloctools: using the host provider (libfabric not available");
+    expect(out.warnings.join("\n")).toContain("AllocToolsFallback: alloctools: using the host provider (libfabric is not available (");
   });
 
   test("a provider asked for by name never falls back", () => {

@@ -1,0 +1,59 @@
+// Options objects are checked key by key: an unknown key (a typo such as `maxPinedBytes`) would
+// otherwise be ignored and its default used without a word.
+import { AllocToolsTypeError } from "./errors.ts";
+
+/**
+ * The keys an options type accepts, as an object so that the compiler checks the list against the
+ * type: `const KEYS: KnownKeys<MemoryPoolOptions> = { small: true, ... }` fails to compile when a
+ * key is missing or extra.
+ */
+export type KnownKeys<Options> = { readonly [Key in keyof Required<Options>]: true };
+
+/**
+ * Throws an {@link AllocToolsTypeError} (`UNKNOWN_OPTION`) naming the first key of `options` that
+ * `known` does not list, the closest known key when one is near, and every known key.
+ * Not for hot paths: it runs once per constructor or open.
+ *
+ * @param options The options object as given (already checked to be an object).
+ * @param known The accepted keys.
+ * @param what How the message names the options, e.g. `"MemoryPool options"`.
+ */
+export function checkKnownKeys(options: object, known: Readonly<Record<string, true>>, what: string): void {
+  for (const key of Object.keys(options)) {
+    if (Object.hasOwn(known, key)) continue;
+    const names = Object.keys(known);
+    const closest = nearest(key, names);
+    throw new AllocToolsTypeError(
+      `${what}: unknown option ${JSON.stringify(key)}${closest === undefined ? "" : ` (did you mean ${JSON.stringify(closest)}?)`}; ` +
+        `known options: ${names.join(", ")}`,
+      { code: "UNKNOWN_OPTION" });
+  }
+}
+
+/** The known name nearest `key` (case ignored) within edit distance 2 and under half its length, if any. */
+function nearest(key: string, names: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const name of names) {
+    const distance = editDistance(key.toLowerCase(), name.toLowerCase());
+    if (distance < bestDistance && distance * 2 < key.length) {
+      best = name;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, one row at a time. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
