@@ -1,12 +1,15 @@
 // alloctools: registered (pinned, keyed) memory for RDMA/DMA, on Bun.
 export { AllocToolsError, SystemError, FabricError, LibraryLoadError, type AllocToolsErrorCode } from "./errors.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
-export { Access, DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
+export { Access, DEFAULT_ACCESS, type RegionProvider, type Registration, type ProvidedBlock } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";
 export { HostProvider, type HostProviderOptions } from "./host-provider.ts";
 export {
   LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
+export { UcxProvider, type UcxProviderOptions, type UcxInfo } from "./ucx-provider.ts";
+export { UcxEndpoint, type UcxEndpointOptions, type UcxPeer } from "./ucx-endpoint.ts";
+export { UcxError, ucxStatus } from "../ffi/ucx.ts";
 export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
 export { MemoryRegion, MemoryRegionImpl, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
 export { MemoryRegionPointer } from "./pointer.ts";

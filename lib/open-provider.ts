@@ -3,6 +3,7 @@ import { libfabricStatus } from "../ffi/libfabric.ts";
 import { HostProvider } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
 import type { RegionProvider } from "./provider.ts";
+import { UcxProvider, type UcxProviderOptions } from "./ucx-provider.ts";
 
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
@@ -11,6 +12,8 @@ export interface OpenProviderOptions extends LibfabricProviderOptions {
    * Default: $ALLOCTOOLS_PROVIDER, else undefined.
    */
   provider?: string;
+  /** Options of the UCX provider, used when `provider` is "ucx" (e.g. `{ transports: "tcp" }`). */
+  ucx?: UcxProviderOptions;
 }
 
 export interface OpenedProvider {
@@ -38,6 +41,10 @@ export function openProvider(options: OpenProviderOptions = {}): RegionProvider 
 export function openProviderDescribed(options: OpenProviderOptions = {}): OpenedProvider {
   const name = options.provider ?? envProvider();
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
+  if (name === "ucx") {
+    const p = UcxProvider.open(options.ucx);
+    return { provider: p, description: `UCX ${p.info.version} provider ${p.name}${p.info.allocateBlocks ? " (UCX-allocated blocks)" : ""}` };
+  }
   if (name !== undefined) {
     // Asked for by name: never fall back.
     const p = LibfabricProvider.open({ ...options, provider: name });

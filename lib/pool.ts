@@ -6,6 +6,7 @@
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
+import { ProvidedMemoryBlock } from "./provided-block.ts";
 import { AllocToolsError } from "./errors.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 import { MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionOwner } from "./region.ts";
@@ -867,8 +868,10 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.reservePinned(bytes, what);
     let block: MemoryBlock | undefined;
     try {
-      block = this.allocator.allocate(bytes);
-      const reg = this.traits.register(block.address, block.size);
+      // A provider may supply the block itself, allocated and registered (UCX on shared memory).
+      const provided = this.traits.provider.closed ? undefined : this.traits.provider.allocateBlock?.(bytes);
+      block = provided ? new ProvidedMemoryBlock(provided) : this.allocator.allocate(bytes);
+      const reg = provided ? provided.registration : this.traits.register(block.address, block.size);
       this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
       this.registrationCount++;
       return { block, reg };
