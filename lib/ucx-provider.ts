@@ -69,7 +69,8 @@ export class UcxProvider implements RegionProvider {
   readonly context: number;
   /** @internal The loaded library. */
   readonly ucx: Ucx;
-  private readonly live = new Map<number, UcxRegistration>();
+  /** Live registrations by object: UCX's registration cache may give two of them one memh. */
+  private readonly live = new Set<UcxRegistration>();
   /** Blocks handed out by allocateBlock and not released yet: the context outlives them. */
   private providedBlocks = 0;
   private readonly children = new Set<{ close(): void }>();
@@ -140,9 +141,9 @@ export class UcxProvider implements RegionProvider {
    * nothing: the block's release() unmaps, and with it frees, the memory.
    */
   deregister(registration: Registration): void {
-    const reg = this.live.get(registration.handle);
-    if (reg === undefined || reg.allocated) return;
-    this.live.delete(registration.handle);
+    const reg = registration as UcxRegistration;
+    if (!this.live.has(reg) || reg.allocated) return;
+    this.live.delete(reg);
     this.ucx.memUnmap(this.context, reg.handle);
   }
 
@@ -204,9 +205,9 @@ export class UcxProvider implements RegionProvider {
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     for (const child of [...this.children]) attempt(() => child.close());
     this.children.clear();
-    for (const reg of [...this.live.values()]) {
+    for (const reg of [...this.live]) {
       if (reg.allocated) continue;
-      this.live.delete(reg.handle);
+      this.live.delete(reg);
       attempt(() => this.ucx.memUnmap(this.context, reg.handle));
     }
     this.cleanupWhenUnused();
@@ -227,12 +228,12 @@ export class UcxProvider implements RegionProvider {
       throw e;
     }
     const reg: UcxRegistration = { address, length, handle: memh, localKey: BigInt(memh), remoteKey: 0n, remoteKeyBytes, allocated };
-    this.live.set(memh, reg);
+    this.live.add(reg);
     return reg;
   }
 
   private releaseBlock(reg: UcxRegistration): void {
-    this.live.delete(reg.handle);
+    this.live.delete(reg);
     this.providedBlocks--;
     try {
       libc.munlock(reg.address, reg.length);
