@@ -136,7 +136,10 @@ export class RemoteRegion {
    */
   static fromBytes(bytes: Uint8Array): RemoteRegion {
     if (!(bytes instanceof Uint8Array)) throw new RemoteRegionFormatError("RemoteRegion.fromBytes takes a Uint8Array");
-    if (bytes.length >= 5 && MAGIC.every((b, i) => bytes[i] === b) && bytes[4] === VERSION_KEY_BLOB) return fromBytesWithBlob(bytes);
+    if (bytes.length >= 5 && MAGIC.every((b, i) => bytes[i] === b)) {
+      if (bytes[4] === VERSION_KEY_BLOB) return fromBytesWithBlob(bytes);
+      if (bytes[4] !== VERSION) checkHeader(bytes); // names the unsupported version
+    }
     if (bytes.length !== RemoteRegion.BYTES) {
       throw new RemoteRegionFormatError(`a RemoteRegion is ${RemoteRegion.BYTES} bytes, got ${bytes.length}${bytes.length < RemoteRegion.BYTES ? " (truncated?)" : ""}`);
     }
