@@ -310,6 +310,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     const deadline = performance.now() + this.closeTimeoutMs;
     while (this.orphans.length > 0 && performance.now() < deadline) {
       this.raw.ucp_worker_progress(this.worker as Pointer);
+      progressOthers(this);
       this.checkOrphans();
     }
     const closing: number[] = [];
@@ -332,8 +333,13 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
         }
       }
     }
-    // What UCX still holds goes with the worker; from here on it touches no local region.
-    for (const o of this.orphans) if (o.region !== null) o.region.inFlight--;
+    // Requests that did not end in time are handed back (ucp_request_free of a request in progress
+    // releases it on completion) and go with the worker: from here on UCX touches no local region.
+    for (const request of closing) this.raw.ucp_request_free(request as Pointer);
+    for (const o of this.orphans) {
+      this.raw.ucp_request_free(o.request as Pointer);
+      if (o.region !== null) o.region.inFlight--;
+    }
     this.orphans.length = 0;
     this.ucx.workerDestroy(this.worker);
   }
