@@ -3,7 +3,7 @@
 // odd offsets checked byte for byte, and every refusal as a typed error before anything is posted.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
-  AllocToolsError, HostProvider, MemoryPool, RemoteRegion, UcxEndpoint, UcxError, UcxProvider, type MemoryRegion,
+  AllocToolsError, HostProvider, MemoryPool, MemoryRegionImpl, RemoteRegion, UcxEndpoint, UcxError, UcxProvider,
 } from "../../lib/index.ts";
 import { describeUcx } from "../helpers.ts";
 import { fillPattern, firstMismatch, firstNot, LOCAL_OFFSET, REMOTE_OFFSET, RMA_POOL, SENTINEL, SIZES } from "../rma/pattern.ts";
@@ -21,8 +21,8 @@ for (const c of CASES) {
     let a: UcxEndpoint;
     let b: UcxEndpoint;
     let peer: number;
-    let source: MemoryRegion;
-    let target: MemoryRegion;
+    let source: MemoryRegionImpl;
+    let target: MemoryRegionImpl;
 
     beforeAll(() => {
       provider = UcxProvider.open({ transports: c.transports, ...("allocateBlocks" in c ? { allocateBlocks: c.allocateBlocks } : {}) });
@@ -31,8 +31,8 @@ for (const c of CASES) {
       b = new UcxEndpoint(provider, { timeoutMs: 5000 });
       peer = a.insert(b.name);
       b.insert(a.name);
-      source = pool.getRegion(RMA_POOL.huge.chunkSize);
-      target = pool.getRegion(RMA_POOL.huge.chunkSize);
+      source = pool.getRegion(RMA_POOL.huge.chunkSize) as MemoryRegionImpl;
+      target = pool.getRegion(RMA_POOL.huge.chunkSize) as MemoryRegionImpl;
     });
     afterAll(() => {
       a.close();

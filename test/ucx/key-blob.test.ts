@@ -52,7 +52,7 @@ test("fromBytes copies the blob; sub-regions share it (endpoints cache unpacked 
   const r = new RemoteRegion(1000n, 0n, 100, keyBlob);
   const bytes = r.toBytes();
   const back = RemoteRegion.fromBytes(bytes);
-  bytes[40] ^= 0xff;
+  bytes[40] = bytes[40]! ^ 0xff;
   expect(back.equals(r)).toBe(true);
   const sub = back.subregion(10, 20);
   expect(sub.keyBlob).toBe(back.keyBlob);

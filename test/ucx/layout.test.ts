@@ -47,7 +47,7 @@ test.skipIf(reason !== "" && !REQUIRE_UCX)("struct offsets and constants in ffi/
   for (const [name, [expression, value]] of Object.entries(CONSTANTS)) {
     lines.push(`  printf("${name} %ld\\n", (long)(${expression}));`);
     expected.push(`${name} ${value}`);
-    if (name in UCX) expect({ name, value: UCX[name as keyof typeof UCX] }).toEqual({ name, value });
+    if (name in UCX) expect({ name, value: UCX[name as keyof typeof UCX] as number }).toEqual({ name, value });
   }
   const src = `#include <stddef.h>\n#include <stdio.h>\n#include <ucp/api/ucp.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), "alloctools-ucx-layout-"));
