@@ -7,7 +7,8 @@ import { UcxProvider, type UcxProviderOptions } from "./ucx-provider.ts";
 
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
-   * "host" for the embedded provider, a libfabric provider name ("tcp", "shm", ...) for that one
+   * "host" for the embedded provider, "ucx" for UcxProvider (options in `ucx`; never a fall-back),
+   * a libfabric provider name ("tcp", "shm", ...) for that one
    * and nothing else, or undefined for libfabric's first choice with a fall-back to the host.
    * Default: $ALLOCTOOLS_PROVIDER, else undefined.
    */
