@@ -8,7 +8,7 @@ export {
   LibfabricProvider, SUPPORTED_MR_MODE, type LibfabricProviderOptions, type LibfabricInfo, type EndpointType, type Threading,
 } from "./libfabric-provider.ts";
 export { UcxProvider, type UcxProviderOptions, type UcxInfo } from "./ucx-provider.ts";
-export { UcxEndpoint, type UcxEndpointOptions, type UcxPeer } from "./ucx-endpoint.ts";
+export { UcxEndpoint, type UcxEndpointOptions, type UcxEndpointStats, type UcxPeer } from "./ucx-endpoint.ts";
 export { UcxError, ucxStatus } from "../ffi/ucx.ts";
 export { openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider } from "./open-provider.ts";
 export { MemoryRegion, MemoryRegionImpl, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";

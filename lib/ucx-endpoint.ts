@@ -27,6 +27,12 @@ import type { UcxProvider } from "./ucx-provider.ts";
 /** A peer of a UcxEndpoint: the index `insert()` returned. */
 export type UcxPeer = number;
 
+/** RmaEndpointStats, and what UCX adds. */
+export interface UcxEndpointStats extends RmaEndpointStats {
+  /** `ucp_ep_rkey_unpack` calls: one per peer and distinct key blob (the rest hit the cache). */
+  readonly rkeysUnpacked: number;
+}
+
 /** Options of `new UcxEndpoint(provider, options)`. */
 export interface UcxEndpointOptions {
   /** Milliseconds an operation may take before it fails with RmaTimeoutError; default 10 000. */
@@ -129,7 +135,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   /** Operations with transport work outstanding. */
   private readonly active: Operation[] = [];
   private readonly orphans: Orphan[] = [];
-  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0 };
+  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0, rkeysUnpacked: 0 };
   private readonly local = new LocalRange();
   /** ucp_request_param_t for put/get: op_attr_mask MEMH, memh written per operation. */
   private readonly rmaParam = new Uint32Array(ucxLayout.ucp_request_param_t.size / 4);
@@ -186,7 +192,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   }
 
   /** Counters since the endpoint opened (UCX queues internally: `retried` stays 0). */
-  stats(): RmaEndpointStats {
+  stats(): UcxEndpointStats {
     return { ...this.counts };
   }
 
@@ -451,6 +457,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
         const problem = rkeyBlobProblem(blob);
         if (problem !== "") throw new UcxError("ucp_ep_rkey_unpack", UCX.ERR_INVALID_PARAM, "Invalid parameter", `refused before unpacking: ${problem}`);
         rkey = this.ucx.rkeyUnpack(peer.ep, blob);
+        this.counts.rkeysUnpacked++;
         peer.byContent.set(content, rkey);
       }
       if (peer.byBlob.size >= MAX_BLOB_IDENTITIES) peer.byBlob.clear();

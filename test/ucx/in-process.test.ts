@@ -139,13 +139,13 @@ for (const c of CASES) {
       const host = new HostProvider();
       const foreignPool = new MemoryPool(host, { small: { chunkSize: 256, initialCount: 1 } });
       const foreign = foreignPool.getRegion(64);
-      expect(() => a.writeSync(foreign, 64, peer, remote)).toThrow(AllocToolsError);
+      expect(() => a.writeSync(foreign, 64, peer, remote)).toThrow(/registered with another provider/);
       foreignPool.releaseRegion(foreign);
       foreignPool.close();
       host.close();
       const released = pool.getRegion(100);
       pool.releaseRegion(released);
-      expect(() => a.writeSync(released, 64, peer, remote)).toThrow(AllocToolsError);
+      expect(() => a.writeSync(released, 64, peer, remote)).toThrow(/not in use/);
       expect(a.stats().posted).toBe(posted);
       expect(source.inFlight).toBe(0);
     });
@@ -169,6 +169,36 @@ for (const c of CASES) {
       expect(() => e.insert(b.name)).toThrow(AllocToolsError);
       expect(e.pendingCount).toBe(0);
     });
+
+    test("rkeys are unpacked once per peer and key blob: region copies, parsed copies and sub-regions hit the cache", () => {
+      const e = new UcxEndpoint(provider);
+      try {
+        const p = e.insert(b.name);
+        const bytes = target.remote().toBytes();
+        for (let i = 0; i < 50; i++) {
+          e.writeSync(source, 64, p, RemoteRegion.fromBytes(bytes).subregion(i));
+          e.writeSync(source, 64, p, target.remote());
+        }
+        // Blocks of one provider may share an rkey's bytes (own memory: always): at most one unpack per distinct blob.
+        const distinct = new Set([Buffer.from(target.remoteKeyBytes!).toString("hex")]).size;
+        expect(e.stats().rkeysUnpacked).toBe(distinct);
+        expect(e.stats().completed).toBe(100);
+      } finally {
+        e.close();
+      }
+    });
+
+    if (c.transports === "tcp") {
+      test("a posted write pins its local region (inFlight) until it completes; the target progresses only when polled", () => {
+        const id = a.postWrite(source, 4096, peer, target.remote());
+        expect(source.inFlight).toBe(1);
+        expect(a.pendingCount).toBe(1);
+        const deadline = performance.now() + 5000;
+        while (!a.completed(id) && performance.now() < deadline) a.poll();
+        expect(source.inFlight).toBe(0);
+        expect(a.pendingCount).toBe(0);
+      });
+    }
 
     test("stats count what happened; insert refuses a non-address", () => {
       const s = a.stats();
