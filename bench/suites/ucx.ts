@@ -10,6 +10,7 @@ import { bench, group, summary } from "mitata";
 import { ucxStatus } from "../../ffi/ucx.ts";
 import { MemoryPool, RemoteRegion, UcxEndpoint, UcxProvider, type MemoryPoolOptions, type MemoryRegion } from "../../lib/index.ts";
 import type { BenchContext, Suite } from "../context.ts";
+import { cellsPerOp } from "../jit.ts";
 import { names as poolNames } from "./pool.ts";
 
 const SUITE = "ucx";
@@ -255,10 +256,43 @@ const suite: Suite = {
         note: `target ≤ ${c.latencyTarget}×: ${latencyRatio <= c.latencyTarget ? "met" : "NOT met"}${against}${c.transports === "tcp" ? "; writeSync waits for a flush (a round trip), put_lat is half of one" : ""}` });
       ctx.record({ suite: SUITE, name: `${c.label}: bandwidth / ucp_put_bw`, value: bandwidthRatio, unit: "×", note: `target ≥ 0.9×: ${bandwidthRatio >= 0.9 ? "met" : "NOT met"}${against}` });
     }
+    measureAllocation(ctx);
     const providers = registerPoolBenches(ctx);
     return () => { for (const p of providers) p.close(); };
   },
 };
+
+/** Heap cells the three forms allocate per operation (the standard: none on the success path). */
+function measureAllocation(ctx: BenchContext): void {
+  const provider = UcxProvider.open({ transports: "posix,cma" });
+  const pool = new MemoryPool(provider, ONE_MIB_POOL);
+  const a = new UcxEndpoint(provider);
+  const b = new UcxEndpoint(provider);
+  const source = pool.getRegion(SMALL);
+  const target = pool.getRegion(SMALL);
+  try {
+    const peer = a.insert(b.name);
+    const remote = target.remote();
+    const forms = {
+      writeSync: () => a.writeSync(source, SMALL, peer, remote),
+      readSync: () => a.readSync(source, SMALL, peer, remote),
+      "postWrite+poll+completed": () => { const id = a.postWrite(source, SMALL, peer, remote); while (!a.completed(id)) a.poll(); },
+    };
+    for (const [form, op] of Object.entries(forms)) {
+      for (let i = 0; i < 20_000; i++) op(); // optimized before counting
+      const cells = cellsPerOp(op);
+      const types = Object.entries(cells.types).map(([t, n]) => `${t} ${n}`).join(", ");
+      ctx.record({ suite: SUITE, name: `heap cells per ${form} ${SMALL} B (shm, one process)`, value: cells.perOp, unit: "cells", note: types || "nothing allocated" });
+    }
+  } finally {
+    a.close();
+    b.close();
+    pool.releaseRegion(source);
+    pool.releaseRegion(target);
+    pool.close();
+    provider.close();
+  }
+}
 
 /** Pool get+release through a UCX provider: the same pool code as over libfabric (pool suite). */
 function registerPoolBenches(ctx: BenchContext): UcxProvider[] {
