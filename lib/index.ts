@@ -9,7 +9,7 @@ export {
 } from "./errors.ts";
 export { checkKnownKeys } from "./options.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
-export { Access, DEFAULT_ACCESS, type ProviderHandle, type RegionProvider, type Registration } from "./provider.ts";
+export { Access, DEFAULT_ACCESS, type ProviderHandle, type ProvidedBlock, type RegionProvider, type Registration } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";
 export { HostProvider, type HostProviderHandle, type HostProviderOptions } from "./host-provider.ts";
 export {
@@ -19,6 +19,9 @@ export {
   openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider, type OpenedRegionProvider, type LibfabricProviderName,
 } from "./open-provider.ts";
 export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
+export { UcxProvider, type UcxProviderOptions, type UcxInfo } from "./ucx-provider.ts";
+export { UcxEndpoint, type UcxEndpointOptions, type UcxEndpointStats, type UcxPeer } from "./ucx-endpoint.ts";
+export { UcxError, ucxStatus } from "../ffi/ucx.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";

@@ -4,15 +4,19 @@ import { AllocToolsTypeError } from "./errors.ts";
 import { HostProvider } from "./host-provider.ts";
 import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
+import { UcxProvider, type UcxProviderOptions } from "./ucx-provider.ts";
 
 /** Options of {@link openProvider}: a provider name, and for libfabric the {@link LibfabricProviderOptions}. */
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
-   * "host" for the embedded provider, a libfabric provider name ("tcp", "shm", ...) for that one
+   * "host" for the embedded provider, "ucx" for UcxProvider (options in `ucx`; never a fall-back),
+   * a libfabric provider name ("tcp", "shm", ...) for that one
    * and nothing else, or undefined for libfabric's first choice with a fall-back to the host.
    * Default: $ALLOCTOOLS_PROVIDER, else undefined.
    */
   provider?: string;
+  /** Options of the UCX provider, used when `provider` is "ucx" (e.g. `{ transports: "tcp" }`). */
+  ucx?: UcxProviderOptions;
 }
 
 /**
@@ -22,10 +26,10 @@ export interface OpenProviderOptions extends LibfabricProviderOptions {
  */
 export type LibfabricProviderName =
   | "tcp" | "tcp;ofi_rxm" | "shm" | "udp" | "udp;ofi_rxd" | "sockets" | "net" | "verbs" | "verbs;ofi_rxm"
-  | "efa" | "cxi" | "psm2" | "psm3" | "opx" | "ucx" | "usnic" | "gni";
+  | "efa" | "cxi" | "psm2" | "psm3" | "opx" | "usnic" | "gni";
 
 /** What {@link openProvider} returns: both are disposable (`using provider = openProvider()`). */
-export type OpenedRegionProvider = HostProvider | LibfabricProvider;
+export type OpenedRegionProvider = HostProvider | LibfabricProvider | UcxProvider;
 
 /** What {@link openProviderDescribed} returns. */
 export interface OpenedProvider {
@@ -36,7 +40,7 @@ export interface OpenedProvider {
 }
 
 /** Every key of OpenProviderOptions (the compiler checks the list against the interface). */
-const OPEN_PROVIDER_OPTION_KEYS: KnownKeys<OpenProviderOptions> = { ...LIBFABRIC_OPTION_KEYS };
+const OPEN_PROVIDER_OPTION_KEYS: KnownKeys<OpenProviderOptions> = { ...LIBFABRIC_OPTION_KEYS, ucx: true };
 
 let warnedFallback = false;
 
@@ -53,6 +57,7 @@ let warnedFallback = false;
  */
 export function openProvider(options: OpenProviderOptions & { provider: "host" }): HostProvider;
 export function openProvider(options: OpenProviderOptions & { provider: LibfabricProviderName }): LibfabricProvider;
+export function openProvider(options: OpenProviderOptions & { provider: "ucx" }): UcxProvider;
 export function openProvider(options?: OpenProviderOptions): OpenedRegionProvider;
 export function openProvider(options: OpenProviderOptions = {}): OpenedRegionProvider {
   const opened = openProviderDescribed(options);
@@ -69,9 +74,13 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   checkKnownKeys(options, OPEN_PROVIDER_OPTION_KEYS, "openProvider options");
   const name = options.provider ?? envProvider();
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
+  if (name === "ucx") {
+    const p = UcxProvider.open(options.ucx);
+    return { provider: p, description: `UCX ${p.info.version} provider ${p.name}${p.info.allocateBlocks ? " (UCX-allocated blocks)" : ""}` };
+  }
   if (name !== undefined) {
     // Asked for by name: never fall back.
-    const p = LibfabricProvider.open({ ...options, provider: name });
+    const p = LibfabricProvider.open({ ...libfabricOptions(options), provider: name });
     return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
   }
   const status = libfabricStatus();
@@ -81,12 +90,19 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
   try {
-    const p = LibfabricProvider.open(options);
+    const p = LibfabricProvider.open(libfabricOptions(options));
     return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
   } catch (e) {
     const reason = `no usable libfabric provider: ${(e as Error).message}`;
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
+}
+
+/** The options LibfabricProvider.open takes: everything but the other providers' own. */
+function libfabricOptions(options: OpenProviderOptions): LibfabricProviderOptions {
+  const copy: OpenProviderOptions = { ...options };
+  delete copy.ucx;
+  return copy;
 }
 
 function envProvider(): string | undefined {

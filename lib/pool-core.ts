@@ -4,6 +4,7 @@
 import { ptr } from "bun:ffi";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
 import { AllocToolsError } from "./errors.ts";
+import { ProvidedMemoryBlock } from "./provided-block.ts";
 import type { CheckedOptions } from "./pool-options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 import { MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "./region.ts";
@@ -183,8 +184,10 @@ export class PoolCore {
     this.reservePinned(bytes, what);
     let block: MemoryBlock | undefined;
     try {
-      block = this.allocator.allocate(bytes);
-      const registration = this.traits.register(block.address, block.size);
+      // A provider may supply the block itself, allocated and registered (UCX on shared memory).
+      const provided = this.traits.provider.closed ? undefined : this.traits.provider.allocateBlock?.(bytes);
+      block = provided ? new ProvidedMemoryBlock(provided) : this.allocator.allocate(bytes);
+      const registration = provided ? provided.registration : this.traits.register(block.address, block.size);
       this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
       this.books.registrations++;
       return { block, registration };

@@ -25,8 +25,10 @@ export interface Registration {
   readonly handle: number;
   /** The local descriptor (`fi_mr_desc`), exact. */
   readonly localKey: bigint;
-  /** The remote key (`fi_mr_key`), exact. */
+  /** The remote key (`fi_mr_key`), exact; 0n where the key is a blob (`remoteKeyBytes`). */
   readonly remoteKey: bigint;
+  /** The remote key as bytes where it does not fit 64 bits (UCX's packed rkey); absent otherwise. */
+  readonly remoteKeyBytes?: Uint8Array;
 }
 
 /**
@@ -42,17 +44,35 @@ export interface ProviderHandle {
 }
 
 /**
- * What a region provider must supply. Implementations: HostProvider, LibfabricProvider.
+ * A block of memory a provider allocated and registered itself (`allocateBlock`): UCX's
+ * `ucp_mem_map` with ALLOCATE, the memory a same-host peer can map and store to directly.
+ */
+export interface ProvidedBlock {
+  /** Start of the block (page aligned). */
+  readonly address: number;
+  /** Its length in bytes (at least what was asked). */
+  readonly length: number;
+  /** Whether the block is mlock'd. */
+  readonly locked: boolean;
+  /** The registration covering the whole block; `deregister` of it leaves the memory to `release`. */
+  readonly registration: Registration;
+  /** Unregisters and frees the block; idempotent. The memory must not be touched afterwards. */
+  release(): void;
+}
+
+/**
+ * What a region provider must supply. Implementations: HostProvider, LibfabricProvider, UcxProvider, MpiProvider.
  *
  * | member | must | on failure |
  * |---|---|---|
- * | `name`, `kind` | short name ("host", "tcp;ofi_rxm", "shm"); "host" or "libfabric" | |
+ * | `name`, `kind` | short name ("host", "tcp;ofi_rxm", "shm", "ucx"); "host", "libfabric", "ucx" or "mpi" | |
  * | `virtualAddressing` | true: a peer addresses a region by virtual address; false: by offset from the registration's start | |
  * | `closed` | true once `close()` ran (on a view: once the owner closed or the view detached) | |
  * | `register(address, length, access)` | pin (where the provider pins) and register; keys exact 64-bit; the same range twice gives two registrations with distinct keys | typed error (`SystemError`, `FabricError`, `AllocToolsError` `PROVIDER_CLOSED` / `KEYS_EXHAUSTED`), nothing left registered |
  * | `deregister(registration)` | release exactly one registration; a view also releases registrations another view of the same provider made (the shared pool makes sure each is released once) | typed error; a registration already closed with its provider is ignored |
  * | `close()` | idempotent; children (endpoints) first, then live registrations, then the domain. A view closes only its own children (endpoints): its registrations belong to the shared pool, which releases each once, and the domain to the owner | aggregate of what failed, everything attempted |
  * | `share()` (optional) | a `ProviderHandle` for Workers of this process; the view made from it registers in the same domain with keys unique across views | `AllocToolsError` `PROVIDER_CLOSED` when closed, `NOT_SUPPORTED` when the provider cannot be used from several threads |
+ * | `allocateBlock(length)` (optional) | allocate and register a pool block in one step, where memory the provider allocates is faster for peers (UCX on shared memory); undefined lets the pool map and register as usual | typed error, nothing left allocated |
  * | `static attach(handle)` (on the class) | a view in this thread | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
  *
  * A provider without `share()` cannot back a pool shared with Workers: `pool.share()` says so with
@@ -61,12 +81,14 @@ export interface ProviderHandle {
 export interface RegionProvider {
   /** Short name: "host", "tcp;ofi_rxm", "shm", ... */
   readonly name: string;
-  /** "host" or "libfabric". */
-  readonly kind: "host" | "libfabric";
+  /** "host", "libfabric" or "ucx". */
+  readonly kind: "host" | "libfabric" | "ucx";
   readonly virtualAddressing: boolean;
   readonly closed: boolean;
   register(address: number, length: number, access: number): Registration;
   deregister(registration: Registration): void;
+  /** Allocates and registers a block of at least `length` bytes for a pool, or returns undefined (see above). */
+  allocateBlock?(length: number): ProvidedBlock | undefined;
   /** Closes the provider; registrations still live are closed first. Idempotent. */
   close(): void;
   /** A handle a Worker of this process attaches to (see the table above). */

@@ -70,8 +70,10 @@ export abstract class MemoryRegion {
   abstract readonly flags: RegionFlags;
   /** The local descriptor of the registration (`fi_mr_desc`), exact. */
   abstract readonly localKey: bigint;
-  /** The remote key (`fi_mr_key`), exact to 64 bits. */
+  /** The remote key (`fi_mr_key`), exact to 64 bits; 0n where the key is `remoteKeyBytes`. */
   abstract readonly remoteKey: bigint;
+  /** The remote key as bytes (UCX's packed rkey), or null where `remoteKey` is the whole key. Do not modify. */
+  abstract readonly remoteKeyBytes: Uint8Array | null;
   /** What a peer uses as the address of this region's first byte: virtual or offset, per provider. */
   abstract readonly remoteAddress: bigint;
   /** Zero-copy view of exactly `size` bytes. */
@@ -85,7 +87,7 @@ export abstract class MemoryRegion {
 
   /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
   remote(): RemoteRegion {
-    return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size);
+    return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size, this.remoteKeyBytes);
   }
 
   /** One line for console.log: address, size, message length, remote key, flags. */
@@ -159,6 +161,7 @@ export class MemoryRegionImpl extends MemoryRegion {
   readonly flags: RegionFlags;
   readonly localKey: bigint;
   readonly remoteKey: bigint;
+  readonly remoteKeyBytes: Uint8Array | null;
   readonly remoteAddress: bigint;
   readonly view: Uint8Array;
   /** The registration the region lies in. */
@@ -227,6 +230,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.flags = RegionFlags.of(flags);
     this.localKey = registration.localKey;
     this.remoteKey = registration.remoteKey;
+    this.remoteKeyBytes = registration.remoteKeyBytes ?? null;
     this.remoteAddress = remoteAddress;
     this.view = view;
     this.owner = owner;

@@ -3,16 +3,21 @@
 import { describe, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { libfabricStatus } from "../ffi/libfabric.ts";
-import { HostProvider, LibfabricProvider, type RegionProvider } from "../lib/index.ts";
+import { ucxStatus } from "../ffi/ucx.ts";
+import { HostProvider, LibfabricProvider, UcxProvider, type RegionProvider } from "../lib/index.ts";
 
 export const fabric = libfabricStatus();
 /** CI sets ALLOCTOOLS_REQUIRE_LIBFABRIC=1: libfabric tests must run, not skip. */
 export const REQUIRE_LIBFABRIC = parseRequire(process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC);
 
-function parseRequire(v: string | undefined): boolean {
+export const ucx = ucxStatus();
+/** CI sets ALLOCTOOLS_REQUIRE_UCX=1: UCX tests must run, not skip. */
+export const REQUIRE_UCX = parseRequire(process.env.ALLOCTOOLS_REQUIRE_UCX, "ALLOCTOOLS_REQUIRE_UCX");
+
+function parseRequire(v: string | undefined, name = "ALLOCTOOLS_REQUIRE_LIBFABRIC"): boolean {
   if (v === undefined || v === "" || v === "0") return false;
   if (v === "1") return true;
-  throw new Error(`ALLOCTOOLS_REQUIRE_LIBFABRIC must be 1 or 0, got ${JSON.stringify(v)}`);
+  throw new Error(`${name} must be 1 or 0, got ${JSON.stringify(v)}`);
 }
 
 const warned = new Set<string>();
@@ -40,6 +45,29 @@ export function describeFabric(name: string, body: () => void): void {
   }
 }
 
+/**
+ * describe() for tests that need UCX: runs them when libucp loads, skips them with the reason
+ * printed when it does not, and fails instead of skipping under ALLOCTOOLS_REQUIRE_UCX=1.
+ */
+export function describeUcx(name: string, body: () => void): void {
+  if (ucx.available) {
+    describe(name, body);
+  } else if (REQUIRE_UCX) {
+    describe(name, () => {
+      test("UCX is required (ALLOCTOOLS_REQUIRE_UCX=1)", () => {
+        throw new Error(`UCX is required but not available: ${ucx.reason}`);
+      });
+    });
+  } else {
+    if (!warned.has(ucx.reason)) {
+      warned.add(ucx.reason);
+      console.warn(`[alloctools] skipping UCX tests: ${ucx.reason}`);
+    }
+    console.warn(`[alloctools] skipped: ${name}`);
+    describe.skip(name, body);
+  }
+}
+
 /** Kilobytes of locked memory of this process (VmLck in /proc/self/status). */
 export function vmLckKiB(): number {
   const m = /VmLck:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
@@ -47,10 +75,12 @@ export function vmLckKiB(): number {
   return Number(m[1]);
 }
 
-/** The providers core tests run against: the host provider always, libfabric tcp and shm. */
+/** The providers core tests run against: the host provider always, libfabric tcp and shm, UCX tcp and shm. */
 export interface ProviderCase {
   readonly label: string;
   readonly needsFabric: boolean;
+  /** Gated on UCX instead of libfabric. */
+  readonly needsUcx?: boolean;
   open(options?: { firstKey?: bigint }): RegionProvider;
 }
 
@@ -58,13 +88,16 @@ export const PROVIDER_CASES: readonly ProviderCase[] = [
   { label: "host", needsFabric: false, open: (o) => new HostProvider(o) },
   { label: "tcp", needsFabric: true, open: (o) => LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1", ...o }) },
   { label: "shm", needsFabric: true, open: (o) => LibfabricProvider.open({ provider: "shm", ...o }) },
+  { label: "ucx tcp", needsFabric: false, needsUcx: true, open: () => UcxProvider.open({ transports: "tcp" }) },
+  { label: "ucx shm", needsFabric: false, needsUcx: true, open: () => UcxProvider.open({ transports: "posix,cma" }) },
 ];
 
 /** describe() per provider case, gated on libfabric where the case needs it. */
 export function describeEachProvider(name: string, body: (c: ProviderCase) => void): void {
   for (const c of PROVIDER_CASES) {
     const title = `${name} [${c.label}]`;
-    if (c.needsFabric) describeFabric(title, () => body(c));
+    if (c.needsUcx) describeUcx(title, () => body(c));
+    else if (c.needsFabric) describeFabric(title, () => body(c));
     else describe(title, () => body(c));
   }
 }

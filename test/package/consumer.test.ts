@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DONE, fenceLanguages, snippetPrograms } from "./readme-snippets.ts";
-import { fabric, REQUIRE_LIBFABRIC } from "../helpers.ts";
+import { fabric, REQUIRE_LIBFABRIC, REQUIRE_UCX, ucx } from "../helpers.ts";
 
 const root = join(import.meta.dir, "..", "..");
 const tsc = join(root, "node_modules", ".bin", "tsc");
@@ -64,6 +64,8 @@ const readme = readFileSync(join(root, "README.md"), "utf8");
 const snippets = snippetPrograms(readme);
 /** Snippets that open a libfabric provider need libfabric; under ALLOCTOOLS_REQUIRE_LIBFABRIC they must run. */
 const needsFabric = (text: string) => /LibfabricProvider\.open|provider: "(tcp|shm|udp|sockets)"/.test(text);
+/** Snippets that open a UCX provider need UCX; under ALLOCTOOLS_REQUIRE_UCX they must run. */
+const needsUcx = (text: string) => /UcxProvider\.open|provider: "ucx"/.test(text);
 
 describe("the packed package", () => {
   test("holds the declarations, the Node stub, the LICENSE, and the docs and examples the README links", () => {
@@ -152,8 +154,11 @@ describe("a fresh bun init project runs every README snippet unchanged", () => {
   for (const { snippet, why, command, programs } of snippets) {
     const entry = programs.find((p) => p.entry)!;
     const fabricNeeded = programs.some((p) => needsFabric(p.text));
-    const skip = fabricNeeded && !fabric.available && !REQUIRE_LIBFABRIC;
-    if (skip) console.warn(`[alloctools] skipped README snippet at line ${snippet.line}: libfabric is not available`);
+    const ucxNeeded = programs.some((p) => needsUcx(p.text));
+    const missing = fabricNeeded && !fabric.available && !REQUIRE_LIBFABRIC ? "libfabric"
+      : ucxNeeded && !ucx.available && !REQUIRE_UCX ? "UCX" : null;
+    const skip = missing !== null;
+    if (skip) console.warn(`[alloctools] skipped README snippet at line ${snippet.line}: ${missing} is not available`);
     test.skipIf(skip)(`README line ${snippet.line} (${snippet.heading}; ${why})`, () => {
       const result = run(command(process.execPath, entry.file), dir);
       if (result.exitCode !== 0 || !result.stdout.includes(DONE)) {

@@ -111,6 +111,23 @@ provider.close();
 console.log(${JSON.stringify(DONE)});
 `,
   },
+  UCX: {
+    why: "the peer is this process's own UCX endpoint over shared memory",
+    before: `let peerName: Uint8Array = new Uint8Array(0);
+let remoteBytes: Uint8Array = new Uint8Array(0);
+/** The name and region bytes go to "the peer", which is this process. */
+function send(name: Uint8Array, bytes: Uint8Array): void {
+  peerName = name;
+  remoteBytes = bytes;
+}
+`,
+    after: `if (ep.stats().completed !== 1) throw new Error("the write did not complete");
+ep.close();
+pool.close();
+provider.close();
+console.log(${JSON.stringify(DONE)});
+`,
+  },
   Workers: {
     why: "a real Worker on the host provider; `other` is a second pool attached in it",
     before: `import { MemoryPool, openProvider } from "alloctools";

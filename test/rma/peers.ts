@@ -32,9 +32,9 @@ export class AgentProcess {
     })();
   }
 
-  /** Starts an agent; `netns` runs it inside that network namespace (`ip netns exec`). */
-  static async start(args: string[], netns?: string, timeoutMs = 15_000): Promise<AgentProcess> {
-    const cmd = [process.execPath, AGENT, ...args];
+  /** Starts an agent; `netns` runs it inside that network namespace (`ip netns exec`); `script` another agent (UCX's). */
+  static async start(args: string[], netns?: string, timeoutMs = 15_000, script = AGENT): Promise<AgentProcess> {
+    const cmd = [process.execPath, script, ...args];
     const proc = Bun.spawn(netns ? ["ip", "netns", "exec", netns, ...cmd] : cmd, {
       stdin: "pipe", stdout: "pipe", stderr: "pipe", cwd: `${import.meta.dir}/../..`,
     });
