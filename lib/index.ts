@@ -21,6 +21,7 @@ export {
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";
+export { RegistrationCache, type RegistrationCacheOptions, type RegistrationCacheStats } from "./registration-cache.ts";
 export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";

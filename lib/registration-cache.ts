@@ -1,0 +1,731 @@
+// The registration cache: user memory registered once and served again, keyed by the buffer object.
+//
+// An entry belongs to one ArrayBuffer (or SharedArrayBuffer) object and keeps it referenced while
+// it is registered, so the memory under a registration can never be freed and handed to another
+// buffer: a new buffer at a reused address is a different key, hence a miss. That is why no memory
+// hooks are needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
+// What JavaScript can still do to a held buffer is detach it (transfer()) or shrink it (a resizable
+// ArrayBuffer): both are seen at the buffer's next lookup and on every eviction scan, where the
+// entry is invalidated and deregistered.
+//
+// Hot path (a hit): one Map lookup, a bounds check against the entry's registration, one
+// ArrayBuffer length read, and a region object reused from the entry's slots (no allocation).
+// Unused entries sit in an LRU list; acquire unlinks, the last release links at the newest end.
+import { ptr } from "bun:ffi";
+import * as libc from "../ffi/libc.ts";
+import { AllocToolsError } from "./errors.ts";
+import { busyError } from "./local-memory.ts";
+import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
+import { MemoryRegionImpl, RegionFlag, type MemoryRegion, type RegionOwner } from "./region.ts";
+import { MemoryRegionTraits } from "./traits.ts";
+
+/** Options of a RegistrationCache. */
+export interface RegistrationCacheOptions {
+  /**
+   * Most buffers (entries) kept registered at once. Every small Buffer of Bun has an ArrayBuffer of
+   * its own, so each costs an entry: this bound (with LRU eviction) is what keeps many small
+   * Buffers from pinning without limit. Default 1024.
+   */
+  maxEntries?: number;
+  /** Most bytes kept registered at once (retired registrations still held included). Default 256 MiB. */
+  maxBytes?: number;
+  /**
+   * Buffers of at most this many bytes are registered whole at their first acquire, so that every
+   * later view into them is a hit (1,000 views into a 1 MiB buffer: one registration). Larger
+   * buffers register the pages the view touches, and grow as wider views arrive. Default 4 MiB.
+   */
+  wholeBufferBytes?: number;
+  /** Access flags of every registration; default read, write, send, recv, remote read, remote write. */
+  access?: number;
+  /** @internal Where pinned bytes are reserved: a pool's maxPinnedBytes. */
+  budget?: PinnedBudget;
+}
+
+/**
+ * @internal What a pool lends its cache: pinned-byte books under its maxPinnedBytes. `reserve`
+ * throws (AllocToolsError PINNED_LIMIT) when the bytes are not available.
+ */
+export interface PinnedBudget {
+  reserve(bytes: number, what: string): void;
+  release(bytes: number): void;
+}
+
+/** Counters of a RegistrationCache, exact at the moment of the call. */
+export interface RegistrationCacheStats {
+  /** Acquires served by an existing registration. */
+  readonly hits: number;
+  /** Acquires that registered (a new buffer, or a view wider than the registration). */
+  readonly misses: number;
+  /** Unused entries deregistered to make room (maxEntries, maxBytes, the pool's maxPinnedBytes). */
+  readonly evictions: number;
+  /** Entries dropped because their buffer was detached or shrank below the registration. */
+  readonly invalidations: number;
+  /** Buffers cached now. */
+  readonly entries: number;
+  /** Bytes registered now (including older registrations still held by regions). */
+  readonly bytes: number;
+  /** Regions out now (acquired and not released). */
+  readonly inUse: number;
+  /** Registrations live now: one per entry, plus older ones still held after a growth. */
+  readonly registrations: number;
+  /** Registrations made and deregistered since the cache was made. */
+  readonly registered: number;
+  readonly deregistered: number;
+}
+
+const DEFAULT_MAX_ENTRIES = 1024;
+const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
+const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Region objects kept per entry for reuse on hits (distinct view ranges served without allocation). */
+const REGION_SLOTS = 4;
+
+type Buffer = ArrayBuffer | SharedArrayBuffer;
+
+// ---- user memory rules (intrinsic getters: an own property on the caller's object cannot lie) ----
+
+function getter(prototype: object, name: string): (this: unknown) => unknown {
+  return Object.getOwnPropertyDescriptor(prototype, name)!.get! as (this: unknown) => unknown;
+}
+const arrayBufferByteLength = getter(ArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
+const sharedArrayBufferByteLength = getter(SharedArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
+const arrayBufferDetached = getter(ArrayBuffer.prototype, "detached") as (this: unknown) => boolean;
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const typedArrayBuffer = getter(typedArrayPrototype, "buffer") as (this: unknown) => Buffer;
+const typedArrayByteOffset = getter(typedArrayPrototype, "byteOffset") as (this: unknown) => number;
+const typedArrayByteLength = getter(typedArrayPrototype, "byteLength") as (this: unknown) => number;
+const dataViewBuffer = getter(DataView.prototype, "buffer") as (this: unknown) => Buffer;
+const dataViewByteOffset = getter(DataView.prototype, "byteOffset") as (this: unknown) => number;
+const dataViewByteLength = getter(DataView.prototype, "byteLength") as (this: unknown) => number;
+
+/** The intrinsic byteLength getter of `value`'s buffer kind, or null when it is no buffer. */
+function lengthGetterOf(value: unknown): ((this: unknown) => number) | null {
+  if (typeof value !== "object" || value === null) return null;
+  try { arrayBufferByteLength.call(value); return arrayBufferByteLength; } catch { /* not an ArrayBuffer */ }
+  try { sharedArrayBufferByteLength.call(value); return sharedArrayBufferByteLength; } catch { /* not shared either */ }
+  return null;
+}
+
+/** Whether `buffer` was detached (transfer(), structured transfer); SharedArrayBuffers never are. */
+function isDetached(buffer: Buffer, lengthOf: (this: unknown) => number): boolean {
+  return lengthOf === arrayBufferByteLength && arrayBufferDetached.call(buffer);
+}
+
+/** The buffer and byte range of `memory`, read through intrinsics; null when it is no buffer or view. */
+class MemoryBytes {
+  buffer: Buffer | null = null;
+  offset = 0;
+  length = 0;
+  lengthOf: (this: unknown) => number = arrayBufferByteLength;
+
+  read(memory: unknown): boolean {
+    this.buffer = null;
+    const own = lengthGetterOf(memory);
+    if (own !== null) {
+      this.buffer = memory as Buffer;
+      this.offset = 0;
+      this.length = own.call(memory);
+      this.lengthOf = own;
+      return true;
+    }
+    if (!ArrayBuffer.isView(memory)) return false;
+    let buffer: Buffer;
+    try {
+      buffer = typedArrayBuffer.call(memory);
+      this.offset = typedArrayByteOffset.call(memory);
+      this.length = typedArrayByteLength.call(memory);
+    } catch {
+      buffer = dataViewBuffer.call(memory);
+      // A DataView's offset and length getters throw once its buffer is detached or too short.
+      try {
+        this.offset = dataViewByteOffset.call(memory);
+        this.length = dataViewByteLength.call(memory);
+      } catch {
+        this.offset = 0;
+        this.length = 0;
+      }
+    }
+    this.buffer = buffer;
+    this.lengthOf = lengthGetterOf(buffer)!;
+    return true;
+  }
+}
+
+// ---- entries and their registrations -------------------------------------------------------------
+
+/** One registration of an entry: `[start, end)` bytes of its buffer. Regions carry it as theirs. */
+class CacheRegistration implements Registration {
+  readonly address: number;
+  readonly length: number;
+  readonly handle: number;
+  readonly localKey: bigint;
+  readonly remoteKey: bigint;
+  /** The provider's registration. */
+  readonly inner: Registration;
+  readonly entry: CacheEntry;
+  /** Byte offsets into the entry's buffer. */
+  readonly start: number;
+  readonly end: number;
+  /** Regions out that use this registration's keys. */
+  holders: number;
+  /** Replaced by a wider registration or invalidated: deregistered when the last holder releases. */
+  retired: boolean;
+
+  constructor(inner: Registration, entry: CacheEntry, start: number, end: number) {
+    this.address = inner.address;
+    this.length = inner.length;
+    this.handle = inner.handle;
+    this.localKey = inner.localKey;
+    this.remoteKey = inner.remoteKey;
+    this.inner = inner;
+    this.entry = entry;
+    this.start = start;
+    this.end = end;
+    this.holders = 0;
+    this.retired = false;
+  }
+}
+
+/** The cache's record of one buffer object. */
+class CacheEntry {
+  /** The buffer, referenced for as long as any of its registrations is live. */
+  readonly buffer: Buffer;
+  /** Address of the buffer's first byte (stable: buffers do not move once materialized). */
+  readonly address: number;
+  /** The intrinsic byteLength getter of the buffer's kind. */
+  readonly lengthOf: (this: unknown) => number;
+  /** The registration new regions get; null once the entry is dropped. */
+  current: CacheRegistration | null;
+  /** Older registrations still held by regions (after a growth). */
+  readonly retired: CacheRegistration[];
+  /** Regions out. */
+  inUse: number;
+  /** In the cache's map (false once evicted, flushed, invalidated or closed). */
+  live: boolean;
+  /** LRU links, set only while the entry is unused and live. */
+  newer: CacheEntry | null;
+  older: CacheEntry | null;
+  linked: boolean;
+  /** Region objects served again on hits. */
+  readonly slots: (MemoryRegionImpl | null)[];
+  /** Regions out that are in no slot (a second acquire of a range already out, or full slots). */
+  overflow: Set<MemoryRegionImpl> | null;
+  /** Next slot to replace when every slot holds a region. */
+  nextSlot: number;
+
+  constructor(buffer: Buffer, address: number, lengthOf: (this: unknown) => number) {
+    this.buffer = buffer;
+    this.address = address;
+    this.lengthOf = lengthOf;
+    this.current = null;
+    this.retired = [];
+    this.inUse = 0;
+    this.live = true;
+    this.newer = null;
+    this.older = null;
+    this.linked = false;
+    this.slots = [null, null, null, null];
+    this.overflow = null;
+    this.nextSlot = 0;
+  }
+}
+
+/**
+ * A registration cache over one provider: `acquire(memory)` gives a user region over exactly the
+ * bytes of `memory`, registering only when the buffer (or the part of it asked for) is not
+ * registered yet; `release(region)` gives it back, leaving the registration cached.
+ *
+ * Guarantees:
+ * - An entry belongs to one buffer object and references it while registered: no registration is
+ *   ever served for memory that changed owner (no memory hooks needed).
+ * - One registration serves every view into a buffer; it grows (page-aligned, within the buffer)
+ *   when a wider view arrives. The previous registration stays live while regions hold it.
+ * - A detached or shrunk buffer's entry is invalidated at its next lookup and on every eviction scan.
+ * - An entry with regions out is never evicted; unused entries go LRU when maxEntries or maxBytes
+ *   is reached (or when the owning pool needs room under its maxPinnedBytes).
+ *
+ * One cache per thread: its buffers are that thread's objects. Keys stay unique across Workers
+ * because the provider's key counter is shared.
+ */
+export class RegistrationCache implements RegionOwner, Disposable {
+  /** The provider registrations are made with. */
+  readonly provider: RegionProvider;
+  /** The registration calls and remote addressing (the pool's traits when a pool owns the cache). */
+  readonly traits: MemoryRegionTraits;
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+  readonly wholeBufferBytes: number;
+  private readonly budget: PinnedBudget | null;
+  private readonly entries = new Map<Buffer, CacheEntry>();
+  /** LRU list of unused live entries: newest at the head, the next to evict at the tail. */
+  private newest: CacheEntry | null = null;
+  private oldest: CacheEntry | null = null;
+  /** Entries dropped while regions still held them (deregistered at their last release or at close). */
+  private readonly orphans = new Set<CacheEntry>();
+  /** The entry a miss is working on: no eviction may take it. */
+  private busyEntry: CacheEntry | null = null;
+  private readonly bytesOf = new MemoryBytes();
+  private closed_ = false;
+  // Books.
+  private hits = 0;
+  private misses = 0;
+  private evictions = 0;
+  private invalidations = 0;
+  private bytes = 0;
+  private inUse = 0;
+  private liveRegistrations = 0;
+  private registered = 0;
+  private deregistered = 0;
+
+  /** A cache over `provider` (a HostProvider, LibfabricProvider, or a pool's provider). */
+  constructor(provider: RegionProvider, options: RegistrationCacheOptions = {}) {
+    if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
+      throw new TypeError("RegistrationCache needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
+    }
+    if (options === null || typeof options !== "object") throw new TypeError("RegistrationCache options must be an object");
+    if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
+    this.provider = provider;
+    this.traits = new MemoryRegionTraits(provider, options.access ?? DEFAULT_ACCESS);
+    this.maxEntries = checkLimit("maxEntries", options.maxEntries, DEFAULT_MAX_ENTRIES);
+    this.maxBytes = checkLimit("maxBytes", options.maxBytes, DEFAULT_MAX_BYTES);
+    this.wholeBufferBytes = checkLimit("wholeBufferBytes", options.wholeBufferBytes, DEFAULT_WHOLE_BUFFER_BYTES);
+    this.budget = options.budget ?? null;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.closed_;
+  }
+
+  /**
+   * A user region (`isUser`, `isCached`) over exactly the bytes of `memory`, with keys and a remote
+   * address a peer can use. Give it back with `release`. Throws TypeError for anything but a buffer
+   * or view, RangeError for an empty one, AllocToolsError DETACHED for a detached buffer,
+   * CACHE_FULL when every entry is in use at a limit, CACHE_CLOSED after close(), and the
+   * provider's error when registration fails; a failed acquire leaves nothing registered.
+   */
+  acquire(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+    if (this.closed_ || !ArrayBuffer.isView(memory)) return this.acquireSlow(memory);
+    // Plain property reads: a view that lies about them still gets a region inside a buffer the
+    // cache registered and checked, never outside one.
+    const buffer = memory.buffer;
+    const offset = memory.byteOffset;
+    const length = memory.byteLength;
+    const entry = this.entries.get(buffer);
+    if (entry === undefined) return this.acquireSlow(memory);
+    const reg = entry.current!;
+    if (length === 0 || offset < reg.start || offset + length > reg.end || entry.lengthOf.call(buffer) < reg.end) {
+      return this.acquireSlow(memory);
+    }
+    this.hits++;
+    return this.regionOf(entry, reg, offset, length);
+  }
+
+  /**
+   * Gives back a region from `acquire`; its registration stays cached. Throws TypeError for what
+   * is not a region, FOREIGN_REGION for another owner's, DOUBLE_RELEASE when it is not out, BUSY
+   * while RMA operations use it, CACHE_CLOSED after close().
+   */
+  release(region: MemoryRegion): void {
+    const r = region as MemoryRegionImpl;
+    if (!MemoryRegionImpl.isGenuine(r) || r.owner !== this || !r.inUse || r.inFlight !== 0 || this.closed_) return this.releaseSlow(r);
+    r.inUse = false;
+    this.inUse--;
+    const reg = r.registration as CacheRegistration;
+    const entry = reg.entry;
+    if (entry.overflow !== null) entry.overflow.delete(r);
+    if (--reg.holders === 0 && reg.retired) this.dropRetired(entry, reg);
+    if (--entry.inUse === 0) {
+      if (entry.live) this.linkNewest(entry);
+      else this.orphans.delete(entry);
+    }
+  }
+
+  /** RegionOwner: `region[Symbol.dispose]()` releases through here. */
+  releaseRegion(region: MemoryRegionImpl): void {
+    this.release(region);
+  }
+
+  /**
+   * The local memory of an RMA operation given as a plain view: a region over exactly `view`,
+   * acquired here, for `length` bytes from its start. The caller releases it (`release`) once the
+   * operation no longer touches it. Throws RangeError, before acquiring, when `length` is not an
+   * integer in [1, view.byteLength].
+   */
+  resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
+    if (!ArrayBuffer.isView(view)) throw new TypeError(`${operation} takes a MemoryRegion, a MemoryRegionPointer or (with a cache) an ArrayBufferView as local memory`);
+    if (!Number.isSafeInteger(length) || length <= 0 || length > view.byteLength) {
+      throw new RangeError(`${operation} of ${String(length)} bytes does not fit the local view's ${view.byteLength} bytes`);
+    }
+    return this.acquire(view) as MemoryRegionImpl;
+  }
+
+  /**
+   * Throws unless `region` (a region of this cache) may be handed to C: out, its cache open, its
+   * buffer neither detached nor shrunk below it. For endpoints, before posting.
+   */
+  assertUsable(operation: string, region: MemoryRegionImpl): void {
+    const reg = region.registration as CacheRegistration;
+    if (this.closed_) throw new AllocToolsError("CACHE_CLOSED", `${operation}: the registration cache is closed`);
+    region.assertInUse(operation);
+    const entry = reg.entry;
+    if (entry.lengthOf.call(entry.buffer) < reg.end) {
+      throw new AllocToolsError("DETACHED", `${operation}: the buffer under the cached region at 0x${region.address.toString(16)} was detached or shrank`);
+    }
+  }
+
+  /** Counters and sizes now. */
+  stats(): RegistrationCacheStats {
+    return {
+      hits: this.hits, misses: this.misses, evictions: this.evictions, invalidations: this.invalidations,
+      entries: this.entries.size, bytes: this.bytes, inUse: this.inUse, registrations: this.liveRegistrations,
+      registered: this.registered, deregistered: this.deregistered,
+    };
+  }
+
+  /**
+   * Deregisters every entry not in use (and drops entries whose buffer was detached or shrank).
+   * Entries with regions out stay. Returns the number of entries dropped.
+   */
+  flush(): number {
+    this.assertOpen("flush");
+    this.sweepInvalid();
+    let dropped = 0;
+    while (this.oldest !== null) {
+      this.drop(this.oldest);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /**
+   * @internal Evicts unused entries, oldest first, until `bytes` registered bytes are freed or
+   * none is left: how a pool makes room under maxPinnedBytes. Returns the bytes freed.
+   */
+  evictBytes(bytes: number): number {
+    if (this.closed_) return 0;
+    const before = this.bytes;
+    this.sweepInvalid();
+    while (before - this.bytes < bytes && this.evictOne()) { /* evicted one */ }
+    return before - this.bytes;
+  }
+
+  /** @internal Regions out now (for a pool's leak report). */
+  regionsInUse(): MemoryRegionImpl[] {
+    const out: MemoryRegionImpl[] = [];
+    const collect = (entry: CacheEntry) => {
+      for (const r of entry.slots) if (r !== null && r.inUse) out.push(r);
+      if (entry.overflow !== null) for (const r of entry.overflow) out.push(r);
+    };
+    for (const entry of this.entries.values()) if (entry.inUse > 0) collect(entry);
+    for (const entry of this.orphans) collect(entry);
+    return out;
+  }
+
+  /**
+   * Deregisters everything, regions out included (they are reported by a pool's close, and fail
+   * their next use). Idempotent. Throws the first provider error after trying every registration.
+   */
+  close(): void {
+    if (this.closed_) return;
+    const held = this.regionsInUse();
+    this.closed_ = true;
+    for (const r of held) r.inUse = false;
+    let firstError: unknown;
+    const all = [...this.entries.values(), ...this.orphans];
+    this.entries.clear();
+    this.orphans.clear();
+    this.newest = this.oldest = null;
+    for (const entry of all) {
+      entry.live = false;
+      entry.linked = false;
+      entry.inUse = 0;
+      const regs = entry.current !== null ? [entry.current, ...entry.retired] : [...entry.retired];
+      entry.current = null;
+      entry.retired.length = 0;
+      for (const reg of regs) {
+        try { this.deregister(reg); } catch (e) { firstError ??= e; }
+      }
+      entry.slots.fill(null);
+      entry.overflow = null;
+    }
+    this.inUse = 0;
+    if (firstError !== undefined) throw firstError;
+  }
+
+  /** `using cache = new RegistrationCache(...)`: close(). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // ---- hits ---------------------------------------------------------------------------------------
+
+  /** A region over [offset, offset + length) of `entry` under `reg`: one from a slot, or a new one. */
+  private regionOf(entry: CacheEntry, reg: CacheRegistration, offset: number, length: number): MemoryRegionImpl {
+    const address = entry.address + offset;
+    const slots = entry.slots;
+    for (let i = 0; i < REGION_SLOTS; i++) {
+      const r = slots[i] as MemoryRegionImpl | null;
+      if (r !== null && !r.inUse && r.address === address && r.size === length && r.registration === reg) {
+        this.take(entry, reg, r, length);
+        return r;
+      }
+    }
+    return this.newRegion(entry, reg, offset, length);
+  }
+
+  private take(entry: CacheEntry, reg: CacheRegistration, region: MemoryRegionImpl, length: number): void {
+    region.inUse = true;
+    region.length = length;
+    reg.holders++;
+    this.inUse++;
+    if (entry.inUse++ === 0 && entry.linked) this.unlink(entry);
+  }
+
+  private newRegion(entry: CacheEntry, reg: CacheRegistration, offset: number, length: number): MemoryRegionImpl {
+    const address = entry.address + offset;
+    const region = new MemoryRegionImpl(reg, address, length, RegionFlag.USER | RegionFlag.CACHED,
+      this.traits.remoteAddress(reg, address), new Uint8Array(entry.buffer, offset, length), this, -1, -1, entry);
+    // A free slot, else one whose region is not out (round robin), else none: the region is only tracked.
+    const slots = entry.slots;
+    let slot = slots.indexOf(null);
+    if (slot < 0) {
+      for (let k = 0; k < REGION_SLOTS && slot < 0; k++) {
+        const i = (entry.nextSlot + k) % REGION_SLOTS;
+        if (!slots[i]!.inUse) slot = i;
+      }
+      entry.nextSlot = (entry.nextSlot + 1) % REGION_SLOTS;
+    }
+    if (slot >= 0) slots[slot] = region;
+    else (entry.overflow ??= new Set()).add(region);
+    this.take(entry, reg, region, length);
+    return region;
+  }
+
+  // ---- misses and bad input -----------------------------------------------------------------------
+
+  private acquireSlow(memory: unknown): MemoryRegion {
+    this.assertOpen("acquire");
+    const bytes = this.bytesOf;
+    if (!bytes.read(memory)) {
+      throw new TypeError(`acquire takes an ArrayBuffer, SharedArrayBuffer or ArrayBufferView, got ${describe(memory)}`);
+    }
+    const buffer = bytes.buffer!;
+    const offset = bytes.offset;
+    const length = bytes.length;
+    let entry = this.entries.get(buffer);
+    if (entry !== undefined && entry.lengthOf.call(buffer) < entry.current!.end) {
+      this.invalidate(entry);
+      entry = undefined;
+    }
+    if (isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
+    if (length === 0) throw new RangeError("acquire: cannot register an empty buffer or view");
+    if (entry === undefined) return this.miss(buffer, bytes.lengthOf, offset, length);
+    const reg = entry.current!;
+    if (offset >= reg.start && offset + length <= reg.end) {
+      this.hits++;
+      return this.regionOf(entry, reg, offset, length);
+    }
+    return this.grow(entry, offset, length);
+  }
+
+  /** A buffer not cached: a new entry with its first registration. */
+  private miss(buffer: Buffer, lengthOf: (this: unknown) => number, offset: number, length: number): MemoryRegion {
+    const total = lengthOf.call(buffer);
+    const address = ptr(buffer);
+    const entry = new CacheEntry(buffer, address, lengthOf);
+    const [start, end] = this.span(address, total, offset, length, 0, 0);
+    this.makeRoom(1, end - start, null);
+    const reg = this.register(entry, start, end);
+    entry.current = reg;
+    this.entries.set(buffer, entry);
+    this.misses++;
+    return this.newRegion(entry, reg, offset, length);
+  }
+
+  /** A view wider than the entry's registration: a wider one replaces it (the old one lives while held). */
+  private grow(entry: CacheEntry, offset: number, length: number): MemoryRegion {
+    const old = entry.current!;
+    const total = entry.lengthOf.call(entry.buffer);
+    const [start, end] = this.span(entry.address, total, offset, length, old.start, old.end);
+    this.busyEntry = entry;
+    let reg: CacheRegistration;
+    try {
+      this.makeRoom(0, end - start, entry);
+      reg = this.register(entry, start, end);
+    } finally {
+      this.busyEntry = null;
+    }
+    entry.current = reg;
+    if (old.holders > 0) {
+      old.retired = true;
+      entry.retired.push(old);
+    } else {
+      this.deregister(old);
+    }
+    this.misses++;
+    return this.newRegion(entry, reg, offset, length);
+  }
+
+  /**
+   * The byte range to register for a view: the whole buffer when it is small, else the view's
+   * pages clipped to the buffer, joined with [oldStart, oldEnd) and at least doubled on growth
+   * (a buffer walked through in order costs log n registrations, not n).
+   */
+  private span(address: number, total: number, offset: number, length: number, oldStart: number, oldEnd: number): [number, number] {
+    if (total <= this.wholeBufferBytes) return [0, total];
+    const page = libc.pageSize;
+    const pageDown = (at: number) => Math.max(0, Math.floor((address + at) / page) * page - address);
+    const pageUp = (at: number) => Math.min(total, Math.ceil((address + at) / page) * page - address);
+    let start = pageDown(offset);
+    let end = pageUp(offset + length);
+    if (oldEnd > oldStart) {
+      start = Math.min(start, oldStart);
+      end = Math.max(end, oldEnd);
+      const want = 2 * (oldEnd - oldStart);
+      if (end - start < want) {
+        if (offset >= oldStart) end = pageUp(start + want);
+        else start = pageDown(end - want);
+      }
+    }
+    return [start, end];
+  }
+
+  /**
+   * Room for `entries` more entries and `bytes` more registered bytes: invalid entries first, then
+   * unused ones, oldest first. Throws CACHE_FULL when regions out hold everything.
+   */
+  private makeRoom(entries: number, bytes: number, keep: CacheEntry | null): void {
+    if (bytes > this.maxBytes) {
+      throw new AllocToolsError("CACHE_FULL", `acquire needs ${bytes} registered bytes, more than the cache's maxBytes (${this.maxBytes}); register it uncached (registerUserRegion)`);
+    }
+    if (this.entries.size + entries <= this.maxEntries && this.bytes + bytes <= this.maxBytes) return;
+    this.sweepInvalid();
+    while (this.entries.size + entries > this.maxEntries || this.bytes + bytes > this.maxBytes) {
+      if (!this.evictOne(keep)) {
+        throw new AllocToolsError("CACHE_FULL",
+          `acquire needs ${entries} more entr${entries === 1 ? "y" : "ies"} and ${bytes} more bytes; the cache holds ${this.entries.size} of maxEntries ${this.maxEntries} and ${this.bytes} of maxBytes ${this.maxBytes}, all with regions out`);
+      }
+    }
+  }
+
+  /** Evicts the least recently used unused entry (never `keep`); false when there is none. */
+  private evictOne(keep: CacheEntry | null = this.busyEntry): boolean {
+    let entry = this.oldest;
+    if (entry !== null && entry === keep) entry = entry.newer;
+    if (entry === null) return false;
+    this.evictions++;
+    this.drop(entry);
+    return true;
+  }
+
+  /** Drops every entry whose buffer was detached or shrank below its registration. */
+  private sweepInvalid(): void {
+    for (const entry of this.entries.values()) {
+      if (entry.lengthOf.call(entry.buffer) < entry.current!.end) this.invalidate(entry);
+    }
+  }
+
+  private invalidate(entry: CacheEntry): void {
+    this.invalidations++;
+    this.drop(entry);
+  }
+
+  /** Takes `entry` out of the cache: registrations no region holds are deregistered now, the rest at their last release. */
+  private drop(entry: CacheEntry): void {
+    this.entries.delete(entry.buffer);
+    if (entry.linked) this.unlink(entry);
+    entry.live = false;
+    const reg = entry.current!;
+    entry.current = null;
+    entry.slots.fill(null, 0, REGION_SLOTS);
+    if (reg.holders > 0) {
+      reg.retired = true;
+      entry.retired.push(reg);
+    } else {
+      this.deregister(reg);
+    }
+    if (entry.inUse > 0) this.orphans.add(entry);
+  }
+
+  private dropRetired(entry: CacheEntry, reg: CacheRegistration): void {
+    const at = entry.retired.indexOf(reg);
+    if (at >= 0) entry.retired.splice(at, 1);
+    this.deregister(reg);
+  }
+
+  private register(entry: CacheEntry, start: number, end: number): CacheRegistration {
+    const bytes = end - start;
+    this.budget?.reserve(bytes, `a cached registration of ${bytes} bytes`);
+    let inner: Registration;
+    try {
+      inner = this.traits.register(entry.address + start, bytes);
+    } catch (e) {
+      this.budget?.release(bytes);
+      throw e;
+    }
+    this.bytes += bytes;
+    this.liveRegistrations++;
+    this.registered++;
+    return new CacheRegistration(inner, entry, start, end);
+  }
+
+  private deregister(reg: CacheRegistration): void {
+    const bytes = reg.end - reg.start;
+    this.bytes -= bytes;
+    this.liveRegistrations--;
+    this.deregistered++;
+    this.budget?.release(bytes);
+    this.traits.deregister(reg.inner);
+  }
+
+  // ---- the LRU list -------------------------------------------------------------------------------
+
+  private linkNewest(entry: CacheEntry): void {
+    entry.older = null;
+    entry.newer = this.newest;
+    if (this.newest !== null) this.newest.older = entry;
+    else this.oldest = entry;
+    this.newest = entry;
+    entry.linked = true;
+  }
+
+  private unlink(entry: CacheEntry): void {
+    const newer = entry.newer;
+    const older = entry.older;
+    if (newer !== null) newer.older = older;
+    else this.oldest = older;
+    if (older !== null) older.newer = newer;
+    else this.newest = newer;
+    entry.newer = entry.older = null;
+    entry.linked = false;
+  }
+
+  // ---- errors -------------------------------------------------------------------------------------
+
+  private releaseSlow(r: MemoryRegionImpl): void {
+    if (!MemoryRegionImpl.isGenuine(r)) throw new TypeError(`release takes a MemoryRegion from this cache's acquire, got ${describe(r)}`);
+    if (r.owner !== this) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} does not belong to this registration cache`);
+    this.assertOpen("release");
+    if (r.inFlight !== 0) throw busyError("release", r);
+    r.assertInUse("release");
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed_) throw new AllocToolsError("CACHE_CLOSED", `${what}: the registration cache is closed`);
+  }
+}
+
+function checkLimit(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(Number.isSafeInteger(value) || value === Infinity) || value < 1) {
+    throw new RangeError(`options.${name} must be a positive integer (or Infinity), got ${String(value)}`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === "string" ? `a ${name}` : "an object";
+}
