@@ -23,6 +23,8 @@ import { AllocToolsError } from "./errors.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
+import { RegistrationCache } from "./registration-cache.ts";
+import type { MemoryRegionImpl } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
@@ -37,6 +39,12 @@ export interface EndpointOptions {
   avCount?: number;
   /** Milliseconds an operation may take before it fails with RmaTimeoutError; default 10 000. */
   timeoutMs?: number;
+  /**
+   * A registration cache over this endpoint's provider: write/read then also take a plain
+   * ArrayBufferView as local memory, registered through the cache (zero-copy) and released when
+   * the operation settles.
+   */
+  cache?: RegistrationCache;
 }
 
 /** Counters since the endpoint opened. */
@@ -109,9 +117,16 @@ export class Endpoint implements Progressable, Disposable {
   private readonly local = new LocalRange();
   /** An endpoint-wide failure (fi_cq_read itself failed): every later operation gets it. */
   private broken: unknown = null;
+  /** Where plain views given as local memory are registered; null: views are refused. */
+  readonly cache: RegistrationCache | null;
 
   constructor(provider: LibfabricProvider, options: EndpointOptions = {}) {
     const o = checkOptions(options);
+    const cache = options.cache ?? null;
+    if (cache !== null && !(cache instanceof RegistrationCache && cache.provider === provider)) {
+      throw new TypeError("options.cache must be a RegistrationCache over this endpoint's provider");
+    }
+    this.cache = cache;
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     if (provider.info.endpointType !== "rdm") {
       throw new AllocToolsError("NOT_SUPPORTED", `Endpoint needs a provider opened with endpointType "rdm", not ${String(provider.info.endpointType)}`);
@@ -192,12 +207,12 @@ export class Endpoint implements Progressable, Disposable {
    * endpoint, released or foreign region). The promise rejects for what happens after posting:
    * RmaError (error completion), RmaTimeoutError, FabricError, AllocToolsError ENDPOINT_CLOSED.
    */
-  write(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  write(source: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.start("write", source, length, peer, target);
   }
 
   /** Reads `length` bytes from the start of `target` on `peer` into `destination`; errors as for write(). */
-  read(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  read(destination: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.start("read", destination, length, peer, target);
   }
 
@@ -266,7 +281,25 @@ export class Endpoint implements Progressable, Disposable {
 
   // ---- posting --------------------------------------------------------------------------------
 
-  private start(kind: RmaKind, local: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  private start(kind: RmaKind, local: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+    if (this.cache === null || !ArrayBuffer.isView(local)) return this.startRegion(kind, local as LocalMemory, length, peer, target);
+    // A plain view: a cached region over it, held until the operation settles.
+    this.assertOpen();
+    const cache = this.cache;
+    const region = cache.resolveLocal(kind, local, length);
+    let promise: Promise<void>;
+    try {
+      promise = this.startRegion(kind, region, length, peer, target);
+    } catch (e) {
+      cache.release(region);
+      throw e;
+    }
+    const release = () => releaseCached(cache, region);
+    promise.then(release, release);
+    return promise;
+  }
+
+  private startRegion(kind: RmaKind, local: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     this.assertOpen();
     if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${kind} length must be a positive integer, got ${length}`);
     if (length > this.maxMessageSize) throw new RangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
@@ -421,7 +454,12 @@ export class Endpoint implements Progressable, Disposable {
   }
 }
 
-function checkOptions(o: EndpointOptions): Required<EndpointOptions> {
+/** Gives a cached region back once its operation settled (a closed cache already took it back). */
+function releaseCached(cache: RegistrationCache, region: MemoryRegionImpl): void {
+  if (!cache.closed && region.inUse) cache.release(region);
+}
+
+function checkOptions(o: EndpointOptions): Required<Omit<EndpointOptions, "cache">> {
   if (o === null || typeof o !== "object") throw new TypeError("Endpoint options must be an object");
   const int = (name: keyof EndpointOptions, v: unknown, d: number, min: number): number => {
     if (v === undefined) return d;

@@ -16,6 +16,7 @@ import {
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool-options.ts";
 import { MemoryRegionTraits } from "./traits.ts";
+import { RegistrationCache, type RegistrationCacheStats } from "./registration-cache.ts";
 
 export interface PoolStats {
   readonly provider: string;
@@ -38,6 +39,8 @@ export interface PoolStats {
   readonly peakPinnedBytes: number;
   readonly maxPinnedBytes: number;
   readonly stacks: Readonly<Record<SizeClass, StackStats>>;
+  /** The registration cache behind `userRegion` (this thread's); null until its first use. */
+  readonly cache: RegistrationCacheStats | null;
 }
 
 /** Options of the first `share()` (later calls return the same shared pool). */
@@ -151,6 +154,8 @@ export class MemoryPool implements RegionOwner, Disposable {
   private sCacheStride = 0;
   private sCacheSize = 0;
   private readonly attached: boolean;
+  /** The registration cache behind userRegion(), made at its first use; its bytes count in maxPinnedBytes. */
+  private cache_: RegistrationCache | null = null;
 
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
@@ -275,6 +280,21 @@ export class MemoryPool implements RegionOwner, Disposable {
     return region;
   }
 
+  /**
+   * A cached user region over exactly the bytes of `memory` (`isUser`, `isCached`): the first use
+   * of a buffer registers it, later ones reuse the registration (see RegistrationCache). Release
+   * it with `releaseRegion`. Its registered bytes count in `maxPinnedBytes`; unused cached entries
+   * are evicted when the pool needs room. `registerUserRegion` stays uncached.
+   */
+  userRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+    this.assertOpen();
+    this.cache_ ??= new RegistrationCache(this.traits.provider, {
+      access: this.traits.access,
+      budget: { reserve: (bytes, what) => this.reservePinned(bytes, what), release: (bytes) => this.addPinned(-bytes) },
+    });
+    return this.cache_.acquire(memory);
+  }
+
   /** Statistics, exact at the moment of the call. */
   stats(): PoolStats {
     if (this.shared !== null) return this.sharedStats(this.shared);
@@ -294,7 +314,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       temporaryRegions: this.temporaryCount, liveTemporaryRegions: this.temporaries.size,
       userRegions: this.userCount, liveUserRegions: this.users.size,
       regionsInUse: inUse, pinnedBytes: this.pinned, peakPinnedBytes: this.peakPinned,
-      maxPinnedBytes: this.maxPinnedBytes, stacks,
+      maxPinnedBytes: this.maxPinnedBytes, stacks, cache: this.cache_?.stats() ?? null,
     };
   }
 
@@ -312,8 +332,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.temporaries) r.inUse = false;
     for (const r of this.users) r.inUse = false;
     for (const s of this.stacks) s.clear();
+    let firstError = this.closeCache();
     this.deregistrationCount += this.resources.registrations.length + this.temporaries.size + this.users.size;
-    let firstError: unknown;
     for (const r of [...this.temporaries, ...this.users]) {
       try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
       if (r.isTemp) (r.keepAlive as MemoryBlock).free();
@@ -694,7 +714,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       temporaryRegions: sh.sumBooks(SIDE.temporaryCount), liveTemporaryRegions: sh.sumBooks(SIDE.liveTemporaries),
       userRegions: sh.sumBooks(SIDE.userCount), liveUserRegions: sh.sumBooks(SIDE.liveUsers),
       regionsInUse: inUse, pinnedBytes: sh.pinnedBytes, peakPinnedBytes: sh.peakPinnedBytes,
-      maxPinnedBytes: this.maxPinnedBytes, stacks,
+      maxPinnedBytes: this.maxPinnedBytes, stacks, cache: this.cache_?.stats() ?? null,
     };
   }
 
@@ -712,12 +732,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     }
     for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
+    for (const r of this.cache_?.regionsInUse() ?? []) out.push({ size: r.size, kind: "user" });
     return { count: out.length, bytes: out.reduce((k, r) => k + r.size, 0), regions: out };
   }
 
   /** Deregisters this pool's temporary and user regions (they never leave the thread that made them). */
   private dropSideRegions(): unknown {
-    let firstError: unknown;
+    let firstError = this.closeCache();
     for (const r of [...this.temporaries, ...this.users]) {
       r.inUse = false;
       this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
@@ -798,6 +819,7 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   private releaseSlow(r: MemoryRegionImpl): void {
     if (!(r instanceof MemoryRegionImpl)) throw new TypeError("releaseRegion takes a MemoryRegion got from a pool");
+    if (r.owner === this.cache_ && this.cache_ !== null) return this.cache_.release(r);
     const sh = this.shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
@@ -906,10 +928,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (this.shared !== null) {
       // One limit for every Worker: the count lives in shared memory.
       if (this.shared.reservePinned(bytes, this.maxPinnedBytes)) return;
+      if (this.roomFromCache(bytes) && this.shared.reservePinned(bytes, this.maxPinnedBytes)) return;
       throw new AllocToolsError("PINNED_LIMIT",
         `${what} needs ${bytes} more pinned bytes; ${this.shared.pinnedBytes} of maxPinnedBytes ${this.maxPinnedBytes} are in use (all Workers)`);
     }
-    if (this.pinned + bytes > this.maxPinnedBytes) {
+    if (this.pinned + bytes > this.maxPinnedBytes && !(this.roomFromCache(this.pinned + bytes - this.maxPinnedBytes) && this.pinned + bytes <= this.maxPinnedBytes)) {
       throw new AllocToolsError("PINNED_LIMIT",
         `${what} needs ${bytes} more pinned bytes; ${this.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
     }
@@ -927,6 +950,17 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (this.pinned > this.peakPinned) this.peakPinned = this.pinned;
   }
 
+  /** Evicts unused cached registrations worth `bytes`; whether any were freed. */
+  private roomFromCache(bytes: number): boolean {
+    return this.cache_ !== null && this.cache_.evictBytes(bytes) > 0;
+  }
+
+  /** Closes the registration cache (its regions out are in the leak report); its first error. */
+  private closeCache(): unknown {
+    try { this.cache_?.close(); } catch (e) { return e; }
+    return undefined;
+  }
+
   private assertOpen(): void {
     if (this.closed_) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
   }
@@ -936,6 +970,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
     for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
+    for (const r of this.cache_?.regionsInUse() ?? []) out.push({ size: r.size, kind: "user" });
     return { count: out.length, bytes: out.reduce((n, r) => n + r.size, 0), regions: out };
   }
 }
