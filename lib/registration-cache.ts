@@ -512,6 +512,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const buffer = bytes.buffer!;
     const offset = bytes.offset;
     const length = bytes.length;
+    bytes.buffer = null; // the scratch must not keep a buffer alive
     let entry = this.entries.get(buffer);
     if (entry !== undefined && entry.lengthOf.call(buffer) < entry.current!.end) {
       this.invalidate(entry);

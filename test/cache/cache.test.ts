@@ -165,6 +165,20 @@ describe("stale registrations (the trackers' cases, in JavaScript)", () => {
     cache.release(r);
   });
 
+  test("the cache references a buffer exactly while it is registered", () => {
+    let weak: WeakRef<ArrayBuffer> | undefined;
+    (() => {
+      const buffer = new ArrayBuffer(8192);
+      weak = new WeakRef(buffer);
+      cache.release(cache.acquire(new Uint8Array(buffer, 100, 200)));
+    })();
+    Bun.gc(true);
+    expect(weak!.deref()).toBeDefined(); // cached: held
+    cache.flush();
+    Bun.gc(true);
+    expect(weak!.deref()).toBeUndefined(); // deregistered: free to go
+  });
+
   test("transfer() of a cached buffer: invalidated and deregistered at the next lookup", () => {
     const buffer = new ArrayBuffer(8192);
     cache.release(cache.acquire(buffer));
