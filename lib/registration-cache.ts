@@ -80,6 +80,7 @@ const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
 const REGION_SLOTS = 4;
 
 type Buffer = ArrayBuffer | SharedArrayBuffer;
+const EMPTY_BUFFER: Buffer = new ArrayBuffer(0);
 
 // ---- user memory rules (intrinsic getters: an own property on the caller's object cannot lie) ----
 
@@ -97,12 +98,9 @@ const dataViewBuffer = getter(DataView.prototype, "buffer") as (this: unknown) =
 const dataViewByteOffset = getter(DataView.prototype, "byteOffset") as (this: unknown) => number;
 const dataViewByteLength = getter(DataView.prototype, "byteLength") as (this: unknown) => number;
 
-/** The intrinsic byteLength getter of `value`'s buffer kind, or null when it is no buffer. */
-function lengthGetterOf(value: unknown): ((this: unknown) => number) | null {
-  if (typeof value !== "object" || value === null) return null;
-  try { arrayBufferByteLength.call(value); return arrayBufferByteLength; } catch { /* not an ArrayBuffer */ }
-  try { sharedArrayBufferByteLength.call(value); return sharedArrayBufferByteLength; } catch { /* not shared either */ }
-  return null;
+/** The intrinsic byteLength getter for `value`'s kind (picked by prototype; the getter itself checks). */
+function lengthGetterFor(value: object): (this: unknown) => number {
+  return value instanceof SharedArrayBuffer ? sharedArrayBufferByteLength : arrayBufferByteLength;
 }
 
 /** Whether `buffer` was detached (transfer(), structured transfer); SharedArrayBuffers never are. */
@@ -110,30 +108,39 @@ function isDetached(buffer: Buffer, lengthOf: (this: unknown) => number): boolea
   return lengthOf === arrayBufferByteLength && arrayBufferDetached.call(buffer);
 }
 
-/** The buffer and byte range of `memory`, read through intrinsics; null when it is no buffer or view. */
+/**
+ * The buffer and byte range of `memory`, read through intrinsics (an own property of the caller's
+ * object cannot lie to them); false when it is no buffer or view.
+ */
 class MemoryBytes {
   buffer: Buffer | null = null;
   offset = 0;
   length = 0;
+  /** The buffer's byteLength now. */
+  total = 0;
   lengthOf: (this: unknown) => number = arrayBufferByteLength;
 
   read(memory: unknown): boolean {
     this.buffer = null;
-    const own = lengthGetterOf(memory);
-    if (own !== null) {
+    if (!ArrayBuffer.isView(memory)) {
+      if (typeof memory !== "object" || memory === null) return false;
+      const getter = lengthGetterFor(memory);
+      try {
+        this.total = this.length = getter.call(memory);
+      } catch {
+        return false; // a look-alike, or an object with a buffer's prototype
+      }
       this.buffer = memory as Buffer;
       this.offset = 0;
-      this.length = own.call(memory);
-      this.lengthOf = own;
+      this.lengthOf = getter;
       return true;
     }
-    if (!ArrayBuffer.isView(memory)) return false;
     let buffer: Buffer;
-    try {
+    if (!(memory instanceof DataView)) {
       buffer = typedArrayBuffer.call(memory);
       this.offset = typedArrayByteOffset.call(memory);
       this.length = typedArrayByteLength.call(memory);
-    } catch {
+    } else {
       buffer = dataViewBuffer.call(memory);
       // A DataView's offset and length getters throw once its buffer is detached or too short.
       try {
@@ -145,7 +152,8 @@ class MemoryBytes {
       }
     }
     this.buffer = buffer;
-    this.lengthOf = lengthGetterOf(buffer)!;
+    this.lengthOf = lengthGetterFor(buffer); // an intrinsic's buffer is a real one
+    this.total = this.lengthOf.call(buffer);
     return true;
   }
 }
@@ -188,44 +196,79 @@ class CacheRegistration implements Registration {
 /** The cache's record of one buffer object. */
 class CacheEntry {
   /** The buffer, referenced for as long as any of its registrations is live. */
-  readonly buffer: Buffer;
+  buffer: Buffer;
   /** Address of the buffer's first byte (stable: buffers do not move once materialized). */
-  readonly address: number;
+  address: number;
   /** The intrinsic byteLength getter of the buffer's kind. */
-  readonly lengthOf: (this: unknown) => number;
+  lengthOf: (this: unknown) => number;
   /** The registration new regions get; null once the entry is dropped. */
-  current: CacheRegistration | null;
-  /** Older registrations still held by regions (after a growth). */
-  readonly retired: CacheRegistration[];
+  current: CacheRegistration | null = null;
+  /** Older registrations still held by regions (after a growth); null while there are none. */
+  retired: CacheRegistration[] | null = null;
   /** Regions out. */
-  inUse: number;
+  inUse: number = 0;
   /** In the cache's map (false once evicted, flushed, invalidated or closed). */
-  live: boolean;
+  live: boolean = true;
   /** LRU links, set only while the entry is unused and live. */
-  newer: CacheEntry | null;
-  older: CacheEntry | null;
-  linked: boolean;
-  /** Region objects served again on hits. */
-  readonly slots: (MemoryRegionImpl | null)[];
+  newer: CacheEntry | null = null;
+  older: CacheEntry | null = null;
+  linked: boolean = false;
+  /** Region objects served again on hits (fields, not an array: a miss allocates less, a hit reads less). */
+  slot0: MemoryRegionImpl | null = null;
+  slot1: MemoryRegionImpl | null = null;
+  slot2: MemoryRegionImpl | null = null;
+  slot3: MemoryRegionImpl | null = null;
   /** Regions out that are in no slot (a second acquire of a range already out, or full slots). */
-  overflow: Set<MemoryRegionImpl> | null;
+  overflow: Set<MemoryRegionImpl> | null = null;
   /** Next slot to replace when every slot holds a region. */
-  nextSlot: number;
+  nextSlot: number = 0;
+  /** Position in the cache's list of live entries (swept without a Map iterator). */
+  index: number = -1;
 
   constructor(buffer: Buffer, address: number, lengthOf: (this: unknown) => number) {
     this.buffer = buffer;
     this.address = address;
     this.lengthOf = lengthOf;
+  }
+
+  /** A fresh entry's state (an entry dropped with nothing out is reused for the next miss). */
+  reset(): void {
     this.current = null;
-    this.retired = [];
+    this.retired = null;
     this.inUse = 0;
     this.live = true;
     this.newer = null;
     this.older = null;
     this.linked = false;
-    this.slots = [null, null, null, null];
+    this.slot0 = null;
+    this.slot1 = null;
+    this.slot2 = null;
+    this.slot3 = null;
     this.overflow = null;
     this.nextSlot = 0;
+    this.index = -1;
+  }
+
+  slot(i: number): MemoryRegionImpl | null {
+    return i === 0 ? this.slot0 : i === 1 ? this.slot1 : i === 2 ? this.slot2 : this.slot3;
+  }
+
+  setSlot(i: number, region: MemoryRegionImpl | null): void {
+    if (i === 0) this.slot0 = region;
+    else if (i === 1) this.slot1 = region;
+    else if (i === 2) this.slot2 = region;
+    else this.slot3 = region;
+  }
+
+  clearSlots(): void {
+    this.slot0 = this.slot1 = this.slot2 = this.slot3 = null;
+  }
+
+  /** Every registration of the entry still live. */
+  registrations(): CacheRegistration[] {
+    const regs = this.retired === null ? [] : [...this.retired];
+    if (this.current !== null) regs.push(this.current);
+    return regs;
   }
 }
 
@@ -256,14 +299,21 @@ export class RegistrationCache implements RegionOwner, Disposable {
   readonly wholeBufferBytes: number;
   private readonly budget: PinnedBudget | null;
   private readonly entries = new Map<Buffer, CacheEntry>();
+  /** The same entries as a list, for sweeps. */
+  private readonly live: CacheEntry[] = [];
   /** LRU list of unused live entries: newest at the head, the next to evict at the tail. */
   private newest: CacheEntry | null = null;
   private oldest: CacheEntry | null = null;
   /** Entries dropped while regions still held them (deregistered at their last release or at close). */
   private readonly orphans = new Set<CacheEntry>();
+  /** An entry dropped with no region out, reused by the next miss (one allocation less per miss). */
+  private spare: CacheEntry | null = null;
   /** The entry a miss is working on: no eviction may take it. */
   private busyEntry: CacheEntry | null = null;
   private readonly bytesOf = new MemoryBytes();
+  /** span()'s result (fields: a miss allocates no array). */
+  private spanStart = 0;
+  private spanEnd = 0;
   private closed_ = false;
   // Books.
   private hits = 0;
@@ -413,10 +463,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
   regionsInUse(): MemoryRegionImpl[] {
     const out: MemoryRegionImpl[] = [];
     const collect = (entry: CacheEntry) => {
-      for (const r of entry.slots) if (r !== null && r.inUse) out.push(r);
+      for (let i = 0; i < REGION_SLOTS; i++) {
+        const r = entry.slot(i);
+        if (r !== null && r.inUse) out.push(r);
+      }
       if (entry.overflow !== null) for (const r of entry.overflow) out.push(r);
     };
-    for (const entry of this.entries.values()) if (entry.inUse > 0) collect(entry);
+    for (const entry of this.live) if (entry.inUse > 0) collect(entry);
     for (const entry of this.orphans) collect(entry);
     return out;
   }
@@ -431,21 +484,22 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.closed_ = true;
     for (const r of held) r.inUse = false;
     let firstError: unknown;
-    const all = [...this.entries.values(), ...this.orphans];
+    const all = [...this.live, ...this.orphans];
     this.entries.clear();
+    this.live.length = 0;
     this.orphans.clear();
     this.newest = this.oldest = null;
     for (const entry of all) {
       entry.live = false;
       entry.linked = false;
       entry.inUse = 0;
-      const regs = entry.current !== null ? [entry.current, ...entry.retired] : [...entry.retired];
+      const regs = entry.registrations();
       entry.current = null;
-      entry.retired.length = 0;
+      entry.retired = null;
       for (const reg of regs) {
         try { this.deregister(reg); } catch (e) { firstError ??= e; }
       }
-      entry.slots.fill(null);
+      entry.clearSlots();
       entry.overflow = null;
     }
     this.inUse = 0;
@@ -462,15 +516,21 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** A region over [offset, offset + length) of `entry` under `reg`: one from a slot, or a new one. */
   private regionOf(entry: CacheEntry, reg: CacheRegistration, offset: number, length: number): MemoryRegionImpl {
     const address = entry.address + offset;
-    const slots = entry.slots;
-    for (let i = 0; i < REGION_SLOTS; i++) {
-      const r = slots[i] as MemoryRegionImpl | null;
-      if (r !== null && !r.inUse && r.address === address && r.size === length && r.registration === reg) {
-        this.take(entry, reg, r, length);
-        return r;
+    let r = entry.slot0;
+    if (r === null || r.inUse || r.address !== address || r.size !== length || r.registration !== reg) {
+      r = entry.slot1;
+      if (r === null || r.inUse || r.address !== address || r.size !== length || r.registration !== reg) {
+        r = entry.slot2;
+        if (r === null || r.inUse || r.address !== address || r.size !== length || r.registration !== reg) {
+          r = entry.slot3;
+          if (r === null || r.inUse || r.address !== address || r.size !== length || r.registration !== reg) {
+            return this.newRegion(entry, reg, offset, length);
+          }
+        }
       }
     }
-    return this.newRegion(entry, reg, offset, length);
+    this.take(entry, reg, r, length);
+    return r;
   }
 
   private take(entry: CacheEntry, reg: CacheRegistration, region: MemoryRegionImpl, length: number): void {
@@ -486,16 +546,16 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const region = new MemoryRegionImpl(reg, address, length, RegionFlag.USER | RegionFlag.CACHED,
       this.traits.remoteAddress(reg, address), new Uint8Array(entry.buffer, offset, length), this, -1, -1, entry);
     // A free slot, else one whose region is not out (round robin), else none: the region is only tracked.
-    const slots = entry.slots;
-    let slot = slots.indexOf(null);
+    let slot = -1;
+    for (let i = 0; i < REGION_SLOTS && slot < 0; i++) if (entry.slot(i) === null) slot = i;
     if (slot < 0) {
       for (let k = 0; k < REGION_SLOTS && slot < 0; k++) {
         const i = (entry.nextSlot + k) % REGION_SLOTS;
-        if (!slots[i]!.inUse) slot = i;
+        if (!entry.slot(i)!.inUse) slot = i;
       }
       entry.nextSlot = (entry.nextSlot + 1) % REGION_SLOTS;
     }
-    if (slot >= 0) slots[slot] = region;
+    if (slot >= 0) entry.setSlot(slot, region);
     else (entry.overflow ??= new Set()).add(region);
     this.take(entry, reg, region, length);
     return region;
@@ -514,13 +574,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const length = bytes.length;
     bytes.buffer = null; // the scratch must not keep a buffer alive
     let entry = this.entries.get(buffer);
-    if (entry !== undefined && entry.lengthOf.call(buffer) < entry.current!.end) {
+    if (entry !== undefined && bytes.total < entry.current!.end) {
       this.invalidate(entry);
       entry = undefined;
     }
-    if (isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
+    if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
     if (length === 0) throw new RangeError("acquire: cannot register an empty buffer or view");
-    if (entry === undefined) return this.miss(buffer, bytes.lengthOf, offset, length);
+    if (entry === undefined) return this.miss(buffer, bytes.lengthOf, bytes.total, offset, length);
     const reg = entry.current!;
     if (offset >= reg.start && offset + length <= reg.end) {
       this.hits++;
@@ -530,15 +590,30 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /** A buffer not cached: a new entry with its first registration. */
-  private miss(buffer: Buffer, lengthOf: (this: unknown) => number, offset: number, length: number): MemoryRegion {
-    const total = lengthOf.call(buffer);
+  private miss(buffer: Buffer, lengthOf: (this: unknown) => number, total: number, offset: number, length: number): MemoryRegion {
     const address = ptr(buffer);
-    const entry = new CacheEntry(buffer, address, lengthOf);
-    const [start, end] = this.span(address, total, offset, length, 0, 0);
+    let entry = this.spare;
+    if (entry !== null) {
+      this.spare = null;
+      entry.buffer = buffer;
+      entry.address = address;
+      entry.lengthOf = lengthOf;
+    } else {
+      entry = new CacheEntry(buffer, address, lengthOf);
+    }
+    let start = 0;
+    let end = total;
+    if (total > this.wholeBufferBytes) {
+      this.span(address, total, offset, length, 0, 0);
+      start = this.spanStart;
+      end = this.spanEnd;
+    }
     this.makeRoom(1, end - start, null);
     const reg = this.register(entry, start, end);
     entry.current = reg;
     this.entries.set(buffer, entry);
+    entry.index = this.live.length;
+    this.live.push(entry);
     this.misses++;
     return this.newRegion(entry, reg, offset, length);
   }
@@ -547,7 +622,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
   private grow(entry: CacheEntry, offset: number, length: number): MemoryRegion {
     const old = entry.current!;
     const total = entry.lengthOf.call(entry.buffer);
-    const [start, end] = this.span(entry.address, total, offset, length, old.start, old.end);
+    let start = 0;
+    let end = total;
+    if (total > this.wholeBufferBytes) {
+      this.span(entry.address, total, offset, length, old.start, old.end);
+      start = this.spanStart;
+      end = this.spanEnd;
+    }
     this.busyEntry = entry;
     let reg: CacheRegistration;
     try {
@@ -559,7 +640,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     entry.current = reg;
     if (old.holders > 0) {
       old.retired = true;
-      entry.retired.push(old);
+      (entry.retired ??= []).push(old);
     } else {
       this.deregister(old);
     }
@@ -568,12 +649,11 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * The byte range to register for a view: the whole buffer when it is small, else the view's
-   * pages clipped to the buffer, joined with [oldStart, oldEnd) and at least doubled on growth
-   * (a buffer walked through in order costs log n registrations, not n).
+   * The byte range to register for a view of a buffer above wholeBufferBytes: the view's pages
+   * clipped to the buffer, joined with [oldStart, oldEnd) and at least doubled on growth
+   * (a buffer walked through in order costs log n registrations, not n). Into spanStart, spanEnd.
    */
-  private span(address: number, total: number, offset: number, length: number, oldStart: number, oldEnd: number): [number, number] {
-    if (total <= this.wholeBufferBytes) return [0, total];
+  private span(address: number, total: number, offset: number, length: number, oldStart: number, oldEnd: number): void {
     const page = libc.pageSize;
     const pageDown = (at: number) => Math.max(0, Math.floor((address + at) / page) * page - address);
     const pageUp = (at: number) => Math.min(total, Math.ceil((address + at) / page) * page - address);
@@ -588,7 +668,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
         else start = pageDown(end - want);
       }
     }
-    return [start, end];
+    this.spanStart = start;
+    this.spanEnd = end;
   }
 
   /**
@@ -621,7 +702,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
 
   /** Drops every entry whose buffer was detached or shrank below its registration. */
   private sweepInvalid(): void {
-    for (const entry of this.entries.values()) {
+    const live = this.live;
+    for (let i = live.length - 1; i >= 0; i--) {
+      const entry = live[i]!;
       if (entry.lengthOf.call(entry.buffer) < entry.current!.end) this.invalidate(entry);
     }
   }
@@ -634,23 +717,36 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** Takes `entry` out of the cache: registrations no region holds are deregistered now, the rest at their last release. */
   private drop(entry: CacheEntry): void {
     this.entries.delete(entry.buffer);
+    const last = this.live.pop()!;
+    if (last !== entry) {
+      this.live[entry.index] = last;
+      last.index = entry.index;
+    }
+    entry.index = -1;
     if (entry.linked) this.unlink(entry);
     entry.live = false;
     const reg = entry.current!;
     entry.current = null;
-    entry.slots.fill(null, 0, REGION_SLOTS);
+    entry.clearSlots();
     if (reg.holders > 0) {
       reg.retired = true;
-      entry.retired.push(reg);
+      (entry.retired ??= []).push(reg);
     } else {
       this.deregister(reg);
     }
-    if (entry.inUse > 0) this.orphans.add(entry);
+    if (entry.inUse > 0) {
+      this.orphans.add(entry);
+    } else {
+      entry.reset();
+      entry.buffer = EMPTY_BUFFER; // the spare must not keep the dropped buffer alive
+      this.spare = entry;
+    }
   }
 
   private dropRetired(entry: CacheEntry, reg: CacheRegistration): void {
-    const at = entry.retired.indexOf(reg);
-    if (at >= 0) entry.retired.splice(at, 1);
+    const retired = entry.retired!;
+    retired.splice(retired.indexOf(reg), 1);
+    if (retired.length === 0) entry.retired = null;
     this.deregister(reg);
   }
 
