@@ -778,9 +778,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
   // ---- the LRU list -------------------------------------------------------------------------------
 
   private linkNewest(entry: CacheEntry): void {
-    entry.older = null;
-    entry.newer = this.newest;
-    if (this.newest !== null) this.newest.older = entry;
+    entry.newer = null;
+    entry.older = this.newest;
+    if (this.newest !== null) this.newest.newer = entry;
     else this.oldest = entry;
     this.newest = entry;
     entry.linked = true;
@@ -790,9 +790,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const newer = entry.newer;
     const older = entry.older;
     if (newer !== null) newer.older = older;
-    else this.oldest = older;
+    else this.newest = older;
     if (older !== null) older.newer = newer;
-    else this.newest = newer;
+    else this.oldest = newer;
     entry.newer = entry.older = null;
     entry.linked = false;
   }

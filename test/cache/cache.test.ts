@@ -255,6 +255,23 @@ describe("eviction", () => {
     }
   });
 
+  test("a growing entry that is the oldest is kept; the next oldest goes", () => {
+    const small = new RegistrationCache(provider, { maxBytes: 6 * pageSize });
+    try {
+      const growing = new ArrayBuffer(pageSize, { maxByteLength: 4 * pageSize });
+      const other = new ArrayBuffer(2 * pageSize);
+      small.release(small.acquire(growing));
+      small.release(small.acquire(other)); // LRU: growing (oldest), other
+      growing.resize(4 * pageSize); // 1 + 2 + 4 pages > 6: room needed
+      const r = small.acquire(new Uint8Array(growing));
+      expect(r.size).toBe(4 * pageSize);
+      expect(small.stats()).toMatchObject({ evictions: 1, entries: 1, bytes: 4 * pageSize });
+      small.release(r);
+    } finally {
+      small.close();
+    }
+  });
+
   test("under maxBytes", () => {
     const small = new RegistrationCache(provider, { maxBytes: 3 * 16_384 });
     try {

@@ -101,10 +101,10 @@ afterAll(() => host.close());
 
 test("random acquire, release, transfer, resize, drop and gc: no stale region, exact books, registrations and VmLck", () => {
   const lck0 = vmLckKiB();
-  let seedCounter = 1;
   const seen = { hit: 0, miss: 0, grow: 0, full: 0, evictions: 0, invalidations: 0, orphans: 0, gc: 0 };
   fc.assert(
     fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), (ops) => {
+      let seedCounter = 1; // buffer sizes follow from the sequence alone: a counterexample replays
       const provider = new ObservedProvider(host);
       const cache = new RegistrationCache(provider, { maxEntries: MAX_ENTRIES, maxBytes: MAX_BYTES });
       const slots = Array.from({ length: SLOTS }, (_, i) => newBuffer(i, seedCounter++));
@@ -178,7 +178,7 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
       };
 
       try {
-        for (const o of ops) {
+        const step = (o: Op): void => {
           switch (o.kind) {
             case "acquire": {
               const buffer = slots[o.slot]!;
@@ -254,8 +254,11 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
               break;
             }
             case "resizeUp": {
+              // Grown, then viewed whole: the registration must grow with it.
               const buffer = slots[o.slot]!;
               if (buffer.resizable) buffer.resize(buffer.maxByteLength);
+              check();
+              step({ kind: "acquire", slot: o.slot, start: 0, span: 1 });
               break;
             }
             case "drop": {
@@ -275,6 +278,9 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
               break;
             }
           }
+        };
+        for (const o of ops) {
+          step(o);
           check();
           if (orphans.size > 0) seen.orphans++;
         }
