@@ -28,6 +28,7 @@ export class RegionFlags {
   readonly isUser: boolean;
   readonly isTemp: boolean;
   readonly isPartial: boolean;
+  /** Served by a RegistrationCache. */
   readonly isCached: boolean;
   private static readonly all: RegionFlags[] = [];
 

@@ -68,8 +68,9 @@ export interface RegistrationCacheStats {
   readonly inUse: number;
   /** Registrations live now: one per entry, plus older ones still held after a growth. */
   readonly registrations: number;
-  /** Registrations made and deregistered since the cache was made. */
+  /** Registrations made since the cache was made. */
   readonly registered: number;
+  /** Registrations deregistered since the cache was made. */
   readonly deregistered: number;
 }
 
@@ -294,8 +295,11 @@ export class RegistrationCache implements RegionOwner, Disposable {
   readonly provider: RegionProvider;
   /** The registration calls and remote addressing (the pool's traits when a pool owns the cache). */
   readonly traits: MemoryRegionTraits;
+  /** Most entries (buffers) kept registered at once. */
   readonly maxEntries: number;
+  /** Most bytes kept registered at once. */
   readonly maxBytes: number;
+  /** Buffers up to this size are registered whole at their first acquire. */
   readonly wholeBufferBytes: number;
   private readonly budget: PinnedBudget | null;
   private readonly entries = new Map<Buffer, CacheEntry>();
@@ -433,8 +437,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * Deregisters every entry not in use (and drops entries whose buffer was detached or shrank).
-   * Entries with regions out stay. Returns the number of entries dropped.
+   * Deregisters every entry not in use (and drops entries whose buffer was detached or shrank,
+   * counted as invalidations). Entries with regions out stay. Returns the number of unused
+   * entries deregistered.
    */
   flush(): number {
     this.assertOpen("flush");
