@@ -5,8 +5,8 @@
 // buffer: a new buffer at a reused address is a different key, hence a miss. That is why no memory
 // hooks are needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
 // What JavaScript can still do to a held buffer is detach it (transfer()) or shrink it (a resizable
-// ArrayBuffer): both are seen at the buffer's next lookup and on every eviction scan, where the
-// entry is invalidated and deregistered.
+// ArrayBuffer): both are seen at the buffer's next lookup, on flush() and by eviction scans (32
+// entries per scan, round robin), where the entry is invalidated and deregistered.
 //
 // Hot path (a hit): one Map lookup, a bounds check against the entry's registration, one
 // ArrayBuffer length read, and a region object reused from the entry's slots (no allocation).
@@ -77,6 +77,8 @@ export interface RegistrationCacheStats {
 const DEFAULT_MAX_ENTRIES = 1024;
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Entries an eviction scan checks for detached and shrunk buffers (all of them up to this many). */
+const SWEEP_PER_SCAN = 32;
 /** Region objects kept per entry for reuse on hits (distinct view ranges served without allocation). */
 const REGION_SLOTS = 4;
 
@@ -283,7 +285,8 @@ class CacheEntry {
  *   ever served for memory that changed owner (no memory hooks needed).
  * - One registration serves every view into a buffer; it grows (page-aligned, within the buffer)
  *   when a wider view arrives. The previous registration stays live while regions hold it.
- * - A detached or shrunk buffer's entry is invalidated at its next lookup and on every eviction scan.
+ * - A detached or shrunk buffer's entry is invalidated at its next lookup, on flush(), and by
+ *   eviction scans (every entry while there are at most 32, else the next 32 in turn).
  * - An entry with regions out is never evicted; unused entries go LRU when maxEntries or maxBytes
  *   is reached (or when the owning pool needs room under its maxPinnedBytes).
  *
@@ -315,6 +318,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** The entry a miss is working on: no eviction may take it. */
   private busyEntry: CacheEntry | null = null;
   private readonly bytesOf = new MemoryBytes();
+  /** Where the next eviction scan's sweep starts in `live`. */
+  private sweepAt = 0;
   /** span()'s result (fields: a miss allocates no array). */
   private spanStart = 0;
   private spanEnd = 0;
@@ -686,12 +691,17 @@ export class RegistrationCache implements RegionOwner, Disposable {
       throw new AllocToolsError("CACHE_FULL", `acquire needs ${bytes} registered bytes, more than the cache's maxBytes (${this.maxBytes}); register it uncached (registerUserRegion)`);
     }
     if (this.entries.size + entries <= this.maxEntries && this.bytes + bytes <= this.maxBytes) return;
-    this.sweepInvalid();
+    let swept = this.live.length <= SWEEP_PER_SCAN;
+    this.sweepSome();
     while (this.entries.size + entries > this.maxEntries || this.bytes + bytes > this.maxBytes) {
-      if (!this.evictOne(keep)) {
-        throw new AllocToolsError("CACHE_FULL",
-          `acquire needs ${entries} more entr${entries === 1 ? "y" : "ies"} and ${bytes} more bytes; the cache holds ${this.entries.size} of maxEntries ${this.maxEntries} and ${this.bytes} of maxBytes ${this.maxBytes}, all with regions out`);
+      if (this.evictOne(keep)) continue;
+      if (!swept) {
+        swept = true;
+        this.sweepInvalid(); // before refusing: every entry, not only this scan's share
+        continue;
       }
+      throw new AllocToolsError("CACHE_FULL",
+        `acquire needs ${entries} more entr${entries === 1 ? "y" : "ies"} and ${bytes} more bytes; the cache holds ${this.entries.size} of maxEntries ${this.maxEntries} and ${this.bytes} of maxBytes ${this.maxBytes}, all with regions out`);
     }
   }
 
@@ -706,6 +716,27 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /** Drops every entry whose buffer was detached or shrank below its registration. */
+  /**
+   * An eviction scan's check for detached and shrunk buffers: every entry while there are at most
+   * SWEEP_PER_SCAN, else the next SWEEP_PER_SCAN round robin (every entry within
+   * ceil(entries / SWEEP_PER_SCAN) + 1 scans), so that a miss at capacity stays O(1).
+   */
+  private sweepSome(): void {
+    const live = this.live;
+    if (live.length <= SWEEP_PER_SCAN) return this.sweepInvalid();
+    // Downwards: a drop moves the last entry into the hole, and the last ones were checked first,
+    // so no entry present when a round starts is skipped in that round.
+    let at = this.sweepAt;
+    for (let n = 0; n < SWEEP_PER_SCAN; n++) {
+      if (at < 0 || at >= live.length) at = live.length - 1;
+      const entry = live[at]!;
+      if (entry.lengthOf.call(entry.buffer) < entry.current!.end) this.invalidate(entry);
+      at--;
+    }
+    this.sweepAt = at;
+  }
+
+  /** Drops every entry whose buffer was detached or shrank (flush, and before refusing room). */
   private sweepInvalid(): void {
     const live = this.live;
     for (let i = live.length - 1; i >= 0; i--) {

@@ -212,6 +212,25 @@ describe("stale registrations (the trackers' cases, in JavaScript)", () => {
     }
   });
 
+  test("beyond 32 entries each eviction scan checks 32 in turn: every detached buffer goes within a few scans", () => {
+    const big = new RegistrationCache(provider, { maxEntries: 100 });
+    try {
+      const buffers = Array.from({ length: 100 }, () => new ArrayBuffer(64));
+      for (const b of buffers) big.release(big.acquire(b));
+      for (const b of buffers.slice(90)) b.transfer(); // the newest ten: LRU alone would keep them
+      let scans = 0;
+      while (big.stats().invalidations < 10 && scans < 20) {
+        big.release(big.acquire(new ArrayBuffer(64)));
+        scans++;
+      }
+      expect(big.stats().invalidations).toBe(10);
+      expect(scans).toBeLessThanOrEqual(Math.ceil(100 / 32) + 1);
+      expect(provider.registrations).toBe(big.stats().registrations);
+    } finally {
+      big.close();
+    }
+  });
+
   test("a resizable ArrayBuffer that shrank is invalidated; one that grew is served", () => {
     const buffer = new ArrayBuffer(3 * pageSize, { maxByteLength: 8 * pageSize });
     cache.release(cache.acquire(new Uint8Array(buffer, 0, 3 * pageSize)));
