@@ -328,6 +328,7 @@ export class Endpoint implements Progressable, Disposable {
     const range = this.local;
     resolveLocal(kind, local, length, range);
     const region = range.region!;
+    if (region.isCached && region.owner instanceof RegistrationCache) region.owner.assertUsable(kind, region);
     const pool = region.owner as { provider?: unknown } | null;
     if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
       throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);

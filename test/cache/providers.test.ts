@@ -150,6 +150,20 @@ for (const options of [{ provider: "tcp", node: "127.0.0.1" }, { provider: "shm"
       expect(near.stats().posted).toBe(posted);
       expect(cache.stats().inUse).toBe(0);
     });
+
+    test("a cached region whose buffer was transferred away is refused before posting (DETACHED)", () => {
+      const posted = near.stats().posted;
+      const buffer = new ArrayBuffer(4096);
+      const region = cache.acquire(buffer);
+      buffer.transfer();
+      let error: unknown;
+      try { near.write(region, 100, toFar, landing.remote()); } catch (e) { error = e; }
+      expect((error as AllocToolsError).code).toBe("DETACHED");
+      expect(near.stats().posted).toBe(posted);
+      cache.release(region);
+      cache.flush();
+      expect(cache.stats().inUse).toBe(0);
+    });
   });
 }
 
