@@ -287,6 +287,13 @@ export class MemoryPool implements RegionOwner, Disposable {
    * are evicted when the pool needs room. `registerUserRegion` stays uncached.
    */
   userRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+    const cache = this.cache_;
+    if (cache === null || this.closed_) return this.userRegionSlow(memory);
+    return cache.acquire(memory);
+  }
+
+  /** The first userRegion makes the cache; a closed pool refuses. */
+  private userRegionSlow(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     this.assertOpen();
     this.cache_ ??= new RegistrationCache(this.traits.provider, {
       access: this.traits.access,
