@@ -161,6 +161,32 @@ class MemoryBytes {
   }
 }
 
+// ---- the garbage-collection backstop ---------------------------------------------------------------
+
+/**
+ * Every live registration of a cache and the buffer under it, in parallel arrays. The
+ * garbage-collection backstop holds this strongly, so the buffers stay alive (their memory never
+ * reused) until their registrations are gone; it holds nothing that leads back to the cache (no
+ * entry, no region: a region's owner is the cache), so the cache itself can be collected.
+ */
+class CacheRemains {
+  readonly registrations: Registration[] = [];
+  readonly buffers: Buffer[] = [];
+  constructor(readonly traits: MemoryRegionTraits) {}
+}
+
+const backstop = new FinalizationRegistry<CacheRemains>((remains) => {
+  const count = remains.registrations.length;
+  for (const registration of remains.registrations) {
+    try { remains.traits.deregister(registration); } catch { /* provider gone */ }
+  }
+  remains.registrations.length = 0;
+  remains.buffers.length = 0;
+  if (count > 0) {
+    process.emitWarning(`alloctools: a RegistrationCache was garbage-collected without close(); deregistered ${count} registration(s)`, "AllocToolsLeak");
+  }
+});
+
 // ---- entries and their registrations -------------------------------------------------------------
 
 /** One registration of an entry: `[start, end)` bytes of its buffer. Regions carry it as theirs. */
@@ -180,6 +206,8 @@ class CacheRegistration implements Registration {
   holders: number;
   /** Replaced by a wider registration or invalidated: deregistered when the last holder releases. */
   retired: boolean;
+  /** Position in the cache's CacheRemains. */
+  remainsAt: number;
 
   constructor(inner: Registration, entry: CacheEntry, start: number, end: number) {
     this.address = inner.address;
@@ -193,6 +221,7 @@ class CacheRegistration implements Registration {
     this.end = end;
     this.holders = 0;
     this.retired = false;
+    this.remainsAt = -1;
   }
 }
 
@@ -315,6 +344,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
   private readonly orphans = new Set<CacheEntry>();
   /** An entry dropped with no region out, reused by the next miss (one allocation less per miss). */
   private spare: CacheEntry | null = null;
+  /** What the garbage-collection backstop deregisters if the cache is collected unclosed. */
+  private readonly remains: CacheRemains;
+  /** The CacheRegistration at each position of `remains` (the cache's side: it leads to regions). */
+  private readonly remainsOwners: CacheRegistration[] = [];
   /** The entry a miss is working on: no eviction may take it. */
   private busyEntry: CacheEntry | null = null;
   private readonly bytesOf = new MemoryBytes();
@@ -348,6 +381,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.maxBytes = checkLimit("maxBytes", options.maxBytes, DEFAULT_MAX_BYTES);
     this.wholeBufferBytes = checkLimit("wholeBufferBytes", options.wholeBufferBytes, DEFAULT_WHOLE_BUFFER_BYTES);
     this.budget = options.budget ?? null;
+    this.remains = new CacheRemains(this.traits);
+    backstop.register(this, this.remains, this);
   }
 
   /** Whether close() was called. */
@@ -492,6 +527,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     if (this.closed_) return;
     const held = this.regionsInUse();
     this.closed_ = true;
+    backstop.unregister(this);
     for (const r of held) r.inUse = false;
     let firstError: unknown;
     const all = [...this.live, ...this.orphans];
@@ -799,7 +835,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.bytes += bytes;
     this.liveRegistrations++;
     this.registered++;
-    return new CacheRegistration(inner, entry, start, end);
+    const reg = new CacheRegistration(inner, entry, start, end);
+    const remains = this.remains;
+    reg.remainsAt = remains.registrations.length;
+    remains.registrations.push(inner);
+    remains.buffers.push(entry.buffer);
+    this.remainsOwners.push(reg);
+    return reg;
   }
 
   private deregister(reg: CacheRegistration): void {
@@ -808,7 +850,27 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.liveRegistrations--;
     this.deregistered++;
     this.budget?.release(bytes);
+    this.forget(reg);
     this.traits.deregister(reg.inner);
+  }
+
+  /** Takes `reg` out of `remains` (the last one moves into its place). */
+  private forget(reg: CacheRegistration): void {
+    const remains = this.remains;
+    const owners = this.remainsOwners;
+    const at = reg.remainsAt;
+    const last = owners.length - 1;
+    if (at !== last) {
+      const moved = owners[last]!;
+      owners[at] = moved;
+      moved.remainsAt = at;
+      remains.registrations[at] = remains.registrations[last]!;
+      remains.buffers[at] = remains.buffers[last]!;
+    }
+    owners.pop();
+    remains.registrations.pop();
+    remains.buffers.pop();
+    reg.remainsAt = -1;
   }
 
   // ---- the LRU list -------------------------------------------------------------------------------

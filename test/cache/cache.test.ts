@@ -428,6 +428,32 @@ describe("bad input gets typed errors and leaves nothing registered", () => {
   });
 });
 
+describe("a cache never closed", () => {
+  test("the garbage-collection backstop deregisters its registrations, and warns", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on("warning", onWarning);
+    const before = vmLckKiB();
+    let weak: WeakRef<RegistrationCache> | undefined;
+    (() => {
+      const lost = new RegistrationCache(provider);
+      weak = new WeakRef(lost);
+      lost.release(lost.acquire(new ArrayBuffer(16 * pageSize)));
+      lost.acquire(new ArrayBuffer(16 * pageSize)); // held, and lost with the cache
+    })();
+    expect(provider.registrations).toBe(2);
+    for (let i = 0; i < 20 && provider.registrations > 0; i++) {
+      Bun.gc(true);
+      await Bun.sleep(10);
+    }
+    process.off("warning", onWarning);
+    expect(weak!.deref()).toBeUndefined();
+    expect(provider.registrations).toBe(0);
+    expect(vmLckKiB()).toBe(before);
+    expect(warnings.some((w) => w.includes("RegistrationCache was garbage-collected without close(); deregistered 2"))).toBe(true);
+  });
+});
+
 describe("pool.userRegion", () => {
   const POOL = { small: { initialCount: 4 }, medium: { initialCount: 0 }, large: { initialCount: 0 }, huge: { initialCount: 0 } };
 

@@ -157,6 +157,10 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
           ...books, entries: entries.size, inUse: out.length, bytes: registeredBytes(), registrations: allRegistrations().length,
         });
         expect(provider.live.size).toBe(s.registrations);
+        // What the garbage-collection backstop would deregister: exactly the live registrations.
+        const remains = (cache as unknown as { remains: { registrations: Registration[]; buffers: ArrayBuffer[] } }).remains;
+        expect(new Set(remains.registrations.map((r) => r.remoteKey))).toEqual(new Set(provider.live.keys()));
+        expect(remains.buffers.length).toBe(remains.registrations.length);
         for (const o of out) {
           const r = o.region;
           expect(r.view.buffer).toBe(o.buffer);
