@@ -398,17 +398,17 @@ export class RegistrationCache implements RegionOwner, Disposable {
    * provider's error when registration fails; a failed acquire leaves nothing registered.
    */
   acquire(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
-    if (this.closed_ || !ArrayBuffer.isView(memory)) return this.acquireSlow(memory);
+    if (this.closed_ || !ArrayBuffer.isView(memory)) return this.acquireSlow(memory, null);
     // Plain property reads: a view that lies about them still gets a region inside a buffer the
     // cache registered and checked, never outside one.
     const buffer = memory.buffer;
     const offset = memory.byteOffset;
     const length = memory.byteLength;
     const entry = this.entries.get(buffer);
-    if (entry === undefined) return this.acquireSlow(memory);
+    if (entry === undefined) return this.acquireSlow(memory, buffer);
     const reg = entry.current!;
     if (length === 0 || offset < reg.start || offset + length > reg.end || entry.lengthOf.call(buffer) < reg.end) {
-      return this.acquireSlow(memory);
+      return this.acquireSlow(memory, null);
     }
     this.hits++;
     return this.regionOf(entry, reg, offset, length);
@@ -609,7 +609,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
 
   // ---- misses and bad input -----------------------------------------------------------------------
 
-  private acquireSlow(memory: unknown): MemoryRegion {
+  /** Everything but a hit. `uncached`: a buffer the caller just looked up and did not find. */
+  private acquireSlow(memory: unknown, uncached: Buffer | null): MemoryRegion {
     this.assertOpen("acquire");
     const bytes = this.bytesOf;
     if (!bytes.read(memory)) {
@@ -619,7 +620,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const offset = bytes.offset;
     const length = bytes.length;
     bytes.buffer = null; // the scratch must not keep a buffer alive
-    let entry = this.entries.get(buffer);
+    let entry = buffer === uncached ? undefined : this.entries.get(buffer);
     if (entry !== undefined && bytes.total < entry.current!.end) {
       this.invalidate(entry);
       entry = undefined;
