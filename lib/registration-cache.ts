@@ -191,25 +191,35 @@ const backstop = new FinalizationRegistry<CacheRemains>((remains) => {
 
 /** One registration of an entry: `[start, end)` bytes of its buffer. Regions carry it as theirs. */
 class CacheRegistration implements Registration {
-  readonly address: number;
-  readonly length: number;
-  readonly handle: number;
-  readonly localKey: bigint;
-  readonly remoteKey: bigint;
+  address = 0;
+  length = 0;
+  handle = 0;
+  localKey = 0n;
+  remoteKey = 0n;
   /** The provider's registration. */
-  readonly inner: Registration;
-  readonly entry: CacheEntry;
+  inner: Registration;
+  entry: CacheEntry;
   /** Byte offsets into the entry's buffer. */
-  readonly start: number;
-  readonly end: number;
+  start = 0;
+  end = 0;
   /** Regions out that use this registration's keys. */
-  holders: number;
+  holders = 0;
   /** Replaced by a wider registration or invalidated: deregistered when the last holder releases. */
-  retired: boolean;
+  retired = false;
   /** Position in the cache's CacheRemains. */
-  remainsAt: number;
+  remainsAt = -1;
 
   constructor(inner: Registration, entry: CacheEntry, start: number, end: number) {
+    this.inner = inner;
+    this.entry = entry;
+    this.set(inner, entry, start, end);
+  }
+
+  /**
+   * Describes a new registration (a deregistered object is reused by the next miss: released
+   * regions still pointing here only ever get DOUBLE_RELEASE, and carry their own keys).
+   */
+  set(inner: Registration, entry: CacheEntry, start: number, end: number): void {
     this.address = inner.address;
     this.length = inner.length;
     this.handle = inner.handle;
@@ -344,6 +354,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
   private readonly orphans = new Set<CacheEntry>();
   /** An entry dropped with no region out, reused by the next miss (one allocation less per miss). */
   private spare: CacheEntry | null = null;
+  /** A registration object dropped with no holder, reused by the next registration. */
+  private spareRegistration: CacheRegistration | null = null;
   /** What the garbage-collection backstop deregisters if the cache is collected unclosed. */
   private readonly remains: CacheRemains;
   /** The CacheRegistration at each position of `remains` (the cache's side: it leads to regions). */
@@ -810,9 +822,12 @@ export class RegistrationCache implements RegionOwner, Disposable {
     if (entry.inUse > 0) {
       this.orphans.add(entry);
     } else {
+      // Nothing out refers to either object any more (but released regions, which only ever
+      // get DOUBLE_RELEASE): the next miss reuses them.
       entry.reset();
       entry.buffer = EMPTY_BUFFER; // the spare must not keep the dropped buffer alive
       this.spare = entry;
+      this.spareRegistration = reg;
     }
   }
 
@@ -836,7 +851,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.bytes += bytes;
     this.liveRegistrations++;
     this.registered++;
-    const reg = new CacheRegistration(inner, entry, start, end);
+    let reg = this.spareRegistration;
+    if (reg !== null) {
+      this.spareRegistration = null;
+      reg.set(inner, entry, start, end);
+    } else {
+      reg = new CacheRegistration(inner, entry, start, end);
+    }
     const remains = this.remains;
     reg.remainsAt = remains.registrations.length;
     remains.registrations.push(inner);
