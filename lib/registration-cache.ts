@@ -93,10 +93,6 @@ function getter(prototype: object, name: string): (this: unknown) => unknown {
 const arrayBufferByteLength = getter(ArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
 const sharedArrayBufferByteLength = getter(SharedArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
 const arrayBufferDetached = getter(ArrayBuffer.prototype, "detached") as (this: unknown) => boolean;
-const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
-const typedArrayBuffer = getter(typedArrayPrototype, "buffer") as (this: unknown) => Buffer;
-const typedArrayByteOffset = getter(typedArrayPrototype, "byteOffset") as (this: unknown) => number;
-const typedArrayByteLength = getter(typedArrayPrototype, "byteLength") as (this: unknown) => number;
 const dataViewBuffer = getter(DataView.prototype, "buffer") as (this: unknown) => Buffer;
 const dataViewByteOffset = getter(DataView.prototype, "byteOffset") as (this: unknown) => number;
 const dataViewByteLength = getter(DataView.prototype, "byteLength") as (this: unknown) => number;
@@ -112,8 +108,10 @@ function isDetached(buffer: Buffer, lengthOf: (this: unknown) => number): boolea
 }
 
 /**
- * The buffer and byte range of `memory`, read through intrinsics (an own property of the caller's
- * object cannot lie to them); false when it is no buffer or view.
+ * The buffer and byte range of `memory`; false when it is no buffer or view. The buffer is proven
+ * a real one by its intrinsic length getter; a typed array's offset and length are read as plain
+ * properties (intrinsic calls cost ~10 ns each) and checked against that length by the caller, so
+ * a view that lies about them gets a RangeError or a region inside its buffer, never outside.
  */
 class MemoryBytes {
   buffer: Buffer | null = null;
@@ -125,24 +123,15 @@ class MemoryBytes {
 
   read(memory: unknown): boolean {
     this.buffer = null;
+    let buffer: unknown;
     if (!ArrayBuffer.isView(memory)) {
-      if (typeof memory !== "object" || memory === null) return false;
-      const getter = lengthGetterFor(memory);
-      try {
-        this.total = this.length = getter.call(memory);
-      } catch {
-        return false; // a look-alike, or an object with a buffer's prototype
-      }
-      this.buffer = memory as Buffer;
+      buffer = memory;
       this.offset = 0;
-      this.lengthOf = getter;
-      return true;
-    }
-    let buffer: Buffer;
-    if (!(memory instanceof DataView)) {
-      buffer = typedArrayBuffer.call(memory);
-      this.offset = typedArrayByteOffset.call(memory);
-      this.length = typedArrayByteLength.call(memory);
+      this.length = -1; // the whole buffer, below
+    } else if (!(memory instanceof DataView)) {
+      buffer = memory.buffer;
+      this.offset = memory.byteOffset;
+      this.length = memory.byteLength;
     } else {
       buffer = dataViewBuffer.call(memory);
       // A DataView's offset and length getters throw once its buffer is detached or too short.
@@ -154,9 +143,16 @@ class MemoryBytes {
         this.length = 0;
       }
     }
-    this.buffer = buffer;
-    this.lengthOf = lengthGetterFor(buffer); // an intrinsic's buffer is a real one
-    this.total = this.lengthOf.call(buffer);
+    if (typeof buffer !== "object" || buffer === null) return false;
+    const getter = lengthGetterFor(buffer);
+    try {
+      this.total = getter.call(buffer);
+    } catch {
+      return false; // a look-alike, or an object with a buffer's prototype
+    }
+    if (this.length < 0) this.length = this.total;
+    this.buffer = buffer as Buffer;
+    this.lengthOf = getter;
     return true;
   }
 }
@@ -410,16 +406,18 @@ export class RegistrationCache implements RegionOwner, Disposable {
    * provider's error when registration fails; a failed acquire leaves nothing registered.
    */
   acquire(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
-    if (this.closed_ || !ArrayBuffer.isView(memory)) return this.acquireSlow(memory, null);
-    // Plain property reads: a view that lies about them still gets a region inside a buffer the
-    // cache registered and checked, never outside one.
+    // DataViews take the slow path: their getters throw once the buffer is detached.
+    if (this.closed_ || !ArrayBuffer.isView(memory) || memory instanceof DataView) return this.acquireSlow(memory, null);
+    // Plain property reads: a view that lies about them (own properties) still gets a region
+    // inside a buffer the cache registered, never outside one; NaN and fractions fail the checks.
     const buffer = memory.buffer;
     const offset = memory.byteOffset;
     const length = memory.byteLength;
     const entry = this.entries.get(buffer);
     if (entry === undefined) return this.acquireSlow(memory, buffer);
     const reg = entry.current!;
-    if (length === 0 || offset < reg.start || offset + length > reg.end || entry.lengthOf.call(buffer) < reg.end) {
+    if (!(length > 0 && offset >= reg.start && offset + length <= reg.end && Number.isInteger(offset) && Number.isInteger(length)) ||
+        entry.lengthOf.call(buffer) < reg.end) {
       return this.acquireSlow(memory, null);
     }
     this.hits++;
@@ -632,6 +630,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
     const offset = bytes.offset;
     const length = bytes.length;
     bytes.buffer = null; // the scratch must not keep a buffer alive
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= bytes.total)) {
+      throw new RangeError(`acquire: a view of ${String(length)} bytes at offset ${String(offset)} does not fit its buffer's ${bytes.total} bytes`);
+    }
     let entry = buffer === uncached ? undefined : this.entries.get(buffer);
     if (entry !== undefined && bytes.total < entry.current!.end) {
       this.invalidate(entry);

@@ -359,15 +359,44 @@ describe("bad input gets typed errors and leaves nothing registered", () => {
     expect(provider.registrations).toBe(0);
   });
 
-  test("a view that lies about its range gets a region inside a registered buffer, never outside", () => {
+  test("a view that lies about its range (own properties): a RangeError or a region inside its buffer, never outside", () => {
     const buffer = new ArrayBuffer(4096);
-    const view = new Uint8Array(buffer, 0, 16);
-    cache.release(cache.acquire(view));
-    Object.defineProperty(view, "byteOffset", { value: 1 << 20 });
-    const r = cache.acquire(view); // the cheap read is checked against the registration, then the intrinsics decide
-    expect(r.address - r.baseAddress).toBe(0);
+    const honest = new Uint8Array(buffer, 0, 16);
+    cache.release(cache.acquire(honest));
+    const registrations = provider.registrations;
+    for (const [name, value] of [["byteOffset", 1 << 20], ["byteOffset", NaN], ["byteOffset", 1.5], ["byteOffset", -8],
+      ["byteLength", 1 << 20], ["byteLength", NaN], ["byteLength", 0.5], ["byteLength", Infinity]] as const) {
+      const liar = new Uint8Array(buffer, 0, 16);
+      Object.defineProperty(liar, name, { value });
+      expect({ name, value, error: code(() => cache.acquire(liar)) }).toEqual({ name, value, error: "RangeError" });
+    }
+    // Lying about the buffer: whichever real buffer it names is the one registered, nothing else.
+    const other = new ArrayBuffer(64);
+    const liar = new Uint8Array(buffer, 0, 16);
+    Object.defineProperty(liar, "buffer", { value: other });
+    const r = cache.acquire(liar);
+    expect(r.view.buffer).toBe(other);
     expect(r.size).toBe(16);
     cache.release(r);
+    const fake = new Uint8Array(buffer, 0, 16);
+    Object.defineProperty(fake, "buffer", { value: { byteLength: 16 } });
+    expect(code(() => cache.acquire(fake))).toBe("TypeError");
+    expect(provider.registrations).toBe(registrations + 1);
+    expect(cache.stats().inUse).toBe(0);
+  });
+
+  test("DataViews: served, and a detached one gets DETACHED", () => {
+    const buffer = new ArrayBuffer(4096);
+    const view = new DataView(buffer, 100, 200);
+    const r = cache.acquire(view);
+    expect(r.address - r.baseAddress).toBe(100);
+    expect(r.size).toBe(200);
+    cache.release(r);
+    cache.release(cache.acquire(view));
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 1 });
+    buffer.transfer();
+    expect(code(() => cache.acquire(view))).toBe("DETACHED");
+    expect(cache.stats()).toMatchObject({ invalidations: 1, registrations: 0 });
   });
 
   test("release: foreign, look-alike and proxied regions; release twice", () => {
