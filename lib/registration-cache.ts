@@ -531,11 +531,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
 
   /**
    * Deregisters everything, regions out included (they are reported by a pool's close, and fail
-   * their next use). Idempotent. Throws the first provider error after trying every registration.
+   * their next use). Idempotent. Refuses with BUSY, changing nothing, while an RMA operation in
+   * flight uses one of its regions. Throws the first provider error after trying every registration.
    */
   close(): void {
     if (this.closed_) return;
     const held = this.regionsInUse();
+    for (const r of held) if (r.inFlight !== 0) throw busyError("RegistrationCache.close", r);
     this.closed_ = true;
     backstop.unregister(this);
     for (const r of held) r.inUse = false;
@@ -559,6 +561,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
       entry.overflow = null;
     }
     this.inUse = 0;
+    this.spare = null;
+    this.spareRegistration = null;
     if (firstError !== undefined) throw firstError;
   }
 

@@ -422,10 +422,13 @@ describe("bad input gets typed errors and leaves nothing registered", () => {
     }
   });
 
-  test("a region in RMA flight is not released (BUSY)", () => {
+  test("a region in RMA flight is not released, nor its cache closed (BUSY)", () => {
     const r = cache.acquire(new ArrayBuffer(64)) as MemoryRegion & { inFlight: number };
     r.inFlight = 1;
     expect(code(() => cache.release(r))).toBe("BUSY");
+    expect(code(() => cache.close())).toBe("BUSY");
+    expect(cache.closed).toBe(false);
+    expect(provider.registrations).toBe(1);
     r.inFlight = 0;
     cache.release(r);
   });
