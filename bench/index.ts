@@ -9,19 +9,21 @@ import { dirname, resolve } from "node:path";
 import { libfabricStatus } from "../lib/index.ts";
 import type { BenchContext, BenchStats, Cleanup, Comparison, Figure, ProviderUse, Suite } from "./context.ts";
 
-const USAGE = `usage: bun run bench [--quick] [--json <path>] [--filter <regex>]
+const USAGE = `usage: bun run bench [--quick] [--json <path>] [--filter <regex>] [--suite <regex>]
   --quick          CI smoke run: every benchmark, ~30 ms each (seconds in all)
   --json <path>    write all figures as JSON (also: ALLOCTOOLS_BENCH_JSON=<path>)
-  --filter <re>    run only the mitata benchmarks whose name matches`;
+  --filter <re>    run only the mitata benchmarks whose name matches
+  --suite <re>     set up only the suites (bench/suites/<name>.ts) whose file name matches`;
 
 interface Options {
   quick: boolean;
   json: string | undefined;
   filter: RegExp | undefined;
+  suite: RegExp | undefined;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { quick: false, json: process.env.ALLOCTOOLS_BENCH_JSON || undefined, filter: undefined };
+  const o: Options = { quick: false, json: process.env.ALLOCTOOLS_BENCH_JSON || undefined, filter: undefined, suite: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -33,6 +35,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === "--json") o.json = value();
     else if (a?.startsWith("--json=")) o.json = a.slice(7);
     else if (a === "--filter") o.filter = new RegExp(value());
+    else if (a === "--suite") o.suite = new RegExp(value());
     else if (a === "--help" || a === "-h") { console.log(USAGE); process.exit(0); }
     else fail(`unknown argument ${a}`);
   }
@@ -209,7 +212,7 @@ if (fabric.available) {
 }
 
 const suitesDir = resolve(import.meta.dir, "suites");
-const files = [...new Bun.Glob("*.ts").scanSync({ cwd: suitesDir })].sort();
+const files = [...new Bun.Glob("*.ts").scanSync({ cwd: suitesDir })].filter((f) => options.suite?.test(f) ?? true).sort();
 const cleanups: { suite: string; fn: Cleanup }[] = [];
 const suiteErrors: string[] = [];
 const suiteNames: string[] = [];

@@ -31,6 +31,7 @@ import { progressEngine, type Progressable } from "./progress.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
+import { RegistrationCache } from "./registration-cache.ts";
 import { beginOperation, type MemoryRegionImpl } from "./region.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
@@ -49,6 +50,12 @@ export interface EndpointOptions {
    * event loop; default 20, 0 to never spin. The event loop is never blocked longer than this.
    */
   spinMicroseconds?: number;
+  /**
+   * A registration cache over this endpoint's provider: every form of write/read then also takes a
+   * plain ArrayBufferView as local memory, registered through the cache (zero-copy) and given back
+   * to it when the transport is done with the operation.
+   */
+  cache?: RegistrationCache;
 }
 
 /** Counters since the endpoint opened. */
@@ -63,7 +70,7 @@ const ERR_ENTRY = layout.fi_cq_err_entry.size;
 const EXPIRY_PERIOD_MS = 1;
 /** At close, operations in flight get at most this long to complete after fi_cancel (ms). */
 const CLOSE_DRAIN_MS = 1000;
-const OPTION_KEYS: ReadonlySet<string> = new Set(["cqSize", "avCount", "timeoutMs", "spinMicroseconds"]);
+const OPTION_KEYS: ReadonlySet<string> = new Set(["cqSize", "avCount", "timeoutMs", "spinMicroseconds", "cache"]);
 
 /**
  * An RMA endpoint on a LibfabricProvider's domain (see the file header for the semantics).
@@ -84,6 +91,8 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   readonly timeoutMs: number;
   /** Microseconds write/read poll inline before waiting on the event loop. */
   readonly spinMicroseconds: number;
+  /** Where plain views given as local memory are registered (EndpointOptions.cache); null: views are refused. */
+  readonly cache: RegistrationCache | null;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
   readonly maxMessageSize: number;
   /** How a write's completion is made to mean "in the target's memory". */
@@ -129,6 +138,11 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     const fi = (this.fi = libfabric());
     const { domain, info } = provider.handles;
     const o = checkOptions(options, providerLimits(info));
+    const cache = options.cache ?? null;
+    if (cache !== null && !(cache instanceof RegistrationCache && cache.provider === provider)) {
+      throw new TypeError("options.cache must be a RegistrationCache over this endpoint's provider");
+    }
+    this.cache = cache;
     this.provider = provider;
     this.timeoutMs = o.timeoutMs;
     this.spinMicroseconds = o.spinMicroseconds;
@@ -219,12 +233,12 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    * for what happens after posting: RmaError (error completion), RmaTimeoutError, FabricError,
    * AllocToolsError ENDPOINT_CLOSED.
    */
-  write(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  write(source: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.promise(this.begin("write", source, length, peer, target, Wait.Promise));
   }
 
   /** Reads `length` bytes from the start of `target` on `peer` into `destination`; errors as for write(). */
-  read(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
+  read(destination: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): Promise<void> {
     return this.promise(this.begin("read", destination, length, peer, target, Wait.Promise));
   }
 
@@ -235,12 +249,12 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    * endpoint and the other endpoints of this process, one of which may be the target). Throws
    * where write() would reject. Allocates nothing on the success path.
    */
-  writeSync(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): void {
+  writeSync(source: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): void {
     this.waitSync(this.begin("write", source, length, peer, target, Wait.Sync));
   }
 
   /** read(), waiting on the calling thread; see writeSync. */
-  readSync(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): void {
+  readSync(destination: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): void {
     this.waitSync(this.begin("read", destination, length, peer, target, Wait.Sync));
   }
 
@@ -250,12 +264,12 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    * Posts a write and returns its operation id; drive it with poll() and ask with completed(id).
    * Refusals throw as for write(). Allocates nothing on the success path.
    */
-  postWrite(source: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): number {
+  postWrite(source: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): number {
     return this.begin("write", source, length, peer, target, Wait.Post).id;
   }
 
   /** Posts a read and returns its operation id; see postWrite. */
-  postRead(destination: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion): number {
+  postRead(destination: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion): number {
     return this.begin("read", destination, length, peer, target, Wait.Post).id;
   }
 
@@ -354,18 +368,26 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   // ---- posting ------------------------------------------------------------------------------------
 
   /** Checks a request, takes a slot, pins the local region and posts (or queues on EAGAIN). */
-  private begin(kind: RmaKind, local: LocalMemory, length: number, peer: PeerAddress, target: RemoteRegion, wait: Wait): Operation {
+  private begin(kind: RmaKind, local: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion, wait: Wait): Operation {
     this.assertOpen();
     if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${kind} length must be a positive integer, got ${String(length)}`);
     if (length > this.maxMessageSize) throw new RangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
-    const range = this.resolveLocalMemory(kind, local, length);
     if (!(target instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
     if (length > target.length) {
       throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
     }
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+    const cached = this.cache !== null && ArrayBuffer.isView(local);
+    const range = cached ? this.resolveCached(kind, local, length) : this.resolveLocalMemory(kind, local as LocalMemory, length);
     const region = range.region!;
-    const op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
+    let op: Operation;
+    try {
+      op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
+    } catch (e) {
+      if (cached) this.cache!.release(region);
+      throw e;
+    }
+    op.cache = cached ? this.cache : null;
     beginOperation(region);
     if (this.broken !== null) {
       this.finish(op, this.broken);
@@ -392,6 +414,19 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     resolveLocal(kind, local, length, range);
     this.assertSameDomain(kind, range.region!);
     return range;
+  }
+
+  /** A plain view through the cache: a cached region over it, acquired until the operation ends. */
+  private resolveCached(kind: RmaKind, view: ArrayBufferView, length: number): LocalRange {
+    const cache = this.cache!;
+    const region = cache.resolveLocal(kind, view, length);
+    try {
+      cache.assertUsable(kind, region);
+      return this.resolveLocalMemory(kind, region, length);
+    } catch (e) {
+      cache.release(region);
+      throw e;
+    }
   }
 
   /** FOREIGN_REGION unless the region is registered with this endpoint's provider. */
@@ -542,7 +577,12 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
       const i = this.queued.indexOf(op);
       if (i >= 0) this.queued.splice(i, 1);
     }
+    const cache = op.cache;
+    const region = op.region;
+    op.cache = null;
     this.table.leaveTransport(op);
+    // A cached region goes back once the transport is done with it (a closed cache took it back).
+    if (cache !== null && region !== null && !cache.closed && region.inUse) cache.release(region);
     if (op.outcome === Outcome.Pending) this.table.settle(op, error);
   }
 
@@ -614,7 +654,7 @@ function providerLimits(info: number): ProviderLimits {
   return { queueEntries: txSize + rxSize, txSize, rxSize, endpoints: bounded(readU64(domain, L.fi_domain_attr.ep_cnt)) };
 }
 
-function checkOptions(o: EndpointOptions, limits: ProviderLimits): Required<EndpointOptions> {
+function checkOptions(o: EndpointOptions, limits: ProviderLimits): Required<Omit<EndpointOptions, "cache">> {
   if (o === null || typeof o !== "object") throw new TypeError("Endpoint options must be an object");
   for (const key of Object.keys(o)) {
     if (!OPTION_KEYS.has(key)) throw new TypeError(`unknown Endpoint option ${JSON.stringify(key)}; known: ${[...OPTION_KEYS].join(", ")}`);

@@ -17,7 +17,10 @@ export type AllocToolsErrorCode =
   | "PROVIDER_CLOSED"    // the provider was closed
   | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
   | "BUSY"               // RMA operations in flight still use the memory (release, close)
-  | "NOT_SUPPORTED";     // the provider needs something this library does not do
+  | "NOT_SUPPORTED"      // the provider needs something this library does not do
+  | "DETACHED"           // the buffer was detached (transfer()) or shrank below what is registered
+  | "CACHE_FULL"         // a registration cache's limits are reached with every entry in use
+  | "CACHE_CLOSED";      // the registration cache was closed
 
 /**
  * A state or limit error of the pool, its regions or its providers: branch on `code`. Thrown

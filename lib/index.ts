@@ -34,6 +34,7 @@ export {
   type ShareOptions, type SharedPoolHandle,
 } from "./pool.ts";
 export type { SharedAudit } from "./shared-pool-state.ts";
+export { RegistrationCache, type RegistrationCacheOptions, type RegistrationCacheStats } from "./registration-cache.ts";
 export { MemoryRegionAllocator, type ElementType, type AnyTypedArray } from "./allocator.ts";
 export type { Progressable } from "./progress.ts";
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-pool-state.ts";

@@ -45,6 +45,11 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
     throw new RangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }
   if (region.owner !== null) region.assertInUse(operation);
+  // Memory transferred away from under the region (its buffer detached, or a resizable buffer
+  // shrunk below it) leaves its view empty: refuse before C is handed the address.
+  if (region.view.byteLength !== region.size) {
+    throw new AllocToolsError("DETACHED", `${operation}: the memory of the region at 0x${region.address.toString(16)} was transferred away or shrunk (its buffer is detached); it cannot be used`);
+  }
   out.region = region;
   out.address = region.address + offset;
   out.offset = offset;

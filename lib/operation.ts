@@ -9,6 +9,7 @@
 //   completed(id) answered). A timeout ends this side early; the transport side may go on.
 // The slot is free once both have ended.
 import { endOperation, type MemoryRegionImpl } from "./region.ts";
+import type { RegistrationCache } from "./registration-cache.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaKind, RmaOperation } from "./rma-errors.ts";
 
@@ -52,6 +53,8 @@ export class Operation {
   deadline = 0;
   /** The pinned local region, referenced so that it (and its pool) outlive the transfer. */
   region: MemoryRegionImpl | null = null;
+  /** The registration cache the region was acquired from for this operation (a plain view), else null. */
+  cache: RegistrationCache | null = null;
   resolve: ((value: void) => void) | null = null;
   reject: ((error: unknown) => void) | null = null;
 

@@ -8,6 +8,7 @@ import { ProvidedMemoryBlock } from "./provided-block.ts";
 import type { CheckedOptions } from "./pool-options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 import { MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "./region.ts";
+import { RegistrationCache, type RegistrationCacheStats } from "./registration-cache.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
 
@@ -32,6 +33,8 @@ export interface PoolStats {
   readonly peakPinnedBytes: number;
   readonly maxPinnedBytes: number;
   readonly stacks: Readonly<Record<SizeClass, StackStats>>;
+  /** The registration cache behind `userRegion` (this thread's); null until its first use. */
+  readonly cache: RegistrationCacheStats | null;
 }
 
 /** One region close() found still out. */
@@ -110,6 +113,8 @@ export class PoolCore {
   owner: RegionOwner | null = null;
   /** Set once the pool is shared: the limit is then one for every Worker. */
   shared: PinnedLimit | null = null;
+  /** The registration cache behind `userRegion` (this thread's), made at its first use. */
+  cache: RegistrationCache | null = null;
 
   constructor(provider: RegionProvider, options: CheckedOptions) {
     this.provider = provider;
@@ -267,10 +272,36 @@ export class PoolCore {
     }
   }
 
+  /** The registration cache behind `userRegion`; its registered bytes count in maxPinnedBytes. */
+  userCache(): RegistrationCache {
+    return (this.cache ??= new RegistrationCache(this.provider, {
+      access: this.traits.access,
+      budget: { reserve: (bytes, what) => this.reservePinned(bytes, what), release: (bytes) => this.addPinned(-bytes) },
+    }));
+  }
+
+  /** Closes the registration cache (its regions out are in the leak report); its first error. */
+  closeCache(): unknown {
+    try { this.cache?.close(); } catch (e) { return e; }
+    return undefined;
+  }
+
+  /** Evicts unused cached registrations worth `bytes`; whether any were freed. */
+  private roomFromCache(bytes: number): boolean {
+    return this.cache !== null && this.cache.evictBytes(bytes) > 0;
+  }
+
   reservePinned(bytes: number, what: string): void {
-    if (this.shared !== null) return this.shared.reservePinned(bytes, what);
+    if (this.shared !== null) {
+      try {
+        return this.shared.reservePinned(bytes, what);
+      } catch (e) {
+        if (!this.roomFromCache(bytes)) throw e;
+        return this.shared.reservePinned(bytes, what);
+      }
+    }
     const books = this.books;
-    if (books.pinned + bytes > this.maxPinnedBytes) {
+    if (books.pinned + bytes > this.maxPinnedBytes && !(this.roomFromCache(books.pinned + bytes - this.maxPinnedBytes) && books.pinned + bytes <= this.maxPinnedBytes)) {
       throw new AllocToolsError("PINNED_LIMIT",
         `${what} needs ${bytes} more pinned bytes; ${books.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
     }
@@ -290,6 +321,7 @@ export class PoolCore {
     const out: LeakedRegion[] = [];
     for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
+    for (const r of this.cache?.regionsInUse() ?? []) out.push({ size: r.size, kind: "user" });
     return out;
   }
 
@@ -313,7 +345,7 @@ export class PoolCore {
       temporaryRegions: books.temporaryRegions, liveTemporaryRegions: this.temporaries.size,
       userRegions: books.userRegions, liveUserRegions: this.users.size,
       regionsInUse: inUse, pinnedBytes: books.pinned, peakPinnedBytes: books.peakPinned,
-      maxPinnedBytes: this.maxPinnedBytes, stacks,
+      maxPinnedBytes: this.maxPinnedBytes, stacks, cache: this.cache?.stats() ?? null,
     };
   }
 
@@ -324,7 +356,7 @@ export class PoolCore {
     out.push(...this.sideLeaks());
     for (const r of this.regions) if (r !== undefined) setInUse(r, false);
     for (const stack of this.stacks) stack.clear();
-    let firstError: unknown;
+    let firstError = this.closeCache();
     this.books.deregistrations += this.resources.registrations.length + this.temporaries.size + this.users.size;
     for (const r of [...this.temporaries, ...this.users]) {
       setInUse(r, false);

@@ -133,6 +133,25 @@ export class MemoryPool implements RegionOwner, Disposable {
     return region;
   }
 
+  /**
+   * A cached user region over exactly the bytes of `memory` (`isUser`, `isCached`): the first use
+   * of a buffer registers it, later ones reuse the registration (see RegistrationCache). Release
+   * it with `releaseRegion`. Its registered bytes count in `maxPinnedBytes`; unused cached entries
+   * are evicted when the pool needs room. Each thread (Worker) has its own cache.
+   * `registerUserRegion` stays uncached.
+   */
+  userRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+    const cache = this.core.cache;
+    if (cache === null || this.closedHere) return this.userRegionSlow(memory);
+    return cache.acquire(memory);
+  }
+
+  /** The first userRegion makes the cache; a closed pool refuses. */
+  private userRegionSlow(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+    this.assertOpen();
+    return this.core.userCache().acquire(memory);
+  }
+
   /** One line for console.log: provider, regions in use, bytes pinned, size classes. */
   [inspectCustom](): string {
     if (this.closed) return oneLine("MemoryPool", { closed: true });
@@ -288,6 +307,8 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   private releaseSlow(region: MemoryRegion): void {
     const r = genuineRegion("releaseRegion", region);
+    const cache = this.core.cache;
+    if (cache !== null && r.owner === cache) return cache.release(r);
     const shared = this.shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.

@@ -15,6 +15,8 @@ export const RegionFlag = {
   TEMP: 2,
   /** A piece of a larger registration (pooled chunks). */
   PARTIAL: 4,
+  /** Served by a RegistrationCache: released to the cache, which keeps the registration. */
+  CACHED: 8,
 } as const;
 
 /**
@@ -27,6 +29,8 @@ export class RegionFlags {
   readonly isUser: boolean;
   readonly isTemp: boolean;
   readonly isPartial: boolean;
+  /** Served by a RegistrationCache. */
+  readonly isCached: boolean;
   private static readonly all: RegionFlags[] = [];
 
   private constructor(bits: number) {
@@ -34,12 +38,13 @@ export class RegionFlags {
     this.isUser = (bits & RegionFlag.USER) !== 0;
     this.isTemp = (bits & RegionFlag.TEMP) !== 0;
     this.isPartial = (bits & RegionFlag.PARTIAL) !== 0;
+    this.isCached = (bits & RegionFlag.CACHED) !== 0;
     Object.freeze(this);
   }
 
   /** The shared instance for `bits` (a combination of RegionFlag values). */
   static of(bits: number): RegionFlags {
-    if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw new RangeError(`region flags are RegionFlag bits (0..7), got ${bits}`);
+    if (!Number.isInteger(bits) || bits < 0 || bits > 15) throw new RangeError(`region flags are RegionFlag bits (0..15), got ${bits}`);
     return (RegionFlags.all[bits] ??= new RegionFlags(bits));
   }
 
@@ -109,6 +114,10 @@ export abstract class MemoryRegion {
   /** A chunk of a pooled block. */
   get isPartial(): boolean {
     return this.flags.isPartial;
+  }
+  /** Served by a RegistrationCache (`cache.acquire`, `pool.userRegion`). */
+  get isCached(): boolean {
+    return this.flags.isCached;
   }
 }
 

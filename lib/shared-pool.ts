@@ -544,7 +544,7 @@ export class SharedPool implements PinnedLimit {
       temporaryRegions: side(SIDE_BOOKS.temporaryCount), liveTemporaryRegions: side(SIDE_BOOKS.liveTemporaries),
       userRegions: side(SIDE_BOOKS.userCount), liveUserRegions: side(SIDE_BOOKS.liveUsers),
       regionsInUse: inUse, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
-      maxPinnedBytes: core.maxPinnedBytes, stacks,
+      maxPinnedBytes: core.maxPinnedBytes, stacks, cache: core.cache?.stats() ?? null,
     };
   }
 
@@ -653,7 +653,7 @@ export class SharedPool implements PinnedLimit {
   /** Deregisters this pool's temporary and user regions (each once: the side table decides). */
   private dropOwnSides(): unknown {
     const core = this.core;
-    let firstError: unknown;
+    let firstError = core.closeCache();
     for (const r of [...core.temporaries, ...core.users]) {
       core.forgetSide(r);
       core.books.sideReleases--; // closed, not released
