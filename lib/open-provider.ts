@@ -2,11 +2,12 @@
 import { libfabricStatus } from "../ffi/libfabric.ts";
 import { HostProvider } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
+import { MpiProvider } from "./mpi-provider.ts";
 import type { RegionProvider } from "./provider.ts";
 
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
-   * "host" for the embedded provider, a libfabric provider name ("tcp", "shm", ...) for that one
+   * "host" for the embedded provider, "mpi" for MpiProvider (inside an MPI job), a libfabric provider name ("tcp", "shm", ...) for that one
    * and nothing else, or undefined for libfabric's first choice with a fall-back to the host.
    * Default: $ALLOCTOOLS_PROVIDER, else undefined.
    */
@@ -38,6 +39,10 @@ export function openProvider(options: OpenProviderOptions = {}): RegionProvider 
 export function openProviderDescribed(options: OpenProviderOptions = {}): OpenedProvider {
   const name = options.provider ?? envProvider();
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
+  if (name === "mpi") {
+    const p = MpiProvider.open();
+    return { provider: p, description: `MPI provider: one dynamic window, rank ${p.rank} of ${p.size}, ${p.threadLevel} (${p.libraryVersion})` };
+  }
   if (name !== undefined) {
     // Asked for by name: never fall back.
     const p = LibfabricProvider.open({ ...options, provider: name });

@@ -30,7 +30,7 @@ export interface Registration {
 }
 
 /**
- * What a region provider must do. Implementations: HostProvider, LibfabricProvider.
+ * What a region provider must do. Implementations: HostProvider, LibfabricProvider, MpiProvider.
  * - `register` pins (where the provider pins) and registers; it throws a typed error and leaves
  *   nothing registered when it fails.
  * - `deregister` releases exactly one registration; registering the same range twice is allowed
@@ -41,8 +41,8 @@ export interface Registration {
 export interface RegionProvider {
   /** Short name: "host", "tcp;ofi_rxm", "shm", ... */
   readonly name: string;
-  /** "host" or "libfabric". */
-  readonly kind: "host" | "libfabric";
+  /** "host", "libfabric" or "mpi". */
+  readonly kind: "host" | "libfabric" | "mpi";
   readonly virtualAddressing: boolean;
   readonly closed: boolean;
   register(address: number, length: number, access: number): Registration;

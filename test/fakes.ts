@@ -4,7 +4,7 @@ import { SystemError } from "../ffi/errors.ts";
 import type { RegionProvider, Registration } from "../lib/index.ts";
 
 export class FailingProvider implements RegionProvider {
-  readonly kind: "host" | "libfabric";
+  readonly kind: RegionProvider["kind"];
   readonly name: string;
   readonly virtualAddressing: boolean;
   /** Registrations that will fail next, counted down per call to register(). */
