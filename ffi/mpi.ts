@@ -104,6 +104,10 @@ const symbols = {
     args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr],
     returns: FFIType.i32,
   },
+  // int MPI_Ibarrier(MPI_Comm comm, MPI_Request *request)
+  MPI_Ibarrier: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)   (MPI_STATUS_IGNORE is NULL)
+  MPI_Test: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
   MPI_Iprobe: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Win_create_dynamic(MPI_Info info, MPI_Comm comm, MPI_Win *win)
@@ -152,8 +156,6 @@ const symbols = {
     args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr],
     returns: FFIType.i32,
   },
-  // int MPI_Test(MPI_Request *request, int *flag, MPI_Status *status)
-  MPI_Test: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
 
 // libc's dynamic loader: dlopen with RTLD_GLOBAL, dlsym for data symbols, setenv for MCA defaults.
@@ -398,7 +400,7 @@ function libraryVersion(fn: Symbols): string {
   const text = new Uint8Array(MPI.MAX_LIBRARY_VERSION_STRING + 1);
   const length = new Int32Array(1);
   if (fn.MPI_Get_library_version(text, length) !== MPI.SUCCESS) return "unknown MPI library";
-  return Buffer.from(text.subarray(0, length[0]!)).toString("latin1").trim();
+  return Buffer.from(text.subarray(0, length[0]!)).toString("latin1").replace(/\0+$/, "").trim();
 }
 
 let loaded: MpiLibrary | undefined;

@@ -384,8 +384,15 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     return op;
   }
 
+  /** Bad input throws (nothing posted); MPI refusing the post rejects, as a failed operation would. */
   private promise(kind: RmaKind, local: LocalMemory, length: number, peer: MpiRank, remote: RemoteRegion): Promise<void> {
-    const op = this.start(kind, local, length, peer, remote);
+    let op: Operation;
+    try {
+      op = this.start(kind, local, length, peer, remote);
+    } catch (e) {
+      if (e instanceof MpiError) return Promise.reject(e);
+      throw e;
+    }
     return new Promise<void>((resolve, reject) => {
       op.resolve = resolve;
       op.reject = reject;

@@ -63,6 +63,23 @@ export class MpiJob implements Disposable {
   }
 
   /**
+   * MPI_Ibarrier, then MPI_Test on the event loop: the barrier to use while endpoints need progress
+   * (a libfabric tcp target reads its completion queue only when the event loop turns).
+   */
+  async barrierAsync(): Promise<void> {
+    this.assertOpen();
+    const { fn, handles } = this.mpi;
+    const request = new BigUint64Array(1);
+    const flag = new Int32Array(1);
+    this.mpi.check("MPI_Ibarrier", fn.MPI_Ibarrier(handles.COMM_WORLD as Pointer, request));
+    for (;;) {
+      this.mpi.check("MPI_Test", fn.MPI_Test(request, flag, null));
+      if (flag[0] !== 0) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
    * Every rank's `bytes`, indexed by rank (this rank's own included). Lengths may differ: they are
    * allgathered first, then the bytes with MPI_Allgatherv. The results are views into one buffer.
    */
