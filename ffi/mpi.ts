@@ -47,7 +47,7 @@ export const MPI_ERROR_CLASS_NAMES: Readonly<Record<number, string>> = {
   5: "MPI_ERR_COMM", 6: "MPI_ERR_RANK", 7: "MPI_ERR_REQUEST", 8: "MPI_ERR_ROOT", 9: "MPI_ERR_GROUP",
   10: "MPI_ERR_OP", 11: "MPI_ERR_TOPOLOGY", 12: "MPI_ERR_DIMS", 13: "MPI_ERR_ARG", 14: "MPI_ERR_UNKNOWN",
   15: "MPI_ERR_TRUNCATE", 16: "MPI_ERR_OTHER", 17: "MPI_ERR_INTERN", 18: "MPI_ERR_IN_STATUS",
-  19: "MPI_ERR_PENDING", 26: "MPI_ERR_DISP", 34: "MPI_ERR_NO_MEM", 45: "MPI_ERR_BASE",
+  19: "MPI_ERR_PENDING", 24: "MPI_ERR_BASE", 26: "MPI_ERR_DISP", 39: "MPI_ERR_NO_MEM",
   46: "MPI_ERR_RMA_CONFLICT", 47: "MPI_ERR_RMA_SYNC", 52: "MPI_ERR_UNSUPPORTED_OPERATION",
   53: "MPI_ERR_WIN", 68: "MPI_ERR_RMA_RANGE", 69: "MPI_ERR_RMA_ATTACH", 70: "MPI_ERR_RMA_FLAVOR",
   71: "MPI_ERR_RMA_SHARED",
@@ -255,14 +255,18 @@ export class MpiLibrary {
         causes.push(`${candidate} has no MPI_Init_thread: not an MPI library`);
         continue;
       }
-      const fn = dlopen(candidate, symbols).symbols;
-      const version = libraryVersion(fn);
       if (lookup(HANDLE_SYMBOLS.COMM_WORLD) === 0) {
+        // Before the whole symbol table: only what MPI-3 lets us call before MPI_Init.
+        const probe = dlopen(candidate, { MPI_Get_library_version: symbols.MPI_Get_library_version });
+        const version = libraryVersion(probe.symbols);
+        probe.close();
         throw new AllocToolsError("NOT_SUPPORTED",
           `${candidate} is not Open MPI (${version.split("\n")[0]}): alloctools reaches MPI's predefined handles as ` +
             `Open MPI's exported globals, and MPICH-family libraries pass handles as integers. Install Open MPI ` +
             `('apt-get install openmpi-bin libopenmpi-dev') or point ALLOCTOOLS_MPI_PATH at its libmpi.so.40.`);
       }
+      const fn = dlopen(candidate, symbols).symbols;
+      const version = libraryVersion(fn);
       const handles = {} as Record<HandleName, number>;
       for (const [name, symbol] of Object.entries(HANDLE_SYMBOLS) as [HandleName, string][]) {
         const address = lookup(symbol);
@@ -396,7 +400,7 @@ export class MpiLibrary {
   }
 }
 
-function libraryVersion(fn: Symbols): string {
+function libraryVersion(fn: Pick<Symbols, "MPI_Get_library_version">): string {
   const text = new Uint8Array(MPI.MAX_LIBRARY_VERSION_STRING + 1);
   const length = new Int32Array(1);
   if (fn.MPI_Get_library_version(text, length) !== MPI.SUCCESS) return "unknown MPI library";
