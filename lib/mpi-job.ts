@@ -65,9 +65,13 @@ export class MpiJob implements Disposable {
   /**
    * MPI_Ibarrier, then MPI_Test on the event loop: the barrier to use while endpoints need progress
    * (a libfabric tcp target reads its completion queue only when the event loop turns).
+   * `intervalMs` 0 tests on every event-loop turn; above 0 it tests every `intervalMs` and leaves the
+   * core to others (a target that only exposes memory to one-sided operations). A nonblocking
+   * barrier matches only a nonblocking one: every rank calls barrierAsync() where one does.
    */
-  async barrierAsync(): Promise<void> {
+  async barrierAsync(intervalMs: number = 0): Promise<void> {
     this.assertOpen();
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
     const { fn, handles } = this.mpi;
     const request = new BigUint64Array(1);
     const flag = new Int32Array(1);
@@ -75,7 +79,7 @@ export class MpiJob implements Disposable {
     for (;;) {
       this.mpi.check("MPI_Test", fn.MPI_Test(request, flag, null));
       if (flag[0] !== 0) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await new Promise<void>((resolve) => (intervalMs === 0 ? setImmediate(resolve) : setTimeout(resolve, intervalMs)));
     }
   }
 
