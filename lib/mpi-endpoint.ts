@@ -105,6 +105,8 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   private readonly local = new LocalRange();
   private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0 };
   private nextId = 1;
+  /** The last remote key found to be this window's (-1n: none yet). */
+  private checkedKey = -1n;
   private interval = -1;
   private closed_ = false;
 
@@ -340,8 +342,12 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     if (!Number.isInteger(peer) || peer < 0 || peer >= this.size) {
       throw new RangeError(`${kind}: rank ${String(peer)} is not in this job (ranks 0..${this.size - 1})`);
     }
-    if (!this.provider.ownsKey(remote.key)) {
-      throw new RangeError(`${kind}: key ${remote.key} belongs to MPI window ${remote.key >> 32n}, this endpoint's window is ${this.provider.windowNumber}`);
+    // The last key that passed is remembered: comparing bigints allocates nothing, shifting does.
+    if (remote.key !== this.checkedKey) {
+      if (!this.provider.ownsKey(remote.key)) {
+        throw new RangeError(`${kind}: key ${remote.key} belongs to MPI window ${remote.key >> 32n}, this endpoint's window is ${this.provider.windowNumber}`);
+      }
+      this.checkedKey = remote.key;
     }
   }
 

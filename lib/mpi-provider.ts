@@ -67,6 +67,8 @@ export class MpiProvider implements RegionProvider {
   private readonly live = new Map<number, MpiRegistration>();
   private readonly children = new Set<{ close(): void }>();
   private readonly addressOut = new BigInt64Array(1);
+  /** The window's number as the keys' high half. */
+  private readonly keyHigh: bigint;
   private nextSerial = 1;
   private closed_ = false;
 
@@ -78,6 +80,7 @@ export class MpiProvider implements RegionProvider {
     this.size = size;
     this.window = window;
     this.windowNumber = windowNumber;
+    this.keyHigh = BigInt(windowNumber);
     this.libraryVersion = mpi.version.split("\n")[0]!;
   }
 
@@ -134,7 +137,7 @@ export class MpiProvider implements RegionProvider {
 
   /** Whether `key` was made by this provider's window. */
   ownsKey(key: bigint): boolean {
-    return key >> 32n === BigInt(this.windowNumber);
+    return key >> 32n === this.keyHigh;
   }
 
   /** Attaches [address, address + length) to the window (or shares the attached range it lies in). */

@@ -243,7 +243,9 @@ async function libfabricNames(): Promise<void> {
   const provider = LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1" });
   const pool = new MemoryPool(provider);
   const endpoint = new Endpoint(provider);
-  const peers = job.exchangeNames(endpoint).map((name) => endpoint.insert(name));
+  const names = job.exchangeNames(endpoint);
+  check("exchangeNames: this rank's own name at its rank", Buffer.from(names[rank]!).equals(Buffer.from(endpoint.name)));
+  const peers = names.map((name, r) => (r === rank ? -1n : endpoint.insert(name)));
   const inbox = pool.getRegion(SLOT);
   inbox.view.fill(0);
   const remotes = job.allgather(inbox.remote().toBytes()).map((bytes) => RemoteRegion.fromBytes(bytes));
