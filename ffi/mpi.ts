@@ -30,7 +30,9 @@ export type ThreadLevelName = (typeof THREAD_LEVEL_NAMES)[number];
 /** Integer constants of Open MPI's mpi.h that this library uses (checked by test/mpi/constants.test.ts). */
 export const MPI = {
   SUCCESS: 0,
-  /** MPI_Win_lock_all assert: none. */
+  /** An assert argument of 0: nothing asserted (MPI_Win_lock_all). */
+  NO_ASSERT: 0,
+  /** MPI_Win_lock_all assert: no conflicting lock is held (not used: kept for the probe). */
   MODE_NOCHECK: 1,
   LOCK_SHARED: 2,
   ANY_SOURCE: -1,
@@ -218,10 +220,9 @@ export class MpiLibrary {
   readonly path: string;
   /** `MPI_Get_library_version`, e.g. "Open MPI v4.1.4, package: Debian OpenMPI, ...". */
   readonly version: string;
-  /** The functions of the symbol table above. */
-  readonly fn: Symbols;
   /** Predefined handles (addresses of Open MPI's globals). */
   readonly handles: Readonly<Record<HandleName, number>>;
+  private readonly fn: Symbols;
   private readonly intOut = new Int32Array(2);
   private readonly text = new Uint8Array(MPI.MAX_ERROR_STRING + 1);
   private users = 0;
@@ -391,13 +392,141 @@ export class MpiLibrary {
     });
   }
 
-  /** `MPI_Comm_rank` and `MPI_Comm_size` of a communicator. */
-  rankAndSize(comm: number): { rank: number; size: number } {
+  /** `MPI_Comm_rank` and `MPI_Comm_size` of MPI_COMM_WORLD. */
+  rankAndSize(): { rank: number; size: number } {
     const out = this.intOut;
-    this.check("MPI_Comm_rank", this.fn.MPI_Comm_rank(comm as Pointer, out.subarray(0, 1)));
-    this.check("MPI_Comm_size", this.fn.MPI_Comm_size(comm as Pointer, out.subarray(1, 2)));
+    const world = this.handles.COMM_WORLD as Pointer;
+    this.check("MPI_Comm_rank", this.fn.MPI_Comm_rank(world, out.subarray(0, 1)));
+    this.check("MPI_Comm_size", this.fn.MPI_Comm_size(world, out.subarray(1, 2)));
     return { rank: out[0]!, size: out[1]! };
   }
+
+  // ---- collectives over MPI_COMM_WORLD ---------------------------------------------------------
+
+  /** `MPI_Barrier(MPI_COMM_WORLD)` */
+  barrier(): void {
+    this.check("MPI_Barrier", this.fn.MPI_Barrier(this.handles.COMM_WORLD as Pointer));
+  }
+
+  /** `MPI_Ibarrier(MPI_COMM_WORLD, request)`; `request` is one MPI_Request slot. */
+  startBarrier(request: BigUint64Array): void {
+    this.check("MPI_Ibarrier", this.fn.MPI_Ibarrier(this.handles.COMM_WORLD as Pointer, request));
+  }
+
+  /** `MPI_Test(request, &flag, MPI_STATUS_IGNORE)`: whether the request has completed. */
+  testRequest(request: BigUint64Array): boolean {
+    const flag = this.intOut.subarray(0, 1);
+    this.check("MPI_Test", this.fn.MPI_Test(request, flag, null));
+    return flag[0] !== 0;
+  }
+
+  /** `MPI_Allgather` of one int per rank into `all`. */
+  allgatherInt(mine: Int32Array, all: Int32Array): void {
+    const int = this.handles.INT as Pointer;
+    this.check("MPI_Allgather", this.fn.MPI_Allgather(mine, 1, int, all, 1, int, this.handles.COMM_WORLD as Pointer));
+  }
+
+  /** `MPI_Allgatherv` of `sendLength` bytes per rank (MPI_BYTE). */
+  allgatherBytes(send: Uint8Array, sendLength: number, received: Uint8Array, lengths: Int32Array, displacements: Int32Array): void {
+    const byte = this.handles.BYTE as Pointer;
+    this.check("MPI_Allgatherv", this.fn.MPI_Allgatherv(send, sendLength, byte, received, lengths, displacements, byte,
+      this.handles.COMM_WORLD as Pointer));
+  }
+
+  /** `MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, flag, MPI_STATUS_IGNORE)`: lets MPI progress; never throws. */
+  nudge(flag: number): void {
+    this.fn.MPI_Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, this.handles.COMM_WORLD as Pointer, flag as Pointer, null);
+  }
+
+  // ---- windows ---------------------------------------------------------------------------------
+
+  /**
+   * `MPI_Win_create_dynamic(MPI_INFO_NULL, MPI_COMM_WORLD, &win)` (collective), then
+   * MPI_ERRORS_RETURN on it. Returns the `MPI_Win`.
+   */
+  createDynamicWindow(): number {
+    const out = new BigUint64Array(1);
+    const code = this.fn.MPI_Win_create_dynamic(this.handles.INFO_NULL as Pointer, this.handles.COMM_WORLD as Pointer, out);
+    if (code !== MPI.SUCCESS) {
+      const alone = this.rankAndSize().size === 1;
+      throw this.error("MPI_Win_create_dynamic", code, alone
+        ? "a job of one process (no mpirun, or -n 1) gets no RMA window from Open MPI's osc/rdma without an RDMA network: run under mpirun -n 2 or more"
+        : undefined);
+    }
+    const window = Number(out[0]);
+    const set = this.fn.MPI_Win_set_errhandler(window as Pointer, this.handles.ERRORS_RETURN as Pointer);
+    if (set !== MPI.SUCCESS) {
+      this.fn.MPI_Win_free(out);
+      throw this.error("MPI_Win_set_errhandler", set);
+    }
+    return window;
+  }
+
+  /** `MPI_Win_free(&win)` (collective). */
+  freeWindow(window: number): void {
+    this.check("MPI_Win_free", this.fn.MPI_Win_free(new BigUint64Array([BigInt(window)])));
+  }
+
+  /** `MPI_Win_lock_all(0, win)`: a passive-target epoch to every rank, no assertion. */
+  lockAll(window: number): void {
+    this.check("MPI_Win_lock_all", this.fn.MPI_Win_lock_all(MPI.NO_ASSERT, window as Pointer));
+  }
+
+  /** `MPI_Win_unlock_all(win)` */
+  unlockAll(window: number): void {
+    this.check("MPI_Win_unlock_all", this.fn.MPI_Win_unlock_all(window as Pointer));
+  }
+
+  /** `MPI_Win_flush_all(win)`: every operation of this rank on the window is complete. */
+  flushAll(window: number, detail?: string): void {
+    this.check("MPI_Win_flush_all", this.fn.MPI_Win_flush_all(window as Pointer), detail);
+  }
+
+  /** `MPI_Win_attach(win, address, length)` */
+  attach(window: number, address: number, length: number, detail?: string): void {
+    this.check("MPI_Win_attach", this.fn.MPI_Win_attach(window as Pointer, address as Pointer, length), detail);
+  }
+
+  /** `MPI_Win_detach(win, address)` */
+  detach(window: number, address: number): void {
+    this.check("MPI_Win_detach", this.fn.MPI_Win_detach(window as Pointer, address as Pointer), `0x${address.toString(16)}`);
+  }
+
+  /** `MPI_Get_address(address, out)`, into a one-slot array (no allocation). */
+  getAddress(address: number, out: BigInt64Array): bigint {
+    this.check("MPI_Get_address", this.fn.MPI_Get_address(address as Pointer, out));
+    return BigInt.asUintN(64, out[0]!);
+  }
+
+  /**
+   * The RMA calls of one window, for MpiEndpoint's hot path: raw functions that return the MPI
+   * error code (pass it to `error()`), and MPI_BYTE.
+   */
+  rmaOps(): MpiRmaOps {
+    const fn = this.fn;
+    return {
+      byte: this.handles.BYTE,
+      put: fn.MPI_Put, get: fn.MPI_Get, rput: fn.MPI_Rput, rget: fn.MPI_Rget, flush: fn.MPI_Win_flush, test: fn.MPI_Test,
+    };
+  }
+}
+
+/** Raw RMA calls (see MpiLibrary.rmaOps); each returns an MPI error code. */
+export interface MpiRmaOps {
+  /** The MPI_BYTE handle. */
+  readonly byte: number;
+  /** MPI_Put(origin, count, MPI_BYTE, rank, displacement, count, MPI_BYTE, win) */
+  readonly put: Symbols["MPI_Put"];
+  /** MPI_Get(origin, count, MPI_BYTE, rank, displacement, count, MPI_BYTE, win) */
+  readonly get: Symbols["MPI_Get"];
+  /** MPI_Rput(..., win, &request) */
+  readonly rput: Symbols["MPI_Rput"];
+  /** MPI_Rget(..., win, &request) */
+  readonly rget: Symbols["MPI_Rget"];
+  /** MPI_Win_flush(rank, win) */
+  readonly flush: Symbols["MPI_Win_flush"];
+  /** MPI_Test(&request, &flag, MPI_STATUS_IGNORE) */
+  readonly test: Symbols["MPI_Test"];
 }
 
 function libraryVersion(fn: Pick<Symbols, "MPI_Get_library_version">): string {

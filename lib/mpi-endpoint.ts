@@ -15,7 +15,7 @@
 // - Local memory is any region or pointer of this library (MPI reads and writes the origin buffer
 //   itself: it need not be attached to the window).
 import { read, type Pointer } from "bun:ffi";
-import { MpiError, type MpiLibrary } from "../ffi/mpi.ts";
+import { MpiError, type MpiLibrary, type MpiRmaOps } from "../ffi/mpi.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError } from "./errors.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
@@ -87,12 +87,12 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   private readonly mpi: MpiLibrary;
   private readonly window: number;
   private readonly byte: number;
-  private readonly put: MpiLibrary["fn"]["MPI_Put"];
-  private readonly get: MpiLibrary["fn"]["MPI_Get"];
-  private readonly rput: MpiLibrary["fn"]["MPI_Rput"];
-  private readonly rget: MpiLibrary["fn"]["MPI_Rget"];
-  private readonly flush: MpiLibrary["fn"]["MPI_Win_flush"];
-  private readonly test: MpiLibrary["fn"]["MPI_Test"];
+  private readonly put: MpiRmaOps["put"];
+  private readonly get: MpiRmaOps["get"];
+  private readonly rput: MpiRmaOps["rput"];
+  private readonly rget: MpiRmaOps["rget"];
+  private readonly flush: MpiRmaOps["flush"];
+  private readonly test: MpiRmaOps["test"];
   /** Native MPI_Request slots (one per operation slot) and the MPI_Test flag. */
   private readonly requests: number;
   private readonly flag: number;
@@ -120,14 +120,14 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     this.timeoutMs = o.timeoutMs;
     this.maxPending = o.maxPending;
     this.window = provider.window;
-    this.byte = this.mpi.handles.BYTE;
-    const fn = this.mpi.fn;
-    this.put = fn.MPI_Put;
-    this.get = fn.MPI_Get;
-    this.rput = fn.MPI_Rput;
-    this.rget = fn.MPI_Rget;
-    this.flush = fn.MPI_Win_flush;
-    this.test = fn.MPI_Test;
+    const ops = this.mpi.rmaOps(); // resolved once: each operation is a plain call
+    this.byte = ops.byte;
+    this.put = ops.put;
+    this.get = ops.get;
+    this.rput = ops.rput;
+    this.rget = ops.rget;
+    this.flush = ops.flush;
+    this.test = ops.test;
     this.name = MpiEndpoint.nameOf(this.rank);
     this.requests = libc.calloc(o.maxPending * REQUEST_BYTES + 8);
     this.flag = this.requests + o.maxPending * REQUEST_BYTES;
@@ -297,8 +297,11 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     this.interval = -1;
     let error: unknown = null;
     if (this.posted.length > 0) {
-      const code = this.mpi.fn.MPI_Win_flush_all(this.window as Pointer);
-      if (code !== 0) error = this.mpi.error("MPI_Win_flush_all", code, "closing the endpoint");
+      try {
+        this.mpi.flushAll(this.window, "closing the endpoint");
+      } catch (e) {
+        error = e;
+      }
       // After the flush every request is complete; a few turns read them.
       for (let turn = 0; turn < 1000 && this.posted.length > 0; turn++) this.turn(performance.now());
     }
@@ -486,8 +489,7 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
 
   /** With nothing pending: let MPI progress (a target whose transport needs it). */
   private idleProgress(): void {
-    const { fn, handles } = this.mpi;
-    fn.MPI_Iprobe(-1, -1, handles.COMM_WORLD as Pointer, this.flag as Pointer, null);
+    this.mpi.nudge(this.flag);
   }
 
   private operationError(fn: string, code: number, length: number, rank: number, remoteAddress: bigint, key: bigint): MpiError {

@@ -10,7 +10,6 @@
 // - The job keeps MPI initialized: close the job last (after providers), and MPI_Finalize runs when
 //   the last user closes. A job open across tests lets providers come and go (MPI cannot be
 //   initialized twice in a process).
-import type { Pointer } from "bun:ffi";
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
 import { AllocToolsError } from "./errors.ts";
 
@@ -31,7 +30,7 @@ export class MpiJob implements Disposable {
   private constructor(mpi: MpiLibrary, level: number) {
     this.mpi = mpi;
     this.threadLevel = THREAD_LEVEL_NAMES[level] ?? "MPI_THREAD_SINGLE";
-    const { rank, size } = mpi.rankAndSize(mpi.handles.COMM_WORLD);
+    const { rank, size } = mpi.rankAndSize();
     this.rank = rank;
     this.size = size;
   }
@@ -59,7 +58,7 @@ export class MpiJob implements Disposable {
   /** MPI_Barrier over the job. */
   barrier(): void {
     this.assertOpen();
-    this.mpi.check("MPI_Barrier", this.mpi.fn.MPI_Barrier(this.mpi.handles.COMM_WORLD as Pointer));
+    this.mpi.barrier();
   }
 
   /**
@@ -72,13 +71,10 @@ export class MpiJob implements Disposable {
   async barrierAsync(intervalMs: number = 0): Promise<void> {
     this.assertOpen();
     if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
-    const { fn, handles } = this.mpi;
     const request = new BigUint64Array(1);
-    const flag = new Int32Array(1);
-    this.mpi.check("MPI_Ibarrier", fn.MPI_Ibarrier(handles.COMM_WORLD as Pointer, request));
+    this.mpi.startBarrier(request);
     for (;;) {
-      this.mpi.check("MPI_Test", fn.MPI_Test(request, flag, null));
-      if (flag[0] !== 0) return;
+      if (this.mpi.testRequest(request)) return;
       await new Promise<void>((resolve) => (intervalMs === 0 ? setImmediate(resolve) : setTimeout(resolve, intervalMs)));
     }
   }
@@ -91,11 +87,8 @@ export class MpiJob implements Disposable {
     this.assertOpen();
     if (!(bytes instanceof Uint8Array)) throw new TypeError("allgather takes a Uint8Array");
     if (bytes.length > MAX_TOTAL_BYTES) throw new RangeError(`allgather of ${bytes.length} bytes is above MPI's int count limit`);
-    const { fn, handles } = this.mpi;
-    const world = handles.COMM_WORLD as Pointer;
     const lengths = new Int32Array(this.size);
-    const mine = new Int32Array([bytes.length]);
-    this.mpi.check("MPI_Allgather", fn.MPI_Allgather(mine, 1, handles.INT as Pointer, lengths, 1, handles.INT as Pointer, world));
+    this.mpi.allgatherInt(new Int32Array([bytes.length]), lengths);
     const displacements = new Int32Array(this.size);
     let total = 0;
     for (let r = 0; r < this.size; r++) {
@@ -106,8 +99,7 @@ export class MpiJob implements Disposable {
     // MPI reads and writes through these pointers: never hand it an empty buffer's null pointer.
     const received = new Uint8Array(Math.max(total, 1));
     const send = bytes.length > 0 ? bytes : new Uint8Array(1);
-    this.mpi.check("MPI_Allgatherv", fn.MPI_Allgatherv(send, bytes.length, handles.BYTE as Pointer, received, lengths, displacements,
-      handles.BYTE as Pointer, world));
+    this.mpi.allgatherBytes(send, bytes.length, received, lengths, displacements);
     const out: Uint8Array[] = [];
     for (let r = 0; r < this.size; r++) out.push(received.subarray(displacements[r]!, displacements[r]! + lengths[r]!));
     return out;

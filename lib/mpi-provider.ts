@@ -16,7 +16,6 @@
 // - close(): endpoints first, then every attachment is detached, MPI_Win_unlock_all, MPI_Win_free
 //   (collective), and MPI_Finalize if this was the last user of MPI and alloctools initialized it.
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
-import type { Pointer } from "bun:ffi";
 import { AllocToolsError } from "./errors.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
@@ -75,7 +74,7 @@ export class MpiProvider implements RegionProvider {
   private constructor(mpi: MpiLibrary, level: number, window: number, windowNumber: number) {
     this.mpi = mpi;
     this.threadLevel = THREAD_LEVEL_NAMES[level] ?? "MPI_THREAD_SINGLE";
-    const { rank, size } = mpi.rankAndSize(mpi.handles.COMM_WORLD);
+    const { rank, size } = mpi.rankAndSize();
     this.rank = rank;
     this.size = size;
     this.window = window;
@@ -93,21 +92,12 @@ export class MpiProvider implements RegionProvider {
     if (options === null || typeof options !== "object") throw new TypeError("MpiProvider options must be an object");
     const mpi = mpiLibrary();
     const level = mpi.acquire();
-    const out = new BigUint64Array(1);
     let window = 0;
     try {
-      const code = mpi.fn.MPI_Win_create_dynamic(mpi.handles.INFO_NULL as Pointer, mpi.handles.COMM_WORLD as Pointer, out);
-      if (code !== 0) {
-        const alone = mpi.rankAndSize(mpi.handles.COMM_WORLD).size === 1;
-        throw mpi.error("MPI_Win_create_dynamic", code, alone
-          ? "a job of one process (no mpirun, or -n 1) gets no RMA window from Open MPI's osc/rdma without an RDMA network: run under mpirun -n 2 or more"
-          : undefined);
-      }
-      window = Number(out[0]);
-      mpi.check("MPI_Win_set_errhandler", mpi.fn.MPI_Win_set_errhandler(window as Pointer, mpi.handles.ERRORS_RETURN as Pointer));
-      mpi.check("MPI_Win_lock_all", mpi.fn.MPI_Win_lock_all(0, window as Pointer));
+      window = mpi.createDynamicWindow();
+      mpi.lockAll(window);
     } catch (e) {
-      if (window !== 0) mpi.fn.MPI_Win_free(out);
+      if (window !== 0) mpi.freeWindow(window);
       mpi.release();
       throw e;
     }
@@ -131,8 +121,7 @@ export class MpiProvider implements RegionProvider {
 
   /** `MPI_Get_address(address)`: what a peer passes as the target displacement of that byte. */
   remoteAddress(address: number): bigint {
-    this.mpi.check("MPI_Get_address", this.mpi.fn.MPI_Get_address(address as Pointer, this.addressOut));
-    return BigInt.asUintN(64, this.addressOut[0]!);
+    return this.mpi.getAddress(address, this.addressOut);
   }
 
   /** Whether `key` was made by this provider's window. */
@@ -161,8 +150,7 @@ export class MpiProvider implements RegionProvider {
           `[0x${overlap.address.toString(16)}, 0x${overlap.end.toString(16)}) already attached to the MPI window; ` +
           `MPI_Win_attach takes ranges that do not overlap`);
       }
-      this.mpi.check("MPI_Win_attach", this.mpi.fn.MPI_Win_attach(this.window as Pointer, address as Pointer, length),
-        `${length} bytes at 0x${address.toString(16)} (${this.attachments.length} ranges attached)`);
+      this.mpi.attach(this.window, address, length, `${length} bytes at 0x${address.toString(16)} (${this.attachments.length} ranges attached)`);
       attachment = new Attachment(address, end);
       this.attachments.push(attachment);
     }
@@ -180,8 +168,7 @@ export class MpiProvider implements RegionProvider {
     const attachment = live.attachment;
     if (--attachment.count > 0) return;
     this.attachments.splice(this.attachments.indexOf(attachment), 1);
-    this.mpi.check("MPI_Win_detach", this.mpi.fn.MPI_Win_detach(this.window as Pointer, attachment.address as Pointer),
-      `0x${attachment.address.toString(16)}`);
+    this.mpi.detach(this.window, attachment.address);
   }
 
   /** @internal An endpoint over this provider: closed before the window is freed. */
@@ -207,10 +194,10 @@ export class MpiProvider implements RegionProvider {
     this.closed_ = true;
     this.live.clear();
     for (const a of this.attachments.splice(0)) {
-      attempt(() => this.mpi.check("MPI_Win_detach", this.mpi.fn.MPI_Win_detach(this.window as Pointer, a.address as Pointer)));
+      attempt(() => this.mpi.detach(this.window, a.address));
     }
-    attempt(() => this.mpi.check("MPI_Win_unlock_all", this.mpi.fn.MPI_Win_unlock_all(this.window as Pointer)));
-    attempt(() => this.mpi.check("MPI_Win_free", this.mpi.fn.MPI_Win_free(new BigUint64Array([BigInt(this.window)]))));
+    attempt(() => this.mpi.unlockAll(this.window));
+    attempt(() => this.mpi.freeWindow(this.window));
     attempt(() => this.mpi.release());
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing the MPI provider");
   }
