@@ -6,6 +6,7 @@ import {
   AllocToolsError, Endpoint, LibfabricProvider, MemoryPool, MpiEndpoint, MpiError, MpiJob, MpiProvider, RemoteRegion,
   RmaTimeoutError, openProviderDescribed, type MemoryRegion,
 } from "../../lib/index.ts";
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../../ffi/libc.ts";
 
 interface Check { name: string; ok: boolean; detail?: string }
@@ -204,24 +205,56 @@ async function badInput(): Promise<void> {
   check("the endpoint still works after MPI errors", true);
   job.barrier();
 
-  // Timeouts are tested with a zero-ish budget: the operation may finish first, so only the type is checked when it does not.
-  const hurried = new MpiEndpoint(provider, { timeoutMs: 1 });
-  const big = pool.getRegion(1 << 20);
-  const bigRemote = job.allgather(big.remote().toBytes()).map((bytes) => RemoteRegion.fromBytes(bytes))[next]!;
-  const results = await Promise.allSettled(Array.from({ length: 8 }, () => hurried.write(big, 1 << 20, next, bigRemote)));
-  check("operations past timeoutMs fail with RmaTimeoutError (or complete)",
-    results.every((r) => r.status === "fulfilled" || r.reason instanceof RmaTimeoutError), results.map((r) => r.status));
-  while (hurried.pendingCount > 0) hurried.poll();
-  check("timed-out operations unpin their region once MPI lets go", (big as unknown as { inFlight: number }).inFlight === 0);
-  hurried.close();
+  // Timeouts: over shared memory MPI completes these requests at once, so the endpoint's MPI_Test
+  // is wrapped to report "not yet" while `stall` is set (the real request still runs and completes).
+  const stalled = new MpiEndpoint(provider, { timeoutMs: 20 });
+  const internals = stalled as unknown as { test: (request: number, flag: number, status: null) => number };
+  const realTest = internals.test;
+  let stall = true;
+  internals.test = (request, flag, status) => {
+    const code = realTest(request, flag, status);
+    if (stall) new Int32Array(toArrayBuffer(flag as unknown as Pointer, 0, 4))[0] = 0;
+    return code;
+  };
+  const pinned = (r: MemoryRegion) => (r as unknown as { inFlight: number }).inFlight;
+  const started = performance.now();
+  await rejects("a write past timeoutMs rejects with RmaTimeoutError", () => stalled.write(region, SLOT, next, remote),
+    (e) => e instanceof RmaTimeoutError && e.timeoutMs === 20 && e.operation.kind === "write");
+  check("... after about timeoutMs", performance.now() - started >= 19, performance.now() - started);
+  const id = stalled.postRead(region, SLOT, next, remote);
+  await Bun.sleep(30);
+  stalled.poll();
+  throws("completed(id) of a read past timeoutMs throws RmaTimeoutError", () => stalled.completed(id), (e) => e instanceof RmaTimeoutError);
+  throws("... and retires the id", () => stalled.completed(id), (e) => e instanceof RangeError);
+  check("timed-out operations keep the region pinned while MPI holds them", pinned(region) === 2 && stalled.pendingCount === 2,
+    { inFlight: pinned(region), pending: stalled.pendingCount });
+  check("stats count two timeouts", stalled.stats().timedOut === 2, stalled.stats());
+  stall = false;
+  stalled.poll();
+  check("once MPI lets go, the region is unpinned", pinned(region) === 0 && stalled.pendingCount === 0, pinned(region));
+  stalled.writeSync(region, SLOT, next, remote);
+  stalled.close();
   job.barrier();
+
+  // Straddling an attached range: refused, and the provider keeps what it had.
+  const span = libc.mmap(4 * libc.pageSize);
+  const first = provider.register(span, 2 * libc.pageSize, 0);
+  const ranges = provider.attachedRanges;
+  throws("a range straddling an attached one is refused with NOT_SUPPORTED", () => provider.register(span + libc.pageSize, 2 * libc.pageSize, 0),
+    (e) => e instanceof AllocToolsError && e.code === "NOT_SUPPORTED" && e.message.includes("straddles"));
+  const inside = provider.register(span + 64, 128, 0);
+  check("a range inside an attached one shares it, with its own key", provider.attachedRanges === ranges && inside.remoteKey !== first.remoteKey);
+  provider.deregister(first);
+  check("the shared attachment stays while a registration uses it", provider.attachedRanges === ranges);
+  provider.deregister(inside);
+  check("and goes with the last one", provider.attachedRanges === ranges - 1);
+  libc.munmap(span, 4 * libc.pageSize);
 
   endpoint.close();
   throws("a closed endpoint refuses operations: ENDPOINT_CLOSED", () => endpoint.writeSync(region, SLOT, next, remote),
     (e) => e instanceof AllocToolsError && e.code === "ENDPOINT_CLOSED");
   const survivor = new MpiEndpoint(provider);
   pool.releaseRegion(region);
-  pool.releaseRegion(big);
   otherPool.releaseRegion(otherRegion);
   pool.close();
   otherPool.close();
