@@ -233,7 +233,10 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     return op.id;
   }
 
-  /** Whether operation `id` has completed; throws its error if it failed. Either way the id is then retired. */
+  /**
+   * Whether operation `id` has completed; throws its error if it failed. Either way the id is then
+   * retired. Still answers after close() for the operations close() drained.
+   */
   completed(id: number): boolean {
     const op = this.byId.get(id);
     if (op === undefined) throw new RangeError(`operation ${String(id)} is not an operation of this endpoint in flight (unknown or retired)`);
@@ -311,9 +314,8 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     // Requests MPI still holds (none after a successful flush) keep their slots and regions pinned.
     const closedError = new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
     for (const op of this.posted) if (!op.abandoned) this.settle(op, closedError);
-    const leftover = this.posted.length;
-    this.byId.clear();
-    if (leftover === 0) libc.free(this.requests);
+    // Post-form ids stay answerable: completed(id) gives a drained operation's outcome after close().
+    if (this.posted.length === 0) libc.free(this.requests);
     if (error !== null) throw error;
   }
 

@@ -250,7 +250,13 @@ async function badInput(): Promise<void> {
   check("and goes with the last one", provider.attachedRanges === ranges - 1);
   libc.munmap(span, 4 * libc.pageSize);
 
+  const drained = endpoint.postWrite(region, SLOT, next, remote);
+  const drainedPromise = endpoint.write(region, SLOT, next, remote);
   endpoint.close();
+  await drainedPromise;
+  check("close() drains what is in flight: completed(id) answers after close, the region is unpinned",
+    endpoint.completed(drained) && pinned(region) === 0, pinned(region));
+  job.barrier(); // every rank is done writing into the others' regions before any releases one
   throws("a closed endpoint refuses operations: ENDPOINT_CLOSED", () => endpoint.writeSync(region, SLOT, next, remote),
     (e) => e instanceof AllocToolsError && e.code === "ENDPOINT_CLOSED");
   const survivor = new MpiEndpoint(provider);
