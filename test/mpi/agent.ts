@@ -334,7 +334,10 @@ async function signals(): Promise<void> {
 const scenarios: Record<string, () => unknown> = {
   ring, "all-to-all": allToAll, "bad-input": badInput, "libfabric-names": libfabricNames, allgather: allgatherLengths, signals,
 };
-for (const name of process.argv.slice(2)) {
+// "leave-open": the job is not closed, so MPI_Finalize must come from ffi/mpi.ts's exit hook
+// (mpirun fails a job whose ranks exit without it).
+const leaveOpen = process.argv.includes("leave-open");
+for (const name of process.argv.slice(2).filter((a) => a !== "leave-open")) {
   const scenario = scenarios[name];
   if (scenario === undefined) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(", ")}`);
   try {
@@ -346,5 +349,5 @@ for (const name of process.argv.slice(2)) {
     process.exit(1);
   }
 }
-job.close();
+if (!leaveOpen) job.close();
 console.log(`RESULT ${JSON.stringify({ rank, checks, facts })}`);

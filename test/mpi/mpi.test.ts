@@ -29,8 +29,8 @@ describeMpi("MPI jobs (mpirun)", () => {
     expect(String(run.results[1]!.facts.ringReceived)).toStartWith("from 0 to 1 round 0");
   }, 120_000);
 
-  test("4 ranks: the ring and a 4-rank all-to-all (16 stamped cells read back by every rank)", async () => {
-    const run = await mpirun(4, ["bun", AGENT, "ring", "all-to-all", "allgather"], { ALLOCTOOLS_TEST_SALT: "44" });
+  test("4 ranks: the ring and a 4-rank all-to-all (16 stamped cells read back by every rank); a job left open is finalized at exit", async () => {
+    const run = await mpirun(4, ["bun", AGENT, "ring", "all-to-all", "allgather", "leave-open"], { ALLOCTOOLS_TEST_SALT: "44" });
     expect(failures(run)).toEqual([]);
     expect(run.results.map((r) => r.rank), brief(run)).toEqual([0, 1, 2, 3]);
     expect(run.exitCode, brief(run)).toBe(0);
