@@ -451,7 +451,9 @@ export class MpiLibrary {
       const alone = this.rankAndSize().size === 1;
       throw this.error("MPI_Win_create_dynamic", code, alone
         ? "a job of one process (no mpirun, or -n 1) gets no RMA window from Open MPI's osc/rdma without an RDMA network: run under mpirun -n 2 or more"
-        : undefined);
+        : "Open MPI's osc/rdma found no transport with one-sided put/get to every rank; on one host that is the vader " +
+          "BTL's single-copy mechanism (CMA: needs ptrace permission, in a container --cap-add SYS_PTRACE; " +
+          "btl_vader_single_copy_mechanism=none leaves no window)");
     }
     const window = Number(out[0]);
     const set = this.fn.MPI_Win_set_errhandler(window as Pointer, this.handles.ERRORS_RETURN as Pointer);
