@@ -24,7 +24,7 @@ export type { SharedAudit } from "./shared-pool-state.ts";
 export { MemoryRegionAllocator, type ElementType } from "./allocator.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";
-export { MpiProvider, type MpiProviderOptions } from "./mpi-provider.ts";
+export { MpiProvider } from "./mpi-provider.ts";
 export { MpiEndpoint, type MpiEndpointOptions, type MpiRank } from "./mpi-endpoint.ts";
 export { MpiJob } from "./mpi-job.ts";
 export { MpiError, mpiStatus, type ThreadLevelName } from "../ffi/mpi.ts";

@@ -13,17 +13,14 @@
 // - The remote key identifies the window: its high 32 bits are the window's number (windows are
 //   created collectively, so the nth window of every rank has number n), its low 32 bits count
 //   registrations, so every registration has its own key.
+// - Access flags are not per registration: MPI gives every rank of the window read and write access
+//   to all attached memory, so a RemoteRegion's length is what keeps a peer inside a region.
+//   Pinning is the pool's (its blocks are mlock'd); attaching pins nothing more on shared memory.
 // - close(): endpoints first, then every attachment is detached, MPI_Win_unlock_all, MPI_Win_free
 //   (collective), and MPI_Finalize if this was the last user of MPI and alloctools initialized it.
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
 import { AllocToolsError } from "./errors.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
-
-/** Options of MpiProvider.open(). */
-export interface MpiProviderOptions {
-  /** Reserved for the provider cases of the test suite; MPI keys come from the window. */
-  firstKey?: bigint;
-}
 
 /** One MPI_Win_attach: the range and how many registrations share it. */
 class Attachment {
@@ -88,8 +85,7 @@ export class MpiProvider implements RegionProvider {
    * Collective over the job: every rank must call it. Throws LibraryLoadError (no Open MPI),
    * AllocToolsError NOT_SUPPORTED (not Open MPI; MPI already finalized) or MpiError.
    */
-  static open(options: MpiProviderOptions = {}): MpiProvider {
-    if (options === null || typeof options !== "object") throw new TypeError("MpiProvider options must be an object");
+  static open(): MpiProvider {
     const mpi = mpiLibrary();
     const level = mpi.acquire();
     let window = 0;
