@@ -20,7 +20,8 @@ export type AllocToolsErrorCode =
   | "NOT_SUPPORTED"      // the provider needs something this library does not do
   | "DETACHED"           // the buffer was detached (transfer()) or shrank below what is registered
   | "CACHE_FULL"         // a registration cache's limits are reached with every entry in use
-  | "CACHE_CLOSED";      // the registration cache was closed
+  | "CACHE_CLOSED"       // the registration cache was closed
+  | "JOB_CLOSED";        // the MpiJob was closed
 
 /**
  * A state or limit error of the pool, its regions or its providers: branch on `code`. Thrown

@@ -40,3 +40,7 @@ export type { Progressable } from "./progress.ts";
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-pool-state.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";
+export { MpiProvider } from "./mpi-provider.ts";
+export { MpiEndpoint, type MpiEndpointOptions, type MpiRank } from "./mpi-endpoint.ts";
+export { MpiJob } from "./mpi-job.ts";
+export { MpiError, mpiStatus, type ThreadLevelName } from "../ffi/mpi.ts";

@@ -5,12 +5,13 @@ import { HostProvider } from "./host-provider.ts";
 import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import { UcxProvider, type UcxProviderOptions } from "./ucx-provider.ts";
+import { MpiProvider } from "./mpi-provider.ts";
 
 /** Options of {@link openProvider}: a provider name, and for libfabric the {@link LibfabricProviderOptions}. */
 export interface OpenProviderOptions extends LibfabricProviderOptions {
   /**
    * "host" for the embedded provider, "ucx" for UcxProvider (options in `ucx`; never a fall-back),
-   * a libfabric provider name ("tcp", "shm", ...) for that one
+   * "mpi" for MpiProvider (inside an MPI job), a libfabric provider name ("tcp", "shm", ...) for that one
    * and nothing else, or undefined for libfabric's first choice with a fall-back to the host.
    * Default: $ALLOCTOOLS_PROVIDER, else undefined.
    */
@@ -29,7 +30,7 @@ export type LibfabricProviderName =
   | "efa" | "cxi" | "psm2" | "psm3" | "opx" | "usnic" | "gni";
 
 /** What {@link openProvider} returns: both are disposable (`using provider = openProvider()`). */
-export type OpenedRegionProvider = HostProvider | LibfabricProvider | UcxProvider;
+export type OpenedRegionProvider = HostProvider | LibfabricProvider | UcxProvider | MpiProvider;
 
 /** What {@link openProviderDescribed} returns. */
 export interface OpenedProvider {
@@ -58,6 +59,7 @@ let warnedFallback = false;
 export function openProvider(options: OpenProviderOptions & { provider: "host" }): HostProvider;
 export function openProvider(options: OpenProviderOptions & { provider: LibfabricProviderName }): LibfabricProvider;
 export function openProvider(options: OpenProviderOptions & { provider: "ucx" }): UcxProvider;
+export function openProvider(options: OpenProviderOptions & { provider: "mpi" }): MpiProvider;
 export function openProvider(options?: OpenProviderOptions): OpenedRegionProvider;
 export function openProvider(options: OpenProviderOptions = {}): OpenedRegionProvider {
   const opened = openProviderDescribed(options);
@@ -77,6 +79,10 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   if (name === "ucx") {
     const p = UcxProvider.open(options.ucx);
     return { provider: p, description: `UCX ${p.info.version} provider ${p.name}${p.info.allocateBlocks ? " (UCX-allocated blocks)" : ""}` };
+  }
+  if (name === "mpi") {
+    const p = MpiProvider.open();
+    return { provider: p, description: `MPI provider: one dynamic window, rank ${p.rank} of ${p.size}, ${p.threadLevel} (${p.libraryVersion})` };
   }
   if (name !== undefined) {
     // Asked for by name: never fall back.

@@ -81,8 +81,8 @@ export interface ProvidedBlock {
 export interface RegionProvider {
   /** Short name: "host", "tcp;ofi_rxm", "shm", ... */
   readonly name: string;
-  /** "host", "libfabric" or "ucx". */
-  readonly kind: "host" | "libfabric" | "ucx";
+  /** "host", "libfabric", "ucx" or "mpi". */
+  readonly kind: "host" | "libfabric" | "ucx" | "mpi";
   readonly virtualAddressing: boolean;
   readonly closed: boolean;
   register(address: number, length: number, access: number): Registration;

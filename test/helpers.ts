@@ -3,8 +3,9 @@
 import { describe, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { libfabricStatus } from "../ffi/libfabric.ts";
+import { mpiStatus } from "../ffi/mpi.ts";
 import { ucxStatus } from "../ffi/ucx.ts";
-import { HostProvider, LibfabricProvider, UcxProvider, type RegionProvider } from "../lib/index.ts";
+import { HostProvider, LibfabricProvider, MpiJob, MpiProvider, UcxProvider, type RegionProvider } from "../lib/index.ts";
 
 export const fabric = libfabricStatus();
 /** CI sets ALLOCTOOLS_REQUIRE_LIBFABRIC=1: libfabric tests must run, not skip. */
@@ -68,6 +69,41 @@ export function describeUcx(name: string, body: () => void): void {
   }
 }
 
+/** Open MPI (libmpi.so.40) and mpirun, or why not. */
+export const mpi: { available: true; version: string; mpirun: string } | { available: false; reason: string } = (() => {
+  const status = mpiStatus();
+  if (!status.available) return status;
+  const mpirun = Bun.which("mpirun");
+  if (mpirun === null) return { available: false, reason: "libmpi loads but mpirun is not on PATH (apt-get install openmpi-bin)" };
+  return { available: true, version: status.version, mpirun };
+})();
+/** CI sets ALLOCTOOLS_REQUIRE_MPI=1: MPI tests must run, not skip. */
+export const REQUIRE_MPI = parseRequire(process.env.ALLOCTOOLS_REQUIRE_MPI, "ALLOCTOOLS_REQUIRE_MPI");
+
+/**
+ * describe() for tests that need Open MPI and mpirun: runs them when both are there, skips them
+ * with the reason printed when not, and fails instead of skipping under ALLOCTOOLS_REQUIRE_MPI=1.
+ */
+export function describeMpi(name: string, body: () => void): void {
+  if (mpi.available) {
+    describe(name, body);
+  } else if (REQUIRE_MPI) {
+    const reason = mpi.reason;
+    describe(name, () => {
+      test("MPI is required (ALLOCTOOLS_REQUIRE_MPI=1)", () => {
+        throw new Error(`Open MPI is required but not available: ${reason}`);
+      });
+    });
+  } else {
+    if (!warned.has(mpi.reason)) {
+      warned.add(mpi.reason);
+      console.warn(`[alloctools] skipping MPI tests: ${mpi.reason}`);
+    }
+    console.warn(`[alloctools] skipped: ${name}`);
+    describe.skip(name, body);
+  }
+}
+
 /** Kilobytes of locked memory of this process (VmLck in /proc/self/status). */
 export function vmLckKiB(): number {
   const m = /VmLck:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
@@ -90,7 +126,22 @@ export const PROVIDER_CASES: readonly ProviderCase[] = [
   { label: "shm", needsFabric: true, open: (o) => LibfabricProvider.open({ provider: "shm", ...o }) },
   { label: "ucx tcp", needsFabric: false, needsUcx: true, open: () => UcxProvider.open({ transports: "tcp" }) },
   { label: "ucx shm", needsFabric: false, needsUcx: true, open: () => UcxProvider.open({ transports: "posix,cma" }) },
+  // Only inside mpirun (test/mpi/mpi.test.ts runs the pool suite that way): opening is collective.
+  ...(process.env.ALLOCTOOLS_TEST_MPI_PROVIDER === "1" ? [{ label: "mpi", needsFabric: false, open: openMpiCase }] : []),
 ];
+
+let testJob: MpiJob | undefined;
+/** The mpi case: a job held open for the whole run keeps MPI initialized while providers come and go. */
+function openMpiCase(): RegionProvider {
+  testJob ??= MpiJob.open();
+  return MpiProvider.open();
+}
+
+/** Closes the mpi case's job (MPI_Finalize): test/mpi/finalize.preload.ts calls it after every file. */
+export function closeMpiTestJob(): void {
+  testJob?.close();
+  testJob = undefined;
+}
 
 /** describe() per provider case, gated on libfabric where the case needs it. */
 export function describeEachProvider(name: string, body: (c: ProviderCase) => void): void {

@@ -1,0 +1,55 @@
+// Runs a command under mpirun for the MPI tests: --oversubscribe (2 cores, up to 4 ranks), plus
+// --allow-run-as-root when root (CI), with a deadline after which the whole job is killed.
+import { mpi } from "../helpers.ts";
+
+/** What one mpirun run gave: exit code, output, and the RESULT lines of test/mpi/agent.ts by rank. */
+export interface MpiRun {
+  readonly exitCode: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  readonly results: AgentResult[];
+}
+
+/** One rank's report (see agent.ts). */
+export interface AgentResult {
+  readonly rank: number;
+  readonly checks: { name: string; ok: boolean; detail?: string }[];
+  readonly facts: Record<string, unknown>;
+}
+
+const ROOT = `${import.meta.dir}/../..`;
+
+/** `mpirun -n <ranks> <command...>` from the repository root. */
+export async function mpirun(ranks: number, command: string[], env: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
+  if (!mpi.available) throw new Error(`mpirun is not available: ${mpi.reason}`);
+  const args = [mpi.mpirun, "--oversubscribe", "-n", String(ranks)];
+  if (process.getuid?.() === 0) args.splice(1, 0, "--allow-run-as-root");
+  for (const name of Object.keys(env)) args.push("-x", name);
+  const child = Bun.spawn([...args, ...command], {
+    cwd: ROOT,
+    env: { ...process.env, ...env } as Record<string, string>,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGTERM");
+  }, timeoutMs);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  clearTimeout(timer);
+  const results = stdout.split("\n").filter((line) => line.startsWith("RESULT ")).map((line) => JSON.parse(line.slice(7)) as AgentResult);
+  results.sort((a, b) => a.rank - b.rank);
+  return { exitCode, stdout, stderr, timedOut, results };
+}
+
+/** The agent's checks that failed, as "rank r: name: detail" lines (empty when all passed). */
+export function failures(run: MpiRun): string[] {
+  return run.results.flatMap((r) => r.checks.filter((c) => !c.ok).map((c) => `rank ${r.rank}: ${c.name}: ${c.detail ?? ""}`));
+}
+
+/** stderr without the noise of Open MPI's help aggregation, for assertion messages. */
+export function brief(run: MpiRun): string {
+  return `exit ${run.exitCode}${run.timedOut ? " (timed out)" : ""}\n${run.stderr.split("\n").slice(0, 40).join("\n")}`;
+}
