@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DONE, fenceLanguages, snippetPrograms } from "./readme-snippets.ts";
-import { fabric, REQUIRE_LIBFABRIC, REQUIRE_UCX, ucx } from "../helpers.ts";
+import { fabric, mpi, REQUIRE_LIBFABRIC, REQUIRE_MPI, REQUIRE_UCX, ucx } from "../helpers.ts";
 
 const root = join(import.meta.dir, "..", "..");
 const tsc = join(root, "node_modules", ".bin", "tsc");
@@ -66,6 +66,8 @@ const snippets = snippetPrograms(readme);
 const needsFabric = (text: string) => /LibfabricProvider\.open|provider: "(tcp|shm|udp|sockets)"/.test(text);
 /** Snippets that open a UCX provider need UCX; under ALLOCTOOLS_REQUIRE_UCX they must run. */
 const needsUcx = (text: string) => /UcxProvider\.open|provider: "ucx"/.test(text);
+/** Snippets that open an MPI job need Open MPI; under ALLOCTOOLS_REQUIRE_MPI they must run. */
+const needsMpi = (text: string) => /MpiJob\.open|MpiProvider\.open/.test(text);
 
 describe("the packed package", () => {
   test("holds the declarations, the Node stub, the LICENSE, and the docs and examples the README links", () => {
@@ -156,7 +158,8 @@ describe("a fresh bun init project runs every README snippet unchanged", () => {
     const fabricNeeded = programs.some((p) => needsFabric(p.text));
     const ucxNeeded = programs.some((p) => needsUcx(p.text));
     const missing = fabricNeeded && !fabric.available && !REQUIRE_LIBFABRIC ? "libfabric"
-      : ucxNeeded && !ucx.available && !REQUIRE_UCX ? "UCX" : null;
+      : ucxNeeded && !ucx.available && !REQUIRE_UCX ? "UCX"
+      : programs.some((p) => needsMpi(p.text)) && !mpi.available && !REQUIRE_MPI ? "Open MPI" : null;
     const skip = missing !== null;
     if (skip) console.warn(`[alloctools] skipped README snippet at line ${snippet.line}: ${missing} is not available`);
     test.skipIf(skip)(`README line ${snippet.line} (${snippet.heading}; ${why})`, () => {

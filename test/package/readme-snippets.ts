@@ -128,6 +128,43 @@ provider.close();
 console.log(${JSON.stringify(DONE)});
 `,
   },
+  "Registration cache": {
+    why: "provider, pool, frame and send() are the reader's; the target is a second endpoint of this process over loopback tcp",
+    before: `import { MemoryPool, openProvider } from "alloctools";
+const provider = openProvider({ provider: "tcp", node: "127.0.0.1" });
+const pool = new MemoryPool(provider);
+const frame = new Uint8Array(4096).fill(7);
+const sent: Uint8Array[] = [];
+function send(bytes: Uint8Array): void {
+  sent.push(bytes);
+}
+const text = "through the registration cache";
+const far = new Endpoint(provider);
+far.startProgress(0);
+const peerName = far.name;
+const landing = pool.getRegion(4096);
+const target = landing.remote();
+`,
+    after: `if (Buffer.from(landing.view.subarray(0, text.length)).toString() !== text) throw new Error("the cached write did not land");
+if (sent.length !== 1) throw new Error("send() was not called");
+ep.close();
+far.close();
+pool.releaseRegion(landing);
+pool.close();
+console.log(${JSON.stringify(DONE)});
+`,
+  },
+  MPI: {
+    why: "two ranks under mpirun",
+    before: "",
+    after: `ep.close();
+pool.close();
+provider.close();
+job.close();
+console.log(${JSON.stringify(DONE)});
+`,
+    command: (bun, file) => ["mpirun", ...(process.getuid?.() === 0 ? ["--allow-run-as-root"] : []), "--oversubscribe", "-n", "2", bun, file],
+  },
   Workers: {
     why: "a real Worker on the host provider; `other` is a second pool attached in it",
     before: `import { MemoryPool, openProvider } from "alloctools";
