@@ -245,7 +245,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     return region;
   }
 
-  /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
+  /**
+   * Gives a region back: pooled regions go on top of their stack, temporary and user ones are
+   * deregistered (a temporary one unmapped). While an RMA operation still uses the region it
+   * refuses with AllocToolsError BUSY and changes nothing: the region stays out, release it again
+   * once the operation has completed, failed or been cancelled. Only regions this library made are
+   * taken (by identity): anything else is FOREIGN_REGION or a TypeError.
+   */
   releaseRegion(region: MemoryRegion): void {
     if (this.closed_ || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
@@ -310,9 +316,13 @@ export class MemoryPool implements RegionOwner, Disposable {
   /**
    * Deregisters and unmaps everything. Returns the regions that were still in use; their views are
    * detached (length 0) so that a late access reads nothing. Idempotent: a second call reports nothing.
+   * While RMA operations are in flight on any of its regions it refuses with AllocToolsError BUSY
+   * (naming how many regions are busy) and the pool stays open: wait for them, or close their
+   * endpoint, then close again.
    */
   close(): LeakReport {
     if (this.closed_) return { count: 0, bytes: 0, regions: [] };
+    this.refuseWhileBusy();
     if (this.shared !== null) return this.attached ? this.detach(this.shared) : this.closeShared(this.shared);
     const leaks = this.leaks();
     this.closed_ = true;
@@ -354,6 +364,22 @@ export class MemoryPool implements RegionOwner, Disposable {
     return this.closedByProvider
       ? new AllocToolsError("PROVIDER_CLOSED", `${what}: its provider ${this.provider.name} was closed`)
       : new AllocToolsError("POOL_CLOSED", what);
+  }
+
+  /** Throws BUSY when RMA operations use any region of this pool: nothing may be unmapped under them. */
+  private refuseWhileBusy(): void {
+    let busy = 0;
+    let operations = 0;
+    const count = (r: MemoryRegionImpl | undefined) => {
+      if (r !== undefined && r.inFlight !== 0) { busy++; operations += r.inFlight; }
+    };
+    for (const r of this.regions) count(r);
+    for (const r of this.temporaries) count(r);
+    for (const r of this.users) count(r);
+    if (busy > 0) {
+      throw new AllocToolsError("BUSY",
+        `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
+    }
   }
 
   /** `using pool = new MemoryPool(...)`: closes, and warns about regions still in use. */

@@ -77,6 +77,13 @@ export abstract class MemoryRegion {
   abstract readonly view: Uint8Array;
   /** Bytes of a message in the region; settable, at most `size`. */
   abstract messageLength: number;
+  /** Out of its pool (between get and release). Read-only: only the pool changes it. */
+  abstract readonly inUse: boolean;
+  /**
+   * RMA operations in flight with this region as local memory. While above zero its pool refuses
+   * to release or close it (AllocToolsError BUSY): the transport may still write into it.
+   */
+  abstract readonly inFlight: number;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
 
