@@ -17,7 +17,17 @@ export interface BlockOptions {
 const HUGE_PAGE_SIZE = readHugePageSize();
 const MADV_HUGEPAGE = 14;
 
-/** A pinned, page-aligned piece of memory with a zero-copy view over it. */
+/**
+ * A pinned, page-aligned piece of memory with a zero-copy view over it.
+ *
+ * Lifetime: `free()` (or `using`) unlocks and unmaps it, by its own address, never through a view.
+ * Every buffer the block handed out (its `view`'s and each `regionView`'s) is detached first, so a
+ * late access reads nothing. A caller may have moved the memory out of one of those buffers with
+ * `buffer.transfer()`: the new buffer, out of our reach, still points into the block. Unmapping
+ * would leave it dangling (a later mapping could be placed under it), so such a block is unlocked
+ * and its pages replaced by fresh zero pages that stay mapped for the life of the process
+ * (`transferred` tells). Only those pages the stray buffer touches cost memory.
+ */
 export class MemoryBlock {
   /** Start address (page aligned). */
   readonly address: number;
@@ -30,31 +40,73 @@ export class MemoryBlock {
   /** Whether the block is mlock'd. */
   readonly locked: boolean;
   private freed_ = false;
+  private transferred_ = false;
+  /** Every buffer made over the block: detached on free, and how a caller's transfer() is found. */
+  private readonly buffers: ArrayBuffer[] = [];
 
   constructor(address: number, size: number, hugePages: boolean, locked: boolean) {
     this.address = address;
     this.size = size;
     this.hugePages = hugePages;
     this.locked = locked;
-    this.view = new Uint8Array(toArrayBuffer(address as Pointer, 0, size));
+    const buffer = toArrayBuffer(address as Pointer, 0, size);
+    this.buffers.push(buffer);
+    this.view = new Uint8Array(buffer);
   }
 
+  /** Whether the block has been freed. */
   get freed(): boolean {
     return this.freed_;
   }
 
   /**
-   * Unlocks and unmaps the block. Idempotent. Every view made over `view.buffer` is detached first,
-   * so a late access reads nothing instead of touching unmapped memory.
+   * Whether memory of the block was moved out of one of its buffers by `transfer()` (found at
+   * free; before it, whether one of its buffers is detached now).
+   */
+  get transferred(): boolean {
+    return this.transferred_ || (!this.freed_ && this.buffers.some((b) => b.detached));
+  }
+
+  /**
+   * A zero-copy view of `length` bytes at `offset`, over a buffer of its own that holds exactly
+   * those bytes: `view.buffer` never reaches the rest of the block, and a `transfer()` of it moves
+   * only them. Detached when the block is freed.
+   */
+  regionView(offset: number, length: number): Uint8Array {
+    if (this.freed_) throw new RangeError(`block at 0x${this.address.toString(16)} is freed`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > this.size - offset) {
+      throw new RangeError(`a view of ${length} bytes at offset ${offset} does not fit the block's ${this.size} bytes`);
+    }
+    const buffer = toArrayBuffer(this.address as Pointer, offset, length);
+    this.buffers.push(buffer);
+    return new Uint8Array(buffer);
+  }
+
+  /**
+   * Unlocks and unmaps the block (see the class comment for a block whose memory was
+   * transferred). Idempotent. Runs every step even when one fails, then throws the first
+   * SystemError.
    */
   free(): void {
     if (this.freed_) return;
     this.freed_ = true;
-    (this.view.buffer as ArrayBuffer).transfer(0); // detach: views over the block now have length 0
-    if (this.locked) libc.munlock(this.address, this.size);
-    libc.munmap(this.address, this.size);
+    for (const buffer of this.buffers) {
+      if (buffer.detached) this.transferred_ = true;
+      else buffer.transfer(0); // detach: views over it now have length 0
+    }
+    this.buffers.length = 0;
+    let firstError: unknown;
+    if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
+    try {
+      if (this.transferred_) libc.mmapFixed(this.address, this.size);
+      else libc.munmap(this.address, this.size);
+    } catch (e) {
+      firstError ??= e;
+    }
+    if (firstError !== undefined) throw firstError;
   }
 
+  /** `using block = allocator.allocate(n)`: frees it. */
   [Symbol.dispose](): void {
     this.free();
   }

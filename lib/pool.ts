@@ -10,7 +10,7 @@ import { AllocToolsError } from "./errors.ts";
 import { busyError } from "./local-memory.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 import {
-  checkIn, checkOut, MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type MemoryRegion, type RegionOwner,
+  checkIn, checkOut, keepAliveOf, MemoryRegionImpl, RegionFlag, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner,
 } from "./region.ts";
 import { AttachedProvider, shareProvider, type SharedProviderHandle } from "./shared-provider.ts";
 import {
@@ -38,6 +38,11 @@ export interface PoolStats {
   readonly liveUserRegions: number;
   /** Regions out of the pool now (pooled, temporary and user). */
   readonly regionsInUse: number;
+  /**
+   * Pooled regions taken out of service because a caller moved their memory out of their view
+   * (`region.view.buffer.transfer()`); never handed out again. Counted in no other figure.
+   */
+  readonly retiredRegions: number;
   readonly pinnedBytes: number;
   readonly peakPinnedBytes: number;
   readonly maxPinnedBytes: number;
@@ -83,11 +88,17 @@ class PoolResources {
   readonly registrations: Registration[] = [];
   constructor(readonly traits: MemoryRegionTraits) {}
 
+  /**
+   * Deregisters, then frees every block; one block failing (or a caller's transfer() of its
+   * memory) never stops the others. Throws the first block error after all are done.
+   */
   release(): void {
     for (const reg of this.registrations) try { this.traits.deregister(reg); } catch { /* provider gone */ }
-    for (const block of this.blocks) block.free();
+    let firstError: unknown;
+    for (const block of this.blocks) try { block.free(); } catch (e) { firstError ??= e; }
     this.registrations.length = 0;
     this.blocks.length = 0;
+    if (firstError !== undefined) throw firstError;
   }
 }
 
@@ -141,6 +152,8 @@ export class MemoryPool implements RegionOwner, Disposable {
   private temporaryGets = 0;
   private userCount = 0;
   private sideReleases = 0;
+  /** Pooled regions out of service because their memory was transferred away from their views. */
+  private retiredCount = 0;
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
   private shared: SharedPoolState | null = null;
   /** This thread's buffer over each shared block (toArrayBuffer once per block), by block index. */
@@ -240,6 +253,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     let index = stack.pop();
     if (index < 0) index = this.grow(stack);
     const region = this.regions[index]!;
+    if (region.view.byteLength === 0) return this.getPastRetired(stack, region, bytes);
     checkOut(region, bytes);
     if (this.debug) setOrigin(region, new Error("region got here").stack);
     return region;
@@ -308,7 +322,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       registrations: this.registrationCount, deregistrations: this.deregistrationCount,
       temporaryRegions: this.temporaryCount, liveTemporaryRegions: this.temporaries.size,
       userRegions: this.userCount, liveUserRegions: this.users.size,
-      regionsInUse: inUse, pinnedBytes: this.pinned, peakPinnedBytes: this.peakPinned,
+      regionsInUse: inUse - this.retiredCount, retiredRegions: this.retiredCount, pinnedBytes: this.pinned, peakPinnedBytes: this.peakPinned,
       maxPinnedBytes: this.maxPinnedBytes, stacks,
     };
   }
@@ -336,7 +350,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     let firstError: unknown;
     for (const r of [...this.temporaries, ...this.users]) {
       try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
+      if (r.isTemp) try { temporaryBlock(r).free(); } catch (e) { firstError ??= e; }
     }
     this.temporaries.clear();
     this.users.clear();
@@ -522,7 +536,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       }
     }
     const inUse = this.regions.filter((r) => r?.inUse).length;
-    const lost = this.regions.length - onStacks - inUse;
+    const lost = this.regions.length - onStacks - inUse - this.retiredCount;
     if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
     return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
   }
@@ -747,7 +761,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       registrations: sh.sumBooks(SIDE.registrations), deregistrations: sh.sumBooks(SIDE.deregistrations),
       temporaryRegions: sh.sumBooks(SIDE.temporaryCount), liveTemporaryRegions: sh.sumBooks(SIDE.liveTemporaries),
       userRegions: sh.sumBooks(SIDE.userCount), liveUserRegions: sh.sumBooks(SIDE.liveUsers),
-      regionsInUse: inUse, pinnedBytes: sh.pinnedBytes, peakPinnedBytes: sh.peakPinnedBytes,
+      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: sh.pinnedBytes, peakPinnedBytes: sh.peakPinnedBytes,
       maxPinnedBytes: this.maxPinnedBytes, stacks,
     };
   }
@@ -774,9 +788,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     let firstError: unknown;
     for (const r of [...this.temporaries, ...this.users]) {
       setInUse(r, false);
-      this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
+      this.addPinned(-(r.isTemp ? temporaryBlock(r).size : r.size));
       try { this.traits.deregister(r.registration); } catch (e) { firstError ??= e; }
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
+      if (r.isTemp) try { temporaryBlock(r).free(); } catch (e) { firstError ??= e; }
     }
     this.deregistrationCount += this.temporaries.size + this.users.size;
     this.temporaries.clear();
@@ -805,7 +819,8 @@ export class MemoryPool implements RegionOwner, Disposable {
       if (block === null || !sh.retireBlock(b)) continue;
       blocks++;
       if (block.slot === sh.slot) continue; // mapped here: resources.release() below
-      this.blockBuffers[b]?.transfer(0); // detach this thread's views first
+      const buffer = this.blockBuffers[b];
+      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // detach this thread's views first
       try { foreign.deregister(block.registration); } catch (e) { firstError ??= e; }
       try {
         if (block.locked) libc.munlock(block.address, block.size);
@@ -832,7 +847,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (!sh.closed) this.flushCaches(sh);
     for (const r of this.regions) if (r !== undefined) setInUse(r, false);
     const firstError = this.dropSideRegions();
-    for (const buffer of this.blockBuffers) buffer?.transfer(0);
+    for (const buffer of this.blockBuffers) if (buffer !== undefined && !buffer.detached) buffer.transfer(0);
     this.publishSide();
     sh.leaveSlot();
     this.traits.provider.close();
@@ -879,13 +894,25 @@ export class MemoryPool implements RegionOwner, Disposable {
     set.delete(r);
     this.sideReleases++;
     this.deregistrationCount++;
-    this.addPinned(-(r.isTemp ? (r.keepAlive as MemoryBlock).size : r.size));
+    this.addPinned(-(r.isTemp ? temporaryBlock(r).size : r.size));
     this.publishSide();
     try {
       this.traits.deregister(r.registration);
     } finally {
-      if (r.isTemp) (r.keepAlive as MemoryBlock).free();
+      if (r.isTemp) temporaryBlock(r).free();
     }
+  }
+
+  /**
+   * The popped region's memory was moved out of its view (`region.view.buffer.transfer()`): the
+   * region leaves service for good (the pool never hands out a view of length 0, and its block is
+   * never unmapped under the stray buffer, see MemoryBlock) and the get takes the next one.
+   */
+  private getPastRetired(stack: MemoryPoolStack, region: MemoryRegionImpl, bytes: number): MemoryRegion {
+    retire(region);
+    this.retiredCount++;
+    stack.gets--; // the pop counted a get that did not happen
+    return this.getRegion(bytes);
   }
 
   private getTemporary(bytes: number): MemoryRegion {
@@ -893,7 +920,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.temporaryCount++;
     this.temporaryGets++;
     const region = new MemoryRegionImpl(reg, block.address, bytes, RegionFlag.TEMP,
-      this.traits.remoteAddress(reg, block.address), block.view.subarray(0, bytes), this, -1, -1, block);
+      this.traits.remoteAddress(reg, block.address), block.regionView(0, bytes), this, -1, -1, block);
     setInUse(region, true);
     if (this.debug) setOrigin(region, new Error("temporary region got here").stack);
     this.temporaries.add(region);
@@ -949,10 +976,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     stack.blocks++;
     stack.pinnedBytes += block.size;
     const first = this.regions.length;
-    const buffer = block.view.buffer;
     for (let i = 0; i < count; i++) {
       const address = block.address + i * stack.stride;
-      const view = new Uint8Array(buffer, i * stack.stride, stack.chunkSize);
+      const view = block.regionView(i * stack.stride, stack.chunkSize); // a buffer of its own: see getRetired
       this.regions.push(new MemoryRegionImpl(reg, address, stack.chunkSize, RegionFlag.PARTIAL,
         this.traits.remoteAddress(reg, address), view, this, first + i, stack.id, null));
     }
@@ -1008,6 +1034,11 @@ function genuineRegion(what: string, region: unknown): MemoryRegionImpl {
   }
   throw new AllocToolsError("FOREIGN_REGION",
     `${what} takes a MemoryRegion this library made; got a look-alike object (a Proxy, a copy or a hand-made region)`);
+}
+
+/** The block a temporary region owns (what it keeps alive). */
+function temporaryBlock(region: MemoryRegionImpl): MemoryBlock {
+  return keepAliveOf(region) as MemoryBlock;
 }
 
 /** Module level, not a closure in the constructor: the provider's link must not hold the pool. */

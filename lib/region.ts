@@ -84,6 +84,11 @@ export abstract class MemoryRegion {
    * to release or close it (AllocToolsError BUSY): the transport may still write into it.
    */
   abstract readonly inFlight: number;
+  /**
+   * Taken out of service for good: a caller moved its memory out of its view
+   * (`region.view.buffer.transfer()`), so its pool never hands it out again.
+   */
+  abstract readonly retired: boolean;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
 
@@ -141,6 +146,8 @@ export let endOperation: (region: MemoryRegionImpl) => void;
  * its view (`region.view.buffer.transfer()`), so the pool never hands it out again.
  */
 export let retire: (region: MemoryRegionImpl) => void;
+/** @internal What the region keeps alive: a temporary region's MemoryBlock, a user region's memory. */
+export let keepAliveOf: (region: MemoryRegionImpl) => object | null;
 
 /**
  * The one concrete region class (every region is one, so call sites stay monomorphic). Frozen at
@@ -165,8 +172,6 @@ export class MemoryRegionImpl extends MemoryRegion {
   readonly stackId: number;
   /** The pool that takes it back; null for regions no pool owns. */
   readonly owner: RegionOwner | null;
-  /** What the region keeps alive while C may use it (a temporary block, a user's buffer). */
-  readonly keepAlive: object | null;
   private readonly base: MemoryRegionPointer;
   /**
    * In use (bit 0) and RMA operations in flight (the rest, in steps of IN_FLIGHT_STEP): one field,
@@ -175,6 +180,8 @@ export class MemoryRegionImpl extends MemoryRegion {
   #state = 0;
   #length: number;
   #retired = false;
+  /** What the region keeps alive while C may use it (a temporary region's block, a user's memory). */
+  readonly #keepAlive: object | null;
   #origin: string | undefined = undefined;
 
   /** Whether `value` is a region this library made (not a Proxy, subclass or look-alike). */
@@ -210,6 +217,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     retire = (region) => {
       region.#retired = true;
     };
+    keepAliveOf = (region) => region.#keepAlive;
   }
 
   constructor(registration: Registration, address: number, size: number, flags: number, remoteAddress: bigint,
@@ -228,7 +236,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.owner = owner;
     this.index = index;
     this.stackId = stackId;
-    this.keepAlive = keepAlive;
+    this.#keepAlive = keepAlive;
     this.#length = size;
     this.base = new MemoryRegionPointer(this, 0);
     Object.freeze(this);
