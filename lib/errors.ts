@@ -13,6 +13,7 @@ export type AllocToolsErrorCode =
   | "PROVIDER_CLOSED"    // the provider was closed
   | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
   | "BUSY"               // RMA operations in flight still use the memory (release, close)
+  | "DETACHED"           // the region's memory left its view: a caller transferred (detached) its buffer
   | "NOT_SUPPORTED";     // the provider needs something this library does not do
 
 /** A state or limit error of the pool, its regions or its providers. */

@@ -2,6 +2,7 @@
 // RMA code can hand a peer both where to go and the key to get in.
 import type { MemoryRegion } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
+import { checkRegionMemory } from "./user-memory.ts";
 
 export class MemoryRegionPointer {
   /** The null pointer: no region, address 0. */
@@ -60,9 +61,13 @@ export class MemoryRegionPointer {
     return this.live().remoteAddress + BigInt(this.offset);
   }
 
-  /** What a peer needs to read or write `length` bytes from here (default: to the region's end). */
+  /**
+   * What a peer needs to read or write `length` bytes from here (default: to the region's end).
+   * AllocToolsError DETACHED when the region's memory left its view (see `view`).
+   */
   remote(length: number = this.remaining): RemoteRegion {
     const r = this.live();
+    checkRegionMemory("remote", r);
     if (!Number.isSafeInteger(length) || length < 0 || length > r.size - this.offset) {
       throw new RangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }
@@ -74,9 +79,13 @@ export class MemoryRegionPointer {
     return this.region === null ? 0 : this.region.size - this.offset;
   }
 
-  /** A zero-copy view of `length` bytes from here (default: to the region's end). */
+  /**
+   * A zero-copy view of `length` bytes from here (default: to the region's end). AllocToolsError
+   * DETACHED when the region's memory left its view (a buffer transferred away, the pool closed).
+   */
   view(length: number = this.remaining): Uint8Array {
     const r = this.live();
+    checkRegionMemory("view", r);
     if (!Number.isInteger(length) || length < 0 || length > r.size - this.offset) {
       throw new RangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }

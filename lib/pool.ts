@@ -3,11 +3,12 @@
 // at a time (one registration per block); requests above the huge class get temporary regions.
 // share() moves the stacks and books into shared memory for Workers (MemoryPool.attach); the
 // unshared hot path pays one branch on `shared` for it.
-import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
 import { AllocToolsError } from "./errors.ts";
 import { busyError } from "./local-memory.ts";
+import { checkRegionMemory, checkUserMemory, type UserMemoryInput } from "./user-memory.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 import {
   checkIn, checkOut, keepAliveOf, MemoryRegionImpl, RegionFlag, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner,
@@ -275,28 +276,29 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /**
    * Registers the caller's memory as a user region: zero-copy, kept referenced while registered,
-   * deregistered (never freed) on release.
+   * deregistered (never freed) on release. The region's view is fixed at the bytes registered.
+   * Refused (TypeError, nothing registered): a resizable ArrayBuffer or a view of one, since it could
+   * shrink under the registration (a growable SharedArrayBuffer only grows: registered at its length
+   * now). A buffer detached (transferred away) while registered is found at the region's next use
+   * (RMA, `pointer().view()`, `remote()`, release), which fails with AllocToolsError DETACHED; the
+   * release still deregisters it. See lib/user-memory.ts.
    */
-  registerUserRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+  registerUserRegion(memory: UserMemoryInput): MemoryRegion {
     this.assertOpen();
-    let view: Uint8Array;
-    if (memory instanceof ArrayBuffer || memory instanceof SharedArrayBuffer) view = new Uint8Array(memory);
-    else if (ArrayBuffer.isView(memory)) view = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
-    else throw new TypeError("registerUserRegion takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView");
-    if (view.byteLength === 0) throw new RangeError("cannot register an empty buffer");
-    this.reservePinned(view.byteLength, "user region");
-    const address = ptr(view);
+    const user = checkUserMemory("registerUserRegion", memory);
+    const { address, byteLength } = user;
+    this.reservePinned(byteLength, "user region");
     let reg: Registration;
     try {
-      reg = this.traits.register(address, view.byteLength);
+      reg = this.traits.register(address, byteLength);
     } catch (e) {
-      this.addPinned(-view.byteLength);
+      this.addPinned(-byteLength);
       throw e;
     }
     this.registrationCount++;
     this.userCount++;
-    const region = new MemoryRegionImpl(reg, address, view.byteLength, RegionFlag.USER,
-      this.traits.remoteAddress(reg, address), view, this, -1, -1, memory);
+    const region = new MemoryRegionImpl(reg, address, byteLength, RegionFlag.USER,
+      this.traits.remoteAddress(reg, address), user.view, this, -1, -1, memory);
     setInUse(region, true);
     if (this.debug) setOrigin(region, new Error("user region registered here").stack);
     this.users.add(region);
@@ -901,6 +903,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     } finally {
       if (r.isTemp) temporaryBlock(r).free();
     }
+    // Deregistered now, but the caller must learn that its buffer left while registered.
+    if (r.isUser) checkRegionMemory("releaseRegion", r);
   }
 
   /**

@@ -5,6 +5,7 @@ import { AllocToolsError } from "./errors.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import type { Registration } from "./provider.ts";
+import { checkRegionMemory } from "./user-memory.ts";
 
 /** Region flags (the original's BLOCK_USER / BLOCK_TEMP / BLOCK_PARTIAL). */
 export const RegionFlag = {
@@ -92,8 +93,13 @@ export abstract class MemoryRegion {
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
 
-  /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
+  /**
+   * What a peer needs to read or write all `size` bytes of this region (see RemoteRegion).
+   * AllocToolsError DETACHED when the region's memory left its view (a user buffer transferred
+   * away): a peer must never be sent to memory that may have been reused.
+   */
   remote(): RemoteRegion {
+    checkRegionMemory("remote", this);
     return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size);
   }
 
