@@ -241,7 +241,9 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /**
    * A registered region of at least `bytes` bytes: from the smallest size class that fits, or a
-   * temporary region above the huge class. The same object comes back after a release (LIFO).
+   * temporary region above the huge class. The same object comes back after a release (LIFO),
+   * unless its memory was moved out of its view (`view.buffer.transfer()`): such a region is
+   * retired, and a get never hands out a view of length 0.
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
