@@ -131,8 +131,8 @@ const OUT_IDLE = IN_USE;
 /** @internal A pool hands the region out for a message of `length` bytes. */
 export let checkOut: (region: MemoryRegionImpl, length: number) => void;
 /**
- * @internal The release hot path: true when `region` is a genuine pooled region of `owner`, out,
- * not retired and with no RMA operation in flight, and is now marked free. False changes nothing
+ * @internal The release hot path: true when `region` is a genuine pooled region of `owner`, out
+ * and with no RMA operation in flight (one comparison), and is now marked free. False changes nothing
  * (the caller's slow path finds out why). Never throws, whatever `region` is.
  */
 export let checkIn: (region: unknown, owner: RegionOwner) => boolean;
