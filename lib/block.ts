@@ -27,6 +27,8 @@ const MADV_HUGEPAGE = 14;
  * would leave it dangling (a later mapping could be placed under it), so such a block is unlocked
  * and its pages replaced by fresh zero pages that stay mapped for the life of the process
  * (`transferred` tells). Only those pages the stray buffer touches cost memory.
+ *
+ * Frozen: `address` and `size` are what free() unmaps, so nobody can change them.
  */
 export class MemoryBlock {
   /** Start address (page aligned). */
@@ -39,10 +41,10 @@ export class MemoryBlock {
   readonly hugePages: boolean;
   /** Whether the block is mlock'd. */
   readonly locked: boolean;
-  private freed_ = false;
-  private transferred_ = false;
+  #freed = false;
+  #transferred = false;
   /** Every buffer made over the block: detached on free, and how a caller's transfer() is found. */
-  private readonly buffers: ArrayBuffer[] = [];
+  readonly #buffers: ArrayBuffer[] = [];
 
   constructor(address: number, size: number, hugePages: boolean, locked: boolean) {
     this.address = address;
@@ -50,13 +52,14 @@ export class MemoryBlock {
     this.hugePages = hugePages;
     this.locked = locked;
     const buffer = toArrayBuffer(address as Pointer, 0, size);
-    this.buffers.push(buffer);
+    this.#buffers.push(buffer);
     this.view = new Uint8Array(buffer);
+    Object.freeze(this); // free() unmaps `address`: nobody may point it elsewhere
   }
 
   /** Whether the block has been freed. */
   get freed(): boolean {
-    return this.freed_;
+    return this.#freed;
   }
 
   /**
@@ -64,7 +67,7 @@ export class MemoryBlock {
    * free; before it, whether one of its buffers is detached now).
    */
   get transferred(): boolean {
-    return this.transferred_ || (!this.freed_ && this.buffers.some((b) => b.detached));
+    return this.#transferred || (!this.#freed && this.#buffers.some((b) => b.detached));
   }
 
   /**
@@ -73,12 +76,12 @@ export class MemoryBlock {
    * only them. Detached when the block is freed.
    */
   regionView(offset: number, length: number): Uint8Array {
-    if (this.freed_) throw new RangeError(`block at 0x${this.address.toString(16)} is freed`);
+    if (this.#freed) throw new RangeError(`block at 0x${this.address.toString(16)} is freed`);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > this.size - offset) {
       throw new RangeError(`a view of ${length} bytes at offset ${offset} does not fit the block's ${this.size} bytes`);
     }
     const buffer = toArrayBuffer(this.address as Pointer, offset, length);
-    this.buffers.push(buffer);
+    this.#buffers.push(buffer);
     return new Uint8Array(buffer);
   }
 
@@ -88,17 +91,17 @@ export class MemoryBlock {
    * SystemError.
    */
   free(): void {
-    if (this.freed_) return;
-    this.freed_ = true;
-    for (const buffer of this.buffers) {
-      if (buffer.detached) this.transferred_ = true;
+    if (this.#freed) return;
+    this.#freed = true;
+    for (const buffer of this.#buffers) {
+      if (buffer.detached) this.#transferred = true;
       else buffer.transfer(0); // detach: views over it now have length 0
     }
-    this.buffers.length = 0;
+    this.#buffers.length = 0;
     let firstError: unknown;
     if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
     try {
-      if (this.transferred_) libc.mmapFixed(this.address, this.size);
+      if (this.#transferred) libc.mmapFixed(this.address, this.size);
       else libc.munmap(this.address, this.size);
     } catch (e) {
       firstError ??= e;

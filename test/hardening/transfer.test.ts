@@ -131,3 +131,18 @@ describe("MemoryBlock.free after a transfer of its view", () => {
     }
   });
 });
+
+describe("MemoryBlock is frozen", () => {
+  test("address and size (what free() unmaps) cannot be changed", () => {
+    const block = new MemoryBlockAllocator().allocate(4096);
+    try {
+      const writable = block as unknown as Record<string, unknown>;
+      expect(() => { writable.address = 4096; }).toThrow(TypeError);
+      expect(() => { writable.size = 1 << 30; }).toThrow(TypeError);
+      expect(Object.isFrozen(block)).toBe(true);
+    } finally {
+      block.free();
+    }
+    expect(block.freed).toBe(true);
+  });
+});
