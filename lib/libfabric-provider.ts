@@ -189,6 +189,7 @@ export class LibfabricProvider implements RegionProvider {
   adopt(child: { close(): void }): void {
     this.children.add(child);
   }
+  /** The child closed on its own: the provider no longer closes it. */
   disown(child: { close(): void }): void {
     this.children.delete(child);
   }
