@@ -65,7 +65,7 @@ describe("BUSY while RMA is in flight", () => {
     expect(pool.stats().liveTemporaryRegions).toBe(0);
   });
 
-  test("close() refuses with BUSY naming how many regions are busy; the pool stays open and closes after", () => {
+  test("close() (and a user region's release) refuses with BUSY naming how many regions are busy; the pool stays open and closes after", () => {
     const pool = new MemoryPool(host, tiny);
     const a = pool.getRegion(100);
     const b = pool.getRegion(5000);
@@ -76,6 +76,8 @@ describe("BUSY while RMA is in flight", () => {
     expect(message).toContain("2 region(s)");
     expect(message).toContain("3 RMA operation(s)");
     expect(pool.closed).toBe(false);
+    expect(busyCode(() => pool.releaseRegion(user))).toBe("BUSY"); // a user region is not deregistered under RMA either
+    expect(pool.stats().liveUserRegions).toBe(1);
     pool.releaseRegion(b);
     pool.releaseRegion(pool.getRegion(100)); // still serving
     a.view[0] = 1;
