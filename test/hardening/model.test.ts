@@ -1,7 +1,8 @@
 // Model-based test: random sequences of get, release, double release, user and temporary regions,
 // growth and close, checked after every step against a simple model of what should be out. Hostile
 // and careless steps are mixed in: releasing a Proxy of a region, releasing a region while an RMA
-// operation uses it, transferring a region's memory out of its view before releasing it.
+// operation uses it, transferring a region's memory out of its view before releasing it (what the
+// stray buffer may then do is tested in child processes, in transfer.test.ts).
 import { afterAll, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
@@ -56,7 +57,7 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
       let gets = 0;
       let releases = 0;
       let retired = 0;
-      const strays: ArrayBuffer[] = []; // memory moved out of views: must stay safe to touch
+      const strays: ArrayBuffer[] = []; // memory moved out of views (touched only in transfer.test.ts's child processes)
       let closed = false;
       try {
         for (const o of ops) {
@@ -158,7 +159,7 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
         if (!closed) pool.close();
         for (const b of userBlocks.values()) b.free();
       }
-      for (const stray of strays) new Uint8Array(stray).fill(1); // mapped still (zero pages), never a crash
+      expect(strays.every((stray) => stray.byteLength > 0)).toBe(true);
       expect(vmLckKiB()).toBe(lck0);
     }),
     { numRuns: 150 },

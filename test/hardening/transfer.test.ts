@@ -6,7 +6,7 @@
 // pages become fresh zero pages instead). Runs in child processes: a mistake here is a SIGSEGV.
 import { afterAll, describe, expect, test } from "bun:test";
 import { HostProvider, MemoryBlockAllocator, MemoryPool } from "../../lib/index.ts";
-import { runBun, vmLckKiB } from "../helpers.ts";
+import { runBun } from "../helpers.ts";
 
 const tiny = {
   small: { chunkSize: 256, initialCount: 4 }, medium: { chunkSize: 4096, initialCount: 1 },
@@ -104,20 +104,21 @@ describe("transfer() of pool memory", () => {
 });
 
 describe("MemoryBlock.free after a transfer of its view", () => {
-  test("free() neither throws nor leaves pages locked; the block reports the transfer", () => {
-    const allocator = new MemoryBlockAllocator();
-    const before = vmLckKiB();
-    const block = allocator.allocate(8192);
-    const part = block.regionView(4096, 4096);
-    const stray = (part.buffer as ArrayBuffer).transfer();
-    expect(block.transferred).toBe(true);
-    block.free();
-    expect(block.freed).toBe(true);
-    expect(block.transferred).toBe(true);
-    expect(block.view.byteLength).toBe(0);
-    expect(vmLckKiB()).toBe(before);
-    new Uint8Array(stray).fill(1); // fresh zero pages: safe
-    expect(new Uint8Array(stray)[4095]).toBe(1);
+  test("free() neither throws nor leaves pages locked; the block reports the transfer; the stray stays safe", () => {
+    const r = runBun(`
+      import { MemoryBlockAllocator } from "./lib/index.ts";
+      const lck = () => Number(/VmLck:\\s+(\\d+)/.exec(require("fs").readFileSync("/proc/self/status", "utf8"))[1]);
+      const before = lck();
+      const block = new MemoryBlockAllocator().allocate(8192);
+      const stray = block.regionView(4096, 4096).buffer.transfer();
+      const transferredBefore = block.transferred;
+      block.free();
+      new Uint8Array(stray).fill(1); // fresh zero pages under it: no SIGSEGV
+      console.log(JSON.stringify({ transferredBefore, transferred: block.transferred, freed: block.freed,
+        view: block.view.byteLength, locked: lck() - before, last: new Uint8Array(stray)[4095] }));
+    `);
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ transferredBefore: true, transferred: true, freed: true, view: 0, locked: 0, last: 1 });
   });
 
   test("regionView refuses ranges outside the block", () => {
