@@ -11,6 +11,7 @@ export const MAP_SHARED = 0x01;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_HUGETLB = 0x40000;
+export const MAP_FIXED = 0x10;
 export const MADV_DONTFORK = 10;
 export const MADV_DOFORK = 11;
 const RLIMIT_MEMLOCK = 8;
@@ -76,6 +77,15 @@ export function mmap(length: number, extraFlags = 0): number {
   const at = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extraFlags, -1, 0) as number;
   if (at === -1 || at === 0) fail("mmap", `${length} bytes`);
   return at;
+}
+
+/**
+ * Replaces the pages of [address, address + length) with fresh anonymous, private, read-write
+ * zero pages (MAP_FIXED: atomic, no window in which another mapping could take the range).
+ */
+export function mmapFixed(address: number, length: number): void {
+  const at = c.mmap(address as Pointer, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) as number;
+  if (at !== address) fail("mmap", `MAP_FIXED ${length} bytes at 0x${address.toString(16)}`);
 }
 
 export function munmap(address: number, length: number): void {

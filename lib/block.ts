@@ -19,13 +19,17 @@ const HUGE_PAGE_SIZE = readHugePageSize();
 const MADV_HUGEPAGE = 14;
 
 /**
- * A pinned, page-aligned piece of memory with a zero-copy view over it, made by
- * {@link MemoryBlockAllocator.allocate}. Pools register whole blocks and carve regions out of them.
+ * A pinned, page-aligned piece of memory with a zero-copy view over it.
  *
- * Lifetime: mapped and locked until `free()` (or `using`); then every view over it is detached
- * (length 0). Nothing frees it implicitly: the pool that made it frees it when the pool closes.
+ * Lifetime: `free()` (or `using`) unlocks and unmaps it, by its own address, never through a view.
+ * Every buffer the block handed out (its `view`'s and each `regionView`'s) is detached first, so a
+ * late access reads nothing. A caller may have moved the memory out of one of those buffers with
+ * `buffer.transfer()`: the new buffer, out of our reach, still points into the block. Unmapping
+ * would leave it dangling (a later mapping could be placed under it), so such a block is unlocked
+ * and its pages replaced by fresh zero pages that stay mapped for the life of the process
+ * (`transferred` tells). Only those pages the stray buffer touches cost memory.
  *
- * Hot path: `view`, `address` and `size` are fields; `free()` makes system calls (munlock, munmap).
+ * Frozen: `address` and `size` are what free() unmaps, so nobody can change them.
  */
 export class MemoryBlock {
   /** Start address (page aligned). */
@@ -38,7 +42,10 @@ export class MemoryBlock {
   readonly hugePages: boolean;
   /** Whether the block is mlock'd. */
   readonly locked: boolean;
-  private freed_ = false;
+  #freed = false;
+  #transferred = false;
+  /** Every buffer made over the block: detached on free, and how a caller's transfer() is found. */
+  readonly #buffers: ArrayBuffer[] = [];
 
   /**
    * Wraps memory already mapped (and locked when `locked`); made by MemoryBlockAllocator.
@@ -52,27 +59,85 @@ export class MemoryBlock {
     this.size = size;
     this.hugePages = hugePages;
     this.locked = locked;
-    this.view = new Uint8Array(toArrayBuffer(address as Pointer, 0, size));
+    const buffer = toArrayBuffer(address as Pointer, 0, size);
+    this.#buffers.push(buffer);
+    this.view = new Uint8Array(buffer);
+    // free() unmaps `address`: nobody may point it elsewhere (a subclass freezes after its fields).
+    if (new.target === MemoryBlock) Object.freeze(this);
   }
 
-  /** Whether `free()` was called. */
+  /** Whether the block has been freed. */
   get freed(): boolean {
-    return this.freed_;
+    return this.#freed;
   }
 
   /**
-   * Unlocks and unmaps the block. Idempotent. Every view made over `view.buffer` is detached first,
-   * so a late access reads nothing instead of touching unmapped memory.
+   * Whether memory of the block was moved out of one of its buffers by `transfer()` (found at
+   * free; before it, whether one of its buffers is detached now).
    */
-  free(): void {
-    if (this.freed_) return;
-    this.freed_ = true;
-    (this.view.buffer as ArrayBuffer).transfer(0); // detach: views over the block now have length 0
-    if (this.locked) libc.munlock(this.address, this.size);
-    libc.munmap(this.address, this.size);
+  get transferred(): boolean {
+    return this.#transferred || (!this.#freed && this.#buffers.some((b) => b.detached));
   }
 
-  /** `free()`: `using block = allocator.allocate(n)` frees it at scope end. */
+  /**
+   * A zero-copy view of `length` bytes at `offset`, over a buffer of its own that holds exactly
+   * those bytes: `view.buffer` never reaches the rest of the block, and a `transfer()` of it moves
+   * only them. Detached when the block is freed.
+   */
+  regionView(offset: number, length: number): Uint8Array {
+    if (this.#freed) throw new RangeError(`block at 0x${this.address.toString(16)} is freed`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > this.size - offset) {
+      throw new RangeError(`a view of ${length} bytes at offset ${offset} does not fit the block's ${this.size} bytes`);
+    }
+    const buffer = toArrayBuffer(this.address as Pointer, offset, length);
+    this.#buffers.push(buffer);
+    return new Uint8Array(buffer);
+  }
+
+  /**
+   * Unlocks and unmaps the block (see the class comment for a block whose memory was
+   * transferred). Idempotent. Runs every step even when one fails, then throws the first
+   * SystemError.
+   */
+  free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    this.releaseMemory(this.detachViews());
+  }
+
+  /**
+   * Detaches every buffer made over the block (views over it read length 0 from now on) and says
+   * whether memory had been transferred out of one of them. free() does it first; code that
+   * unmaps a block step by step itself (a shared pool's temporary regions) calls it too.
+   */
+  detachViews(): boolean {
+    for (const buffer of this.#buffers) {
+      if (buffer.detached) this.#transferred = true;
+      else buffer.transfer(0);
+    }
+    this.#buffers.length = 0;
+    return this.#transferred;
+  }
+
+  /**
+   * Gives the memory back once every buffer is detached: unlocks, then unmaps, or when memory was
+   * transferred out of a buffer maps fresh zero pages over it (see the class comment). Runs every
+   * step even when one fails, then throws the first SystemError. A block whose memory came from
+   * elsewhere (a provider's) overrides it.
+   */
+  protected releaseMemory(transferred: boolean): void {
+    let firstError: unknown;
+    if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
+    try {
+      if (transferred) libc.mmapFixed(this.address, this.size);
+      else libc.munmap(this.address, this.size);
+    } catch (e) {
+      firstError ??= e;
+    }
+    if (firstError !== undefined) throw firstError;
+  }
+
+  /** `using block = allocator.allocate(n)`: frees it. */
   [Symbol.dispose](): void {
     this.free();
   }

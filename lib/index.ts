@@ -23,6 +23,7 @@ export { UcxProvider, type UcxProviderOptions, type UcxInfo } from "./ucx-provid
 export { UcxEndpoint, type UcxEndpointOptions, type UcxEndpointStats, type UcxPeer } from "./ucx-endpoint.ts";
 export { UcxError, ucxStatus } from "../ffi/ucx.ts";
 export { MemoryRegionPointer } from "./pointer.ts";
+export type { UserMemoryInput } from "./user-memory.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./endpoint.ts";
 export type { RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";

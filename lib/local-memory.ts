@@ -6,6 +6,7 @@ import { AllocToolsError } from "./errors.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { MemoryRegionImpl } from "./region.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
+import { checkRegionMemory } from "./user-memory.ts";
 
 /**
  * The resolved local memory of one operation. An endpoint keeps one and refills it per call, so
@@ -24,7 +25,8 @@ export class LocalRange {
  * Fills `out` with where `length` bytes of `local` are, or throws having changed nothing the
  * caller owns: TypeError for anything that is not a region or pointer of this library, RangeError
  * for a length or offset that is not an integer inside the region, AllocToolsError DOUBLE_RELEASE
- * for a pooled region that is not out of its pool.
+ * for a pooled region that is not out of its pool, AllocToolsError DETACHED for a region whose
+ * memory left its view (a user buffer transferred away).
  */
 export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange): void {
   let region: unknown;
@@ -45,11 +47,7 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
     throw new RangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }
   if (region.owner !== null) region.assertInUse(operation);
-  // Memory transferred away from under the region (its buffer detached, or a resizable buffer
-  // shrunk below it) leaves its view empty: refuse before C is handed the address.
-  if (region.view.byteLength !== region.size) {
-    throw new AllocToolsError("DETACHED", `${operation}: the memory of the region at 0x${region.address.toString(16)} was transferred away or shrunk (its buffer is detached); it cannot be used`);
-  }
+  checkRegionMemory(operation, region); // a user buffer transferred away: its memory may be reused
   out.region = region;
   out.address = region.address + offset;
   out.offset = offset;

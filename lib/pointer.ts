@@ -2,24 +2,25 @@
 // RMA code can hand a peer both where to go and the key to get in.
 import type { MemoryRegion } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
+import { checkRegionMemory } from "./user-memory.ts";
 
+/**
+ * A fancy pointer into a region. Immutable: region, offset and address are private fields behind
+ * getters, so a pointer always points where it was made to (moving makes a new pointer; `add()`
+ * allocates nothing once the JIT has it).
+ */
 export class MemoryRegionPointer {
   /** The null pointer: no region, address 0. */
   static readonly NULL: MemoryRegionPointer = new MemoryRegionPointer(null, 0);
 
-  /** The region pointed into, null for the null pointer. */
-  readonly region: MemoryRegion | null;
-  /** Bytes from the region's start. */
-  readonly offset: number;
-  /** The address pointed at. */
-  readonly address: number;
-
-  /** Present only on pointers this library's constructor made (not on look-alike objects). */
-  readonly #genuine = true;
+  // Private (read through getters): nobody can point a pointer elsewhere after it was made.
+  readonly #region: MemoryRegion | null;
+  readonly #offset: number;
+  readonly #address: number;
 
   /** Whether `value` is a pointer made by this class's constructor (not a Proxy or look-alike). */
   static isGenuine(value: unknown): value is MemoryRegionPointer {
-    return typeof value === "object" && value !== null && #genuine in value;
+    return typeof value === "object" && value !== null && #region in value;
   }
 
   /** A pointer `offset` bytes into `region`; `offset` is an integer in [0, region.size]. */
@@ -27,9 +28,22 @@ export class MemoryRegionPointer {
     if (region === null ? offset !== 0 : !Number.isSafeInteger(offset) || offset < 0 || offset > region.size) {
       throw new RangeError(`a pointer offset must be an integer in [0, ${region === null ? 0 : region.size}], got ${String(offset)}`);
     }
-    this.region = region;
-    this.offset = offset;
-    this.address = region === null ? 0 : region.address + offset;
+    this.#region = region;
+    this.#offset = offset;
+    this.#address = region === null ? 0 : region.address + offset;
+  }
+
+  /** The region pointed into, null for the null pointer. */
+  get region(): MemoryRegion | null {
+    return this.#region;
+  }
+  /** Bytes from the region's start. */
+  get offset(): number {
+    return this.#offset;
+  }
+  /** The address pointed at. */
+  get address(): number {
+    return this.#address;
   }
 
   get isNull(): boolean {
@@ -60,9 +74,13 @@ export class MemoryRegionPointer {
     return this.live().remoteAddress + BigInt(this.offset);
   }
 
-  /** What a peer needs to read or write `length` bytes from here (default: to the region's end). */
+  /**
+   * What a peer needs to read or write `length` bytes from here (default: to the region's end).
+   * AllocToolsError DETACHED when the region's memory left its view (see `view`).
+   */
   remote(length: number = this.remaining): RemoteRegion {
     const r = this.live();
+    checkRegionMemory("remote", r);
     if (!Number.isSafeInteger(length) || length < 0 || length > r.size - this.offset) {
       throw new RangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }
@@ -74,9 +92,13 @@ export class MemoryRegionPointer {
     return this.region === null ? 0 : this.region.size - this.offset;
   }
 
-  /** A zero-copy view of `length` bytes from here (default: to the region's end). */
+  /**
+   * A zero-copy view of `length` bytes from here (default: to the region's end). AllocToolsError
+   * DETACHED when the region's memory left its view (a buffer transferred away, the pool closed).
+   */
   view(length: number = this.remaining): Uint8Array {
     const r = this.live();
+    checkRegionMemory("view", r);
     if (!Number.isInteger(length) || length < 0 || length > r.size - this.offset) {
       throw new RangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }

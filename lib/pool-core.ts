@@ -7,7 +7,8 @@ import { AllocToolsError } from "./errors.ts";
 import { ProvidedMemoryBlock } from "./provided-block.ts";
 import type { CheckedOptions } from "./pool-options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
-import { MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "./region.ts";
+import { keepAliveOf, MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "./region.ts";
+import { checkUserMemory, type UserMemoryInput } from "./user-memory.ts";
 import { RegistrationCache, type RegistrationCacheStats } from "./registration-cache.ts";
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
@@ -29,6 +30,11 @@ export interface PoolStats {
   readonly liveUserRegions: number;
   /** Regions out of the pool now (pooled, temporary and user). */
   readonly regionsInUse: number;
+  /**
+   * Pooled regions taken out of service because a caller moved their memory out of their view
+   * (`region.view.buffer.transfer()`); never handed out again. Counted in no other figure.
+   */
+  readonly retiredRegions: number;
   readonly pinnedBytes: number;
   readonly peakPinnedBytes: number;
   readonly maxPinnedBytes: number;
@@ -62,11 +68,17 @@ export class PoolResources {
   readonly registrations: Registration[] = [];
   constructor(readonly traits: MemoryRegionTraits) {}
 
+  /**
+   * Deregisters, then frees every block; one block failing (or a caller's transfer() of its
+   * memory) never stops the others. Throws the first block error after all are done.
+   */
   release(): void {
     for (const registration of this.registrations) try { this.traits.deregister(registration); } catch { /* provider gone */ }
-    for (const block of this.blocks) block.free();
+    let firstError: unknown;
+    for (const block of this.blocks) try { block.free(); } catch (e) { firstError ??= e; }
     this.registrations.length = 0;
     this.blocks.length = 0;
+    if (firstError !== undefined) throw firstError;
   }
 
   pinnedBytes(): number {
@@ -85,6 +97,8 @@ export class PoolBooks {
   userRegions = 0;
   /** Releases of temporary and user regions. */
   sideReleases = 0;
+  /** Pooled regions out of service because their memory was transferred away from their views. */
+  retiredRegions = 0;
 }
 
 /** Hook a shared pool installs: pinned bytes counted for every Worker, side books published. */
@@ -169,16 +183,19 @@ export class PoolCore {
     stack.blocks++;
     stack.pinnedBytes += block.size;
     const first = this.regions.length;
-    const buffer = block.view.buffer as ArrayBuffer;
-    for (let i = 0; i < count; i++) this.regions.push(this.pooledRegion(registration, block.address, buffer, stack, first + i, i * stack.stride));
+    for (let i = 0; i < count; i++) {
+      // A buffer of its own per region: a transfer() of one region's view moves only that region.
+      const view = block.regionView(i * stack.stride, stack.chunkSize);
+      this.regions.push(this.pooledRegion(registration, block.address, view, stack, first + i, i * stack.stride));
+    }
     stack.addRegions(first, count);
   }
 
   /** The region object for pooled region `index`, `offset` bytes into its block. */
-  pooledRegion(registration: Registration, blockAddress: number, buffer: ArrayBuffer, stack: MemoryPoolStack, index: number, offset: number): MemoryRegionImpl {
+  pooledRegion(registration: Registration, blockAddress: number, view: Uint8Array, stack: MemoryPoolStack, index: number, offset: number): MemoryRegionImpl {
     const address = blockAddress + offset;
     return new MemoryRegionImpl(registration, address, stack.chunkSize, RegionFlag.PARTIAL, this.traits.remoteAddress(registration, address),
-      new Uint8Array(buffer, offset, stack.chunkSize), this.owner, index, stack.id, null);
+      view, this.owner, index, stack.id, null);
   }
 
   /**
@@ -208,7 +225,7 @@ export class PoolCore {
     this.books.temporaryRegions++;
     this.books.temporaryGets++;
     const region = new MemoryRegionImpl(registration, block.address, bytes, RegionFlag.TEMP,
-      this.traits.remoteAddress(registration, block.address), block.view.subarray(0, bytes), this.owner, -1, -1, block);
+      this.traits.remoteAddress(registration, block.address), block.regionView(0, bytes), this.owner, -1, -1, block);
     setInUse(region, true);
     if (this.debug) setOrigin(region, new Error("temporary region got here").stack);
     this.temporaries.add(region);
@@ -223,14 +240,10 @@ export class PoolCore {
   }
 
   /** The caller's memory as a byte view, checked. */
-  static userView(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): Uint8Array {
-    let view: Uint8Array;
-    if (memory instanceof ArrayBuffer || memory instanceof SharedArrayBuffer) view = new Uint8Array(memory);
-    else if (ArrayBuffer.isView(memory)) view = new Uint8Array(memory.buffer, memory.byteOffset, memory.byteLength);
-    else throw new TypeError("registerUserRegion takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView");
-    if (view.byteLength === 0) throw new RangeError("cannot register an empty buffer");
-    return view;
+  static userView(memory: UserMemoryInput): Uint8Array {
+    return checkUserMemory("registerUserRegion", memory).view;
   }
+
 
   /** Registers the caller's memory (reserved against maxPinnedBytes; undone on failure). */
   registerUser(view: Uint8Array): Registration {
@@ -268,7 +281,7 @@ export class PoolCore {
     try {
       if (deregister) traits.deregister(region.registration);
     } finally {
-      if (region.isTemp) (region.keepAlive as MemoryBlock).free();
+      if (region.isTemp) temporaryBlock(region).free();
     }
   }
 
@@ -344,7 +357,8 @@ export class PoolCore {
       registrations: books.registrations, deregistrations: books.deregistrations,
       temporaryRegions: books.temporaryRegions, liveTemporaryRegions: this.temporaries.size,
       userRegions: books.userRegions, liveUserRegions: this.users.size,
-      regionsInUse: inUse, pinnedBytes: books.pinned, peakPinnedBytes: books.peakPinned,
+      regionsInUse: inUse - books.retiredRegions, retiredRegions: books.retiredRegions,
+      pinnedBytes: books.pinned, peakPinnedBytes: books.peakPinned,
       maxPinnedBytes: this.maxPinnedBytes, stacks, cache: this.cache?.stats() ?? null,
     };
   }
@@ -373,5 +387,10 @@ export class PoolCore {
 
 /** Pinned bytes a temporary or user region holds. */
 export function sideBytes(region: MemoryRegionImpl): number {
-  return region.isTemp ? (region.keepAlive as MemoryBlock).size : region.size;
+  return region.isTemp ? temporaryBlock(region).size : region.size;
+}
+
+/** The block a temporary region owns (what it keeps alive). */
+export function temporaryBlock(region: MemoryRegionImpl): MemoryBlock {
+  return keepAliveOf(region) as MemoryBlock;
 }

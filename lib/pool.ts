@@ -10,7 +10,8 @@ import type { RegionProvider } from "./provider.ts";
 import { bytes, inspectCustom, oneLine } from "./inspect.ts";
 import { busyError } from "./local-memory.ts";
 import { WeakChild } from "./provider-child.ts";
-import { checkIn, checkOut, MemoryRegionImpl, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "./region.ts";
+import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "./region.ts";
+import { checkRegionMemory, type UserMemoryInput } from "./user-memory.ts";
 import { SharedPool, type ShareOptions, type SharedPoolHandle } from "./shared-pool.ts";
 import type { SharedAudit } from "./shared-pool-state.ts";
 import type { MemoryPoolStack } from "./stack.ts";
@@ -107,6 +108,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     let index = stack.pop();
     if (index < 0) index = this.core.grow(stack);
     const region = this.regions[index]!;
+    if (region.view.byteLength === 0) return this.getPastRetired(stack, region, bytes);
     checkOut(region, bytes);
     if (this.debug) setOrigin(region, new Error("region got here").stack);
     return region;
@@ -125,7 +127,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    * Registers the caller's memory as a user region: zero-copy, kept referenced while registered,
    * deregistered (never freed) on release.
    */
-  registerUserRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
+  registerUserRegion(memory: UserMemoryInput): MemoryRegion {
     this.assertOpen();
     const view = PoolCore.userView(memory);
     if (this.shared !== null) return this.shared.registerUserRegion(view, memory);
@@ -174,6 +176,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   close(): LeakReport {
     if (this.closedHere) return { count: 0, bytes: 0, regions: [] };
+    this.refuseWhileBusy();
     this.closedHere = true;
     if (this.shared !== null) return this.shared.close();
     this.providerLink?.unlink();
@@ -192,6 +195,34 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (leaks.count > 0) {
       process.emitWarning(`alloctools: provider ${this.provider.name} closed its MemoryPool with ${leaks.count} region(s) (${leaks.bytes} bytes) still in use`, "AllocToolsLeak");
     }
+  }
+
+  /** Throws BUSY when RMA operations use any region of this pool: nothing may be unmapped under them. */
+  private refuseWhileBusy(): void {
+    let busy = 0;
+    let operations = 0;
+    const count = (r: MemoryRegionImpl | undefined) => {
+      if (r !== undefined && r.inFlight !== 0) { busy++; operations += r.inFlight; }
+    };
+    for (const r of this.regions) count(r);
+    for (const r of this.core.temporaries) count(r);
+    for (const r of this.core.users) count(r);
+    if (busy > 0) {
+      throw new AllocToolsError("BUSY",
+        `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
+    }
+  }
+
+  /**
+   * The popped region's memory was moved out of its view (`region.view.buffer.transfer()`): the
+   * region leaves service for good (the pool never hands out a view of length 0, and its block is
+   * never unmapped under the stray buffer, see MemoryBlock) and the get takes the next one.
+   */
+  private getPastRetired(stack: MemoryPoolStack, region: MemoryRegionImpl, bytes: number): MemoryRegion {
+    retire(region);
+    this.core.books.retiredRegions++;
+    stack.gets--; // the pop counted a get that did not happen
+    return this.getRegion(bytes);
   }
 
   /** The error for use of a closed pool: PROVIDER_CLOSED when it closed with its provider. */
@@ -289,7 +320,7 @@ export class MemoryPool implements RegionOwner, Disposable {
       }
     }
     const inUse = this.regions.filter((r) => r?.inUse).length;
-    const lost = this.regions.length - onStacks - inUse;
+    const lost = this.regions.length - onStacks - inUse - this.core.books.retiredRegions;
     if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
     return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
   }
@@ -334,6 +365,8 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (shared !== null) return shared.releaseSide(r);
     this.core.forgetSide(r);
     PoolCore.freeSide(this.core.traits, r, true);
+    // Deregistered now, but the caller must learn that its buffer left while registered.
+    if (r.isUser) checkRegionMemory("releaseRegion", r);
   }
 
   private assertOpen(): void {

@@ -8,25 +8,22 @@ import type { ProvidedBlock, Registration } from "./provider.ts";
 export class ProvidedMemoryBlock extends MemoryBlock {
   /** The provider's registration of the whole block. */
   readonly registration: Registration;
-  private readonly provided: ProvidedBlock;
-  private released = false;
+  readonly #provided: ProvidedBlock;
 
+  /** Wraps a block the provider allocated and registered (`allocateBlock`). */
   constructor(provided: ProvidedBlock) {
     super(provided.address, provided.length, false, provided.locked);
-    this.provided = provided;
     this.registration = provided.registration;
+    this.#provided = provided;
+    Object.freeze(this);
   }
 
-  /** Whether the memory went back to the provider. */
-  override get freed(): boolean {
-    return this.released;
-  }
-
-  /** Detaches every view over the block, then gives the memory back to the provider. Idempotent. */
-  override free(): void {
-    if (this.released) return;
-    this.released = true;
-    (this.view.buffer as ArrayBuffer).transfer(0);
-    this.provided.release();
+  /**
+   * Gives the memory back to the provider once every view is detached. Memory a caller moved out
+   * of a view (`transfer()`) stays allocated instead: the provider would unmap it under the stray
+   * buffer, which could then touch whatever is mapped there next.
+   */
+  protected override releaseMemory(transferred: boolean): void {
+    if (!transferred) this.#provided.release();
   }
 }

@@ -6,6 +6,7 @@ import { hex, inspectCustom, oneLine } from "./inspect.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import type { Registration } from "./provider.ts";
+import { checkRegionMemory } from "./user-memory.ts";
 
 /** Region flags (the original's BLOCK_USER / BLOCK_TEMP / BLOCK_PARTIAL). */
 export const RegionFlag = {
@@ -85,13 +86,30 @@ export abstract class MemoryRegion {
   abstract readonly view: Uint8Array;
   /** Bytes of a message in the region; settable, at most `size`. */
   abstract messageLength: number;
+  /** Out of its pool (between get and release). Read-only: only the pool changes it. */
+  abstract readonly inUse: boolean;
+  /**
+   * RMA operations in flight with this region as local memory. While above zero its pool refuses
+   * to release or close it (AllocToolsError BUSY): the transport may still write into it.
+   */
+  abstract readonly inFlight: number;
+  /**
+   * Taken out of service for good: a caller moved its memory out of its view
+   * (`region.view.buffer.transfer()`), so its pool never hands it out again.
+   */
+  abstract readonly retired: boolean;
   /** A fancy pointer `offset` bytes into the region. */
   abstract pointer(offset?: number): MemoryRegionPointer;
   /** Gives the region back to its pool: `using region = pool.getRegion(n)` releases it at scope end. */
   abstract [Symbol.dispose](): void;
 
-  /** What a peer needs to read or write all `size` bytes of this region (see RemoteRegion). */
+  /**
+   * What a peer needs to read or write all `size` bytes of this region (see RemoteRegion).
+   * AllocToolsError DETACHED when the region's memory left its view (a user buffer transferred
+   * away): a peer must never be sent to memory that may have been reused.
+   */
   remote(): RemoteRegion {
+    checkRegionMemory("remote", this);
     return new RemoteRegion(this.remoteAddress, this.remoteKey, this.size, this.remoteKeyBytes);
   }
 
@@ -135,8 +153,8 @@ const OUT_IDLE = IN_USE;
 /** @internal A pool hands the region out for a message of `length` bytes. */
 export let checkOut: (region: MemoryRegionImpl, length: number) => void;
 /**
- * @internal The release hot path: true when `region` is a genuine pooled region of `owner`, out,
- * not retired and with no RMA operation in flight, and is now marked free. False changes nothing
+ * @internal The release hot path: true when `region` is a genuine pooled region of `owner`, out
+ * and with no RMA operation in flight (one comparison), and is now marked free. False changes nothing
  * (the caller's slow path finds out why). Never throws, whatever `region` is.
  */
 export let checkIn: (region: unknown, owner: RegionOwner) => boolean;
@@ -156,6 +174,8 @@ export let endOperation: (region: MemoryRegionImpl) => void;
  * its view (`region.view.buffer.transfer()`), so the pool never hands it out again.
  */
 export let retire: (region: MemoryRegionImpl) => void;
+/** @internal What the region keeps alive: a temporary region's MemoryBlock, a user region's memory. */
+export let keepAliveOf: (region: MemoryRegionImpl) => object | null;
 
 /**
  * The one concrete region class (every region is one, so call sites stay monomorphic). Frozen at
@@ -181,8 +201,6 @@ export class MemoryRegionImpl extends MemoryRegion {
   readonly stackId: number;
   /** The pool that takes it back; null for regions no pool owns. */
   readonly owner: RegionOwner | null;
-  /** What the region keeps alive while C may use it (a temporary block, a user's buffer). */
-  readonly keepAlive: object | null;
   private readonly base: MemoryRegionPointer;
   /**
    * In use (bit 0) and RMA operations in flight (the rest, in steps of IN_FLIGHT_STEP): one field,
@@ -191,6 +209,8 @@ export class MemoryRegionImpl extends MemoryRegion {
   #state = 0;
   #length: number;
   #retired = false;
+  /** What the region keeps alive while C may use it (a temporary region's block, a user's memory). */
+  readonly #keepAlive: object | null;
   #origin: string | undefined = undefined;
 
   /** Whether `value` is a region this library made (not a Proxy, subclass or look-alike). */
@@ -226,6 +246,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     retire = (region) => {
       region.#retired = true;
     };
+    keepAliveOf = (region) => region.#keepAlive;
   }
 
   constructor(registration: Registration, address: number, size: number, flags: number, remoteAddress: bigint,
@@ -245,7 +266,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     this.owner = owner;
     this.index = index;
     this.stackId = stackId;
-    this.keepAlive = keepAlive;
+    this.#keepAlive = keepAlive;
     this.#length = size;
     this.base = new MemoryRegionPointer(this, 0);
     Object.freeze(this);

@@ -10,7 +10,7 @@ import { AllocToolsError } from "./errors.ts";
 import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
 import { pageSpan } from "./page-pins.ts";
-import { leakReport, PoolCore, sideBytes, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
+import { leakReport, PoolCore, sideBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "./pool-options.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { checkOut, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "./region.ts";
@@ -380,7 +380,8 @@ export class SharedPool implements PinnedLimit {
     const registration = (this.blockRegistrations[b] ??= block.registration);
     const buffer = (this.blockBuffers[b] ??= toArrayBuffer(block.address as Pointer, 0, block.size));
     const stack = this.core.stacks[block.stackId]!;
-    const region = this.core.pooledRegion(registration, block.address, buffer, stack, index, (index - block.first) * stack.stride);
+    const offset = (index - block.first) * stack.stride;
+    const region = this.core.pooledRegion(registration, block.address, new Uint8Array(buffer, offset, stack.chunkSize), stack, index, offset);
     this.regions[index] = region;
     return region;
   }
@@ -457,7 +458,7 @@ export class SharedPool implements PinnedLimit {
     if (entry === undefined) return PoolCore.freeSide(this.core.traits, region, true);
     const state = this.state;
     if (!state.beginFreeingSide(entry)) {
-      if (region.isTemp) ((region.keepAlive as MemoryBlock).view.buffer as ArrayBuffer).transfer(0);
+      if (region.isTemp) temporaryBlock(region).detachViews();
       return;
     }
     // Each step noted as it is done (before, for the munmap): the owner finishes what a Worker
@@ -467,12 +468,14 @@ export class SharedPool implements PinnedLimit {
       state.noteSideDeregistered(entry);
     } finally {
       if (region.isTemp) {
-        const block = region.keepAlive as MemoryBlock;
-        (block.view.buffer as ArrayBuffer).transfer(0); // its views read nothing from now on
+        const block = temporaryBlock(region);
+        const transferred = block.detachViews(); // its views read nothing from now on
         if (block.locked) libc.munlock(block.address, block.size);
         state.noteSideUnlocked(entry);
         state.noteSideUnmapping(entry);
-        libc.munmap(block.address, block.size);
+        // Memory a caller transferred out of a view keeps fresh pages under the stray buffer (see MemoryBlock).
+        if (transferred) libc.mmapFixed(block.address, block.size);
+        else libc.munmap(block.address, block.size);
       }
       state.endFreeingSide(entry);
     }
@@ -543,7 +546,7 @@ export class SharedPool implements PinnedLimit {
       registrations: side(SIDE_BOOKS.registrations), deregistrations: side(SIDE_BOOKS.deregistrations),
       temporaryRegions: side(SIDE_BOOKS.temporaryCount), liveTemporaryRegions: side(SIDE_BOOKS.liveTemporaries),
       userRegions: side(SIDE_BOOKS.userCount), liveUserRegions: side(SIDE_BOOKS.liveUsers),
-      regionsInUse: inUse, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
+      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
       maxPinnedBytes: core.maxPinnedBytes, stacks, cache: core.cache?.stats() ?? null,
     };
   }
@@ -618,7 +621,8 @@ export class SharedPool implements PinnedLimit {
       if (!state.retireBlock(b)) continue;
       blocks++;
       if (block.slot === state.slot) continue; // mapped here: resources.release() below
-      this.blockBuffers[b]?.transfer(0); // detach this thread's views first
+      const buffer = this.blockBuffers[b];
+      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // detach this thread's views first
       try { view.deregister(block.registration); } catch (e) { firstError ??= e; }
       try {
         if (block.locked) libc.munlock(block.address, block.size);
@@ -673,7 +677,7 @@ export class SharedPool implements PinnedLimit {
     if (!state.closed) for (let k = 0; k < state.classCount; k++) this.cache.flush(k);
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
     const firstError = this.dropOwnSides();
-    for (const buffer of this.blockBuffers) buffer?.transfer(0);
+    for (const buffer of this.blockBuffers) if (buffer !== undefined && !buffer.detached) buffer.transfer(0);
     this.publishBooks();
     state.leaveSlot();
     core.provider.close();

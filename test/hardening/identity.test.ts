@@ -35,6 +35,18 @@ describe("regions are tamper-proof", () => {
     pool.releaseRegion(region);
   });
 
+  test("a pointer's region, offset and address cannot be changed", () => {
+    using pool = new MemoryPool(host, tiny);
+    const region = pool.getRegion(100);
+    const pointer = region.pointer(8);
+    const writable = pointer as unknown as Record<string, unknown>;
+    for (const [field, value] of [["region", null], ["offset", -64], ["address", 0]] as const) {
+      expect(failure(() => { writable[field] = value; })).toBeInstanceOf(TypeError);
+    }
+    expect([pointer.region, pointer.offset, pointer.address]).toEqual([region, 8, region.address + 8]);
+    pool.releaseRegion(region);
+  });
+
   test("the package does not export the region class (its constructor and internals)", () => {
     expect("MemoryRegionImpl" in alloctools).toBe(false);
   });

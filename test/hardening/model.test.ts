@@ -1,10 +1,14 @@
 // Model-based test: random sequences of get, release, double release, user and temporary regions,
-// growth and close, checked after every step against a simple model of what should be out.
+// growth and close, checked after every step against a simple model of what should be out. Hostile
+// and careless steps are mixed in: releasing a Proxy of a region, releasing a region while an RMA
+// operation uses it, transferring a region's memory out of its view before releasing it (what the
+// stray buffer may then do is tested in child processes, in transfer.test.ts).
 import { afterAll, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
   AllocToolsError, HostProvider, MemoryBlockAllocator, MemoryPool, type MemoryBlock, type MemoryRegion,
 } from "../../lib/index.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/region.ts";
 import { vmLckKiB } from "../helpers.ts";
 
 const PAGE = 4096;
@@ -21,6 +25,9 @@ type Op =
   | { kind: "release"; pick: number }
   | { kind: "releaseTwice"; pick: number }
   | { kind: "user"; pages: number }
+  | { kind: "forge"; pick: number }
+  | { kind: "busy"; pick: number }
+  | { kind: "transfer"; pick: number }
   | { kind: "close" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
@@ -29,6 +36,9 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.nat().map((pick) => ({ kind: "release" as const, pick })) },
   { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: "releaseTwice" as const, pick })) },
   { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }).map((pages) => ({ kind: "user" as const, pages })) },
+  { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: "forge" as const, pick })) },
+  { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: "busy" as const, pick })) },
+  { weight: 1, arbitrary: fc.nat().map((pick) => ({ kind: "transfer" as const, pick })) },
   { weight: 1, arbitrary: fc.constant({ kind: "close" as const }) },
 );
 
@@ -46,6 +56,8 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
       const userBlocks = new Map<MemoryRegion, MemoryBlock>();
       let gets = 0;
       let releases = 0;
+      let retired = 0;
+      const strays: ArrayBuffer[] = []; // memory moved out of views (touched only in transfer.test.ts's child processes)
       let closed = false;
       try {
         for (const o of ops) {
@@ -54,7 +66,9 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
           switch (o.kind) {
             case "get": {
               try {
-                out.push(pool.getRegion(o.bytes));
+                const r = pool.getRegion(o.bytes);
+                expect(r.view.byteLength).toBe(r.size); // never a region whose memory left its view
+                out.push(r);
                 gets++;
               } catch (e) {
                 expect((e as AllocToolsError).code).toBe("PINNED_LIMIT");
@@ -92,6 +106,43 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
               expect(pool.stats()).toEqual(before);
               break;
             }
+            case "forge": {
+              const candidates = [...out, ...released];
+              if (candidates.length === 0) break;
+              const r = candidates[o.pick % candidates.length]!;
+              const proxy = new Proxy(r, { get: (t, k) => (k === "inUse" ? true : Reflect.get(t, k)) });
+              expect(() => pool.releaseRegion(proxy)).toThrow(/look-alike/);
+              expect(pool.stats()).toEqual(before);
+              break;
+            }
+            case "busy": {
+              if (out.length === 0) break;
+              const r = out[o.pick % out.length]! as MemoryRegionImpl;
+              beginOperation(r);
+              try {
+                expect(() => pool.releaseRegion(r)).toThrow(/RMA operation/);
+                expect(() => pool.close()).toThrow(/RMA operation/);
+                expect(pool.stats()).toEqual(before);
+              } finally {
+                endOperation(r);
+              }
+              break;
+            }
+            case "transfer": {
+              if (out.length === 0) break;
+              const [r] = out.splice(o.pick % out.length, 1);
+              strays.push((r!.view.buffer as ArrayBuffer).transfer());
+              if (r!.isUser) {
+                expect(() => pool.releaseRegion(r!)).toThrow(/no memory any more/); // deregistered all the same
+              } else {
+                pool.releaseRegion(r!);
+              }
+              if (r!.isPartial) retired++;
+              releases++;
+              userBlocks.get(r!)?.free();
+              released.push(r!);
+              break;
+            }
             case "close": {
               const report = pool.close();
               expect(report.count).toBe(out.length);
@@ -102,10 +153,13 @@ test("random sequences keep the pool's books, pins and ownership exact", () => {
           }
           if (!closed) check(pool, out, gets, releases, lck0);
         }
+        // A retired region shows once its stack hands out past it.
+        if (!closed) expect(pool.stats().retiredRegions).toBeLessThanOrEqual(retired);
       } finally {
         if (!closed) pool.close();
         for (const b of userBlocks.values()) b.free();
       }
+      expect(strays.every((stray) => stray.byteLength > 0)).toBe(true);
       expect(vmLckKiB()).toBe(lck0);
     }),
     { numRuns: 150 },
