@@ -309,7 +309,8 @@ export class Endpoint implements Progressable, Disposable {
     if (region instanceof MemoryRegionImpl) {
       if (region.owner !== null) region.assertInUse(kind);
       const pool = region.owner as { provider?: unknown } | null;
-      if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
+      // Same domain, not same object: a Worker's view of a shared provider registers there too.
+      if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider && !this.provider.sharesDomainWith(pool.provider)) {
         throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
       }
     }

@@ -65,6 +65,8 @@ class ProgressEngine {
       if (completed > 0) this.lastActivity = now;
       pending = 0;
       for (const ep of this.endpoints) pending += ep.pendingCount;
+      // The last operation just completed: endpoints that asked for progress keep getting it.
+      if (pending === 0) for (const ep of this.endpoints) if (ep.progressInterval >= 0 && (interval < 0 || ep.progressInterval < interval)) interval = ep.progressInterval;
     } else {
       for (const ep of this.endpoints) {
         const i = ep.progressInterval;
