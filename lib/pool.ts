@@ -155,7 +155,7 @@ export class MemoryPool implements RegionOwner, Disposable {
   /**
    * Shares the pool with Workers: a structured-cloneable handle (SharedArrayBuffers, numbers and
    * strings) for `MemoryPool.attach` in a Worker. From the first call on, the stacks, the region
-   * states and the books live in shared memory; later calls return the same handle. Only the owner
+   * states and the counters live in shared memory; later calls return the same handle. Only the owner
    * (the pool share() was first called on) closes the shared pool; once shared, the
    * garbage-collection backstop no longer frees it, since Workers may be using the memory.
    * The provider must share itself (`provider.share()`): NOT_SUPPORTED otherwise.
@@ -266,9 +266,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     }
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
-    if (shared !== null) return shared.releaseSide(r);
-    this.core.forgetSide(r);
-    PoolCore.freeSide(this.core.traits, r, true);
+    if (shared !== null) return shared.releaseUnpooled(r);
+    this.core.forgetUnpooled(r);
+    PoolCore.freeUnpooled(this.core.traits, r, true);
   }
 
   private assertOpen(): void {

@@ -47,7 +47,7 @@ function runChild(file: string, args: string[], env: Record<string, string> = {}
   return { out: JSON.parse(r.stdout.toString().trim().split("\n").at(-1)!) as Record<string, unknown>, stderr };
 }
 
-function deadSideRegions(label: string): void {
+function deadUnpooledRegions(label: string): void {
   test(`a terminated Worker's temporary and user regions are reported and freed by the owner's close [${label}]`, () => {
     const { out } = runChild("dead-worker-child.ts", [label]);
     expect(out.live).toEqual([1, 1]); // the Worker held one of each when it died
@@ -64,7 +64,7 @@ function suite(label: string, open: () => RegionProvider): void {
   beforeAll(() => { provider = open(); });
   afterAll(() => provider.close());
 
-  deadSideRegions(label);
+  deadUnpooledRegions(label);
 
   test(`an attached pool's close reports what the state words say it holds, not a stale flag [${label}]`, async () => {
     const pool = new MemoryPool(provider, ONE_EACH);
