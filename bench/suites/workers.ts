@@ -77,7 +77,7 @@ async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promis
     const scaling = aggregate.get(2)! / aggregate.get(1)!;
     ctx.record({ suite: SUITE, name: "target: 2 Workers / 1 Worker throughput, shared pool", value: scaling, unit: "×", note: verdict(scaling >= 1.8, "≥ 1.8×") });
     const s = pool.stats();
-    ctx.record({ suite: SUITE, name: "workers: books after the runs", value: s.gets - s.releases, unit: "regions out", note: `gets ${s.gets}, releases ${s.releases}; audit problems: ${pool.audit().problems.length}` });
+    ctx.record({ suite: SUITE, name: "workers: counters after the runs", value: s.gets - s.releases, unit: "regions out", note: `gets ${s.gets}, releases ${s.releases}; audit problems: ${pool.audit().problems.length}` });
   } finally {
     pool.close();
   }
