@@ -29,16 +29,16 @@ export class MemoryPool implements RegionOwner, Disposable {
   readonly provider: RegionProvider;
   readonly maxPinnedBytes: number;
   readonly debug: boolean;
-  private readonly core: PoolCore;
+  readonly #core: PoolCore;
   // The hot path's parts, as fields of their own: a get reads no other object.
-  private readonly stacks: readonly MemoryPoolStack[];
-  private readonly regions: (MemoryRegionImpl | undefined)[];
+  readonly #stacks: readonly MemoryPoolStack[];
+  readonly #regions: (MemoryRegionImpl | undefined)[];
   /** Chunk size per class, smallest first: a get takes the first class that fits. */
-  private readonly chunkSizes: Int32Array;
-  private readonly largestChunk: number;
-  private closedHere = false;
+  readonly #chunkSizes: Int32Array;
+  readonly #largestChunk: number;
+  #closedHere = false;
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
-  private shared: SharedPool | null = null;
+  #shared: SharedPool | null = null;
 
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
@@ -47,19 +47,19 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     const core = new PoolCore(provider, checkOptions(options));
     core.owner = this;
-    this.core = core;
+    this.#core = core;
     this.provider = provider;
     this.maxPinnedBytes = core.maxPinnedBytes;
     this.debug = core.debug;
-    this.stacks = core.stacks;
-    this.regions = core.regions;
-    this.chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
-    this.largestChunk = this.chunkSizes[this.chunkSizes.length - 1]!;
+    this.#stacks = core.stacks;
+    this.#regions = core.regions;
+    this.#chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
+    this.#largestChunk = this.#chunkSizes[this.#chunkSizes.length - 1]!;
     const join = attaching;
     attaching = null;
     if (join !== null) {
       // An attached pool: the owner's blocks and stacks, nothing registered here yet.
-      this.shared = join(core);
+      this.#shared = join(core);
       return;
     }
     core.addInitialBlocks();
@@ -68,16 +68,16 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** The provider's registration traits (keys and remote addresses of a registration). */
   get traits(): PoolCore["traits"] {
-    return this.core.traits;
+    return this.#core.traits;
   }
 
   /** The block allocator the pool maps its memory with. */
   get allocator(): PoolCore["allocator"] {
-    return this.core.allocator;
+    return this.#core.allocator;
   }
 
   get closed(): boolean {
-    return this.closedHere || (this.shared !== null && this.shared.closed);
+    return this.#closedHere || (this.#shared !== null && this.#shared.closed);
   }
 
   /**
@@ -86,16 +86,16 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
-    if ((bytes | 0) !== bytes || bytes <= 0 || this.closedHere || bytes > this.largestChunk) return this.getSlow(bytes);
-    const sizes = this.chunkSizes;
+    if ((bytes | 0) !== bytes || bytes <= 0 || this.#closedHere || bytes > this.#largestChunk) return this.getSlow(bytes);
+    const sizes = this.#chunkSizes;
     let k = 0;
     while (bytes > sizes[k]!) k++;
-    const shared = this.shared;
+    const shared = this.#shared;
     if (shared !== null) return shared.getRegion(k, bytes);
-    const stack = this.stacks[k]!;
+    const stack = this.#stacks[k]!;
     let index = stack.pop();
-    if (index < 0) index = this.core.grow(stack);
-    const region = this.regions[index]!;
+    if (index < 0) index = this.#core.grow(stack);
+    const region = this.#regions[index]!;
     region.inUse = true;
     region.length = bytes;
     if (this.debug) region.origin = new Error("region got here").stack;
@@ -105,11 +105,11 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
   releaseRegion(region: MemoryRegion): void {
     const r = region as MemoryRegionImpl;
-    if (r.owner !== this || !r.inUse || r.index < 0 || this.closedHere) return this.releaseSlow(r);
+    if (r.owner !== this || !r.inUse || r.index < 0 || this.#closedHere) return this.releaseSlow(r);
     r.inUse = false;
-    const shared = this.shared;
+    const shared = this.#shared;
     if (shared !== null) return shared.release(r);
-    this.stacks[r.stackId]!.push(r.index);
+    this.#stacks[r.stackId]!.push(r.index);
   }
 
   /**
@@ -119,14 +119,14 @@ export class MemoryPool implements RegionOwner, Disposable {
   registerUserRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     this.assertOpen();
     const view = PoolCore.userView(memory);
-    if (this.shared !== null) return this.shared.registerUserRegion(view, memory);
-    const region = this.core.userRegion(view, this.core.registerUser(view), memory);
+    if (this.#shared !== null) return this.#shared.registerUserRegion(view, memory);
+    const region = this.#core.userRegion(view, this.#core.registerUser(view), memory);
     return region;
   }
 
   /** Statistics, exact at the moment of the call (shared pools: while no Worker gets or releases). */
   stats(): PoolStats {
-    return this.shared !== null ? this.shared.stats() : this.core.localStats();
+    return this.#shared !== null ? this.#shared.stats() : this.#core.localStats();
   }
 
   /**
@@ -135,11 +135,11 @@ export class MemoryPool implements RegionOwner, Disposable {
    * An attached pool only detaches (see SharedPool.close).
    */
   close(): LeakReport {
-    if (this.closedHere) return { count: 0, bytes: 0, regions: [] };
-    this.closedHere = true;
-    if (this.shared !== null) return this.shared.close();
+    if (this.#closedHere) return { count: 0, bytes: 0, regions: [] };
+    this.#closedHere = true;
+    if (this.#shared !== null) return this.#shared.close();
     backstop.unregister(this);
-    return this.core.closeLocal();
+    return this.#core.closeLocal();
   }
 
   /** `using pool = new MemoryPool(...)`: closes, and warns about regions still in use. */
@@ -162,10 +162,10 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   share(options: ShareOptions = {}): SharedPoolHandle {
     this.assertOpen();
-    if (this.shared !== null) return this.shared.handle;
-    const shared = SharedPool.share(this.core, options);
+    if (this.#shared !== null) return this.#shared.handle;
+    const shared = SharedPool.share(this.#core, options);
     backstop.unregister(this);
-    this.shared = shared;
+    this.#shared = shared;
     return shared.handle;
   }
 
@@ -191,7 +191,7 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Whether this pool was made by `MemoryPool.attach`. */
   get isAttached(): boolean {
-    return this.shared !== null && !this.shared.isOwner;
+    return this.#shared !== null && !this.#shared.isOwner;
   }
 
   /**
@@ -200,10 +200,10 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   region(index: number): MemoryRegion {
     this.assertOpen();
-    if (this.shared !== null) return this.shared.region(index);
-    const count = this.regions.length;
+    if (this.#shared !== null) return this.#shared.region(index);
+    const count = this.#regions.length;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
-    return this.regions[index]!;
+    return this.#regions[index]!;
   }
 
   /** A pooled region's index, what `region(index)` takes in another Worker; -1 for temporary and user regions. */
@@ -217,21 +217,21 @@ export class MemoryPool implements RegionOwner, Disposable {
    * Exact only while no Worker gets or releases. For tests and post-mortems.
    */
   audit(): SharedAudit {
-    if (this.shared !== null) return this.shared.audit();
+    if (this.#shared !== null) return this.#shared.audit();
     const seen = new Set<number>();
     const problems: string[] = [];
     let onStacks = 0;
-    for (const stack of this.stacks) {
+    for (const stack of this.#stacks) {
       for (const index of stack.entries()) {
         if (seen.has(index)) problems.push(`region ${index} found twice`);
         seen.add(index);
         onStacks++;
       }
     }
-    const inUse = this.regions.filter((r) => r?.inUse).length;
-    const lost = this.regions.length - onStacks - inUse;
+    const inUse = this.#regions.filter((r) => r?.inUse).length;
+    const lost = this.#regions.length - onStacks - inUse;
     if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
-    return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
+    return { regions: this.#regions.length, onStacks, cached: 0, inUse, lost, problems };
   }
 
   // ---- slow paths ---------------------------------------------------------------------------------
@@ -241,24 +241,24 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.assertOpen();
     // A valid size on an open pool misses the fast path only by being above the largest class
     // (chunk sizes are below 2^31, so every int32 test of the fast path holds below it).
-    if (this.shared !== null) return this.shared.getTemporary(bytes);
-    return this.core.getTemporary(bytes);
+    if (this.#shared !== null) return this.#shared.getTemporary(bytes);
+    return this.#core.getTemporary(bytes);
   }
 
   private releaseSlow(r: MemoryRegionImpl): void {
     if (!(r instanceof MemoryRegionImpl)) throw new TypeError("releaseRegion takes a MemoryRegion got from a pool");
-    const shared = this.shared;
+    const shared = this.#shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
-      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.shared !== null && r.owner.shared.sameAs(shared);
+      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.#shared !== null && r.owner.#shared.sameAs(shared);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closedHere) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+      if (this.#closedHere) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
       r.inUse = false;
       const mine = this.region(r.index) as MemoryRegionImpl;
       mine.inUse = false;
       return shared.release(mine);
     }
-    if (this.closedHere) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
+    if (this.#closedHere) throw new AllocToolsError("POOL_CLOSED", "the region's pool is closed");
     if (shared !== null && r.index >= 0) {
       // Got in another Worker (or this object is stale): the shared state word decides.
       r.inUse = false;
@@ -267,11 +267,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
     if (shared !== null) return shared.releaseUnpooled(r);
-    this.core.forgetUnpooled(r);
-    PoolCore.freeUnpooled(this.core.traits, r, true);
+    this.#core.forgetUnpooled(r);
+    PoolCore.freeUnpooled(this.#core.traits, r, true);
   }
 
   private assertOpen(): void {
-    if (this.closedHere) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+    if (this.#closedHere) throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
   }
 }
