@@ -27,6 +27,12 @@ export const LINE = 64;
 const INT32 = 4;
 const FLOAT64 = 8;
 export const alignToLine = (bytes: number): number => Math.ceil(bytes / LINE) * LINE;
+/**
+ * Region i's state word is int32 word `i << STATE_SHIFT` of the state part: a cache line each, so
+ * Workers cycling through neighbouring regions share no line. A constant: the hot path shifts by
+ * a literal. (At most MAX_SHARED_REGIONS, 2^16 - 1, regions: 4 MiB of state lines at most.)
+ */
+export const STATE_SHIFT = 4;
 
 // Header (int32 words of the first line).
 export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5 } as const;
@@ -70,8 +76,6 @@ export class SharedLayout {
   readonly stackCounters: number;
   readonly next: number;
   readonly state: number;
-  /** Region i's state word is int32 word `i << stateShift` of the state part. */
-  readonly stateShift: number;
   readonly blockOf: number;
   readonly blocks: number;
   readonly blockKeys: number;
@@ -94,9 +98,6 @@ export class SharedLayout {
     this.classCount = classes;
     this.capacity = spec.stacks.reduce((n, s) => n + s.capacity, 0);
     this.maxBlocks = spec.stacks.reduce((n, s) => n + s.maxBlocks, 0);
-    // A cache line per region's state word (up to 2^16 regions; fewer lines beyond): Workers
-    // cycling through neighbouring regions do not share lines. A shift: one instruction on the hot path.
-    this.stateShift = this.capacity <= 1 << 16 ? 4 : this.capacity <= 1 << 18 ? 2 : 0;
     this.slotCounterWords = alignToLine(FLOAT64 * (classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS)) / FLOAT64;
     this.cacheStride = alignToLine(INT32 * (CACHE.entries + spec.cacheSize)) / INT32;
 
@@ -107,7 +108,7 @@ export class SharedLayout {
       pinned: alignToLine(2 * FLOAT64),
       stackCounters: classes * LINE,
       next: alignToLine(INT32 * this.capacity),
-      state: alignToLine(INT32 * (this.capacity << this.stateShift)),
+      state: alignToLine(INT32 * (this.capacity << STATE_SHIFT)),
       blockOf: alignToLine(INT32 * this.capacity),
       blocks: alignToLine(FLOAT64 * BLOCK_WORDS * this.maxBlocks),
       blockKeys: alignToLine(2 * FLOAT64 * this.maxBlocks),
@@ -152,7 +153,7 @@ export class SharedLayout {
     assert(this.cacheStride >= CACHE.entries + spec.cacheSize, "a cache block holds its header and cacheSize entries");
     assert(this.slotCounterWords >= classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS, "a Worker's counters hold every class and the unpooled counters");
     assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= LINE, "a slot line holds its words");
-    assert((this.capacity << this.stateShift) < 2 ** 31, "state words are int32-indexable");
+    assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 
   /** Byte offset of class `k`'s lock, head and counters lines. */

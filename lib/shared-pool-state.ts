@@ -9,7 +9,7 @@
 import { AllocToolsError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
 import {
-  BLOCK, CACHE, HEADER, LOCK, MAGIC, UNPOOLED, SLOT, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, SLOT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
@@ -36,6 +36,7 @@ const CLOSED = CACHE.closed;
 const ENTRIES = CACHE.entries;
 const GETS = CACHE.getsInt32;
 const RELEASES = CACHE.releasesInt32;
+const SHIFT = STATE_SHIFT;
 
 /** What lock() did. */
 export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
@@ -55,13 +56,12 @@ export class WorkerCache {
   private readonly size: number;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
-  private readonly stateShift: number;
   /** This Worker's in-use mark: its slot + 1. */
   private readonly mark: number;
   private readonly popIntent: number;
 
   constructor(words: Int32Array, counters: Float64Array, base: number, stride: number, size: number, stacks: readonly SharedStack[],
-              stateAt: number, stateShift: number, slot: number, popIntent: number) {
+              stateAt: number, slot: number, popIntent: number) {
     this.words = words;
     this.counters = counters;
     this.base = base;
@@ -69,7 +69,6 @@ export class WorkerCache {
     this.size = size;
     this.stacks = stacks;
     this.stateAt = stateAt;
-    this.stateShift = stateShift;
     this.mark = slot + 1;
     this.popIntent = popIntent;
   }
@@ -90,7 +89,7 @@ export class WorkerCache {
     if (count === 0 || words[at + CLOSED] !== 0) return words[at + CLOSED] !== 0 ? -2 : -1;
     const index = words[at + ENTRIES + count - 1]!;
     // In use before it leaves the cache: terminated between the two stores, it is still found.
-    words[this.stateAt + (index << this.stateShift)] = this.mark;
+    words[this.stateAt + (index << SHIFT)] = this.mark;
     words[at] = count - 1;
     const counters = this.counters;
     const gets = (at + GETS) >> 1;
@@ -102,7 +101,7 @@ export class WorkerCache {
   popShared(k: number): number {
     const words = this.words;
     const index = this.stacks[k]!.popNoting(this.popIntent);
-    if (index >= 0) words[this.stateAt + (index << this.stateShift)] = this.mark;
+    if (index >= 0) words[this.stateAt + (index << SHIFT)] = this.mark;
     words[this.popIntent] = -1;
     return index;
   }
@@ -127,7 +126,7 @@ export class WorkerCache {
     if (count === this.size || words[at + CLOSED] !== 0) return this.pushFull(k, index);
     words[at + ENTRIES + count] = index;
     words[at] = count + 1;
-    const word = this.stateAt + (index << this.stateShift);
+    const word = this.stateAt + (index << SHIFT);
     const mark = this.mark;
     const seen = Atomics.compareExchange(words, word, mark, FREE);
     if (seen !== mark && !this.freeForOther(word, seen)) {
@@ -154,7 +153,7 @@ export class WorkerCache {
   private pushFull(k: number, index: number): boolean {
     if (this.isClosed(k)) return false;
     const words = this.words;
-    const word = this.stateAt + (index << this.stateShift);
+    const word = this.stateAt + (index << SHIFT);
     const seen = words[word]!;
     if (seen === FREE) return false;
     if (this.size === 0) return this.pushShared(k, index, word, seen);
@@ -234,7 +233,7 @@ export class SharedPoolState {
     this.countersAt = layout.countersWord(slot);
     const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
     this.cache = new WorkerCache(this.words, this.floats, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
-      this.stacks, this.stateAt, layout.stateShift, slot, popIntent);
+      this.stacks, this.stateAt, slot, popIntent);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -629,7 +628,7 @@ export class SharedPoolState {
   }
 
   private stateWord(index: number): number {
-    return this.stateAt + (index << this.layout.stateShift);
+    return this.stateAt + (index << SHIFT);
   }
 
   /** FREE, or the slot + 1 of the Worker that got region `index`. */
