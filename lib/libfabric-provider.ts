@@ -7,6 +7,9 @@ import { AllocToolsError } from "./errors.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
+/** Requested keys taken from the shared counter at a time. */
+const KEY_BATCH = 64n;
+
 export type EndpointType = "rdm" | "msg" | "dgram";
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
 
@@ -71,6 +74,13 @@ export class LibfabricProvider implements RegionProvider {
   /** @internal One past the largest requested key the domain takes. */
   readonly keyLimit: bigint;
   private readonly live = new Map<number, Registration>();
+  /** `handles.domain`, as a plain field for register(). */
+  private readonly domain: number;
+  /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
+  private readonly keysExhausted: string;
+  /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
+  private keyBatchNext = 0n;
+  private keyBatchEnd = 0n;
   /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
@@ -87,6 +97,8 @@ export class LibfabricProvider implements RegionProvider {
     this.keys = new SharedKeyCounter(options.firstKey ?? 1n);
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
     this.keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+    this.domain = domain;
+    this.keysExhausted = `provider ${this.info.provider}: requested keys exhausted (${this.info.keySize}-byte keys)`;
   }
 
   /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
@@ -137,25 +149,41 @@ export class LibfabricProvider implements RegionProvider {
     return this.live.size;
   }
 
+  /**
+   * `fi_mr_reg` (+ `fi_mr_bind`/`fi_mr_enable` under FI_MR_ENDPOINT). The success path builds no
+   * string and looks nothing up by name: what an error needs is made when it is thrown.
+   */
   register(address: number, length: number, access: number): Registration {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
-    let requested = 0n;
-    if (!this.providerKeys) {
-      requested = this.keys.take(this.keyLimit, `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
-    }
+    const requested = this.providerKeys ? 0n : this.nextRequestedKey();
     const fi = this.fi;
-    const mr = fi.mrReg(this.handles.domain, address, length, access, 0n, requested, 0);
-    try {
-      if (this.endpointBound && this.endpoint !== 0) this.bindToEndpoint(mr);
-    } catch (e) {
-      fi.close(mr, "mr");
-      throw e;
+    const mr = fi.mrReg(this.domain, address, length, access, 0n, requested, 0);
+    if (this.endpointBound && this.endpoint !== 0) {
+      try {
+        this.bindToEndpoint(mr);
+      } catch (e) {
+        fi.close(mr, "mr");
+        throw e;
+      }
     }
     const reg: Registration = { address, length, handle: mr, localKey: fi.mrDesc(mr), remoteKey: fi.mrKey(mr) };
     this.live.set(mr, reg);
     return reg;
   }
 
+  /** The next requested key, from a batch taken from the shared counter (one CAS per batch). */
+  private nextRequestedKey(): bigint {
+    if (this.keyBatchNext === this.keyBatchEnd) {
+      const range = this.keys.takeRange(KEY_BATCH, this.keyLimit, this.keysExhausted);
+      this.keyBatchNext = range.first;
+      this.keyBatchEnd = range.end;
+    }
+    const key = this.keyBatchNext;
+    this.keyBatchNext = key + 1n;
+    return key;
+  }
+
+  /** `fi_close` of a registration; a no-op for one the provider's close() already closed. */
   deregister(registration: Registration): void {
     if (!this.live.delete(registration.handle)) return; // closed with the provider already
     this.fi.close(registration.handle, "mr");
