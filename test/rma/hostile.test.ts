@@ -120,3 +120,39 @@ console.log(JSON.stringify({ results, untouched, posted: stats.posted, pinned: b
     }, 30_000);
   });
 }
+
+for (const p of PROVIDERS) {
+  describeFabric(`an operation in flight keeps its region and pool alive [${p.label}]`, () => {
+    test("a 4 MiB read into a pool nobody references survives garbage collection and lands", () => {
+      const r = runBun(`
+import { Endpoint, LibfabricProvider, MemoryPool } from "./lib/index.ts";
+const providerA = LibfabricProvider.open(${p.options}), providerB = LibfabricProvider.open(${p.options});
+const poolB = new MemoryPool(providerB, { huge: { chunkSize: 4 << 20, initialCount: 1 } });
+const regionB = poolB.getRegion(4 << 20);
+regionB.view.fill(0x5a);
+const a = new Endpoint(providerA, { timeoutMs: 5000, spinMicroseconds: 0 });
+const b = new Endpoint(providerB, { timeoutMs: 5000, spinMicroseconds: 0 });
+const peer = a.insert(b.name);
+b.insert(a.name);
+// The pool and its region are reachable from nothing but the operation once this returns.
+function post() {
+  const pool = new MemoryPool(providerA, { huge: { chunkSize: 4 << 20, initialCount: 1 } });
+  const region = pool.getRegion(4 << 20);
+  const sink = new WeakRef(region);
+  return { id: a.postRead(region, 4 << 20, peer, regionB.remote()), sink };
+}
+const { id, sink } = post();
+for (let i = 0; i < 3; i++) { Bun.gc(true); await Bun.sleep(5); }
+const deadline = performance.now() + 5000;
+while (!a.completed(id) && performance.now() < deadline) { a.poll(); b.poll(); }
+const region = sink.deref();
+const landed = region !== undefined && region.view.every((x) => x === 0x5a);
+console.log(JSON.stringify({ alive: region !== undefined, landed, pinned: region?.inFlight }));
+a.close(); b.close();
+`);
+      expect(r.stderr).not.toContain("Segmentation fault");
+      expect(r.exitCode).toBe(0);
+      expect(JSON.parse(r.stdout.trim().split("\n").pop()!)).toEqual({ alive: true, landed: true, pinned: 0 });
+    }, 30_000);
+  });
+}
