@@ -425,7 +425,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
 
   private postError(op: Operation, ret: number): FabricError {
     return new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
-      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${op.key}`);
+      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${String(op.key)}`);
   }
 
   // ---- waiting ------------------------------------------------------------------------------------

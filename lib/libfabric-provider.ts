@@ -9,6 +9,8 @@ import type { RegionProvider, Registration } from "./provider.ts";
 
 /** Requested keys taken from the shared counter at a time. */
 const KEY_BATCH = 64n;
+/** Keys up to here are exact as numbers. */
+const EXACT_KEYS = BigInt(Number.MAX_SAFE_INTEGER);
 
 export type EndpointType = "rdm" | "msg" | "dgram";
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
@@ -79,8 +81,11 @@ export class LibfabricProvider implements RegionProvider {
   /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
   private readonly keysExhausted: string;
   /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
-  private keyBatchNext = 0n;
-  private keyBatchEnd = 0n;
+  private keyBatchNext = 0;
+  private keyBatchEnd = 0;
+  /** The same past 2^53, as BigInts. */
+  private bigKeyNext = 0n;
+  private bigKeyEnd = 0n;
   /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
@@ -157,7 +162,7 @@ export class LibfabricProvider implements RegionProvider {
     if (this.closed_) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     const requested = this.providerKeys ? 0n : this.nextRequestedKey();
     const fi = this.fi;
-    const mr = fi.mrReg(this.domain, address, length, access, 0n, requested, 0);
+    const mr = fi.mrReg(this.domain, address, length, access, 0, requested, 0);
     if (this.endpointBound && this.endpoint !== 0) {
       try {
         this.bindToEndpoint(mr);
@@ -171,16 +176,22 @@ export class LibfabricProvider implements RegionProvider {
     return reg;
   }
 
-  /** The next requested key, from a batch taken from the shared counter (one CAS per batch). */
-  private nextRequestedKey(): bigint {
-    if (this.keyBatchNext === this.keyBatchEnd) {
-      const range = this.keys.takeRange(KEY_BATCH, this.keyLimit, this.keysExhausted);
-      this.keyBatchNext = range.first;
-      this.keyBatchEnd = range.end;
+  /**
+   * The next requested key, from a batch taken from the shared counter (one CAS per batch). A
+   * number while keys are exact in a double (no BigInt made or passed per call), else a BigInt.
+   */
+  private nextRequestedKey(): number | bigint {
+    if (this.keyBatchNext < this.keyBatchEnd) return this.keyBatchNext++;
+    if (this.bigKeyNext < this.bigKeyEnd) return this.bigKeyNext++;
+    const range = this.keys.takeRange(KEY_BATCH, this.keyLimit, this.keysExhausted);
+    if (range.end <= EXACT_KEYS) {
+      this.keyBatchNext = Number(range.first);
+      this.keyBatchEnd = Number(range.end);
+      return this.keyBatchNext++;
     }
-    const key = this.keyBatchNext;
-    this.keyBatchNext = key + 1n;
-    return key;
+    this.bigKeyNext = range.first;
+    this.bigKeyEnd = range.end;
+    return this.bigKeyNext++;
   }
 
   /** `fi_close` of a registration; a no-op for one the provider's close() already closed. */
