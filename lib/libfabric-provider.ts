@@ -75,7 +75,8 @@ export class LibfabricProvider implements RegionProvider {
   readonly keys: SharedKeyCounter;
   /** @internal One past the largest requested key the domain takes. */
   readonly keyLimit: bigint;
-  private readonly live = new Map<number, Registration>();
+  /** Live registrations; each knows its slot, so deregister removes it without a lookup. */
+  private readonly live: FabricRegistration[] = [];
   /** `handles.domain`, as a plain field for register(). */
   private readonly domain: number;
   /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
@@ -151,7 +152,7 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Live registrations on this domain. */
   get registrations(): number {
-    return this.live.size;
+    return this.live.length;
   }
 
   /**
@@ -171,8 +172,8 @@ export class LibfabricProvider implements RegionProvider {
         throw e;
       }
     }
-    const reg = new FabricRegistration(address, length, mr);
-    this.live.set(mr, reg);
+    const reg = new FabricRegistration(address, length, mr, this.live.length);
+    this.live.push(reg);
     return reg;
   }
 
@@ -196,7 +197,15 @@ export class LibfabricProvider implements RegionProvider {
 
   /** `fi_close` of a registration; a no-op for one the provider's close() already closed. */
   deregister(registration: Registration): void {
-    if (!this.live.delete(registration.handle)) return; // closed with the provider already
+    if (!(registration instanceof FabricRegistration)) return; // not this provider's
+    const live = this.live;
+    const slot = registration.slot;
+    if (live[slot] !== registration) return; // closed with the provider already
+    const last = live.pop()!;
+    if (last !== registration) {
+      live[slot] = last;
+      last.slot = slot;
+    }
     this.fi.close(registration.handle, "mr");
   }
 
@@ -246,7 +255,7 @@ export class LibfabricProvider implements RegionProvider {
     for (const child of [...this.children]) attempt(() => child.close());
     this.children.clear();
     for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
-    this.live.clear();
+    this.live.length = 0;
     attempt(() => this.fi.close(this.handles.domain, "domain"));
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
     this.fi.freeInfo(this.handles.info);
@@ -276,7 +285,8 @@ class FabricRegistration implements Registration {
   private desc: bigint | null = null;
   private key: bigint | null = null;
 
-  constructor(readonly address: number, readonly length: number, readonly handle: number) {
+  /** @param slot its index in the provider's list of live registrations */
+  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {
     this.descLow = readU32(handle, L.fid_mr.mem_desc);
     this.descHigh = readU32(handle, L.fid_mr.mem_desc + 4);
     this.keyLow = readU32(handle, L.fid_mr.key);
