@@ -103,6 +103,8 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** Operations that got -FI_EAGAIN, to post again in order. */
   private readonly queued: Operation[] = [];
   private readonly peers = new Set<bigint>();
+  /** The peer of the last accepted operation (-1n: none yet). */
+  private lastPeer = -1n;
   /** Peers that are endpoints of this process (see openEndpoints). */
   private readonly localPeers = new Map<bigint, Endpoint>();
   /** Endpoints of this process that inserted this one as a peer. */
@@ -371,7 +373,10 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     if (length > target.length) {
       throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
     }
-    if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+    if (peer !== this.lastPeer) {
+      if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+      this.lastPeer = peer; // a repeated peer skips the set lookup
+    }
     if (this.localPeers.size > 0 && this.localPeers.get(peer)?.closed_ === true) {
       throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
     }
