@@ -5,6 +5,7 @@
 //   Proxy of a region; none may crash or touch the neighbouring region.
 import { expect, test } from "bun:test";
 import { describeFabric, runBun } from "../helpers.ts";
+import { AgentProcess } from "./peers.ts";
 
 const PROVIDERS = [
   { label: "shm", options: `{ provider: "shm" }` },
@@ -153,6 +154,25 @@ a.close(); b.close();
       expect(r.stderr).not.toContain("Segmentation fault");
       expect(r.exitCode).toBe(0);
       expect(JSON.parse(r.stdout.trim().split("\n").pop()!)).toEqual({ alive: true, landed: true, pinned: 0 });
+    }, 30_000);
+  });
+}
+
+for (const p of [{ label: "shm", args: ["--provider", "shm"] }, { label: "tcp", args: ["--provider", "tcp", "--node", "127.0.0.1"] }]) {
+  describeFabric(`a target process closes while a peer process writes into it [${p.label}]`, () => {
+    test("the initiator's 4 MiB write ends (done or typed error), and both processes exit cleanly", async () => {
+      const args = [...p.args, "--timeout", "2000"];
+      const [a, b] = await Promise.all([AgentProcess.start(args), AgentProcess.start(args)]);
+      const peer = (await a.request({ op: "insert", name: b.ready.name })).peer!;
+      await b.request({ op: "insert", name: a.ready.name });
+      const connected = await a.request({ op: "write", peer, remote: b.ready.remote, offset: 0, length: 1, localOffset: 0, seed: 1 });
+      expect(connected.ok).toBe(true);
+      const writing = a.request({ op: "write", peer, remote: b.ready.remote, offset: 0, length: 4 << 20, localOffset: 0, seed: 2 });
+      const bExit = await b.stop(); // closes endpoint, pool and provider while the write may be in flight
+      const reply = await writing;
+      expect(reply.ok === true || ["RmaError", "RmaTimeoutError", "FabricError"].includes(reply.error?.name ?? "")).toBe(true);
+      expect(await a.stop()).toBe(0);
+      expect(bExit).toBe(0);
     }, 30_000);
   });
 }
