@@ -4,6 +4,7 @@
 //
 //   bun examples/rma-pingpong.ts --provider tcp
 //   bun examples/rma-pingpong.ts --provider shm --sizes 1,4k,1m --iterations 2000
+//   bun examples/rma-pingpong.ts --provider shm --sync     (writeSync, and postWrite/poll/completed windows)
 //
 // The two endpoints live in this process, each on its own domain, and talk through libfabric
 // exactly as two hosts would (names and RemoteRegions are exchanged as bytes). Writes complete with
@@ -29,6 +30,11 @@ export interface PingPongOptions {
   quick?: boolean;
   /** Back the pools with huge pages: false (default), true, or "try" (transparent huge pages as fall-back). */
   hugePages?: boolean | "try";
+  /**
+   * Wait on the calling thread instead of with promises: pingpong with writeSync, bandwidth with a
+   * window of postWrite ids driven by poll() and completed().
+   */
+  sync?: boolean;
 }
 
 export type Memory = "pooled" | "per-message";
@@ -102,6 +108,31 @@ function iterationsFor(bytes: number, o: PingPongOptions): number {
   return Math.max(o.quick ? 5 : 20, Math.min(base, byVolume));
 }
 
+/**
+ * `total` writes from A to B with `window` in flight, without promises: postWrite returns an id,
+ * poll() turns both endpoints (B is in this process and must progress too), completed(id) asks.
+ */
+function windowed(a: Side, b: Side, memory: Memory, bytes: number, total: number, window: number, toB: PeerAddress, atB: RemoteRegion): void {
+  const ids: number[] = new Array(window).fill(0);
+  const regions: MemoryRegion[] = new Array(window);
+  let posted = 0;
+  let done = 0;
+  while (done < total) {
+    while (posted < total && posted - done < window) {
+      const slot = posted % window;
+      regions[slot] = a.take(memory, bytes, slot);
+      ids[slot] = a.endpoint.postWrite(regions[slot]!, bytes, toB, atB);
+      posted++;
+    }
+    a.endpoint.poll();
+    b.endpoint.poll();
+    while (done < posted && a.endpoint.completed(ids[done % window]!)) {
+      a.give(regions[done % window]!);
+      done++;
+    }
+  }
+}
+
 /** Runs both tests for every size and memory kind; calls `onRow` as rows come. */
 export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void = () => {}): Promise<{ rows: Row[]; description: string }> {
   const sizes = o.sizes ?? DEFAULT_SIZES;
@@ -119,7 +150,8 @@ export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void 
     const atA = RemoteRegion.fromBytes(a.exposed.remote().toBytes());
     await a.endpoint.write(a.exposed, 1, toB, atB); // connect before timing
     await b.endpoint.write(b.exposed, 1, toA, atA);
-    const description = `${a.provider.name} (${a.provider.virtualAddressing ? "virtual" : "offset"} addressing, writes ${a.endpoint.writeCompletion})`;
+    const description = `${a.provider.name} (${a.provider.virtualAddressing ? "virtual" : "offset"} addressing, writes ${a.endpoint.writeCompletion}, ` +
+      `${o.sync ? "writeSync / postWrite+poll+completed" : "promises"})`;
 
     for (const bytes of sizes) {
       for (const memory of ["pooled", "per-message"] as const) {
@@ -129,10 +161,12 @@ export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void 
         for (let i = -1; i < n; i++) {
           if (i === 0) t = performance.now(); // round -1 warms up, untimed
           const ra = a.take(memory, bytes, 0);
-          await a.endpoint.write(ra, bytes, toB, atB);
+          if (o.sync) a.endpoint.writeSync(ra, bytes, toB, atB);
+          else await a.endpoint.write(ra, bytes, toB, atB);
           a.give(ra);
           const rb = b.take(memory, bytes, 0);
-          await b.endpoint.write(rb, bytes, toA, atA);
+          if (o.sync) b.endpoint.writeSync(rb, bytes, toA, atA);
+          else await b.endpoint.write(rb, bytes, toA, atA);
           b.give(rb);
         }
         let s = (performance.now() - t) / 1000;
@@ -153,10 +187,12 @@ export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void 
         };
         const lanes = Math.min(window, m);
         // One untimed window first, so that the pool has grown to `window` regions of this size.
-        await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k, lanes)));
+        if (o.sync) windowed(a, b, memory, bytes, lanes, lanes, toB, atB);
+        else await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k, lanes)));
         started = 0;
         t = performance.now();
-        await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k, m)));
+        if (o.sync) windowed(a, b, memory, bytes, m, lanes, toB, atB);
+        else await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k, m)));
         s = (performance.now() - t) / 1000;
         const bw: Row = { test: "bandwidth", memory, bytes, iterations: m, seconds: s, usecPerXfer: (s * 1e6) / m, mbPerSec: (m * bytes) / s / 1e6 };
         rows.push(bw);
@@ -173,7 +209,8 @@ export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void 
 // ---- command line ---------------------------------------------------------------------------------
 
 const USAGE = `usage: bun examples/rma-pingpong.ts [--provider tcp] [--node 127.0.0.1] [--sizes 1,64,4k,64k,1m,4m]
-                                   [--iterations N] [--window 16] [--huge-pages try] [--quick] [--json]`;
+                                   [--iterations N] [--window 16] [--huge-pages try] [--sync] [--quick] [--json]
+  --sync   wait on the calling thread: writeSync pingpong, postWrite/poll/completed windows (no promises)`;
 
 function parseSize(s: string): number {
   const m = /^(\d+)([kKmM]?)$/.exec(s.trim());
@@ -197,6 +234,7 @@ function parseArgs(argv: string[]): PingPongOptions & { json: boolean } {
     else if (a === "--iterations") o.iterations = Number(value());
     else if (a === "--window") o.window = Number(value());
     else if (a === "--quick") o.quick = true;
+    else if (a === "--sync") o.sync = true;
     else if (a === "--huge-pages") { const v = value(); o.hugePages = v === "try" ? "try" : v === "true" || v === "yes"; }
     else if (a === "--json") o.json = true;
     else if (a === "--help" || a === "-h") { console.log(USAGE); process.exit(0); }

@@ -70,6 +70,12 @@ const ERR_ENTRY = layout.fi_cq_err_entry.size;
 const EXPIRY_PERIOD_MS = 1;
 /** At close, operations in flight get at most this long to complete after fi_cancel (ms). */
 const CLOSE_DRAIN_MS = 1000;
+/**
+ * The open endpoints of this process by name (hex). Two endpoints of one process may be peers; on
+ * shm the initiator then uses the target's own mapping, which the target's close unmaps: the
+ * target's close waits for them, and operations towards a closed one are refused.
+ */
+const openEndpoints = new Map<string, Endpoint>();
 const OPTION_KEYS: ReadonlySet<string> = new Set(["cqSize", "avCount", "timeoutMs", "spinMicroseconds", "cache"]);
 
 /**
@@ -107,6 +113,12 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** Operations that got -FI_EAGAIN, to post again in order. */
   private readonly queued: Operation[] = [];
   private readonly peers = new Set<bigint>();
+  /** The peer of the last accepted operation (-1n: none yet). */
+  private lastPeer = -1n;
+  /** Peers that are endpoints of this process (see openEndpoints). */
+  private readonly localPeers = new Map<bigint, Endpoint>();
+  /** Endpoints of this process that inserted this one as a peer. */
+  private readonly localInitiators = new Set<Endpoint>();
   private closed_ = false;
   private posted = 0;
   private retried = 0;
@@ -179,6 +191,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     this.av = av;
     provider.adopt(this);
     progressEngine.add(this);
+    openEndpoints.set(Buffer.from(this.name).toString("hex"), this);
   }
 
   /** Whether close() was called. */
@@ -217,6 +230,11 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new TypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
     const addr = this.fi.avInsert(this.av, peerName);
     this.peers.add(addr);
+    const local = openEndpoints.get(Buffer.from(peerName).toString("hex"));
+    if (local !== undefined) {
+      this.localPeers.set(addr, local);
+      local.localInitiators.add(this);
+    }
     return addr;
   }
 
@@ -342,6 +360,8 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     this.closed_ = true;
     this.interval = -1;
     this.drainForClose();
+    openEndpoints.delete(Buffer.from(this.name).toString("hex"));
+    for (const target of this.localPeers.values()) target.localInitiators.delete(this);
     progressEngine.remove(this);
     this.provider.disown(this);
     const errors: unknown[] = [];
@@ -376,7 +396,13 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     if (length > target.length) {
       throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
     }
-    if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+    if (peer !== this.lastPeer) {
+      if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+      this.lastPeer = peer; // a repeated peer skips the set lookup
+    }
+    if (this.localPeers.size > 0 && this.localPeers.get(peer)?.closed_ === true) {
+      throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
+    }
     const cached = this.cache !== null && ArrayBuffer.isView(local);
     const range = cached ? this.resolveCached(kind, local, length) : this.resolveLocalMemory(kind, local as LocalMemory, length);
     const region = range.region!;
@@ -450,7 +476,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
 
   private postError(op: Operation, ret: number): FabricError {
     return new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
-      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${op.key}`);
+      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${String(op.key)}`);
   }
 
   // ---- waiting ------------------------------------------------------------------------------------
@@ -602,14 +628,17 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     }
   }
 
-  /** Queued operations fail; posted ones are cancelled and drained (bounded), see close(). */
+  /**
+   * Queued operations fail; posted ones are cancelled and drained, and so are the operations of
+   * endpoints of this process that may be aimed at this one (bounded), see close().
+   */
   private drainForClose(): void {
     for (const op of this.queued.slice()) this.finish(op, closedError());
-    if (this.table.inTransport === 0) return;
+    if (!this.busyForClose()) return;
     for (const op of this.table.slots) if (op.inTransport) this.ops.cancel(this.ep, op.id);
     const deadline = performance.now() + Math.min(this.timeoutMs, CLOSE_DRAIN_MS);
     // closed_ is set, so pump() skips this endpoint: drain it here, and the others of the process.
-    for (let now = performance.now(); this.table.inTransport > 0 && now < deadline; now = performance.now()) {
+    for (let now = performance.now(); this.busyForClose() && now < deadline; now = performance.now()) {
       try {
         this.drain();
       } catch {
@@ -617,6 +646,13 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
       }
       progressEngine.pumpAll(now);
     }
+  }
+
+  /** Operations of this endpoint in transport, or pending ones of endpoints of this process that have it as a peer. */
+  private busyForClose(): boolean {
+    if (this.table.inTransport > 0) return true;
+    for (const initiator of this.localInitiators) if (!initiator.closed_ && initiator.pendingCount > 0) return true;
+    return false;
   }
 
   /** The completion queue failed: every operation fails with it, and so will later ones. */

@@ -32,6 +32,20 @@ export class SharedKeyCounter {
     }
   }
 
+  /**
+   * The first of `count` consecutive unused keys below `limit` (fewer when the limit is near: the
+   * count taken is `min(count, limit - first)`, at least 1); KEYS_EXHAUSTED at the limit. One CAS
+   * for many registrations.
+   */
+  takeRange(count: bigint, limit: bigint, what: string): { first: bigint; end: bigint } {
+    for (;;) {
+      const key = Atomics.load(this.cell, NEXT);
+      if (key >= limit) throw new AllocToolsError("KEYS_EXHAUSTED", what);
+      const end = key + count > limit ? limit : key + count;
+      if (Atomics.compareExchange(this.cell, NEXT, key, end) === key) return { first: key, end };
+    }
+  }
+
   /** The provider was closed: Workers must not register on it any more. */
   markClosed(): void {
     Atomics.store(this.cell, CLOSED, 1n);

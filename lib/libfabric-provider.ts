@@ -1,6 +1,6 @@
 // A RegionProvider over a real libfabric domain. It opens fabric and domain for one provider
 // (tcp, shm, verbs, efa, cxi, ...) and honours the mr_mode bits that provider returns.
-import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric } from "../ffi/libfabric.ts";
+import { libfabric, nativeView, readCString, readI32, readPtr, readU32, readU64, type Libfabric } from "../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
@@ -11,6 +11,12 @@ import type { Access, ProviderHandle, RegionProvider, Registration } from "./pro
 import { closeChildren } from "./provider-child.ts";
 
 /** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
+
+/** Requested keys taken from the shared counter at a time. */
+const KEY_BATCH = 64n;
+/** Keys up to here are exact as numbers. */
+const EXACT_KEYS = BigInt(Number.MAX_SAFE_INTEGER);
+
 export type EndpointType = "rdm" | "msg" | "dgram";
 /** libfabric threading models (FI_THREAD_SAFE, FI_THREAD_FID, ...): what the domain may be called from concurrently. */
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
@@ -126,7 +132,18 @@ export class LibfabricProvider implements RegionProvider {
   readonly #keyLimit: bigint;
   /** Whether this is a Worker's view (LibfabricProvider.attach) of another thread's domain. */
   readonly isAttached: boolean;
-  private readonly live = new Map<number, Registration>();
+  /** Live registrations made by this (owning) provider; each knows its slot, so deregister removes it without a lookup. */
+  private readonly live: FabricRegistration[] = [];
+  /** `handles.domain`, as a plain field for register(). */
+  private readonly domain: number;
+  /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
+  private readonly keysExhausted: string;
+  /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
+  private keyBatchNext = 0;
+  private keyBatchEnd = 0;
+  /** The same past 2^53, as BigInts. */
+  private bigKeyNext = 0n;
+  private bigKeyEnd = 0n;
   /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
@@ -143,6 +160,8 @@ export class LibfabricProvider implements RegionProvider {
     this.#keys = view?.keys ?? new SharedKeyCounter(options.firstKey ?? 1n);
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
     this.#keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+    this.domain = this.handles.domain;
+    this.keysExhausted = `provider ${this.info.provider}: requested keys exhausted (${this.info.keySize}-byte keys)`;
     this.isAttached = view !== null;
     if (view !== null) this.endpoint = view.handle.endpoint;
   }
@@ -240,42 +259,68 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Live registrations on this domain. */
   get registrations(): number {
-    return this.live.size;
+    return this.live.length;
   }
 
   /**
-   * Registers [address, address + length) with `fi_mr_reg` (bound to the endpoint under FI_MR_ENDPOINT).
+   * `fi_mr_reg` (+ `fi_mr_bind`/`fi_mr_enable` under FI_MR_ENDPOINT). The success path builds no
+   * string and looks nothing up by name: what an error needs is made when it is thrown.
    * @param access {@link Access} flags.
    * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
    */
   register(address: number, length: number, access: number): Registration {
     if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
-    let requested = 0n;
-    if (!this.providerKeys) {
-      requested = this.#keys.take(this.#keyLimit, `provider ${this.name}: requested keys exhausted (${this.info.keySize}-byte keys)`);
-    }
+    const requested = this.providerKeys ? 0n : this.nextRequestedKey();
     const fi = this.fi;
-    const mr = fi.mrReg(this.handles.domain, address, length, access, 0n, requested, 0);
-    try {
-      if (this.endpointBound && this.endpoint !== 0) this.bindToEndpoint(mr);
-    } catch (e) {
-      fi.close(mr, "mr");
-      throw e;
+    const mr = fi.mrReg(this.domain, address, length, access, 0, requested, 0);
+    if (this.endpointBound && this.endpoint !== 0) {
+      try {
+        this.bindToEndpoint(mr);
+      } catch (e) {
+        fi.close(mr, "mr");
+        throw e;
+      }
     }
-    const reg: Registration = { address, length, handle: mr, localKey: fi.mrDesc(mr), remoteKey: fi.mrKey(mr) };
-    if (!this.isAttached) this.live.set(mr, reg);
+    const reg = new FabricRegistration(address, length, mr, this.isAttached ? -1 : this.live.length);
+    if (!this.isAttached) this.live.push(reg);
     return reg;
   }
 
-  /** Closes one registration (`fi_close`); one already closed with the provider is ignored. */
+  /**
+   * The next requested key, from a batch taken from the shared counter (one CAS per batch). A
+   * number while keys are exact in a double (no BigInt made or passed per call), else a BigInt.
+   */
+  private nextRequestedKey(): number | bigint {
+    if (this.keyBatchNext < this.keyBatchEnd) return this.keyBatchNext++;
+    if (this.bigKeyNext < this.bigKeyEnd) return this.bigKeyNext++;
+    const range = this.#keys.takeRange(KEY_BATCH, this.#keyLimit, this.keysExhausted);
+    if (range.end <= EXACT_KEYS) {
+      this.keyBatchNext = Number(range.first);
+      this.keyBatchEnd = Number(range.end);
+      return this.keyBatchNext++;
+    }
+    this.bigKeyNext = range.first;
+    this.bigKeyEnd = range.end;
+    return this.bigKeyNext++;
+  }
+
+  /** `fi_close` of a registration; a no-op for one the provider's close() already closed. */
   deregister(registration: Registration): void {
-    if (this.isAttached) {
-      // A view's registrations belong to the shared pool, which releases each one once; after the
-      // owner closed the domain they are gone with it.
-      if (!this.#keys.closed) this.fi.close(registration.handle, "mr");
+    if (this.isAttached || !(registration instanceof FabricRegistration)) {
+      // A view's registrations (and blocks other Workers grew) belong to the shared pool, which
+      // releases each one once; after the owner closed the domain they are gone with it.
+      if (this.isAttached && this.#keys.closed) return;
+      this.fi.close(registration.handle, "mr");
       return;
     }
-    if (!this.live.delete(registration.handle)) return; // closed with the provider already
+    const live = this.live;
+    const slot = registration.slot;
+    if (live[slot] !== registration) return; // closed with the provider already
+    const last = live.pop()!;
+    if (last !== registration) {
+      live[slot] = last;
+      last.slot = slot;
+    }
     this.fi.close(registration.handle, "mr");
   }
 
@@ -325,7 +370,7 @@ export class LibfabricProvider implements RegionProvider {
     }
     this.#keys.markClosed();
     for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
-    this.live.clear();
+    this.live.length = 0;
     attempt(() => this.fi.close(this.handles.domain, "domain"));
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
     this.fi.freeInfo(this.handles.info);
@@ -340,7 +385,7 @@ export class LibfabricProvider implements RegionProvider {
   /** One line for console.log: provider, mr_mode, live registrations, closed. */
   [inspectCustom](): string {
     return oneLine("LibfabricProvider", {
-      provider: this.info.provider, mrMode: this.info.mrModeNames.join("|") || "0", registrations: this.live.size, closed: this.closed_,
+      provider: this.info.provider, mrMode: this.info.mrModeNames.join("|") || "0", registrations: this.live.length, closed: this.closed_,
     });
   }
 
@@ -348,6 +393,42 @@ export class LibfabricProvider implements RegionProvider {
   describe(): string {
     return this.fi.infoToString(this.handles.info);
   }
+}
+
+/**
+ * A libfabric registration. Descriptor and key are read from the `fid_mr` at registration as
+ * 32-bit halves (reading a u64 through bun:ffi makes a BigInt, ~100 ns each) and become exact
+ * BigInts when first asked for; the `fid_mr` is not read again (it is freed at deregister).
+ */
+class FabricRegistration implements Registration {
+  private readonly descLow: number;
+  private readonly descHigh: number;
+  private readonly keyLow: number;
+  private readonly keyHigh: number;
+  private desc: bigint | null = null;
+  private key: bigint | null = null;
+
+  /** @param slot its index in the provider's list of live registrations */
+  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {
+    this.descLow = readU32(handle, L.fid_mr.mem_desc);
+    this.descHigh = readU32(handle, L.fid_mr.mem_desc + 4);
+    this.keyLow = readU32(handle, L.fid_mr.key);
+    this.keyHigh = readU32(handle, L.fid_mr.key + 4);
+  }
+
+  /** `fi_mr_desc(mr)`, exact. */
+  get localKey(): bigint {
+    return (this.desc ??= exact(this.descLow, this.descHigh));
+  }
+
+  /** `fi_mr_key(mr)`, exact. */
+  get remoteKey(): bigint {
+    return (this.key ??= exact(this.keyLow, this.keyHigh));
+  }
+}
+
+function exact(low: number, high: number): bigint {
+  return high === 0 ? BigInt(low) : (BigInt(high) << 32n) | BigInt(low);
 }
 
 /** Every key of LibfabricProviderOptions (the compiler checks the list against the interface). */

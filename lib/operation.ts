@@ -21,6 +21,13 @@ export type Wait = (typeof Wait)[keyof typeof Wait];
 export const Outcome = { Pending: 0, Done: 1, Failed: 2 } as const;
 export type Outcome = (typeof Outcome)[keyof typeof Outcome];
 
+const EXACT_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** A u64 argument for bun:ffi: a number when exact, else the BigInt itself. */
+export function argument(value: bigint): number | bigint {
+  return value <= EXACT_LIMIT ? Number(value) : value;
+}
+
 /** Bits of an id that name the slot; the rest, below 2^31, are the slot's generation. */
 const INDEX_BITS = 16;
 const INDEX_MASK = (1 << INDEX_BITS) - 1;
@@ -46,10 +53,14 @@ export class Operation {
   retired = true;
   local = 0;
   length = 0;
-  desc = 0n;
-  peer = 0n;
-  remoteAddress = 0n;
-  key = 0n;
+  /**
+   * The u64 arguments of fi_write/fi_read as passed: a number when the value is exact in a double
+   * (a bun:ffi call with a BigInt argument costs ~100 ns more per argument), else the BigInt.
+   */
+  desc: number | bigint = 0;
+  peer: number | bigint = 0;
+  remoteAddress: number | bigint = 0;
+  key: number | bigint = 0;
   deadline = 0;
   /** The pinned local region, referenced so that it (and its pool) outlive the transfer. */
   region: MemoryRegionImpl | null = null;
@@ -62,7 +73,7 @@ export class Operation {
 
   /** A snapshot for errors (the slot itself is reused). */
   describe(): RmaOperation {
-    return { kind: this.kind, length: this.length, remoteAddress: this.remoteAddress, key: this.key };
+    return { kind: this.kind, length: this.length, remoteAddress: BigInt(this.remoteAddress), key: BigInt(this.key) };
   }
 }
 
@@ -96,10 +107,10 @@ export class OperationTable {
     op.retired = false;
     op.local = local;
     op.length = length;
-    op.desc = region.localKey;
-    op.peer = peer;
-    op.remoteAddress = target.address;
-    op.key = target.key;
+    op.desc = argument(region.localKey);
+    op.peer = argument(peer);
+    op.remoteAddress = argument(target.address);
+    op.key = argument(target.key);
     op.deadline = deadline;
     op.region = region;
     this.waiting++;

@@ -1,11 +1,308 @@
-// RMA between two endpoints of this process (examples/rma-pingpong.ts): delivered one-way latency
-// and windowed bandwidth, with each message's local memory from the pool or registered per message.
-// Custom measurements (async, on the event loop), recorded as figures; no mitata benches.
+// RMA and registration against C, in the same run (issue 12).
+//
+// - RMA: for shm and tcp, one C passive target (bench/c/rma-peer.c) serves both the C initiator
+//   and this process's Endpoint, alternately, round after round: 64 B write and read latency
+//   (writeSync/readSync and the promise form), message rate (64 B writes, window 64, post form)
+//   and bandwidth at 64 KiB, 1 MiB and 4 MiB (window 64). Each figure is recorded with its
+//   library/C ratio (the median of the rounds' ratios; the note gives their range).
+// - Registration: mitata benches of bare bun:ffi fi_mr_reg+fi_close, Libfabric.mrReg+close and
+//   LibfabricProvider.register+deregister at 4 KiB and 1 MiB, with the C loop as a figure.
+// - The in-process pingpong of examples/rma-pingpong.ts (pooled vs per-message memory), full runs only.
+// When the C program cannot be built the rows say why.
+import { CFunction, FFIType, read, type Pointer } from "bun:ffi";
+import { bench, group } from "mitata";
+import { rmaPeer, type CProgram } from "../c/build.ts";
 import { rmaPingPong, type Row } from "../../examples/rma-pingpong.ts";
-import type { BenchContext, Suite } from "../context.ts";
+import { libfabric } from "../../ffi/libfabric.ts";
+import { L } from "../../ffi/layout.ts";
+import {
+  Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type MemoryRegion, type PeerAddress,
+} from "../../lib/index.ts";
+import type { BenchContext, Cleanup, Suite } from "../context.ts";
 
 const SUITE = "rma";
-const PROVIDERS = ["tcp", "shm"] as const;
+const PROVIDERS = ["shm", "tcp"] as const;
+const IP = new Set(["tcp", "udp", "sockets"]);
+const WINDOW = 64;
+const ACCESS = 0x100 | 0x200 | 0x1000 | 0x2000; // FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE
+export const RATIO_TABLE = "registration: cost / bare bun:ffi fi_mr_reg + fi_close (ratio of p50s)";
+
+interface CReply { ok?: boolean; error?: string; usecPerOp?: number; seconds?: number; nsPerPair?: number; mbPerSec?: number }
+interface TargetInfo { name: string; address: string; key: string; length: number }
+
+/** A C passive target, polling its completion queue until its stdin closes. */
+class CTarget {
+  private constructor(readonly proc: ReturnType<typeof Bun.spawn>, readonly info: TargetInfo) {}
+
+  static async start(path: string, provider: string): Promise<CTarget> {
+    const proc = Bun.spawn([path, "target", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : [])], {
+      stdin: "pipe", stdout: "pipe", stderr: "pipe",
+    });
+    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const chunk = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => null)]);
+      if (chunk === null || chunk.done) break;
+      text += new TextDecoder().decode(chunk.value);
+    }
+    reader.releaseLock();
+    const info = JSON.parse(text.split("\n")[0] || "{}") as TargetInfo & { error?: string };
+    if (!info.name) {
+      proc.kill(9);
+      throw new Error(`C target did not start: ${info.error ?? text}`);
+    }
+    return new CTarget(proc, info);
+  }
+
+  /** Runs the C initiator against this target. */
+  async initiator(path: string, provider: string, args: string[]): Promise<CReply> {
+    const p = Bun.spawn([path, "initiator", provider, "--name", this.info.name, "--address", this.info.address, "--key", this.info.key,
+      "--length", String(this.info.length), ...(IP.has(provider) ? ["--node", "127.0.0.1"] : []), ...args], { stdout: "pipe", stderr: "pipe" });
+    const timer = setTimeout(() => p.kill(9), 120_000);
+    const out = await new Response(p.stdout).text();
+    await p.exited;
+    clearTimeout(timer);
+    try {
+      return JSON.parse(out.trim().split("\n").pop() ?? "") as CReply;
+    } catch {
+      return { error: `no result (exit ${p.exitCode}): ${out.slice(0, 200)}` };
+    }
+  }
+
+  async stop(): Promise<void> {
+    const stdin = this.proc.stdin as import("bun").FileSink;
+    stdin.write("x\n");
+    await stdin.end();
+    const code = await Promise.race([this.proc.exited, Bun.sleep(5000).then(() => null)]);
+    if (code === null) this.proc.kill(9);
+  }
+}
+
+/** This process's side: a provider, a pool with a 4 MiB source/sink region, an Endpoint. */
+class LibrarySide {
+  readonly provider: LibfabricProvider;
+  readonly pool: MemoryPool;
+  readonly endpoint: Endpoint;
+  readonly local: MemoryRegion;
+  readonly peer: PeerAddress;
+  readonly remote: RemoteRegion;
+  private readonly ids = new Array<number>(WINDOW).fill(0);
+
+  constructor(providerName: string, target: TargetInfo) {
+    this.provider = LibfabricProvider.open({ provider: providerName, ...(IP.has(providerName) ? { node: "127.0.0.1" } : {}) });
+    this.pool = new MemoryPool(this.provider, { huge: { chunkSize: 4 << 20, initialCount: 1 } });
+    this.endpoint = new Endpoint(this.provider, { timeoutMs: 30_000 });
+    this.local = this.pool.getRegion(4 << 20);
+    this.peer = this.endpoint.insert(new Uint8Array(Buffer.from(target.name, "hex")));
+    this.remote = new RemoteRegion(BigInt(target.address), BigInt(target.key), target.length);
+    this.endpoint.writeSync(this.local, 1, this.peer, this.remote); // connect before timing
+  }
+
+  /** µs per operation, waiting on the calling thread. */
+  sync(kind: "write" | "read", bytes: number, n: number): number {
+    const { endpoint, local, peer, remote } = this;
+    const t = performance.now();
+    if (kind === "write") for (let i = 0; i < n; i++) endpoint.writeSync(local, bytes, peer, remote);
+    else for (let i = 0; i < n; i++) endpoint.readSync(local, bytes, peer, remote);
+    return ((performance.now() - t) * 1000) / n;
+  }
+
+  /** µs per operation, awaiting each promise. */
+  async promise(kind: "write" | "read", bytes: number, n: number): Promise<number> {
+    const { endpoint, local, peer, remote } = this;
+    const t = performance.now();
+    if (kind === "write") for (let i = 0; i < n; i++) await endpoint.write(local, bytes, peer, remote);
+    else for (let i = 0; i < n; i++) await endpoint.read(local, bytes, peer, remote);
+    return ((performance.now() - t) * 1000) / n;
+  }
+
+  /** Seconds for `n` writes of `bytes`, `WINDOW` in flight, with postWrite/poll/completed. */
+  windowed(bytes: number, n: number): number {
+    const { endpoint, local, peer, remote, ids } = this;
+    let posted = 0;
+    let done = 0;
+    const t = performance.now();
+    while (done < n) {
+      while (posted < n && posted - done < WINDOW) ids[posted++ % WINDOW] = endpoint.postWrite(local, bytes, peer, remote);
+      endpoint.poll();
+      while (done < posted && endpoint.completed(ids[done % WINDOW]!)) done++;
+    }
+    return (performance.now() - t) / 1000;
+  }
+
+  close(): void {
+    this.endpoint.close();
+    this.pool.close();
+    this.provider.close();
+  }
+}
+
+interface Measure {
+  /** Figure name, e.g. "64 B write latency". */
+  name: string;
+  /** C initiator arguments. */
+  c: string[];
+  /** The C figure from its reply (smaller is better for "µs", larger for rates). */
+  cValue(r: CReply): number;
+  /** Library forms: label → value. */
+  library: Record<string, (side: LibrarySide) => number | Promise<number>>;
+  unit: "µs" | "k writes/s" | "MB/s";
+}
+
+function measures(quick: boolean): Measure[] {
+  const lat = quick ? 2000 : 20_000;
+  const rate = quick ? 10_000 : 100_000;
+  const volume = (quick ? 64 : 512) * 2 ** 20;
+  const list: Measure[] = [];
+  for (const kind of ["write", "read"] as const) {
+    list.push({
+      name: `64 B ${kind} latency`, unit: "µs", c: ["--test", `lat-${kind}`, "--size", "64", "--iterations", String(lat)],
+      cValue: (r) => r.usecPerOp!,
+      library: { [`${kind}Sync`]: (s) => s.sync(kind, 64, lat), [`${kind} (promise)`]: (s) => s.promise(kind, 64, lat) },
+    });
+  }
+  list.push({
+    name: `message rate, 64 B writes, window ${WINDOW}`, unit: "k writes/s",
+    c: ["--test", "rate", "--size", "64", "--iterations", String(rate), "--window", String(WINDOW)],
+    cValue: (r) => rate / r.seconds! / 1000,
+    library: { "postWrite/poll/completed": (s) => rate / s.windowed(64, rate) / 1000 },
+  });
+  for (const bytes of [64 << 10, 1 << 20, 4 << 20]) {
+    const n = Math.max(WINDOW, Math.floor(volume / bytes));
+    list.push({
+      name: `bandwidth ${bytes >= 1 << 20 ? `${bytes >> 20} MiB` : `${bytes >> 10} KiB`}, window ${WINDOW}`, unit: "MB/s",
+      c: ["--test", "bw", "--size", String(bytes), "--iterations", String(n), "--window", String(WINDOW)],
+      cValue: (r) => r.mbPerSec!,
+      library: { "postWrite/poll/completed": (s) => (bytes * n) / s.windowed(bytes, n) / 1e6 },
+    });
+  }
+  return list;
+}
+
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/** Library cost relative to C: time ratio for latencies, inverse rate ratio for rates. */
+function costRatio(unit: Measure["unit"], library: number, c: number): number {
+  return unit === "µs" ? library / c : c / library;
+}
+
+async function compareWithC(ctx: BenchContext, path: string, provider: string, lines: string[]): Promise<void> {
+  const target = await CTarget.start(path, provider);
+  let side: LibrarySide | undefined;
+  try {
+    side = new LibrarySide(provider, target.info);
+    ctx.provider({ suite: SUITE, label: `${provider} vs C`, description: `${side.provider.name}: the C initiator and Endpoint take turns against one C passive target (bench/c/rma-peer.c)` });
+    const rounds = ctx.quick ? 1 : 3;
+    for (const m of measures(ctx.quick)) {
+      const cValues: number[] = [];
+      const libValues: Record<string, number[]> = {};
+      const ratios: Record<string, number[]> = {};
+      for (let round = 0; round < rounds; round++) {
+        const reply = await target.initiator(path, provider, m.c);
+        if (!reply.ok) throw new Error(`C initiator (${m.name}): ${reply.error}`);
+        const c = m.cValue(reply);
+        cValues.push(c);
+        for (const [label, run] of Object.entries(m.library)) {
+          const v = await run(side);
+          (libValues[label] ??= []).push(v);
+          (ratios[label] ??= []).push(costRatio(m.unit, v, c));
+        }
+      }
+      const cMedian = median(cValues);
+      ctx.record({ suite: SUITE, name: `${provider} ${m.name}: C`, value: cMedian, unit: m.unit, note: `median of ${rounds}` });
+      for (const label of Object.keys(m.library)) {
+        const r = ratios[label]!;
+        const v = median(libValues[label]!);
+        const ratio = median(r);
+        const range = `${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)}×`;
+        ctx.record({ suite: SUITE, name: `${provider} ${m.name}: ${label}`, value: v, unit: m.unit, note: `median of ${rounds}` });
+        ctx.record({ suite: SUITE, name: `${provider} ${m.name}: ${label} / C`, value: ratio, unit: "× C's cost", note: `rounds ${range}` });
+        lines.push(`| ${provider} | ${m.name} | ${label} | ${fmt(v)} ${m.unit} | ${fmt(cMedian)} ${m.unit} | ${ratio.toFixed(2)}× (${range}) |`);
+      }
+    }
+  } finally {
+    side?.close();
+    await target.stop();
+  }
+}
+
+function fmt(v: number): string {
+  return v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toPrecision(3);
+}
+
+// ---- registration ----------------------------------------------------------------------------------
+
+const REG_SIZES = [["4 KiB", 4096], ["1 MiB", 1 << 20]] as const;
+const regName = (what: string, provider: string, size: string) => `${provider} ${size}: ${what}`;
+
+function registrationBenches(ctx: BenchContext, provider: string, c: CProgram, cleanups: Cleanup[], after: Array<() => void>): void {
+  const p = LibfabricProvider.open({ provider, ...(IP.has(provider) ? { node: "127.0.0.1" } : {}) });
+  const pool = new MemoryPool(p, { huge: { chunkSize: 1 << 20, initialCount: 1 } });
+  const region = pool.getRegion(1 << 20); // registered memory to register again: what a cache would
+  const address = region.address;
+  const fi = libfabric();
+  const domain = p.handles.domain;
+  // Bare bun:ffi: the two CFunctions resolved once, a constant key (freed before reuse), nothing else.
+  const regFp = read.ptr(read.ptr(domain as Pointer, L.fid_domain.mr) as Pointer, L.fi_ops_mr.reg) as number;
+  const reg = CFunction({
+    ptr: regFp as Pointer, returns: FFIType.i32,
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.ptr],
+  });
+  const out = new BigUint64Array(1);
+  const outWords = new Uint32Array(out.buffer);
+  const probe = fi.mrReg(domain, address, 4096, ACCESS, 0n, 1n << 40n, 0);
+  const closeFp = read.ptr(read.ptr(probe as Pointer, L.fid.ops) as Pointer, L.fi_ops.close) as number;
+  fi.close(probe);
+  const close = CFunction({ ptr: closeFp as Pointer, args: [FFIType.ptr], returns: FFIType.i32 });
+  const bareKey = 2 ** 40 + 1; // u64 arguments as numbers: the cheapest bun:ffi call
+  let key = 2 ** 41;
+  for (const [label, bytes] of REG_SIZES) {
+    group(`registration ${provider} ${label}`, () => {
+      bench(regName("bare bun:ffi fi_mr_reg + fi_close", provider, label), () => {
+        reg(domain, address, bytes, ACCESS, 0, bareKey, 0, out, null);
+        close(outWords[0]! + outWords[1]! * 0x1_0000_0000);
+      });
+      bench(regName("Libfabric.mrReg + close", provider, label), () => {
+        fi.close(fi.mrReg(domain, address, bytes, ACCESS, 0, key++, 0));
+      });
+      bench(regName("LibfabricProvider.register + deregister", provider, label), () => {
+        p.deregister(p.register(address, bytes, ACCESS));
+      });
+    });
+    const bare = regName("bare bun:ffi fi_mr_reg + fi_close", provider, label);
+    for (const what of ["Libfabric.mrReg + close", "LibfabricProvider.register + deregister"]) {
+      ctx.compare({ table: RATIO_TABLE, row: `${provider} ${label}`, column: what, baseline: regName(what, provider, label), candidate: bare });
+    }
+    // C's loop, run now; its ratio is made when the benches have run.
+    if ("path" in c) {
+      const r = Bun.spawnSync([c.path, "mr", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : []), "--size", String(bytes),
+        "--iterations", ctx.quick ? "20000" : "200000"], { stdout: "pipe" });
+      const reply = JSON.parse(r.stdout.toString().trim() || "{}") as CReply;
+      if (reply.ok) {
+        ctx.record({ suite: SUITE, name: `${provider} ${label}: C fi_mr_reg + fi_close`, value: reply.nsPerPair!, unit: "ns" });
+        after.push(() => {
+          for (const what of ["bare bun:ffi fi_mr_reg + fi_close", "LibfabricProvider.register + deregister"]) {
+            const stats = ctx.result(regName(what, provider, label));
+            if (stats) ctx.record({ suite: SUITE, name: `${provider} ${label}: ${what} / C`, value: stats.p50 / reply.nsPerPair!, unit: "× C's cost", note: "p50 / C's mean" });
+          }
+        });
+      } else {
+        ctx.record({ suite: SUITE, name: `${provider} ${label}: C fi_mr_reg + fi_close`, value: NaN, unit: "ns", note: `failed: ${reply.error}` });
+      }
+    }
+  }
+  cleanups.push(() => {
+    pool.releaseRegion(region);
+    pool.close();
+    p.close();
+  });
+}
+
+// ---- suite -----------------------------------------------------------------------------------------
 
 function label(r: Row): string {
   const size = r.bytes >= 1 << 20 ? `${r.bytes >> 20} MiB` : r.bytes >= 1024 ? `${r.bytes >> 10} KiB` : `${r.bytes} B`;
@@ -19,26 +316,41 @@ const suite: Suite = {
       ctx.provider({ suite: SUITE, label: "rma", description: "libfabric not available: RMA suite skipped" });
       return;
     }
-    const sizes = ctx.quick ? [64, 65_536, 1 << 20] : [1, 64, 4096, 65_536, 1 << 20, 4 << 20];
+    const c = rmaPeer();
+    const lines: string[] = [];
+    const cleanups: Cleanup[] = [];
+    const after: Array<() => void> = [];
     for (const provider of PROVIDERS) {
-      let result;
-      try {
-        result = await rmaPingPong({ provider, sizes, quick: ctx.quick, window: 16 });
-      } catch (e) {
-        if (process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1") throw e;
-        ctx.provider({ suite: SUITE, label: provider, description: `not available, skipped: ${(e as Error).message}` });
-        continue;
-      }
-      ctx.provider({ suite: SUITE, label: provider, description: `two endpoints in one process over ${result.description}` });
-      for (const r of result.rows) {
-        if (r.test === "pingpong") {
-          ctx.record({ suite: SUITE, name: `${provider} ${label(r)} latency`, value: r.usecPerXfer * 1000, unit: "ns", note: `${r.iterations} transfers` });
+      if ("missing" in c) {
+        ctx.provider({ suite: SUITE, label: `${provider} vs C`, description: `C reference not built: ${c.missing}` });
+      } else {
+        try {
+          await compareWithC(ctx, c.path, provider, lines);
+        } catch (e) {
+          if (process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1") throw e;
+          ctx.provider({ suite: SUITE, label: `${provider} vs C`, description: `not measured: ${(e as Error).message}` });
         }
-        if (r.test === "bandwidth") {
-          ctx.record({ suite: SUITE, name: `${provider} ${label(r)} bandwidth`, value: r.mbPerSec, unit: "MB/s", note: `window 16, ${r.iterations} writes` });
+      }
+      registrationBenches(ctx, provider, c, cleanups, after);
+      if (!ctx.quick) {
+        const result = await rmaPingPong({ provider, sizes: [64, 65_536, 1 << 20], window: 16 });
+        for (const r of result.rows) {
+          const name = `${provider} in one process: ${label(r)}`;
+          if (r.test === "pingpong") ctx.record({ suite: SUITE, name: `${name} latency`, value: r.usecPerXfer * 1000, unit: "ns", note: `${r.iterations} transfers` });
+          else ctx.record({ suite: SUITE, name: `${name} bandwidth`, value: r.mbPerSec, unit: "MB/s", note: `window 16, ${r.iterations} writes` });
         }
       }
     }
+    return () => {
+      for (const f of after) f();
+      for (const f of cleanups) f();
+      if (lines.length > 0) {
+        console.log("\n== RMA: alloctools Endpoint vs C, same target, same run (cost ratio: > 1 means slower than C)\n");
+        console.log("| provider | figure | library form | library | C | library / C (rounds) |");
+        console.log("|---|---|---|---|---|---|");
+        for (const l of lines) console.log(l);
+      }
+    };
   },
 };
 export default suite;

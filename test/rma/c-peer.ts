@@ -59,3 +59,36 @@ export async function runCInitiator(peerPath: string, provider: string, target: 
     return { error: `C initiator exited ${code} without a result: ${out}${err}` };
   }
 }
+
+/** A Bun target process (stall-target.ts): an Endpoint with startProgress() exposing a pooled region. */
+export interface BunTarget {
+  readonly info: CTarget & { completed: number };
+  stop(): Promise<void>;
+}
+
+/** Starts test/rma/stall-target.ts and reads its ready line. */
+export async function startBunTarget(provider: string, node?: string): Promise<BunTarget> {
+  const proc = Bun.spawn([process.execPath, `${import.meta.dir}/stall-target.ts`, "--provider", provider, ...(node ? ["--node", node] : [])], {
+    stdin: "pipe", stdout: "pipe", stderr: "pipe", cwd: `${import.meta.dir}/../..`,
+  });
+  const stop = async () => {
+    proc.stdin.end();
+    const exited = await Promise.race([proc.exited, Bun.sleep(5000).then(() => null)]);
+    if (exited === null) proc.kill(9);
+  };
+  const reader = proc.stdout.getReader();
+  let text = "";
+  const deadline = Date.now() + 15_000;
+  while (!text.includes("\n") && Date.now() < deadline) {
+    const chunk = await Promise.race([reader.read(), Bun.sleep(15_000).then(() => null)]);
+    if (chunk === null || chunk.done) break;
+    text += new TextDecoder().decode(chunk.value);
+  }
+  reader.releaseLock();
+  if (!text.includes("\n")) {
+    await stop();
+    throw new Error(`target did not start: ${text} ${await new Response(proc.stderr).text()}`);
+  }
+  const info = { ...(JSON.parse(text.split("\n")[0]!) as CTarget & { completed: number }), ...(node ? { node } : {}) };
+  return { info, stop };
+}

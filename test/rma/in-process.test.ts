@@ -150,7 +150,7 @@ for (const c of CASES) {
       } finally {
         quiet.close();
       }
-    });
+    }, 30_000);
 
     test("bounds are checked locally, before anything is posted", async () => {
       const { a, peer, src, dst } = pair;
