@@ -206,7 +206,10 @@ export class UcxProvider implements RegionProvider {
     return this.live.size;
   }
 
-  /** @internal Users keeping the context (owner, endpoints and allocated blocks of every thread); -1 once cleaned up. */
+  /**
+   * @internal Users keeping the context: the owner until its close, and every endpoint,
+   * registration and allocated block of every thread; -1 once cleaned up.
+   */
   get contextUsers(): number {
     return this.#shared.users;
   }
@@ -217,25 +220,32 @@ export class UcxProvider implements RegionProvider {
    */
   register(address: number, length: number, access: number): Registration {
     this.assertOpen();
-    const mapping = this.ucx.memMap(this.context, address, length, false, protectionOf(access));
-    return this.track(mapping.memh, address, length, false);
+    // Each mapping keeps the context: ucp_cleanup with a memory handle still mapped aborts the
+    // process (a shared pool left open past its provider's close leaks the context instead).
+    if (!this.#shared.retain()) throw this.closedError();
+    try {
+      const mapping = this.ucx.memMap(this.context, address, length, false, protectionOf(access));
+      return this.track(mapping.memh, address, length, false);
+    } catch (e) {
+      this.releaseContext();
+      throw e;
+    }
   }
 
   /**
    * Releases one registration (`ucp_mem_unmap`). For an allocated block's registration it does
    * nothing: freeing the block unmaps, and with it frees, the memory. A view unmaps what it is
-   * given (the shared pool releases each registration once, whichever thread made it), unless
-   * the context is gone already.
+   * given (the shared pool releases each registration once, whichever thread made it); the
+   * registration's hold on the context goes with it.
    */
   deregister(registration: Registration): void {
     const reg = registration as UcxRegistration;
     if (!this.isAttached) {
       if (!this.live.has(reg) || reg.allocated) return;
       this.live.delete(reg);
-      this.ucx.memUnmap(this.context, reg.handle);
+    } else if (this.#shared.hasBlock(reg.address)) {
       return;
     }
-    if (this.#shared.hasBlock(reg.address) || !this.#shared.retain()) return;
     try {
       this.ucx.memUnmap(this.context, reg.handle);
     } finally {
@@ -362,15 +372,18 @@ export class UcxProvider implements RegionProvider {
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;
-    if (!this.isAttached) this.#shared.markClosed();
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    // Children first: a shared pool closing with its provider attaches a view here to free what
+    // Workers registered, so the shared state says "closed" only after them.
     closeChildren(this.children, attempt);
     if (!this.isAttached) {
+      this.#shared.markClosed();
       for (const reg of [...this.live]) {
         if (reg.allocated) continue;
         this.live.delete(reg);
         attempt(() => this.ucx.memUnmap(this.context, reg.handle));
+        this.releaseContext();
       }
       this.releaseContext();
     }

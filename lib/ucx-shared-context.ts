@@ -1,5 +1,6 @@
 // What every thread's view of one UCX context agrees on, in shared memory: how many users keep the
-// context alive (so the last one, in whichever thread, calls ucp_cleanup), whether its owner closed
+// context alive (the owner until it closes, every endpoint, registration and allocated block, in any
+// thread; the last one out calls ucp_cleanup, which aborts with a mapping left), whether its owner closed
 // it, and the blocks UCX allocated for pools (a block a Worker grew is freed by the owner at close,
 // and must go back through ucp_mem_unmap, never munmap).
 //
@@ -81,7 +82,7 @@ export class UcxSharedContext {
     return Atomics.load(this.words, USERS) < 0;
   }
 
-  /** Users right now (-1 once cleaned up): the owner's reference, endpoints, allocated blocks. */
+  /** Users right now (-1 once cleaned up): the owner's reference, endpoints, registrations, allocated blocks. */
   get users(): number {
     return Atomics.load(this.words, USERS);
   }

@@ -44,8 +44,8 @@ describeUcx("UcxProvider shares itself", () => {
       expect(view.info).toEqual(owner.info);
       expect(view.sharesContextWith(owner) && owner.sharesContextWith(view)).toBe(true);
       const pool = new MemoryPool(owner, POOL);
-      const users = owner.contextUsers; // the owner, and on shared memory each UCX-allocated block
-      expect(users).toBe(1 + (owner.info.allocateBlocks ? 4 : 0));
+      const users = owner.contextUsers; // the owner, and each block's registration (allocated or mapped)
+      expect(users).toBe(1 + 4);
       const mine = new UcxEndpoint(owner, { timeoutMs: 5000 });
       const theirs = new UcxEndpoint(view, { timeoutMs: 5000 });
       expect(owner.contextUsers).toBe(users + 2); // each endpoint, whichever provider object it was made on
