@@ -161,6 +161,7 @@ export function ucsStatusName(status: number): string {
  * UCX's own text (`ucs_status_string`).
  */
 export class UcxError extends Error {
+  /** Always "UcxError". */
   override readonly name: string = "UcxError";
   /** The UCX function that failed, e.g. `ucp_init_version`. */
   readonly function: string;
@@ -171,6 +172,13 @@ export class UcxError extends Error {
   /** `ucs_status_string(status)`. */
   readonly description: string;
 
+  /**
+   * The error for `status`, returned by `fn`.
+   * @param fn The UCX function that failed.
+   * @param status Its `ucs_status_t`.
+   * @param description `ucs_status_string(status)`.
+   * @param detail What was asked, appended to the message.
+   */
   constructor(fn: string, status: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${ucsStatusName(status)}, ${status})${detail ? `: ${detail}` : ""}`, options);
     this.function = fn;
@@ -474,8 +482,25 @@ export function ucx(): Ucx {
   }
 }
 
+/** What `ucxStatus()` answers: the loaded library, or why it does not load. */
+export type UcxStatus =
+  | {
+    /** UCX loads. */
+    available: true;
+    /** Its version, "1.13.1". */
+    version: string;
+    /** The path that was loaded. */
+    path: string;
+  }
+  | {
+    /** UCX does not load. */
+    available: false;
+    /** Why, with the install hint. */
+    reason: string;
+  };
+
 /** Whether UCX loads here; the reason when it does not. Never throws. */
-export function ucxStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+export function ucxStatus(): UcxStatus {
   try {
     const u = ucx();
     return { available: true, version: u.version, path: u.path };

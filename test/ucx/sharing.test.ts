@@ -125,6 +125,10 @@ describeUcx("UcxProvider shares itself", () => {
     const grown = [attached.getRegion(1 << 20), attached.getRegion(1 << 20)] as MemoryRegionImpl[];
     expect(owner.contextUsers).toBe(blocksBefore + 1);
     expect(grown[1]!.remoteKeyBytes!.length).toBeGreaterThan(10); // a posix segment's key, not an empty 10-byte one
+    // The owner meets a region of the block the attached pool grew: its rkey is packed again there.
+    const seenByOwner = pool.region(attached.indexOf(grown[1]!)) as MemoryRegionImpl;
+    expect(seenByOwner.address).toBe(grown[1]!.address);
+    expect(seenByOwner.remoteKeyBytes).toEqual(grown[1]!.remoteKeyBytes);
     const temporary = attached.getRegion(3 << 20) as MemoryRegionImpl; // registered in the view
     expect(temporary.remoteKeyBytes).not.toBeNull();
     for (const r of [...grown, temporary]) attached.releaseRegion(r);

@@ -27,7 +27,7 @@ const USER = 65_536;
 /** Each writer owns one slice of every inbox (and of the other process's region). */
 const SLICE = 8192;
 /** Writes (each read back) per Worker: every target and form a few dozen times; 2 cores shared by busy-polling threads make each one slow. */
-const OPS = 90;
+const OPS = 60;
 
 type Reply = { seq: number; ok: boolean; error?: string; [k: string]: unknown };
 
