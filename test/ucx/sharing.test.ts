@@ -6,7 +6,7 @@
 import type { MemoryRegionImpl } from "../../lib/region.ts";
 import { expect, test } from "bun:test";
 import { AllocToolsError, MemoryPool, UcxEndpoint, UcxProvider, type UcxProviderHandle } from "../../lib/index.ts";
-import { describeUcx } from "../helpers.ts";
+import { describeUcx, runBun } from "../helpers.ts";
 import { fillPattern, firstMismatch } from "../rma/pattern.ts";
 
 const POOL = { small: { chunkSize: 256, initialCount: 4 }, medium: { chunkSize: 4096, initialCount: 2 },
@@ -139,5 +139,22 @@ describeUcx("UcxProvider shares itself", () => {
     expect(owner.contextUsers).toBe(1); // every allocated block freed, the grown one included
     owner.close();
     expect(owner.contextUsers).toBe(-1);
+  });
+
+  test("a provider closed before its shared pool keeps the context instead of aborting in ucp_cleanup (run in a child)", () => {
+    const r = runBun(`
+      const { MemoryPool, UcxProvider } = await import("./lib/index.ts");
+      const owner = UcxProvider.open({ transports: "tcp" });
+      const pool = new MemoryPool(owner, { medium: { chunkSize: 60000, initialCount: 2, growCount: 2 } });
+      const attached = MemoryPool.attach(pool.share());
+      const grown = [attached.getRegion(60000), attached.getRegion(60000), attached.getRegion(60000)];
+      for (const r of grown) attached.releaseRegion(r);
+      attached.close();
+      owner.close(); // the shared pool is still open: its blocks stay mapped, so the context stays
+      console.log(JSON.stringify({ users: owner.contextUsers }));
+    `);
+    expect(r.stderr).not.toContain("Assertion");
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!).users).toBeGreaterThan(0);
   });
 });
