@@ -281,10 +281,11 @@ export class Ucx {
 
   /**
    * `ucp_config_read` + `ucp_config_modify` of each entry ("TLS" → "tcp", ...) + `ucp_init_version`
-   * with the RMA feature and `mt_workers_shared` (workers in several threads use the context at
-   * once: a Worker's endpoint has a ucp_worker of its own on it); returns the `ucp_context_h`.
+   * with the RMA feature and, with `workersShared`, `mt_workers_shared` (workers in several
+   * threads use the context at once: a Worker's endpoint has a ucp_worker of its own on it);
+   * returns the `ucp_context_h`.
    */
-  init(settings: Readonly<Record<string, string>>): number {
+  init(settings: Readonly<Record<string, string>>, workersShared: boolean = true): number {
     this.check("ucp_config_read", this.raw.ucp_config_read(null, null, this.outAddress));
     const config = this.outPointer();
     try {
@@ -295,7 +296,7 @@ export class Ucx {
       const dv = new DataView(params.buffer);
       dv.setBigUint64(P.ucp_params_t.fields.field_mask, BigInt(UCX.PARAM_FIELD_FEATURES | UCX.PARAM_FIELD_MT_WORKERS_SHARED), true);
       dv.setBigUint64(P.ucp_params_t.fields.features, BigInt(UCX.FEATURE_RMA), true);
-      dv.setInt32(P.ucp_params_t.fields.mt_workers_shared, 1, true);
+      dv.setInt32(P.ucp_params_t.fields.mt_workers_shared, workersShared ? 1 : 0, true);
       const status = this.raw.ucp_init_version(UCX.API_MAJOR, UCX.API_MINOR, params, config as Pointer, this.outAddress);
       this.check("ucp_init_version", status, describeSettings(settings));
       return this.outPointer();

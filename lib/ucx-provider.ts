@@ -38,6 +38,12 @@ export interface UcxProviderOptions {
   allocateBlocks?: boolean;
   /** Further UCX settings, by name without the UCX_ prefix, e.g. `{ RNDV_THRESH: "8k" }`. */
   settings?: Readonly<Record<string, string>>;
+  /**
+   * Open the context for workers in several threads (`mt_workers_shared`), so that `share()`
+   * works and Workers make endpoints on it. Default true; false: `share()` (and `pool.share()`)
+   * is NOT_SUPPORTED.
+   */
+  threadShared?: boolean;
 }
 
 /** What the opened context is. */
@@ -50,6 +56,8 @@ export interface UcxInfo {
   readonly netDevices: string;
   /** Whether pool blocks are UCX-allocated. */
   readonly allocateBlocks: boolean;
+  /** Whether the context was opened for workers in several threads (`mt_workers_shared`): what share() needs. */
+  readonly threadShared: boolean;
 }
 
 /**
@@ -135,7 +143,7 @@ export class UcxProvider implements RegionProvider {
     if (options.netDevices !== undefined) settings.NET_DEVICES = options.netDevices;
     let context: number;
     try {
-      context = library.init(settings);
+      context = library.init(settings, options.threadShared ?? true);
     } catch (e) {
       if (e instanceof UcxError && e.status === UCX.ERR_NO_DEVICE && transports !== undefined) {
         throw new UcxError(e.function, e.status, e.description,
@@ -150,16 +158,22 @@ export class UcxProvider implements RegionProvider {
       transports: transports ?? "default",
       netDevices: options.netDevices ?? "default",
       allocateBlocks,
+      threadShared: options.threadShared ?? true,
     }, new UcxSharedContext(), false);
   }
 
   /**
    * A handle for Workers of this process (plain data and a SharedArrayBuffer: post it, or let
    * `pool.share()` carry it). `UcxProvider.attach(handle)` there gives a view over the same context.
-   * Throws AllocToolsError PROVIDER_CLOSED when closed.
+   * Throws AllocToolsError PROVIDER_CLOSED when closed, NOT_SUPPORTED when opened with
+   * `threadShared: false`.
    */
   share(): UcxProviderHandle {
     this.assertOpen();
+    if (!this.info.threadShared) {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `provider ${this.name} was opened with threadShared: false; sharing it with Workers needs a context opened for workers in several threads (mt_workers_shared)`);
+    }
     return { kind: HANDLE_KIND, pid: process.pid, name: this.name, info: this.info, context: this.context, state: this.#shared.buffer };
   }
 
@@ -438,6 +452,7 @@ function checkOptions(o: UcxProviderOptions): void {
     throw new TypeError(`netDevices must be a UCX_NET_DEVICES list such as "lo" or "eth0", got ${JSON.stringify(o.netDevices)}`);
   }
   if (o.allocateBlocks !== undefined && typeof o.allocateBlocks !== "boolean") throw new TypeError("allocateBlocks must be a boolean");
+  if (o.threadShared !== undefined && typeof o.threadShared !== "boolean") throw new TypeError("threadShared must be a boolean");
   if (o.settings !== undefined) {
     if (typeof o.settings !== "object" || o.settings === null) throw new TypeError("settings must be an object of UCX setting names to strings");
     for (const [k, v] of Object.entries(o.settings)) {

@@ -91,6 +91,21 @@ describeUcx("UcxProvider shares itself", () => {
     view.close();
   });
 
+  test("a context opened with threadShared: false is not shared: share() and pool.share() are NOT_SUPPORTED, the pool keeps working", () => {
+    const single = UcxProvider.open({ transports: "tcp", threadShared: false });
+    try {
+      expect(single.info.threadShared).toBe(false);
+      expect(code(() => single.share())).toBe("NOT_SUPPORTED");
+      const pool = new MemoryPool(single, POOL);
+      expect(code(() => pool.share())).toBe("NOT_SUPPORTED");
+      pool.releaseRegion(pool.getRegion(100));
+      expect(pool.close().count).toBe(0);
+      expect(code(() => UcxProvider.open({ threadShared: "yes" as unknown as boolean }))).toBe("TypeError");
+    } finally {
+      single.close();
+    }
+  });
+
   test("a handle from another process is NOT_SUPPORTED; a forged or foreign-kind one a TypeError", () => {
     const owner = UcxProvider.open({ transports: "tcp" });
     try {
