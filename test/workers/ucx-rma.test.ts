@@ -184,6 +184,8 @@ describeUcx("UCX RMA from Workers of one shared pool", () => {
     for (const s of setups.values()) {
       const audit = s.pool.audit();
       expect(audit.problems).toEqual([]);
+      // The Workers grew the medium class themselves (UCX-allocated blocks on posix,cma) and used them.
+      expect(s.pool.stats().stacks.medium.growths).toBeGreaterThan(0);
       expect(s.pool.stats().regionsInUse).toBe(0);
     }
     console.log(`[ucx workers] ${CASES.map((c, i) => `${c.label}: ${results[i]!.map((r) => `${Math.round(r.ms)} ms`).join(", ")}`).join("; ")} for ${OPS} writes + reads each`);
