@@ -106,6 +106,7 @@ export const UCX = {
   API_MAJOR: 1,
   API_MINOR: 13,
   PARAM_FIELD_FEATURES: 1,
+  PARAM_FIELD_MT_WORKERS_SHARED: 0x20,
   FEATURE_RMA: 2,
   WORKER_PARAM_FIELD_THREAD_MODE: 1,
   THREAD_MODE_SINGLE: 0,
@@ -160,6 +161,7 @@ export function ucsStatusName(status: number): string {
  * UCX's own text (`ucs_status_string`).
  */
 export class UcxError extends Error {
+  /** Always "UcxError". */
   override readonly name: string = "UcxError";
   /** The UCX function that failed, e.g. `ucp_init_version`. */
   readonly function: string;
@@ -170,6 +172,13 @@ export class UcxError extends Error {
   /** `ucs_status_string(status)`. */
   readonly description: string;
 
+  /**
+   * The error for `status`, returned by `fn`.
+   * @param fn The UCX function that failed.
+   * @param status Its `ucs_status_t`.
+   * @param description `ucs_status_string(status)`.
+   * @param detail What was asked, appended to the message.
+   */
   constructor(fn: string, status: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${ucsStatusName(status)}, ${status})${detail ? `: ${detail}` : ""}`, options);
     this.function = fn;
@@ -272,9 +281,11 @@ export class Ucx {
 
   /**
    * `ucp_config_read` + `ucp_config_modify` of each entry ("TLS" → "tcp", ...) + `ucp_init_version`
-   * with the RMA feature; returns the `ucp_context_h`.
+   * with the RMA feature and, with `workersShared`, `mt_workers_shared` (workers in several
+   * threads use the context at once: a Worker's endpoint has a ucp_worker of its own on it);
+   * returns the `ucp_context_h`.
    */
-  init(settings: Readonly<Record<string, string>>): number {
+  init(settings: Readonly<Record<string, string>>, workersShared: boolean = true): number {
     this.check("ucp_config_read", this.raw.ucp_config_read(null, null, this.outAddress));
     const config = this.outPointer();
     try {
@@ -283,8 +294,9 @@ export class Ucx {
       }
       const params = new Uint8Array(P.ucp_params_t.size);
       const dv = new DataView(params.buffer);
-      dv.setBigUint64(P.ucp_params_t.fields.field_mask, BigInt(UCX.PARAM_FIELD_FEATURES), true);
+      dv.setBigUint64(P.ucp_params_t.fields.field_mask, BigInt(UCX.PARAM_FIELD_FEATURES | UCX.PARAM_FIELD_MT_WORKERS_SHARED), true);
       dv.setBigUint64(P.ucp_params_t.fields.features, BigInt(UCX.FEATURE_RMA), true);
+      dv.setInt32(P.ucp_params_t.fields.mt_workers_shared, workersShared ? 1 : 0, true);
       const status = this.raw.ucp_init_version(UCX.API_MAJOR, UCX.API_MINOR, params, config as Pointer, this.outAddress);
       this.check("ucp_init_version", status, describeSettings(settings));
       return this.outPointer();
@@ -471,8 +483,25 @@ export function ucx(): Ucx {
   }
 }
 
+/** What `ucxStatus()` answers: the loaded library, or why it does not load. */
+export type UcxStatus =
+  | {
+    /** UCX loads. */
+    available: true;
+    /** Its version, "1.13.1". */
+    version: string;
+    /** The path that was loaded. */
+    path: string;
+  }
+  | {
+    /** UCX does not load. */
+    available: false;
+    /** Why, with the install hint. */
+    reason: string;
+  };
+
 /** Whether UCX loads here; the reason when it does not. Never throws. */
-export function ucxStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+export function ucxStatus(): UcxStatus {
   try {
     const u = ucx();
     return { available: true, version: u.version, path: u.path };

@@ -19,7 +19,7 @@ export {
   openProvider, openProviderDescribed, type OpenProviderOptions, type OpenedProvider, type OpenedRegionProvider, type LibfabricProviderName,
 } from "./open-provider.ts";
 export { MemoryRegion, RegionFlag, RegionFlags, type RegionOwner } from "./region.ts";
-export { UcxProvider, type UcxProviderOptions, type UcxInfo } from "./ucx-provider.ts";
+export { UcxProvider, type UcxProviderOptions, type UcxInfo, type UcxProviderHandle } from "./ucx-provider.ts";
 export { UcxEndpoint, type UcxEndpointOptions, type UcxEndpointStats, type UcxPeer } from "./ucx-endpoint.ts";
 export { UcxError, ucxStatus } from "../ffi/ucx.ts";
 export { MemoryRegionPointer } from "./pointer.ts";

@@ -36,7 +36,7 @@ export interface Registration {
  * to post to a Worker of the same process, where the provider's class attaches to it.
  */
 export interface ProviderHandle {
-  /** Which class attaches to it: "alloctools.HostProvider", "alloctools.LibfabricProvider". */
+  /** Which class attaches to it: "alloctools.HostProvider", "alloctools.LibfabricProvider", "alloctools.UcxProvider". */
   readonly kind: string;
   /** The process it belongs to: native handles mean nothing in another one. */
   readonly pid: number;
@@ -73,6 +73,8 @@ export interface ProvidedBlock {
  * | `close()` | idempotent; children (endpoints) first, then live registrations, then the domain. A view closes only its own children (endpoints): its registrations belong to the shared pool, which releases each once, and the domain to the owner | aggregate of what failed, everything attempted |
  * | `share()` (optional) | a `ProviderHandle` for Workers of this process; the view made from it registers in the same domain with keys unique across views | `AllocToolsError` `PROVIDER_CLOSED` when closed, `NOT_SUPPORTED` when the provider cannot be used from several threads |
  * | `allocateBlock(length)` (optional) | allocate and register a pool block in one step, where memory the provider allocates is faster for peers (UCX on shared memory); undefined lets the pool map and register as usual | typed error, nothing left allocated |
+ * | `freeProvidedBlock(address)` (optional; with `allocateBlock` and `share()`) | from any thread (a view too): free the block `allocateBlock` supplied at `address`, once whoever asks; false when none starts there (the pool unmaps its own memory) | typed error |
+ * | `restoreRegistration(registration)` (optional) | a registration read back from a shared pool's table (address, length, handle, 64-bit keys) made whole in this thread, e.g. UCX packs its rkey blob again | typed error |
  * | `static attach(handle)` (on the class) | a view in this thread | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
  *
  * A provider without `share()` cannot back a pool shared with Workers: `pool.share()` says so with
@@ -89,6 +91,10 @@ export interface RegionProvider {
   deregister(registration: Registration): void;
   /** Allocates and registers a block of at least `length` bytes for a pool, or returns undefined (see above). */
   allocateBlock?(length: number): ProvidedBlock | undefined;
+  /** Frees the block allocateBlock supplied at `address`, from any thread; false when there is none (see above). */
+  freeProvidedBlock?(address: number): boolean;
+  /** A registration read back from a shared pool's table, made whole in this thread (see above). */
+  restoreRegistration?(registration: Registration): Registration;
   /** Closes the provider; registrations still live are closed first. Idempotent. */
   close(): void;
   /** A handle a Worker of this process attaches to (see the table above). */

@@ -10,6 +10,8 @@ import { AllocToolsError } from "./errors.ts";
 import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
 import { pageSpan } from "./page-pins.ts";
+import { ProvidedMemoryBlock } from "./provided-block.ts";
+import { UcxProvider, type UcxProviderHandle } from "./ucx-provider.ts";
 import { leakReport, PoolCore, unpooledBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "./pool-options.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
@@ -54,6 +56,7 @@ export interface SharedPoolHandle {
 const PROVIDER_ATTACH: Readonly<Record<string, (handle: ProviderHandle) => RegionProvider>> = {
   "alloctools.HostProvider": (handle) => HostProvider.attach(handle as HostProviderHandle),
   "alloctools.LibfabricProvider": (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle),
+  "alloctools.UcxProvider": (handle) => UcxProvider.attach(handle as UcxProviderHandle),
 };
 
 function attachProvider(handle: ProviderHandle): RegionProvider {
@@ -117,7 +120,7 @@ export class SharedPool implements PinnedLimit {
     const provider = core.provider;
     if (typeof provider.share !== "function") {
       throw new AllocToolsError("NOT_SUPPORTED",
-        `provider ${provider.name} cannot be shared with Workers: it has no share() (HostProvider and LibfabricProvider have)`);
+        `provider ${provider.name} cannot be shared with Workers: it has no share() (HostProvider, LibfabricProvider and UcxProvider have)`);
     }
     const providerHandle = provider.share();
     const stacks = core.stacks.map((s) => {
@@ -295,11 +298,17 @@ export class SharedPool implements PinnedLimit {
       this.reservePinned(bytes, `growing the ${stack.name} stack`);
       pinned = bytes;
       state.notePinned(block, bytes);
-      mapped = this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
+      // A provider may supply the block itself, allocated and registered (UCX on shared memory);
+      // it frees such a block by address, from any thread (freeProvidedBlock), never by munmap.
+      const provided = core.traits.provider.allocateBlock?.(bytes);
+      if (provided !== undefined) state.noteMapped(block, provided.address, provided.length, provided.locked);
+      mapped = provided !== undefined
+        ? new ProvidedMemoryBlock(provided)
+        : this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
       this.addPinned(mapped.size - bytes);
       pinned = mapped.size;
       state.notePinned(block, pinned);
-      registration = core.traits.register(mapped.address, mapped.size);
+      registration = provided !== undefined ? provided.registration : core.traits.register(mapped.address, mapped.size);
       state.noteRegistered(block, registration);
     } catch (e) {
       // Retired first: a Worker terminated below leaks the block rather than have it freed twice.
@@ -358,8 +367,10 @@ export class SharedPool implements PinnedLimit {
   private undoAbandoned(block: SharedBlock | null): void {
     if (block === null) return;
     const view = this.foreignProvider();
-    if (block.state === 5 /* REGISTERED */) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
-    if (block.address !== 0 && block.size > 0) {
+    let provided = false;
+    try { provided = block.address !== 0 && view.freeProvidedBlock?.(block.address) === true; } catch { /* the context may be gone */ }
+    if (!provided && block.state === 5 /* REGISTERED */) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
+    if (!provided && block.address !== 0 && block.size > 0) {
       try {
         if (block.locked) libc.munlock(block.address, block.size);
         libc.munmap(block.address, block.size);
@@ -377,7 +388,8 @@ export class SharedPool implements PinnedLimit {
       if (state.closed) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
       throw new RangeError(`no pooled region ${index} (its block was never published)`);
     }
-    const registration = (this.blockRegistrations[b] ??= block.registration);
+    // The table keeps 64-bit keys only; a provider whose remote key is a blob (UCX) packs it again here.
+    const registration = (this.blockRegistrations[b] ??= this.core.traits.provider.restoreRegistration?.(block.registration) ?? block.registration);
     const buffer = (this.blockBuffers[b] ??= toArrayBuffer(block.address as Pointer, 0, block.size));
     const stack = this.core.stacks[block.stackId]!;
     const offset = (index - block.first) * stack.stride;
@@ -623,6 +635,12 @@ export class SharedPool implements PinnedLimit {
       if (block.slot === state.slot) continue; // mapped here: resources.release() below
       const buffer = this.blockBuffers[b];
       if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // detach this thread's views first
+      try {
+        if (view.freeProvidedBlock?.(block.address)) continue; // the provider's memory: not ours to munmap
+      } catch (e) {
+        firstError ??= e;
+        continue;
+      }
       try { view.deregister(block.registration); } catch (e) { firstError ??= e; }
       try {
         if (block.locked) libc.munlock(block.address, block.size);

@@ -147,8 +147,10 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   private closed_ = false;
 
   /**
-   * Creates a worker on the provider's context. Throws AllocToolsError PROVIDER_CLOSED, RangeError
-   * for bad options, UcxError when UCX refuses.
+   * Creates a worker on the provider's context: in a Worker, over `UcxProvider.attach(handle)` (or
+   * an attached pool's `provider`), the Worker's own ucp_worker. Throws AllocToolsError
+   * PROVIDER_CLOSED (also when the owner of a view closed it), RangeError for bad options,
+   * UcxError when UCX refuses.
    */
   constructor(provider: UcxProvider, options: UcxEndpointOptions = {}) {
     const o = checkOptions(options);
@@ -163,11 +165,14 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     this.rmaParam[ucxLayout.ucp_request_param_t.fields.op_attr_mask / 4] = UCX.OP_ATTR_FIELD_MEMH;
     this.rmaParamAddress = ptr(this.rmaParam);
     this.flushParamAddress = ptr(this.flushParam);
-    const worker = this.ucx.workerCreate(provider.context);
+    provider.retainContext(); // the context outlives this worker, whichever thread closes last
+    let worker = 0;
     try {
+      worker = this.ucx.workerCreate(provider.context);
       this.name = this.ucx.workerAddress(worker);
     } catch (e) {
-      this.ucx.workerDestroy(worker);
+      if (worker !== 0) this.ucx.workerDestroy(worker);
+      provider.releaseContext();
       throw e;
     }
     this.worker = worker;
@@ -348,6 +353,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     }
     this.orphans.length = 0;
     this.ucx.workerDestroy(this.worker);
+    this.provider.releaseContext();
   }
 
   /** Same as close(). */
@@ -389,8 +395,8 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     resolveLocal(kind, local, length, range);
     const region = range.region!;
     const pool = region.owner as { provider?: unknown } | null;
-    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
-      throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
+    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider && !this.provider.sharesContextWith(pool.provider)) {
+      throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's (nor a view of its UCX context)`);
     }
     if (!(remote instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
     const blob = remote.keyBlob;

@@ -123,15 +123,6 @@ describeUcx("UcxProvider", () => {
     expect(r.stdout.trim()).toBe("ucx ucx(posix,cma)");
   });
 
-  test("sharing a UCX pool with Workers is refused with NOT_SUPPORTED (not done yet); the pool keeps working", () => {
-    using provider = UcxProvider.open({ transports: "tcp" });
-    using pool = new MemoryPool(provider, small);
-    let code: string | undefined;
-    try { pool.share(); } catch (e) { code = (e as AllocToolsError).code; }
-    expect(code).toBe("NOT_SUPPORTED");
-    pool.releaseRegion(pool.getRegion(100));
-  });
-
   test("loading UCX leaves Bun's SIGSEGV, SIGBUS, SIGILL and SIGFPE handlers; a WebAssembly trap still throws", () => {
     const r = runBun(`
       import * as libc from "./ffi/libc.ts";
