@@ -31,9 +31,30 @@ const backstop = new FinalizationRegistry<{ resources: PoolResources; link: Weak
 /** Set by MemoryPool.attach for the one constructor call it makes. */
 let attaching: ((core: PoolCore) => SharedPool) | null = null;
 
+/**
+ * Registered memory on demand: per size class (small, medium, large, huge; see DEFAULT_STACKS) a
+ * stack of regions that are already mapped, pinned and registered with one provider, so that a get
+ * costs no registration. Gets above the largest class are temporary regions, registered for that
+ * get and deregistered on release; `registerUserRegion` and `userRegion` register the caller's own
+ * memory.
+ *
+ * Lifetime: made over an open provider, which closes the pool first when it closes itself. `close()`
+ * (or `using`) deregisters and unmaps everything and reports the regions still out; it is
+ * idempotent and refuses with BUSY while RMA operations use the pool's memory. A pool dropped
+ * without close() is freed by a garbage-collection backstop, with a warning. `share()` hands the
+ * pool to Workers (`MemoryPool.attach`).
+ *
+ * Hot path: `getRegion` of a size up to the largest class and `releaseRegion` of a pooled region
+ * neither allocate nor make a system call (unless the stack must grow, or `debug` records a stack
+ * trace per get); `userRegion` of a buffer already cached does neither. Temporary and user
+ * regions, `stats`, `audit` and `close` register, deregister or allocate.
+ */
 export class MemoryPool implements RegionOwner, Disposable {
+  /** The provider every region of this pool is registered with. */
   readonly provider: RegionProvider;
+  /** The bound on pinned and registered bytes (`Infinity` when none was given). */
   readonly maxPinnedBytes: number;
+  /** Whether each get records a stack trace (`origin`) for leak reports. */
   readonly debug: boolean;
   private readonly core: PoolCore;
   // The hot path's parts, as fields of their own: a get reads no other object.
@@ -50,6 +71,13 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
   private shared: SharedPool | null = null;
 
+  /**
+   * Maps, pins and registers each class's `initialCount` regions now. Throws TypeError when
+   * `provider` is not a RegionProvider, AllocToolsError PROVIDER_CLOSED when it is closed, a
+   * TypeError or RangeError for a bad option (unknown keys included) or when the initial regions
+   * exceed `maxPinnedBytes`, and the provider's or the system's error when registering or pinning
+   * fails; nothing stays pinned after a throw.
+   */
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
       throw new TypeError("MemoryPool needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
@@ -88,6 +116,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     return this.core.allocator;
   }
 
+  /** Whether the pool is closed (by `close()`, its provider's close, or the owner of a shared pool). */
   get closed(): boolean {
     return this.closedHere || (this.shared !== null && this.shared.closed);
   }
@@ -304,8 +333,10 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   /**
-   * Where every pooled region is: on a stack, in a Worker's cache, or in use, each exactly once.
-   * Exact only while no Worker gets or releases. For tests and post-mortems.
+   * Checks the pool's books: every pooled region must be on a stack, in a Worker's cache, in use or
+   * retired, exactly once. Returns the counts and a list of problems (empty when consistent); never
+   * throws for an inconsistency. Walks every region, so it allocates: for tests and post-mortems.
+   * Exact only while no Worker gets or releases.
    */
   audit(): SharedAudit {
     if (this.shared !== null) return this.shared.audit();
