@@ -12,6 +12,7 @@
 import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
+import type { LibraryStatus } from "./library-status.ts";
 
 const symbols = {
   // void ucp_get_version(unsigned *major_version, unsigned *minor_version, unsigned *release_number)
@@ -160,6 +161,7 @@ export function ucsStatusName(status: number): string {
  * UCX's own text (`ucs_status_string`).
  */
 export class UcxError extends Error {
+  /** Always `"UcxError"`. */
   override readonly name: string = "UcxError";
   /** The UCX function that failed, e.g. `ucp_init_version`. */
   readonly function: string;
@@ -170,6 +172,14 @@ export class UcxError extends Error {
   /** `ucs_status_string(status)`. */
   readonly description: string;
 
+  /**
+   * Made by the UCX bindings on a failed call; exported so that code can test `instanceof UcxError`.
+   * @param fn The UCX function that failed.
+   * @param status The `ucs_status_t` it returned.
+   * @param description `ucs_status_string(status)`.
+   * @param detail What was asked (sizes, addresses, settings), appended to the message.
+   * @param options `cause`, when another error led to this one.
+   */
   constructor(fn: string, status: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${ucsStatusName(status)}, ${status})${detail ? `: ${detail}` : ""}`, options);
     this.function = fn;
@@ -472,7 +482,7 @@ export function ucx(): Ucx {
 }
 
 /** Whether UCX loads here; the reason when it does not. Never throws. */
-export function ucxStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+export function ucxStatus(): LibraryStatus {
   try {
     const u = ucx();
     return { available: true, version: u.version, path: u.path };
