@@ -445,7 +445,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /** RegionOwner: `region[Symbol.dispose]()` releases through here. */
-  releaseRegion(region: MemoryRegionImpl): void {
+  releaseRegion(region: MemoryRegion): void {
     this.release(region);
   }
 
@@ -454,6 +454,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
    * acquired here, for `length` bytes from its start. The caller releases it (`release`) once the
    * operation no longer touches it. Throws RangeError, before acquiring, when `length` is not an
    * integer in [1, view.byteLength].
+   * @internal For endpoints (it returns the library's own region type).
    */
   resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
     if (!ArrayBuffer.isView(view)) throw new TypeError(`${operation} takes a MemoryRegion, a MemoryRegionPointer or (with a cache) an ArrayBufferView as local memory`);
@@ -465,7 +466,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
 
   /**
    * Throws unless `region` (a region of this cache) may be handed to C: out, its cache open, its
-   * buffer neither detached nor shrunk below it. For endpoints, before posting.
+   * buffer neither detached nor shrunk below it.
+   * @internal For endpoints, before posting.
    */
   assertUsable(operation: string, region: MemoryRegionImpl): void {
     const reg = region.registration as CacheRegistration;
