@@ -441,7 +441,8 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** FOREIGN_REGION unless the region is registered with this endpoint's provider. */
   private assertSameDomain(kind: RmaKind, region: MemoryRegionImpl): void {
     const pool = region.owner as { provider?: unknown } | null;
-    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider) {
+    // Same domain, not same object: a Worker's view of a shared provider registers there too.
+    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider && !this.provider.sharesDomainWith(pool.provider)) {
       throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
     }
   }

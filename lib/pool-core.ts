@@ -1,5 +1,5 @@
 // What a pool is made of, whether it is shared or not: its provider and traits, its size-class
-// stacks and region table, its temporary and user regions, its blocks and its books. MemoryPool
+// stacks and region table, its temporary and user regions, its blocks and its counters. MemoryPool
 // keeps the local hot path; SharedPool (shared-pool.ts) works on the same parts once shared.
 import { ptr } from "bun:ffi";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
@@ -110,7 +110,7 @@ export class PoolResources {
 }
 
 /** Counters kept off the hot path: registrations, temporary and user regions, pinned bytes. */
-export class PoolBooks {
+export class PoolCounters {
   pinned = 0;
   peakPinned = 0;
   registrations = 0;
@@ -119,16 +119,16 @@ export class PoolBooks {
   temporaryGets = 0;
   userRegions = 0;
   /** Releases of temporary and user regions. */
-  sideReleases = 0;
+  unpooledReleases = 0;
   /** Pooled regions out of service because their memory was transferred away from their views. */
   retiredRegions = 0;
 }
 
-/** Hook a shared pool installs: pinned bytes counted for every Worker, side books published. */
+/** Hook a shared pool installs: pinned bytes counted for every Worker, unpooled counters published. */
 export interface PinnedLimit {
   reservePinned(bytes: number, what: string): void;
   addPinned(delta: number): void;
-  publishBooks(): void;
+  publishCounters(): void;
 }
 
 export class PoolCore {
@@ -145,7 +145,7 @@ export class PoolCore {
   readonly temporaries = new Set<MemoryRegionImpl>();
   readonly users = new Set<MemoryRegionImpl>();
   readonly resources: PoolResources;
-  readonly books = new PoolBooks();
+  readonly counters = new PoolCounters();
   /** The pool that takes the regions back. */
   owner: RegionOwner | null = null;
   /** Set once the pool is shared: the limit is then one for every Worker. */
@@ -183,7 +183,7 @@ export class PoolCore {
     }
   }
 
-  /** The stack is empty: add a block, serve the get from it. Undoes the get's books on failure. */
+  /** The stack is empty: add a block, serve the get from it. Undoes the get's counters on failure. */
   grow(stack: MemoryPoolStack): number {
     stack.misses++;
     try {
@@ -234,7 +234,7 @@ export class PoolCore {
       block = provided ? new ProvidedMemoryBlock(provided) : this.allocator.allocate(bytes);
       const registration = provided ? provided.registration : this.traits.register(block.address, block.size);
       this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
-      this.books.registrations++;
+      this.counters.registrations++;
       return { block, registration };
     } catch (e) {
       block?.free();
@@ -245,8 +245,8 @@ export class PoolCore {
 
   /** A temporary region of `bytes` bytes (above the largest class), registered now. */
   temporaryRegion(bytes: number, block: MemoryBlock, registration: Registration): MemoryRegionImpl {
-    this.books.temporaryRegions++;
-    this.books.temporaryGets++;
+    this.counters.temporaryRegions++;
+    this.counters.temporaryGets++;
     const region = new MemoryRegionImpl(registration, block.address, bytes, RegionFlag.TEMP,
       this.traits.remoteAddress(registration, block.address), block.regionView(0, bytes), this.owner, -1, -1, block);
     setInUse(region, true);
@@ -258,7 +258,7 @@ export class PoolCore {
   getTemporary(bytes: number): MemoryRegionImpl {
     const { block, registration } = this.newRegisteredBlock(this.allocator.roundUp(bytes), `temporary region of ${bytes} bytes`);
     const region = this.temporaryRegion(bytes, block, registration);
-    this.shared?.publishBooks();
+    this.shared?.publishCounters();
     return region;
   }
 
@@ -280,8 +280,8 @@ export class PoolCore {
   }
 
   userRegion(view: Uint8Array, registration: Registration, memory: object): MemoryRegionImpl {
-    this.books.registrations++;
-    this.books.userRegions++;
+    this.counters.registrations++;
+    this.counters.userRegions++;
     const region = new MemoryRegionImpl(registration, registration.address, view.byteLength, RegionFlag.USER,
       this.traits.remoteAddress(registration, registration.address), view, this.owner, -1, -1, memory);
     setInUse(region, true);
@@ -291,16 +291,16 @@ export class PoolCore {
   }
 
   /** Books of a released temporary or user region; the caller deregisters (and unmaps) it. */
-  forgetSide(region: MemoryRegionImpl): void {
+  forgetUnpooled(region: MemoryRegionImpl): void {
     setInUse(region, false);
     (region.isTemp ? this.temporaries : this.users).delete(region);
-    this.books.sideReleases++;
-    this.books.deregistrations++;
-    this.addPinned(-sideBytes(region));
+    this.counters.unpooledReleases++;
+    this.counters.deregistrations++;
+    this.addPinned(-unpooledBytes(region));
   }
 
-  /** Deregisters (and for temporary regions unmaps) a side region; `deregister` false: only unmaps. */
-  static freeSide(traits: MemoryRegionTraits, region: MemoryRegionImpl, deregister: boolean): void {
+  /** Deregisters (and for temporary regions unmaps) a unpooled region; `deregister` false: only unmaps. */
+  static freeUnpooled(traits: MemoryRegionTraits, region: MemoryRegionImpl, deregister: boolean): void {
     try {
       if (deregister) traits.deregister(region.registration);
     } finally {
@@ -336,24 +336,24 @@ export class PoolCore {
         return this.shared.reservePinned(bytes, what);
       }
     }
-    const books = this.books;
-    if (books.pinned + bytes > this.maxPinnedBytes && !(this.roomFromCache(books.pinned + bytes - this.maxPinnedBytes) && books.pinned + bytes <= this.maxPinnedBytes)) {
+    const counters = this.counters;
+    if (counters.pinned + bytes > this.maxPinnedBytes && !(this.roomFromCache(counters.pinned + bytes - this.maxPinnedBytes) && counters.pinned + bytes <= this.maxPinnedBytes)) {
       throw new AllocToolsError("PINNED_LIMIT",
-        `${what} needs ${bytes} more pinned bytes; ${books.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
+        `${what} needs ${bytes} more pinned bytes; ${counters.pinned} of maxPinnedBytes ${this.maxPinnedBytes} are in use`);
     }
-    books.pinned += bytes;
-    if (books.pinned > books.peakPinned) books.peakPinned = books.pinned;
+    counters.pinned += bytes;
+    if (counters.pinned > counters.peakPinned) counters.peakPinned = counters.pinned;
   }
 
   addPinned(delta: number): void {
     if (this.shared !== null) return this.shared.addPinned(delta);
-    const books = this.books;
-    books.pinned += delta;
-    if (books.pinned > books.peakPinned) books.peakPinned = books.pinned;
+    const counters = this.counters;
+    counters.pinned += delta;
+    if (counters.pinned > counters.peakPinned) counters.peakPinned = counters.pinned;
   }
 
   /** Temporary and user regions still out. */
-  sideLeaks(): LeakedRegion[] {
+  unpooledLeaks(): LeakedRegion[] {
     const out: LeakedRegion[] = [];
     for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
     for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
@@ -364,9 +364,9 @@ export class PoolCore {
   /** Statistics of an unshared pool. */
   localStats(): PoolStats {
     const stacks = {} as Record<SizeClass, StackStats>;
-    const books = this.books;
-    let gets = books.temporaryGets + books.userRegions;
-    let releases = books.sideReleases;
+    const counters = this.counters;
+    let gets = counters.temporaryGets + counters.userRegions;
+    let releases = counters.unpooledReleases;
     let hits = 0;
     let misses = 0;
     let growths = 0;
@@ -377,11 +377,11 @@ export class PoolCore {
     }
     return {
       provider: this.provider.name, gets, releases, hits, misses, growths,
-      registrations: books.registrations, deregistrations: books.deregistrations,
-      temporaryRegions: books.temporaryRegions, liveTemporaryRegions: this.temporaries.size,
-      userRegions: books.userRegions, liveUserRegions: this.users.size,
-      regionsInUse: inUse - books.retiredRegions, retiredRegions: books.retiredRegions,
-      pinnedBytes: books.pinned, peakPinnedBytes: books.peakPinned,
+      registrations: counters.registrations, deregistrations: counters.deregistrations,
+      temporaryRegions: counters.temporaryRegions, liveTemporaryRegions: this.temporaries.size,
+      userRegions: counters.userRegions, liveUserRegions: this.users.size,
+      regionsInUse: inUse - counters.retiredRegions, retiredRegions: counters.retiredRegions,
+      pinnedBytes: counters.pinned, peakPinnedBytes: counters.peakPinned,
       maxPinnedBytes: this.maxPinnedBytes, stacks, cache: this.cache?.stats() ?? null,
     };
   }
@@ -390,26 +390,26 @@ export class PoolCore {
   closeLocal(): LeakReport {
     const out: LeakedRegion[] = [];
     for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
-    out.push(...this.sideLeaks());
+    out.push(...this.unpooledLeaks());
     for (const r of this.regions) if (r !== undefined) setInUse(r, false);
     for (const stack of this.stacks) stack.clear();
     let firstError = this.closeCache();
-    this.books.deregistrations += this.resources.registrations.length + this.temporaries.size + this.users.size;
+    this.counters.deregistrations += this.resources.registrations.length + this.temporaries.size + this.users.size;
     for (const r of [...this.temporaries, ...this.users]) {
       setInUse(r, false);
-      try { PoolCore.freeSide(this.traits, r, true); } catch (e) { firstError ??= e; }
+      try { PoolCore.freeUnpooled(this.traits, r, true); } catch (e) { firstError ??= e; }
     }
     this.temporaries.clear();
     this.users.clear();
     try { this.resources.release(); } catch (e) { firstError ??= e; }
-    this.books.pinned = 0;
+    this.counters.pinned = 0;
     if (firstError !== undefined) throw firstError;
     return leakReport(out);
   }
 }
 
 /** Pinned bytes a temporary or user region holds. */
-export function sideBytes(region: MemoryRegionImpl): number {
+export function unpooledBytes(region: MemoryRegionImpl): number {
   return region.isTemp ? temporaryBlock(region).size : region.size;
 }
 

@@ -56,20 +56,20 @@ export class MemoryPool implements RegionOwner, Disposable {
   readonly maxPinnedBytes: number;
   /** Whether each get records a stack trace (`origin`) for leak reports. */
   readonly debug: boolean;
-  private readonly core: PoolCore;
+  readonly #core: PoolCore;
   // The hot path's parts, as fields of their own: a get reads no other object.
-  private readonly stacks: readonly MemoryPoolStack[];
-  private readonly regions: (MemoryRegionImpl | undefined)[];
+  readonly #stacks: readonly MemoryPoolStack[];
+  readonly #regions: (MemoryRegionImpl | undefined)[];
   /** Chunk size per class, smallest first: a get takes the first class that fits. */
-  private readonly chunkSizes: Int32Array;
-  private readonly largestChunk: number;
-  private closedHere = false;
+  readonly #chunkSizes: Int32Array;
+  readonly #largestChunk: number;
+  #closedHere = false;
   /** Closed because its provider closed: refusals say PROVIDER_CLOSED. */
-  private closedByProvider = false;
+  #closedByProvider = false;
   /** The provider's weak handle on this pool (it closes the pool when it closes); null when attached. */
-  private providerLink: WeakChild<MemoryPool> | null = null;
+  #providerLink: WeakChild<MemoryPool> | null = null;
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
-  private shared: SharedPool | null = null;
+  #shared: SharedPool | null = null;
 
   /**
    * Maps, pins and registers each class's `initialCount` regions now. Throws TypeError when
@@ -85,40 +85,40 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     const core = new PoolCore(provider, checkOptions(options));
     core.owner = this;
-    this.core = core;
+    this.#core = core;
     this.provider = provider;
     this.maxPinnedBytes = core.maxPinnedBytes;
     this.debug = core.debug;
-    this.stacks = core.stacks;
-    this.regions = core.regions;
-    this.chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
-    this.largestChunk = this.chunkSizes[this.chunkSizes.length - 1]!;
+    this.#stacks = core.stacks;
+    this.#regions = core.regions;
+    this.#chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
+    this.#largestChunk = this.#chunkSizes[this.#chunkSizes.length - 1]!;
     const join = attaching;
     attaching = null;
     if (join !== null) {
       // An attached pool: the owner's blocks and stacks, nothing registered here yet.
-      this.shared = join(core);
+      this.#shared = join(core);
       return;
     }
     core.addInitialBlocks();
     const link = new WeakChild<MemoryPool>(provider, this, closePoolWithProvider);
-    this.providerLink = link;
+    this.#providerLink = link;
     backstop.register(this, { resources: core.resources, link }, this);
   }
 
   /** The provider's registration traits (keys and remote addresses of a registration). */
   get traits(): PoolCore["traits"] {
-    return this.core.traits;
+    return this.#core.traits;
   }
 
   /** The block allocator the pool maps its memory with. */
   get allocator(): PoolCore["allocator"] {
-    return this.core.allocator;
+    return this.#core.allocator;
   }
 
   /** Whether the pool is closed (by `close()`, its provider's close, or the owner of a shared pool). */
   get closed(): boolean {
-    return this.closedHere || (this.shared !== null && this.shared.closed);
+    return this.#closedHere || (this.#shared !== null && this.#shared.closed);
   }
 
   /**
@@ -127,16 +127,16 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
-    if (typeof bytes !== "number" || (bytes | 0) !== bytes || bytes <= 0 || this.closedHere || bytes > this.largestChunk) return this.getSlow(bytes);
-    const sizes = this.chunkSizes;
+    if (typeof bytes !== "number" || (bytes | 0) !== bytes || bytes <= 0 || this.#closedHere || bytes > this.#largestChunk) return this.getSlow(bytes);
+    const sizes = this.#chunkSizes;
     let k = 0;
     while (bytes > sizes[k]!) k++;
-    const shared = this.shared;
+    const shared = this.#shared;
     if (shared !== null) return shared.getRegion(k, bytes);
-    const stack = this.stacks[k]!;
+    const stack = this.#stacks[k]!;
     let index = stack.pop();
-    if (index < 0) index = this.core.grow(stack);
-    const region = this.regions[index]!;
+    if (index < 0) index = this.#core.grow(stack);
+    const region = this.#regions[index]!;
     if (region.view.byteLength === 0) return this.getPastRetired(stack, region, bytes);
     checkOut(region, bytes);
     if (this.debug) setOrigin(region, new Error("region got here").stack);
@@ -145,11 +145,11 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
   releaseRegion(region: MemoryRegion): void {
-    if (this.closedHere || !checkIn(region, this)) return this.releaseSlow(region);
+    if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
-    const shared = this.shared;
+    const shared = this.#shared;
     if (shared !== null) return shared.release(r);
-    this.stacks[r.stackId]!.push(r.index);
+    this.#stacks[r.stackId]!.push(r.index);
   }
 
   /**
@@ -159,8 +159,8 @@ export class MemoryPool implements RegionOwner, Disposable {
   registerUserRegion(memory: UserMemoryInput): MemoryRegion {
     this.assertOpen();
     const view = PoolCore.userView(memory);
-    if (this.shared !== null) return this.shared.registerUserRegion(view, memory);
-    const region = this.core.userRegion(view, this.core.registerUser(view), memory);
+    if (this.#shared !== null) return this.#shared.registerUserRegion(view, memory);
+    const region = this.#core.userRegion(view, this.#core.registerUser(view), memory);
     return region;
   }
 
@@ -172,15 +172,15 @@ export class MemoryPool implements RegionOwner, Disposable {
    * `registerUserRegion` stays uncached.
    */
   userRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
-    const cache = this.core.cache;
-    if (cache === null || this.closedHere) return this.userRegionSlow(memory);
+    const cache = this.#core.cache;
+    if (cache === null || this.#closedHere) return this.userRegionSlow(memory);
     return cache.acquire(memory);
   }
 
   /** The first userRegion makes the cache; a closed pool refuses. */
   private userRegionSlow(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     this.assertOpen();
-    return this.core.userCache().acquire(memory);
+    return this.#core.userCache().acquire(memory);
   }
 
   /** One line for console.log: provider, regions in use, bytes pinned, size classes. */
@@ -189,13 +189,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     const stats = this.stats();
     return oneLine("MemoryPool", {
       provider: stats.provider, regionsInUse: stats.regionsInUse, pinned: bytes(stats.pinnedBytes),
-      classes: Object.values(stats.stacks).map((stack) => bytes(stack.chunkSize)).join("/"), shared: this.shared !== null,
+      classes: Object.values(stats.stacks).map((stack) => bytes(stack.chunkSize)).join("/"), shared: this.#shared !== null,
     });
   }
 
   /** Statistics, exact at the moment of the call (shared pools: while no Worker gets or releases). */
   stats(): PoolStats {
-    return this.shared !== null ? this.shared.stats() : this.core.localStats();
+    return this.#shared !== null ? this.#shared.stats() : this.#core.localStats();
   }
 
   /**
@@ -204,13 +204,13 @@ export class MemoryPool implements RegionOwner, Disposable {
    * An attached pool only detaches (see SharedPool.close).
    */
   close(): LeakReport {
-    if (this.closedHere) return { count: 0, bytes: 0, regions: [] };
+    if (this.#closedHere) return { count: 0, bytes: 0, regions: [] };
     this.refuseWhileBusy();
-    this.closedHere = true;
-    if (this.shared !== null) return this.shared.close();
-    this.providerLink?.unlink();
+    this.#closedHere = true;
+    if (this.#shared !== null) return this.#shared.close();
+    this.#providerLink?.unlink();
     backstop.unregister(this);
-    return this.core.closeLocal();
+    return this.#core.closeLocal();
   }
 
   /**
@@ -219,7 +219,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    * @internal Called by the provider's close().
    */
   closeWithProvider(): void {
-    this.closedByProvider = true;
+    this.#closedByProvider = true;
     const leaks = this.close();
     if (leaks.count > 0) {
       process.emitWarning(`alloctools: provider ${this.provider.name} closed its MemoryPool with ${leaks.count} region(s) (${leaks.bytes} bytes) still in use`, "AllocToolsLeak");
@@ -233,9 +233,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     const count = (r: MemoryRegionImpl | undefined) => {
       if (r !== undefined && r.inFlight !== 0) { busy++; operations += r.inFlight; }
     };
-    for (const r of this.regions) count(r);
-    for (const r of this.core.temporaries) count(r);
-    for (const r of this.core.users) count(r);
+    for (const r of this.#regions) count(r);
+    for (const r of this.#core.temporaries) count(r);
+    for (const r of this.#core.users) count(r);
     if (busy > 0) {
       throw new AllocToolsError("BUSY",
         `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
@@ -249,14 +249,14 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   private getPastRetired(stack: MemoryPoolStack, region: MemoryRegionImpl, bytes: number): MemoryRegion {
     retire(region);
-    this.core.books.retiredRegions++;
+    this.#core.counters.retiredRegions++;
     stack.gets--; // the pop counted a get that did not happen
     return this.getRegion(bytes);
   }
 
   /** The error for use of a closed pool: PROVIDER_CLOSED when it closed with its provider. */
   private closedError(what: string = "the pool is closed"): AllocToolsError {
-    return this.closedByProvider
+    return this.#closedByProvider
       ? new AllocToolsError("PROVIDER_CLOSED", `${what}: its provider ${this.provider.name} was closed`)
       : new AllocToolsError("POOL_CLOSED", what);
   }
@@ -274,19 +274,19 @@ export class MemoryPool implements RegionOwner, Disposable {
   /**
    * Shares the pool with Workers: a structured-cloneable handle (SharedArrayBuffers, numbers and
    * strings) for `MemoryPool.attach` in a Worker. From the first call on, the stacks, the region
-   * states and the books live in shared memory; later calls return the same handle. Only the owner
+   * states and the counters live in shared memory; later calls return the same handle. Only the owner
    * (the pool share() was first called on) closes the shared pool; once shared, the
    * garbage-collection backstop no longer frees it, since Workers may be using the memory.
    * The provider must share itself (`provider.share()`): NOT_SUPPORTED otherwise.
    */
   share(options: ShareOptions = {}): SharedPoolHandle {
     this.assertOpen();
-    if (this.shared !== null) return this.shared.handle;
-    const shared = SharedPool.share(this.core, options);
+    if (this.#shared !== null) return this.#shared.handle;
+    const shared = SharedPool.share(this.#core, options);
     backstop.unregister(this);
-    this.providerLink?.unlink();
-    this.providerLink = null;
-    this.shared = shared;
+    this.#providerLink?.unlink();
+    this.#providerLink = null;
+    this.#shared = shared;
     return shared.handle;
   }
 
@@ -312,7 +312,7 @@ export class MemoryPool implements RegionOwner, Disposable {
 
   /** Whether this pool was made by `MemoryPool.attach`. */
   get isAttached(): boolean {
-    return this.shared !== null && !this.shared.isOwner;
+    return this.#shared !== null && !this.#shared.isOwner;
   }
 
   /**
@@ -321,10 +321,10 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   region(index: number): MemoryRegion {
     this.assertOpen();
-    if (this.shared !== null) return this.shared.region(index);
-    const count = this.regions.length;
+    if (this.#shared !== null) return this.#shared.region(index);
+    const count = this.#regions.length;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
-    return this.regions[index]!;
+    return this.#regions[index]!;
   }
 
   /** A pooled region's index, what `region(index)` takes in another Worker; -1 for temporary and user regions. */
@@ -339,21 +339,21 @@ export class MemoryPool implements RegionOwner, Disposable {
    * Exact only while no Worker gets or releases.
    */
   audit(): SharedAudit {
-    if (this.shared !== null) return this.shared.audit();
+    if (this.#shared !== null) return this.#shared.audit();
     const seen = new Set<number>();
     const problems: string[] = [];
     let onStacks = 0;
-    for (const stack of this.stacks) {
+    for (const stack of this.#stacks) {
       for (const index of stack.entries()) {
         if (seen.has(index)) problems.push(`region ${index} found twice`);
         seen.add(index);
         onStacks++;
       }
     }
-    const inUse = this.regions.filter((r) => r?.inUse).length;
-    const lost = this.regions.length - onStacks - inUse - this.core.books.retiredRegions;
+    const inUse = this.#regions.filter((r) => r?.inUse).length;
+    const lost = this.#regions.length - onStacks - inUse - this.#core.counters.retiredRegions;
     if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
-    return { regions: this.regions.length, onStacks, cached: 0, inUse, lost, problems };
+    return { regions: this.#regions.length, onStacks, cached: 0, inUse, lost, problems };
   }
 
   // ---- slow paths ---------------------------------------------------------------------------------
@@ -363,26 +363,26 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.assertOpen();
     // A valid size on an open pool misses the fast path only by being above the largest class
     // (chunk sizes are below 2^31, so every int32 test of the fast path holds below it).
-    if (this.shared !== null) return this.shared.getTemporary(bytes);
-    return this.core.getTemporary(bytes);
+    if (this.#shared !== null) return this.#shared.getTemporary(bytes);
+    return this.#core.getTemporary(bytes);
   }
 
   private releaseSlow(region: MemoryRegion): void {
     const r = genuineRegion("releaseRegion", region);
-    const cache = this.core.cache;
+    const cache = this.#core.cache;
     if (cache !== null && r.owner === cache) return cache.release(r);
-    const shared = this.shared;
+    const shared = this.#shared;
     if (r.owner !== this) {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
-      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.shared !== null && r.owner.shared.sameAs(shared);
+      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.#shared !== null && r.owner.#shared.sameAs(shared);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closedHere) throw this.closedError("the region's pool is closed");
+      if (this.#closedHere) throw this.closedError("the region's pool is closed");
       setInUse(r, false);
       const mine = this.region(r.index) as MemoryRegionImpl;
       setInUse(mine, false);
       return shared.release(mine);
     }
-    if (this.closedHere) throw this.closedError("the region's pool is closed");
+    if (this.#closedHere) throw this.closedError("the region's pool is closed");
     // An RMA operation may still write into it: refuse, and change nothing (the caller releases
     // once the operation has completed, failed or been cancelled).
     if (r.inFlight !== 0) throw busyError("releaseRegion", r);
@@ -393,15 +393,15 @@ export class MemoryPool implements RegionOwner, Disposable {
     }
     r.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
-    if (shared !== null) return shared.releaseSide(r);
-    this.core.forgetSide(r);
-    PoolCore.freeSide(this.core.traits, r, true);
+    if (shared !== null) return shared.releaseUnpooled(r);
+    this.#core.forgetUnpooled(r);
+    PoolCore.freeUnpooled(this.#core.traits, r, true);
     // Deregistered now, but the caller must learn that its buffer left while registered.
     if (r.isUser) checkRegionMemory("releaseRegion", r);
   }
 
   private assertOpen(): void {
-    if (this.closedHere) throw this.closedError();
+    if (this.#closedHere) throw this.closedError();
   }
 }
 

@@ -25,13 +25,19 @@ export interface SharedLayoutSpec {
   /** Free regions each Worker keeps per size class in its cache (0: none). */
   readonly cacheSize: number;
   /** Temporary and user regions each Worker may hold at once (recorded for the owner's close). */
-  readonly maxSideRegions: number;
+  readonly maxUnpooledRegions: number;
 }
 
 export const LINE = 64;
 const INT32 = 4;
 const FLOAT64 = 8;
 export const alignToLine = (bytes: number): number => Math.ceil(bytes / LINE) * LINE;
+/**
+ * Region i's state word is int32 word `i << STATE_SHIFT` of the state part: a cache line each, so
+ * Workers cycling through neighbouring regions share no line. A constant: the hot path shifts by
+ * a literal. (At most MAX_SHARED_REGIONS, 2^16 - 1, regions: 4 MiB of state lines at most.)
+ */
+export const STATE_SHIFT = 4;
 
 // Header (int32 words of the first line).
 export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5 } as const;
@@ -46,22 +52,22 @@ export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2 } as
 /** A Worker's cache block per class (int32 words): count, closed flag copy, gets and releases as float64, entries. */
 export const CACHE = { count: 0, closed: 1, getsInt32: 4, releasesInt32: 6, entries: 8 } as const;
 
-/** Float64 books of a Worker: per class (misses, growths), then the side books. */
-export const CLASS_BOOKS = { misses: 0, growths: 1 } as const;
-export const CLASS_BOOK_WORDS = 2;
-export const SIDE_BOOKS = {
-  temporaryCount: 0, temporaryGets: 1, userCount: 2, sideReleases: 3,
+/** Float64 counters of a Worker: per class (misses, growths), then the unpooled counters. */
+export const CLASS_COUNTERS = { misses: 0, growths: 1 } as const;
+export const CLASS_COUNTER_WORDS = 2;
+export const UNPOOLED_COUNTERS = {
+  temporaryCount: 0, temporaryGets: 1, userCount: 2, unpooledReleases: 3,
   registrations: 4, deregistrations: 5, liveTemporaries: 6, liveUsers: 7,
 } as const;
-const SIDE_BOOK_WORDS = 8;
+const UNPOOLED_COUNTER_WORDS = 8;
 
 /** A block table entry (float64 words); its keys are two uint64 words elsewhere. */
 export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8 } as const;
 const BLOCK_WORDS = 9;
 
 /** A temporary or user region recorded for the owner (float64 words). */
-export const SIDE = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7, unmapping: 8 } as const;
-const SIDE_WORDS = 9;
+export const UNPOOLED = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7, unmapping: 8 } as const;
+const UNPOOLED_WORDS = 9;
 
 export class SharedLayout {
   readonly classCount: number;
@@ -72,37 +78,32 @@ export class SharedLayout {
   readonly locks: number;
   readonly heads: number;
   readonly pinned: number;
-  readonly stackBooks: number;
+  readonly stackCounters: number;
   readonly next: number;
   readonly state: number;
-  /** Region i's state word is int32 word `i << stateShift` of the state part. */
-  readonly stateShift: number;
   readonly blockOf: number;
   readonly blocks: number;
   readonly blockKeys: number;
   readonly blockState: number;
   readonly slotLines: number;
-  readonly slotBooks: number;
-  /** Float64 words of one Worker's books. */
-  readonly slotBookWords: number;
+  readonly slotCounters: number;
+  /** Float64 words of one Worker's counters. */
+  readonly slotCounterWords: number;
   readonly caches: number;
   /** Int32 words of one cache block (one class of one Worker). */
   readonly cacheStride: number;
-  readonly sideState: number;
-  readonly sideData: number;
+  readonly unpooledState: number;
+  readonly unpooledData: number;
   readonly bytes: number;
 
   constructor(spec: SharedLayoutSpec) {
     const classes = spec.stacks.length;
     const workers = spec.maxWorkers;
-    const sides = workers * spec.maxSideRegions;
+    const unpooledEntries = workers * spec.maxUnpooledRegions;
     this.classCount = classes;
     this.capacity = spec.stacks.reduce((n, s) => n + s.capacity, 0);
     this.maxBlocks = spec.stacks.reduce((n, s) => n + s.maxBlocks, 0);
-    // A cache line per region's state word (up to 2^16 regions; fewer lines beyond): Workers
-    // cycling through neighbouring regions do not share lines. A shift: one instruction on the hot path.
-    this.stateShift = this.capacity <= 1 << 16 ? 4 : this.capacity <= 1 << 18 ? 2 : 0;
-    this.slotBookWords = alignToLine(FLOAT64 * (classes * CLASS_BOOK_WORDS + SIDE_BOOK_WORDS)) / FLOAT64;
+    this.slotCounterWords = alignToLine(FLOAT64 * (classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS)) / FLOAT64;
     this.cacheStride = alignToLine(INT32 * (CACHE.entries + spec.cacheSize)) / INT32;
 
     const parts = {
@@ -110,18 +111,18 @@ export class SharedLayout {
       locks: classes * LINE,
       heads: classes * LINE,
       pinned: alignToLine(2 * FLOAT64),
-      stackBooks: classes * LINE,
+      stackCounters: classes * LINE,
       next: alignToLine(INT32 * this.capacity),
-      state: alignToLine(INT32 * (this.capacity << this.stateShift)),
+      state: alignToLine(INT32 * (this.capacity << STATE_SHIFT)),
       blockOf: alignToLine(INT32 * this.capacity),
       blocks: alignToLine(FLOAT64 * BLOCK_WORDS * this.maxBlocks),
       blockKeys: alignToLine(2 * FLOAT64 * this.maxBlocks),
       blockState: alignToLine(INT32 * this.maxBlocks),
       slotLines: workers * LINE,
-      slotBooks: workers * this.slotBookWords * FLOAT64,
+      slotCounters: workers * this.slotCounterWords * FLOAT64,
       caches: workers * classes * this.cacheStride * INT32,
-      sideState: alignToLine(INT32 * sides),
-      sideData: alignToLine(FLOAT64 * SIDE_WORDS * sides),
+      unpooledState: alignToLine(INT32 * unpooledEntries),
+      unpooledData: alignToLine(FLOAT64 * UNPOOLED_WORDS * unpooledEntries),
     };
     let at = 0;
     const offsets = {} as Record<keyof typeof parts, number>;
@@ -132,7 +133,7 @@ export class SharedLayout {
     this.locks = offsets.locks;
     this.heads = offsets.heads;
     this.pinned = offsets.pinned;
-    this.stackBooks = offsets.stackBooks;
+    this.stackCounters = offsets.stackCounters;
     this.next = offsets.next;
     this.state = offsets.state;
     this.blockOf = offsets.blockOf;
@@ -140,35 +141,35 @@ export class SharedLayout {
     this.blockKeys = offsets.blockKeys;
     this.blockState = offsets.blockState;
     this.slotLines = offsets.slotLines;
-    this.slotBooks = offsets.slotBooks;
+    this.slotCounters = offsets.slotCounters;
     this.caches = offsets.caches;
-    this.sideState = offsets.sideState;
-    this.sideData = offsets.sideData;
-    // bytes = header + (locks + heads + stack books: a line per class) + pinned
+    this.unpooledState = offsets.unpooledState;
+    this.unpooledData = offsets.unpooledData;
+    // bytes = header + (locks + heads + stack counters: a line per class) + pinned
     //       + (next + blockOf + state: per region) + (blocks + keys + block states: per block)
-    //       + (slot line + books + a cache block per class: per Worker) + side table (per Worker × maxSideRegions)
+    //       + (slot line + counters + a cache block per class: per Worker) + table of unpooled regions (per Worker × maxUnpooledRegions)
     this.bytes = at;
     assert(this.bytes === LINE + 3 * classes * LINE + parts.pinned
       + parts.next + parts.blockOf + parts.state
       + parts.blocks + parts.blockKeys + parts.blockState
-      + workers * (LINE + this.slotBookWords * FLOAT64 + classes * this.cacheStride * INT32)
-      + parts.sideState + parts.sideData, "the parts add up to the buffer");
+      + workers * (LINE + this.slotCounterWords * FLOAT64 + classes * this.cacheStride * INT32)
+      + parts.unpooledState + parts.unpooledData, "the parts add up to the buffer");
     for (const [name, offset] of Object.entries(offsets)) assert(offset % LINE === 0, `${name} starts on a cache line`);
     assert(this.cacheStride >= CACHE.entries + spec.cacheSize, "a cache block holds its header and cacheSize entries");
-    assert(this.slotBookWords >= classes * CLASS_BOOK_WORDS + SIDE_BOOK_WORDS, "a Worker's books hold every class and the side books");
+    assert(this.slotCounterWords >= classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS, "a Worker's counters hold every class and the unpooled counters");
     assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= LINE, "a slot line holds its words");
-    assert((this.capacity << this.stateShift) < 2 ** 31, "state words are int32-indexable");
+    assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 
-  /** Byte offset of class `k`'s lock, head and books lines. */
+  /** Byte offset of class `k`'s lock, head and counters lines. */
   lockLine(k: number): number {
     return this.locks + k * LINE;
   }
   headLine(k: number): number {
     return this.heads + k * LINE;
   }
-  stackBooksLine(k: number): number {
-    return this.stackBooks + k * LINE;
+  stackCountersLine(k: number): number {
+    return this.stackCounters + k * LINE;
   }
   slotLine(slot: number): number {
     return this.slotLines + slot * LINE;
@@ -177,27 +178,27 @@ export class SharedLayout {
   cacheWord(slot: number, k: number): number {
     return this.caches / INT32 + (slot * this.classCount + k) * this.cacheStride;
   }
-  /** Float64 word offset of `slot`'s books. */
-  booksWord(slot: number): number {
-    return this.slotBooks / FLOAT64 + slot * this.slotBookWords;
+  /** Float64 word offset of `slot`'s counters. */
+  countersWord(slot: number): number {
+    return this.slotCounters / FLOAT64 + slot * this.slotCounterWords;
   }
-  /** Float64 word of class `k`'s book `book` (CLASS_BOOKS) inside a Worker's books. */
-  classBook(k: number, book: number): number {
-    return k * CLASS_BOOK_WORDS + book;
+  /** Float64 word of class `k`'s counter `counter` (CLASS_COUNTERS) inside a Worker's counters. */
+  classCounter(k: number, counter: number): number {
+    return k * CLASS_COUNTER_WORDS + counter;
   }
-  /** Float64 word of side book `book` (SIDE_BOOKS) inside a Worker's books. */
-  sideBook(book: number): number {
-    return this.classCount * CLASS_BOOK_WORDS + book;
+  /** Float64 word of unpooled counter `counter` (UNPOOLED_COUNTERS) inside a Worker's counters. */
+  unpooledCounter(counter: number): number {
+    return this.classCount * CLASS_COUNTER_WORDS + counter;
   }
   blockWord(block: number): number {
     return this.blocks / FLOAT64 + block * BLOCK_WORDS;
   }
-  /** Index of side entry `entry` of `slot` in the side table. */
-  sideEntry(slot: number, entry: number, perWorker: number): number {
+  /** Index of unpooled entry `entry` of `slot` in the table of unpooled regions. */
+  unpooledEntry(slot: number, entry: number, perWorker: number): number {
     return slot * perWorker + entry;
   }
-  sideWord(index: number): number {
-    return this.sideData / FLOAT64 + index * SIDE_WORDS;
+  unpooledWord(index: number): number {
+    return this.unpooledData / FLOAT64 + index * UNPOOLED_WORDS;
   }
 }
 

@@ -1,6 +1,6 @@
 // The part of a pool that Workers share: one SharedArrayBuffer (layout in shared-layout.ts) with a
 // lock-free stack per size class, a state word per region, the block table, growth locks and their
-// records, the pinned-bytes counter, and per Worker a slot: liveness, books, caches, side regions.
+// records, the pinned-bytes counter, and per Worker a slot: liveness, counters, caches, unpooled regions.
 // This class alone reads and writes those words; everything else asks it.
 //
 // A region's state word is FREE (0) or the slot + 1 of the Worker that got it. Every step that moves
@@ -9,7 +9,7 @@
 import { AllocToolsError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
 import {
-  BLOCK, CACHE, HEADER, LOCK, MAGIC, SIDE, SLOT, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, SLOT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
@@ -20,14 +20,14 @@ export const FREE = 0;
 
 /** Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE; close makes GONE. */
 export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5 } as const;
-/** Side table entry states. */
-const SIDE_EMPTY = 0;
-const SIDE_LIVE = 1;
+/** Unpooled table entry states. */
+const UNPOOLED_EMPTY = 0;
+const UNPOOLED_LIVE = 1;
 /** Taken by the owner's close, which frees it. */
-const SIDE_GONE = 2;
+const UNPOOLED_GONE = 2;
 /** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
-const SIDE_FREEING = 3;
-export const SideKind = { TEMPORARY: 1, USER: 2 } as const;
+const UNPOOLED_FREEING = 3;
+export const UnpooledKind = { TEMPORARY: 1, USER: 2 } as const;
 /** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
 const UNPUSHED = -1;
 
@@ -36,6 +36,7 @@ const CLOSED = CACHE.closed;
 const ENTRIES = CACHE.entries;
 const GETS = CACHE.getsInt32;
 const RELEASES = CACHE.releasesInt32;
+const SHIFT = STATE_SHIFT;
 
 /** What lock() did. */
 export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
@@ -55,13 +56,12 @@ export class WorkerCache {
   private readonly size: number;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
-  private readonly stateShift: number;
   /** This Worker's in-use mark: its slot + 1. */
   private readonly mark: number;
   private readonly popIntent: number;
 
   constructor(words: Int32Array, counters: Float64Array, base: number, stride: number, size: number, stacks: readonly SharedStack[],
-              stateAt: number, stateShift: number, slot: number, popIntent: number) {
+              stateAt: number, slot: number, popIntent: number) {
     this.words = words;
     this.counters = counters;
     this.base = base;
@@ -69,7 +69,6 @@ export class WorkerCache {
     this.size = size;
     this.stacks = stacks;
     this.stateAt = stateAt;
-    this.stateShift = stateShift;
     this.mark = slot + 1;
     this.popIntent = popIntent;
   }
@@ -90,7 +89,7 @@ export class WorkerCache {
     if (count === 0 || words[at + CLOSED] !== 0) return words[at + CLOSED] !== 0 ? -2 : -1;
     const index = words[at + ENTRIES + count - 1]!;
     // In use before it leaves the cache: terminated between the two stores, it is still found.
-    words[this.stateAt + (index << this.stateShift)] = this.mark;
+    words[this.stateAt + (index << SHIFT)] = this.mark;
     words[at] = count - 1;
     const counters = this.counters;
     const gets = (at + GETS) >> 1;
@@ -102,7 +101,7 @@ export class WorkerCache {
   popShared(k: number): number {
     const words = this.words;
     const index = this.stacks[k]!.popNoting(this.popIntent);
-    if (index >= 0) words[this.stateAt + (index << this.stateShift)] = this.mark;
+    if (index >= 0) words[this.stateAt + (index << SHIFT)] = this.mark;
     words[this.popIntent] = -1;
     return index;
   }
@@ -127,7 +126,7 @@ export class WorkerCache {
     if (count === this.size || words[at + CLOSED] !== 0) return this.pushFull(k, index);
     words[at + ENTRIES + count] = index;
     words[at] = count + 1;
-    const word = this.stateAt + (index << this.stateShift);
+    const word = this.stateAt + (index << SHIFT);
     const mark = this.mark;
     const seen = Atomics.compareExchange(words, word, mark, FREE);
     if (seen !== mark && !this.freeForOther(word, seen)) {
@@ -154,7 +153,7 @@ export class WorkerCache {
   private pushFull(k: number, index: number): boolean {
     if (this.isClosed(k)) return false;
     const words = this.words;
-    const word = this.stateAt + (index << this.stateShift);
+    const word = this.stateAt + (index << SHIFT);
     const seen = words[word]!;
     if (seen === FREE) return false;
     if (this.size === 0) return this.pushShared(k, index, word, seen);
@@ -215,7 +214,7 @@ export class SharedPoolState {
   private readonly longs: BigUint64Array;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
-  private readonly booksAt: number;
+  private readonly countersAt: number;
   /** Slots whose thread was seen dead (threads do not come back). */
   private readonly dead = new Set<number>();
 
@@ -231,10 +230,10 @@ export class SharedPoolState {
     this.stacks = spec.stacks.map((_, k) => new SharedStack(this.words, layout.headLine(k) / 4, layout.next / 4, bits));
     this.stateAt = layout.state / 4;
     this.slot = slot;
-    this.booksAt = layout.booksWord(slot);
+    this.countersAt = layout.countersWord(slot);
     const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
     this.cache = new WorkerCache(this.words, this.floats, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
-      this.stacks, this.stateAt, layout.stateShift, slot, popIntent);
+      this.stacks, this.stateAt, slot, popIntent);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -291,7 +290,7 @@ export class SharedPoolState {
     Atomics.store(this.words, line / 4 + SLOT.attached, 1);
   }
 
-  /** This Worker detached: its slot keeps its books (they stay in the totals). */
+  /** This Worker detached: its slot keeps its counters (they stay in the totals). */
   leaveSlot(): void {
     Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, 0);
   }
@@ -404,47 +403,47 @@ export class SharedPoolState {
     Atomics.store(this.longs, this.layout.pinned / 8, 0n);
   }
 
-  // ---- per-class structure books (written under the class's growth lock) ----------------------------
+  // ---- per-class structure counters (written under the class's growth lock) ----------------------------
 
   /** Regions, blocks and pinned bytes of class `k`. */
-  stackBooks(k: number): { regions: number; blocks: number; pinnedBytes: number } {
-    const at = this.layout.stackBooksLine(k) / 8;
+  stackCounters(k: number): { regions: number; blocks: number; pinnedBytes: number } {
+    const at = this.layout.stackCountersLine(k) / 8;
     return { regions: this.floats[at]!, blocks: this.floats[at + 1]!, pinnedBytes: this.floats[at + 2]! };
   }
 
-  private addStackBooks(k: number, regions: number, blocks: number, pinnedBytes: number): void {
-    const at = this.layout.stackBooksLine(k) / 8;
+  private addStackCounters(k: number, regions: number, blocks: number, pinnedBytes: number): void {
+    const at = this.layout.stackCountersLine(k) / 8;
     this.floats[at] = this.floats[at]! + regions;
     this.floats[at + 1] = this.floats[at + 1]! + blocks;
     this.floats[at + 2] = this.floats[at + 2]! + pinnedBytes;
   }
 
-  // ---- per-Worker books (float64, each written only by its Worker) ---------------------------------
+  // ---- per-Worker counters (float64, each written only by its Worker) ---------------------------------
 
-  /** Adds `delta` to this Worker's class book (CLASS_BOOKS) of class `k`. */
-  addClassBook(k: number, book: number, delta: number): void {
-    const word = this.booksAt + this.layout.classBook(k, book);
+  /** Adds `delta` to this Worker's class counter (CLASS_COUNTERS) of class `k`. */
+  addClassCounter(k: number, counter: number, delta: number): void {
+    const word = this.countersAt + this.layout.classCounter(k, counter);
     this.floats[word] = this.floats[word]! + delta;
   }
 
-  /** Sets this Worker's side book (SIDE_BOOKS). */
-  setSideBook(book: number, value: number): void {
-    this.floats[this.booksAt + this.layout.sideBook(book)] = value;
+  /** Sets this Worker's unpooled counter (UNPOOLED_COUNTERS). */
+  setUnpooledCounter(counter: number, value: number): void {
+    this.floats[this.countersAt + this.layout.unpooledCounter(counter)] = value;
   }
 
-  /** Sum of a side book over every slot. */
-  sumSideBook(book: number): number {
-    return this.sumBooks(this.layout.sideBook(book));
+  /** Sum of a unpooled counter over every slot. */
+  sumUnpooledCounter(counter: number): number {
+    return this.sumCounters(this.layout.unpooledCounter(counter));
   }
 
-  /** Sum of a class book over every slot. */
-  sumClassBook(k: number, book: number): number {
-    return this.sumBooks(this.layout.classBook(k, book));
+  /** Sum of a class counter over every slot. */
+  sumClassCounter(k: number, counter: number): number {
+    return this.sumCounters(this.layout.classCounter(k, counter));
   }
 
-  private sumBooks(word: number): number {
+  private sumCounters(word: number): number {
     let sum = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.floats[this.layout.booksWord(slot) + word]!;
+    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.floats[this.layout.countersWord(slot) + word]!;
     return sum;
   }
 
@@ -490,7 +489,7 @@ export class SharedPoolState {
    * block entry and the indices, and records them as this growth's (RESERVED).
    */
   reserve(k: number, count: number): { first: number; block: number } {
-    const { regions, blocks } = this.stackBooks(k);
+    const { regions, blocks } = this.stackCounters(k);
     const room = this.spec.stacks[k]!;
     if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
         || this.regionCount + count > this.layout.capacity || this.blockCount + 1 > this.layout.maxBlocks) {
@@ -543,7 +542,7 @@ export class SharedPoolState {
     this.words[this.stateWord(first)] = this.slot + 1;
     for (let i = first + 1; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
     if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
-    this.addStackBooks(k, count, 1, this.floats[at + BLOCK.size]!);
+    this.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
     this.setBlockState(block, BlockState.LIVE);
     this.pushBlockRest(block);
     this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
@@ -629,7 +628,7 @@ export class SharedPoolState {
   }
 
   private stateWord(index: number): number {
-    return this.stateAt + (index << this.layout.stateShift);
+    return this.stateAt + (index << SHIFT);
   }
 
   /** FREE, or the slot + 1 of the Worker that got region `index`. */
@@ -649,7 +648,7 @@ export class SharedPoolState {
     this.noteMapped(block, address, size, locked);
     this.noteRegistered(block, registration);
     for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    this.addStackBooks(k, count, 1, size);
+    this.addStackCounters(k, count, 1, size);
     this.setBlockState(block, BlockState.LIVE);
     this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
     return block;
@@ -665,110 +664,110 @@ export class SharedPoolState {
     for (const stack of this.stacks) stack.clear();
   }
 
-  // ---- side regions (temporary and user), recorded so the owner frees what a dead Worker left ------
+  // ---- unpooled regions (temporary and user), recorded so the owner frees what a dead Worker left ------
 
   /**
    * Records a temporary or user region of this Worker before anything is mapped or registered, so
    * that the owner frees whatever a Worker terminated half-way left; -1 if this Worker's table is full.
    */
-  beginSide(kind: number, size: number, blockSize: number): number {
-    const per = this.spec.maxSideRegions;
+  beginUnpooled(kind: number, size: number, blockSize: number): number {
+    const per = this.spec.maxUnpooledRegions;
     for (let entry = 0; entry < per; entry++) {
-      const index = this.layout.sideEntry(this.slot, entry, per);
-      const word = this.layout.sideState / 4 + index;
-      if (Atomics.load(this.words, word) !== SIDE_EMPTY) continue;
-      const at = this.layout.sideWord(index);
+      const index = this.layout.unpooledEntry(this.slot, entry, per);
+      const word = this.layout.unpooledState / 4 + index;
+      if (Atomics.load(this.words, word) !== UNPOOLED_EMPTY) continue;
+      const at = this.layout.unpooledWord(index);
       const floats = this.floats;
-      floats[at + SIDE.kind] = kind;
-      floats[at + SIDE.address] = 0;
-      floats[at + SIDE.length] = 0;
-      floats[at + SIDE.handle] = 0;
-      floats[at + SIDE.blockSize] = blockSize;
-      floats[at + SIDE.locked] = 0;
-      floats[at + SIDE.size] = size;
-      floats[at + SIDE.registered] = 0;
-      floats[at + SIDE.unmapping] = 0;
-      Atomics.store(this.words, word, SIDE_LIVE);
+      floats[at + UNPOOLED.kind] = kind;
+      floats[at + UNPOOLED.address] = 0;
+      floats[at + UNPOOLED.length] = 0;
+      floats[at + UNPOOLED.handle] = 0;
+      floats[at + UNPOOLED.blockSize] = blockSize;
+      floats[at + UNPOOLED.locked] = 0;
+      floats[at + UNPOOLED.size] = size;
+      floats[at + UNPOOLED.registered] = 0;
+      floats[at + UNPOOLED.unmapping] = 0;
+      Atomics.store(this.words, word, UNPOOLED_LIVE);
       return index;
     }
     return -1;
   }
 
-  /** The side region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
-  noteSideMapped(index: number, address: number, blockSize: number, locked: boolean): void {
-    const at = this.layout.sideWord(index);
-    this.floats[at + SIDE.address] = address;
-    this.floats[at + SIDE.blockSize] = blockSize;
-    this.floats[at + SIDE.locked] = locked ? 1 : 0;
+  /** The unpooled region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
+  noteUnpooledMapped(index: number, address: number, blockSize: number, locked: boolean): void {
+    const at = this.layout.unpooledWord(index);
+    this.floats[at + UNPOOLED.address] = address;
+    this.floats[at + UNPOOLED.blockSize] = blockSize;
+    this.floats[at + UNPOOLED.locked] = locked ? 1 : 0;
   }
 
-  noteSideRegistered(index: number, registration: Registration): void {
-    const at = this.layout.sideWord(index);
-    this.floats[at + SIDE.address] = registration.address;
-    this.floats[at + SIDE.length] = registration.length;
-    this.floats[at + SIDE.handle] = registration.handle;
-    this.floats[at + SIDE.registered] = 1;
+  noteUnpooledRegistered(index: number, registration: Registration): void {
+    const at = this.layout.unpooledWord(index);
+    this.floats[at + UNPOOLED.address] = registration.address;
+    this.floats[at + UNPOOLED.length] = registration.length;
+    this.floats[at + UNPOOLED.handle] = registration.handle;
+    this.floats[at + UNPOOLED.registered] = 1;
   }
 
-  /** Gives a side entry back unused (its region failed before it was registered). */
-  dropSide(index: number): void {
-    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
+  /** Gives a unpooled entry back unused (its region failed before it was registered). */
+  dropUnpooled(index: number): void {
+    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
   }
 
   /**
-   * This Worker starts releasing side entry `index`: false when the owner's close took it (and
-   * freed it) first. Each step is then noted (noteSideDeregistered, noteSideUnmapped) so that the
-   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingSide last.
+   * This Worker starts releasing unpooled entry `index`: false when the owner's close took it (and
+   * freed it) first. Each step is then noted (noteUnpooledDeregistered, noteUnpooledUnmapped) so that the
+   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingUnpooled last.
    */
-  beginFreeingSide(index: number): boolean {
-    const word = this.layout.sideState / 4 + index;
-    return Atomics.compareExchange(this.words, word, SIDE_LIVE, SIDE_FREEING) === SIDE_LIVE;
+  beginFreeingUnpooled(index: number): boolean {
+    const word = this.layout.unpooledState / 4 + index;
+    return Atomics.compareExchange(this.words, word, UNPOOLED_LIVE, UNPOOLED_FREEING) === UNPOOLED_LIVE;
   }
 
-  noteSideDeregistered(index: number): void {
-    this.floats[this.layout.sideWord(index) + SIDE.registered] = 0;
+  noteUnpooledDeregistered(index: number): void {
+    this.floats[this.layout.unpooledWord(index) + UNPOOLED.registered] = 0;
   }
 
-  noteSideUnlocked(index: number): void {
-    this.floats[this.layout.sideWord(index) + SIDE.locked] = 0;
+  noteUnpooledUnlocked(index: number): void {
+    this.floats[this.layout.unpooledWord(index) + UNPOOLED.locked] = 0;
   }
 
   /** Written before the munmap: whoever finds it set must not unmap again (the range may be reused). */
-  noteSideUnmapping(index: number): void {
-    this.floats[this.layout.sideWord(index) + SIDE.unmapping] = 1;
+  noteUnpooledUnmapping(index: number): void {
+    this.floats[this.layout.unpooledWord(index) + UNPOOLED.unmapping] = 1;
   }
 
-  endFreeingSide(index: number): void {
-    Atomics.store(this.words, this.layout.sideState / 4 + index, SIDE_EMPTY);
+  endFreeingUnpooled(index: number): void {
+    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
   }
 
-  /** The owner's close takes side entry `index` (seen in `state`) to free it: true if it got it. */
-  claimSide(index: number, state: number): boolean {
-    const word = this.layout.sideState / 4 + index;
-    return Atomics.compareExchange(this.words, word, state, SIDE_GONE) === state;
+  /** The owner's close takes unpooled entry `index` (seen in `state`) to free it: true if it got it. */
+  claimUnpooled(index: number, state: number): boolean {
+    const word = this.layout.unpooledState / 4 + index;
+    return Atomics.compareExchange(this.words, word, state, UNPOOLED_GONE) === state;
   }
 
   /**
-   * Side entries of other slots at the owner's close: live ones, and those a dead Worker was
+   * Unpooled entries of other slots at the owner's close: live ones, and those a dead Worker was
    * releasing when it died (`releasing`: finished as far as its noted steps make safe).
    */
-  liveSides(exceptSlot: number): SharedSideRegion[] {
-    const out: SharedSideRegion[] = [];
-    const per = this.spec.maxSideRegions;
+  liveUnpooled(exceptSlot: number): SharedUnpooledRegion[] {
+    const out: SharedUnpooledRegion[] = [];
+    const per = this.spec.maxUnpooledRegions;
     for (let slot = 0; slot < this.slotsUsed; slot++) {
       if (slot === exceptSlot) continue;
       for (let entry = 0; entry < per; entry++) {
-        const index = this.layout.sideEntry(slot, entry, per);
-        const state = Atomics.load(this.words, this.layout.sideState / 4 + index);
-        if (state !== SIDE_LIVE && !(state === SIDE_FREEING && !this.slotAlive(slot))) continue;
-        const at = this.layout.sideWord(index);
+        const index = this.layout.unpooledEntry(slot, entry, per);
+        const state = Atomics.load(this.words, this.layout.unpooledState / 4 + index);
+        if (state !== UNPOOLED_LIVE && !(state === UNPOOLED_FREEING && !this.slotAlive(slot))) continue;
+        const at = this.layout.unpooledWord(index);
         const f = this.floats;
         out.push({
-          index, slot, state, releasing: state === SIDE_FREEING, kind: f[at + SIDE.kind] === SideKind.TEMPORARY ? "temporary" : "user", size: f[at + SIDE.size]!,
-          address: f[at + SIDE.address]!, blockSize: f[at + SIDE.blockSize]!, locked: f[at + SIDE.locked] === 1,
-          unmapping: f[at + SIDE.unmapping] === 1,
-          registration: f[at + SIDE.registered] === 1
-            ? { address: f[at + SIDE.address]!, length: f[at + SIDE.length]!, handle: f[at + SIDE.handle]!, localKey: 0n, remoteKey: 0n }
+          index, slot, state, releasing: state === UNPOOLED_FREEING, kind: f[at + UNPOOLED.kind] === UnpooledKind.TEMPORARY ? "temporary" : "user", size: f[at + UNPOOLED.size]!,
+          address: f[at + UNPOOLED.address]!, blockSize: f[at + UNPOOLED.blockSize]!, locked: f[at + UNPOOLED.locked] === 1,
+          unmapping: f[at + UNPOOLED.unmapping] === 1,
+          registration: f[at + UNPOOLED.registered] === 1
+            ? { address: f[at + UNPOOLED.address]!, length: f[at + UNPOOLED.length]!, handle: f[at + UNPOOLED.handle]!, localKey: 0n, remoteKey: 0n }
             : null,
         });
       }
@@ -877,11 +876,11 @@ export interface SharedBlock {
   readonly registration: Registration;
 }
 
-/** A temporary or user region as the side table records it. */
-export interface SharedSideRegion {
+/** A temporary or user region as the table of unpooled regions records it. */
+export interface SharedUnpooledRegion {
   readonly index: number;
   readonly slot: number;
-  /** The entry's state when listed (claimSide takes it from this one). */
+  /** The entry's state when listed (claimUnpooled takes it from this one). */
   readonly state: number;
   /** A dead Worker was releasing it: how far it got is unknown. */
   readonly releasing: boolean;

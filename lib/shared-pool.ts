@@ -10,13 +10,13 @@ import { AllocToolsError } from "./errors.ts";
 import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
 import { pageSpan } from "./page-pins.ts";
-import { leakReport, PoolCore, sideBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
+import { leakReport, PoolCore, unpooledBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "./pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "./pool-options.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { checkOut, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "./region.ts";
-import { CLASS_BOOKS, SIDE_BOOKS, type SharedLayoutSpec } from "./shared-layout.ts";
+import { CLASS_COUNTERS, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import {
-  FREE, LockResult, SharedPoolState, SideKind, type SharedAudit, type SharedBlock, type SharedSideRegion, type WorkerCache,
+  FREE, LockResult, SharedPoolState, UnpooledKind, type SharedAudit, type SharedBlock, type SharedUnpooledRegion, type WorkerCache,
 } from "./shared-pool-state.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 
@@ -30,7 +30,7 @@ export interface ShareOptions {
    */
   cacheSize?: number;
   /** Temporary and user regions one Worker may hold at once (recorded so the owner frees a dead Worker's). Default 64. */
-  maxSideRegions?: number;
+  maxUnpooledRegions?: number;
 }
 
 /** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
@@ -95,8 +95,8 @@ export class SharedPool implements PinnedLimit {
   private readonly blockRegistrations: (Registration | undefined)[] = [];
   /** Blocks an attached pool mapped itself; the owner unmaps them at close. */
   private readonly grownHere: MemoryBlock[] = [];
-  /** The side table entry of each temporary and user region of this pool. */
-  private readonly sideEntries = new Map<MemoryRegionImpl, number>();
+  /** The table of unpooled regions entry of each temporary and user region of this pool. */
+  private readonly unpooledEntries = new Map<MemoryRegionImpl, number>();
   /** A view of the owner's provider in this thread: it releases registrations other Workers made. */
   private foreignView: RegionProvider | null = null;
 
@@ -113,15 +113,15 @@ export class SharedPool implements PinnedLimit {
     core.shared = this;
   }
 
-  /** The owner's side: moves an unshared pool's stacks, states and books into shared memory. */
+  /** The owner's unpooled: moves an unshared pool's stacks, states and counters into shared memory. */
   static share(core: PoolCore, options: ShareOptions): SharedPool {
     if (options === null || typeof options !== "object") throw new TypeError("share options must be an object");
     const maxWorkers = options.maxWorkers ?? 64;
     const cacheSize = options.cacheSize ?? 16;
-    const maxSideRegions = options.maxSideRegions ?? 64;
+    const maxUnpooledRegions = options.maxUnpooledRegions ?? 64;
     if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new RangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
     if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new RangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
-    if (!Number.isInteger(maxSideRegions) || maxSideRegions < 0 || maxSideRegions > 4096) throw new RangeError(`maxSideRegions must be an integer in [0, 4096], got ${maxSideRegions}`);
+    if (!Number.isInteger(maxUnpooledRegions) || maxUnpooledRegions < 0 || maxUnpooledRegions > 4096) throw new RangeError(`maxUnpooledRegions must be an integer in [0, 4096], got ${maxUnpooledRegions}`);
     const provider = core.provider;
     if (typeof provider.share !== "function") {
       throw new AllocToolsError("NOT_SUPPORTED",
@@ -135,7 +135,7 @@ export class SharedPool implements PinnedLimit {
         maxBlocks: s.blocks + Math.ceil((capacity - s.regions) / s.growCount),
       };
     });
-    const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxSideRegions };
+    const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxUnpooledRegions };
     const state = SharedPoolState.create(layout);
     const handle: SharedPoolHandle = {
       kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle,
@@ -146,7 +146,7 @@ export class SharedPool implements PinnedLimit {
     return shared;
   }
 
-  /** Blocks, states, free stacks, books and side regions of the unshared pool, into shared memory. */
+  /** Blocks, states, free stacks, counters and unpooled regions of the unshared pool, into shared memory. */
   private adoptLocalPool(): void {
     const { core, state } = this;
     // Each block's regions follow each other in the region table, in block order.
@@ -165,22 +165,22 @@ export class SharedPool implements PinnedLimit {
     for (const stack of core.stacks) {
       state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
       state.setCacheCounters(stack.id, stack.gets, stack.releases);
-      state.addClassBook(stack.id, CLASS_BOOKS.misses, stack.misses);
-      state.addClassBook(stack.id, CLASS_BOOKS.growths, stack.growths);
+      state.addClassCounter(stack.id, CLASS_COUNTERS.misses, stack.misses);
+      state.addClassCounter(stack.id, CLASS_COUNTERS.growths, stack.growths);
     }
-    state.reservePinned(core.books.peakPinned, Infinity);
-    state.reservePinned(core.books.pinned - core.books.peakPinned, Infinity);
+    state.reservePinned(core.counters.peakPinned, Infinity);
+    state.reservePinned(core.counters.pinned - core.counters.peakPinned, Infinity);
     for (const r of [...core.temporaries, ...core.users]) {
-      const entry = state.beginSide(r.isTemp ? SideKind.TEMPORARY : SideKind.USER, r.size, r.isTemp ? sideBytes(r) : 0);
+      const entry = state.beginUnpooled(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
       if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
-      state.noteSideMapped(entry, r.address, r.isTemp ? sideBytes(r) : 0, r.isTemp);
-      state.noteSideRegistered(entry, r.registration);
-      this.sideEntries.set(r, entry);
+      state.noteUnpooledMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
+      state.noteUnpooledRegistered(entry, r.registration);
+      this.unpooledEntries.set(r, entry);
     }
-    this.publishBooks();
+    this.publishCounters();
   }
 
-  /** A Worker's side: checks the handle, takes a slot and attaches to the provider. */
+  /** A Worker's unpooled: checks the handle, takes a slot and attaches to the provider. */
   static join(handle: SharedPoolHandle): Joining {
     if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
         || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
@@ -317,7 +317,7 @@ export class SharedPool implements PinnedLimit {
       if (pinned > 0) this.addPinned(-pinned);
       throw e;
     }
-    core.books.registrations++;
+    core.counters.registrations++;
     if (this.isOwner) {
       core.resources.blocks.push(mapped);
       core.resources.registrations.push(registration);
@@ -327,9 +327,9 @@ export class SharedPool implements PinnedLimit {
     this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
     this.blockRegistrations[block] = registration;
     const first = state.publishBlock(block);
-    state.addClassBook(k, CLASS_BOOKS.misses, 1);
-    state.addClassBook(k, CLASS_BOOKS.growths, 1);
-    this.publishBooks();
+    state.addClassCounter(k, CLASS_COUNTERS.misses, 1);
+    state.addClassCounter(k, CLASS_COUNTERS.growths, 1);
+    this.publishCounters();
     return first;
   }
 
@@ -396,76 +396,76 @@ export class SharedPool implements PinnedLimit {
 
   // ---- temporary and user regions ---------------------------------------------------------------------
 
-  /** A temporary region made in this Worker, recorded in the side table from before it is mapped. */
+  /** A temporary region made in this Worker, recorded in the table of unpooled regions from before it is mapped. */
   getTemporary(bytes: number): MemoryRegion {
     const { core, state } = this;
     const size = core.allocator.roundUp(bytes);
     this.reservePinned(size, `temporary region of ${bytes} bytes`);
-    const entry = state.beginSide(SideKind.TEMPORARY, bytes, size);
+    const entry = state.beginUnpooled(UnpooledKind.TEMPORARY, bytes, size);
     if (entry < 0) {
       this.addPinned(-size);
-      throw this.sideTableFull();
+      throw this.unpooledTableFull();
     }
     let block: MemoryBlock | null = null;
     let registration: Registration;
     try {
-      block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteSideMapped(entry, address, mappedSize, locked));
+      block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteUnpooledMapped(entry, address, mappedSize, locked));
       registration = core.traits.register(block.address, block.size);
     } catch (e) {
-      state.dropSide(entry); // first: never unmapped twice
+      state.dropUnpooled(entry); // first: never unmapped twice
       block?.free();
       this.addPinned(-size);
       throw e;
     }
-    state.noteSideRegistered(entry, registration);
-    core.books.registrations++;
+    state.noteUnpooledRegistered(entry, registration);
+    core.counters.registrations++;
     const region = core.temporaryRegion(bytes, block, registration);
-    this.sideEntries.set(region, entry);
-    this.publishBooks();
+    this.unpooledEntries.set(region, entry);
+    this.publishCounters();
     return region;
   }
 
   registerUserRegion(view: Uint8Array, memory: object): MemoryRegion {
     const { core, state } = this;
     this.reservePinned(view.byteLength, "user region");
-    const entry = state.beginSide(SideKind.USER, view.byteLength, 0);
+    const entry = state.beginUnpooled(UnpooledKind.USER, view.byteLength, 0);
     if (entry < 0) {
       this.addPinned(-view.byteLength);
-      throw this.sideTableFull();
+      throw this.unpooledTableFull();
     }
-    state.noteSideMapped(entry, ptr(view), 0, false);
+    state.noteUnpooledMapped(entry, ptr(view), 0, false);
     let registration: Registration;
     try {
       registration = core.traits.register(ptr(view), view.byteLength);
     } catch (e) {
-      state.dropSide(entry);
+      state.dropUnpooled(entry);
       this.addPinned(-view.byteLength);
       throw e;
     }
-    state.noteSideRegistered(entry, registration);
+    state.noteUnpooledRegistered(entry, registration);
     const region = core.userRegion(view, registration, memory);
-    this.sideEntries.set(region, entry);
-    this.publishBooks();
+    this.unpooledEntries.set(region, entry);
+    this.publishCounters();
     return region;
   }
 
   /** Releases a temporary or user region of this pool, unless the owner's close freed it already. */
-  releaseSide(region: MemoryRegionImpl): void {
-    this.core.forgetSide(region);
-    this.publishBooks();
-    this.freeSide(region);
+  releaseUnpooled(region: MemoryRegionImpl): void {
+    this.core.forgetUnpooled(region);
+    this.publishCounters();
+    this.freeUnpooled(region);
   }
 
   /**
-   * Deregisters and (temporary regions) unmaps a side region this thread made, each step noted in
-   * its side entry; when the owner's close took the entry first, only detaches the region's views.
+   * Deregisters and (temporary regions) unmaps a unpooled region this thread made, each step noted in
+   * its unpooled entry; when the owner's close took the entry first, only detaches the region's views.
    */
-  private freeSide(region: MemoryRegionImpl): void {
-    const entry = this.sideEntries.get(region);
-    this.sideEntries.delete(region);
-    if (entry === undefined) return PoolCore.freeSide(this.core.traits, region, true);
+  private freeUnpooled(region: MemoryRegionImpl): void {
+    const entry = this.unpooledEntries.get(region);
+    this.unpooledEntries.delete(region);
+    if (entry === undefined) return PoolCore.freeUnpooled(this.core.traits, region, true);
     const state = this.state;
-    if (!state.beginFreeingSide(entry)) {
+    if (!state.beginFreeingUnpooled(entry)) {
       if (region.isTemp) temporaryBlock(region).detachViews();
       return;
     }
@@ -473,28 +473,28 @@ export class SharedPool implements PinnedLimit {
     // terminated in between left, and never repeats what could hit memory that is no longer ours.
     try {
       this.core.traits.deregister(region.registration);
-      state.noteSideDeregistered(entry);
+      state.noteUnpooledDeregistered(entry);
     } finally {
       if (region.isTemp) {
         const block = temporaryBlock(region);
         const transferred = block.detachViews(); // its views read nothing from now on
         if (block.locked) libc.munlock(block.address, block.size);
-        state.noteSideUnlocked(entry);
-        state.noteSideUnmapping(entry);
+        state.noteUnpooledUnlocked(entry);
+        state.noteUnpooledUnmapping(entry);
         // Memory a caller transferred out of a view keeps fresh pages under the stray buffer (see MemoryBlock).
         if (transferred) libc.mmapFixed(block.address, block.size);
         else libc.munmap(block.address, block.size);
       }
-      state.endFreeingSide(entry);
+      state.endFreeingUnpooled(entry);
     }
   }
 
-  private sideTableFull(): AllocToolsError {
+  private unpooledTableFull(): AllocToolsError {
     return new AllocToolsError("PINNED_LIMIT",
-      `this Worker holds ${this.state.spec.maxSideRegions} temporary and user regions already, the most a shared pool records per Worker (share({ maxSideRegions }))`);
+      `this Worker holds ${this.state.spec.maxUnpooledRegions} temporary and user regions already, the most a shared pool records per Worker (share({ maxUnpooledRegions }))`);
   }
 
-  // ---- books --------------------------------------------------------------------------------------------
+  // ---- counters --------------------------------------------------------------------------------------------
 
   /** One maxPinnedBytes for every Worker: the count lives in shared memory. */
   reservePinned(bytes: number, what: string): void {
@@ -507,40 +507,40 @@ export class SharedPool implements PinnedLimit {
     this.state.reservePinned(delta, Infinity);
   }
 
-  /** This pool's side books (temporary and user regions, registrations) into its shared slot. */
-  publishBooks(): void {
+  /** This pool's unpooled counters (temporary and user regions, registrations) into its shared slot. */
+  publishCounters(): void {
     const { core, state } = this;
-    const books = core.books;
-    state.setSideBook(SIDE_BOOKS.temporaryCount, books.temporaryRegions);
-    state.setSideBook(SIDE_BOOKS.temporaryGets, books.temporaryGets);
-    state.setSideBook(SIDE_BOOKS.userCount, books.userRegions);
-    state.setSideBook(SIDE_BOOKS.sideReleases, books.sideReleases);
-    state.setSideBook(SIDE_BOOKS.registrations, books.registrations);
-    state.setSideBook(SIDE_BOOKS.deregistrations, books.deregistrations);
-    state.setSideBook(SIDE_BOOKS.liveTemporaries, core.temporaries.size);
-    state.setSideBook(SIDE_BOOKS.liveUsers, core.users.size);
+    const counters = core.counters;
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryCount, counters.temporaryRegions);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryGets, counters.temporaryGets);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.userCount, counters.userRegions);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.unpooledReleases, counters.unpooledReleases);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.registrations, counters.registrations);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.deregistrations, counters.deregistrations);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveTemporaries, core.temporaries.size);
+    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveUsers, core.users.size);
   }
 
-  /** Statistics summed over every Worker's books: exact while no Worker gets or releases. */
+  /** Statistics summed over every Worker's counters: exact while no Worker gets or releases. */
   stats(): PoolStats {
     const { core, state } = this;
     const stacks = {} as Record<SizeClass, StackStats>;
-    const side = (book: number) => state.sumSideBook(book);
-    let gets = side(SIDE_BOOKS.temporaryGets) + side(SIDE_BOOKS.userCount);
-    let releases = side(SIDE_BOOKS.sideReleases);
+    const unpooled = (counter: number) => state.sumUnpooledCounter(counter);
+    let gets = unpooled(UNPOOLED_COUNTERS.temporaryGets) + unpooled(UNPOOLED_COUNTERS.userCount);
+    let releases = unpooled(UNPOOLED_COUNTERS.unpooledReleases);
     let misses = 0;
     let growths = 0;
-    let inUse = side(SIDE_BOOKS.liveTemporaries) + side(SIDE_BOOKS.liveUsers);
+    let inUse = unpooled(UNPOOLED_COUNTERS.liveTemporaries) + unpooled(UNPOOLED_COUNTERS.liveUsers);
     for (const stack of core.stacks) {
       const k = stack.id;
       const counters = state.sumCacheCounters(k);
-      const classMisses = state.sumClassBook(k, CLASS_BOOKS.misses);
-      const books = state.stackBooks(k);
+      const classMisses = state.sumClassCounter(k, CLASS_COUNTERS.misses);
+      const totals = state.stackCounters(k);
       const out = counters.gets - counters.releases;
       stacks[stack.name] = {
-        name: stack.name, chunkSize: stack.chunkSize, regions: books.regions, free: books.regions - out, inUse: out,
+        name: stack.name, chunkSize: stack.chunkSize, regions: totals.regions, free: totals.regions - out, inUse: out,
         gets: counters.gets, releases: counters.releases, hits: counters.gets - classMisses, misses: classMisses,
-        growths: state.sumClassBook(k, CLASS_BOOKS.growths), blocks: books.blocks, pinnedBytes: books.pinnedBytes, cached: state.cached(k),
+        growths: state.sumClassCounter(k, CLASS_COUNTERS.growths), blocks: totals.blocks, pinnedBytes: totals.pinnedBytes, cached: state.cached(k),
       };
       gets += counters.gets;
       releases += counters.releases;
@@ -550,10 +550,10 @@ export class SharedPool implements PinnedLimit {
     }
     return {
       provider: core.provider.name, gets, releases,
-      hits: gets - misses - side(SIDE_BOOKS.temporaryGets) - side(SIDE_BOOKS.userCount), misses, growths,
-      registrations: side(SIDE_BOOKS.registrations), deregistrations: side(SIDE_BOOKS.deregistrations),
-      temporaryRegions: side(SIDE_BOOKS.temporaryCount), liveTemporaryRegions: side(SIDE_BOOKS.liveTemporaries),
-      userRegions: side(SIDE_BOOKS.userCount), liveUserRegions: side(SIDE_BOOKS.liveUsers),
+      hits: gets - misses - unpooled(UNPOOLED_COUNTERS.temporaryGets) - unpooled(UNPOOLED_COUNTERS.userCount), misses, growths,
+      registrations: unpooled(UNPOOLED_COUNTERS.registrations), deregistrations: unpooled(UNPOOLED_COUNTERS.deregistrations),
+      temporaryRegions: unpooled(UNPOOLED_COUNTERS.temporaryCount), liveTemporaryRegions: unpooled(UNPOOLED_COUNTERS.liveTemporaries),
+      userRegions: unpooled(UNPOOLED_COUNTERS.userCount), liveUserRegions: unpooled(UNPOOLED_COUNTERS.liveUsers),
       regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
       maxPinnedBytes: core.maxPinnedBytes, stacks, cache: core.cache?.stats() ?? null,
     };
@@ -589,7 +589,7 @@ export class SharedPool implements PinnedLimit {
       const stack = core.stacks[block.stackId]!;
       out.push({ size: stack.chunkSize, kind: stack.name, origin: this.regions[index]?.origin });
     }
-    out.push(...core.sideLeaks());
+    out.push(...core.unpooledLeaks());
     return out;
   }
 
@@ -612,16 +612,16 @@ export class SharedPool implements PinnedLimit {
       if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
     }
     const leaks = this.leaks(false);
-    const foreignSides = state.liveSides(state.slot);
-    for (const side of foreignSides) leaks.push({ size: side.size, kind: side.kind });
+    const foreignUnpooled = state.liveUnpooled(state.slot);
+    for (const unpooled of foreignUnpooled) leaks.push({ size: unpooled.size, kind: unpooled.kind });
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
     state.clearStacks();
-    let firstError = this.dropOwnSides();
+    let firstError = this.dropOwnUnpooled();
     const view = this.foreignProvider();
-    for (const side of foreignSides) {
-      if (!state.claimSide(side.index, side.state)) continue;
-      try { this.freeForeignSide(view, side); } catch (e) { firstError ??= e; }
-      core.books.deregistrations++;
+    for (const unpooled of foreignUnpooled) {
+      if (!state.claimUnpooled(unpooled.index, unpooled.state)) continue;
+      try { this.freeForeignUnpooled(view, unpooled); } catch (e) { firstError ??= e; }
+      core.counters.deregistrations++;
     }
     let blocks = 0;
     for (let b = 0; b < state.blockCount; b++) {
@@ -637,10 +637,10 @@ export class SharedPool implements PinnedLimit {
         libc.munmap(block.address, block.size);
       } catch (e) { firstError ??= e; }
     }
-    core.books.deregistrations += blocks;
+    core.counters.deregistrations += blocks;
     try { core.resources.release(); } catch (e) { firstError ??= e; }
     state.resetPinned();
-    this.publishBooks();
+    this.publishCounters();
     for (let k = 0; k < state.classCount; k++) state.unlock(k);
     if (view !== core.provider) view.close();
     if (firstError !== undefined) throw firstError;
@@ -648,28 +648,28 @@ export class SharedPool implements PinnedLimit {
   }
 
   /** What a Worker left of a temporary or user region: its registration, its pinned pages, its mapping. */
-  private freeForeignSide(view: RegionProvider, side: SharedSideRegion): void {
-    const { kind, address, blockSize, registration } = side;
+  private freeForeignUnpooled(view: RegionProvider, unpooled: SharedUnpooledRegion): void {
+    const { kind, address, blockSize, registration } = unpooled;
     // A registration a dead Worker was releasing may be closed already: on libfabric closing it
     // twice would touch freed memory, so it is left (the domain then refuses to close: EBUSY).
-    if (registration !== null && !(side.releasing && view.kind !== "host")) {
+    if (registration !== null && !(unpooled.releasing && view.kind !== "host")) {
       try { view.deregister(registration); } catch { /* its pages may be gone with the Worker's heap */ }
     } else if (registration === null && kind === "user" && address !== 0 && view.kind === "host") {
-      const [start, length] = pageSpan(address, side.size); // registered (pinned) when it died, not noted yet
+      const [start, length] = pageSpan(address, unpooled.size); // registered (pinned) when it died, not noted yet
       try { libc.munlock(start, length); } catch { /* not pinned */ }
     }
     // Unmapping drops the pins too. Not when its Worker may have unmapped it already.
-    if (kind === "temporary" && address !== 0 && blockSize > 0 && !side.unmapping) libc.munmap(address, blockSize);
+    if (kind === "temporary" && address !== 0 && blockSize > 0 && !unpooled.unmapping) libc.munmap(address, blockSize);
   }
 
-  /** Deregisters this pool's temporary and user regions (each once: the side table decides). */
-  private dropOwnSides(): unknown {
+  /** Deregisters this pool's temporary and user regions (each once: the table of unpooled regions decides). */
+  private dropOwnUnpooled(): unknown {
     const core = this.core;
     let firstError = core.closeCache();
     for (const r of [...core.temporaries, ...core.users]) {
-      core.forgetSide(r);
-      core.books.sideReleases--; // closed, not released
-      try { this.freeSide(r); } catch (e) { firstError ??= e; }
+      core.forgetUnpooled(r);
+      core.counters.unpooledReleases--; // closed, not released
+      try { this.freeUnpooled(r); } catch (e) { firstError ??= e; }
     }
     return firstError;
   }
@@ -684,9 +684,9 @@ export class SharedPool implements PinnedLimit {
     const leaks = this.leaks(true);
     if (!state.closed) for (let k = 0; k < state.classCount; k++) this.cache.flush(k);
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
-    const firstError = this.dropOwnSides();
+    const firstError = this.dropOwnUnpooled();
     for (const buffer of this.blockBuffers) if (buffer !== undefined && !buffer.detached) buffer.transfer(0);
-    this.publishBooks();
+    this.publishCounters();
     state.leaveSlot();
     core.provider.close();
     if (firstError !== undefined) throw firstError;

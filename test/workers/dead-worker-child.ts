@@ -12,7 +12,7 @@ const handle = pool.share();
 const worker = new Worker(new URL("./worker-pool.ts", import.meta.url));
 const reply = await new Promise<{ ok: boolean; error?: string }>((resolve) => {
   worker.onmessage = (e) => resolve(e.data);
-  worker.postMessage({ cmd: "side", handle, temporaryBytes: 1536 * 1024, keep: true, userBytes: 256 * 1024 });
+  worker.postMessage({ cmd: "unpooled", handle, temporaryBytes: 1536 * 1024, keep: true, userBytes: 256 * 1024 });
 });
 if (!reply.ok) throw new Error(reply.error);
 const whileHeld = vmLckKiB();

@@ -108,7 +108,7 @@ test("the pool's stacks are private: no small/medium/large/huge, a pushed index 
   const provider = new HostProvider();
   try {
     using pool = new MemoryPool(provider, { small: { initialCount: 2 } });
-    for (const name of ["small", "medium", "large", "huge"]) expect(name in pool).toBe(false);
+    for (const name of ["small", "medium", "large", "huge", "stacks", "regions", "core", "shared"]) expect(name in pool).toBe(false);
     // @ts-expect-error not part of the type any more
     expect(pool.small).toBeUndefined();
     const a = pool.getRegion(10);

@@ -1,5 +1,5 @@
 // A pool shared across real Bun Workers: lock-free stacks under contention, nothing lost, nothing
-// handed out twice, books exact; growth, cross-Worker release, late attach, terminated Workers.
+// handed out twice, counters exact; growth, cross-Worker release, late attach, terminated Workers.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import {
   AllocToolsError, HostProvider, LibfabricProvider, MemoryPool, type MemoryPoolOptions, type RegionProvider, type SharedPoolHandle,
@@ -45,7 +45,7 @@ function terminated(w: Worker): Promise<void> {
   });
 }
 
-/** Every pooled region is once somewhere, none in use, and the books add up. */
+/** Every pooled region is once somewhere, none in use, and the counters add up. */
 function expectIntact(pool: MemoryPool, gets: number): void {
   const a = pool.audit();
   expect(a.problems).toEqual([]);
@@ -78,7 +78,7 @@ function suite(label: string, open: () => RegionProvider): void {
 
   for (const workers of [2, 4]) {
     for (const cacheSize of [0, 4]) {
-      test(`${workers} Workers × ${PAIRS} get/release pairs, all classes, cache ${cacheSize}: stamps hold, books exact [${label}]`, async () => {
+      test(`${workers} Workers × ${PAIRS} get/release pairs, all classes, cache ${cacheSize}: stamps hold, counters exact [${label}]`, async () => {
         const pool = new MemoryPool(provider, ONE_EACH);
         const handle = pool.share({ cacheSize });
         const ws = Array.from({ length: workers }, spawn);
@@ -146,17 +146,17 @@ function suite(label: string, open: () => RegionProvider): void {
     }
   });
 
-  test(`temporary and user regions stay in the Worker that made them; keys stay unique; books shared [${label}]`, async () => {
+  test(`temporary and user regions stay in the Worker that made them; keys stay unique; counters shared [${label}]`, async () => {
     const pool = new MemoryPool(provider, ONE_EACH);
     const handle = pool.share();
     const w = spawn();
     try {
       const before = pool.stats();
-      const side = await ask<{ temporary: RegionInfo; user: RegionInfo; isTemp: boolean; isUser: boolean }>(w,
-        { cmd: "side", handle, temporaryBytes: SIZES[3] + 1, keep: false });
-      expect([side.isTemp, side.isUser]).toEqual([true, true]);
+      const unpooled = await ask<{ temporary: RegionInfo; user: RegionInfo; isTemp: boolean; isUser: boolean }>(w,
+        { cmd: "unpooled", handle, temporaryBytes: SIZES[3] + 1, keep: false });
+      expect([unpooled.isTemp, unpooled.isUser]).toEqual([true, true]);
       const mine = pool.getRegion(SIZES[3] + 1); // the owner's own temporary region
-      const keys = [side.temporary.remoteKey, side.user.remoteKey, mine.remoteKey];
+      const keys = [unpooled.temporary.remoteKey, unpooled.user.remoteKey, mine.remoteKey];
       for (let i = 0; i < pool.stats().stacks.small.regions; i++) keys.push(pool.region(i).remoteKey);
       expect(new Set(keys).size).toBe(keys.length); // one counter for every thread's registrations
       pool.releaseRegion(mine);
@@ -167,7 +167,7 @@ function suite(label: string, open: () => RegionProvider): void {
       expect(s.registrations - s.deregistrations).toBe(before.registrations - before.deregistrations);
       expect(s.pinnedBytes).toBe(before.pinnedBytes);
       // Kept when the Worker's pool closes: deregistered there, and reported by that close.
-      await ask(w, { cmd: "side", handle, temporaryBytes: SIZES[3] + 1, keep: true });
+      await ask(w, { cmd: "unpooled", handle, temporaryBytes: SIZES[3] + 1, keep: true });
       expect(pool.stats().liveTemporaryRegions).toBe(1);
       const closed = await ask<{ leaked: number }>(w, { cmd: "close" });
       expect(closed.leaked).toBe(2);

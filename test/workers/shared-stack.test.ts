@@ -51,7 +51,7 @@ test("the tag wraps without disturbing the index", () => {
 test("a growth lock held by a live thread is never taken over, however long it takes", () => {
   const spec = {
     stacks: [0, 1, 2, 3].map(() => ({ chunkSize: 64, initialCount: 1, growCount: 1, capacity: 4, maxBlocks: 4 })),
-    maxWorkers: 4, cacheSize: 0, maxSideRegions: 0,
+    maxWorkers: 4, cacheSize: 0, maxUnpooledRegions: 0,
   };
   const a = SharedPoolState.create(spec);
   const b = SharedPoolState.attach(a.buffer, spec); // same thread: alive while this test runs

@@ -21,7 +21,7 @@ const pool = new MemoryPool(provider, {
   small: one(SIZES[0]!, 256), medium: one(SIZES[1]!, 128), large: one(SIZES[2]!, 48), huge: one(SIZES[3]!, 24),
   maxPinnedBytes: 7 * 1024 * KiB,
 });
-const handle = pool.share({ cacheSize: 4, maxWorkers: 1024, maxSideRegions: 8 });
+const handle = pool.share({ cacheSize: 4, maxWorkers: 1024, maxUnpooledRegions: 8 });
 
 const running = new Set<Worker>();
 /** Workers that attached and are in their loops: the ones worth terminating. */

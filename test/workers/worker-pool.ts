@@ -13,7 +13,7 @@ export type Command =
   | { cmd: "hold"; handle: SharedPoolHandle; sizes: readonly number[] }
   | { cmd: "release"; indices: readonly number[] }
   | { cmd: "describe"; indices: readonly number[] }
-  | { cmd: "side"; handle: SharedPoolHandle; temporaryBytes: number; keep: boolean; userBytes?: number }
+  | { cmd: "unpooled"; handle: SharedPoolHandle; temporaryBytes: number; keep: boolean; userBytes?: number }
   | { cmd: "close" }
   | { cmd: "torture"; handle: SharedPoolHandle; seed: number; ops: number; sizes: readonly number[]; temporaryBytes: number };
 
@@ -137,7 +137,7 @@ self.onmessage = (event: MessageEvent<Command>) => {
         postMessage({ ok: true, regions: m.indices.map((i) => info(pool!.region(i))) });
         break;
       }
-      case "side": {
+      case "unpooled": {
         // A temporary and a user region made in this Worker: registered here, keys from the shared counter.
         pool ??= MemoryPool.attach(m.handle);
         const t = pool.getRegion(m.temporaryBytes);
