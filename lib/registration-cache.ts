@@ -770,7 +770,6 @@ export class RegistrationCache implements RegionOwner, Disposable {
     return true;
   }
 
-  /** Drops every entry whose buffer was detached or shrank below its registration. */
   /**
    * An eviction scan's check for detached and shrunk buffers: every entry while there are at most
    * SWEEP_PER_SCAN, else the next SWEEP_PER_SCAN round robin (every entry within
