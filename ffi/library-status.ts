@@ -1,6 +1,7 @@
-// What libfabricStatus(), ucxStatus() and mpiStatus() answer: whether a system library loads here.
+// What libfabricStatus() and mpiStatus() answer: whether a system library loads here (ucxStatus()'s
+// UcxStatus has the same shape).
 
-/** Whether a system library loads in this process (`libfabricStatus()`, `ucxStatus()`, `mpiStatus()`). */
+/** Whether a system library loads in this process (`libfabricStatus()`, `mpiStatus()`; `ucxStatus()` gives the same shape). */
 export type LibraryStatus = LibraryAvailable | LibraryUnavailable;
 
 /** The library loaded. */
@@ -8,7 +9,7 @@ export interface LibraryAvailable {
   /** Always true. */
   readonly available: true;
   /**
-   * The version the library reports: libfabric "1.17", UCX "1.13.1", MPI the first line of
+   * The version the library reports: libfabric "1.17", MPI the first line of
    * `MPI_Get_library_version` ("Open MPI v4.1.4, ...").
    */
   readonly version: string;

@@ -12,7 +12,6 @@
 import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
-import type { LibraryStatus } from "./library-status.ts";
 
 const symbols = {
   // void ucp_get_version(unsigned *major_version, unsigned *minor_version, unsigned *release_number)
@@ -161,7 +160,7 @@ export function ucsStatusName(status: number): string {
  * UCX's own text (`ucs_status_string`).
  */
 export class UcxError extends Error {
-  /** Always `"UcxError"`. */
+  /** Always "UcxError". */
   override readonly name: string = "UcxError";
   /** The UCX function that failed, e.g. `ucp_init_version`. */
   readonly function: string;
@@ -173,12 +172,11 @@ export class UcxError extends Error {
   readonly description: string;
 
   /**
-   * Made by the UCX bindings on a failed call; exported so that code can test `instanceof UcxError`.
+   * The error for `status`, returned by `fn`.
    * @param fn The UCX function that failed.
-   * @param status The `ucs_status_t` it returned.
+   * @param status Its `ucs_status_t`.
    * @param description `ucs_status_string(status)`.
-   * @param detail What was asked (sizes, addresses, settings), appended to the message.
-   * @param options `cause`, when another error led to this one.
+   * @param detail What was asked, appended to the message.
    */
   constructor(fn: string, status: number, description: string, detail?: string, options?: ErrorOptions) {
     super(`${fn} failed: ${description} (${ucsStatusName(status)}, ${status})${detail ? `: ${detail}` : ""}`, options);
@@ -481,8 +479,25 @@ export function ucx(): Ucx {
   }
 }
 
+/** What `ucxStatus()` answers: the loaded library, or why it does not load. */
+export type UcxStatus =
+  | {
+    /** UCX loads. */
+    available: true;
+    /** Its version, "1.13.1". */
+    version: string;
+    /** The path that was loaded. */
+    path: string;
+  }
+  | {
+    /** UCX does not load. */
+    available: false;
+    /** Why, with the install hint. */
+    reason: string;
+  };
+
 /** Whether UCX loads here; the reason when it does not. Never throws. */
-export function ucxStatus(): LibraryStatus {
+export function ucxStatus(): UcxStatus {
   try {
     const u = ucx();
     return { available: true, version: u.version, path: u.path };
