@@ -153,8 +153,16 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   /**
-   * Registers the caller's memory as a user region: zero-copy, kept referenced while registered,
-   * deregistered (never freed) on release.
+   * Registers the caller's memory as a user region over exactly its bytes (an ArrayBuffer, a
+   * SharedArrayBuffer, or a view's bytes): zero-copy, the buffer kept referenced while registered,
+   * deregistered (never freed) by `releaseRegion`. Each call makes a new registration (a provider
+   * call, pinning included); `userRegion` caches them instead. Its bytes count against
+   * `maxPinnedBytes`. Throws, with nothing registered: TypeError for other values and for a
+   * resizable ArrayBuffer (it could shrink under the registration), AllocToolsError DETACHED for a
+   * detached buffer, RangeError for zero bytes, AllocToolsError PINNED_LIMIT when `maxPinnedBytes`
+   * has no room (after evicting unused cached registrations), the provider's error when
+   * registration fails. The buffer must not be transferred while registered: the region's next use
+   * then fails with DETACHED.
    */
   registerUserRegion(memory: UserMemoryInput): MemoryRegion {
     this.assertOpen();

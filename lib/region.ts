@@ -108,7 +108,13 @@ export abstract class MemoryRegion {
   abstract readonly remoteAddress: bigint;
   /** Zero-copy view of exactly `size` bytes. */
   abstract readonly view: Uint8Array;
-  /** Bytes of a message in the region; settable, at most `size`. */
+  /**
+   * Bytes of the message the region holds, for the caller's own bookkeeping (the original's
+   * message length): set on each get to the bytes asked for (`getRegion(4000)` gives 4000 in a
+   * 16 KiB region; temporary and user regions: their size). Settable to an integer in [0, size];
+   * RangeError otherwise. Nothing in this library reads it: endpoints take their length as an
+   * argument, and `remote()` covers `size`, not `messageLength`.
+   */
   abstract messageLength: number;
   /** Out of its pool (between get and release). Read-only: only the pool changes it. */
   abstract readonly inUse: boolean;
