@@ -122,8 +122,12 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   /**
-   * A registered region of at least `bytes` bytes: from the smallest size class that fits, or a
-   * temporary region above the largest class. The same object comes back after a release (LIFO).
+   * A registered region of at least `bytes` bytes: from the smallest size class that fits (its
+   * `size` is the class's chunk size, `messageLength` is `bytes`), or a temporary region above the
+   * largest class. The same object comes back after a release (LIFO). Throws TypeError or
+   * RangeError for anything but a positive safe integer, AllocToolsError POOL_CLOSED (or
+   * PROVIDER_CLOSED) on a closed pool, PINNED_LIMIT when growing or a temporary region would pass
+   * `maxPinnedBytes`, and the provider's or the system's error when registration fails.
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
@@ -143,7 +147,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     return region;
   }
 
-  /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
+  /**
+   * Gives a region back: pooled regions go on top of their stack, temporary and user ones are
+   * deregistered (temporary ones unmapped), cached ones go back to their cache. Throws, changing
+   * nothing, AllocToolsError BUSY while RMA operations use the region, DOUBLE_RELEASE when it is
+   * not out, FOREIGN_REGION for another pool's region, POOL_CLOSED on a closed pool, TypeError for
+   * anything but a region of this library.
+   */
   releaseRegion(region: MemoryRegion): void {
     if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
