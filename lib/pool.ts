@@ -151,8 +151,8 @@ export class MemoryPool implements RegionOwner, Disposable {
    * Gives a region back: pooled regions go on top of their stack, temporary and user ones are
    * deregistered (temporary ones unmapped), cached ones go back to their cache. Throws, changing
    * nothing, AllocToolsError BUSY while RMA operations use the region, DOUBLE_RELEASE when it is
-   * not out, FOREIGN_REGION for another pool's region, POOL_CLOSED on a closed pool, TypeError for
-   * anything but a region of this library.
+   * not out, FOREIGN_REGION for another pool's region or a look-alike object, POOL_CLOSED on a
+   * closed pool, TypeError for a value that is not an object.
    */
   releaseRegion(region: MemoryRegion): void {
     if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
