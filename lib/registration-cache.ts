@@ -327,6 +327,16 @@ class CacheEntry {
  *
  * One cache per thread: its buffers are that thread's objects. Keys stay unique across Workers
  * because the provider's key counter is shared.
+ *
+ * Lifetime: made over an open provider (or by a pool for `pool.userRegion`, which closes it);
+ * `close()` (or `using`) deregisters everything, is idempotent and refuses with BUSY while RMA
+ * uses one of its regions. Close it before its provider. A cache dropped without close() has its
+ * registrations released by a garbage-collection backstop.
+ *
+ * Hot path: `acquire` of a typed-array view the cache already registered, reusing one of the
+ * entry's last four region objects, and `release` allocate nothing and make no system call. A
+ * miss registers (a provider call, pinning included); DataViews and views with new offsets or
+ * lengths take the slow path and may allocate a region object.
  */
 export class RegistrationCache implements RegionOwner, Disposable {
   /** The provider registrations are made with. */
