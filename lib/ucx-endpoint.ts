@@ -120,8 +120,9 @@ const openEndpoints = new Set<UcxEndpoint>();
  * idempotent; the provider closes its endpoints first when it closes.
  *
  * Hot path: once a peer has seen a remote key blob, the post forms (`postWrite`, `postRead`,
- * `completed`, `poll`, `progress`) reuse preallocated operation slots and parameter memory and
- * make no new object per call on success; the first use of a key blob on a peer unpacks it
+ * `completed`, `poll`, `progress`) reuse operation slots (each made at its first need, up to
+ * `maxPending`) and parameter memory, and make no new object per call on success once the slots
+ * exist; the first use of a key blob on a peer unpacks it
  * (`ucp_ep_rkey_unpack`, and allocations). The sync forms wait in the calling thread;
  * `write`/`read` allocate their Promise.
  */
