@@ -7,6 +7,7 @@ import { dlopen, FFIType, read, ptr, CString, CFunction, toArrayBuffer, type Poi
 import { FabricError, LibraryLoadError } from "./errors.ts";
 import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
 import * as libc from "./libc.ts";
+import type { LibraryStatus } from "./library-status.ts";
 
 const exported = {
   // uint32_t fi_version(void)
@@ -439,7 +440,7 @@ export function libfabric(): Libfabric {
 }
 
 /** Whether libfabric loads here; the reason when it does not. Never throws. */
-export function libfabricStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+export function libfabricStatus(): LibraryStatus {
   try {
     const f = libfabric();
     return { available: true, version: f.versionString, path: f.path };

@@ -19,13 +19,14 @@ import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
 import { AllocToolsError } from "../lib/errors.ts";
 import { LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
+import type { LibraryStatus } from "./library-status.ts";
 
 /** MPI's thread levels (mpi.h: an enum 0..3 in both Open MPI and MPICH). */
 export const MPI_THREAD = { SINGLE: 0, FUNNELED: 1, SERIALIZED: 2, MULTIPLE: 3 } as const;
-/** The thread level names, by value. */
-export const THREAD_LEVEL_NAMES = ["MPI_THREAD_SINGLE", "MPI_THREAD_FUNNELED", "MPI_THREAD_SERIALIZED", "MPI_THREAD_MULTIPLE"] as const;
 /** A thread level's name, e.g. "MPI_THREAD_MULTIPLE". */
-export type ThreadLevelName = (typeof THREAD_LEVEL_NAMES)[number];
+export type ThreadLevelName = "MPI_THREAD_SINGLE" | "MPI_THREAD_FUNNELED" | "MPI_THREAD_SERIALIZED" | "MPI_THREAD_MULTIPLE";
+/** The thread level names, by value (index = MPI_THREAD value). */
+export const THREAD_LEVEL_NAMES = ["MPI_THREAD_SINGLE", "MPI_THREAD_FUNNELED", "MPI_THREAD_SERIALIZED", "MPI_THREAD_MULTIPLE"] as const satisfies readonly ThreadLevelName[];
 
 /** Integer constants of Open MPI's mpi.h that this library uses (checked by test/mpi/constants.test.ts). */
 export const MPI = {
@@ -178,6 +179,7 @@ type Symbols = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
 /** An MPI call returned an error code. */
 export class MpiError extends Error {
+  /** Always `"MpiError"`. */
   override readonly name: string = "MpiError";
   /** The MPI function that failed, e.g. `MPI_Put`. */
   readonly function: string;
@@ -190,6 +192,14 @@ export class MpiError extends Error {
   /** `MPI_Error_string(errorCode)`. */
   readonly description: string;
 
+  /**
+   * Made by the MPI bindings on a failed call; exported so that code can test `instanceof MpiError`.
+   * @param fn The MPI function that failed.
+   * @param errorCode The code it returned.
+   * @param errorClass `MPI_Error_class(errorCode)`.
+   * @param description `MPI_Error_string(errorCode)`.
+   * @param detail What was asked (rank, bytes, address), appended to the message.
+   */
   constructor(fn: string, errorCode: number, errorClass: number, description: string, detail?: string) {
     const code = MPI_ERROR_CLASS_NAMES[errorClass] ?? `MPI_ERR_${errorClass}`;
     super(`${fn} failed: ${description} (${code}, error code ${errorCode})${detail ? `: ${detail}` : ""}`);
@@ -554,7 +564,7 @@ export function mpiLibrary(): MpiLibrary {
 }
 
 /** Whether Open MPI loads here; the reason when it does not. Never throws, never initializes MPI. */
-export function mpiStatus(): { available: true; version: string; path: string } | { available: false; reason: string } {
+export function mpiStatus(): LibraryStatus {
   try {
     const m = mpiLibrary();
     return { available: true, version: m.version.split("\n")[0]!, path: m.path };

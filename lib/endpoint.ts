@@ -138,6 +138,14 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** An endpoint-wide failure (fi_cq_read itself failed): every later operation gets it. */
   private broken: unknown = null;
 
+  /**
+   * Opens an RDM endpoint on `provider`'s domain with its own completion queue and address vector,
+   * writes completing with FI_DELIVERY_COMPLETE. Throws AllocToolsError NOT_SUPPORTED when
+   * `provider` is not a LibfabricProvider opened with endpointType "rdm", PROVIDER_CLOSED when it is
+   * closed, TypeError for an unknown option or a cache over another provider, RangeError for an
+   * option out of the provider's limits, FabricError when libfabric refuses; nothing stays open
+   * after a throw.
+   */
   constructor(provider: LibfabricProvider, options: EndpointOptions = {}) {
     if ((provider as { kind?: unknown } | null | undefined)?.kind !== "libfabric") {
       const given = (provider as { name?: unknown } | null | undefined)?.name ?? String(provider);
@@ -375,6 +383,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing endpoint");
   }
 
+  /** `using endpoint = new Endpoint(provider)`: the same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
   }

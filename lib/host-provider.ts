@@ -8,6 +8,7 @@ import { pinPages, unpinPages } from "./page-pins.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { closeChildren, type ProviderChild } from "./provider-child.ts";
 
+/** Options of `new HostProvider(options)`; unknown keys are not checked here (openProvider checks its own). */
 export interface HostProviderOptions {
   /** The first key handed out (default 1). Keys are unique per provider. */
   firstKey?: bigint;
@@ -18,15 +19,36 @@ export interface HostProviderOptions {
 /** What `HostProvider#share()` returns: the key counter, in shared memory. */
 export interface HostProviderHandle extends ProviderHandle {
   readonly kind: "alloctools.HostProvider";
+  /** The provider's key counter (and its closed flag), shared by every view. */
   readonly keys: SharedArrayBuffer;
 }
 
 const HANDLE_KIND = "alloctools.HostProvider";
 const KEY_LIMIT = 1n << 64n;
 
+/** Set by HostProvider.attach for the one constructor call it makes: the view's shared key counter. */
+let attachingKeys: SharedKeyCounter | null = null;
+
+/**
+ * A region provider inside this process, for machines without libfabric or UCX (and for tests):
+ * `register` pins the pages with mlock and hands out a unique 64-bit key, used as both the local
+ * and the remote key; peers would address regions by virtual address. Nothing leaves the process,
+ * but pools over it grow, limit, count and key as they do on a fabric.
+ *
+ * Lifetime: open from construction until `close()` (or `using`), which closes the pools made over
+ * it first, then deregisters what is left; idempotent. `share()` gives Workers a view
+ * (`HostProvider.attach`) drawing keys from the same counter; a view's close only detaches.
+ *
+ * Hot path: pools call it only when they grow or register temporary and user regions; `register`
+ * and `deregister` each make an mlock/munlock system call (page-counted) and allocate the
+ * Registration.
+ */
 export class HostProvider implements RegionProvider {
+  /** Always `"host"`. */
   readonly name = "host";
+  /** Always `"host"`. */
   readonly kind = "host";
+  /** Always true: a region is addressed by its virtual address. */
   readonly virtualAddressing = true;
   /** Why this provider was chosen, when openProvider fell back to it. */
   readonly reason: string | undefined;
@@ -40,9 +62,15 @@ export class HostProvider implements RegionProvider {
   /** Pools opened over this provider, closed (newest first) before it closes. */
   readonly #children = new Set<ProviderChild>();
 
-  constructor(options: HostProviderOptions = {}, view?: HostProviderView) {
-    if (view instanceof HostProviderView) {
-      this.#keys = view.keys;
+  /**
+   * An open provider with its own key counter starting at `firstKey` (default 1n). Throws
+   * RangeError when `firstKey` is not a bigint in [0, 2^64).
+   */
+  constructor(options: HostProviderOptions = {}) {
+    const viewKeys = attachingKeys;
+    attachingKeys = null;
+    if (viewKeys !== null) {
+      this.#keys = viewKeys;
       this.reason = undefined;
       this.isAttached = true;
       return;
@@ -68,9 +96,15 @@ export class HostProvider implements RegionProvider {
     }
     const keys = new SharedKeyCounter(handle.keys);
     if (keys.closed) throw new AllocToolsError("PROVIDER_CLOSED", "the shared host provider is closed");
-    return new HostProvider({}, new HostProviderView(keys));
+    attachingKeys = keys;
+    try {
+      return new HostProvider();
+    } finally {
+      attachingKeys = null;
+    }
   }
 
+  /** True once `close()` ran; a view also once the owner closed. */
   get closed(): boolean {
     return this.#closed || (this.isAttached && this.#keys.closed);
   }
@@ -80,6 +114,12 @@ export class HostProvider implements RegionProvider {
     return this.#live.size;
   }
 
+  /**
+   * Pins [address, address + length) (mlock, counted per page so overlapping ranges stay pinned)
+   * and returns a registration with a fresh key. `access` is ignored: host memory is all
+   * accessible. Throws PROVIDER_CLOSED when closed, KEYS_EXHAUSTED after 2^64 keys, SystemError
+   * when mlock fails (e.g. ENOMEM over RLIMIT_MEMLOCK); nothing stays pinned after a throw.
+   */
   register(address: number, length: number, _access: number): Registration {
     if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
     const key = this.#keys.take(KEY_LIMIT, "host provider has used every 64-bit key");
@@ -89,11 +129,16 @@ export class HostProvider implements RegionProvider {
     return reg;
   }
 
+  /**
+   * Unpins the registration's pages (each page stays pinned while another registration covers it).
+   * A registration already released by `close()` is ignored. Throws SystemError when munlock fails.
+   */
   deregister(registration: Registration): void {
     if (!this.isAttached && !this.#live.delete(registration.handle)) return; // already gone (closed provider)
     unpinPages(registration.address, registration.length);
   }
 
+  /** A handle for `HostProvider.attach` in a Worker of this process. Throws PROVIDER_CLOSED when closed. */
   share(): HostProviderHandle {
     if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", "host provider is closed");
     return { kind: HANDLE_KIND, pid: process.pid, name: this.name, keys: this.#keys.buffer };
@@ -123,6 +168,7 @@ export class HostProvider implements RegionProvider {
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing the host provider");
   }
 
+  /** `using provider = new HostProvider()`: the same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -131,9 +177,4 @@ export class HostProvider implements RegionProvider {
   [inspectCustom](): string {
     return oneLine("HostProvider", { registrations: this.registrations, closed: this.closed, ...(this.reason === undefined ? {} : { reason: JSON.stringify(this.reason) }) });
   }
-}
-
-/** What makes a HostProvider a view (module-private: only attach() makes one). */
-class HostProviderView {
-  constructor(readonly keys: SharedKeyCounter) {}
 }

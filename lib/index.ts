@@ -40,6 +40,8 @@ export { MemoryRegionAllocator, type ElementType, type AnyTypedArray } from "./a
 export type { Progressable } from "./progress.ts";
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-pool-state.ts";
 export { libfabricStatus } from "../ffi/libfabric.ts";
+export type { LibraryStatus, LibraryAvailable, LibraryUnavailable } from "../ffi/library-status.ts";
+export type { UcxStatus } from "../ffi/ucx.ts";
 export { FI, MR_MODE_NAMES } from "../ffi/layout.ts";
 export { MpiProvider } from "./mpi-provider.ts";
 export { MpiEndpoint, type MpiEndpointOptions, type MpiRank } from "./mpi-endpoint.ts";

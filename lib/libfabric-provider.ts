@@ -78,9 +78,20 @@ export interface LibfabricInfo {
  */
 export interface LibfabricProviderHandle extends ProviderHandle {
   readonly kind: "alloctools.LibfabricProvider";
+  /** The owner's description of the domain (`provider.info`). */
   readonly info: LibfabricInfo;
-  readonly handles: { readonly info: number; readonly fabric: number; readonly domain: number };
+  /** The owner's native handles, as addresses; the owner frees them when it closes. */
+  readonly handles: {
+    /** The `struct fi_info *` the domain was opened with. */
+    readonly info: number;
+    /** The `struct fid_fabric *`. */
+    readonly fabric: number;
+    /** The `struct fid_domain *` registrations are made in. */
+    readonly domain: number;
+  };
+  /** The requested-key counter (and closed flag), shared by every view so that keys stay unique. */
   readonly keys: SharedArrayBuffer;
+  /** One past the largest requested key the domain takes (2^(8 × key size), or 2^64). */
   readonly keyLimit: bigint;
   /** Endpoint registrations are bound to under FI_MR_ENDPOINT when shared, 0 for none. */
   readonly endpoint: number;

@@ -69,7 +69,18 @@ class Operation {
   constructor(readonly slot: number) {}
 }
 
-/** RMA over an MpiProvider's dynamic window; peers are ranks. */
+/**
+ * RMA over an MpiProvider's dynamic window; peers are ranks (see the file header for the
+ * semantics of each form).
+ *
+ * Lifetime: `new MpiEndpoint(provider)`, then `close()` (or `using`), which drains what is in flight;
+ * the provider closes its endpoints first when it closes.
+ *
+ * Hot path: the post forms (`postWrite`, `postRead`, `completed`, `poll`, `progress`) make no new
+ * object per call on success (operation slots and MPI_Request memory are preallocated, up to
+ * `maxPending`). The sync forms make none either but block in MPI_Win_flush; `write`/`read`
+ * allocate their Promise.
+ */
 export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   /** The provider whose window this endpoint reads and writes. */
   readonly provider: MpiProvider;
@@ -110,6 +121,12 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   private interval = -1;
   private closed_ = false;
 
+  /**
+   * An endpoint on `provider`'s window with `maxPending` (default 256) operation slots and their
+   * native MPI_Request memory. Throws TypeError when `options` is not an object, RangeError for an
+   * option that is not an integer in range, AllocToolsError PROVIDER_CLOSED when the provider is
+   * closed.
+   */
   constructor(provider: MpiProvider, options: MpiEndpointOptions = {}) {
     const o = checkOptions(options);
     provider.assertOpen();

@@ -16,7 +16,17 @@ import { AllocToolsError } from "./errors.ts";
 /** The largest allgather total: MPI counts and displacements are C ints. */
 const MAX_TOTAL_BYTES = 0x7fff_ffff;
 
-/** The MPI job this process is a rank of. */
+/**
+ * The MPI job this process is a rank of: rank, size, barrier, allgather and `exchangeNames` (see
+ * the file header).
+ *
+ * Lifetime: `MpiJob.open()` joins (initializing MPI if nothing has yet); `close()` (or `using`)
+ * leaves, idempotent; MPI_Finalize runs when the last user of MPI (jobs and providers) closes, and
+ * MPI cannot be initialized again in the process. Close the job after the providers.
+ *
+ * Hot path: none of it. Every collective blocks the calling thread and allocates its results; use
+ * it to set a job up, not per message.
+ */
 export class MpiJob implements Disposable {
   /** This process's rank in MPI_COMM_WORLD, 0 .. size - 1. */
   readonly rank: number;

@@ -37,7 +37,19 @@ const KEY_SERIAL_LIMIT = 0x1_0000_0000;
 /** Windows created by this process, in order: the number in the keys' high half. */
 let windowsCreated = 0;
 
-/** A RegionProvider whose registrations are attachments to one dynamic MPI window. */
+/**
+ * A RegionProvider whose registrations are attachments to one dynamic MPI window (see the file
+ * header for keys, addressing and access).
+ *
+ * Lifetime: `MpiProvider.open()` is collective (every rank opens its providers in the same order)
+ * and needs at least two ranks; `close()` (or `using`) closes its endpoints, detaches everything
+ * and frees the window (collective too), idempotent. MPI_Finalize runs when the last user of MPI
+ * closes.
+ *
+ * Hot path: pools call it only when they grow or register temporary and user regions; `register`
+ * and `deregister` are MPI_Win_attach / MPI_Win_detach calls that allocate the Registration.
+ * `remoteAddress` and `ownsKey` are for endpoints' checks.
+ */
 export class MpiProvider implements RegionProvider {
   /** Always "mpi". */
   readonly name = "mpi";

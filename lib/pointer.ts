@@ -5,9 +5,18 @@ import { RemoteRegion } from "./remote-region.ts";
 import { checkRegionMemory } from "./user-memory.ts";
 
 /**
- * A fancy pointer into a region. Immutable: region, offset and address are private fields behind
- * getters, so a pointer always points where it was made to (moving makes a new pointer; `add()`
- * allocates nothing once the JIT has it).
+ * A fancy pointer into a region: it converts to its address (`+p`, `${p}`) and carries the
+ * region's keys, so RMA code can hand a peer where to go and the key to get in (`remote()`).
+ * Immutable: region, offset and address are private fields behind getters, so a pointer always
+ * points where it was made to; moving (`add`) makes a new pointer, never outside the region.
+ *
+ * Lifetime: it holds no resource. It is valid while its region is out of its pool; after the
+ * region is released (or its pool closes) it points at memory that may be reused, and `view()`
+ * and `remote()` refuse once the region's memory is detached (DETACHED).
+ *
+ * Hot path: the getters, `equals` and the numeric conversion allocate nothing; `add()` makes
+ * one small object (often optimized away once the JIT has it); `view`, `remote` and `toString`
+ * allocate their result.
  */
 export class MemoryRegionPointer {
   /** The null pointer: no region, address 0. */
@@ -46,6 +55,7 @@ export class MemoryRegionPointer {
     return this.#address;
   }
 
+  /** Whether this is the null pointer (no region). */
   get isNull(): boolean {
     return this.region === null;
   }
@@ -63,9 +73,11 @@ export class MemoryRegionPointer {
     return other != null && other.region === this.region && other.offset === this.offset;
   }
 
+  /** The region's local descriptor (`region.localKey`). TypeError for the null pointer. */
   get localKey(): bigint {
     return this.live().localKey;
   }
+  /** The region's remote key (`region.remoteKey`). TypeError for the null pointer. */
   get remoteKey(): bigint {
     return this.live().remoteKey;
   }
@@ -110,6 +122,7 @@ export class MemoryRegionPointer {
     return hint === "string" ? `0x${this.address.toString(16)}` : this.address;
   }
 
+  /** The address in hexadecimal, `0x…` (`0x0` for the null pointer). */
   toString(): string {
     return `0x${this.address.toString(16)}`;
   }

@@ -13,20 +13,34 @@ import { RegistrationCache, type RegistrationCacheStats } from "./registration-c
 import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "./traits.ts";
 
+/**
+ * A pool's statistics (`pool.stats()`), a snapshot made on each call. Counts are since the pool was
+ * made; a shared pool's figures are for every Worker sharing it.
+ */
 export interface PoolStats {
+  /** The provider's name, e.g. `"tcp"`, `"shm"`, `"host"`. */
   readonly provider: string;
+  /** Regions handed out: pooled gets, temporary regions and user regions. */
   readonly gets: number;
+  /** Regions given back (pooled, temporary and user). */
   readonly releases: number;
+  /** Pooled gets served from a stack as it stood. */
   readonly hits: number;
+  /** Pooled gets that found their stack empty (each one grew it). */
   readonly misses: number;
+  /** Blocks added to stacks after the pool was made. */
   readonly growths: number;
+  /** Provider registrations made: blocks, temporary regions and user regions. */
   readonly registrations: number;
+  /** Provider registrations undone. */
   readonly deregistrations: number;
-  /** Temporary regions made so far, and live now. */
+  /** Temporary regions made so far (gets above the largest class). */
   readonly temporaryRegions: number;
+  /** Temporary regions not yet released. */
   readonly liveTemporaryRegions: number;
-  /** User regions made so far, and live now. */
+  /** User regions made so far (`registerUserRegion`). */
   readonly userRegions: number;
+  /** User regions not yet released. */
   readonly liveUserRegions: number;
   /** Regions out of the pool now (pooled, temporary and user). */
   readonly regionsInUse: number;
@@ -35,9 +49,13 @@ export interface PoolStats {
    * (`region.view.buffer.transfer()`); never handed out again. Counted in no other figure.
    */
   readonly retiredRegions: number;
+  /** Bytes pinned and registered now: blocks, temporary and user regions, and the registration cache. */
   readonly pinnedBytes: number;
+  /** The most `pinnedBytes` has been. */
   readonly peakPinnedBytes: number;
+  /** The pool's bound on `pinnedBytes` (`Infinity` when none was given). */
   readonly maxPinnedBytes: number;
+  /** Each size class's own figures. */
   readonly stacks: Readonly<Record<SizeClass, StackStats>>;
   /** The registration cache behind `userRegion` (this thread's); null until its first use. */
   readonly cache: RegistrationCacheStats | null;
@@ -45,8 +63,11 @@ export interface PoolStats {
 
 /** One region close() found still out. */
 export interface LeakedRegion {
+  /** Its size in bytes (a pooled region's class size, not the bytes asked for). */
   readonly size: number;
+  /** Its size class, or `"temporary"` / `"user"` for regions outside the stacks. */
   readonly kind: SizeClass | "temporary" | "user";
+  /** Where it was got: a stack trace when the pool has `debug: true`, else undefined. */
   readonly origin?: string | undefined;
 }
 
@@ -54,7 +75,9 @@ export interface LeakedRegion {
 export interface LeakReport {
   /** Regions still in use when the pool closed. */
   readonly count: number;
+  /** Their sizes added up, in bytes. */
   readonly bytes: number;
+  /** Each one, pooled regions first. */
   readonly regions: ReadonlyArray<LeakedRegion>;
 }
 

@@ -7,6 +7,7 @@ import { DEFAULT_ACCESS } from "./provider.ts";
 import { MAX_SHARED_REGIONS } from "./shared-stack.ts";
 import { SIZE_CLASSES, type SizeClass } from "./stack.ts";
 
+/** One size class's options (`MemoryPoolOptions.small` etc.); what is left out takes DEFAULT_STACKS. */
 export interface MemoryPoolStackOptions {
   /** Bytes per region in this class. */
   chunkSize?: number;
@@ -24,6 +25,14 @@ export interface MemoryPoolStackOptions {
 
 /** Per size class (`small`, `medium`, `large`, `huge`: SIZE_CLASSES), then the pool's own options. */
 export interface MemoryPoolOptions extends Partial<Record<SizeClass, MemoryPoolStackOptions>> {
+  /** The small class; default 1 KiB regions, 256 at first, 256 per growth. */
+  small?: MemoryPoolStackOptions;
+  /** The medium class; default 16 KiB regions, 32 at first, 32 per growth. */
+  medium?: MemoryPoolStackOptions;
+  /** The large class; default 64 KiB regions, 16 at first, 16 per growth. */
+  large?: MemoryPoolStackOptions;
+  /** The huge class; default 1 MiB regions, 2 at first, 2 per growth. Larger gets are temporary regions. */
+  huge?: MemoryPoolStackOptions;
   /** Upper bound on pinned/registered bytes (blocks, temporary and user regions). Default: no bound. */
   maxPinnedBytes?: number;
   /** Access flags for every registration; default read, write, send, recv, remote read, remote write. */

@@ -31,9 +31,30 @@ const backstop = new FinalizationRegistry<{ resources: PoolResources; link: Weak
 /** Set by MemoryPool.attach for the one constructor call it makes. */
 let attaching: ((core: PoolCore) => SharedPool) | null = null;
 
+/**
+ * Registered memory on demand: per size class (small, medium, large, huge; see DEFAULT_STACKS) a
+ * stack of regions that are already mapped, pinned and registered with one provider, so that a get
+ * costs no registration. Gets above the largest class are temporary regions, registered for that
+ * get and deregistered on release; `registerUserRegion` and `userRegion` register the caller's own
+ * memory.
+ *
+ * Lifetime: made over an open provider, which closes the pool first when it closes itself. `close()`
+ * (or `using`) deregisters and unmaps everything and reports the regions still out; it is
+ * idempotent and refuses with BUSY while RMA operations use the pool's memory. A pool dropped
+ * without close() is freed by a garbage-collection backstop, with a warning. `share()` hands the
+ * pool to Workers (`MemoryPool.attach`).
+ *
+ * Hot path: `getRegion` of a size up to the largest class and `releaseRegion` of a pooled region
+ * neither allocate nor make a system call (unless the stack must grow, or `debug` records a stack
+ * trace per get); `userRegion` of a buffer already cached does neither. Temporary and user
+ * regions, `stats`, `audit` and `close` register, deregister or allocate.
+ */
 export class MemoryPool implements RegionOwner, Disposable {
+  /** The provider every region of this pool is registered with. */
   readonly provider: RegionProvider;
+  /** The bound on pinned and registered bytes (`Infinity` when none was given). */
   readonly maxPinnedBytes: number;
+  /** Whether each get records a stack trace (`origin`) for leak reports. */
   readonly debug: boolean;
   readonly #core: PoolCore;
   // The hot path's parts, as fields of their own: a get reads no other object.
@@ -50,6 +71,13 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
   #shared: SharedPool | null = null;
 
+  /**
+   * Maps, pins and registers each class's `initialCount` regions now. Throws TypeError when
+   * `provider` is not a RegionProvider, AllocToolsError PROVIDER_CLOSED when it is closed, a
+   * TypeError or RangeError for a bad option (unknown keys included) or when the initial regions
+   * exceed `maxPinnedBytes`, and the provider's or the system's error when registering or pinning
+   * fails; nothing stays pinned after a throw.
+   */
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
       throw new TypeError("MemoryPool needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
@@ -88,13 +116,18 @@ export class MemoryPool implements RegionOwner, Disposable {
     return this.#core.allocator;
   }
 
+  /** Whether the pool is closed (by `close()`, its provider's close, or the owner of a shared pool). */
   get closed(): boolean {
     return this.#closedHere || (this.#shared !== null && this.#shared.closed);
   }
 
   /**
-   * A registered region of at least `bytes` bytes: from the smallest size class that fits, or a
-   * temporary region above the largest class. The same object comes back after a release (LIFO).
+   * A registered region of at least `bytes` bytes: from the smallest size class that fits (its
+   * `size` is the class's chunk size, `messageLength` is `bytes`), or a temporary region above the
+   * largest class. The same object comes back after a release (LIFO). Throws TypeError or
+   * RangeError for anything but a positive safe integer, AllocToolsError POOL_CLOSED (or
+   * PROVIDER_CLOSED) on a closed pool, PINNED_LIMIT when growing or a temporary region would pass
+   * `maxPinnedBytes`, and the provider's or the system's error when registration fails.
    */
   getRegion(bytes: number): MemoryRegion {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
@@ -114,7 +147,13 @@ export class MemoryPool implements RegionOwner, Disposable {
     return region;
   }
 
-  /** Gives a region back: pooled regions go on top of their stack, temporary and user ones are deregistered. */
+  /**
+   * Gives a region back: pooled regions go on top of their stack, temporary and user ones are
+   * deregistered (temporary ones unmapped), cached ones go back to their cache. Throws, changing
+   * nothing, AllocToolsError BUSY while RMA operations use the region, DOUBLE_RELEASE when it is
+   * not out, FOREIGN_REGION for another pool's region or a look-alike object, POOL_CLOSED on a
+   * closed pool, TypeError for a value that is not an object.
+   */
   releaseRegion(region: MemoryRegion): void {
     if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
@@ -124,8 +163,16 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   /**
-   * Registers the caller's memory as a user region: zero-copy, kept referenced while registered,
-   * deregistered (never freed) on release.
+   * Registers the caller's memory as a user region over exactly its bytes (an ArrayBuffer, a
+   * SharedArrayBuffer, or a view's bytes): zero-copy, the buffer kept referenced while registered,
+   * deregistered (never freed) by `releaseRegion`. Each call makes a new registration (a provider
+   * call, pinning included); `userRegion` caches them instead. Its bytes count against
+   * `maxPinnedBytes`. Throws, with nothing registered: TypeError for other values and for a
+   * resizable ArrayBuffer (it could shrink under the registration), AllocToolsError DETACHED for a
+   * detached buffer, RangeError for zero bytes, AllocToolsError PINNED_LIMIT when `maxPinnedBytes`
+   * has no room (after evicting unused cached registrations), the provider's error when
+   * registration fails. The buffer must not be transferred while registered: the region's next use
+   * then fails with DETACHED.
    */
   registerUserRegion(memory: UserMemoryInput): MemoryRegion {
     this.assertOpen();
@@ -304,8 +351,10 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   /**
-   * Where every pooled region is: on a stack, in a Worker's cache, or in use, each exactly once.
-   * Exact only while no Worker gets or releases. For tests and post-mortems.
+   * Checks the pool's books: every pooled region must be on a stack, in a Worker's cache, in use or
+   * retired, exactly once. Returns the counts and a list of problems (empty when consistent); never
+   * throws for an inconsistency. Walks every region, so it allocates: for tests and post-mortems.
+   * Exact only while no Worker gets or releases.
    */
   audit(): SharedAudit {
     if (this.#shared !== null) return this.#shared.audit();

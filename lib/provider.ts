@@ -3,11 +3,17 @@
 
 /** Access flags a registration grants (libfabric's FI_* values). */
 export const Access = {
+  /** FI_READ: the memory may be the local target of an RMA read (data read from a peer lands here). */
   READ: 0x100,
+  /** FI_WRITE: the memory may be the local source of an RMA write. */
   WRITE: 0x200,
+  /** FI_RECV: the memory may receive messages. */
   RECV: 0x400,
+  /** FI_SEND: the memory may be sent from. */
   SEND: 0x800,
+  /** FI_REMOTE_READ: peers may read this memory with RMA. */
   REMOTE_READ: 0x1000,
+  /** FI_REMOTE_WRITE: peers may write this memory with RMA. */
   REMOTE_WRITE: 0x2000,
 } as const;
 
@@ -40,6 +46,7 @@ export interface ProviderHandle {
   readonly kind: string;
   /** The process it belongs to: native handles mean nothing in another one. */
   readonly pid: number;
+  /** The provider's short name (`provider.name`), kept for messages and the attached view's name. */
   readonly name: string;
 }
 
@@ -85,9 +92,16 @@ export interface RegionProvider {
   readonly name: string;
   /** "host", "libfabric", "ucx" or "mpi". */
   readonly kind: "host" | "libfabric" | "ucx" | "mpi";
+  /** True: a peer addresses a region by virtual address; false: by offset from the registration's start. */
   readonly virtualAddressing: boolean;
+  /** True once `close()` ran (on a view: once the owner closed or the view detached). */
   readonly closed: boolean;
+  /**
+   * Pins (where the provider pins) and registers [address, address + length) with `access` (Access
+   * bits). Throws a typed error and leaves nothing registered on failure (see the table above).
+   */
   register(address: number, length: number, access: number): Registration;
+  /** Releases exactly this one registration (see the table above for views). Throws a typed error on failure. */
   deregister(registration: Registration): void;
   /** Allocates and registers a block of at least `length` bytes for a pool, or returns undefined (see above). */
   allocateBlock?(length: number): ProvidedBlock | undefined;

@@ -26,9 +26,13 @@ export const RegionFlag = {
  * `region.flags & RegionFlag.TEMP` works as with the original's integer flags.
  */
 export class RegionFlags {
+  /** The RegionFlag bits, 0..15. */
   readonly bits: number;
+  /** RegionFlag.USER: over the caller's memory. */
   readonly isUser: boolean;
+  /** RegionFlag.TEMP: registered for one use (above the largest size class). */
   readonly isTemp: boolean;
+  /** RegionFlag.PARTIAL: a chunk of a larger registration (pooled regions). */
   readonly isPartial: boolean;
   /** Served by a RegistrationCache. */
   readonly isCached: boolean;
@@ -49,10 +53,12 @@ export class RegionFlags {
     return (RegionFlags.all[bits] ??= new RegionFlags(bits));
   }
 
+  /** The bits, so that `flags & RegionFlag.TEMP` works as with integer flags. */
   valueOf(): number {
     return this.bits;
   }
 
+  /** The set flags' names joined by `|`, e.g. `"USER|CACHED"`; `"0"` when none is set. */
   toString(): string {
     const names = (Object.keys(RegionFlag) as (keyof typeof RegionFlag)[]).filter((k) => (this.bits & RegionFlag[k]) !== 0);
     return names.length > 0 ? names.join("|") : "0";
@@ -61,10 +67,28 @@ export class RegionFlags {
 
 /** Who takes a region back. Implemented by MemoryPool; an interface to keep modules acyclic. */
 export interface RegionOwner {
+  /** Takes `region` back (see MemoryPool.releaseRegion). */
   releaseRegion(region: MemoryRegion): void;
 }
 
-/** The public face of a registered memory region. */
+/**
+ * A registered memory region: an address range inside one registration, with its keys, a
+ * zero-copy `view` and what a peer needs (`remote()`). Pools (and registration caches) make every
+ * region once and hand the same object out again after each release; users never construct one.
+ *
+ * `size` is the usable size, for a pooled region its size class's chunk size, not the bytes asked
+ * for: `pool.getRegion(4000)` from a 16 KiB class has `size` 16384, `messageLength` 4000, and its
+ * `remote()` lets a peer touch all 16 KiB (send `pointer(0).remote(length)` to give less).
+ *
+ * Lifetime: out of its pool from `getRegion` (or `registerUserRegion` / `userRegion`) until
+ * `releaseRegion` (or `using`); after that, or after the pool closes, it must not be used (a
+ * closed pool's views are detached, length 0). While RMA operations use it (`inFlight` above 0)
+ * its pool refuses to release it (BUSY).
+ *
+ * Hot path: every field and getter is a plain read, and `messageLength` a checked write; no
+ * allocation. `pointer(offset)` allocates a pointer except at offset 0; `remote()` allocates
+ * its RemoteRegion.
+ */
 export abstract class MemoryRegion {
   /** Start of this region. */
   abstract readonly address: number;
@@ -84,7 +108,13 @@ export abstract class MemoryRegion {
   abstract readonly remoteAddress: bigint;
   /** Zero-copy view of exactly `size` bytes. */
   abstract readonly view: Uint8Array;
-  /** Bytes of a message in the region; settable, at most `size`. */
+  /**
+   * Bytes of the message the region holds, for the caller's own bookkeeping (the original's
+   * message length): set on each get to the bytes asked for (`getRegion(4000)` gives 4000 in a
+   * 16 KiB region; temporary and user regions: their size). Settable to an integer in [0, size];
+   * RangeError otherwise. Nothing in this library reads it: endpoints take their length as an
+   * argument, and `remote()` covers `size`, not `messageLength`.
+   */
   abstract messageLength: number;
   /** Out of its pool (between get and release). Read-only: only the pool changes it. */
   abstract readonly inUse: boolean;

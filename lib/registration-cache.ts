@@ -327,6 +327,16 @@ class CacheEntry {
  *
  * One cache per thread: its buffers are that thread's objects. Keys stay unique across Workers
  * because the provider's key counter is shared.
+ *
+ * Lifetime: made over an open provider (or by a pool for `pool.userRegion`, which closes it);
+ * `close()` (or `using`) deregisters everything, is idempotent and refuses with BUSY while RMA
+ * uses one of its regions. Close it before its provider. A cache dropped without close() has its
+ * registrations released by a garbage-collection backstop.
+ *
+ * Hot path: `acquire` of a typed-array view the cache already registered, reusing one of the
+ * entry's last four region objects, and `release` allocate nothing and make no system call. A
+ * miss registers (a provider call, pinning included); DataViews and views with new offsets or
+ * lengths take the slow path and may allocate a region object.
  */
 export class RegistrationCache implements RegionOwner, Disposable {
   /** The provider registrations are made with. */
@@ -445,7 +455,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /** RegionOwner: `region[Symbol.dispose]()` releases through here. */
-  releaseRegion(region: MemoryRegionImpl): void {
+  releaseRegion(region: MemoryRegion): void {
     this.release(region);
   }
 
@@ -454,6 +464,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
    * acquired here, for `length` bytes from its start. The caller releases it (`release`) once the
    * operation no longer touches it. Throws RangeError, before acquiring, when `length` is not an
    * integer in [1, view.byteLength].
+   * @internal For endpoints (it returns the library's own region type).
    */
   resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
     if (!ArrayBuffer.isView(view)) throw new TypeError(`${operation} takes a MemoryRegion, a MemoryRegionPointer or (with a cache) an ArrayBufferView as local memory`);
@@ -465,7 +476,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
 
   /**
    * Throws unless `region` (a region of this cache) may be handed to C: out, its cache open, its
-   * buffer neither detached nor shrunk below it. For endpoints, before posting.
+   * buffer neither detached nor shrunk below it.
+   * @internal For endpoints, before posting.
    */
   assertUsable(operation: string, region: MemoryRegionImpl): void {
     const reg = region.registration as CacheRegistration;
@@ -768,7 +780,6 @@ export class RegistrationCache implements RegionOwner, Disposable {
     return true;
   }
 
-  /** Drops every entry whose buffer was detached or shrank below its registration. */
   /**
    * An eviction scan's check for detached and shrunk buffers: every entry while there are at most
    * SWEEP_PER_SCAN, else the next SWEEP_PER_SCAN round robin (every entry within

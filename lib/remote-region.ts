@@ -25,6 +25,7 @@ const U64_LIMIT = 1n << 64n;
 
 /** Thrown for bytes or JSON that are not a RemoteRegion. */
 export class RemoteRegionFormatError extends TypeError {
+  /** Always `"RemoteRegionFormatError"`. */
   override readonly name = "RemoteRegionFormatError";
 }
 
@@ -40,7 +41,21 @@ export interface RemoteRegionJSON {
   readonly keyBlob?: string;
 }
 
-/** A peer's registered memory: remote address, key (or key blob) and length. */
+/**
+ * A peer's registered memory as an RMA target: remote address, key (or key blob) and length, and
+ * nothing else. Made by `region.remote()` / `pointer.remote()` on the side that owns the memory,
+ * sent as `toBytes()` or `toJSON()`, read back with `fromBytes` / `fromJSON`, then passed to an
+ * endpoint's write or read.
+ *
+ * Lifetime: plain immutable data holding no native resource; it stays valid only as long as the
+ * region it describes stays registered and out of its pool (the owner decides; nothing here can
+ * tell). Its `length` is what the peer may touch: for a pooled region, `region.remote()` gives the
+ * whole class size (a 4000-byte get of a 16 KiB class lets the peer touch 16 KiB), so send
+ * `pointer.remote(length)` or `subregion()` to give less.
+ *
+ * Hot path: the fields are plain reads, and `contains` allocates nothing; `subregion`, `toBytes`,
+ * `fromBytes` and the JSON forms allocate. Decode once per peer region, not per operation.
+ */
 export class RemoteRegion {
   /** Size of `toBytes()` for a version 1 region (no key blob). */
   static readonly BYTES = HEADER_BYTES;

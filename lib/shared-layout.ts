@@ -4,8 +4,11 @@
 
 /** Per-class numbers fixed when the pool is shared. */
 export interface SharedStackLayout {
+  /** Bytes per region. */
   readonly chunkSize: number;
+  /** Regions registered when the pool was made. */
   readonly initialCount: number;
+  /** Regions added per growth (one block). */
   readonly growCount: number;
   /** Most regions the class may ever hold. */
   readonly capacity: number;
@@ -17,7 +20,9 @@ export interface SharedStackLayout {
 export interface SharedLayoutSpec {
   /** One entry per size class, smallest first. */
   readonly stacks: readonly SharedStackLayout[];
+  /** How many pools (owner included) may attach over the pool's life (ShareOptions.maxWorkers). */
   readonly maxWorkers: number;
+  /** Free regions each Worker keeps per size class in its cache (0: none). */
   readonly cacheSize: number;
   /** Temporary and user regions each Worker may hold at once (recorded for the owner's close). */
   readonly maxUnpooledRegions: number;

@@ -899,11 +899,16 @@ export interface SharedUnpooledRegion {
 
 /** Where the regions of a shared pool are (see SharedPoolState.audit). */
 export interface SharedAudit {
+  /** Pooled regions the pool has, every class together. */
   readonly regions: number;
+  /** Free regions on the stacks. */
   readonly onStacks: number;
+  /** Free regions held in Workers' caches (always 0 for an unshared pool). */
   readonly cached: number;
+  /** Regions handed out and not yet released. */
   readonly inUse: number;
   /** Free regions on no stack and in no cache. */
   readonly lost: number;
+  /** One sentence per inconsistency found (a region seen twice, regions lost); empty when the books agree. */
   readonly problems: readonly string[];
 }

@@ -37,17 +37,25 @@ export interface ShareOptions {
 
 /** What `MemoryPool.attach` needs in a Worker: SharedArrayBuffers, numbers and strings only. */
 export interface SharedPoolHandle {
+  /** Marks the object as a pool handle (attach checks it). */
   readonly kind: "alloctools.MemoryPool";
   /** The process it belongs to: its memory and native handles mean nothing in another one. */
   readonly pid: number;
+  /** The shared stacks, region states, Worker caches and books. */
   readonly buffer: SharedArrayBuffer;
+  /** Where each part lives in `buffer`. */
   readonly layout: SharedLayoutSpec;
   /** The owner's `provider.share()`. */
   readonly provider: ProviderHandle;
+  /** The owner pool's options that every attached pool uses too. */
   readonly options: {
+    /** The bound on pinned bytes, counted for every Worker together. */
     readonly maxPinnedBytes: number;
+    /** Access flags of every registration (Access bits). */
     readonly access: number;
+    /** Whether blocks are backed by huge pages. */
     readonly hugePages: HugePages;
+    /** Whether gets record a stack trace for leak reports. */
     readonly debug: boolean;
   };
 }

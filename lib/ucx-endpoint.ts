@@ -112,7 +112,20 @@ const MAX_BLOB_IDENTITIES = 1024;
 /** Open UCX endpoints of this thread: a wait here progresses all of them (a target may be one). */
 const openEndpoints = new Set<UcxEndpoint>();
 
-/** RMA over UCX: see the file header and RmaEndpoint for the contract. */
+/**
+ * RMA over UCX: see the file header and RmaEndpoint for the contract.
+ *
+ * Lifetime: `new UcxEndpoint(provider)` creates a ucp_worker on the provider's context;
+ * `close()` (or `using`) ends what is in flight, closes the peers' eps and destroys the worker,
+ * idempotent; the provider closes its endpoints first when it closes.
+ *
+ * Hot path: once a peer has seen a remote key blob, the post forms (`postWrite`, `postRead`,
+ * `completed`, `poll`, `progress`) reuse operation slots (each made at its first need, up to
+ * `maxPending`) and parameter memory, and make no new object per call on success once the slots
+ * exist; the first use of a key blob on a peer unpacks it
+ * (`ucp_ep_rkey_unpack`, and allocations). The sync forms wait in the calling thread;
+ * `write`/`read` allocate their Promise.
+ */
 export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   /** The provider whose memory this endpoint reads and writes from. */
   readonly provider: UcxProvider;
