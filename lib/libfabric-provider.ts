@@ -10,13 +10,12 @@ import { checkKnownKeys, type KnownKeys } from "./options.ts";
 import type { Access, ProviderHandle, RegionProvider, Registration } from "./provider.ts";
 import { closeChildren } from "./provider-child.ts";
 
-/** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
-
 /** Requested keys taken from the shared counter at a time. */
 const KEY_BATCH = 64n;
 /** Keys up to here are exact as numbers. */
 const EXACT_KEYS = BigInt(Number.MAX_SAFE_INTEGER);
 
+/** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
 export type EndpointType = "rdm" | "msg" | "dgram";
 /** libfabric threading models (FI_THREAD_SAFE, FI_THREAD_FID, ...): what the domain may be called from concurrently. */
 export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
