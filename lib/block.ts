@@ -2,7 +2,7 @@
 // regions out of blocks; one registration covers a whole block.
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError, SystemError } from "./errors.ts";
+import { AllocToolsError, SystemError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 
 /** Huge pages: `false` (normal pages), `true` (MAP_HUGETLB or fail), `"try"` (MAP_HUGETLB, else normal pages). */
 export type HugePages = boolean | "try";
@@ -85,9 +85,9 @@ export class MemoryBlock {
    * only them. Detached when the block is freed.
    */
   regionView(offset: number, length: number): Uint8Array {
-    if (this.#freed) throw new RangeError(`block at 0x${this.address.toString(16)} is freed`);
+    if (this.#freed) throw new AllocToolsRangeError(`block at 0x${this.address.toString(16)} is freed`);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || length > this.size - offset) {
-      throw new RangeError(`a view of ${length} bytes at offset ${offset} does not fit the block's ${this.size} bytes`);
+      throw new AllocToolsRangeError(`a view of ${length} bytes at offset ${offset} does not fit the block's ${this.size} bytes`);
     }
     const buffer = toArrayBuffer(this.address as Pointer, offset, length);
     this.#buffers.push(buffer);
@@ -177,8 +177,8 @@ export class MemoryBlockAllocator {
    * Throws SystemError (mlock names RLIMIT_MEMLOCK and its value), or AllocToolsError HUGE_PAGES.
    */
   allocate(bytes: number, options: BlockOptions = {}): MemoryBlock {
-    if (typeof bytes !== "number") throw new TypeError(`block size must be a number, got ${typeof bytes}`);
-    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new RangeError(`block size must be a positive integer, got ${bytes}`);
+    if (typeof bytes !== "number") throw new AllocToolsTypeError(`block size must be a number, got ${typeof bytes}`);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new AllocToolsRangeError(`block size must be a positive integer, got ${bytes}`);
     const huge = options.hugePages ?? this.defaults.hugePages ?? false;
     const lock = options.lock ?? this.defaults.lock ?? true;
 

@@ -20,7 +20,7 @@
 // - Progress: see progress.ts. progress()/poll() are one synchronous turn; startProgress() keeps a
 //   target that only exposes memory progressing.
 import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../ffi/libfabric.ts";
-import { FabricError } from "../ffi/errors.ts";
+import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../ffi/errors.ts";
 import { FI, L, layout } from "../ffi/layout.ts";
 import { AllocToolsError } from "./errors.ts";
 import { inspectCustom, oneLine } from "./inspect.ts";
@@ -160,7 +160,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     const o = checkOptions(options, providerLimits(info));
     const cache = options.cache ?? null;
     if (cache !== null && !(cache instanceof RegistrationCache && cache.provider === provider)) {
-      throw new TypeError("options.cache must be a RegistrationCache over this endpoint's provider");
+      throw new AllocToolsTypeError("options.cache must be a RegistrationCache over this endpoint's provider");
     }
     this.cache = cache;
     this.provider = provider;
@@ -235,7 +235,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** Adds a peer's `name` to the address vector; use the result as `peer` in read/write. */
   insert(peerName: Uint8Array): PeerAddress {
     this.assertOpen();
-    if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new TypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
+    if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
     const addr = this.fi.avInsert(this.av, peerName);
     this.peers.add(addr);
     const local = openEndpoints.get(Buffer.from(peerName).toString("hex"));
@@ -316,7 +316,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    */
   completed(id: number): boolean {
     const op = this.table.byId(id);
-    if (op === null || op.wait !== Wait.Post) throw new RangeError(`operation id ${String(id)} is not a pending postWrite/postRead of this endpoint (unknown, or already retired by completed())`);
+    if (op === null || op.wait !== Wait.Post) throw new AllocToolsRangeError(`operation id ${String(id)} is not a pending postWrite/postRead of this endpoint (unknown, or already retired by completed())`);
     if (op.outcome === Outcome.Pending) return false;
     const error = op.error;
     this.table.retire(op);
@@ -345,7 +345,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
     this.interval = intervalMs;
     progressEngine.wake();
   }
@@ -399,14 +399,14 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   /** Checks a request, takes a slot, pins the local region and posts (or queues on EAGAIN). */
   private begin(kind: RmaKind, local: LocalMemory | ArrayBufferView, length: number, peer: PeerAddress, target: RemoteRegion, wait: Wait): Operation {
     this.assertOpen();
-    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${kind} length must be a positive integer, got ${String(length)}`);
-    if (length > this.maxMessageSize) throw new RangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
-    if (!(target instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+    if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
+    if (length > this.maxMessageSize) throw new AllocToolsRangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
+    if (!(target instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
     if (length > target.length) {
-      throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
+      throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${target.length} bytes (refused before posting)`);
     }
     if (peer !== this.lastPeer) {
-      if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new RangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+      if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`peer ${String(peer)} was not inserted on this endpoint`);
       this.lastPeer = peer; // a repeated peer skips the set lookup
     }
     if (this.localPeers.size > 0 && this.localPeers.get(peer)?.closed_ === true) {
@@ -701,14 +701,14 @@ function providerLimits(info: number): ProviderLimits {
 }
 
 function checkOptions(o: EndpointOptions, limits: ProviderLimits): Required<Omit<EndpointOptions, "cache">> {
-  if (o === null || typeof o !== "object") throw new TypeError("Endpoint options must be an object");
+  if (o === null || typeof o !== "object") throw new AllocToolsTypeError("Endpoint options must be an object");
   for (const key of Object.keys(o)) {
-    if (!OPTION_KEYS.has(key)) throw new TypeError(`unknown Endpoint option ${JSON.stringify(key)}; known: ${[...OPTION_KEYS].join(", ")}`);
+    if (!OPTION_KEYS.has(key)) throw new AllocToolsTypeError(`unknown Endpoint option ${JSON.stringify(key)}; known: ${[...OPTION_KEYS].join(", ")}`);
   }
   const int = (name: keyof EndpointOptions, v: unknown, d: number, min: number, max: number, limit: string): number => {
     if (v === undefined) return d;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw new RangeError(`options.${name} must be an integer >= ${min}, got ${String(v)}`);
-    if (v > max) throw new RangeError(`options.${name} ${v} is above ${limit}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw new AllocToolsRangeError(`options.${name} must be an integer >= ${min}, got ${String(v)}`);
+    if (v > max) throw new AllocToolsRangeError(`options.${name} ${v} is above ${limit}`);
     return v;
   };
   const cqLimit = `the provider's queues: tx_attr->size ${limits.txSize} + rx_attr->size ${limits.rxSize} = ${limits.queueEntries}`;

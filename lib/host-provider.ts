@@ -1,7 +1,7 @@
 // The embedded provider for machines without libfabric: it pins with mlock, hands out unique
 // 64-bit keys and addresses by virtual address. Nothing leaves the process, but every pool
 // feature (growth, limits, statistics, keys) behaves as it does on a fabric.
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { inspectCustom, oneLine } from "./inspect.ts";
 import { SharedKeyCounter } from "./key-counter.ts";
 import { pinPages, unpinPages } from "./page-pins.ts";
@@ -76,7 +76,7 @@ export class HostProvider implements RegionProvider {
       return;
     }
     const first = options.firstKey ?? 1n;
-    if (typeof first !== "bigint" || first < 0n || first >= KEY_LIMIT) throw new RangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
+    if (typeof first !== "bigint" || first < 0n || first >= KEY_LIMIT) throw new AllocToolsRangeError(`firstKey must be a 64-bit bigint, got ${String(first)}`);
     this.#keys = new SharedKeyCounter(first);
     this.reason = options.reason;
     this.isAttached = false;
@@ -89,7 +89,7 @@ export class HostProvider implements RegionProvider {
    */
   static attach(handle: HostProviderHandle): HostProvider {
     if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.keys instanceof SharedArrayBuffer)) {
-      throw new TypeError("HostProvider.attach takes the handle a HostProvider's share() returned");
+      throw new AllocToolsTypeError("HostProvider.attach takes the handle a HostProvider's share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED", `the host provider handle comes from process ${handle.pid}; a handle attaches only in Workers of the process that shared it (${process.pid})`);

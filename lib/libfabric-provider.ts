@@ -204,7 +204,7 @@ export class LibfabricProvider implements RegionProvider {
   static attach(handle: LibfabricProviderHandle): LibfabricProvider {
     if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.keys instanceof SharedArrayBuffer)
         || typeof handle.handles?.domain !== "number" || typeof handle.info?.provider !== "string") {
-      throw new TypeError("LibfabricProvider.attach takes the handle a LibfabricProvider's share() returned");
+      throw new AllocToolsTypeError("LibfabricProvider.attach takes the handle a LibfabricProvider's share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED",

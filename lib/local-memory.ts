@@ -2,7 +2,7 @@
 // posted. Every endpoint (libfabric, UCX, MPI) resolves its local memory here, so one set of rules
 // decides what C may be handed: only regions and pointers this library made (checked by identity,
 // never by shape), integer offsets and lengths inside the region, regions still out of their pool.
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { MemoryRegionImpl } from "./region.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
@@ -34,17 +34,17 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
   if (MemoryRegionPointer.isGenuine(local)) {
     region = local.region;
     offset = local.offset;
-    if (region === null) throw new TypeError(`${operation}: the null MemoryRegionPointer has no memory`);
+    if (region === null) throw new AllocToolsTypeError(`${operation}: the null MemoryRegionPointer has no memory`);
   } else {
     region = local;
     offset = 0;
   }
   if (!MemoryRegionImpl.isGenuine(region)) {
-    throw new TypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
+    throw new AllocToolsTypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
   }
-  if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`${operation} length must be a positive integer, got ${String(length)}`);
+  if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${operation} length must be a positive integer, got ${String(length)}`);
   if (!Number.isSafeInteger(offset) || offset < 0 || length > region.size - offset) {
-    throw new RangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
+    throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }
   if (region.owner !== null) region.assertInUse(operation);
   checkRegionMemory(operation, region); // a user buffer transferred away: its memory may be reused

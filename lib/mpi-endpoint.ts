@@ -17,7 +17,7 @@
 import { read, type Pointer } from "bun:ffi";
 import { MpiError, type MpiLibrary, type MpiRmaOps } from "../ffi/mpi.ts";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import type { MpiProvider } from "./mpi-provider.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
@@ -181,10 +181,10 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   insert(peerName: Uint8Array): MpiRank {
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length !== NAME_BYTES || NAME_MAGIC.some((b, i) => peerName[i] !== b)) {
-      throw new RangeError(`insert takes an MpiEndpoint name (${NAME_BYTES} bytes starting "ATMP"), got ${describeName(peerName)}`);
+      throw new AllocToolsRangeError(`insert takes an MpiEndpoint name (${NAME_BYTES} bytes starting "ATMP"), got ${describeName(peerName)}`);
     }
     const rank = new DataView(peerName.buffer, peerName.byteOffset, NAME_BYTES).getUint32(4, true);
-    if (rank >= this.size) throw new RangeError(`the name is rank ${rank}'s, but this job has ranks 0..${this.size - 1}`);
+    if (rank >= this.size) throw new AllocToolsRangeError(`the name is rank ${rank}'s, but this job has ranks 0..${this.size - 1}`);
     return rank;
   }
 
@@ -256,7 +256,7 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
    */
   completed(id: number): boolean {
     const op = this.byId.get(id);
-    if (op === undefined) throw new RangeError(`operation ${String(id)} is not an operation of this endpoint in flight (unknown or retired)`);
+    if (op === undefined) throw new AllocToolsRangeError(`operation ${String(id)} is not an operation of this endpoint in flight (unknown or retired)`);
     if (op.state === State.Posted) return false;
     this.byId.delete(id);
     op.awaitingCaller = false;
@@ -293,7 +293,7 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   /** Keeps MPI progressing on the event loop with nothing pending (MPI_Iprobe), for a target that only exposes memory. */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
     this.interval = intervalMs;
     progressEngine.wake();
   }
@@ -358,16 +358,16 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     this.assertOpen();
     this.provider.assertOpen();
     resolveLocal(kind, local, length, this.local);
-    if (length > MAX_COUNT) throw new RangeError(`${kind} of ${length} bytes is above MPI's int count limit (${MAX_COUNT})`);
-    if (!(remote instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
-    if (length > remote.length) throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
+    if (length > MAX_COUNT) throw new AllocToolsRangeError(`${kind} of ${length} bytes is above MPI's int count limit (${MAX_COUNT})`);
+    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+    if (length > remote.length) throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
     if (!Number.isInteger(peer) || peer < 0 || peer >= this.size) {
-      throw new RangeError(`${kind}: rank ${String(peer)} is not in this job (ranks 0..${this.size - 1})`);
+      throw new AllocToolsRangeError(`${kind}: rank ${String(peer)} is not in this job (ranks 0..${this.size - 1})`);
     }
     // The last key that passed is remembered: comparing bigints allocates nothing, shifting does.
     if (remote.key !== this.checkedKey) {
       if (!this.provider.ownsKey(remote.key)) {
-        throw new RangeError(`${kind}: key ${remote.key} belongs to MPI window ${remote.key >> 32n}, this endpoint's window is ${this.provider.windowNumber}`);
+        throw new AllocToolsRangeError(`${kind}: key ${remote.key} belongs to MPI window ${remote.key >> 32n}, this endpoint's window is ${this.provider.windowNumber}`);
       }
       this.checkedKey = remote.key;
     }
@@ -526,10 +526,10 @@ function describeName(name: unknown): string {
 }
 
 function checkOptions(o: MpiEndpointOptions): Required<MpiEndpointOptions> {
-  if (o === null || typeof o !== "object") throw new TypeError("MpiEndpoint options must be an object");
+  if (o === null || typeof o !== "object") throw new AllocToolsTypeError("MpiEndpoint options must be an object");
   const int = (name: keyof MpiEndpointOptions, v: unknown, d: number, min: number): number => {
     if (v === undefined) return d;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw new RangeError(`options.${name} must be an integer >= ${min}, got ${String(v)}`);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min) throw new AllocToolsRangeError(`options.${name} must be an integer >= ${min}, got ${String(v)}`);
     return v;
   };
   return { timeoutMs: int("timeoutMs", o.timeoutMs, 10_000, 1), maxPending: int("maxPending", o.maxPending, 256, 1) };

@@ -11,7 +11,7 @@
 //   the last user closes. A job open across tests lets providers come and go (MPI cannot be
 //   initialized twice in a process).
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 
 /** The largest allgather total: MPI counts and displacements are C ints. */
 const MAX_TOTAL_BYTES = 0x7fff_ffff;
@@ -80,7 +80,7 @@ export class MpiJob implements Disposable {
    */
   async barrierAsync(intervalMs: number = 0): Promise<void> {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
     const request = new BigUint64Array(1);
     this.mpi.startBarrier(request);
     for (;;) {
@@ -95,8 +95,8 @@ export class MpiJob implements Disposable {
    */
   allgather(bytes: Uint8Array): Uint8Array[] {
     this.assertOpen();
-    if (!(bytes instanceof Uint8Array)) throw new TypeError("allgather takes a Uint8Array");
-    if (bytes.length > MAX_TOTAL_BYTES) throw new RangeError(`allgather of ${bytes.length} bytes is above MPI's int count limit`);
+    if (!(bytes instanceof Uint8Array)) throw new AllocToolsTypeError("allgather takes a Uint8Array");
+    if (bytes.length > MAX_TOTAL_BYTES) throw new AllocToolsRangeError(`allgather of ${bytes.length} bytes is above MPI's int count limit`);
     const lengths = new Int32Array(this.size);
     this.mpi.allgatherInt(new Int32Array([bytes.length]), lengths);
     const displacements = new Int32Array(this.size);
@@ -104,7 +104,7 @@ export class MpiJob implements Disposable {
     for (let r = 0; r < this.size; r++) {
       displacements[r] = total;
       total += lengths[r]!;
-      if (total > MAX_TOTAL_BYTES) throw new RangeError(`allgather of ${total}+ bytes in all is above MPI's int displacement limit`);
+      if (total > MAX_TOTAL_BYTES) throw new AllocToolsRangeError(`allgather of ${total}+ bytes in all is above MPI's int displacement limit`);
     }
     // MPI reads and writes through these pointers: never hand it an empty buffer's null pointer.
     const received = new Uint8Array(Math.max(total, 1));
@@ -121,7 +121,7 @@ export class MpiJob implements Disposable {
    */
   exchangeNames(endpoint: { readonly name: Uint8Array }): Uint8Array[] {
     if (endpoint === null || typeof endpoint !== "object" || !(endpoint.name instanceof Uint8Array)) {
-      throw new TypeError("exchangeNames takes an endpoint (an object with a Uint8Array name)");
+      throw new AllocToolsTypeError("exchangeNames takes an endpoint (an object with a Uint8Array name)");
     }
     return this.allgather(endpoint.name);
   }

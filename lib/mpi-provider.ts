@@ -19,7 +19,7 @@
 // - close(): endpoints first, then every attachment is detached, MPI_Win_unlock_all, MPI_Win_free
 //   (collective), and MPI_Finalize if this was the last user of MPI and alloctools initialized it.
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsRangeError } from "./errors.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
 
 /** One MPI_Win_attach: the range and how many registrations share it. */
@@ -140,8 +140,8 @@ export class MpiProvider implements RegionProvider {
   /** Attaches [address, address + length) to the window (or shares the attached range it lies in). */
   register(address: number, length: number, _access: number): Registration {
     this.assertOpen();
-    if (!Number.isSafeInteger(address) || address <= 0) throw new RangeError(`register address must be a positive integer, got ${address}`);
-    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`register length must be a positive integer, got ${length}`);
+    if (!Number.isSafeInteger(address) || address <= 0) throw new AllocToolsRangeError(`register address must be a positive integer, got ${address}`);
+    if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`register length must be a positive integer, got ${length}`);
     if (this.nextSerial >= KEY_SERIAL_LIMIT) throw new AllocToolsError("KEYS_EXHAUSTED", `window ${this.windowNumber} has used all 2^32 registration keys`);
     const remote = this.remoteAddress(address);
     if (remote !== BigInt(address)) {

@@ -12,6 +12,7 @@ import { endOperation, type MemoryRegionImpl } from "./region.ts";
 import type { RegistrationCache } from "./registration-cache.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaKind, RmaOperation } from "./rma-errors.ts";
+import { AllocToolsRangeError } from "./errors.ts";
 
 /** How the caller waits. */
 export const Wait = { Promise: 0, Sync: 1, Post: 2 } as const;
@@ -172,7 +173,7 @@ export class OperationTable {
 
   private grow(capacity: number): void {
     if (capacity > MAX_OPERATIONS) {
-      throw new RangeError(`more than ${MAX_OPERATIONS} RMA operations in flight on one endpoint; wait for some to complete`);
+      throw new AllocToolsRangeError(`more than ${MAX_OPERATIONS} RMA operations in flight on one endpoint; wait for some to complete`);
     }
     for (let i = this.slots.length; i < capacity; i++) {
       this.slots.push(new Operation(i));

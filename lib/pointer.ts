@@ -3,6 +3,7 @@
 import type { MemoryRegion } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { checkRegionMemory } from "./user-memory.ts";
+import { AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 
 /**
  * A fancy pointer into a region: it converts to its address (`+p`, `${p}`) and carries the
@@ -35,7 +36,7 @@ export class MemoryRegionPointer {
   /** A pointer `offset` bytes into `region`; `offset` is an integer in [0, region.size]. */
   constructor(region: MemoryRegion | null, offset: number) {
     if (region === null ? offset !== 0 : !Number.isSafeInteger(offset) || offset < 0 || offset > region.size) {
-      throw new RangeError(`a pointer offset must be an integer in [0, ${region === null ? 0 : region.size}], got ${String(offset)}`);
+      throw new AllocToolsRangeError(`a pointer offset must be an integer in [0, ${region === null ? 0 : region.size}], got ${String(offset)}`);
     }
     this.#region = region;
     this.#offset = offset;
@@ -94,7 +95,7 @@ export class MemoryRegionPointer {
     const r = this.live();
     checkRegionMemory("remote", r);
     if (!Number.isSafeInteger(length) || length < 0 || length > r.size - this.offset) {
-      throw new RangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+      throw new AllocToolsRangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }
     return new RemoteRegion(r.remoteAddress + BigInt(this.offset), r.remoteKey, length);
   }
@@ -112,7 +113,7 @@ export class MemoryRegionPointer {
     const r = this.live();
     checkRegionMemory("view", r);
     if (!Number.isInteger(length) || length < 0 || length > r.size - this.offset) {
-      throw new RangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+      throw new AllocToolsRangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
     }
     return r.view.subarray(this.offset, this.offset + length);
   }
@@ -128,12 +129,12 @@ export class MemoryRegionPointer {
   }
 
   private live(): MemoryRegion {
-    if (this.region === null) throw new TypeError("null MemoryRegionPointer has no region");
+    if (this.region === null) throw new AllocToolsTypeError("null MemoryRegionPointer has no region");
     return this.region;
   }
 
   private refuseMove(n: number): never {
-    if (this.region === null) throw new TypeError("cannot move a null MemoryRegionPointer");
-    throw new RangeError(`pointer moved by ${n} would leave its region (offset ${this.offset}, size ${this.region.size})`);
+    if (this.region === null) throw new AllocToolsTypeError("cannot move a null MemoryRegionPointer");
+    throw new AllocToolsRangeError(`pointer moved by ${n} would leave its region (offset ${this.offset}, size ${this.region.size})`);
   }
 }

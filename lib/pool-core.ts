@@ -3,7 +3,7 @@
 // keeps the local hot path; SharedPool (shared-pool.ts) works on the same parts once shared.
 import { ptr } from "bun:ffi";
 import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsRangeError } from "./errors.ts";
 import { ProvidedMemoryBlock } from "./provided-block.ts";
 import type { CheckedOptions } from "./pool-options.ts";
 import type { RegionProvider, Registration } from "./provider.ts";
@@ -173,7 +173,7 @@ export class PoolCore {
   addInitialBlocks(): void {
     const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
     if (initial > this.maxPinnedBytes) {
-      throw new RangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
+      throw new AllocToolsRangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
     }
     try {
       for (const stack of this.stacks) if (stack.initialCount > 0) this.addBlock(stack, stack.initialCount);

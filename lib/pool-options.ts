@@ -88,13 +88,13 @@ export interface CheckedOptions {
 }
 
 export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
-  if (o === null || typeof o !== "object") throw new TypeError("MemoryPool options must be an object");
+  if (o === null || typeof o !== "object") throw new AllocToolsTypeError("MemoryPool options must be an object");
   checkKnownKeys(o, POOL_OPTION_KEYS, "MemoryPool options");
   const stacks: Required<MemoryPoolStackOptions>[] = [];
   let previous = 0;
   for (const name of SIZE_CLASSES) {
     const given = o[name] ?? {};
-    if (typeof given !== "object" || given === null) throw new TypeError(`options.${name} must be an object`);
+    if (typeof given !== "object" || given === null) throw new AllocToolsTypeError(`options.${name} must be an object`);
     checkKnownKeys(given, STACK_OPTION_KEYS, `MemoryPool options.${name}`);
     const d = DEFAULT_STACKS[name];
     const chunkSize = given.chunkSize ?? d.chunkSize;
@@ -102,22 +102,22 @@ export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
     const growCount = given.growCount ?? Math.max(1, given.initialCount ?? d.growCount);
     const maxRegions = given.maxRegions ?? defaultMaxRegions(chunkSize, initialCount, growCount, o.maxPinnedBytes);
     for (const [key, v, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1], ["maxRegions", maxRegions, 1]] as const) {
-      if (typeof v !== "number") throw new TypeError(`options.${name}.${key} must be a number, got ${typeof v}`);
-      if (!Number.isInteger(v) || v < min || v > 0x7fff_ffff) throw new RangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${v}`);
+      if (typeof v !== "number") throw new AllocToolsTypeError(`options.${name}.${key} must be a number, got ${typeof v}`);
+      if (!Number.isInteger(v) || v < min || v > 0x7fff_ffff) throw new AllocToolsRangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${v}`);
     }
     if (chunkSize <= previous) {
-      throw new RangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
+      throw new AllocToolsRangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
     }
     previous = chunkSize;
     stacks.push({ chunkSize, initialCount, growCount, maxRegions });
   }
   const maxPinnedBytes = o.maxPinnedBytes ?? Infinity;
   if (typeof maxPinnedBytes !== "number" || Number.isNaN(maxPinnedBytes) || maxPinnedBytes <= 0) {
-    throw new RangeError(`options.maxPinnedBytes must be a positive number, got ${String(maxPinnedBytes)}`);
+    throw new AllocToolsRangeError(`options.maxPinnedBytes must be a positive number, got ${String(maxPinnedBytes)}`);
   }
   const access = o.access ?? DEFAULT_ACCESS;
   const hugePages = o.hugePages ?? false;
-  if (hugePages !== true && hugePages !== false && hugePages !== "try") throw new TypeError(`options.hugePages must be true, false or "try"`);
-  if (o.debug !== undefined && typeof o.debug !== "boolean") throw new TypeError("options.debug must be a boolean");
+  if (hugePages !== true && hugePages !== false && hugePages !== "try") throw new AllocToolsTypeError(`options.hugePages must be true, false or "try"`);
+  if (o.debug !== undefined && typeof o.debug !== "boolean") throw new AllocToolsTypeError("options.debug must be a boolean");
   return { stacks, maxPinnedBytes, access, hugePages, debug: o.debug ?? false };
 }

@@ -3,7 +3,7 @@
 // at a time (one registration per block); requests above the largest class get temporary regions.
 // This file is the local pool; share() hands the same parts to SharedPool (shared-pool.ts), and
 // from then on the hot path's one branch sends gets and releases there (mimalloc's local/_mt split).
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { checkOptions, checkSize, type MemoryPoolOptions } from "./pool-options.ts";
 import { PoolCore, type LeakReport, type PoolResources, type PoolStats } from "./pool-core.ts";
 import type { RegionProvider } from "./provider.ts";
@@ -80,7 +80,7 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   constructor(provider: RegionProvider, options: MemoryPoolOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
-      throw new TypeError("MemoryPool needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
+      throw new AllocToolsTypeError("MemoryPool needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
     }
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     const core = new PoolCore(provider, checkOptions(options));
@@ -341,7 +341,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.assertOpen();
     if (this.#shared !== null) return this.#shared.region(index);
     const count = this.#regions.length;
-    if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw new AllocToolsRangeError(`no pooled region ${index} (there are ${count})`);
     return this.#regions[index]!;
   }
 
@@ -430,7 +430,7 @@ export class MemoryPool implements RegionOwner, Disposable {
 function genuineRegion(what: string, region: unknown): MemoryRegionImpl {
   if (MemoryRegionImpl.isGenuine(region)) return region;
   if (typeof region !== "object" || region === null) {
-    throw new TypeError(`${what} takes a MemoryRegion got from a pool, got ${region === null ? "null" : typeof region}`);
+    throw new AllocToolsTypeError(`${what} takes a MemoryRegion got from a pool, got ${region === null ? "null" : typeof region}`);
   }
   throw new AllocToolsError("FOREIGN_REGION",
     `${what} takes a MemoryRegion this library made; got a look-alike object (a Proxy, a copy or a hand-made region)`);

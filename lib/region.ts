@@ -1,7 +1,7 @@
 // Memory regions: an address range inside a registration, with the keys a peer needs.
 // Pools create every region once (with its view and keys) and hand the same object out again
 // and again, so a get allocates nothing.
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsRangeError } from "./errors.ts";
 import { hex, inspectCustom, oneLine } from "./inspect.ts";
 import { MemoryRegionPointer } from "./pointer.ts";
 import { RemoteRegion } from "./remote-region.ts";
@@ -49,7 +49,7 @@ export class RegionFlags {
 
   /** The shared instance for `bits` (a combination of RegionFlag values). */
   static of(bits: number): RegionFlags {
-    if (!Number.isInteger(bits) || bits < 0 || bits > 15) throw new RangeError(`region flags are RegionFlag bits (0..15), got ${bits}`);
+    if (!Number.isInteger(bits) || bits < 0 || bits > 15) throw new AllocToolsRangeError(`region flags are RegionFlag bits (0..15), got ${bits}`);
     return (RegionFlags.all[bits] ??= new RegionFlags(bits));
   }
 
@@ -270,7 +270,7 @@ export class MemoryRegionImpl extends MemoryRegion {
       region.#state += IN_FLIGHT_STEP;
     };
     endOperation = (region) => {
-      if (region.#state < IN_FLIGHT_STEP) throw new RangeError(`region at 0x${region.address.toString(16)} has no RMA operation in flight to end`);
+      if (region.#state < IN_FLIGHT_STEP) throw new AllocToolsRangeError(`region at 0x${region.address.toString(16)} has no RMA operation in flight to end`);
       region.#state -= IN_FLIGHT_STEP;
     };
     retire = (region) => {
@@ -282,7 +282,7 @@ export class MemoryRegionImpl extends MemoryRegion {
   constructor(registration: Registration, address: number, size: number, flags: number, remoteAddress: bigint,
               view: Uint8Array, owner: RegionOwner | null, index: number, stackId: number, keepAlive: object | null) {
     super();
-    if (view.byteLength !== size) throw new RangeError(`a region's view is exactly its ${size} bytes, got ${view.byteLength}`);
+    if (view.byteLength !== size) throw new AllocToolsRangeError(`a region's view is exactly its ${size} bytes, got ${view.byteLength}`);
     this.registration = registration;
     this.address = address;
     this.baseAddress = registration.address;
@@ -330,7 +330,7 @@ export class MemoryRegionImpl extends MemoryRegion {
   }
   set messageLength(n: number) {
     if (!Number.isInteger(n) || n < 0 || n > this.size) {
-      throw new RangeError(`messageLength must be an integer in [0, ${this.size}], got ${n}`);
+      throw new AllocToolsRangeError(`messageLength must be an integer in [0, ${this.size}], got ${n}`);
     }
     this.#length = n;
   }

@@ -13,7 +13,7 @@
 // Unused entries sit in an LRU list; acquire unlinks, the last release links at the newest end.
 import { ptr } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { busyError } from "./local-memory.ts";
 import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "./provider.ts";
 import { checkOut, MemoryRegionImpl, RegionFlag, setInUse, type MemoryRegion, type RegionOwner } from "./region.ts";
@@ -389,9 +389,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** A cache over `provider` (a HostProvider, LibfabricProvider, or a pool's provider). */
   constructor(provider: RegionProvider, options: RegistrationCacheOptions = {}) {
     if (provider === null || typeof provider !== "object" || typeof provider.register !== "function") {
-      throw new TypeError("RegistrationCache needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
+      throw new AllocToolsTypeError("RegistrationCache needs a RegionProvider (HostProvider, LibfabricProvider, or openProvider())");
     }
-    if (options === null || typeof options !== "object") throw new TypeError("RegistrationCache options must be an object");
+    if (options === null || typeof options !== "object") throw new AllocToolsTypeError("RegistrationCache options must be an object");
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     this.provider = provider;
     this.traits = new MemoryRegionTraits(provider, options.access ?? DEFAULT_ACCESS);
@@ -467,9 +467,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
    * @internal For endpoints (it returns the library's own region type).
    */
   resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
-    if (!ArrayBuffer.isView(view)) throw new TypeError(`${operation} takes a MemoryRegion, a MemoryRegionPointer or (with a cache) an ArrayBufferView as local memory`);
+    if (!ArrayBuffer.isView(view)) throw new AllocToolsTypeError(`${operation} takes a MemoryRegion, a MemoryRegionPointer or (with a cache) an ArrayBufferView as local memory`);
     if (!Number.isSafeInteger(length) || length <= 0 || length > view.byteLength) {
-      throw new RangeError(`${operation} of ${String(length)} bytes does not fit the local view's ${view.byteLength} bytes`);
+      throw new AllocToolsRangeError(`${operation} of ${String(length)} bytes does not fit the local view's ${view.byteLength} bytes`);
     }
     return this.acquire(view) as MemoryRegionImpl;
   }
@@ -639,14 +639,14 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.assertOpen("acquire");
     const bytes = this.bytesOf;
     if (!bytes.read(memory)) {
-      throw new TypeError(`acquire takes an ArrayBuffer, SharedArrayBuffer or ArrayBufferView, got ${describe(memory)}`);
+      throw new AllocToolsTypeError(`acquire takes an ArrayBuffer, SharedArrayBuffer or ArrayBufferView, got ${describe(memory)}`);
     }
     const buffer = bytes.buffer!;
     const offset = bytes.offset;
     const length = bytes.length;
     bytes.buffer = null; // the scratch must not keep a buffer alive
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= bytes.total)) {
-      throw new RangeError(`acquire: a view of ${String(length)} bytes at offset ${String(offset)} does not fit its buffer's ${bytes.total} bytes`);
+      throw new AllocToolsRangeError(`acquire: a view of ${String(length)} bytes at offset ${String(offset)} does not fit its buffer's ${bytes.total} bytes`);
     }
     let entry = buffer === uncached ? undefined : this.entries.get(buffer);
     if (entry !== undefined && bytes.total < entry.current!.end) {
@@ -654,7 +654,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
       entry = undefined;
     }
     if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
-    if (length === 0) throw new RangeError("acquire: cannot register an empty buffer or view");
+    if (length === 0) throw new AllocToolsRangeError("acquire: cannot register an empty buffer or view");
     if (entry === undefined) return this.miss(buffer, bytes.lengthOf, bytes.total, offset, length);
     const reg = entry.current!;
     if (offset >= reg.start && offset + length <= reg.end) {
@@ -935,7 +935,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   // ---- errors -------------------------------------------------------------------------------------
 
   private releaseSlow(r: MemoryRegionImpl): void {
-    if (!MemoryRegionImpl.isGenuine(r)) throw new TypeError(`release takes a MemoryRegion from this cache's acquire, got ${describe(r)}`);
+    if (!MemoryRegionImpl.isGenuine(r)) throw new AllocToolsTypeError(`release takes a MemoryRegion from this cache's acquire, got ${describe(r)}`);
     if (r.owner !== this) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} does not belong to this registration cache`);
     this.assertOpen("release");
     if (r.inFlight !== 0) throw busyError("release", r);
@@ -950,7 +950,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
 function checkLimit(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !(Number.isSafeInteger(value) || value === Infinity) || value < 1) {
-    throw new RangeError(`options.${name} must be a positive integer (or Infinity), got ${String(value)}`);
+    throw new AllocToolsRangeError(`options.${name} must be a positive integer (or Infinity), got ${String(value)}`);
   }
   return value;
 }

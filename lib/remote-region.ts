@@ -15,6 +15,7 @@
 //       32     4  blob length u32 (1 .. RemoteRegion.MAX_KEY_BLOB)
 //       36     n  key blob (ucp_rkey_pack output for UCX)
 // A version 2 region is exactly 36 + n bytes.
+import { AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 
 const MAGIC = [0x41, 0x54, 0x52, 0x52] as const; // "ATRR"
 const VERSION = 1;
@@ -79,14 +80,14 @@ export class RemoteRegion {
    * Throws RangeError for values out of range, TypeError for a blob that is not a Uint8Array.
    */
   constructor(address: bigint, key: bigint, length: number, keyBlob: Uint8Array | null = null) {
-    if (typeof address !== "bigint" || address < 0n || address >= U64_LIMIT) throw new RangeError(`address must be a u64 bigint, got ${String(address)}`);
-    if (typeof key !== "bigint" || key < 0n || key >= U64_LIMIT) throw new RangeError(`key must be a u64 bigint, got ${String(key)}`);
-    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length must be a non-negative safe integer, got ${length}`);
-    if (address + BigInt(length) > U64_LIMIT) throw new RangeError(`address ${address} + length ${length} passes 2^64`);
+    if (typeof address !== "bigint" || address < 0n || address >= U64_LIMIT) throw new AllocToolsRangeError(`address must be a u64 bigint, got ${String(address)}`);
+    if (typeof key !== "bigint" || key < 0n || key >= U64_LIMIT) throw new AllocToolsRangeError(`key must be a u64 bigint, got ${String(key)}`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new AllocToolsRangeError(`length must be a non-negative safe integer, got ${length}`);
+    if (address + BigInt(length) > U64_LIMIT) throw new AllocToolsRangeError(`address ${address} + length ${length} passes 2^64`);
     if (keyBlob !== null) {
-      if (!(keyBlob instanceof Uint8Array)) throw new TypeError("keyBlob must be a Uint8Array or null");
+      if (!(keyBlob instanceof Uint8Array)) throw new AllocToolsTypeError("keyBlob must be a Uint8Array or null");
       if (keyBlob.length === 0 || keyBlob.length > RemoteRegion.MAX_KEY_BLOB) {
-        throw new RangeError(`keyBlob must hold 1 to ${RemoteRegion.MAX_KEY_BLOB} bytes, got ${keyBlob.length}`);
+        throw new AllocToolsRangeError(`keyBlob must hold 1 to ${RemoteRegion.MAX_KEY_BLOB} bytes, got ${keyBlob.length}`);
       }
     }
     this.address = address;
@@ -108,10 +109,10 @@ export class RemoteRegion {
   /** The part [offset, offset + length) of this region; refuses to grow past its end. */
   subregion(offset: number, length: number = this.length - offset): RemoteRegion {
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > this.length) {
-      throw new RangeError(`subregion offset ${offset} is outside the remote region's ${this.length} bytes`);
+      throw new AllocToolsRangeError(`subregion offset ${offset} is outside the remote region's ${this.length} bytes`);
     }
     if (!Number.isSafeInteger(length) || length < 0 || length > this.length - offset) {
-      throw new RangeError(`subregion of ${length} bytes at offset ${offset} does not fit the remote region's ${this.length} bytes`);
+      throw new AllocToolsRangeError(`subregion of ${length} bytes at offset ${offset} does not fit the remote region's ${this.length} bytes`);
     }
     return new RemoteRegion(this.address + BigInt(offset), this.key, length, this.keyBlob);
   }

@@ -6,7 +6,7 @@
 // A region's state word is FREE (0) or the slot + 1 of the Worker that got it. Every step that moves
 // a region is ordered so that a Worker terminated between any two of its stores leaves the region
 // findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
 import {
   BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, SLOT, SharedLayout, type SharedLayoutSpec,
@@ -240,7 +240,7 @@ export class SharedPoolState {
   static create(spec: SharedLayoutSpec): SharedPoolState {
     const layout = new SharedLayout(spec);
     if (layout.capacity > MAX_SHARED_REGIONS) {
-      throw new RangeError(`a shared pool holds at most ${MAX_SHARED_REGIONS} regions (the stacks' ABA tags need 16 bits); ` +
+      throw new AllocToolsRangeError(`a shared pool holds at most ${MAX_SHARED_REGIONS} regions (the stacks' ABA tags need 16 bits); ` +
         `maxRegions add up to ${layout.capacity}: lower them, or use larger chunks`);
     }
     const buffer = new SharedArrayBuffer(layout.bytes);
@@ -259,17 +259,17 @@ export class SharedPoolState {
     try {
       layout = new SharedLayout(spec);
     } catch {
-      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned (its layout is damaged)");
+      throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned (its layout is damaged)");
     }
     if (!(buffer instanceof SharedArrayBuffer) || buffer.byteLength !== layout.bytes || new Int32Array(buffer)[HEADER.magic] !== MAGIC) {
-      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
+      throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     const words = new Int32Array(buffer);
     if (Atomics.load(words, HEADER.closed) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     const slot = Atomics.add(words, HEADER.slots, 1);
     if (slot >= spec.maxWorkers) {
       Atomics.sub(words, HEADER.slots, 1);
-      throw new RangeError(`the shared pool takes ${spec.maxWorkers} attached pools (share({ maxWorkers }))`);
+      throw new AllocToolsRangeError(`the shared pool takes ${spec.maxWorkers} attached pools (share({ maxWorkers }))`);
     }
     const state = new SharedPoolState(buffer, spec, slot);
     state.enterSlot();

@@ -6,7 +6,7 @@
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { MemoryBlock, type HugePages } from "./block.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
 import { pageSpan } from "./page-pins.ts";
@@ -69,7 +69,7 @@ const PROVIDER_ATTACH: Readonly<Record<string, (handle: ProviderHandle) => Regio
 
 function attachProvider(handle: ProviderHandle): RegionProvider {
   const attach = handle !== null && typeof handle === "object" ? PROVIDER_ATTACH[handle.kind] : undefined;
-  if (attach === undefined) throw new TypeError("MemoryPool.attach takes the handle pool.share() returned (its provider handle is not one)");
+  if (attach === undefined) throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned (its provider handle is not one)");
   return attach(handle);
 }
 
@@ -118,13 +118,13 @@ export class SharedPool implements PinnedLimit {
 
   /** The owner's unpooled: moves an unshared pool's stacks, states and counters into shared memory. */
   static share(core: PoolCore, options: ShareOptions): SharedPool {
-    if (options === null || typeof options !== "object") throw new TypeError("share options must be an object");
+    if (options === null || typeof options !== "object") throw new AllocToolsTypeError("share options must be an object");
     const maxWorkers = options.maxWorkers ?? 64;
     const cacheSize = options.cacheSize ?? 16;
     const maxUnpooledRegions = options.maxUnpooledRegions ?? 64;
-    if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new RangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
-    if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new RangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
-    if (!Number.isInteger(maxUnpooledRegions) || maxUnpooledRegions < 0 || maxUnpooledRegions > 4096) throw new RangeError(`maxUnpooledRegions must be an integer in [0, 4096], got ${maxUnpooledRegions}`);
+    if (!Number.isInteger(maxWorkers) || maxWorkers < 1 || maxWorkers > 4096) throw new AllocToolsRangeError(`maxWorkers must be an integer in [1, 4096], got ${maxWorkers}`);
+    if (!Number.isInteger(cacheSize) || cacheSize < 0 || cacheSize > 1024) throw new AllocToolsRangeError(`cacheSize must be an integer in [0, 1024], got ${cacheSize}`);
+    if (!Number.isInteger(maxUnpooledRegions) || maxUnpooledRegions < 0 || maxUnpooledRegions > 4096) throw new AllocToolsRangeError(`maxUnpooledRegions must be an integer in [0, 4096], got ${maxUnpooledRegions}`);
     const provider = core.provider;
     if (typeof provider.share !== "function") {
       throw new AllocToolsError("NOT_SUPPORTED",
@@ -187,7 +187,7 @@ export class SharedPool implements PinnedLimit {
   static join(handle: SharedPoolHandle): Joining {
     if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
         || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
-      throw new TypeError("MemoryPool.attach takes the handle pool.share() returned");
+      throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED",
@@ -394,7 +394,7 @@ export class SharedPool implements PinnedLimit {
     const block = state.block(b);
     if (block === null) {
       if (state.closed) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
-      throw new RangeError(`no pooled region ${index} (its block was never published)`);
+      throw new AllocToolsRangeError(`no pooled region ${index} (its block was never published)`);
     }
     // The table keeps 64-bit keys only; a provider whose remote key is a blob (UCX) packs it again here.
     const registration = (this.blockRegistrations[b] ??= this.core.traits.provider.restoreRegistration?.(block.registration) ?? block.registration);
@@ -575,7 +575,7 @@ export class SharedPool implements PinnedLimit {
 
   region(index: number): MemoryRegion {
     const count = this.state.regionCount;
-    if (!Number.isInteger(index) || index < 0 || index >= count) throw new RangeError(`no pooled region ${index} (there are ${count})`);
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw new AllocToolsRangeError(`no pooled region ${index} (there are ${count})`);
     const region = this.regions[index] ?? this.materialize(index);
     setInUse(region, this.state.regionState(index) !== FREE);
     return region;

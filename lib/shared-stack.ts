@@ -2,6 +2,7 @@
 // The head is one int32: the top index + 1 in the low `indexBits` bits (0 = empty) and an ABA tag
 // in the rest. Links live in a `next` array beside it (also index + 1, 0 = end). Only int32
 // Atomics: 64-bit ones cost ~13x more here.
+import { AllocToolsRangeError } from "./errors.ts";
 
 /**
  * Most regions a shared pool holds (all classes together): the index takes at most 16 bits, so the
@@ -19,7 +20,7 @@ export class SharedStack {
   private readonly bits: number;
 
   constructor(words: Int32Array, head: number, next: number, indexBits: number) {
-    if (!Number.isInteger(indexBits) || indexBits < 1 || indexBits > 16) throw new RangeError(`indexBits must be in [1, 16], got ${indexBits}`);
+    if (!Number.isInteger(indexBits) || indexBits < 1 || indexBits > 16) throw new AllocToolsRangeError(`indexBits must be in [1, 16], got ${indexBits}`);
     this.words = words;
     this.head = head;
     this.next = next;

@@ -15,7 +15,7 @@
 //   rkey maps the segment: ~14 µs). A blob is framing-checked before it is ever unpacked.
 import { type Pointer, ptr } from "bun:ffi";
 import { isStatusError, rkeyBlobProblem, UcxError, UCX, ucxLayout, type Ucx } from "../ffi/ucx.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { progressEngine, type Progressable } from "./progress.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "./region.ts";
@@ -167,7 +167,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    */
   constructor(provider: UcxProvider, options: UcxEndpointOptions = {}) {
     const o = checkOptions(options);
-    if (provider === null || typeof provider !== "object" || provider.kind !== "ucx") throw new TypeError("UcxEndpoint takes a UcxProvider");
+    if (provider === null || typeof provider !== "object" || provider.kind !== "ucx") throw new AllocToolsTypeError("UcxEndpoint takes a UcxProvider");
     if (provider.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${provider.name} is closed`);
     this.provider = provider;
     this.ucx = provider.ucx;
@@ -217,7 +217,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   /** Adds a peer by its worker address (`ucp_ep_create`); use the result as `peer`. */
   insert(peerName: Uint8Array): UcxPeer {
     this.assertOpen();
-    if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new TypeError("insert takes a peer's worker address (non-empty Uint8Array)");
+    if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's worker address (non-empty Uint8Array)");
     const ep = this.ucx.epCreate(this.worker, peerName);
     this.peers.push(new Peer(ep));
     return this.peers.length - 1;
@@ -274,7 +274,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    */
   completed(id: number): boolean {
     const op = this.slotOf(id);
-    if (op === undefined || op.viaPromise) throw new RangeError(`operation id ${String(id)} is unknown or retired on this endpoint`);
+    if (op === undefined || op.viaPromise) throw new AllocToolsRangeError(`operation id ${String(id)} is unknown or retired on this endpoint`);
     if (op.state === PENDING) {
       this.check(op);
       if (op.state === PENDING) return false;
@@ -302,7 +302,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new RangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
     this.interval = intervalMs;
     progressEngine.wake();
   }
@@ -411,12 +411,12 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider && !this.provider.sharesContextWith(pool.provider)) {
       throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's (nor a view of its UCX context)`);
     }
-    if (!(remote instanceof RemoteRegion)) throw new TypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
     const blob = remote.keyBlob;
-    if (blob === null) throw new TypeError(`${kind}: the RemoteRegion has no key blob (version 1, a libfabric region's); a UCX peer's region.remote() carries one`);
-    if (length > remote.length) throw new RangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
+    if (blob === null) throw new AllocToolsTypeError(`${kind}: the RemoteRegion has no key blob (version 1, a libfabric region's); a UCX peer's region.remote() carries one`);
+    if (length > remote.length) throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
     const peer = this.peers[peerIndex];
-    if (peer === undefined || !Number.isInteger(peerIndex)) throw new RangeError(`peer ${String(peerIndex)} was not inserted on this endpoint`);
+    if (peer === undefined || !Number.isInteger(peerIndex)) throw new AllocToolsRangeError(`peer ${String(peerIndex)} was not inserted on this endpoint`);
     const rkey = peer.lastBlob === blob ? peer.lastRkey : this.rkeyFor(peer, blob);
     const slot = this.freeSlots.pop() ?? this.newSlot();
     const op = this.slots[slot]!;
@@ -662,11 +662,11 @@ function describe(op: Operation): string {
 }
 
 function checkOptions(o: UcxEndpointOptions): Required<UcxEndpointOptions> {
-  if (o === null || typeof o !== "object") throw new TypeError("UcxEndpoint options must be an object");
+  if (o === null || typeof o !== "object") throw new AllocToolsTypeError("UcxEndpoint options must be an object");
   const int = (name: keyof UcxEndpointOptions, v: unknown, d: number, min: number, max: number): number => {
     if (v === undefined) return d;
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
-      throw new RangeError(`options.${name} must be an integer in [${min}, ${max}], got ${String(v)}`);
+      throw new AllocToolsRangeError(`options.${name} must be an integer in [${min}, ${max}], got ${String(v)}`);
     }
     return v;
   };

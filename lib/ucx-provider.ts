@@ -16,7 +16,7 @@
 // close, the allocated blocks) lives in shared memory: lib/ucx-shared-context.ts.
 import { UcxError, UCX, ucx, type Ucx } from "../ffi/ucx.ts";
 import * as libc from "../ffi/libc.ts";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { Access, type ProvidedBlock, type ProviderHandle, type RegionProvider, type Registration } from "./provider.ts";
 import { closeChildren, type ProviderChild } from "./provider-child.ts";
 import { UcxSharedContext } from "./ucx-shared-context.ts";
@@ -189,7 +189,7 @@ export class UcxProvider implements RegionProvider {
   static attach(handle: UcxProviderHandle): UcxProvider {
     if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.state instanceof SharedArrayBuffer)
         || !UcxSharedContext.fits(handle.state) || typeof handle.context !== "number" || typeof handle.info?.transports !== "string") {
-      throw new TypeError("UcxProvider.attach takes the handle a UcxProvider's share() returned");
+      throw new AllocToolsTypeError("UcxProvider.attach takes the handle a UcxProvider's share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED",
@@ -276,7 +276,7 @@ export class UcxProvider implements RegionProvider {
   allocateBlock(length: number): ProvidedBlock | undefined {
     this.assertOpen();
     if (!this.info.allocateBlocks) return undefined;
-    if (!Number.isSafeInteger(length) || length <= 0) throw new RangeError(`block length must be a positive integer, got ${length}`);
+    if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`block length must be a positive integer, got ${length}`);
     if (!this.#shared.retain()) throw this.closedError();
     let reg: UcxRegistration;
     try {
@@ -444,19 +444,19 @@ function nonEmpty(v: string | undefined): string | undefined {
 }
 
 function checkOptions(o: UcxProviderOptions): void {
-  if (typeof o !== "object" || o === null) throw new TypeError("UcxProvider options must be an object");
+  if (typeof o !== "object" || o === null) throw new AllocToolsTypeError("UcxProvider options must be an object");
   if (o.transports !== undefined && (typeof o.transports !== "string" || !TRANSPORTS_SYNTAX.test(o.transports))) {
-    throw new TypeError(`transports must be a UCX_TLS list such as "tcp" or "posix,cma", got ${JSON.stringify(o.transports)}`);
+    throw new AllocToolsTypeError(`transports must be a UCX_TLS list such as "tcp" or "posix,cma", got ${JSON.stringify(o.transports)}`);
   }
   if (o.netDevices !== undefined && (typeof o.netDevices !== "string" || !/^[A-Za-z0-9_:.,-]+$/.test(o.netDevices))) {
-    throw new TypeError(`netDevices must be a UCX_NET_DEVICES list such as "lo" or "eth0", got ${JSON.stringify(o.netDevices)}`);
+    throw new AllocToolsTypeError(`netDevices must be a UCX_NET_DEVICES list such as "lo" or "eth0", got ${JSON.stringify(o.netDevices)}`);
   }
-  if (o.allocateBlocks !== undefined && typeof o.allocateBlocks !== "boolean") throw new TypeError("allocateBlocks must be a boolean");
-  if (o.threadShared !== undefined && typeof o.threadShared !== "boolean") throw new TypeError("threadShared must be a boolean");
+  if (o.allocateBlocks !== undefined && typeof o.allocateBlocks !== "boolean") throw new AllocToolsTypeError("allocateBlocks must be a boolean");
+  if (o.threadShared !== undefined && typeof o.threadShared !== "boolean") throw new AllocToolsTypeError("threadShared must be a boolean");
   if (o.settings !== undefined) {
-    if (typeof o.settings !== "object" || o.settings === null) throw new TypeError("settings must be an object of UCX setting names to strings");
+    if (typeof o.settings !== "object" || o.settings === null) throw new AllocToolsTypeError("settings must be an object of UCX setting names to strings");
     for (const [k, v] of Object.entries(o.settings)) {
-      if (!/^[A-Z0-9_]+$/.test(k) || typeof v !== "string") throw new TypeError(`settings.${k} must be a string under an upper-case UCX name without the UCX_ prefix`);
+      if (!/^[A-Z0-9_]+$/.test(k) || typeof v !== "string") throw new AllocToolsTypeError(`settings.${k} must be a string under an upper-case UCX name without the UCX_ prefix`);
     }
   }
 }

@@ -8,7 +8,7 @@
 // - `transfer()` (or a transfer list) detaches a buffer, and its memory may move or be freed and
 //   reused: found at the region's next use, which fails with AllocToolsError DETACHED.
 import { ptr } from "bun:ffi";
-import { AllocToolsError } from "./errors.ts";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import type { MemoryRegion } from "./region.ts";
 
 /** What registerUserRegion takes. */
@@ -49,16 +49,16 @@ export function checkUserMemory(what: string, memory: unknown): UserMemory {
     byteOffset = memory.byteOffset;
     byteLength = memory.byteLength;
   } else {
-    throw new TypeError(`${what} takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView`);
+    throw new AllocToolsTypeError(`${what} takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView`);
   }
   if (isDetached(buffer)) {
     throw new AllocToolsError("DETACHED", `${what}: the buffer is detached (transferred away); there is no memory to register`);
   }
   if (buffer instanceof ArrayBuffer && buffer.resizable) {
-    throw new TypeError(`${what} refuses a resizable ArrayBuffer (maxByteLength ${buffer.maxByteLength}): it could shrink under the ` +
+    throw new AllocToolsTypeError(`${what} refuses a resizable ArrayBuffer (maxByteLength ${buffer.maxByteLength}): it could shrink under the ` +
       `registration. Register buffer.transferToFixedLength() (the same bytes, fixed length) or a fixed-length buffer`);
   }
-  if (byteLength === 0) throw new RangeError(`${what}: cannot register an empty buffer`);
+  if (byteLength === 0) throw new AllocToolsRangeError(`${what}: cannot register an empty buffer`);
   const view = new Uint8Array(buffer, byteOffset, byteLength);
   return { buffer, view, address: ptr(view), byteLength };
 }

@@ -166,23 +166,17 @@ console.log(${JSON.stringify(DONE)});
     command: (bun, file) => ["mpirun", ...(process.getuid?.() === 0 ? ["--allow-run-as-root"] : []), "--oversubscribe", "-n", "2", bun, file],
   },
   Workers: {
-    why: "a real Worker on the host provider; `other` is a second pool attached in it",
-    before: `import { MemoryPool, openProvider } from "alloctools";
-const provider = openProvider({ provider: "host" });
+    why: "a real Worker; its target is a second shm provider's endpoint inside the Worker",
+    before: `import { LibfabricProvider, MemoryPool } from "alloctools";
 const worker = new Worker(new URL("./readme-workers-worker.ts", import.meta.url));
-const replies: unknown[] = [];
-const finished = new Promise<void>((resolve, reject) => {
+const written = new Promise<void>((resolve, reject) => {
   worker.onmessage = (event: MessageEvent<unknown>) => {
-    replies.push(event.data);
-    if (event.data === "released") resolve();
+    if (event.data === "written") resolve();
   };
   worker.onerror = (event: ErrorEvent) => reject(new Error(event.message));
 });
 `,
-    after: `await finished;
-const reply = replies[0] as { index: number };
-if (typeof reply.index !== "number") throw new Error("the Worker did not send an index");
-if (pool.stats().regionsInUse !== 0) throw new Error("the region released in the Worker is still in use");
+    after: `await written;
 worker.terminate();
 pool.close();
 provider.close();
@@ -191,21 +185,24 @@ console.log(${JSON.stringify(DONE)});
     split: {
       at: "// worker",
       file: "readme-workers-worker.ts",
-      before: `import { MemoryPool, type SharedPoolHandle } from "alloctools";
+      before: `import { Endpoint, LibfabricProvider, MemoryPool } from "alloctools";
 declare const self: Worker; // inside a Worker, self is its side of the channel
-const handle = await new Promise<SharedPoolHandle>((resolve) => {
-  self.onmessage = (event: MessageEvent<SharedPoolHandle>) => resolve(event.data);
-});
-const other = MemoryPool.attach(handle);
-let index = -1;
-function postMessage(message: { index: number }): void {
-  index = message.index;
-  self.postMessage(message);
-}
+const payload = new TextEncoder().encode("written from a Worker");
+// The peer: an endpoint of a second shm provider in this Worker, exposing one region.
+const targetProvider = LibfabricProvider.open({ provider: "shm" });
+const targetPool = new MemoryPool(targetProvider);
+const targetEndpoint = new Endpoint(targetProvider);
+targetEndpoint.startProgress(0);
+const landing = targetPool.getRegion(4096);
+const peerName = targetEndpoint.name;
+const target = landing.remote();
 `,
-      after: `pool.close();
-other.close();
-self.postMessage("released");
+      after: `const watch = setInterval(() => {
+  if (Buffer.from(landing.view.subarray(0, payload.length)).equals(Buffer.from(payload))) {
+    clearInterval(watch);
+    self.postMessage("written");
+  }
+}, 5);
 `,
     },
   },
