@@ -192,34 +192,24 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
 
   /** MPI_Put + MPI_Win_flush(peer): returns once the data is in the target's memory. */
   writeSync(local: LocalMemory, length: number, peer: MpiRank, remote: RemoteRegion): void {
-    this.check("write", local, length, peer, remote);
-    const range = this.local;
-    const region = range.region!;
-    beginOperation(region);
-    try {
-      let code = this.put(range.address as Pointer, length, this.byte as Pointer, peer, remote.address, length, this.byte as Pointer, this.window as Pointer);
-      const failed = code === 0 ? "MPI_Win_flush" : "MPI_Put";
-      if (code === 0) code = this.flush(peer, this.window as Pointer);
-      if (code !== 0) {
-        this.counts.failed++;
-        throw this.operationError(failed, code, length, peer, remote.address, remote.key);
-      }
-      this.counts.posted++;
-      this.counts.completed++;
-    } finally {
-      endOperation(region);
-    }
+    this.transferSync("write", local, length, peer, remote);
   }
 
   /** MPI_Get + MPI_Win_flush(peer): returns once the data is in local memory. */
   readSync(local: LocalMemory, length: number, peer: MpiRank, remote: RemoteRegion): void {
-    this.check("read", local, length, peer, remote);
+    this.transferSync("read", local, length, peer, remote);
+  }
+
+  /** MPI_Put or MPI_Get (same arguments), then MPI_Win_flush(peer); the region is pinned meanwhile. */
+  private transferSync(kind: RmaKind, local: LocalMemory, length: number, peer: MpiRank, remote: RemoteRegion): void {
+    this.check(kind, local, length, peer, remote);
     const range = this.local;
     const region = range.region!;
+    const transfer = kind === "write" ? this.put : this.get;
     beginOperation(region);
     try {
-      let code = this.get(range.address as Pointer, length, this.byte as Pointer, peer, remote.address, length, this.byte as Pointer, this.window as Pointer);
-      const failed = code === 0 ? "MPI_Win_flush" : "MPI_Get";
+      let code = transfer(range.address as Pointer, length, this.byte as Pointer, peer, remote.address, length, this.byte as Pointer, this.window as Pointer);
+      const failed = code !== 0 ? (kind === "write" ? "MPI_Put" : "MPI_Get") : "MPI_Win_flush";
       if (code === 0) code = this.flush(peer, this.window as Pointer);
       if (code !== 0) {
         this.counts.failed++;
