@@ -57,6 +57,8 @@ const FAILED = 3;
 const SLOT_BITS = 16;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 const GENERATIONS = 1 << 14;
+/** What issueFlush() returns for a flush still in flight (UCX statuses are 0 or negative). */
+const FLUSH_IN_FLIGHT = 1;
 /** Sync waits read the clock once per this many polls. */
 const CLOCK_EVERY = 64;
 
@@ -274,7 +276,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
 
   /** read(), waiting on the calling thread; throws where the promise would reject. */
   readSync(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): void {
-    this.waitSync(this.post("read", local, length, peer, remote, false));
+    this.waitSync(this.post("read", local, length, peer, remote, false, false));
   }
 
   /**
@@ -282,12 +284,12 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    * flush issued after it completes: poll() issues one per peer for all writes posted so far.
    */
   postWrite(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): number {
-    return this.post("write", local, length, peer, remote, false).id;
+    return this.post("write", local, length, peer, remote, false, false).id;
   }
 
   /** Posts a read and returns its operation id (see completed()). */
   postRead(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): number {
-    return this.post("read", local, length, peer, remote, false).id;
+    return this.post("read", local, length, peer, remote, false, false).id;
   }
 
   /**
@@ -430,7 +432,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   // ---- posting --------------------------------------------------------------------------------
 
   private start(kind: RmaKind, local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): Promise<void> {
-    const op = this.post(kind, local, length, peer, remote, true);
+    const op = this.post(kind, local, length, peer, remote, true, false);
     const promise = new Promise<void>((resolve, reject) => {
       op.resolve = resolve;
       op.reject = reject;
@@ -445,7 +447,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    * write: its flush covers the peer's other unflushed puts too). Refusals throw before anything
    * is posted; a failure of the post itself leaves the operation FAILED. Returns the operation.
    */
-  private post(kind: RmaKind, local: LocalMemory, length: number, peerIndex: UcxPeer, remote: RemoteRegion, viaPromise: boolean, flushNow = false): Operation {
+  private post(kind: RmaKind, local: LocalMemory, length: number, peerIndex: UcxPeer, remote: RemoteRegion, viaPromise: boolean, flushNow: boolean): Operation {
     this.assertOpen();
     const range = this.local;
     resolveLocal(kind, local, length, range);
@@ -494,20 +496,27 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     this.counts.posted++;
     op.request = sent;
     op.state = PENDING;
-    op.activeAt = this.active.length;
-    this.active.push(op);
     if (kind === "write") {
       op.awaitingFlush = true;
       op.flushEpoch = peer.nextEpoch;
       peer.unflushed++;
-      if (flushNow) this.issueFlush(peer);
-      else if (!peer.listed) {
+      if (flushNow) {
+        // Not yet active: a flush that ends at once is applied here (cover() sees only active ones).
+        const status = this.issueFlush(peer);
+        if (status !== FLUSH_IN_FLIGHT) {
+          op.awaitingFlush = false;
+          if (status !== UCX.OK) op.error = this.ucx.error("ucp_ep_flush_nbx", status, describe(op));
+        }
+      } else if (!peer.listed) {
         peer.listed = true;
         this.unflushedPeers.push(peer);
       }
     }
     this.check(op);
-    if (op.state !== PENDING) this.removeActive(op);
+    if (op.state === PENDING) {
+      op.activeAt = this.active.length;
+      this.active.push(op);
+    }
     return op;
   }
 
@@ -582,21 +591,23 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   /**
    * `ucp_ep_flush_nbx` on the peer's ep: covers every put posted to it so far (epoch
    * `peer.nextEpoch`); later puts wait for the next epoch. A flush that ends at once settles its
-   * writes now; one in flight is checked by checkFlushes().
+   * active writes now and returns its status (UCS_OK or an error); one in flight is checked by
+   * checkFlushes() and FLUSH_IN_FLIGHT is returned.
    */
-  private issueFlush(peer: Peer): void {
+  private issueFlush(peer: Peer): number {
     const epoch = peer.nextEpoch;
     peer.nextEpoch = epoch + 1;
     peer.unflushed = 0;
     this.counts.flushes++;
     const flushed = this.raw.ucp_ep_flush_nbx(peer.ep as Pointer, this.flushParamAddress as Pointer) as number;
     if (flushed === 0 || isStatusError(flushed)) {
-      this.cover(peer.index, epoch, flushed);
-      return;
+      if (this.active.length > 0) this.cover(peer.index, epoch, flushed);
+      return flushed;
     }
     this.flushRequests.push(flushed);
     this.flushPeers.push(peer.index);
     this.flushEpochs.push(epoch);
+    return FLUSH_IN_FLIGHT;
   }
 
   /** Checks the flushes in flight; each one that ended settles the writes it covers. */
