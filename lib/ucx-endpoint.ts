@@ -5,9 +5,12 @@
 //   ucp_request_free. UCX never calls into JS (no callback is passed; a native thread must not
 //   run JS).
 // - A put completes locally (the buffer may be reused), not remotely. A write is therefore a put
-//   followed by ucp_ep_flush_nbx on the peer's ep, and completes with the flush: the data is then
-//   in the target's memory, as RmaEndpoint.write promises. A read (get) completes when the data
-//   is here.
+//   covered by a later ucp_ep_flush_nbx on the peer's ep, and completes with that flush: the data
+//   is then in the target's memory, as RmaEndpoint.write promises. One flush covers every put
+//   posted before it on that ep, so writes share flushes: a put waits "awaiting flush" until a
+//   progress turn (poll, progress, completed, a sync wait, the progress engine) issues one flush
+//   per peer for all of them; puts posted after that wait for the next. A window of writes thus
+//   costs one flush, not one per write. A read (get) completes when the data is here.
 // - Over emulated RMA (every transport with memory UCX did not allocate, and tcp always) the target
 //   must progress its worker; a target in this process is progressed by every wait here and by
 //   the progress engine, another process's by its startProgress().
@@ -31,6 +34,8 @@ export type UcxPeer = number;
 export interface UcxEndpointStats extends RmaEndpointStats {
   /** `ucp_ep_rkey_unpack` calls: one per peer and distinct key blob (the rest hit the cache). */
   readonly rkeysUnpacked: number;
+  /** `ucp_ep_flush_nbx` calls: one per peer and progress turn that found writes awaiting a flush. */
+  readonly flushes: number;
 }
 
 /** Options of `new UcxEndpoint(provider, options)`. */
@@ -52,6 +57,8 @@ const FAILED = 3;
 const SLOT_BITS = 16;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 const GENERATIONS = 1 << 14;
+/** What issueFlush() returns for a flush still in flight (UCX statuses are 0 or negative). */
+const FLUSH_IN_FLIGHT = 1;
 /** Sync waits read the clock once per this many polls. */
 const CLOCK_EVERY = 64;
 
@@ -68,8 +75,12 @@ class Operation implements RmaOperation {
   state = FREE;
   /** The put/get request, 0 when it completed at once. */
   request = 0;
-  /** The flush request of a write, 0 when none is outstanding. */
-  flush = 0;
+  /** The peer index the operation targets. */
+  peer = -1;
+  /** A write: whether the flush that covers its put has yet to complete. */
+  awaitingFlush = false;
+  /** A write: the epoch of the flush that covers it (its peer's nextEpoch when posted). */
+  flushEpoch = 0;
   deadline = 0;
   region: MemoryRegionImpl | null = null;
   /** The post form's operations wait for completed(id); promise ones settle and retire at once. */
@@ -101,8 +112,16 @@ class Peer {
   readonly byBlob = new Map<Uint8Array, number>();
   readonly byContent = new Map<string, number>();
   closed = false;
-  constructor(ep: number) {
+  /** The epoch the next flush on this ep carries: writes posted now wait for it. */
+  nextEpoch = 1;
+  /** Puts posted since the last flush was issued (a timed-out one may still count: one spare flush). */
+  unflushed = 0;
+  /** Whether this peer is in the endpoint's list of peers with puts awaiting a flush. */
+  listed = false;
+  readonly index: number;
+  constructor(ep: number, index: number) {
     this.ep = ep;
+    this.index = index;
   }
 }
 
@@ -148,7 +167,13 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   /** Operations with transport work outstanding. */
   private readonly active: Operation[] = [];
   private readonly orphans: Orphan[] = [];
-  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0, rkeysUnpacked: 0 };
+  /** Peers with puts posted since their last flush (their `listed` is set). */
+  private readonly unflushedPeers: Peer[] = [];
+  /** Flushes in flight, as three parallel lists: the request, its peer index, its epoch. */
+  private readonly flushRequests: number[] = [];
+  private readonly flushPeers: number[] = [];
+  private readonly flushEpochs: number[] = [];
+  private readonly counts = { posted: 0, retried: 0, completed: 0, failed: 0, timedOut: 0, rkeysUnpacked: 0, flushes: 0 };
   private readonly local = new LocalRange();
   /** ucp_request_param_t for put/get: op_attr_mask MEMH, memh written per operation. */
   private readonly rmaParam = new Uint32Array(ucxLayout.ucp_request_param_t.size / 4);
@@ -204,6 +229,11 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     return this.active.length + this.orphans.length;
   }
 
+  /** Flushes issued and not yet completed (each covers the writes posted to its peer before it). */
+  get flushesInFlight(): number {
+    return this.flushRequests.length;
+  }
+
   /** @internal Progressable: the interval asked for with startProgress(), -1 when not asked. */
   get progressInterval(): number {
     return this.interval;
@@ -219,13 +249,14 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's worker address (non-empty Uint8Array)");
     const ep = this.ucx.epCreate(this.worker, peerName);
-    this.peers.push(new Peer(ep));
+    this.peers.push(new Peer(ep, this.peers.length));
     return this.peers.length - 1;
   }
 
   /**
    * Writes `length` bytes from `local` to the start of `remote` on `peer`; resolves once the data
-   * is in the target's memory (put, then flush). Throws synchronously, having posted nothing, for
+   * is in the target's memory (put, then a flush issued by the next progress turn, shared with
+   * the other writes posted to that peer by then). Throws synchronously, having posted nothing, for
    * a refused request: RangeError, TypeError, AllocToolsError, UcxError (a key blob that fails its
    * check or unpack). Rejects with UcxError or RmaTimeoutError for what happens after posting.
    */
@@ -240,28 +271,32 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
 
   /** write(), waiting on the calling thread; throws where the promise would reject. */
   writeSync(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): void {
-    this.waitSync(this.post("write", local, length, peer, remote, false));
+    this.waitSync(this.post("write", local, length, peer, remote, false, true));
   }
 
   /** read(), waiting on the calling thread; throws where the promise would reject. */
   readSync(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): void {
-    this.waitSync(this.post("read", local, length, peer, remote, false));
+    this.waitSync(this.post("read", local, length, peer, remote, false, false));
   }
 
-  /** Posts a write and returns its operation id (see completed()). */
+  /**
+   * Posts a write (the put) and returns its operation id (see completed()). It completes once a
+   * flush issued after it completes: poll() issues one per peer for all writes posted so far.
+   */
   postWrite(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): number {
-    return this.post("write", local, length, peer, remote, false).id;
+    return this.post("write", local, length, peer, remote, false, false).id;
   }
 
   /** Posts a read and returns its operation id (see completed()). */
   postRead(local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): number {
-    return this.post("read", local, length, peer, remote, false).id;
+    return this.post("read", local, length, peer, remote, false, false).id;
   }
 
   /**
-   * One progress turn that never blocks: progresses this worker (and the other UCX endpoints of
-   * this thread, which may be the targets), checks requests, expires timed-out operations.
-   * Returns the number of operations that completed.
+   * One progress turn that never blocks: issues one flush per peer with writes awaiting one,
+   * progresses this worker (and the other UCX endpoints of this thread, which may be the
+   * targets), checks requests and flushes, expires timed-out operations. Returns the number of
+   * operations that completed.
    */
   poll(): number {
     this.assertOpen();
@@ -270,14 +305,17 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
 
   /**
    * Whether operation `id` has completed; throws its error if it failed. Either way the id is then
-   * retired. Throws RangeError for an unknown or retired id.
+   * retired. A write still waiting for its flush to be issued has it issued here (covering its
+   * peer's other writes too). Throws RangeError for an unknown or retired id.
    */
   completed(id: number): boolean {
     const op = this.slotOf(id);
     if (op === undefined || op.viaPromise) throw new AllocToolsRangeError(`operation id ${String(id)} is unknown or retired on this endpoint`);
     if (op.state === PENDING) {
+      this.flushFor(op);
       this.check(op);
       if (op.state === PENDING) return false;
+      this.removeActive(op);
     }
     if (op.state === DONE) {
       this.retire(op);
@@ -313,8 +351,9 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   }
 
   /**
-   * Ends operations in flight (they fail with AllocToolsError ENDPOINT_CLOSED, their requests are
-   * cancelled and waited for up to closeTimeoutMs), destroys the cached rkeys, closes the peers'
+   * Ends operations in flight (they fail with AllocToolsError ENDPOINT_CLOSED, writes awaiting a
+   * flush included; their requests and the flushes in flight are cancelled and waited for up to
+   * closeTimeoutMs), destroys the cached rkeys, closes the peers'
    * eps (flushing) and destroys the worker. Local regions are unpinned once UCX no longer holds
    * their requests. Idempotent.
    */
@@ -330,6 +369,11 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
       this.orphan(op);
       this.fail(op, closedError());
     }
+    for (const request of this.flushRequests) this.orphans.push({ request, region: null });
+    this.flushRequests.length = 0;
+    this.flushPeers.length = 0;
+    this.flushEpochs.length = 0;
+    this.unflushedPeers.length = 0;
     for (const o of this.orphans) this.raw.ucp_request_cancel(this.worker as Pointer, o.request as Pointer);
     const deadline = performance.now() + this.closeTimeoutMs;
     while (this.orphans.length > 0 && performance.now() < deadline) {
@@ -388,7 +432,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   // ---- posting --------------------------------------------------------------------------------
 
   private start(kind: RmaKind, local: LocalMemory, length: number, peer: UcxPeer, remote: RemoteRegion): Promise<void> {
-    const op = this.post(kind, local, length, peer, remote, true);
+    const op = this.post(kind, local, length, peer, remote, true, false);
     const promise = new Promise<void>((resolve, reject) => {
       op.resolve = resolve;
       op.reject = reject;
@@ -399,10 +443,11 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
   }
 
   /**
-   * Checks, then posts put (+ flush) or get. Refusals throw before anything is posted; a failure
-   * of the post itself leaves the operation FAILED. Returns the operation's slot.
+   * Checks, then posts put or get; a put then awaits a flush, issued here when `flushNow` (a sync
+   * write: its flush covers the peer's other unflushed puts too). Refusals throw before anything
+   * is posted; a failure of the post itself leaves the operation FAILED. Returns the operation.
    */
-  private post(kind: RmaKind, local: LocalMemory, length: number, peerIndex: UcxPeer, remote: RemoteRegion, viaPromise: boolean): Operation {
+  private post(kind: RmaKind, local: LocalMemory, length: number, peerIndex: UcxPeer, remote: RemoteRegion, viaPromise: boolean, flushNow: boolean): Operation {
     this.assertOpen();
     const range = this.local;
     resolveLocal(kind, local, length, range);
@@ -429,7 +474,8 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     op.region = region;
     op.error = null;
     op.request = 0;
-    op.flush = 0;
+    op.peer = peerIndex;
+    op.awaitingFlush = false;
     op.deadline = performance.now() + this.timeoutMs;
     beginOperation(region);
     const memh = region.registration.handle;
@@ -449,15 +495,23 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     }
     this.counts.posted++;
     op.request = sent;
+    op.state = PENDING;
     if (kind === "write") {
-      const flushed = this.raw.ucp_ep_flush_nbx(ep, this.flushParamAddress as Pointer) as number;
-      if (isStatusError(flushed)) {
-        op.error = this.ucx.error("ucp_ep_flush_nbx", flushed, describe(op));
-      } else {
-        op.flush = flushed;
+      op.awaitingFlush = true;
+      op.flushEpoch = peer.nextEpoch;
+      peer.unflushed++;
+      if (flushNow) {
+        // Not yet active: a flush that ends at once is applied here (cover() sees only active ones).
+        const status = this.issueFlush(peer);
+        if (status !== FLUSH_IN_FLIGHT) {
+          op.awaitingFlush = false;
+          if (status !== UCX.OK) op.error = this.ucx.error("ucp_ep_flush_nbx", status, describe(op));
+        }
+      } else if (!peer.listed) {
+        peer.listed = true;
+        this.unflushedPeers.push(peer);
       }
     }
-    op.state = PENDING;
     this.check(op);
     if (op.state === PENDING) {
       op.activeAt = this.active.length;
@@ -489,7 +543,10 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
 
   // ---- completion -----------------------------------------------------------------------------
 
-  /** Polls the operation's requests; moves it to DONE or FAILED when they have ended. */
+  /**
+   * Polls the operation's request; moves it to DONE or FAILED once the request has ended and, for
+   * a write, the flush covering it has completed (a failed put needs no flush).
+   */
   private check(op: Operation): void {
     const raw = this.raw;
     if (op.request !== 0) {
@@ -499,12 +556,9 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
       op.request = 0;
       if (status !== UCX.OK && op.error === null) op.error = this.ucx.error(op.kind === "write" ? "ucp_put_nbx" : "ucp_get_nbx", status, describe(op));
     }
-    if (op.flush !== 0) {
-      const status = raw.ucp_request_check_status(op.flush as Pointer);
-      if (status === UCX.INPROGRESS) return;
-      raw.ucp_request_free(op.flush as Pointer);
-      op.flush = 0;
-      if (status !== UCX.OK && op.error === null) op.error = this.ucx.error("ucp_ep_flush_nbx", status, describe(op));
+    if (op.awaitingFlush) {
+      if (op.error === null) return;
+      op.awaitingFlush = false;
     }
     endOperation(op.region!);
     if (op.error === null) {
@@ -516,12 +570,89 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     }
   }
 
+  /** Issues one flush for each peer with puts posted since its last flush. */
+  private issueFlushes(): void {
+    const peers = this.unflushedPeers;
+    for (let i = 0; i < peers.length; i++) {
+      const peer = peers[i]!;
+      peer.listed = false;
+      if (peer.unflushed > 0) this.issueFlush(peer);
+    }
+    peers.length = 0;
+  }
+
+  /** Issues the flush a write awaits if it has not been issued yet. */
+  private flushFor(op: Operation): void {
+    if (!op.awaitingFlush) return;
+    const peer = this.peers[op.peer]!;
+    if (op.flushEpoch === peer.nextEpoch) this.issueFlush(peer);
+  }
+
+  /**
+   * `ucp_ep_flush_nbx` on the peer's ep: covers every put posted to it so far (epoch
+   * `peer.nextEpoch`); later puts wait for the next epoch. A flush that ends at once settles its
+   * active writes now and returns its status (UCS_OK or an error); one in flight is checked by
+   * checkFlushes() and FLUSH_IN_FLIGHT is returned.
+   */
+  private issueFlush(peer: Peer): number {
+    const epoch = peer.nextEpoch;
+    peer.nextEpoch = epoch + 1;
+    peer.unflushed = 0;
+    this.counts.flushes++;
+    const flushed = this.raw.ucp_ep_flush_nbx(peer.ep as Pointer, this.flushParamAddress as Pointer) as number;
+    if (flushed === 0 || isStatusError(flushed)) {
+      if (this.active.length > 0) this.cover(peer.index, epoch, flushed);
+      return flushed;
+    }
+    this.flushRequests.push(flushed);
+    this.flushPeers.push(peer.index);
+    this.flushEpochs.push(epoch);
+    return FLUSH_IN_FLIGHT;
+  }
+
+  /** Checks the flushes in flight; each one that ended settles the writes it covers. */
+  private checkFlushes(): void {
+    const requests = this.flushRequests;
+    for (let i = requests.length - 1; i >= 0; i--) {
+      const request = requests[i]!;
+      const status = this.raw.ucp_request_check_status(request as Pointer);
+      if (status === UCX.INPROGRESS) continue;
+      this.raw.ucp_request_free(request as Pointer);
+      const peerIndex = this.flushPeers[i]!;
+      const epoch = this.flushEpochs[i]!;
+      const last = requests.length - 1;
+      requests[i] = requests[last]!;
+      this.flushPeers[i] = this.flushPeers[last]!;
+      this.flushEpochs[i] = this.flushEpochs[last]!;
+      requests.pop();
+      this.flushPeers.pop();
+      this.flushEpochs.pop();
+      this.cover(peerIndex, epoch, status);
+    }
+  }
+
+  /**
+   * The flush of `epoch` on peer `peerIndex` ended with `status` (UCS_OK 0 or an error): the
+   * writes it covers no longer await it; on an error each fails with it (UcxError).
+   */
+  private cover(peerIndex: number, epoch: number, status: number): void {
+    const active = this.active;
+    for (let i = 0; i < active.length; i++) {
+      const op = active[i]!;
+      if (!op.awaitingFlush || op.peer !== peerIndex || op.flushEpoch !== epoch) continue;
+      op.awaitingFlush = false;
+      if (status !== UCX.OK && op.error === null) op.error = this.ucx.error("ucp_ep_flush_nbx", status, describe(op));
+    }
+  }
+
   /** Waits on the calling thread for a sync operation, then retires it; throws its error. */
   private waitSync(op: Operation): void {
     let polls = 0;
     while (op.state === PENDING) {
+      this.flushFor(op);
       this.raw.ucp_worker_progress(this.worker as Pointer);
       if (openEndpoints.size > 1) progressOthers(this);
+      if (this.flushRequests.length > 0) this.checkFlushes();
       this.check(op);
       if (op.state !== PENDING) break;
       if (++polls % CLOCK_EVERY === 0 && performance.now() >= op.deadline) this.expire(op);
@@ -538,8 +669,10 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
 
   /** Progresses, checks every active operation, expires the late ones. Returns completions. */
   private turn(now: number, others: boolean): number {
+    if (this.unflushedPeers.length > 0) this.issueFlushes();
     this.raw.ucp_worker_progress(this.worker as Pointer);
     if (others && openEndpoints.size > 1) progressOthers(this);
+    if (this.flushRequests.length > 0) this.checkFlushes();
     let completed = 0;
     const active = this.active;
     for (let i = active.length - 1; i >= 0; i--) {
@@ -555,29 +688,28 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     return completed;
   }
 
-  /** Past its deadline: RmaTimeoutError; UCX keeps the requests, which are cancelled and polled as orphans. */
+  /**
+   * Past its deadline: RmaTimeoutError; UCX keeps the request, which is cancelled and polled as an
+   * orphan. A flush it awaits stays: it covers other writes too.
+   */
   private expire(op: Operation): void {
     if (op.request !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.request as Pointer);
-    if (op.flush !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.flush as Pointer);
     this.orphan(op);
     this.counts.timedOut++;
     op.state = FAILED;
     op.error = new RmaTimeoutError(op, this.timeoutMs);
   }
 
-  /** Hands the operation's outstanding requests (and its region pin) to the orphan list. */
+  /**
+   * Hands the operation's outstanding put/get (and its region pin: that request is what touches
+   * the region) to the orphan list; with none outstanding the region is unpinned now.
+   */
   private orphan(op: Operation): void {
     const region = op.region;
-    let pinned = false;
-    for (const request of [op.request, op.flush]) {
-      if (request === 0) continue;
-      // The region stays pinned by the first orphan: the put/get is the request that touches it.
-      this.orphans.push({ request, region: pinned ? null : region });
-      pinned = true;
-    }
-    if (!pinned && region !== null) endOperation(region);
+    if (op.request !== 0) this.orphans.push({ request: op.request, region });
+    else if (region !== null) endOperation(region);
     op.request = 0;
-    op.flush = 0;
+    op.awaitingFlush = false;
   }
 
   private checkOrphans(): void {
