@@ -279,20 +279,27 @@ export class LibfabricProvider implements RegionProvider {
    * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
    */
   register(address: number, length: number, access: number): Registration {
-    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
-    const requested = this.providerKeys ? 0n : this.nextRequestedKey();
+    if (this.closed_ || (this.isAttached && this.#keys.closed)) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    const requested = this.providerKeys ? 0 : this.nextRequestedKey();
     const fi = this.fi;
     const mr = fi.mrReg(this.domain, address, length, access, 0, requested, 0);
     if (this.endpointBound && this.endpoint !== 0) {
       try {
         this.bindToEndpoint(mr);
       } catch (e) {
-        fi.close(mr, "mr");
+        fi.closeMr(mr);
         throw e;
       }
     }
-    const reg = new FabricRegistration(address, length, mr, this.isAttached ? -1 : this.live.length);
-    if (!this.isAttached) this.live.push(reg);
+    if (this.isAttached) {
+      // The owner frees a view's registrations when it closes, without telling the view: read
+      // the keys now, while the fid_mr is certainly alive.
+      const reg = new FabricRegistration(address, length, mr, -1);
+      reg.readKeys();
+      return reg;
+    }
+    const reg = new FabricRegistration(address, length, mr, this.live.length);
+    this.live.push(reg);
     return reg;
   }
 
@@ -320,7 +327,8 @@ export class LibfabricProvider implements RegionProvider {
       // A view's registrations (and blocks other Workers grew) belong to the shared pool, which
       // releases each one once; after the owner closed the domain they are gone with it.
       if (this.isAttached && this.#keys.closed) return;
-      this.fi.close(registration.handle, "mr");
+      this.fi.closeMr(registration.handle);
+      if (registration instanceof FabricRegistration) registration.slot = CLOSED;
       return;
     }
     const live = this.live;
@@ -331,7 +339,8 @@ export class LibfabricProvider implements RegionProvider {
       live[slot] = last;
       last.slot = slot;
     }
-    this.fi.close(registration.handle, "mr");
+    registration.slot = CLOSED;
+    this.fi.closeMr(registration.handle);
   }
 
   /**
@@ -379,7 +388,10 @@ export class LibfabricProvider implements RegionProvider {
       return;
     }
     this.#keys.markClosed();
-    for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
+    for (const reg of this.live.values()) {
+      reg.slot = CLOSED;
+      attempt(() => this.fi.closeMr(reg.handle));
+    }
     this.live.length = 0;
     attempt(() => this.fi.close(this.handles.domain, "domain"));
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
@@ -405,39 +417,55 @@ export class LibfabricProvider implements RegionProvider {
   }
 }
 
+/** FabricRegistration#slot once its fid_mr is closed (freed). */
+const CLOSED = -2;
+
 /**
- * A libfabric registration. Descriptor and key are read from the `fid_mr` at registration as
- * 32-bit halves (reading a u64 through bun:ffi makes a BigInt, ~100 ns each) and become exact
- * BigInts when first asked for; the `fid_mr` is not read again (it is freed at deregister).
+ * A libfabric registration. Descriptor and key are read from the `fid_mr` when first asked for
+ * (pools ask at region creation; a register+deregister pair that never asks pays no read), as
+ * 32-bit halves (reading a u64 through bun:ffi makes a BigInt), and kept as exact BigInts. The
+ * `fid_mr` is freed at deregister: a value not read by then is never read (the getter throws).
  */
 class FabricRegistration implements Registration {
-  private readonly descLow: number;
-  private readonly descHigh: number;
-  private readonly keyLow: number;
-  private readonly keyHigh: number;
   private desc: bigint | null = null;
   private key: bigint | null = null;
 
-  /** @param slot its index in the provider's list of live registrations */
-  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {
-    this.descLow = readU32(handle, L.fid_mr.mem_desc);
-    this.descHigh = readU32(handle, L.fid_mr.mem_desc + 4);
-    this.keyLow = readU32(handle, L.fid_mr.key);
-    this.keyHigh = readU32(handle, L.fid_mr.key + 4);
-  }
+  /**
+   * @param slot its index in the provider's list of live registrations; -1 for a view's (no
+   *   list), CLOSED once deregistered or closed with the provider
+   */
+  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {}
 
-  /** `fi_mr_desc(mr)`, exact. */
+  /** `fi_mr_desc(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
   get localKey(): bigint {
-    return (this.desc ??= exact(this.descLow, this.descHigh));
+    return this.desc ?? (this.desc = exact(this.live("localKey"), L.fid_mr.mem_desc));
   }
 
-  /** `fi_mr_key(mr)`, exact. */
+  /** `fi_mr_key(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
   get remoteKey(): bigint {
-    return (this.key ??= exact(this.keyLow, this.keyHigh));
+    return this.key ?? (this.key = exact(this.live("remoteKey"), L.fid_mr.key));
+  }
+
+  /** Reads descriptor and key now (a view's registrations, which the owner may free unannounced). */
+  readKeys(): void {
+    void this.localKey;
+    void this.remoteKey;
+  }
+
+  /** The fid_mr, while it is registered. */
+  private live(what: string): number {
+    if (this.slot === CLOSED) {
+      throw new AllocToolsTypeError(`the registration of ${this.length} bytes at 0x${this.address.toString(16)} was deregistered ` +
+        `before its ${what} was read: read it while registered`);
+    }
+    return this.handle;
   }
 }
 
-function exact(low: number, high: number): bigint {
+/** The u64 at `at + offset`, exact, read as two 32-bit halves (no BigInt from bun:ffi). */
+function exact(at: number, offset: number): bigint {
+  const low = readU32(at, offset);
+  const high = readU32(at, offset + 4);
   return high === 0 ? BigInt(low) : (BigInt(high) << 32n) | BigInt(low);
 }
 
