@@ -76,6 +76,10 @@ type SigName = keyof typeof sig;
 // biome-ignore lint: the callable type of a CFunction depends on its signature.
 type Callable = (...args: any[]) => any;
 
+/** A domain's `fi_mr_reg` as a CFunction (see `Libfabric#mrRegFunction`); opaque outside this file. */
+export type MrRegFunction = (domain: number, address: number, length: number, access: number, offset: number,
+  requestedKey: bigint | number, flags: number, mr: BigUint64Array, context: null) => number;
+
 /** Reads a pointer field as a number (0 for NULL). */
 export function readPtr(at: number, offset: number): number {
   return read.ptr(at as Pointer, offset) as number;
@@ -320,6 +324,25 @@ export class Libfabric {
       this.regTable = table;
     }
     const ret = f(domain, address, length, access, offset, requestedKey, flags, this.out, null) as number;
+    if (ret !== 0) this.check("fi_mr_reg", ret, `${length} bytes at 0x${address.toString(16)}, requested key ${requestedKey}`);
+    return this.outPtr();
+  }
+
+  /**
+   * The `fi_mr_reg` function of `domain` (`domain->mr->reg`), resolved now: fi_domain sets a
+   * domain's mr ops once, so a caller registering in one domain resolves it once and calls
+   * {@link mrRegWith}. FabricError ENOSYS when the provider leaves it NULL.
+   */
+  mrRegFunction(domain: number): MrRegFunction {
+    return this.fn("mr_reg", this.op(domain, L.fid_domain.mr, L.fi_ops_mr.reg), "fi_mr_reg") as MrRegFunction;
+  }
+
+  /**
+   * `fi_mr_reg(domain, buf, len, access, 0, requested_key, 0, &mr, NULL)` through `reg`, the
+   * domain's function from {@link mrRegFunction}: on success the call and nothing else.
+   */
+  mrRegWith(reg: MrRegFunction, domain: number, address: number, length: number, access: number, requestedKey: bigint | number): number {
+    const ret = reg(domain, address, length, access, 0, requestedKey, 0, this.out, null);
     if (ret !== 0) this.check("fi_mr_reg", ret, `${length} bytes at 0x${address.toString(16)}, requested key ${requestedKey}`);
     return this.outPtr();
   }

@@ -1,6 +1,6 @@
 // A RegionProvider over a real libfabric domain. It opens fabric and domain for one provider
 // (tcp, shm, verbs, efa, cxi, ...) and honours the mr_mode bits that provider returns.
-import { libfabric, nativeView, readCString, readI32, readPtr, readU32, readU64, type Libfabric } from "../ffi/libfabric.ts";
+import { libfabric, nativeView, readCString, readI32, readPtr, readU32, readU64, type Libfabric, type MrRegFunction } from "../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
@@ -146,6 +146,8 @@ export class LibfabricProvider implements RegionProvider {
   private readonly live: FabricRegistration[] = [];
   /** `handles.domain`, as a plain field for register(). */
   private readonly domain: number;
+  /** The domain's fi_mr_reg, resolved once (its mr ops are set by fi_domain). */
+  private readonly registerFunction: MrRegFunction;
   /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
   private readonly keysExhausted: string;
   /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
@@ -171,6 +173,7 @@ export class LibfabricProvider implements RegionProvider {
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
     this.#keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
     this.domain = this.handles.domain;
+    this.registerFunction = fi.mrRegFunction(this.domain);
     this.keysExhausted = `provider ${this.info.provider}: requested keys exhausted (${this.info.keySize}-byte keys)`;
     this.isAttached = view !== null;
     if (view !== null) this.endpoint = view.handle.endpoint;
@@ -282,7 +285,7 @@ export class LibfabricProvider implements RegionProvider {
     if (this.closed_ || (this.isAttached && this.#keys.closed)) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
     const requested = this.providerKeys ? 0 : this.nextRequestedKey();
     const fi = this.fi;
-    const mr = fi.mrReg(this.domain, address, length, access, 0, requested, 0);
+    const mr = fi.mrRegWith(this.registerFunction, this.domain, address, length, access, requested);
     if (this.endpointBound && this.endpoint !== 0) {
       try {
         this.bindToEndpoint(mr);
