@@ -76,6 +76,10 @@ type SigName = keyof typeof sig;
 // biome-ignore lint: the callable type of a CFunction depends on its signature.
 type Callable = (...args: any[]) => any;
 
+/** A domain's `fi_mr_reg` as a CFunction (see `Libfabric#mrRegFunction`); opaque outside this file. */
+export type MrRegFunction = (domain: number, address: number, length: number, access: number, offset: number,
+  requestedKey: bigint | number, flags: number, mr: BigUint64Array, context: null) => number;
+
 /** Reads a pointer field as a number (0 for NULL). */
 export function readPtr(at: number, offset: number): number {
   return read.ptr(at as Pointer, offset) as number;
@@ -118,11 +122,18 @@ export class Libfabric {
   private readonly out = new BigUint64Array(1);
   /** The same slot as two 32-bit halves: read without making a BigInt. */
   private readonly outWords = new Uint32Array(this.out.buffer);
-  /** The last fi_mr_reg and fi_close functions resolved, by function pointer (one-entry caches). */
-  private regPointer = 0;
+  /**
+   * One-entry caches of the last fi_mr_reg and fi_close functions, keyed by the ops table they
+   * were read from (`domain->mr`, `fid->ops`): providers' ops tables are constant structs, so a
+   * table seen before needs one pointer read, not two. Registrations close through their own
+   * entry, so closing endpoints or domains between them does not evict it.
+   */
+  private regTable = 0;
   private regFunction: Callable | null = null;
-  private closePointer = 0;
+  private closeTable = 0;
   private closeFunction: Callable | null = null;
+  private mrCloseTable = 0;
+  private mrCloseFunction: Callable | null = null;
 
   private constructor(path: string, lib: ReturnType<typeof dlopen<typeof exported>>) {
     this.path = path;
@@ -258,16 +269,31 @@ export class Libfabric {
     return this.outPtr();
   }
 
-  /** `fi_close(fid)`; `what` names the object in the error. No lookup while the ops table is the last one's. */
+  /** `fi_close(fid)`; `what` names the object in the error. One pointer read while the ops table is the last one's. */
   close(fid: number, what = "fid"): void {
-    const fp = this.op(fid, L.fid.ops, L.fi_ops.close);
+    const table = readPtr(fid, L.fid.ops);
     let f = this.closeFunction;
-    if (fp !== this.closePointer || f === null) {
-      f = this.closeFunction = this.fn("close", fp, "fi_close");
-      this.closePointer = fp;
+    if (table !== this.closeTable || f === null) {
+      f = this.closeFunction = this.fn("close", readPtr(table, L.fi_ops.close), "fi_close");
+      this.closeTable = table;
     }
     const ret = f(fid) as number;
     if (ret !== 0) this.check("fi_close", ret, what);
+  }
+
+  /**
+   * `fi_close(mr)` of a memory registration: `close` with a cache of its own (registrations come
+   * and go between other closes). On success: one pointer read, one compare, the call.
+   */
+  closeMr(mr: number): void {
+    const table = readPtr(mr, L.fid.ops);
+    let f = this.mrCloseFunction;
+    if (table !== this.mrCloseTable || f === null) {
+      f = this.mrCloseFunction = this.fn("close", readPtr(table, L.fi_ops.close), "fi_close");
+      this.mrCloseTable = table;
+    }
+    const ret = f(mr) as number;
+    if (ret !== 0) this.check("fi_close", ret, "mr");
   }
 
   /** `fi_control(fid, command, arg)` */
@@ -284,16 +310,39 @@ export class Libfabric {
 
   // ---- memory registration -----------------------------------------------------------------------
 
-  /** `fi_mr_reg(domain, buf, len, access, offset, requested_key, flags, &mr, NULL)`. On success: two pointer reads, one compare, the call; the error detail is built on failure only. */
+  /**
+   * `fi_mr_reg(domain, buf, len, access, offset, requested_key, flags, &mr, NULL)`. On success: one
+   * pointer read, one compare, the call; the error detail is built on failure only. Pass
+   * `requestedKey` as a number where it is exact in a double (no BigInt made or converted per call).
+   */
   mrReg(domain: number, address: number, length: number, access: number,
         offset: bigint | number, requestedKey: bigint | number, flags: number): number {
-    const fp = this.op(domain, L.fid_domain.mr, L.fi_ops_mr.reg);
+    const table = readPtr(domain, L.fid_domain.mr);
     let f = this.regFunction;
-    if (fp !== this.regPointer || f === null) {
-      f = this.regFunction = this.fn("mr_reg", fp, "fi_mr_reg");
-      this.regPointer = fp;
+    if (table !== this.regTable || f === null) {
+      f = this.regFunction = this.fn("mr_reg", readPtr(table, L.fi_ops_mr.reg), "fi_mr_reg");
+      this.regTable = table;
     }
     const ret = f(domain, address, length, access, offset, requestedKey, flags, this.out, null) as number;
+    if (ret !== 0) this.check("fi_mr_reg", ret, `${length} bytes at 0x${address.toString(16)}, requested key ${requestedKey}`);
+    return this.outPtr();
+  }
+
+  /**
+   * The `fi_mr_reg` function of `domain` (`domain->mr->reg`), resolved now: fi_domain sets a
+   * domain's mr ops once, so a caller registering in one domain resolves it once and calls
+   * {@link mrRegWith}. FabricError ENOSYS when the provider leaves it NULL.
+   */
+  mrRegFunction(domain: number): MrRegFunction {
+    return this.fn("mr_reg", this.op(domain, L.fid_domain.mr, L.fi_ops_mr.reg), "fi_mr_reg") as MrRegFunction;
+  }
+
+  /**
+   * `fi_mr_reg(domain, buf, len, access, 0, requested_key, 0, &mr, NULL)` through `reg`, the
+   * domain's function from {@link mrRegFunction}: on success the call and nothing else.
+   */
+  mrRegWith(reg: MrRegFunction, domain: number, address: number, length: number, access: number, requestedKey: bigint | number): number {
+    const ret = reg(domain, address, length, access, 0, requestedKey, 0, this.out, null);
     if (ret !== 0) this.check("fi_mr_reg", ret, `${length} bytes at 0x${address.toString(16)}, requested key ${requestedKey}`);
     return this.outPtr();
   }

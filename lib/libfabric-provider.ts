@@ -1,6 +1,6 @@
 // A RegionProvider over a real libfabric domain. It opens fabric and domain for one provider
 // (tcp, shm, verbs, efa, cxi, ...) and honours the mr_mode bits that provider returns.
-import { libfabric, nativeView, readCString, readI32, readPtr, readU32, readU64, type Libfabric } from "../ffi/libfabric.ts";
+import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric, type MrRegFunction } from "../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../ffi/layout.ts";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "./errors.ts";
@@ -146,6 +146,8 @@ export class LibfabricProvider implements RegionProvider {
   private readonly live: FabricRegistration[] = [];
   /** `handles.domain`, as a plain field for register(). */
   private readonly domain: number;
+  /** The domain's fi_mr_reg, resolved once (its mr ops are set by fi_domain). */
+  private readonly registerFunction: MrRegFunction;
   /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
   private readonly keysExhausted: string;
   /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
@@ -171,6 +173,7 @@ export class LibfabricProvider implements RegionProvider {
     const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
     this.#keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
     this.domain = this.handles.domain;
+    this.registerFunction = fi.mrRegFunction(this.domain);
     this.keysExhausted = `provider ${this.info.provider}: requested keys exhausted (${this.info.keySize}-byte keys)`;
     this.isAttached = view !== null;
     if (view !== null) this.endpoint = view.handle.endpoint;
@@ -279,20 +282,27 @@ export class LibfabricProvider implements RegionProvider {
    * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
    */
   register(address: number, length: number, access: number): Registration {
-    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
-    const requested = this.providerKeys ? 0n : this.nextRequestedKey();
+    if (this.closed_ || (this.isAttached && this.#keys.closed)) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    const requested = this.providerKeys ? 0 : this.nextRequestedKey();
     const fi = this.fi;
-    const mr = fi.mrReg(this.domain, address, length, access, 0, requested, 0);
+    const mr = fi.mrRegWith(this.registerFunction, this.domain, address, length, access, requested);
     if (this.endpointBound && this.endpoint !== 0) {
       try {
         this.bindToEndpoint(mr);
       } catch (e) {
-        fi.close(mr, "mr");
+        fi.closeMr(mr);
         throw e;
       }
     }
-    const reg = new FabricRegistration(address, length, mr, this.isAttached ? -1 : this.live.length);
-    if (!this.isAttached) this.live.push(reg);
+    if (this.isAttached) {
+      // The owner frees a view's registrations when it closes, without telling the view: read
+      // the keys now, while the fid_mr is certainly alive.
+      const reg = new FabricRegistration(address, length, mr, -1);
+      reg.readKeys();
+      return reg;
+    }
+    const reg = new FabricRegistration(address, length, mr, this.live.length);
+    this.live.push(reg);
     return reg;
   }
 
@@ -320,7 +330,8 @@ export class LibfabricProvider implements RegionProvider {
       // A view's registrations (and blocks other Workers grew) belong to the shared pool, which
       // releases each one once; after the owner closed the domain they are gone with it.
       if (this.isAttached && this.#keys.closed) return;
-      this.fi.close(registration.handle, "mr");
+      this.fi.closeMr(registration.handle);
+      if (registration instanceof FabricRegistration) registration.slot = CLOSED;
       return;
     }
     const live = this.live;
@@ -331,7 +342,8 @@ export class LibfabricProvider implements RegionProvider {
       live[slot] = last;
       last.slot = slot;
     }
-    this.fi.close(registration.handle, "mr");
+    registration.slot = CLOSED;
+    this.fi.closeMr(registration.handle);
   }
 
   /**
@@ -379,7 +391,10 @@ export class LibfabricProvider implements RegionProvider {
       return;
     }
     this.#keys.markClosed();
-    for (const reg of this.live.values()) attempt(() => this.fi.close(reg.handle, "mr"));
+    for (const reg of this.live.values()) {
+      reg.slot = CLOSED;
+      attempt(() => this.fi.closeMr(reg.handle));
+    }
     this.live.length = 0;
     attempt(() => this.fi.close(this.handles.domain, "domain"));
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
@@ -405,41 +420,51 @@ export class LibfabricProvider implements RegionProvider {
   }
 }
 
+/** FabricRegistration#slot once its fid_mr is closed (freed). */
+const CLOSED = -2;
+
 /**
- * A libfabric registration. Descriptor and key are read from the `fid_mr` at registration as
- * 32-bit halves (reading a u64 through bun:ffi makes a BigInt, ~100 ns each) and become exact
- * BigInts when first asked for; the `fid_mr` is not read again (it is freed at deregister).
+ * A libfabric registration. Descriptor and key are read from the `fid_mr` when first asked for
+ * (pools ask at region creation; a register+deregister pair that never asks pays no read) with
+ * one read.u64 each (cheaper in Bun 1.4 than two u32 halves joined as BigInts), and kept. The
+ * `fid_mr` is freed at deregister: a value not read by then is never read (the getter throws).
  */
 class FabricRegistration implements Registration {
-  private readonly descLow: number;
-  private readonly descHigh: number;
-  private readonly keyLow: number;
-  private readonly keyHigh: number;
   private desc: bigint | null = null;
   private key: bigint | null = null;
 
-  /** @param slot its index in the provider's list of live registrations */
-  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {
-    this.descLow = readU32(handle, L.fid_mr.mem_desc);
-    this.descHigh = readU32(handle, L.fid_mr.mem_desc + 4);
-    this.keyLow = readU32(handle, L.fid_mr.key);
-    this.keyHigh = readU32(handle, L.fid_mr.key + 4);
-  }
+  /**
+   * @param slot its index in the provider's list of live registrations; -1 for a view's (no
+   *   list), CLOSED once deregistered or closed with the provider
+   */
+  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {}
 
-  /** `fi_mr_desc(mr)`, exact. */
+  /** `fi_mr_desc(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
   get localKey(): bigint {
-    return (this.desc ??= exact(this.descLow, this.descHigh));
+    return this.desc ?? (this.desc = readU64(this.live("localKey"), L.fid_mr.mem_desc));
   }
 
-  /** `fi_mr_key(mr)`, exact. */
+  /** `fi_mr_key(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
   get remoteKey(): bigint {
-    return (this.key ??= exact(this.keyLow, this.keyHigh));
+    return this.key ?? (this.key = readU64(this.live("remoteKey"), L.fid_mr.key));
+  }
+
+  /** Reads descriptor and key now (a view's registrations, which the owner may free unannounced). */
+  readKeys(): void {
+    void this.localKey;
+    void this.remoteKey;
+  }
+
+  /** The fid_mr, while it is registered. */
+  private live(what: string): number {
+    if (this.slot === CLOSED) {
+      throw new AllocToolsTypeError(`the registration of ${this.length} bytes at 0x${this.address.toString(16)} was deregistered ` +
+        `before its ${what} was read: read it while registered`);
+    }
+    return this.handle;
   }
 }
 
-function exact(low: number, high: number): bigint {
-  return high === 0 ? BigInt(low) : (BigInt(high) << 32n) | BigInt(low);
-}
 
 /** Every key of LibfabricProviderOptions (the compiler checks the list against the interface). */
 export const LIBFABRIC_OPTION_KEYS: KnownKeys<LibfabricProviderOptions> = {
