@@ -28,6 +28,8 @@ const U64_LIMIT = 1n << 64n;
 export class RemoteRegionFormatError extends TypeError {
   /** Always `"RemoteRegionFormatError"`. */
   override readonly name = "RemoteRegionFormatError";
+  /** Always `"REMOTE_REGION_FORMAT"`, like the `code` of the library's other errors. */
+  readonly code = "REMOTE_REGION_FORMAT" as const;
 }
 
 /** The JSON form of a RemoteRegion (`toJSON`). */

@@ -13,6 +13,7 @@ test("bigint fields are a RemoteRegionFormatError that names the field and asks 
     let error: unknown;
     try { RemoteRegion.fromJSON(json); } catch (e) { error = e; }
     expect(error).toBeInstanceOf(RemoteRegionFormatError);
+    expect((error as RemoteRegionFormatError).code).toBe("REMOTE_REGION_FORMAT");
     expect((error as Error).message).toMatch(message);
   }
 });
