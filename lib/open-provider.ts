@@ -71,7 +71,7 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
   if (name !== undefined) {
     // Asked for by name: never fall back.
-    const p = LibfabricProvider.open({ ...options, provider: name });
+    const p = LibfabricProvider.open({ ...libfabricOptions(options), provider: name });
     return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
   }
   const status = libfabricStatus();
@@ -81,12 +81,22 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
   try {
-    const p = LibfabricProvider.open(options);
+    const p = LibfabricProvider.open(libfabricOptions(options));
     return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
   } catch (e) {
     const reason = `no usable libfabric provider: ${(e as Error).message}`;
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
+}
+
+/** The options LibfabricProvider.open takes, out of openProvider's (which other providers extend). */
+function libfabricOptions(options: OpenProviderOptions): LibfabricProviderOptions {
+  const picked: Record<string, unknown> = {};
+  for (const key of Object.keys(LIBFABRIC_OPTION_KEYS)) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked as LibfabricProviderOptions;
 }
 
 function envProvider(): string | undefined {
