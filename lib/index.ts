@@ -7,7 +7,6 @@ export {
   AllocToolsError, SystemError, FabricError, LibraryLoadError, AllocToolsTypeError, AllocToolsRangeError,
   type AllocToolsErrorCode, type TypeErrorCode, type RangeErrorCode,
 } from "./errors.ts";
-export { checkKnownKeys } from "./options.ts";
 export { MemoryBlock, MemoryBlockAllocator, type BlockOptions, type HugePages } from "./block.ts";
 export { Access, DEFAULT_ACCESS, type ProviderHandle, type ProvidedBlock, type RegionProvider, type Registration } from "./provider.ts";
 export { MemoryRegionTraits } from "./traits.ts";

@@ -104,11 +104,14 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   }
 }
 
-/** The options LibfabricProvider.open takes: everything but the other providers' own. */
+/** The options LibfabricProvider.open takes, out of openProvider's (which other providers extend). */
 function libfabricOptions(options: OpenProviderOptions): LibfabricProviderOptions {
-  const copy: OpenProviderOptions = { ...options };
-  delete copy.ucx;
-  return copy;
+  const picked: Record<string, unknown> = {};
+  for (const key of Object.keys(LIBFABRIC_OPTION_KEYS)) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked as LibfabricProviderOptions;
 }
 
 function envProvider(): string | undefined {

@@ -2,8 +2,9 @@
 import { describe, expect, test } from "bun:test";
 import {
   AllocToolsError, AllocToolsRangeError, AllocToolsTypeError, Endpoint, HostProvider, LibfabricProvider, LibraryLoadError,
-  MemoryPool, checkKnownKeys, openProvider, openProviderDescribed, type LibfabricProviderOptions,
+  MemoryPool, openProvider, openProviderDescribed, type LibfabricProviderOptions,
 } from "../../lib/index.ts";
+import { checkKnownKeys } from "../../lib/options.ts";
 import { describeFabric, runBun } from "../helpers.ts";
 
 describe("argument errors carry a code", () => {
@@ -88,7 +89,7 @@ describe("unknown option keys are refused", () => {
     expect(() => LibfabricProvider.open({ provider: "tcp", servce: "0" } as LibfabricProviderOptions)).toThrow(`LibfabricProvider.open options: unknown option "servce" (did you mean "service"?)`);
   });
 
-  test("checkKnownKeys is exported for other options objects", () => {
+  test("checkKnownKeys (lib/options.ts) serves other options objects", () => {
     expect(() => checkKnownKeys({ a: 1, b: 2 }, { a: true }, "thing options")).toThrow(`thing options: unknown option "b"; known options: a`);
     expect(() => checkKnownKeys({ a: 1 }, { a: true }, "thing options")).not.toThrow();
   });
