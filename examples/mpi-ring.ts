@@ -2,9 +2,7 @@
 // then reads it back, and checks what the previous rank wrote into its own.
 //
 //   mpirun -n 4 bun examples/mpi-ring.ts            # MPI one-sided (MpiProvider, MpiEndpoint)
-//   mpirun -n 2 bun examples/mpi-ring.ts --tcp      # libfabric tcp, names exchanged by MpiJob
-//     (with 3 ranks or more, libfabric 1.17's tcp;ofi_rxm here sometimes never completes one of the
-//     ring's writes; seen without MPI too: docs/rma.md)
+//   mpirun -n 4 bun examples/mpi-ring.ts --tcp      # libfabric tcp, names exchanged by MpiJob
 //   (as root, and with more ranks than cores: mpirun --allow-run-as-root --oversubscribe ...)
 //
 // Each rank prints one line: `rank <r>/<n> got "<stamp>" read back "<stamp>"`.
@@ -30,8 +28,7 @@ const endpoint: RmaEndpoint<unknown> & { insert(name: Uint8Array): unknown } = u
   : new MpiEndpoint(provider as MpiProvider);
 
 // Names and remote regions cross the job as bytes: no hand-written exchange. Every other rank is
-// inserted (libfabric 1.17's tcp;ofi_rxm lost writes in jobs of 3 ranks when a rank also inserted
-// itself, or when the target had not inserted the writer).
+// inserted (only the next one is written to; inserting all, or this rank too, works as well).
 const names = job.exchangeNames(endpoint);
 const peers = names.map((name, r) => (r === rank ? undefined : endpoint.insert(name)));
 const nextPeer = peers[next];
