@@ -27,7 +27,7 @@ import { inspectCustom, oneLine } from "./inspect.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
-import { progressEngine, type Progressable } from "./progress.ts";
+import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
@@ -345,8 +345,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
    */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
-    this.interval = intervalMs;
+    this.interval = checkProgressInterval(intervalMs);
     progressEngine.wake();
   }
 

@@ -20,7 +20,7 @@ import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import type { MpiProvider } from "./mpi-provider.ts";
-import { progressEngine, type Progressable } from "./progress.ts";
+import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import { RmaTimeoutError, type RmaKind } from "./rma-errors.ts";
@@ -283,8 +283,7 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   /** Keeps MPI progressing on the event loop with nothing pending (MPI_Iprobe), for a target that only exposes memory. */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
-    this.interval = intervalMs;
+    this.interval = checkProgressInterval(intervalMs);
     progressEngine.wake();
   }
 

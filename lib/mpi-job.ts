@@ -12,6 +12,7 @@
 //   initialized twice in a process).
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../ffi/mpi.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
+import { checkProgressInterval } from "./progress.ts";
 
 /** The largest allgather total: MPI counts and displacements are C ints. */
 const MAX_TOTAL_BYTES = 0x7fff_ffff;
@@ -80,7 +81,7 @@ export class MpiJob implements Disposable {
    */
   async barrierAsync(intervalMs: number = 0): Promise<void> {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+    checkProgressInterval(intervalMs);
     const request = new BigUint64Array(1);
     this.mpi.startBarrier(request);
     for (;;) {

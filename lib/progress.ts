@@ -14,6 +14,7 @@
 // dropped the interval whenever the turn completed the last pending operation, and a target that
 // had completed operations of its own stopped progressing for good.)
 
+import { AllocToolsRangeError } from "./errors.ts";
 /** What the engine needs from an endpoint. */
 export interface Progressable {
   /** Operations posted or waiting to be posted. */
@@ -119,6 +120,15 @@ class ProgressEngine {
     this.scheduled = true;
     this.timer = setTimeout(this.tick, ms);
   }
+}
+
+/**
+ * `intervalMs` of a `startProgress(intervalMs)`, checked: milliseconds between background turns,
+ * a finite number ≥ 0 (0: every event-loop turn). Throws AllocToolsRangeError otherwise.
+ */
+export function checkProgressInterval(intervalMs: number): number {
+  if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
+  return intervalMs;
 }
 
 /** The one engine of this process (endpoints of one process share the event loop anyway). */

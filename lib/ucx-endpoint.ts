@@ -20,7 +20,7 @@ import { type Pointer, ptr } from "bun:ffi";
 import { isStatusError, rkeyBlobProblem, UcxError, UCX, ucxLayout, type Ucx } from "../ffi/ucx.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
-import { progressEngine, type Progressable } from "./progress.ts";
+import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "./region.ts";
 import { RemoteRegion } from "./remote-region.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
@@ -340,8 +340,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
    */
   startProgress(intervalMs: number = 1): void {
     this.assertOpen();
-    if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);
-    this.interval = intervalMs;
+    this.interval = checkProgressInterval(intervalMs);
     progressEngine.wake();
   }
 
