@@ -26,7 +26,7 @@ export function buildC(name: string, libraries: readonly string[] = ["-lfabric"]
 
 /** The RMA peer (target, initiator, registration loop): see rma-peer.c. */
 export function rmaPeer(): CProgram {
-  return buildC("rma-peer");
+  return buildC("rma-peer", ["-lfabric", "-lpthread"]);
 }
 
 function compile(name: string, libraries: readonly string[]): CProgram {

@@ -11,14 +11,17 @@
 //       Runs one test against a target and prints one JSON line; exit 1 with {"error"} on failure.
 //       check: writes a pattern, reads it back into other memory and compares, I times, pausing P ms
 //       between rounds (so that an idle target must keep progressing on its own).
-//   rma-peer mr <provider> [--node N] --size S --iterations I
-//       fi_mr_reg + fi_close of S bytes, I times; prints ns per pair.
+//   rma-peer mr <provider> [--node N] --size S --iterations I [--threads T]
+//       fi_mr_reg + fi_close of S bytes, I times; prints ns per pair. --threads 2 starts an idle
+//       second thread first: glibc then leaves its single-threaded fast paths (malloc without arena
+//       locks), as in every Bun process (JIT and GC threads) and every HPX or GHEX process.
 //
-// Build: cc -O2 -o rma-peer rma-peer.c -lfabric
+// Build: cc -O2 -o rma-peer rma-peer.c -lfabric -lpthread
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,9 +252,19 @@ static int run_initiator(int argc, char **argv) {
   return 0;
 }
 
+static void *idle_thread(void *unused) {
+  for (;;) pause();
+  return unused;
+}
+
 static int run_registration(int argc, char **argv) {
   size_t size = strtoull(option(argc, argv, "--size", "4096"), NULL, 10);
   long iterations = strtol(option(argc, argv, "--iterations", "100000"), NULL, 10);
+  long threads = strtol(option(argc, argv, "--threads", "1"), NULL, 10);
+  for (long t = 1; t < threads; t++) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, idle_thread, NULL)) fail("pthread_create", EAGAIN);
+  }
   open_fabric(argv[2], option(argc, argv, "--node", NULL), 1, 1);
   void *buffer;
   if (posix_memalign(&buffer, 4096, size)) fail("posix_memalign", ENOMEM);
@@ -265,8 +278,8 @@ static int run_registration(int argc, char **argv) {
     if ((ret = fi_close(&mr->fid))) fail("fi_close", ret);
   }
   double seconds = now_seconds() - start;
-  printf("{\"ok\":true,\"test\":\"mr\",\"provider\":\"%s\",\"bytes\":%zu,\"iterations\":%ld,\"nsPerPair\":%.2f}\n",
-         info->fabric_attr->prov_name, size, iterations, seconds * 1e9 / iterations);
+  printf("{\"ok\":true,\"test\":\"mr\",\"provider\":\"%s\",\"bytes\":%zu,\"iterations\":%ld,\"threads\":%ld,\"nsPerPair\":%.2f}\n",
+         info->fabric_attr->prov_name, size, iterations, threads, seconds * 1e9 / iterations);
   fi_close(&domain->fid);
   fi_close(&fabric->fid);
   fi_freeinfo(info);
