@@ -13,7 +13,7 @@ import { WeakChild } from "./provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "./region.ts";
 import { checkRegionMemory, type UserMemoryInput } from "./user-memory.ts";
 import { SharedPool, type ShareOptions, type SharedPoolHandle } from "./shared-pool.ts";
-import type { SharedAudit } from "./shared-pool-state.ts";
+import type { SharedAudit, WorkerCache } from "./shared-pool-state.ts";
 import type { MemoryPoolStack } from "./stack.ts";
 
 export type { LeakReport, LeakedRegion, PoolStats } from "./pool-core.ts";
@@ -70,6 +70,8 @@ export class MemoryPool implements RegionOwner, Disposable {
   #providerLink: WeakChild<MemoryPool> | null = null;
   /** The shared part once share()d or attached; null for an unshared pool (the hot path's one branch). */
   #shared: SharedPool | null = null;
+  /** The shared part's cache for this thread, read by the hot path itself (null when unshared). */
+  #cache: WorkerCache | null = null;
 
   /**
    * Maps, pins and registers each class's `initialCount` regions now. Throws TypeError when
@@ -98,6 +100,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (join !== null) {
       // An attached pool: the owner's blocks and stacks, nothing registered here yet.
       this.#shared = join(core);
+      this.#cache = this.#shared.cache;
       return;
     }
     core.addInitialBlocks();
@@ -135,8 +138,15 @@ export class MemoryPool implements RegionOwner, Disposable {
     const sizes = this.#chunkSizes;
     let k = 0;
     while (bytes > sizes[k]!) k++;
-    const shared = this.#shared;
-    if (shared !== null) return shared.getRegion(k, bytes);
+    const cache = this.#cache;
+    if (cache !== null) {
+      const index = cache.pop(k);
+      const region = index >= 0 ? this.#regions[index] : undefined;
+      if (region === undefined) return this.#shared!.getRegion(k, bytes, index);
+      checkOut(region, bytes);
+      if (this.debug) setOrigin(region, new Error("region got here").stack);
+      return region;
+    }
     const stack = this.#stacks[k]!;
     let index = stack.pop();
     if (index < 0) index = this.#core.grow(stack);
@@ -157,8 +167,11 @@ export class MemoryPool implements RegionOwner, Disposable {
   releaseRegion(region: MemoryRegion): void {
     if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
     const r = region as MemoryRegionImpl;
-    const shared = this.#shared;
-    if (shared !== null) return shared.release(r);
+    const cache = this.#cache;
+    if (cache !== null) {
+      if (!cache.push(r.stackId, r.index)) this.#shared!.refuseRelease(r);
+      return;
+    }
     this.#stacks[r.stackId]!.push(r.index);
   }
 
@@ -305,6 +318,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.#providerLink?.unlink();
     this.#providerLink = null;
     this.#shared = shared;
+    this.#cache = shared.cache;
     return shared.handle;
   }
 

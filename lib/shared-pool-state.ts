@@ -3,9 +3,12 @@
 // records, the pinned-bytes counter, and per Worker a slot: liveness, counters, caches, unpooled regions.
 // This class alone reads and writes those words; everything else asks it.
 //
-// A region's state word is FREE (0) or the slot + 1 of the Worker that got it. Every step that moves
-// a region is ordered so that a Worker terminated between any two of its stores leaves the region
-// findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
+// A region's state word is FREE (0) while the region is on a shared stack, else the slot + 1 of the
+// Worker that holds it: in use there, or free in that Worker's cache (its cache entries tell which).
+// So a Worker's own get and release from its cache write no state word; only a region crossing
+// Workers (released by another Worker, spilled, popped from a stack) changes it. Every step that
+// moves a region is ordered so that a Worker terminated between any two of its stores leaves the
+// region findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
 import {
@@ -53,6 +56,8 @@ export class WorkerCache {
   /** Int32 word of class 0's cache block; class k's is at base + k * stride. */
   private readonly base: number;
   private readonly stride: number;
+  /** Int32 words from one slot's cache blocks to the next slot's. */
+  private readonly slotStride: number;
   private readonly size: number;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
@@ -66,6 +71,7 @@ export class WorkerCache {
     this.counters = counters;
     this.base = base;
     this.stride = stride;
+    this.slotStride = stacks.length * stride;
     this.size = size;
     this.stacks = stacks;
     this.stateAt = stateAt;
@@ -79,22 +85,20 @@ export class WorkerCache {
   }
 
   /**
-   * A free region of class `k` from the cache, marked in use by this Worker and counted as a get;
-   * -1 if the cache is empty (then popShared), -2 if the pool is closed. Small, so that it inlines.
+   * A free region of class `k` from the cache, counted as a get; -1 if the cache is empty (then
+   * popShared), -2 if the pool is closed. Its state word already names this Worker: lowering the
+   * count is what puts it in use. Small, so that it inlines.
    */
   pop(k: number): number {
     const words = this.words;
     const at = this.base + k * this.stride;
     const count = words[at]!;
     if (count === 0 || words[at + CLOSED] !== 0) return words[at + CLOSED] !== 0 ? -2 : -1;
-    const index = words[at + ENTRIES + count - 1]!;
-    // In use before it leaves the cache: terminated between the two stores, it is still found.
-    words[this.stateAt + (index << SHIFT)] = this.mark;
     words[at] = count - 1;
     const counters = this.counters;
     const gets = (at + GETS) >> 1;
     counters[gets] = counters[gets]! + 1;
-    return index;
+    return words[at + ENTRIES + count - 1]!;
   }
 
   /** The cache is empty: a region from the shared stack, marked in use (not counted); -1 if that is empty too. */
@@ -114,58 +118,64 @@ export class WorkerCache {
   }
 
   /**
-   * Takes back a region of class `k` in use (by any Worker): false if it is not in use (a double
-   * release) or the pool is closed (the caller tells which). The entry and count are written before
-   * the state word's CAS frees the region, so a Worker terminated in between leaves it in use, never
-   * free and nowhere. A full cache spills first (pushFull).
+   * Takes back a region of class `k` in use: false if it is not in use (a double release) or the
+   * pool is closed (the caller tells which). A region this Worker holds goes into its cache with no
+   * state word written: the entry, then the count. One another Worker holds is taken over first
+   * (takeOver); a full cache spills first (pushSlow).
    */
   push(k: number, index: number): boolean {
     const words = this.words;
     const at = this.base + k * this.stride;
     const count = words[at]!;
-    if (count === this.size || words[at + CLOSED] !== 0) return this.pushFull(k, index);
+    if (count === this.size || words[at + CLOSED] !== 0 || words[this.stateAt + (index << SHIFT)] !== this.mark) return this.pushSlow(k, index);
     words[at + ENTRIES + count] = index;
     words[at] = count + 1;
-    const word = this.stateAt + (index << SHIFT);
-    const mark = this.mark;
-    const seen = Atomics.compareExchange(words, word, mark, FREE);
-    if (seen !== mark && !this.freeForOther(word, seen)) {
-      words[at] = count;
-      return false;
-    }
     const counters = this.counters;
     const releases = (at + RELEASES) >> 1;
     counters[releases] = counters[releases]! + 1;
     return true;
   }
 
-  /** A region another Worker got: freed with a CAS from that Worker's mark; false if it was free. */
-  private freeForOther(word: number, seen: number): boolean {
+  /** The cache is full or the pool closed, or another Worker holds the region (or nobody does). */
+  private pushSlow(k: number, index: number): boolean {
+    if (this.isClosed(k)) return false;
+    const word = this.stateAt + (index << SHIFT);
+    if (this.words[word] !== this.mark && !this.takeOver(k, index, word)) return false;
+    if (this.size === 0) return this.pushShared(k, index, word);
+    if (this.words[this.base + k * this.stride]! === this.size) this.spill(k);
+    return this.push(k, index);
+  }
+
+  /**
+   * A region another Worker got, released here: its state word moves from that Worker's mark to
+   * ours with a CAS. False when it is free: on a stack (FREE) or in its holder's cache. Two Workers
+   * releasing one region at the same instant is a race this does not settle (as with any allocator's
+   * double free); one after the other, the second is refused.
+   */
+  private takeOver(k: number, index: number, word: number): boolean {
     const words = this.words;
-    for (;;) {
-      if (seen === FREE) return false;
-      const now = Atomics.compareExchange(words, word, seen, FREE);
+    for (let seen = words[word]!; ;) {
+      if (seen === FREE || this.inCacheOf(seen - 1, k, index)) return false;
+      const now = Atomics.compareExchange(words, word, seen, this.mark);
       if (now === seen) return true;
       seen = now;
     }
   }
 
-  private pushFull(k: number, index: number): boolean {
-    if (this.isClosed(k)) return false;
+  /** Whether region `index` of class `k` is free in the cache of `slot`. */
+  inCacheOf(slot: number, k: number, index: number): boolean {
     const words = this.words;
-    const word = this.stateAt + (index << SHIFT);
-    const seen = words[word]!;
-    if (seen === FREE) return false;
-    if (this.size === 0) return this.pushShared(k, index, word, seen);
-    this.spill(k);
-    return this.push(k, index);
+    const at = this.base + (slot - (this.mark - 1)) * this.slotStride + k * this.stride;
+    const count = words[at]!;
+    for (let j = 0; j < count; j++) if (words[at + ENTRIES + j] === index) return true;
+    return false;
   }
 
   /** No cache: the region goes straight onto the shared stack (noted in the pop-intent word meanwhile). */
-  private pushShared(k: number, index: number, word: number, seen: number): boolean {
+  private pushShared(k: number, index: number, word: number): boolean {
     const words = this.words;
     words[this.popIntent] = index;
-    if (Atomics.compareExchange(words, word, seen, FREE) !== seen) {
+    if (Atomics.compareExchange(words, word, this.mark, FREE) !== this.mark) {
       words[this.popIntent] = -1;
       return false;
     }
@@ -178,25 +188,31 @@ export class WorkerCache {
   }
 
   /**
-   * Gives the newer half of class `k`'s full cache to the shared stack in one CAS, then lowers the
-   * count. A Worker terminated between the two leaves entries that are also on the stack: audit()
-   * reads a dead Worker's cache after the stacks and skips what it already found.
+   * Gives the newer half of class `k`'s full cache to the shared stack: their state words become
+   * FREE, one CAS pushes them all, then the count is lowered. A Worker terminated in between leaves
+   * entries that may also be on the stack: audit() reads a dead Worker's cache after the stacks and
+   * skips what it already found.
    */
   spill(k: number): void {
-    const words = this.words;
     const at = this.base + k * this.stride;
-    const count = words[at]!;
+    const count = this.words[at]!;
     const half = Math.max(1, count >> 1);
-    this.stacks[k]!.pushAll(words, at + ENTRIES + count - half, half);
-    words[at] = count - half;
+    this.moveToStack(k, at + ENTRIES + count - half, half);
+    this.words[at] = count - half;
   }
 
   /** Gives every cached region of class `k` back to the shared stack (detach). */
   flush(k: number): void {
-    const words = this.words;
     const at = this.base + k * this.stride;
-    this.stacks[k]!.pushAll(words, at + ENTRIES, words[at]!);
-    words[at] = 0;
+    this.moveToStack(k, at + ENTRIES, this.words[at]!);
+    this.words[at] = 0;
+  }
+
+  /** FREE before the push: once on the stack another Worker may pop a region and mark it its own. */
+  private moveToStack(k: number, first: number, count: number): void {
+    const words = this.words;
+    for (let j = first; j < first + count; j++) words[this.stateAt + (words[j]! << SHIFT)] = FREE;
+    this.stacks[k]!.pushAll(words, first, count);
   }
 }
 
@@ -631,9 +647,16 @@ export class SharedPoolState {
     return this.stateAt + (index << SHIFT);
   }
 
-  /** FREE, or the slot + 1 of the Worker that got region `index`. */
+  /** FREE (on a stack), or the slot + 1 of the Worker that holds region `index` (in use or in its cache). */
   regionState(index: number): number {
     return Atomics.load(this.words, this.stateWord(index));
+  }
+
+  /** FREE when region `index` is free (on a stack or in its holder's cache), else the slot + 1 of the Worker using it. */
+  holderOf(index: number): number {
+    const holder = this.regionState(index);
+    if (holder === FREE || this.cache.inCacheOf(holder - 1, this.stackOf(index), index)) return FREE;
+    return holder;
   }
 
   /** share(): marks region `index` in use by this (the owner's) slot. */
@@ -815,12 +838,13 @@ export class SharedPoolState {
           const index = this.words[at + CACHE.entries + j]!;
           if (!place(index, `cache of slot ${slot}`)) continue;
           cached++;
-          if (this.regionState(index) !== FREE) problems.push(`region ${index} is cached but marked in use`);
+          if (this.regionState(index) !== slot + 1) problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${this.regionState(index)}`);
         }
       }
     }
-    const adopt = (index: number) => {
-      if (live(index) && seen[index] === 0 && this.regionState(index) === FREE) {
+    const adopt = (index: number, holder = FREE) => {
+      const state = live(index) ? this.regionState(index) : -1;
+      if (seen[index] === 0 && (state === FREE || state === holder)) {
         seen[index] = 1;
         cached++;
       }
@@ -828,7 +852,7 @@ export class SharedPoolState {
     for (const slot of deadSlots) {
       for (let k = 0; k < this.classCount; k++) {
         const at = this.layout.cacheWord(slot, k);
-        for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!);
+        for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!, slot + 1);
       }
       adopt(this.words[this.layout.slotLine(slot) / 4 + SLOT.popIntent]!);
     }

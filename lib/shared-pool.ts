@@ -89,7 +89,7 @@ export class SharedPool implements PinnedLimit {
   private readonly state: SharedPoolState;
   private readonly core: PoolCore;
   /** This Worker's cache per size class (the hot path). */
-  private readonly cache: WorkerCache;
+  readonly cache: WorkerCache;
   private readonly regions: (MemoryRegionImpl | undefined)[];
   private readonly debug: boolean;
   /** This thread's buffer over each shared block (toArrayBuffer once per block), by block index. */
@@ -243,10 +243,13 @@ export class SharedPool implements PinnedLimit {
 
   // ---- the hot path ---------------------------------------------------------------------------------
 
-  /** A region of class `k`: this Worker's cache, else the shared stack, else a growth. */
-  getRegion(k: number, bytes: number): MemoryRegion {
-    let index = this.cache.pop(k);
-    if (index < 0) index = this.getMiss(k, index);
+  /**
+   * The get the pool's hot path could not finish: `popped` is what this Worker's cache gave (-1
+   * empty, -2 closed: then the shared stack, else a growth), or a region this thread has not met
+   * yet (materialized here).
+   */
+  getRegion(k: number, bytes: number, popped: number): MemoryRegion {
+    const index = popped < 0 ? this.getMiss(k, popped) : popped;
     const region = this.regions[index] ?? this.materialize(index);
     checkOut(region, bytes);
     if (this.debug) noteOrigin(region);
@@ -262,12 +265,13 @@ export class SharedPool implements PinnedLimit {
     return index;
   }
 
-  /** Takes a pooled region back; the state word's CAS catches a double release from any Worker. */
+  /** Takes a pooled region back outside the pool's hot path (a sibling pool's region object, a stale one). */
   release(region: MemoryRegionImpl): void {
     if (!this.cache.push(region.stackId, region.index)) this.refuseRelease(region);
   }
 
-  private refuseRelease(region: MemoryRegionImpl): never {
+  /** The cache refused a release: the pool is closed, or the region is free (released already, here or elsewhere). */
+  refuseRelease(region: MemoryRegionImpl): never {
     if (this.state.closed) refuseClosed();
     region.assertInUse("releaseRegion");
     throw new AllocToolsError("DOUBLE_RELEASE", "releaseRegion: the region is not in use");
@@ -577,7 +581,7 @@ export class SharedPool implements PinnedLimit {
     const count = this.state.regionCount;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new AllocToolsRangeError(`no pooled region ${index} (there are ${count})`);
     const region = this.regions[index] ?? this.materialize(index);
-    setInUse(region, this.state.regionState(index) !== FREE);
+    setInUse(region, this.state.holderOf(index) !== FREE);
     return region;
   }
 
@@ -594,7 +598,7 @@ export class SharedPool implements PinnedLimit {
     const out: LeakedRegion[] = [];
     const mark = state.slot + 1;
     for (let index = 0; index < state.regionCount; index++) {
-      const holder = state.regionState(index);
+      const holder = state.holderOf(index);
       if (holder === FREE || (onlyMine && holder !== mark)) continue;
       const block = state.block(state.blockOf(index));
       if (block === null) continue;

@@ -162,7 +162,7 @@ function suite(label: string, open: () => RegionProvider): void {
     }
   });
 
-  test(`a Worker dead between a spill's push and its count, or between recording a release and freeing it: nothing twice, nothing lost [${label}]`, async () => {
+  test(`a Worker dead between a spill's push and its count, or between a release's cache entry and its count: nothing twice, nothing lost [${label}]`, async () => {
     const pool = new MemoryPool(provider, { ...ONE_EACH, small: { initialCount: 16, growCount: 16, maxRegions: 64 } });
     const handle = pool.share({ cacheSize: 8 });
     const spiller = spawn("./state-worker.ts");

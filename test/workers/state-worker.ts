@@ -4,7 +4,7 @@
 // `holdMs`, unlocks and posts "unlocked").
 import * as libc from "../../ffi/libc.ts";
 import type { SharedPoolHandle } from "../../lib/index.ts";
-import { CACHE, SharedLayout } from "../../lib/shared-layout.ts";
+import { CACHE, STATE_SHIFT, SharedLayout } from "../../lib/shared-layout.ts";
 import { LockResult, SharedPoolState } from "../../lib/shared-pool-state.ts";
 import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
 
@@ -50,8 +50,8 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
       park();
     }
     case "spill-cut": {
-      // A full cache whose spill pushed its newer half onto the shared stack, then died before
-      // lowering its count.
+      // A full cache whose spill freed its newer half's state words and pushed them onto the
+      // shared stack, then died before lowering its count.
       const size = m.handle.layout.cacheSize;
       const got: number[] = [];
       for (let i = 0; i < size; i++) got.push(state.cache.popShared(k));
@@ -61,19 +61,19 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
       const at = layout.cacheWord(state.slot, k);
       const count = words[at + CACHE.count]!;
       const half = count >> 1;
+      for (let j = count - half; j < count; j++) words[layout.state / 4 + (words[at + CACHE.entries + j]! << STATE_SHIFT)] = 0;
       new SharedStack(words, layout.headLine(k) / 4, layout.next / 4, indexBitsFor(layout.capacity)).pushAll(words, at + CACHE.entries + count - half, half);
       postMessage({ at: "pushed", count, half, indices: got });
       park();
     }
     case "release-cut": {
-      // A release that recorded the region in the cache, then died before the CAS that frees it.
+      // A release that wrote the region into its cache's next entry, then died before raising the
+      // count: the region is still this Worker's, in use.
       const index = state.cache.popShared(k);
       const layout = new SharedLayout(m.handle.layout);
       const words = new Int32Array(m.handle.buffer);
       const at = layout.cacheWord(state.slot, k);
-      const count = words[at + CACHE.count]!;
-      words[at + CACHE.entries + count] = index;
-      words[at + CACHE.count] = count + 1;
+      words[at + CACHE.entries + words[at + CACHE.count]!] = index;
       postMessage({ at: "recorded", index });
       park();
     }
