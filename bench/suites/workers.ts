@@ -76,6 +76,12 @@ async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promis
     });
     const scaling = aggregate.get(2)! / aggregate.get(1)!;
     ctx.record({ suite: SUITE, name: "target: 2 Workers / 1 Worker throughput, shared pool", value: scaling, unit: "×", note: verdict(scaling >= 1.8, "≥ 1.8×") });
+    // The target assumes the machine scales about 1.9× by itself; on a shared VM it often does not.
+    const machine = ceiling.mpairs / unshared.mpairs;
+    ctx.record({
+      suite: SUITE, name: "workers: shared pool's 2-Worker scaling / the machine's own", value: scaling / machine, unit: "×",
+      note: `shared ${scaling.toFixed(2)}× against unshared ${machine.toFixed(2)}× in this run: 1.0 means sharing costs no scaling`,
+    });
     const s = pool.stats();
     ctx.record({ suite: SUITE, name: "workers: counters after the runs", value: s.gets - s.releases, unit: "regions out", note: `gets ${s.gets}, releases ${s.releases}; audit problems: ${pool.audit().problems.length}` });
   } finally {
