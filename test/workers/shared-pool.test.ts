@@ -130,6 +130,9 @@ function suite(label: string, open: () => RegionProvider): void {
       const idx = held.regions.map((r) => r.index);
       const first = await ask<{ errors: string[] }>(b, { cmd: "release", indices: idx.slice(0, 2) });
       expect(first.errors).toEqual([]);
+      // Free in B's cache (their state words still name B): free here too.
+      expect(idx.slice(0, 2).map((i) => pool.region(i).inUse)).toEqual([false, false]);
+      expect(idx.slice(2).map((i) => pool.region(i).inUse)).toEqual([true, true]);
       // The owner releases the other two; releasing any of them again, anywhere, is a double release.
       for (const i of idx.slice(2)) pool.releaseRegion(pool.region(i));
       const again = await ask<{ errors: string[] }>(a, { cmd: "release", indices: idx });
