@@ -148,9 +148,10 @@ export class WorkerCache {
 
   /**
    * A region another Worker got, released here: its state word moves from that Worker's mark to
-   * ours with a CAS. False when it is free: on a stack (FREE) or in its holder's cache. Two Workers
-   * releasing one region at the same instant is a race this does not settle (as with any allocator's
-   * double free); one after the other, the second is refused.
+   * ours with a CAS. False when it is free: on a stack (FREE) or in its holder's cache. A double
+   * release that races with its region's holder (releasing it too, or getting it from its cache
+   * at the same instant) is not settled, as with any allocator's double free; one after the other,
+   * the second release is refused.
    */
   private takeOver(k: number, index: number, word: number): boolean {
     const words = this.words;
