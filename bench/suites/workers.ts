@@ -1,10 +1,12 @@
 // A pool shared across Workers: aggregate get+release throughput for 1, 2 and 4 Workers, the
 // single-Worker pair cost of the shared pool next to the unshared one (same loop, same sizes, each
 // in its own Worker so neither JIT profile sees the other), and the RMA message rate of 1 and 2
-// Workers each with its own Endpoint over the shared pool (64 B writes on shm). Targets (issue 11):
+// Workers each with its own Endpoint over the shared pool (64 B writes on shm), beside C threads
+// doing the same on one domain (bench/c/rma-threads.c). Targets (issue 11):
 // shared ≤ 1.25× unshared in one Worker; 2 Workers ≥ 1.8× the pairs/s of 1; RMA 2 Workers ≥ 1.6× 1.
 import { bench, group } from "mitata";
 import { HostProvider, LibfabricProvider, MemoryPool, type SharedPoolHandle } from "../../lib/index.ts";
+import { buildC, type CProgram } from "../c/build.ts";
 import type { BenchContext, Suite } from "../context.ts";
 import type { PairsJob, PairsResult } from "../worker-pairs.ts";
 import type { RmaJob, RmaResult } from "../worker-rma.ts";
@@ -17,7 +19,8 @@ export const names = {
   pair: (kind: "shared" | "unshared") => `workers: 1 Worker get+release pair, ${kind} pool`,
   aggregate: (n: number) => `workers: aggregate get+release, ${n} Worker${n > 1 ? "s" : ""}, shared pool`,
   ceiling: "workers: aggregate get+release, 2 Workers, unshared pool each",
-  rma: (n: number) => `workers: RMA 64 B writes, ${n} Worker${n > 1 ? "s" : ""}, own Endpoint each, shm`,
+  rma: (n: number, form: "promise" | "windowed") => `workers: RMA 64 B writes, ${n} Worker${n > 1 ? "s" : ""}, own Endpoint each, shm, ${form}`,
+  cRma: (n: number, ownDomains: boolean) => `workers: C RMA 64 B writes, ${n} thread${n > 1 ? "s" : ""}, ${ownDomains ? "a domain each" : "one domain"}, shm`,
   mainShared: "shared pool get+release 1 KiB (one thread)",
   mainUnshared: "unshared pool get+release 1 KiB (one thread)",
 };
@@ -58,7 +61,8 @@ const verdict = (ok: boolean, target: string) => `${ok ? "meets" : "MISSES"} tar
  * the median of the rounds is the figure (their range beside it); throughputs are the best round's.
  */
 async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promise<void> {
-  const pairs = ctx.quick ? 400_000 : 4_000_000;
+  // Long enough (~0.2 s a run) that thread start-up and JIT threads do not decide the scaling.
+  const pairs = ctx.quick ? 400_000 : 20_000_000;
   const rounds = ctx.quick ? 1 : 5;
   const pool = new MemoryPool(provider);
   const handle = pool.share();
@@ -112,14 +116,14 @@ async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promis
 }
 
 /** Runs `workers` Workers doing RMA over `handle` at once; writes per second in all. */
-async function runRma(handle: SharedPoolHandle, workers: number, writes: number): Promise<number> {
+async function runRma(handle: SharedPoolHandle | null, workers: number, writes: number, form: RmaJob["form"] = "promise"): Promise<number> {
   const barrier = new SharedArrayBuffer(4);
   const ws = Array.from({ length: workers }, () => new Worker(new URL("../worker-rma.ts", import.meta.url)));
   try {
     const rs = await Promise.all(ws.map((w) => new Promise<RmaResult>((resolve, reject) => {
       w.onmessage = (e: MessageEvent<RmaResult>) => resolve(e.data);
       w.onerror = (e) => reject(new Error(e.message));
-      w.postMessage({ handle, writes, bytes: 64, window: 16, barrier, parties: workers } satisfies RmaJob);
+      w.postMessage({ handle, writes, bytes: 64, window: 16, form, barrier, parties: workers } satisfies RmaJob);
     })));
     const wall = Math.max(...rs.map((r) => r.ns));
     return (rs.reduce((n, r) => n + r.writes, 0) / wall) * 1e9;
@@ -128,33 +132,83 @@ async function runRma(handle: SharedPoolHandle, workers: number, writes: number)
   }
 }
 
+/** C's rate for `threads` threads on one shared domain (or a domain each), or why there is none. */
+function cRate(c: CProgram, threads: number, writes: number, ownDomains: boolean): number | string {
+  if (!("path" in c)) return c.missing;
+  const r = Bun.spawnSync([c.path, "shm", "--threads", String(threads), "--writes", String(writes), "--size", "64", "--window", "16",
+    ...(ownDomains ? ["--own-domains"] : [])], { stdout: "pipe", stderr: "pipe" });
+  const reply = JSON.parse(r.stdout.toString().trim() || "{}") as { ok?: boolean; error?: string; writesPerSecond?: number };
+  return reply.ok ? reply.writesPerSecond! : `failed: ${reply.error ?? r.stderr.toString().slice(0, 200)}`;
+}
+
+/**
+ * RMA message rate of 1 and 2 Workers, each with its own Endpoint on the shared pool's domain, in
+ * both forms (promises; postWrite/poll/completed windows), beside our C program doing the same with
+ * 1 and 2 threads on one shared domain and on a domain each (bench/c/rma-threads.c), in rounds.
+ */
 async function measureRma(ctx: BenchContext): Promise<void> {
   if (!ctx.fabric) {
-    ctx.record({ suite: SUITE, name: names.rma(1), value: Number.NaN, unit: "writes/s", note: "not supported here: libfabric not available" });
+    ctx.record({ suite: SUITE, name: names.rma(1, "promise"), value: Number.NaN, unit: "writes/s", note: "not supported here: libfabric not available" });
     return;
   }
-  const writes = ctx.quick ? 2_000 : 20_000;
+  // Long enough (~0.4 s a run) that thread start-up and JIT threads do not decide the scaling.
+  const writes = ctx.quick ? 2_000 : 500_000;
   const rounds = ctx.quick ? 1 : 5;
+  const c = buildC("rma-threads", ["-lfabric", "-lpthread"]);
   const provider = LibfabricProvider.open({ provider: "shm" });
   const pool = new MemoryPool(provider);
   const handle = pool.share();
+  const series = new Map<string, number[]>();
+  const add = (name: string, value: number) => series.set(name, [...(series.get(name) ?? []), value]);
+  let cMissing: string | null = null;
   try {
-    const rate = new Map<number, number>();
-    const scalings: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      const one = await runRma(handle, 1, writes);
-      const two = await runRma(handle, 2, writes);
-      scalings.push(two / one);
-      rate.set(1, Math.max(rate.get(1) ?? 0, one));
-      rate.set(2, Math.max(rate.get(2) ?? 0, two));
+      for (const form of ["promise", "windowed"] as const) {
+        const one = await runRma(handle, 1, writes, form);
+        const two = await runRma(handle, 2, writes, form);
+        add(names.rma(1, form), one);
+        add(names.rma(2, form), two);
+        add(`scaling ${form}`, two / one);
+      }
+      const cOne = cRate(c, 1, writes, false);
+      const cTwo = cRate(c, 2, writes, false);
+      const cApart = cRate(c, 2, writes, true);
+      if (typeof cOne === "string" || typeof cTwo === "string" || typeof cApart === "string") {
+        cMissing = [cOne, cTwo, cApart].find((x) => typeof x === "string") as string;
+        continue;
+      }
+      add(names.cRma(1, false), cOne);
+      add(names.cRma(2, false), cTwo);
+      add(names.cRma(2, true), cApart);
+      add("scaling C", cTwo / cOne);
+      add("scaling C apart", cApart / cOne);
     }
-    for (const [n, value] of rate) {
-      ctx.record({ suite: SUITE, name: names.rma(n), value, unit: "writes/s", note: `best of ${rounds} × ${writes} writes per Worker, 16 in flight, to its own address` });
+    const note = `best of ${rounds} × ${writes} writes per thread, 16 in flight, each to its own address`;
+    for (const name of [names.rma(1, "promise"), names.rma(2, "promise"), names.rma(1, "windowed"), names.rma(2, "windowed")]) {
+      ctx.record({ suite: SUITE, name, value: Math.max(...series.get(name)!), unit: "writes/s", note });
     }
-    const scaling = median(scalings);
+    const promise = series.get("scaling promise")!;
+    const windowed = series.get("scaling windowed")!;
     ctx.record({
-      suite: SUITE, name: "target: 2 Workers / 1 Worker RMA message rate (64 B, shm)", value: scaling, unit: "×",
-      note: `median of ${rounds} rounds (${range(scalings)}); ${verdict(scaling >= 1.6, "≥ 1.6×")}`,
+      suite: SUITE, name: "target: 2 Workers / 1 Worker RMA message rate (64 B, shm)", value: median(promise), unit: "×",
+      note: `promise form, median of ${rounds} rounds (${range(promise)}); ${verdict(median(promise) >= 1.6, "≥ 1.6×")}`,
+    });
+    ctx.record({ suite: SUITE, name: "workers: 2 Workers / 1 Worker RMA message rate, windowed form", value: median(windowed), unit: "×", note: `median of ${rounds} rounds (${range(windowed)})` });
+    if (cMissing !== null) {
+      ctx.record({ suite: SUITE, name: names.cRma(1, false), value: Number.NaN, unit: "writes/s", note: `C reference missing: ${cMissing}` });
+      return;
+    }
+    for (const name of [names.cRma(1, false), names.cRma(2, false), names.cRma(2, true)]) {
+      ctx.record({ suite: SUITE, name, value: Math.max(...series.get(name)!), unit: "writes/s", note: `${note}; bench/c/rma-threads.c` });
+    }
+    const cShared = series.get("scaling C")!;
+    const cApart = series.get("scaling C apart")!;
+    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, one shared domain", value: median(cShared), unit: "×", note: `median of ${rounds} rounds (${range(cShared)}): what libfabric's shm gives two threads of one domain` });
+    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, a domain each", value: median(cApart), unit: "×", note: `median of ${rounds} rounds (${range(cApart)})` });
+    const relative = windowed.map((x, i) => x / cShared[i]!);
+    ctx.record({
+      suite: SUITE, name: "workers: Workers' RMA scaling / C's on one shared domain", value: median(relative), unit: "×",
+      note: `windowed form over C, per round, median (${range(relative)}): 1.0 means the library scales as C does`,
     });
   } finally {
     pool.close();
