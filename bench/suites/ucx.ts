@@ -269,7 +269,10 @@ class LineReader {
       }
       const left = deadline - Date.now();
       if (left <= 0) break;
-      const { value, done } = await Promise.race([this.reader.read(), Bun.sleep(left).then(() => ({ value: undefined, done: true }))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<{ value?: Uint8Array; done: boolean }>((resolve) => { timer = setTimeout(() => resolve({ done: true }), left); });
+      const { value, done } = await Promise.race([this.reader.read(), late]);
+      clearTimeout(timer);
       if (done) break;
       this.text += this.decoder.decode(value, { stream: true });
     }
