@@ -477,7 +477,7 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
   /** Past its deadline: fails for the caller now; the request stays tested until MPI lets go. */
   private expire(op: Operation): void {
     this.counts.timedOut++;
-    const error = new RmaTimeoutError(op, this.timeoutMs);
+    const error = new RmaTimeoutError(op, this.timeoutMs, op.kind === "write" ? "MPI_Put" : "MPI_Get");
     const reject = op.reject;
     op.state = State.Failed;
     op.error = error;

@@ -64,12 +64,13 @@ export class RmaTimeoutError extends FabricError {
   readonly timeoutMs: number;
 
   /**
-   * Made by Endpoint when an operation's timeout passes.
+   * Made by an endpoint when an operation's timeout passes.
    * @param operation What was posted.
    * @param timeoutMs The timeout that passed.
+   * @param fn The transport's function that posted it (`fi_write` and `fi_read` when not given).
    */
-  constructor(operation: RmaOperation, timeoutMs: number) {
-    super(`fi_${operation.kind}`, 110, "Operation timed out",
+  constructor(operation: RmaOperation, timeoutMs: number, fn = `fi_${operation.kind}`) {
+    super(fn, 110, "Operation timed out",
       `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}`);
     this.operation = operation;
     this.timeoutMs = timeoutMs;

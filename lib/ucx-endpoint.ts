@@ -696,7 +696,7 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     this.orphan(op);
     this.counts.timedOut++;
     op.state = FAILED;
-    op.error = new RmaTimeoutError(op, this.timeoutMs);
+    op.error = new RmaTimeoutError(op, this.timeoutMs, op.kind === "write" ? "ucp_put_nbx" : "ucp_get_nbx");
   }
 
   /**

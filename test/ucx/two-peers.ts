@@ -116,6 +116,7 @@ export function ucxTwoPeerTests(setup: UcxPeerSetup): void {
         expect(c.mismatch).toBe(-1);
       } else {
         expect(w.error?.name).toBe("RmaTimeoutError");
+        expect(w.error?.message).toStartWith("ucp_put_nbx failed: Operation timed out");
       }
     } finally {
       await b.request({ op: "startProgress" });
