@@ -12,7 +12,7 @@
 // of pingpong is a delivered one-way transfer (the write and its acknowledgement), as fabtests
 // report it: total time / (2 × iterations).
 import {
-  Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type MemoryPoolOptions, type MemoryRegion, type PeerAddress,
+  Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type HugePages, type MemoryPoolOptions, type MemoryRegion, type PeerAddress,
 } from "../lib/index.ts";
 
 export interface PingPongOptions {
@@ -28,8 +28,8 @@ export interface PingPongOptions {
   window?: number;
   /** Short run (benchmarks' quick mode). */
   quick?: boolean;
-  /** Back the pools with huge pages: false (default), true, or "try" (transparent huge pages as fall-back). */
-  hugePages?: boolean | "try";
+  /** The pools' huge pages (MemoryPoolOptions.hugePages); the library's default when not given. */
+  hugePages?: HugePages;
   /**
    * Wait on the calling thread instead of with promises: pingpong with writeSync, bandwidth with a
    * window of postWrite ids driven by poll() and completed().
@@ -55,9 +55,9 @@ export const DEFAULT_SIZES = [1, 64, 4096, 65_536, 1 << 20, 4 << 20] as const;
 const IP_PROVIDERS = new Set(["tcp", "udp", "sockets", "net"]);
 
 /** A pool whose huge class holds the largest message, with a region per in-flight write. */
-function poolShape(maxBytes: number, window: number, hugePages: boolean | "try"): MemoryPoolOptions {
+function poolShape(maxBytes: number, window: number, hugePages: HugePages | undefined): MemoryPoolOptions {
   return {
-    hugePages,
+    ...(hugePages !== undefined ? { hugePages } : {}),
     small: { chunkSize: 4096, initialCount: window },
     medium: { chunkSize: 65_536, initialCount: window },
     large: { chunkSize: 1 << 20, initialCount: Math.min(window, 8), growCount: 8 },
@@ -77,7 +77,7 @@ class Side {
   constructor(o: PingPongOptions, maxBytes: number, window: number) {
     const node = o.node ?? (IP_PROVIDERS.has(o.provider) ? "127.0.0.1" : undefined);
     this.provider = LibfabricProvider.open({ provider: o.provider, ...(node ? { node } : {}) });
-    this.pool = new MemoryPool(this.provider, poolShape(maxBytes, window, o.hugePages ?? false));
+    this.pool = new MemoryPool(this.provider, poolShape(maxBytes, window, o.hugePages));
     this.endpoint = new Endpoint(this.provider, { timeoutMs: 30_000 });
     this.exposed = this.pool.getRegion(maxBytes);
     this.scratch = new Uint8Array(maxBytes * Math.min(window, 4));
@@ -209,7 +209,7 @@ export async function rmaPingPong(o: PingPongOptions, onRow: (row: Row) => void 
 // ---- command line ---------------------------------------------------------------------------------
 
 const USAGE = `usage: bun examples/rma-pingpong.ts [--provider tcp] [--node 127.0.0.1] [--sizes 1,64,4k,64k,1m,4m]
-                                   [--iterations N] [--window 16] [--huge-pages try] [--sync] [--quick] [--json]
+                                   [--iterations N] [--window 16] [--huge-pages transparent|try|true|false] [--sync] [--quick] [--json]
   --sync   wait on the calling thread: writeSync pingpong, postWrite/poll/completed windows (no promises)`;
 
 function parseSize(s: string): number {
@@ -235,7 +235,7 @@ function parseArgs(argv: string[]): PingPongOptions & { json: boolean } {
     else if (a === "--window") o.window = Number(value());
     else if (a === "--quick") o.quick = true;
     else if (a === "--sync") o.sync = true;
-    else if (a === "--huge-pages") { const v = value(); o.hugePages = v === "try" ? "try" : v === "true" || v === "yes"; }
+    else if (a === "--huge-pages") { const v = value(); o.hugePages = v === "try" || v === "transparent" ? v : v === "true" || v === "yes"; }
     else if (a === "--json") o.json = true;
     else if (a === "--help" || a === "-h") { console.log(USAGE); process.exit(0); }
     else throw new Error(`unknown argument ${a}\n${USAGE}`);

@@ -4,8 +4,22 @@ import { toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
 import { AllocToolsError, SystemError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 
-/** Huge pages: `false` (normal pages), `true` (MAP_HUGETLB or fail), `"try"` (MAP_HUGETLB, else normal pages). */
-export type HugePages = boolean | "try";
+/**
+ * Huge pages: `false` (normal pages), `true` (MAP_HUGETLB or fail), `"try"` (MAP_HUGETLB, else
+ * `"transparent"`), `"transparent"` (normal pages advised MADV_HUGEPAGE: the kernel backs what it
+ * can with transparent huge pages, the size is not rounded up and nothing reserved is needed).
+ */
+export type HugePages = boolean | "try" | "transparent";
+
+/** Whether `hugePages` maps with MAP_HUGETLB (sizes then round up to the huge page size). */
+export function usesHugeTlb(hugePages: HugePages): boolean {
+  return hugePages === true || hugePages === "try";
+}
+
+/** Advises a fresh mapping MADV_HUGEPAGE under `"try"` and `"transparent"`; where THP is off, nothing changes. */
+export function adviseTransparentHugePages(address: number, size: number, hugePages: HugePages): void {
+  if (hugePages === "try" || hugePages === "transparent") try { libc.madvise(address, size, MADV_HUGEPAGE); } catch { /* THP off */ }
+}
 
 /** How {@link MemoryBlockAllocator.allocate} maps a block. */
 export interface BlockOptions {
@@ -185,7 +199,7 @@ export class MemoryBlockAllocator {
     let address = 0;
     let size = 0;
     let onHugePages = false;
-    if (huge !== false) {
+    if (usesHugeTlb(huge)) {
       size = this.roundUp(bytes, true);
       try {
         address = libc.mmap(size, libc.MAP_HUGETLB);
@@ -201,8 +215,7 @@ export class MemoryBlockAllocator {
     if (!onHugePages) {
       size = this.roundUp(bytes);
       address = libc.mmap(size);
-      // "try": ask for transparent huge pages instead; a refusal changes nothing.
-      if (huge === "try") try { libc.madvise(address, size, MADV_HUGEPAGE); } catch { /* THP off */ }
+      adviseTransparentHugePages(address, size, huge);
     }
     try {
       if (lock) libc.mlock(address, size);

@@ -2,7 +2,7 @@
 // stacks and region table, its temporary and user regions, its blocks and its counters. MemoryPool
 // keeps the local hot path; SharedPool (shared-pool.ts) works on the same parts once shared.
 import { ptr } from "bun:ffi";
-import { MemoryBlockAllocator, type HugePages, type MemoryBlock } from "./block.ts";
+import { MemoryBlockAllocator, usesHugeTlb, type HugePages, type MemoryBlock } from "./block.ts";
 import { AllocToolsError, AllocToolsRangeError } from "./errors.ts";
 import { ProvidedMemoryBlock } from "./provided-block.ts";
 import type { CheckedOptions } from "./pool-options.ts";
@@ -166,7 +166,7 @@ export class PoolCore {
 
   /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
   blockBytes(stack: MemoryPoolStack, count: number): number {
-    return this.allocator.roundUp(stack.stride * count, this.hugePages !== false);
+    return this.allocator.roundUp(stack.stride * count, usesHugeTlb(this.hugePages));
   }
 
   /** The initial blocks of every class; nothing stays pinned if one fails. */

@@ -5,7 +5,7 @@
 // reports, closing (owner) and detaching (attached pools), and freeing what dead Workers left.
 import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../ffi/libc.ts";
-import { MemoryBlock, type HugePages } from "./block.ts";
+import { adviseTransparentHugePages, MemoryBlock, usesHugeTlb, type HugePages } from "./block.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import { HostProvider, type HostProviderHandle } from "./host-provider.ts";
 import { LibfabricProvider, type LibfabricProviderHandle } from "./libfabric-provider.ts";
@@ -352,7 +352,7 @@ export class SharedPool implements PinnedLimit {
    */
   private mapRecorded(bytes: number, note: (address: number, size: number, locked: boolean) => void): MemoryBlock {
     const allocator = this.core.allocator;
-    if (this.core.hugePages !== false) {
+    if (usesHugeTlb(this.core.hugePages)) {
       const block = allocator.allocate(bytes);
       note(block.address, block.size, block.locked);
       return block;
@@ -360,6 +360,7 @@ export class SharedPool implements PinnedLimit {
     const size = allocator.roundUp(bytes);
     const address = libc.mmap(size);
     note(address, size, false);
+    adviseTransparentHugePages(address, size, this.core.hugePages);
     let locked = false;
     try {
       libc.mlock(address, size);
