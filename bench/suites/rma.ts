@@ -290,6 +290,7 @@ function registrationBenches(ctx: BenchContext, provider: string, c: CProgram, c
         p.deregister(p.register(address, bytes, ACCESS));
       });
     });
+    alternatingRegistration(ctx, provider, label, bytes);
     const bare = regName("bare bun:ffi fi_mr_reg + fi_close", provider, label);
     for (const what of ["Libfabric.mrReg + close", "LibfabricProvider.register + deregister"]) {
       ctx.compare({ table: RATIO_TABLE, row: `${provider} ${label}`, column: what, baseline: regName(what, provider, label), candidate: bare });
@@ -304,6 +305,30 @@ function registrationBenches(ctx: BenchContext, provider: string, c: CProgram, c
     pool.releaseRegion(region);
     pool.close();
     p.close();
+  });
+}
+
+/**
+ * register+deregister against the bare pair in alternating batches, in a process of its own with
+ * this one provider (bench/registration-child.ts): the median batch of each, their ratio, and the
+ * issue's verdict for tcp 4 KiB.
+ */
+function alternatingRegistration(ctx: BenchContext, provider: string, label: string, bytes: number): void {
+  const batches = ctx.quick ? 5 : 41;
+  const child = Bun.spawnSync([process.execPath, new URL("../registration-child.ts", import.meta.url).pathname, provider, String(bytes), String(batches)],
+    { stdout: "pipe", stderr: "pipe" });
+  const name = `${provider} ${label}: LibfabricProvider.register + deregister / bare bun:ffi, alternating batches, one provider`;
+  let reply: { bare?: number; library?: number } = {};
+  try { reply = JSON.parse(child.stdout.toString().trim()); } catch { /* reported below */ }
+  if (reply.bare === undefined || reply.library === undefined) {
+    ctx.record({ suite: SUITE, name, value: NaN, unit: "×", note: `failed (exit ${child.exitCode}): ${child.stderr.toString().trim().slice(0, 200)}` });
+    return;
+  }
+  const ratio = reply.library / reply.bare;
+  const verdict = provider === "tcp" && label === "4 KiB" ? `; ${ratio <= 1.2 ? "meets" : "MISSES"} target ≤ 1.2×` : "";
+  ctx.record({
+    suite: SUITE, name, value: ratio, unit: "×",
+    note: `median batch ${reply.library.toFixed(0)} / ${reply.bare.toFixed(0)} ns, ${batches} batches of 20000 each, in a process with this provider only${verdict}`,
   });
 }
 
