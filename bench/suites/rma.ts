@@ -14,6 +14,7 @@
 import { CFunction, FFIType, read, type Pointer } from "bun:ffi";
 import { bench, group } from "mitata";
 import { rmaPeer, type CProgram } from "../c/build.ts";
+import { allCpus, onCpu, pinSelf, pinnable } from "../cpu.ts";
 import { rmaPingPong, type Row } from "../../examples/rma-pingpong.ts";
 import { libfabric } from "../../ffi/libfabric.ts";
 import { L } from "../../ffi/layout.ts";
@@ -37,7 +38,7 @@ class CTarget {
   private constructor(readonly proc: ReturnType<typeof Bun.spawn>, readonly info: TargetInfo) {}
 
   static async start(path: string, provider: string): Promise<CTarget> {
-    const proc = Bun.spawn([path, "target", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : [])], {
+    const proc = Bun.spawn([...onCpu(1), path, "target", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : [])], {
       stdin: "pipe", stdout: "pipe", stderr: "pipe",
     });
     const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
@@ -58,7 +59,7 @@ class CTarget {
 
   /** Runs the C initiator against this target. */
   async initiator(path: string, provider: string, args: string[]): Promise<CReply> {
-    const p = Bun.spawn([path, "initiator", provider, "--name", this.info.name, "--address", this.info.address, "--key", this.info.key,
+    const p = Bun.spawn([...onCpu(0), path, "initiator", provider, "--name", this.info.name, "--address", this.info.address, "--key", this.info.key,
       "--length", String(this.info.length), ...(IP.has(provider) ? ["--node", "127.0.0.1"] : []), ...args], { stdout: "pipe", stderr: "pipe" });
     const timer = setTimeout(() => p.kill(9), 120_000);
     const out = await new Response(p.stdout).text();
@@ -209,9 +210,15 @@ function costRatio(unit: Measure["unit"], library: number, c: number): number {
 async function compareWithC(ctx: BenchContext, path: string, provider: string, lines: string[]): Promise<void> {
   const target = await CTarget.start(path, provider);
   let side: LibrarySide | undefined;
+  // The busy-polling target on CPU 1, both initiators (C's and this whole process) on CPU 0.
+  pinSelf("0");
   try {
     side = new LibrarySide(provider, target.info);
-    ctx.provider({ suite: SUITE, label: `${provider} vs C`, description: `${side.provider.name}: the C initiator and Endpoint take turns against one C passive target (bench/c/rma-peer.c)` });
+    ctx.provider({
+      suite: SUITE, label: `${provider} vs C`,
+      description: `${side.provider.name}: the C initiator and Endpoint take turns against one C passive target (bench/c/rma-peer.c); ` +
+        (pinnable ? "target on CPU 1, initiators on CPU 0" : "not pinned (no taskset or one CPU)"),
+    });
     const rounds = ctx.quick ? 1 : 5;
     for (const m of measures(ctx.quick)) {
       const cValues: number[] = [];
@@ -244,6 +251,7 @@ async function compareWithC(ctx: BenchContext, path: string, provider: string, l
       }
     }
   } finally {
+    pinSelf(allCpus());
     side?.close();
     await target.stop();
   }

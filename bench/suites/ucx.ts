@@ -22,6 +22,7 @@ import { MemoryPool, RemoteRegion, UcxEndpoint, UcxProvider, type MemoryPoolOpti
 import type { BenchContext, Suite } from "../context.ts";
 import { cellsPerOp } from "../jit.ts";
 import { names as poolNames } from "./pool.ts";
+import { allCpus, onCpu, pinSelf, pinnable } from "../cpu.ts";
 
 const SUITE = "ucx";
 const MiB = 1 << 20;
@@ -194,16 +195,6 @@ if (import.meta.main && process.argv.includes("--target")) await runTarget(proce
 
 // ---- helpers --------------------------------------------------------------------------------------
 
-const taskset = Bun.which("taskset");
-const pinnable = taskset !== null && navigator.hardwareConcurrency >= 2;
-/** argv prefix that runs a command on `cpu` where taskset exists. */
-const onCpu = (cpu: number) => (pinnable ? [taskset!, "-c", String(cpu)] : []);
-
-/** Pins this process (all its threads) to `cpus`, e.g. "0" or "0-1"; a no-op without taskset. */
-function pinSelf(cpus: string): void {
-  if (pinnable) Bun.spawnSync([taskset!, "-a", "-p", "-c", cpus, String(process.pid)], { stdout: "ignore", stderr: "ignore" });
-}
-
 function uxEnv(c: Case): Record<string, string> {
   return { ...process.env as Record<string, string>, UCX_TLS: c.transports, ...(c.netDevices ? { UCX_NET_DEVICES: c.netDevices } : {}) };
 }
@@ -354,7 +345,7 @@ class OurSide {
       const pingPongNs = await this.pingPong(this.quick ? this.c.latencyIterations / 10 : this.c.latencyIterations);
       return { writeSyncNs, pingPongNs, bandwidthMBs: (count * LARGE) / MiB / seconds };
     } finally {
-      pinSelf(`0-${navigator.hardwareConcurrency - 1}`);
+      pinSelf(allCpus());
       await this.command({ op: "pause" });
     }
   }
