@@ -142,7 +142,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (cache !== null) {
       const index = cache.pop(k);
       const region = index >= 0 ? this.#regions[index] : undefined;
-      if (region === undefined) return this.#shared!.getRegion(k, bytes, index);
+      if (region === undefined) return this.#shared!.finishGet(k, bytes, index);
       checkOut(region, bytes);
       if (this.debug) setOrigin(region, new Error("region got here").stack);
       return region;

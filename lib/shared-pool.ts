@@ -248,7 +248,7 @@ export class SharedPool implements PinnedLimit {
    * empty, -2 closed: then the shared stack, else a growth), or a region this thread has not met
    * yet (materialized here).
    */
-  getRegion(k: number, bytes: number, popped: number): MemoryRegion {
+  finishGet(k: number, bytes: number, popped: number): MemoryRegion {
     const index = popped < 0 ? this.getMiss(k, popped) : popped;
     const region = this.regions[index] ?? this.materialize(index);
     checkOut(region, bytes);
@@ -348,7 +348,7 @@ export class SharedPool implements PinnedLimit {
 
   /**
    * mmap, mlock and MADV_DONTFORK with each step noted as it returns, so that a Worker terminated
-   * between them leaves a mapping the owner can find. (Huge pages go through the allocator.)
+   * between them leaves a mapping the owner can find. (MAP_HUGETLB pages go through the allocator.)
    */
   private mapRecorded(bytes: number, note: (address: number, size: number, locked: boolean) => void): MemoryBlock {
     const allocator = this.core.allocator;
