@@ -40,7 +40,7 @@ async function runWorkers(handle: SharedPoolHandle | null, workers: number, pair
   }
 }
 
-/** Aggregate pairs per microsecond of one run, and the slowest Worker's ns per pair. */
+/** Aggregate million pairs per second of one run, and the slowest Worker's ns per pair. */
 async function measure(handle: SharedPoolHandle | null, workers: number, pairs: number): Promise<{ nsPerPair: number; mpairs: number }> {
   const rs = await runWorkers(handle, workers, pairs);
   const wall = Math.max(...rs.map((r) => r.ns));
