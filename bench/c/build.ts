@@ -2,7 +2,7 @@
 // into a cache directory. Benchmarks and tests call it; when there is no compiler or no libfabric
 // headers it says why instead of failing, so a row can report "not built: <reason>".
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -14,7 +14,7 @@ const built = new Map<string, CProgram>();
 /**
  * Compiles `bench/c/<name>.c` (linked with `libraries`) with `cc` (or `$CC`) and returns the
  * binary's path; `{ missing }` says why not. The binary is cached under the temporary directory by
- * the hash of its source and flags, so a changed source is rebuilt.
+ * the hash of its source, the headers beside it and its flags, so a changed source or header is rebuilt.
  */
 export function buildC(name: string, libraries: readonly string[] = ["-lfabric"]): CProgram {
   const cached = built.get(name);
@@ -34,9 +34,12 @@ function compile(name: string, libraries: readonly string[]): CProgram {
   if (Bun.which(compiler) === null) return { missing: `no C compiler (${compiler} not found; apt-get install gcc)` };
   const source = join(import.meta.dir, `${name}.c`);
   const flags = ["-O2", "-Wall", "-o"];
-  const hash = createHash("sha256").update(readFileSync(source)).update(flags.join(" ") + libraries.join(" ")).digest("hex").slice(0, 16);
+  // The headers of bench/c/ count too: a changed header rebuilds every program.
+  const hash = createHash("sha256").update(readFileSync(source));
+  for (const header of readdirSync(import.meta.dir).filter((f) => f.endsWith(".h")).sort()) hash.update(readFileSync(join(import.meta.dir, header)));
+  const digest = hash.update(flags.join(" ") + libraries.join(" ")).digest("hex").slice(0, 16);
   const directory = join(tmpdir(), `alloctools-c-${process.getuid?.() ?? 0}`);
-  const binary = join(directory, `${name}-${hash}`);
+  const binary = join(directory, `${name}-${digest}`);
   if (existsSync(binary)) return { path: binary };
   mkdirSync(directory, { recursive: true });
   // Build under a private name, then rename: concurrent builds never run a half-written binary.

@@ -33,6 +33,7 @@
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
+#include "fabric-common.h"
 
 // The mr_mode bits alloctools offers (lib/libfabric-provider.ts SUPPORTED_MR_MODE).
 #define OFFERED_MR_MODE (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT | FI_MR_MMU_NOTIFY)
@@ -45,30 +46,6 @@ static struct fid_domain *domain;
 static struct fid_ep *ep;
 static struct fid_cq *cq;
 static struct fid_av *av;
-
-static void fail(const char *what, int ret) {
-  printf("{\"error\":\"%s: %s (%d)\"}\n", what, fi_strerror(ret < 0 ? -ret : ret), ret);
-  fflush(stdout);
-  exit(1);
-}
-
-static const char *option(int argc, char **argv, const char *name, const char *fallback) {
-  for (int i = 0; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0) return argv[i + 1];
-  return fallback;
-}
-
-static int flag(int argc, char **argv, const char *name) {
-  for (int i = 0; i < argc; i++)
-    if (strcmp(argv[i], name) == 0) return 1;
-  return 0;
-}
-
-static double now_seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 // Fabric, domain, and (unless registration_only) endpoint, CQ and AV, as Endpoint opens them.
 static void open_fabric(const char *provider, const char *node, int delivery_complete, int registration_only) {
@@ -104,6 +81,18 @@ static struct fid_mr *register_memory(void *buffer, size_t length, uint64_t key)
     if ((ret = fi_mr_enable(mr))) fail("fi_mr_enable", ret);
   }
   return mr;
+}
+
+// Closes what open_fabric opened, children before parents, with the registration and its memory.
+static void close_fabric(struct fid_mr *mr, void *buffer) {
+  fi_close(&mr->fid);
+  fi_close(&ep->fid);
+  fi_close(&cq->fid);
+  fi_close(&av->fid);
+  fi_close(&domain->fid);
+  fi_close(&fabric->fid);
+  fi_freeinfo(info);
+  free(buffer);
 }
 
 // Reads completions; returns how many, fails on an error completion.
@@ -147,14 +136,7 @@ static int run_target(int argc, char **argv) {
     // stdin closing (or any line on it) ends the target; checked every 4096 turns.
     if ((turn & 4095) == 0 && poll(&input, 1, 0) > 0) break;
   }
-  fi_close(&mr->fid);
-  fi_close(&ep->fid);
-  fi_close(&cq->fid);
-  fi_close(&av->fid);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
-  free(buffer);
+  close_fabric(mr, buffer);
   return 0;
 }
 
@@ -241,14 +223,7 @@ static int run_initiator(int argc, char **argv) {
          test, info->fabric_attr->prov_name, size, iterations, window, seconds, seconds * 1e6 / iterations,
          (double)size * iterations / seconds / 1e6);
   fflush(stdout);
-  fi_close(&mr->fid);
-  fi_close(&ep->fid);
-  fi_close(&cq->fid);
-  fi_close(&av->fid);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
-  free(buffer);
+  close_fabric(mr, buffer);
   return 0;
 }
 

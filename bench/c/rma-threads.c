@@ -22,27 +22,10 @@
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
+#include "fabric-common.h"
 
 #define MAX_THREADS 16
 #define CQ_BATCH 64
-
-static void fail(const char *what, int ret) {
-  printf("{\"error\":\"%s: %s (%d)\"}\n", what, fi_strerror(ret < 0 ? -ret : ret), ret);
-  fflush(stdout);
-  exit(1);
-}
-
-static const char *option(int argc, char **argv, const char *name, const char *fallback) {
-  for (int i = 0; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0) return argv[i + 1];
-  return fallback;
-}
-
-static double now_seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static struct fi_info *info;
 static struct fid_fabric *fabric;
@@ -131,8 +114,7 @@ int main(int argc, char **argv) {
   writes_per_thread = atol(option(argc, argv, "--writes", "100000"));
   size = strtoull(option(argc, argv, "--size", "64"), NULL, 10);
   window = atoi(option(argc, argv, "--window", "16"));
-  int own_domains = 0;
-  for (int i = 0; i < argc; i++) own_domains |= strcmp(argv[i], "--own-domains") == 0;
+  int own_domains = flag(argc, argv, "--own-domains");
   if (threads < 1 || threads > MAX_THREADS || size == 0 || window < 1) fail("--threads/--size/--window", -FI_EINVAL);
 
   struct fi_info *hints = fi_allocinfo();

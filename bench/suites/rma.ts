@@ -11,23 +11,22 @@
 //   with a second thread (bench/c/rma-peer.c mr); mitata rows of the three forms in this process.
 // - The in-process pingpong of examples/rma-pingpong.ts (pooled vs per-message memory), full runs only.
 // When the C program cannot be built the rows say why.
-import { CFunction, FFIType, read, type Pointer } from "bun:ffi";
 import { bench, group } from "mitata";
 import { rmaPeer, type CProgram } from "../c/build.ts";
 import { allCpus, onCpu, pinSelf, pinnable } from "../cpu.ts";
 import { rmaPingPong, type Row } from "../../examples/rma-pingpong.ts";
 import { libfabric } from "../../ffi/libfabric.ts";
-import { L } from "../../ffi/layout.ts";
 import {
   Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type MemoryRegion, type PeerAddress,
 } from "../../lib/index.ts";
 import type { BenchContext, Cleanup, Suite } from "../context.ts";
+import { median, spread } from "../stats.ts";
+import { bareRegistration, REGISTRATION_ACCESS as ACCESS } from "../bare-registration.ts";
 
 const SUITE = "rma";
 const PROVIDERS = ["shm", "tcp"] as const;
 const IP = new Set(["tcp", "udp", "sockets"]);
 const WINDOW = 64;
-const ACCESS = 0x100 | 0x200 | 0x1000 | 0x2000; // FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE
 export const RATIO_TABLE = "registration: cost / bare bun:ffi fi_mr_reg + fi_close (ratio of p50s)";
 
 interface CReply { ok?: boolean; error?: string; usecPerOp?: number; seconds?: number; nsPerPair?: number; mbPerSec?: number }
@@ -196,12 +195,6 @@ function measures(quick: boolean): Measure[] {
   return list;
 }
 
-function median(values: number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
 /** Library cost relative to C: time ratio for latencies, inverse rate ratio for rates. */
 function costRatio(unit: Measure["unit"], library: number, c: number): number {
   return unit === "µs" ? library / c : c / library;
@@ -244,7 +237,7 @@ async function compareWithC(ctx: BenchContext, path: string, provider: string, l
         const r = ratios[label]!;
         const v = median(libValues[label]!);
         const ratio = median(r);
-        const range = `${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)}×`;
+        const range = `${spread(r)}×`;
         ctx.record({ suite: SUITE, name: `${provider} ${m.name}: ${label}`, value: v, unit: m.unit, note: `median of ${rounds}` });
         ctx.record({ suite: SUITE, name: `${provider} ${m.name}: ${label} / C`, value: ratio, unit: "× C's cost", note: `rounds ${range}` });
         lines.push(`| ${provider} | ${m.name} | ${label} | ${fmt(v)} ${m.unit} | ${fmt(cMedian)} ${m.unit} | ${ratio.toFixed(2)}× (${range}) |`);
@@ -273,26 +266,11 @@ function registrationBenches(ctx: BenchContext, provider: string, c: CProgram, c
   const address = region.address;
   const fi = libfabric();
   const domain = p.handles.domain;
-  // Bare bun:ffi: the two CFunctions resolved once, a constant key (freed before reuse), nothing else.
-  const regFp = read.ptr(read.ptr(domain as Pointer, L.fid_domain.mr) as Pointer, L.fi_ops_mr.reg) as number;
-  const reg = CFunction({
-    ptr: regFp as Pointer, returns: FFIType.i32,
-    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.ptr],
-  });
-  const out = new BigUint64Array(1);
-  const outWords = new Uint32Array(out.buffer);
-  const probe = fi.mrReg(domain, address, 4096, ACCESS, 0n, 1n << 40n, 0);
-  const closeFp = read.ptr(read.ptr(probe as Pointer, L.fid.ops) as Pointer, L.fi_ops.close) as number;
-  fi.close(probe);
-  const close = CFunction({ ptr: closeFp as Pointer, args: [FFIType.ptr], returns: FFIType.i32 });
-  const bareKey = 2 ** 40 + 1; // u64 arguments as numbers: the cheapest bun:ffi call
+  const bare = bareRegistration(domain, address);
   let key = 2 ** 41;
   for (const [label, bytes] of REG_SIZES) {
     group(`registration ${provider} ${label}`, () => {
-      bench(regName("bare bun:ffi fi_mr_reg + fi_close", provider, label), () => {
-        reg(domain, address, bytes, ACCESS, 0, bareKey, 0, out, null);
-        close(outWords[0]! + outWords[1]! * 0x1_0000_0000);
-      });
+      bench(regName("bare bun:ffi fi_mr_reg + fi_close", provider, label), () => bare(bytes));
       bench(regName("Libfabric.mrReg + close", provider, label), () => {
         fi.close(fi.mrReg(domain, address, bytes, ACCESS, 0, key++, 0));
       });
@@ -301,9 +279,9 @@ function registrationBenches(ctx: BenchContext, provider: string, c: CProgram, c
       });
     });
     const onProvider = alternatingRegistration(ctx, provider, label, bytes);
-    const bare = regName("bare bun:ffi fi_mr_reg + fi_close", provider, label);
+    const bareName = regName("bare bun:ffi fi_mr_reg + fi_close", provider, label);
     for (const what of ["Libfabric.mrReg + close", "LibfabricProvider.register + deregister"]) {
-      ctx.compare({ table: RATIO_TABLE, row: `${provider} ${label}`, column: what, baseline: regName(what, provider, label), candidate: bare });
+      ctx.compare({ table: RATIO_TABLE, row: `${provider} ${label}`, column: what, baseline: regName(what, provider, label), candidate: bareName });
     }
     // C's loop, run now, in a single-threaded process and with an idle second thread (glibc drops
     // its single-threaded fast paths then, as in any Bun process).

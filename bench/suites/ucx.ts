@@ -23,6 +23,7 @@ import type { BenchContext, Suite } from "../context.ts";
 import { cellsPerOp } from "../jit.ts";
 import { names as poolNames } from "./pool.ts";
 import { allCpus, onCpu, pinSelf, pinnable } from "../cpu.ts";
+import { median, spread } from "../stats.ts";
 
 const SUITE = "ucx";
 const MiB = 1 << 20;
@@ -199,9 +200,6 @@ function uxEnv(c: Case): Record<string, string> {
   return { ...process.env as Record<string, string>, UCX_TLS: c.transports, ...(c.netDevices ? { UCX_NET_DEVICES: c.netDevices } : {}) };
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]!; };
-/** "min–max" of a list, for the notes. */
-const spread = (xs: number[], digits: number) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
 
 /** What `ucx_perftest` reports on its `Final:` line. */
 interface PerftestResult {

@@ -10,6 +10,7 @@ import { buildC, type CProgram } from "../c/build.ts";
 import type { BenchContext, Suite } from "../context.ts";
 import type { PairsJob, PairsResult } from "../worker-pairs.ts";
 import type { RmaJob, RmaResult } from "../worker-rma.ts";
+import { median, spread } from "../stats.ts";
 
 const SUITE = "workers";
 /** One request per size class of the default pool: 1 KiB, 16 KiB, 64 KiB, 1 MiB classes. */
@@ -47,11 +48,6 @@ async function measure(handle: SharedPoolHandle | null, workers: number, pairs: 
   return { nsPerPair: Math.max(...rs.map((r) => r.ns / r.pairs)), mpairs: (rs.reduce((n, r) => n + r.pairs, 0) / wall) * 1e3 };
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[(sorted.length - 1) >> 1]!;
-};
-const range = (values: number[]): string => `${Math.min(...values).toFixed(2)}–${Math.max(...values).toFixed(2)}`;
 
 const verdict = (ok: boolean, target: string) => `${ok ? "meets" : "MISSES"} target ${target}`;
 
@@ -91,22 +87,22 @@ async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promis
     ctx.record({ suite: SUITE, name: names.pair("unshared"), value: best.unshared, unit: "ns", note });
     ctx.record({ suite: SUITE, name: names.pair("shared"), value: best.shared, unit: "ns", note: `${note}; per-Worker cache 16` });
     const ratio = median(pairRatios);
-    ctx.record({ suite: SUITE, name: "target: shared / unshared pair cost, 1 Worker", value: ratio, unit: "×", note: `median of ${rounds} rounds (${range(pairRatios)}); ${verdict(ratio <= 1.25, "≤ 1.25×")}` });
+    ctx.record({ suite: SUITE, name: "target: shared / unshared pair cost, 1 Worker", value: ratio, unit: "×", note: `median of ${rounds} rounds (${spread(pairRatios)}); ${verdict(ratio <= 1.25, "≤ 1.25×")}` });
     for (const [n, m] of [[1, best.one], [2, best.two], [4, best.four]] as const) {
       ctx.record({ suite: SUITE, name: names.aggregate(n), value: m, unit: "M pairs/s", note: `${n} × ${pairs} pairs at once, best of ${rounds}; ${navigator.hardwareConcurrency} cores` });
     }
     const ownScaling = median(machine);
     ctx.record({
       suite: SUITE, name: names.ceiling, value: best.ceiling, unit: "M pairs/s",
-      note: `what 2 Workers reach with nothing shared: the machine's own scaling, median ${ownScaling.toFixed(2)}× of 1 (${range(machine)})`,
+      note: `what 2 Workers reach with nothing shared: the machine's own scaling, median ${ownScaling.toFixed(2)}× of 1 (${spread(machine)})`,
     });
     const scaling = median(scalings);
-    ctx.record({ suite: SUITE, name: "target: 2 Workers / 1 Worker throughput, shared pool", value: scaling, unit: "×", note: `median of ${rounds} rounds (${range(scalings)}); ${verdict(scaling >= 1.8, "≥ 1.8×")}` });
+    ctx.record({ suite: SUITE, name: "target: 2 Workers / 1 Worker throughput, shared pool", value: scaling, unit: "×", note: `median of ${rounds} rounds (${spread(scalings)}); ${verdict(scaling >= 1.8, "≥ 1.8×")}` });
     // The target assumes the machine scales about 1.9× by itself; on a shared VM it often does not.
     const relative = scalings.map((s, i) => s / machine[i]!);
     ctx.record({
       suite: SUITE, name: "workers: shared pool's 2-Worker scaling / the machine's own", value: median(relative), unit: "×",
-      note: `per round, shared 2/1 over unshared 2/1, median (${range(relative)}): 1.0 means sharing costs no scaling`,
+      note: `per round, shared 2/1 over unshared 2/1, median (${spread(relative)}): 1.0 means sharing costs no scaling`,
     });
     const s = pool.stats();
     ctx.record({ suite: SUITE, name: "workers: counters after the runs", value: s.gets - s.releases, unit: "regions out", note: `gets ${s.gets}, releases ${s.releases}; audit problems: ${pool.audit().problems.length}` });
@@ -191,9 +187,9 @@ async function measureRma(ctx: BenchContext): Promise<void> {
     const windowed = series.get("scaling windowed")!;
     ctx.record({
       suite: SUITE, name: "target: 2 Workers / 1 Worker RMA message rate (64 B, shm)", value: median(promise), unit: "×",
-      note: `promise form, median of ${rounds} rounds (${range(promise)}); ${verdict(median(promise) >= 1.6, "≥ 1.6×")}`,
+      note: `promise form, median of ${rounds} rounds (${spread(promise)}); ${verdict(median(promise) >= 1.6, "≥ 1.6×")}`,
     });
-    ctx.record({ suite: SUITE, name: "workers: 2 Workers / 1 Worker RMA message rate, windowed form", value: median(windowed), unit: "×", note: `median of ${rounds} rounds (${range(windowed)})` });
+    ctx.record({ suite: SUITE, name: "workers: 2 Workers / 1 Worker RMA message rate, windowed form", value: median(windowed), unit: "×", note: `median of ${rounds} rounds (${spread(windowed)})` });
     if (cMissing !== null) {
       ctx.record({ suite: SUITE, name: names.cRma(1, false), value: Number.NaN, unit: "writes/s", note: `C reference missing: ${cMissing}` });
       return;
@@ -203,12 +199,12 @@ async function measureRma(ctx: BenchContext): Promise<void> {
     }
     const cShared = series.get("scaling C")!;
     const cApart = series.get("scaling C apart")!;
-    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, one shared domain", value: median(cShared), unit: "×", note: `median of ${rounds} rounds (${range(cShared)}): what libfabric's shm gives two threads of one domain` });
-    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, a domain each", value: median(cApart), unit: "×", note: `median of ${rounds} rounds (${range(cApart)})` });
+    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, one shared domain", value: median(cShared), unit: "×", note: `median of ${rounds} rounds (${spread(cShared)}): what libfabric's shm gives two threads of one domain` });
+    ctx.record({ suite: SUITE, name: "workers: C 2 threads / 1 thread, a domain each", value: median(cApart), unit: "×", note: `median of ${rounds} rounds (${spread(cApart)})` });
     const relative = windowed.map((x, i) => x / cShared[i]!);
     ctx.record({
       suite: SUITE, name: "workers: Workers' RMA scaling / C's on one shared domain", value: median(relative), unit: "×",
-      note: `windowed form over C, per round, median (${range(relative)}): 1.0 means the library scales as C does`,
+      note: `windowed form over C, per round, median (${spread(relative)}): 1.0 means the library scales as C does`,
     });
   } finally {
     pool.close();
