@@ -56,8 +56,8 @@ export class WorkerCache {
   /** Int32 word of class 0's cache block; class k's is at base + k * stride. */
   private readonly base: number;
   private readonly stride: number;
-  /** Int32 words from one slot's cache blocks to the next slot's. */
-  private readonly slotStride: number;
+  /** Where every slot's cache blocks are (other Workers' caches, read off the hot path). */
+  private readonly layout: SharedLayout;
   private readonly size: number;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
@@ -65,13 +65,13 @@ export class WorkerCache {
   private readonly mark: number;
   private readonly popIntent: number;
 
-  constructor(words: Int32Array, counters: Float64Array, base: number, stride: number, size: number, stacks: readonly SharedStack[],
+  constructor(words: Int32Array, counters: Float64Array, layout: SharedLayout, base: number, stride: number, size: number, stacks: readonly SharedStack[],
               stateAt: number, slot: number, popIntent: number) {
     this.words = words;
     this.counters = counters;
     this.base = base;
     this.stride = stride;
-    this.slotStride = stacks.length * stride;
+    this.layout = layout;
     this.size = size;
     this.stacks = stacks;
     this.stateAt = stateAt;
@@ -166,7 +166,7 @@ export class WorkerCache {
   /** Whether region `index` of class `k` is free in the cache of `slot`. */
   inCacheOf(slot: number, k: number, index: number): boolean {
     const words = this.words;
-    const at = this.base + (slot - (this.mark - 1)) * this.slotStride + k * this.stride;
+    const at = this.layout.cacheWord(slot, k);
     const count = words[at]!;
     for (let j = 0; j < count; j++) if (words[at + ENTRIES + j] === index) return true;
     return false;
@@ -249,7 +249,7 @@ export class SharedPoolState {
     this.slot = slot;
     this.countersAt = layout.countersWord(slot);
     const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
-    this.cache = new WorkerCache(this.words, this.floats, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
+    this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, popIntent);
   }
 
