@@ -50,6 +50,8 @@ const sig = {
   },
   // int (*regattr)(struct fid *fid, const struct fi_mr_attr *attr, uint64_t flags, struct fid_mr **mr)
   mr_regattr: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  // int (*setname)(fid_t fid, void *addr, size_t addrlen)
+  setname: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
   // int (*getname)(fid_t fid, void *addr, size_t *addrlen)
   getname: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int (*insert)(struct fid_av *av, const void *addr, size_t count, fi_addr_t *fi_addr, uint64_t flags, void *context)
@@ -409,6 +411,12 @@ export class Libfabric {
   enable(fid: number, fn = "fi_enable"): void {
     const f = this.fn("control", this.op(fid, L.fid.ops, L.fi_ops.control), fn);
     this.check(fn, f(fid, FI.ENABLE, null));
+  }
+
+  /** `fi_setname(ep, name)`: the endpoint's address, before fi_enable (`name` as the provider takes it, NUL-terminated for shm). */
+  setName(ep: number, name: Uint8Array): void {
+    const f = this.fn("setname", this.op(ep, L.fid_ep.cm, L.fi_ops_cm.setname), "fi_setname");
+    this.check("fi_setname", f(ep, name, name.length));
   }
 
   /** `fi_getname(ep)`: the endpoint's address bytes. */

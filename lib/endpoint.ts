@@ -177,6 +177,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
       const flags = readU64(tx, L.fi_tx_attr.op_flags);
       nativeView(tx, L.fi_tx_attr.op_flags + 8).setBigUint64(L.fi_tx_attr.op_flags, flags | FI.DELIVERY_COMPLETE, true);
       ep = fi.endpoint(domain, copy);
+      if (provider.name === "shm") fi.setName(ep, uniqueShmName());
       cq = fi.cqOpen(domain, o.cqSize);
       av = fi.avOpen(domain, o.avCount);
       fi.bind(ep, cq, FI.TRANSMIT | FI.RECV, "fi_ep_bind");
@@ -673,6 +674,19 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   private assertOpen(): void {
     if (this.closed_) throw new AllocToolsError("ENDPOINT_CLOSED", "the endpoint is closed");
   }
+}
+
+/** Random per module instance (each Worker loads its own), so that names differ across Workers of one process. */
+const shmNameTag = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join("");
+let shmEndpoints = 0;
+
+/**
+ * A name for a shm endpoint that no other endpoint has, even a dead process's. libfabric's own is
+ * pid:uid:index, and the shm file of a process killed with SIGKILL stays in /dev/shm under it: a
+ * later process given the same pid then fails fi_enable with EBUSY. NUL-terminated, as shm copies it.
+ */
+function uniqueShmName(): Uint8Array {
+  return new TextEncoder().encode(`${process.pid}:${shmNameTag}:${shmEndpoints++}\0`);
 }
 
 function closedError(): AllocToolsError {
