@@ -49,8 +49,14 @@ export const LOCK = { holder: 0, block: 1 } as const;
 /** A Worker's slot line (int32 words; its start time as float64 at byte 16). */
 export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2 } as const;
 
-/** A Worker's cache block per class (int32 words): count, closed flag copy, gets and releases as float64, entries. */
-export const CACHE = { count: 0, closed: 1, getsInt32: 4, releasesInt32: 6, entries: 8 } as const;
+/**
+ * A Worker's cache block per class (int32 words): count, closed flag copy, two float64 counters,
+ * entries. Only releases are counted on the hot path; gets are releases - count + getOffset, the
+ * offset moved only where the count changes without a get or release (spill, flush, fill) or a
+ * get or release bypasses the cache. So a get+release pair writes one counter, and the get (whose
+ * code must stay small enough for the JIT to inline into a caller's loop) writes none.
+ */
+export const CACHE = { count: 0, closed: 1, releasesInt32: 4, getOffsetInt32: 6, entries: 8 } as const;
 
 /** Float64 counters of a Worker: per class (misses, growths), then the unpooled counters. */
 export const CLASS_COUNTERS = { misses: 0, growths: 1 } as const;

@@ -37,8 +37,8 @@ const UNPUSHED = -1;
 // A cache block's words as module constants: the hot path reads them as literals.
 const CLOSED = CACHE.closed;
 const ENTRIES = CACHE.entries;
-const GETS = CACHE.getsInt32;
 const RELEASES = CACHE.releasesInt32;
+const GET_OFFSET = CACHE.getOffsetInt32;
 const SHIFT = STATE_SHIFT;
 
 /** What lock() did. */
@@ -46,8 +46,8 @@ export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as c
 
 /**
  * One Worker's caches, one per size class, in front of the classes' shared stacks: free regions
- * only this Worker takes, in its own cache blocks (count, closed flag, get/release counters,
- * entries). A get or release of a hot region touches its cache block and the region's state word,
+ * only this Worker takes, in its own cache blocks (count, closed flag, release counter, get
+ * offset, entries: CACHE). A get or release of a hot region touches its cache block and the region's state word,
  * nothing another Worker writes. One object for every class: the hot path reads one set of fields.
  */
 export class WorkerCache {
@@ -85,20 +85,18 @@ export class WorkerCache {
   }
 
   /**
-   * A free region of class `k` from the cache, counted as a get; -1 if the cache is empty (then
-   * popShared), -2 if the pool is closed. Its state word already names this Worker: lowering the
-   * count is what puts it in use. Small, so that it inlines.
+   * A free region of class `k` from the cache; -1 if the cache is empty or the pool closed
+   * (isClosed tells which). Its state word already names this Worker: lowering the count is what
+   * puts it in use, and counts the get (CACHE). Small, so that the JIT inlines it, and the
+   * caller's get into the caller's loop: a counter more here and it does neither (measured).
    */
   pop(k: number): number {
     const words = this.words;
     const at = this.base + k * this.stride;
-    const count = words[at]!;
-    if (count === 0 || words[at + CLOSED] !== 0) return words[at + CLOSED] !== 0 ? -2 : -1;
-    words[at] = count - 1;
-    const counters = this.counters;
-    const gets = (at + GETS) >> 1;
-    counters[gets] = counters[gets]! + 1;
-    return words[at + ENTRIES + count - 1]!;
+    const count = words[at]! - 1;
+    if (count < 0 || words[at + CLOSED] !== 0) return -1;
+    words[at] = count;
+    return words[at + ENTRIES + count]!;
   }
 
   /** The cache is empty: a region from the shared stack, marked in use (not counted); -1 if that is empty too. */
@@ -110,11 +108,26 @@ export class WorkerCache {
     return index;
   }
 
-  /** Counts a get served outside pop() (the shared stack or a growth). */
-  countGet(k: number): void {
-    const counters = this.counters;
-    const gets = (this.base + k * this.stride + GETS) >> 1;
-    counters[gets] = counters[gets]! + 1;
+  /** Moves one region of class `k` from the shared stack into the cache (none if the stack is empty); counted as neither get nor release. */
+  fill(k: number): void {
+    const index = this.popShared(k);
+    if (index < 0) return;
+    const words = this.words;
+    const at = this.base + k * this.stride;
+    const count = words[at]!;
+    words[at + ENTRIES + count] = index;
+    words[at] = count + 1;
+    this.offsetGets(k, 1);
+  }
+
+  /** Counts a get served past the cache (the shared stack or a growth): the count stayed. */
+  countGetPastCache(k: number): void {
+    this.offsetGets(k, 1);
+  }
+
+  /** Adds `gets` that did not lower the count; a count raised by no release is a positive offset too, a count lowered by no get a negative one. */
+  private offsetGets(k: number, gets: number): void {
+    this.counters[(this.base + k * this.stride + GET_OFFSET) >> 1]! += gets;
   }
 
   /**
@@ -130,9 +143,7 @@ export class WorkerCache {
     if (count === this.size || words[at + CLOSED] !== 0 || words[this.stateAt + (index << SHIFT)] !== this.mark) return this.pushSlow(k, index);
     words[at + ENTRIES + count] = index;
     words[at] = count + 1;
-    const counters = this.counters;
-    const releases = (at + RELEASES) >> 1;
-    counters[releases] = counters[releases]! + 1;
+    this.counters[(at + RELEASES) >> 1]! += 1;
     return true;
   }
 
@@ -182,9 +193,8 @@ export class WorkerCache {
     }
     this.stacks[k]!.push(index);
     words[this.popIntent] = -1;
-    const counters = this.counters;
-    const releases = (this.base + k * this.stride + RELEASES) >> 1;
-    counters[releases] = counters[releases]! + 1;
+    this.counters[(this.base + k * this.stride + RELEASES) >> 1]! += 1;
+    this.offsetGets(k, -1);
     return true;
   }
 
@@ -200,13 +210,16 @@ export class WorkerCache {
     const half = Math.max(1, count >> 1);
     this.moveToStack(k, at + ENTRIES + count - half, half);
     this.words[at] = count - half;
+    this.offsetGets(k, -half);
   }
 
   /** Gives every cached region of class `k` back to the shared stack (detach). */
   flush(k: number): void {
     const at = this.base + k * this.stride;
-    this.moveToStack(k, at + ENTRIES, this.words[at]!);
+    const count = this.words[at]!;
+    this.moveToStack(k, at + ENTRIES, count);
     this.words[at] = 0;
+    this.offsetGets(k, -count);
   }
 
   /** FREE before the push: once on the stack another Worker may pop a region and mark it its own. */
@@ -470,8 +483,9 @@ export class SharedPoolState {
     let releases = 0;
     for (let slot = 0; slot < this.slotsUsed; slot++) {
       const at = this.layout.cacheWord(slot, k);
-      gets += this.floats[(at + CACHE.getsInt32) >> 1]!;
-      releases += this.floats[(at + CACHE.releasesInt32) >> 1]!;
+      const slotReleases = this.floats[(at + CACHE.releasesInt32) >> 1]!;
+      releases += slotReleases;
+      gets += slotReleases - this.words[at + CACHE.count]! + this.floats[(at + CACHE.getOffsetInt32) >> 1]!;
     }
     return { gets, releases };
   }
@@ -479,8 +493,8 @@ export class SharedPoolState {
   /** Sets this Worker's counters of class `k` (share() carries the unshared pool's over). */
   setCacheCounters(k: number, gets: number, releases: number): void {
     const at = this.layout.cacheWord(this.slot, k);
-    this.floats[(at + CACHE.getsInt32) >> 1] = gets;
     this.floats[(at + CACHE.releasesInt32) >> 1] = releases;
+    this.floats[(at + CACHE.getOffsetInt32) >> 1] = gets - releases + this.words[at + CACHE.count]!;
   }
 
   /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
