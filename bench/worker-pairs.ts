@@ -10,6 +10,12 @@ export interface PairsJob {
   pairs: number;
   /** Request sizes cycled through (one per class for "all classes"). */
   sizes: readonly number[];
+  /**
+   * Regions held at once, then released, before the warm-up: enough that each pool takes its slow
+   * path (an unshared pool grows its huge class, a shared pool's cache misses and spills), which
+   * the JIT then compiles into the loop as it would in a program that ever did so.
+   */
+  burst: number;
   /** Word 0 counts Workers ready; they start when it reaches `parties`. */
   barrier: SharedArrayBuffer;
   parties: number;
@@ -29,6 +35,8 @@ self.onmessage = (e: MessageEvent<PairsJob>) => {
   const job = e.data;
   const provider = job.handle === null ? new HostProvider() : null;
   const pool = job.handle === null ? new MemoryPool(provider!) : MemoryPool.attach(job.handle);
+  const held = Array.from({ length: job.burst }, (_, i) => pool.getRegion(job.sizes[i % job.sizes.length]!));
+  for (const region of held) pool.releaseRegion(region);
   // Warm up long enough that the optimizing JIT has finished with the loop: a compiler thread still
   // busy once the timed loop starts takes a core from the other Worker.
   loop(pool, job.sizes, Math.min(job.pairs, 2_000_000));
