@@ -28,7 +28,9 @@ export interface ShareOptions {
   maxWorkers?: number;
   /**
    * Free regions each Worker keeps per size class in front of the shared stack: gets and releases
-   * of a hot region stay off the shared head. 0 turns the cache off. Default 16.
+   * of a hot region stay off the shared head. share() and attach put one region of each class
+   * there (where the stack has one), so that a thread's first gets hit. 0 turns the cache off.
+   * Default 16.
    */
   cacheSize?: number;
   /** Temporary and user regions one Worker may hold at once (recorded so the owner frees a dead Worker's). Default 64. */

@@ -244,7 +244,9 @@ const suite: Suite = {
     ctx.provider({ suite: SUITE, label: "host", description: "built-in host provider; Workers attach with MemoryPool.attach(pool.share())" });
     await measureWorkers(ctx, provider);
     await measureRma(ctx);
-    // The same pair in this thread, through mitata: both pools made inside the generator.
+    // The same pair in this thread, through mitata: both pools made inside the generator. One
+    // getRegion serves both pools here, so the JIT's code for it depends on what ran before it in
+    // this process; the Worker rows above, each pool in a fresh thread, are the like-for-like ones.
     group("shared vs unshared pool, one thread", () => {
       bench(names.mainUnshared, function* () {
         const pool = new MemoryPool(provider);
