@@ -143,18 +143,15 @@ export class MemoryPool implements RegionOwner, Disposable {
       const index = cache.pop(k);
       const region = index >= 0 ? this.#regions[index] : undefined;
       if (region === undefined) return this.#shared!.finishGet(k, bytes, index);
-      return this.handOut(region, bytes);
+      checkOut(region, bytes);
+      if (this.debug) setOrigin(region, new Error("region got here").stack);
+      return region;
     }
     const stack = this.#stacks[k]!;
     let index = stack.pop();
     if (index < 0) index = this.#core.grow(stack);
     const region = this.#regions[index]!;
     if (region.view.byteLength === 0) return this.getPastRetired(stack, region, bytes);
-    return this.handOut(region, bytes);
-  }
-
-  /** Marks a got region out. Apart from getRegion, whose bytecode must stay small enough for the JIT to inline it into the caller's loop. */
-  private handOut(region: MemoryRegionImpl, bytes: number): MemoryRegion {
     checkOut(region, bytes);
     if (this.debug) setOrigin(region, new Error("region got here").stack);
     return region;
