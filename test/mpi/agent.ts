@@ -1,12 +1,13 @@
 // One rank of an MPI test job: `mpirun -n N bun test/mpi/agent.ts <scenario>...`. Runs the
-// scenarios in order, then prints one line `RESULT <json>`: this rank's checks (name, ok, detail)
-// and facts the driver (mpi.test.ts) asserts on. A failed check never stops the collectives: every
+// scenarios in order, then reports (report()) this rank's checks (name, ok, detail) and the facts
+// the driver (mpi.test.ts) asserts on. A failed check never stops the collectives: every
 // rank makes the same MPI calls whatever happens, so a failure is reported instead of a hang.
 import {
   AllocToolsError, Endpoint, LibfabricProvider, MemoryPool, MpiEndpoint, MpiError, MpiJob, MpiProvider, RemoteRegion,
   RmaTimeoutError, openProviderDescribed, type MemoryRegion,
 } from "../../lib/index.ts";
 import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { writeFileSync } from "node:fs";
 import * as libc from "../../ffi/libc.ts";
 
 interface Check { name: string; ok: boolean; detail?: string }
@@ -345,9 +346,20 @@ for (const name of process.argv.slice(2).filter((a) => a !== "leave-open")) {
   } catch (e) {
     check(`${name} ran to the end`, false, e instanceof Error ? `${e.stack}` : String(e));
     // Another rank may wait in a collective this one will not reach: end the job now.
-    console.log(`RESULT ${JSON.stringify({ rank, checks, facts })}`);
+    report();
     process.exit(1);
   }
 }
 if (!leaveOpen) job.close();
-console.log(`RESULT ${JSON.stringify({ rank, checks, facts })}`);
+report();
+
+/**
+ * This rank's result: into ALLOCTOOLS_MPI_RESULT_DIR/rank-<rank>.json when test/mpi/run.ts set it
+ * (mpirun may split a long stdout line and put another rank's output inside), else as a RESULT line.
+ */
+function report(): void {
+  const json = JSON.stringify({ rank, checks, facts });
+  const dir = process.env.ALLOCTOOLS_MPI_RESULT_DIR;
+  if (dir) writeFileSync(`${dir}/rank-${rank}.json`, json);
+  else console.log(`RESULT ${json}`);
+}

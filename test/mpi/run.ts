@@ -1,8 +1,10 @@
 // Runs a command under mpirun for the MPI tests: --oversubscribe (2 cores, up to 4 ranks), plus
 // --allow-run-as-root when root (CI), with a deadline after which the whole job is killed.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { mpi } from "../helpers.ts";
 
-/** What one mpirun run gave: exit code, output, and the RESULT lines of test/mpi/agent.ts by rank. */
+/** What one mpirun run gave: exit code, output, and the reports of test/mpi/agent.ts by rank. */
 export interface MpiRun {
   readonly exitCode: number | null;
   readonly stdout: string;
@@ -21,8 +23,11 @@ export interface AgentResult {
 const ROOT = `${import.meta.dir}/../..`;
 
 /** `mpirun -n <ranks> <command...>` from the repository root. */
-export async function mpirun(ranks: number, command: string[], env: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
+export async function mpirun(ranks: number, command: string[], extraEnv: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
   if (!mpi.available) throw new Error(`mpirun is not available: ${mpi.reason}`);
+  // Each rank writes its report to a file here: mpirun may split a long stdout line with another rank's output.
+  const reports = mkdtempSync(`${tmpdir()}/alloctools-mpi-`);
+  const env = { ...extraEnv, ALLOCTOOLS_MPI_RESULT_DIR: reports };
   const args = [mpi.mpirun, "--oversubscribe", "-n", String(ranks)];
   if (process.getuid?.() === 0) args.splice(1, 0, "--allow-run-as-root");
   for (const name of Object.keys(env)) args.push("-x", name);
@@ -39,7 +44,8 @@ export async function mpirun(ranks: number, command: string[], env: Record<strin
   }, timeoutMs);
   const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   clearTimeout(timer);
-  const results = stdout.split("\n").filter((line) => line.startsWith("RESULT ")).map((line) => JSON.parse(line.slice(7)) as AgentResult);
+  const results = readdirSync(reports).map((name) => JSON.parse(readFileSync(`${reports}/${name}`, "utf8")) as AgentResult);
+  rmSync(reports, { recursive: true, force: true });
   results.sort((a, b) => a.rank - b.rank);
   return { exitCode, stdout, stderr, timedOut, results };
 }
