@@ -65,7 +65,7 @@ export const UNPOOLED_COUNTERS = {
   temporaryCount: 0, temporaryGets: 1, userCount: 2, unpooledReleases: 3,
   registrations: 4, deregistrations: 5, liveTemporaries: 6, liveUsers: 7,
 } as const;
-const UNPOOLED_COUNTER_WORDS = 8;
+export const UNPOOLED_COUNTER_WORDS = 8;
 
 /** A block table entry (float64 words); its keys are two uint64 words elsewhere. */
 export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8 } as const;

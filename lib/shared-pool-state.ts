@@ -12,7 +12,7 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "./errors.ts";
 import type { Registration } from "./provider.ts";
 import {
-  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, SLOT, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SLOT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
@@ -40,6 +40,9 @@ const ENTRIES = CACHE.entries;
 const RELEASES = CACHE.releasesInt32;
 const GET_OFFSET = CACHE.getOffsetInt32;
 const SHIFT = STATE_SHIFT;
+
+/** A slot's attached word. */
+const SlotState = { DETACHED: 0, ATTACHED: 1, VACANT: 2 } as const;
 
 /** What lock() did. */
 export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
@@ -245,8 +248,10 @@ export class SharedPoolState {
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
   private readonly countersAt: number;
-  /** Slots whose thread was seen dead (threads do not come back). */
-  private readonly dead = new Set<number>();
+  /** Slots whose thread was seen dead, with that thread (a slot left holding nothing is taken again by a new one). */
+  private readonly dead = new Map<number, string>();
+  /** The slot's unpooled counters as this Worker found them: earlier occupants' counts, kept in the totals. */
+  private readonly unpooledBase: Float64Array;
 
   private constructor(buffer: SharedArrayBuffer, spec: SharedLayoutSpec, slot: number) {
     this.buffer = buffer;
@@ -264,6 +269,7 @@ export class SharedPoolState {
     const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, popIntent);
+    this.unpooledBase = this.floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -296,10 +302,13 @@ export class SharedPoolState {
     }
     const words = new Int32Array(buffer);
     if (Atomics.load(words, HEADER.closed) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    const slot = Atomics.add(words, HEADER.slots, 1);
-    if (slot >= spec.maxWorkers) {
-      Atomics.sub(words, HEADER.slots, 1);
-      throw new AllocToolsRangeError(`the shared pool takes ${spec.maxWorkers} attached pools (share({ maxWorkers }))`);
+    let slot = SharedPoolState.takeVacantSlot(words, layout, spec.maxWorkers);
+    if (slot < 0) {
+      slot = Atomics.add(words, HEADER.slots, 1);
+      if (slot >= spec.maxWorkers) {
+        Atomics.sub(words, HEADER.slots, 1);
+        throw new AllocToolsRangeError(`the shared pool takes ${spec.maxWorkers} attached pools at once (share({ maxWorkers })); a detached one that holds no region frees its slot`);
+      }
     }
     const state = new SharedPoolState(buffer, spec, slot);
     state.enterSlot();
@@ -317,12 +326,45 @@ export class SharedPoolState {
     this.words[line / 4 + SLOT.thread] = me.id;
     this.floats[line / 8 + SLOT.startFloat64] = me.start;
     this.words[line / 4 + SLOT.popIntent] = -1;
-    Atomics.store(this.words, line / 4 + SLOT.attached, 1);
+    Atomics.store(this.words, line / 4 + SLOT.attached, SlotState.ATTACHED);
   }
 
-  /** This Worker detached: its slot keeps its counters (they stay in the totals). */
+  /** A slot a Worker left holding nothing (VACANT), taken with a CAS; -1 if there is none. */
+  private static takeVacantSlot(words: Int32Array, layout: SharedLayout, maxWorkers: number): number {
+    const used = Math.min(Atomics.load(words, HEADER.slots), maxWorkers);
+    for (let slot = 1; slot < used; slot++) {
+      const word = layout.slotLine(slot) / 4 + SLOT.attached;
+      if (Atomics.compareExchange(words, word, SlotState.VACANT, SlotState.ATTACHED) === SlotState.VACANT) return slot;
+    }
+    return -1;
+  }
+
+  /**
+   * This Worker detached: its slot keeps its counters (they stay in the totals). A slot that holds
+   * nothing any more (no region's state word names it, its cache and unpooled table are empty, it
+   * holds no growth lock and notes no pop) is VACANT, for the next Worker to attach; else it stays
+   * DETACHED, so that what it holds stays its own in leak reports.
+   */
   leaveSlot(): void {
-    Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, 0);
+    const vacant = this.slot !== 0 && this.holdsNothing();
+    Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, vacant ? SlotState.VACANT : SlotState.DETACHED);
+  }
+
+  /** Only this Worker writes its own mark, cache, unpooled entries and pop intent, so the answer stays true once true. */
+  private holdsNothing(): boolean {
+    const words = this.words;
+    const mark = this.slot + 1;
+    for (let index = 0; index < this.layout.capacity; index++) if (Atomics.load(words, this.stateAt + (index << SHIFT)) === mark) return false;
+    for (let k = 0; k < this.classCount; k++) {
+      if (words[this.layout.cacheWord(this.slot, k)] !== 0) return false;
+      if (Atomics.load(words, this.layout.lockLine(k) / 4 + LOCK.holder) === mark) return false;
+    }
+    if (words[this.layout.slotLine(this.slot) / 4 + SLOT.popIntent] !== -1) return false;
+    const per = this.spec.maxUnpooledRegions;
+    for (let entry = 0; entry < per; entry++) {
+      if (Atomics.load(words, this.layout.unpooledState / 4 + this.layout.unpooledEntry(this.slot, entry, per)) !== UNPOOLED_EMPTY) return false;
+    }
+    return true;
   }
 
   /** Whether `other` is a view of the same shared pool (perhaps through a clone of the buffer). */
@@ -361,15 +403,17 @@ export class SharedPoolState {
   /** Whether the thread of `slot` still runs. A slot's thread never comes back once gone. */
   slotAlive(slot: number): boolean {
     if (slot === this.slot) return true;
-    if (this.dead.has(slot)) return false;
-    if (threadAlive(this.threadOf(slot))) return true;
-    this.dead.add(slot);
+    const thread = this.threadOf(slot);
+    const key = `${thread.id}:${thread.start}`;
+    if (this.dead.get(slot) === key) return false;
+    if (threadAlive(thread)) return true;
+    this.dead.set(slot, key);
     return false;
   }
 
   /** Whether `slot` is attached now (its pool not closed). */
   slotAttached(slot: number): boolean {
-    return Atomics.load(this.words, this.layout.slotLine(slot) / 4 + SLOT.attached) !== 0;
+    return Atomics.load(this.words, this.layout.slotLine(slot) / 4 + SLOT.attached) === SlotState.ATTACHED;
   }
 
   // ---- growth lock (one per class): held by a slot, taken from it only when its thread is gone ------
@@ -458,7 +502,7 @@ export class SharedPoolState {
 
   /** Sets this Worker's unpooled counter (UNPOOLED_COUNTERS). */
   setUnpooledCounter(counter: number, value: number): void {
-    this.floats[this.countersAt + this.layout.unpooledCounter(counter)] = value;
+    this.floats[this.countersAt + this.layout.unpooledCounter(counter)] = this.unpooledBase[counter]! + value;
   }
 
   /** Sum of a unpooled counter over every slot. */

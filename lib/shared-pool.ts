@@ -24,7 +24,11 @@ import { SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 
 /** Options of the first `share()` (later calls return the same shared pool). */
 export interface ShareOptions {
-  /** How many pools (owner included) may attach over the pool's life. Default 64. */
+  /**
+   * How many pools (owner included) may be attached at once. A pool that detaches holding nothing
+   * (no region in use, no temporary or user region) frees its slot for the next attach; one that
+   * leaves regions in use, or whose Worker was terminated, keeps it. Default 64.
+   */
   maxWorkers?: number;
   /**
    * Free regions each Worker keeps per size class in front of the shared stack: gets and releases

@@ -68,8 +68,7 @@ async function measureWorkers(ctx: BenchContext, provider: HostProvider): Promis
   // 2 huge regions, the third thread finds none, misses on its first get and runs its loop at the
   // after-a-burst cost. One huge region for the owner and each of 4 Workers keeps the runs alike.
   const pool = new MemoryPool(provider, { huge: { chunkSize: DEFAULT_STACKS.huge.chunkSize, initialCount: 5, growCount: DEFAULT_STACKS.huge.growCount } });
-  // Each run attaches fresh Workers, and a slot is not taken twice: 10 attaches a round.
-  const handle = pool.share({ maxWorkers: 10 * rounds + 1 });
+  const handle = pool.share();
   try {
     const best = { unshared: Infinity, shared: Infinity, one: 0, two: 0, four: 0, ceiling: 0 };
     const pairRatios: number[] = [];
@@ -178,7 +177,7 @@ async function measureRma(ctx: BenchContext): Promise<void> {
   const c = buildC("rma-threads", ["-lfabric", "-lpthread"]);
   const provider = LibfabricProvider.open({ provider: "shm" });
   const pool = new MemoryPool(provider);
-  const handle = pool.share({ maxWorkers: 6 * rounds + 1 }); // 6 attaches a round, a slot taken once
+  const handle = pool.share();
   const series = new Map<string, number[]>();
   const add = (name: string, value: number) => series.set(name, [...(series.get(name) ?? []), value]);
   let cMissing: string | null = null;
