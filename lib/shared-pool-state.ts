@@ -50,8 +50,9 @@ export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as c
 /**
  * One Worker's caches, one per size class, in front of the classes' shared stacks: free regions
  * only this Worker takes, in its own cache blocks (count, closed flag, release counter, get
- * offset, entries: CACHE). A get or release of a hot region touches its cache block and the region's state word,
- * nothing another Worker writes. One object for every class: the hot path reads one set of fields.
+ * offset, entries: CACHE). A get or release of a hot region touches its cache block and the
+ * region's state word, nothing another Worker writes. One object for every class: the hot path
+ * reads one set of fields.
  */
 export class WorkerCache {
   private readonly words: Int32Array;
@@ -400,7 +401,7 @@ export class SharedPoolState {
     return { id: this.words[line / 4 + SLOT.thread]!, start: this.floats[line / 8 + SLOT.startFloat64]! };
   }
 
-  /** Whether the thread of `slot` still runs. A slot's thread never comes back once gone. */
+  /** Whether the thread of `slot` still runs. A thread never comes back once gone, but a slot left VACANT gets a new one. */
   slotAlive(slot: number): boolean {
     if (slot === this.slot) return true;
     const thread = this.threadOf(slot);
