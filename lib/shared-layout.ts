@@ -20,7 +20,7 @@ export interface SharedStackLayout {
 export interface SharedLayoutSpec {
   /** One entry per size class, smallest first. */
   readonly stacks: readonly SharedStackLayout[];
-  /** How many pools (owner included) may attach over the pool's life (ShareOptions.maxWorkers). */
+  /** How many pools (owner included) may be attached at once (ShareOptions.maxWorkers): one slot each. */
   readonly maxWorkers: number;
   /** Free regions each Worker keeps per size class in its cache (0: none). */
   readonly cacheSize: number;
