@@ -55,8 +55,8 @@ async function measure(handle: SharedPoolHandle | null, workers: number, pairs: 
 const verdict = (ok: boolean, target: string) => `${ok ? "meets" : "MISSES"} target ${target}`;
 
 /**
- * Nine rounds of: 1 Worker unshared, 1 shared, 2 shared, 2 unshared, 4 shared, then 1 unshared and 1
- * shared again after a burst (BURST regions held at once before the warm-up), back to back. The
+ * Nine rounds of: 1 Worker unshared, 1 shared, 2 shared, 2 unshared, 4 shared, then 1 unshared, 1
+ * shared and 2 shared again after a burst (BURST regions held at once before the warm-up). The
  * machine is shared and its speed drifts over seconds, so each ratio is taken within a round and
  * the median of the rounds is the figure (their range beside it); throughputs are the best round's.
  */
