@@ -6,7 +6,7 @@
 //   bun test/rma/agent.ts --provider tcp [--node 10.0.0.1] [--mr-mode 0] [--timeout 5000]
 //
 // First line out: { ready, name, remote, provider, virtualAddressing, pid }, name and remote in hex.
-import { createInterface } from "node:readline";
+import { out, serveCommands } from "../command-loop.ts";
 import { Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type MemoryRegion } from "../../lib/index.ts";
 import { fillPattern, firstMismatch, firstNot, fromHex, RMA_POOL, SENTINEL, toHex } from "./pattern.ts";
 
@@ -28,7 +28,6 @@ const ep = new Endpoint(provider, { timeoutMs: Number(arg("timeout") ?? 5000) })
 ep.startProgress(Number(arg("interval") ?? 1)); // the library default: a light 1 ms poll
 exposed.view.fill(SENTINEL);
 
-const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const peers = new Map<string, bigint>();
 
 type Command = {
@@ -98,22 +97,8 @@ out({
   virtualAddressing: provider.virtualAddressing, exposedAddress: exposed.address, pid: process.pid,
 });
 
-// Commands run one at a time, in order.
-let chain = Promise.resolve();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const c = JSON.parse(line) as Command;
-  chain = chain.then(async () => {
-    let reply: object;
-    try {
-      reply = await handle(c);
-    } catch (e) {
-      // Refused before anything was posted (RangeError, TypeError, ...).
-      const err = e as Error & { code?: string };
-      reply = { error: { name: err.name, code: err.code, message: err.message } };
-    }
-    out({ seq: c.seq, ...reply });
-  });
-}).on("close", () => {
-  // The test went away: do not linger.
-  try { ep.close(); pool.close(); provider.close(); } finally { process.exit(0); }
+serveCommands<Command>(handle, () => {
+  ep.close();
+  pool.close();
+  provider.close();
 });

@@ -4,7 +4,7 @@
 // reply per command, matched by seq) and keeps progressing with startProgress() throughout.
 //
 //   bun test/rma/ring-peer.ts --provider tcp --node 127.0.0.1 [--interval 1] [--timeout 2000]
-import { createInterface } from "node:readline";
+import { out, serveCommands } from "../command-loop.ts";
 import { Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type PeerAddress } from "../../lib/index.ts";
 import { fillPattern, firstMismatch, fromHex, toHex } from "./pattern.ts";
 
@@ -26,7 +26,6 @@ inbox.view.fill(0);
 const endpoint = new Endpoint(provider, { timeoutMs: Number(arg("timeout") ?? 2000) });
 endpoint.startProgress(Number(arg("interval") ?? 1));
 
-const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 /** The stamp of message `index` from `rank`: a pattern seed no other (rank, message) shares. */
 const seedOf = (rank: number, index: number) => rank * 1000 + index;
 
@@ -82,25 +81,13 @@ function close(): void {
 
 out({ ready: true, name: toHex(endpoint.name), remote: toHex(inbox.remote().toBytes()), pid: process.pid });
 
-// Commands run one at a time, in order.
-let chain = Promise.resolve();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const c = JSON.parse(line) as Command;
-  chain = chain.then(async () => {
-    let reply: object;
-    try {
-      if (c.op === "ring") reply = await ring(c);
-      else if (c.op === "check") reply = check(c);
-      else if (c.op === "exit") {
-        close();
-        setTimeout(() => process.exit(0), 0);
-        reply = { ok: true };
-      } else reply = { error: { name: "TypeError", message: `unknown op ${c.op}` } };
-    } catch (e) {
-      reply = { error: { name: (e as Error).name, message: (e as Error).message } };
-    }
-    out({ seq: c.seq, ...reply });
-  });
-}).on("close", () => {
-  try { close(); } finally { process.exit(0); }
-});
+serveCommands<Command>(async (c) => {
+  if (c.op === "ring") return await ring(c);
+  if (c.op === "check") return check(c);
+  if (c.op === "exit") {
+    close();
+    setTimeout(() => process.exit(0), 0);
+    return { ok: true };
+  }
+  return { error: { name: "TypeError", message: `unknown op ${c.op}` } };
+}, close);

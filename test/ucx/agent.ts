@@ -6,7 +6,7 @@
 //   bun test/ucx/agent.ts --transports tcp [--net-devices lo] [--allocate true|false] [--timeout 5000]
 //
 // First line out: { ready, name, remote, provider, virtualAddressing, exposedAddress, pid }.
-import { createInterface } from "node:readline";
+import { out, serveCommands } from "../command-loop.ts";
 import { MemoryPool, RemoteRegion, UcxEndpoint, UcxProvider, type MemoryRegion } from "../../lib/index.ts";
 import { fillPattern, firstMismatch, firstNot, fromHex, RMA_POOL, SENTINEL, toHex } from "../rma/pattern.ts";
 
@@ -28,7 +28,6 @@ const ep = new UcxEndpoint(provider, { timeoutMs: Number(arg("timeout") ?? 5000)
 ep.startProgress(0);
 exposed.view.fill(SENTINEL);
 
-const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const peers: number[] = [];
 
 type Command = {
@@ -118,19 +117,8 @@ out({
   virtualAddressing: provider.virtualAddressing, exposedAddress: exposed.address, pid: process.pid,
 });
 
-let chain = Promise.resolve();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const c = JSON.parse(line) as Command;
-  chain = chain.then(async () => {
-    let reply: object;
-    try {
-      reply = await handle(c);
-    } catch (e) {
-      const err = e as Error & { code?: string };
-      reply = { error: { name: err.name, code: err.code, message: err.message } };
-    }
-    out({ seq: c.seq, ...reply });
-  });
-}).on("close", () => {
-  try { ep.close(); pool.close(); provider.close(); } finally { process.exit(0); }
+serveCommands<Command>(handle, () => {
+  ep.close();
+  pool.close();
+  provider.close();
 });
