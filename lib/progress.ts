@@ -15,6 +15,7 @@
 // had completed operations of its own stopped progressing for good.)
 
 import { AllocToolsRangeError } from "./errors.ts";
+
 /** What the engine needs from an endpoint. */
 export interface Progressable {
   /** Operations posted or waiting to be posted. */
@@ -123,8 +124,9 @@ class ProgressEngine {
 }
 
 /**
- * `intervalMs` of a `startProgress(intervalMs)`, checked: milliseconds between background turns,
- * a finite number ≥ 0 (0: every event-loop turn). Throws AllocToolsRangeError otherwise.
+ * A polling interval (`startProgress(intervalMs)`, `MpiJob.barrierAsync(intervalMs)`), checked:
+ * milliseconds between turns, a finite number ≥ 0 (0: every event-loop turn). Throws
+ * AllocToolsRangeError otherwise.
  */
 export function checkProgressInterval(intervalMs: number): number {
   if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AllocToolsRangeError(`intervalMs must be a non-negative number, got ${intervalMs}`);

@@ -2,6 +2,7 @@
 // nothing frees its slot for the next attach, so a server that replaces its Workers over time
 // never runs out; one that leaves a region in use, or whose Worker was terminated, keeps its slot
 // (the region stays its own in the owner's report). Counters of every occupant stay in the totals.
+// Each thread also starts warm: share() and attach put one free region of each class in its cache.
 import { afterAll, expect, test } from "bun:test";
 import { AllocToolsRangeError, HostProvider, MemoryPool, type SharedPoolHandle } from "../../lib/index.ts";
 import type { Command } from "./worker-pool.ts";
@@ -45,14 +46,9 @@ test("a view that detaches with a region in use keeps its slot; the owner still 
     const kept = view.getRegion(100);
     const index = view.indexOf(kept);
     expect(view.close().count).toBe(1);
-    let refused: unknown;
-    try {
-      MemoryPool.attach(handle);
-    } catch (e) {
-      refused = e;
-    }
-    expect(refused).toBeInstanceOf(AllocToolsRangeError);
-    expect(String((refused as Error).message)).toContain("2 attached pools at once");
+    // A refused attach takes no slot, so it can be tried twice.
+    expect(() => MemoryPool.attach(handle)).toThrow(AllocToolsRangeError);
+    expect(() => MemoryPool.attach(handle)).toThrow("2 attached pools at once");
     expect(owner.region(index).inUse).toBe(true);
   } finally {
     const report = owner.close();
@@ -96,3 +92,25 @@ function ask(worker: Worker, command: Command): Promise<Record<string, unknown>>
     worker.postMessage(command);
   });
 }
+
+test("share() and attach put one free region of each class in the thread's cache, where the stack has one", () => {
+  const owner = new MemoryPool(host, { huge: { chunkSize: HUGE, initialCount: 1, growCount: 1 } });
+  const smallFree = owner.stats().stacks.small.free;
+  const handle = owner.share({ maxWorkers: 3 });
+  try {
+    const view = MemoryPool.attach(handle);
+    const stacks = owner.stats().stacks;
+    expect(stacks.small.cached).toBe(2); // the owner's and the view's
+    expect(stacks.huge.cached).toBe(1); // the one huge region went to the owner; the view found none
+    expect(stacks.small.free).toBe(smallFree); // cached regions are free all the same
+    // The view's first get takes its cached region: no stack is touched, nothing grows.
+    const region = view.getRegion(100);
+    expect(owner.stats().stacks.small.cached).toBe(1);
+    expect(owner.stats().growths).toBe(0);
+    view.releaseRegion(region);
+    expect(view.close().count).toBe(0);
+    expect(owner.stats().stacks.small.cached).toBe(1); // detaching gave the view's cache back
+  } finally {
+    expect(owner.close().count).toBe(0);
+  }
+});
