@@ -1,11 +1,11 @@
 // openProvider: libfabric when it loads, the embedded host provider otherwise, and it says which.
 import { libfabricStatus } from "../ffi/libfabric.ts";
 import { AllocToolsTypeError } from "./errors.ts";
-import { HostProvider } from "./host-provider.ts";
-import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric-provider.ts";
+import { HostProvider } from "./host/host-provider.ts";
+import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric/libfabric-provider.ts";
 import { checkKnownKeys, type KnownKeys } from "./options.ts";
-import { UcxProvider, type UcxProviderOptions } from "./ucx-provider.ts";
-import { MpiProvider } from "./mpi-provider.ts";
+import { UcxProvider, type UcxProviderOptions } from "./ucx/ucx-provider.ts";
+import { MpiProvider } from "./mpi/mpi-provider.ts";
 
 /** Options of {@link openProvider}: a provider name, and for libfabric the {@link LibfabricProviderOptions}. */
 export interface OpenProviderOptions extends LibfabricProviderOptions {

@@ -35,7 +35,7 @@
 #include <rdma/fi_rma.h>
 #include "fabric-common.h"
 
-// The mr_mode bits alloctools offers (lib/libfabric-provider.ts SUPPORTED_MR_MODE).
+// The mr_mode bits alloctools offers (lib/libfabric/libfabric-provider.ts SUPPORTED_MR_MODE).
 #define OFFERED_MR_MODE (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT | FI_MR_MMU_NOTIFY)
 #define TARGET_BYTES ((size_t)8 << 20)
 #define CQ_BATCH 16

@@ -1,4 +1,4 @@
-// The registration cache (lib/registration-cache.ts) against its targets, per provider:
+// The registration cache (lib/cache/registration-cache.ts) against its targets, per provider:
 // - acquire+release hit of a 4 KiB view (target ≤ 60 ns), and its heap cells per call (0);
 // - a miss (register + evict) against raw registerUserRegion+releaseRegion (target ≤ 1.2×), per-call
 //   p50s in alternating batches (custom: mitata's batch averages swallow this machine's stalls);

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool, RegistrationCache, type MemoryRegion } from "../../lib/index.ts";
 import { pageSize } from "../../ffi/libc.ts";
 import { vmLckKiB } from "../helpers.ts";
-import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/memory/region.ts";
 
 function code(f: () => unknown): string | undefined {
   try {

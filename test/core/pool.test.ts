@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
   AllocToolsError, MemoryPool, RegionFlag, type MemoryRegion, type RegionProvider, LibfabricProvider,
 } from "../../lib/index.ts";
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { describeEachProvider, vmLckKiB } from "../helpers.ts";
 
 const small = { small: { chunkSize: 256, initialCount: 4 }, medium: { chunkSize: 4096, initialCount: 2 },

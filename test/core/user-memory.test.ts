@@ -1,7 +1,7 @@
-// lib/user-memory.ts: the checks registerUserRegion and the registration cache share.
+// lib/memory/user-memory.ts: the checks registerUserRegion and the registration cache share.
 import { expect, test } from "bun:test";
 import { AllocToolsError } from "../../lib/index.ts";
-import { checkUserMemory, isDetached } from "../../lib/user-memory.ts";
+import { checkUserMemory, isDetached } from "../../lib/memory/user-memory.ts";
 
 function codeOf(f: () => unknown): string | undefined {
   try { f(); } catch (e) { return e instanceof AllocToolsError ? e.code : (e as Error).name; }

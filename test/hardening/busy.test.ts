@@ -5,7 +5,7 @@
 // them; test/hardening/busy-endpoint.test.ts does the same with a real Endpoint.
 import { afterAll, describe, expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool, type MemoryRegion, type PoolStats } from "../../lib/index.ts";
-import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { runBun, vmLckKiB } from "../helpers.ts";
 
 const tiny = {
@@ -99,7 +99,7 @@ describe("the GC backstop and operations in flight", () => {
   test("a dropped pool whose region an operation holds is not collected; once the operation ends it is", () => {
     const r = runBun(`
       import { MemoryPool, HostProvider } from "./lib/index.ts";
-      import { beginOperation, endOperation } from "./lib/region.ts";
+      import { beginOperation, endOperation } from "./lib/memory/region.ts";
       const lck = () => Number(/VmLck:\\s+(\\d+)/.exec(require("fs").readFileSync("/proc/self/status", "utf8"))[1]);
       const warnings = [];
       process.on("warning", (w) => warnings.push(w.message));

@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import * as alloctools from "../../lib/index.ts";
 import { AllocToolsError, HostProvider, MemoryPool, MemoryRegionPointer, type MemoryRegion } from "../../lib/index.ts";
-import { LocalRange, resolveLocal } from "../../lib/local-memory.ts";
+import { LocalRange, resolveLocal } from "../../lib/engine/local-memory.ts";
 
 const tiny = {
   small: { chunkSize: 256, initialCount: 4, maxRegions: 4 }, medium: { chunkSize: 4096, initialCount: 1 },

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import {
   AllocToolsError, HostProvider, MemoryBlockAllocator, MemoryPool, type MemoryBlock, type MemoryRegion,
 } from "../../lib/index.ts";
-import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { vmLckKiB } from "../helpers.ts";
 
 const PAGE = 4096;

@@ -5,7 +5,7 @@
 // region's view is exactly what was registered.
 import { afterAll, describe, expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool, type MemoryRegion } from "../../lib/index.ts";
-import { LocalRange, resolveLocal } from "../../lib/local-memory.ts";
+import { LocalRange, resolveLocal } from "../../lib/engine/local-memory.ts";
 
 const tiny = {
   small: { chunkSize: 256, initialCount: 1 }, medium: { chunkSize: 4096, initialCount: 1 },

@@ -1,4 +1,4 @@
-// The three ways to wait for an operation (lib/rma-endpoint.ts): writeSync/readSync,
+// The three ways to wait for an operation (lib/engine/rma-endpoint.ts): writeSync/readSync,
 // postWrite/postRead + poll + completed, and the promise form with its bounded inline spin; the
 // pinning of local regions while operations are in flight; Endpoint options bounded by fi_info.
 // Two endpoints in one process, over each provider.
@@ -8,7 +8,7 @@ import {
   AllocToolsError, Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, RmaError, RmaTimeoutError,
   type LibfabricProviderOptions, type MemoryRegion, type PeerAddress,
 } from "../../lib/index.ts";
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { describeFabric } from "../helpers.ts";
 import { fillPattern, firstMismatch, RMA_POOL, SENTINEL } from "./pattern.ts";
 

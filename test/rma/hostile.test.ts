@@ -66,8 +66,8 @@ console.log(JSON.stringify({ outcomes, pinned }));
   describeFabric(`forged local memory is refused before anything is posted [${p.label}]`, () => {
     test("pointer at offset NaN or negative, forged region, Proxy, subclass: typed errors, neighbour untouched", () => {
       const r = runBun(`${PAIR(p.options)}
-import { MemoryRegionPointer } from "./lib/pointer.ts";
-import { MemoryRegionImpl } from "./lib/region.ts";
+import { MemoryRegionPointer } from "./lib/memory/pointer.ts";
+import { MemoryRegionImpl } from "./lib/memory/region.ts";
 // Two adjacent regions of one block: forged offsets below \`base\` would land in \`neighbour\`.
 const second = poolA.getRegion(4 << 20);
 const [neighbour, base] = second.address < regionA.address ? [second, regionA] : [regionA, second];

@@ -7,8 +7,8 @@ import {
   type LibfabricProviderOptions, type MemoryRegion, type PeerAddress,
 } from "../../lib/index.ts";
 import { FI } from "../../ffi/layout.ts";
-import { SUPPORTED_MR_MODE } from "../../lib/libfabric-provider.ts";
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import { SUPPORTED_MR_MODE } from "../../lib/libfabric/libfabric-provider.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { describeFabric } from "../helpers.ts";
 import { fillPattern, firstMismatch, firstNot, LOCAL_OFFSET, REMOTE_OFFSET, RMA_POOL, SENTINEL, SIZES } from "./pattern.ts";
 
@@ -16,7 +16,7 @@ interface Case {
   readonly label: string;
   readonly options: LibfabricProviderOptions;
   readonly virtual: boolean;
-  /** What a write with a wrong key ends as here (measured; see docs in lib/endpoint.ts). */
+  /** What a write with a wrong key ends as here (measured; see docs in lib/libfabric/endpoint.ts). */
   readonly badKey: "error" | "timeout";
   /** Whether the target must progress for a write to complete (manual data progress). */
   readonly targetProgress: boolean;

@@ -1,7 +1,7 @@
 // RMA over UCX between two endpoints (two workers) of this process: promise, sync and post forms
 // on tcp, on shared memory with UCX-allocated blocks and with our own blocks, stamped payloads at
 // odd offsets checked byte for byte, and every refusal as a typed error before anything is posted.
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
   AllocToolsError, HostProvider, MemoryPool, RemoteRegion, UcxEndpoint, UcxError, UcxProvider,

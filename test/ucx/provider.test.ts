@@ -1,7 +1,7 @@
 // UcxProvider for real: contexts over tcp and shared memory, registration and packed rkeys,
 // UCX-allocated pool blocks, typed errors (unknown transports, closed providers, missing UCX),
 // openProvider and ALLOCTOOLS_PROVIDER, and Bun's signal handlers after UCX loads.
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { expect, test } from "bun:test";
 import {
   AllocToolsError, LibraryLoadError, MemoryPool, RemoteRegion, UcxEndpoint, UcxError, UcxProvider,

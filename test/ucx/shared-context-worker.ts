@@ -1,6 +1,6 @@
 // Races the owner for the blocks of a UcxSharedContext: takes every address it is given, and
 // retains and releases the context many times; reports which addresses it got.
-import { UcxSharedContext } from "../../lib/ucx-shared-context.ts";
+import { UcxSharedContext } from "../../lib/ucx/ucx-shared-context.ts";
 
 declare const self: Worker;
 

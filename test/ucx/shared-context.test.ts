@@ -1,11 +1,11 @@
-// The shared state of a UCX context (lib/ucx-shared-context.ts): users and the one cleanup, the
+// The shared state of a UCX context (lib/ucx/ucx-shared-context.ts): users and the one cleanup, the
 // owner's close flag, and the table of UCX-allocated blocks (each taken once, whoever races for
 // it, a full table refused). Logic with real Workers racing; then a provider whose table is full
 // hands the pool no block, and the pool maps its own.
 import { expect, test } from "bun:test";
 import { MemoryPool, UcxProvider } from "../../lib/index.ts";
-import type { MemoryRegionImpl } from "../../lib/region.ts";
-import { MAX_PROVIDED_BLOCKS, UcxSharedContext } from "../../lib/ucx-shared-context.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
+import { MAX_PROVIDED_BLOCKS, UcxSharedContext } from "../../lib/ucx/ucx-shared-context.ts";
 import { describeUcx } from "../helpers.ts";
 
 test("users: the owner's reference, retain and release; the last release cleans up once; nothing retains after", () => {

@@ -3,7 +3,7 @@
 // A view's endpoint is a ucp_worker of its own whose RMA uses the owner's registrations; the
 // context lives until the owner closed and the last endpoint or allocated block is gone; handles
 // from another process, a closed provider or a forger get typed errors.
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { expect, test } from "bun:test";
 import { AllocToolsError, MemoryPool, UcxEndpoint, UcxProvider, type UcxProviderHandle } from "../../lib/index.ts";
 import { describeUcx, runBun } from "../helpers.ts";

@@ -2,7 +2,7 @@
 // poll, each write completes only once a flush issued after its put has completed (its stamp is
 // then in the target's memory), writes posted after a flush wait for the next one, and a flush
 // that fails or is cut short by close() fails every write it covers.
-import type { MemoryRegionImpl } from "../../lib/region.ts";
+import type { MemoryRegionImpl } from "../../lib/memory/region.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { AllocToolsError, MemoryPool, UcxEndpoint, UcxError, UcxProvider } from "../../lib/index.ts";
 import { UCX } from "../../ffi/ucx.ts";

@@ -7,7 +7,7 @@
 import { afterAll, expect, test } from "bun:test";
 import fc from "fast-check";
 import { HostProvider, MemoryPool, type MemoryPoolOptions, type MemoryRegion } from "../../lib/index.ts";
-import { SIZE_CLASSES } from "../../lib/stack.ts";
+import { SIZE_CLASSES } from "../../lib/pool/stack.ts";
 
 const options: MemoryPoolOptions = {
   small: { chunkSize: 64, initialCount: 2, growCount: 2, maxRegions: 64 },

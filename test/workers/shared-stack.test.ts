@@ -2,9 +2,9 @@
 // lease, the shared key counter, and the capacity a shared pool is sized for.
 import { expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool } from "../../lib/index.ts";
-import { SharedKeyCounter } from "../../lib/key-counter.ts";
-import { LockResult, SharedPoolState } from "../../lib/shared-pool-state.ts";
-import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
+import { SharedKeyCounter } from "../../lib/memory/key-counter.ts";
+import { LockResult, SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
+import { SharedStack, indexBitsFor } from "../../lib/sharing/shared-stack.ts";
 
 function stack(capacity = 100): { s: SharedStack; words: Int32Array } {
   const words = new Int32Array(new SharedArrayBuffer(4 * (16 + capacity)));

@@ -4,9 +4,9 @@
 // `holdMs`, unlocks and posts "unlocked").
 import * as libc from "../../ffi/libc.ts";
 import type { SharedPoolHandle } from "../../lib/index.ts";
-import { CACHE, STATE_SHIFT, SharedLayout } from "../../lib/shared-layout.ts";
-import { LockResult, SharedPoolState } from "../../lib/shared-pool-state.ts";
-import { SharedStack, indexBitsFor } from "../../lib/shared-stack.ts";
+import { CACHE, STATE_SHIFT, SharedLayout } from "../../lib/sharing/shared-layout.ts";
+import { LockResult, SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
+import { SharedStack, indexBitsFor } from "../../lib/sharing/shared-stack.ts";
 
 declare const self: Worker;
 

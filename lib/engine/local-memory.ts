@@ -1,0 +1,66 @@
+// The local side of an RMA operation: which region, which address, checked before anything is
+// posted. Every endpoint (libfabric, UCX, MPI) resolves its local memory here, so one set of rules
+// decides what C may be handed: only regions and pointers this library made (checked by identity,
+// never by shape), integer offsets and lengths inside the region, regions still out of their pool.
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import { MemoryRegionPointer } from "../memory/pointer.ts";
+import { MemoryRegionImpl } from "../memory/region.ts";
+import type { LocalMemory } from "./rma-endpoint.ts";
+import { checkRegionMemory } from "../memory/user-memory.ts";
+
+/**
+ * The resolved local memory of one operation. An endpoint keeps one and refills it per call, so
+ * resolving allocates nothing.
+ */
+export class LocalRange {
+  /** The region the bytes lie in. */
+  region: MemoryRegionImpl | null = null;
+  /** Address of the first byte. */
+  address = 0;
+  /** Bytes from the region's start. */
+  offset = 0;
+}
+
+/**
+ * Fills `out` with where `length` bytes of `local` are, or throws having changed nothing the
+ * caller owns: TypeError for anything that is not a region or pointer of this library, RangeError
+ * for a length or offset that is not an integer inside the region, AllocToolsError DOUBLE_RELEASE
+ * for a pooled region that is not out of its pool, AllocToolsError DETACHED for a region whose
+ * memory left its view (a user buffer transferred away).
+ */
+export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange): void {
+  let region: unknown;
+  let offset: number;
+  if (MemoryRegionPointer.isGenuine(local)) {
+    region = local.region;
+    offset = local.offset;
+    if (region === null) throw new AllocToolsTypeError(`${operation}: the null MemoryRegionPointer has no memory`);
+  } else {
+    region = local;
+    offset = 0;
+  }
+  if (!MemoryRegionImpl.isGenuine(region)) {
+    throw new AllocToolsTypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
+  }
+  if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${operation} length must be a positive integer, got ${String(length)}`);
+  if (!Number.isSafeInteger(offset) || offset < 0 || length > region.size - offset) {
+    throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
+  }
+  if (region.owner !== null) region.assertInUse(operation);
+  checkRegionMemory(operation, region); // a user buffer transferred away: its memory may be reused
+  out.region = region;
+  out.address = region.address + offset;
+  out.offset = offset;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value !== "object") return typeof value;
+  const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === "string" ? `a look-alike ${name}` : "an object";
+}
+
+/** The error an operation gets when it would release or unmap memory an RMA operation still uses. */
+export function busyError(what: string, region: MemoryRegionImpl): AllocToolsError {
+  return new AllocToolsError("BUSY", `${what}: ${region.inFlight} RMA operation(s) still use the region at 0x${region.address.toString(16)}; wait for them (or close their endpoint) first`);
+}

@@ -1,0 +1,606 @@
+// A RegionProvider over a real libfabric domain. It opens fabric and domain for one provider
+// (tcp, shm, verbs, efa, cxi, ...) and honours the mr_mode bits that provider returns.
+import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric, type MrRegFunction } from "../../ffi/libfabric.ts";
+import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
+import * as libc from "../../ffi/libc.ts";
+import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
+import { SharedKeyCounter } from "../memory/key-counter.ts";
+import { inspectCustom, oneLine } from "../inspect.ts";
+import { checkKnownKeys, type KnownKeys } from "../options.ts";
+import type { Access, ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
+import { closeChildren } from "../memory/provider-child.ts";
+
+/** Requested keys taken from the shared counter at a time. */
+const KEY_BATCH = 64n;
+/** Keys up to here are exact as numbers. */
+const EXACT_KEYS = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** libfabric endpoint types: FI_EP_RDM (reliable datagrams, what Endpoint uses), FI_EP_MSG, FI_EP_DGRAM. */
+export type EndpointType = "rdm" | "msg" | "dgram";
+/** libfabric threading models (FI_THREAD_SAFE, FI_THREAD_FID, ...): what the domain may be called from concurrently. */
+export type Threading = "safe" | "fid" | "domain" | "completion" | "endpoint";
+
+const EP_TYPES: Record<EndpointType, number> = { msg: FI.EP_MSG, dgram: FI.EP_DGRAM, rdm: FI.EP_RDM };
+const THREADING: Record<Threading, number> = {
+  safe: FI.THREAD_SAFE, fid: FI.THREAD_FID, domain: FI.THREAD_DOMAIN,
+  completion: FI.THREAD_COMPLETION, endpoint: FI.THREAD_ENDPOINT,
+};
+
+/** The mr_mode bits we tell libfabric we can handle. */
+export const SUPPORTED_MR_MODE = FI.MR_LOCAL | FI.MR_VIRT_ADDR | FI.MR_ALLOCATED | FI.MR_PROV_KEY | FI.MR_ENDPOINT | FI.MR_MMU_NOTIFY;
+
+/** Options of {@link LibfabricProvider.open}: the fi_getinfo hints. Unknown keys are refused. */
+export interface LibfabricProviderOptions {
+  /** libfabric provider name: "tcp", "shm", "udp", "sockets", "verbs", "efa", "cxi", ... Default: libfabric's first choice. */
+  provider?: string;
+  /** Node (address or host name) to bind to, with FI_SOURCE. Default: none (libfabric chooses). */
+  node?: string;
+  /** Service (port) to bind to. */
+  service?: string;
+  /** Endpoint type; default "rdm". */
+  endpointType?: EndpointType;
+  /** Threading model; default "safe" (pools are shared across Workers). */
+  threading?: Threading;
+  /** mr_mode bits offered to libfabric; default SUPPORTED_MR_MODE. */
+  mrMode?: number;
+  /** First requested key where the provider takes requested keys (no FI_MR_PROV_KEY). Default 1. */
+  firstKey?: bigint;
+}
+
+/** What the opened provider is, as libfabric describes it. */
+export interface LibfabricInfo {
+  /** e.g. "tcp;ofi_rxm" */
+  readonly provider: string;
+  /** The fabric name (fabric_attr->name), e.g. "127.0.0.0/8" for tcp. */
+  readonly fabric: string;
+  /** The domain name (domain_attr->name), e.g. "lo" for tcp. */
+  readonly domain: string;
+  /** The mr_mode bits the provider returned. */
+  readonly mrMode: number;
+  /** Their names, e.g. ["FI_MR_VIRT_ADDR"]. */
+  readonly mrModeNames: readonly string[];
+  /** mr_key_size in bytes. */
+  readonly keySize: number;
+  /** The threading model granted (a number when it has no name here). */
+  readonly threading: Threading | number;
+  /** The endpoint type granted (a number when it has no name here). */
+  readonly endpointType: EndpointType | number;
+  /** The capability bits granted (FI_MSG, FI_RMA, ...), exact. */
+  readonly caps: bigint;
+  /** The libfabric library version, "1.17". */
+  readonly version: string;
+}
+
+/**
+ * What `LibfabricProvider#share()` returns: the domain's native handles (valid in every thread of
+ * this process), its description and the shared key counter.
+ */
+export interface LibfabricProviderHandle extends ProviderHandle {
+  readonly kind: "alloctools.LibfabricProvider";
+  /** The owner's description of the domain (`provider.info`). */
+  readonly info: LibfabricInfo;
+  /** The owner's native handles, as addresses; the owner frees them when it closes. */
+  readonly handles: {
+    /** The `struct fi_info *` the domain was opened with. */
+    readonly info: number;
+    /** The `struct fid_fabric *`. */
+    readonly fabric: number;
+    /** The `struct fid_domain *` registrations are made in. */
+    readonly domain: number;
+  };
+  /** The requested-key counter (and closed flag), shared by every view so that keys stay unique. */
+  readonly keys: SharedArrayBuffer;
+  /** One past the largest requested key the domain takes (2^(8 × key size), or 2^64). */
+  readonly keyLimit: bigint;
+  /** Endpoint registrations are bound to under FI_MR_ENDPOINT when shared, 0 for none. */
+  readonly endpoint: number;
+}
+
+const HANDLE_KIND = "alloctools.LibfabricProvider";
+
+/** What makes a LibfabricProvider a view of another thread's (module-private: only attach() makes one). */
+class LibfabricView {
+  constructor(readonly handle: LibfabricProviderHandle, readonly keys: SharedKeyCounter) {}
+}
+
+/**
+ * A {@link RegionProvider} over a real libfabric domain: it opens fabric and domain for one
+ * provider (tcp, shm, udp, sockets, verbs, efa, cxi, ...) and honours every mr_mode bit that
+ * provider returns (requested or provider keys, virtual or offset addressing, FI_MR_ENDPOINT).
+ *
+ * Lifetime: open with {@link LibfabricProvider.open} (or {@link openProvider}); `close()` (or
+ * `using`) closes endpoints made on it, then every registration, then domain and fabric. Close it
+ * after the pools on it. Providers still open at process exit are closed then.
+ *
+ * Hot path: nothing here is called per message. `register`/`deregister` are libfabric calls
+ * (`fi_mr_reg`, `fi_close`): pools call them only when they grow or close.
+ */
+export class LibfabricProvider implements RegionProvider {
+  /** `"libfabric"`. */
+  readonly kind = "libfabric";
+  /** What libfabric opened: provider, fabric, domain, mr_mode, key size, ... */
+  readonly info: LibfabricInfo;
+  /** Whether peers address regions by virtual address (FI_MR_VIRT_ADDR) or by offset in the registration. */
+  readonly virtualAddressing: boolean;
+  /** Whether the provider supplies keys (FI_MR_PROV_KEY); otherwise we request unique ones. */
+  readonly providerKeys: boolean;
+  /** Whether registrations must be bound to an endpoint (FI_MR_ENDPOINT). */
+  readonly endpointBound: boolean;
+  /** Raw handles for the FFI layer and Endpoint: `struct fi_info *`, `fid_fabric *`, `fid_domain *`. */
+  readonly handles: {
+    /** `struct fi_info *` of the opened provider (owned: freed on close). */
+    readonly info: number;
+    /** `struct fid_fabric *`. */
+    readonly fabric: number;
+    /** `struct fid_domain *`. */
+    readonly domain: number;
+  };
+  private readonly fi: Libfabric;
+  /** Requested keys, in shared memory: views in Workers register from them too. */
+  readonly #keys: SharedKeyCounter;
+  /** One past the largest requested key the domain takes. */
+  readonly #keyLimit: bigint;
+  /** Whether this is a Worker's view (LibfabricProvider.attach) of another thread's domain. */
+  readonly isAttached: boolean;
+  /** Live registrations made by this (owning) provider; each knows its slot, so deregister removes it without a lookup. */
+  private readonly live: FabricRegistration[] = [];
+  /** `handles.domain`, as a plain field for register(). */
+  private readonly domain: number;
+  /** The domain's fi_mr_reg, resolved once (its mr ops are set by fi_domain). */
+  private readonly registerFunction: MrRegFunction;
+  /** KEYS_EXHAUSTED's message, made once (register() builds no string per call). */
+  private readonly keysExhausted: string;
+  /** This thread's batch of requested keys: [next, end). Keys are never reused, even after deregister. */
+  private keyBatchNext = 0;
+  private keyBatchEnd = 0;
+  /** The same past 2^53, as BigInts. */
+  private bigKeyNext = 0n;
+  private bigKeyEnd = 0n;
+  /** Endpoint registrations are bound to (FI_MR_ENDPOINT); 0 until attachEndpoint. */
+  private endpoint = 0;
+  private readonly children = new Set<{ close(): void }>();
+  private closed_ = false;
+
+  private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions, view: LibfabricView | null = null) {
+    this.fi = fi;
+    this.handles = view?.handle.handles ?? { info, fabric, domain };
+    this.info = view?.handle.info ?? describe(fi, info);
+    const mode = this.info.mrMode;
+    this.virtualAddressing = (mode & FI.MR_VIRT_ADDR) !== 0;
+    this.providerKeys = (mode & FI.MR_PROV_KEY) !== 0;
+    this.endpointBound = (mode & FI.MR_ENDPOINT) !== 0;
+    this.#keys = view?.keys ?? new SharedKeyCounter(options.firstKey ?? 1n);
+    const keyBits = BigInt(Math.min(this.info.keySize, 8) * 8);
+    this.#keyLimit = this.info.keySize === 0 ? 1n << 64n : 1n << keyBits;
+    this.domain = this.handles.domain;
+    this.registerFunction = fi.mrRegFunction(this.domain);
+    this.keysExhausted = `provider ${this.info.provider}: requested keys exhausted (${this.info.keySize}-byte keys)`;
+    this.isAttached = view !== null;
+    if (view !== null) this.endpoint = view.handle.endpoint;
+  }
+
+  /**
+   * A handle for Workers of this process: `LibfabricProvider.attach(handle)` there gives a provider
+   * over the same fabric and domain (registrations with keys unique across threads, endpoints of
+   * the Worker's own). Needs a domain opened with FI_THREAD_SAFE (the default `threading`):
+   * NOT_SUPPORTED otherwise, since Workers would call into the domain at the same time.
+   */
+  share(): LibfabricProviderHandle {
+    if (this.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    if (this.info.threading !== "safe") {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `provider ${this.name} was opened with threading "${String(this.info.threading)}"; sharing it with Workers needs "safe" (FI_THREAD_SAFE), ` +
+        `since they register and post on the domain at the same time`);
+    }
+    return {
+      kind: HANDLE_KIND, pid: process.pid, name: this.name, info: this.info, handles: this.handles,
+      keys: this.#keys.buffer, keyLimit: this.#keyLimit, endpoint: this.endpointBound ? this.endpoint : 0,
+    };
+  }
+
+  /**
+   * A view, in this Worker, of the provider `handle` came from: the same fabric and domain, so
+   * `new Endpoint(view)` opens this Worker's own endpoint, CQ and AV on that domain. The view keeps
+   * no list of registrations (the shared pool releases each once), and its close() closes only its
+   * own endpoints; the domain stays the owner's.
+   */
+  static attach(handle: LibfabricProviderHandle): LibfabricProvider {
+    if (handle === null || typeof handle !== "object" || handle.kind !== HANDLE_KIND || !(handle.keys instanceof SharedArrayBuffer)
+        || typeof handle.handles?.domain !== "number" || typeof handle.info?.provider !== "string") {
+      throw new AllocToolsTypeError("LibfabricProvider.attach takes the handle a LibfabricProvider's share() returned");
+    }
+    if (handle.pid !== process.pid) {
+      throw new AllocToolsError("NOT_SUPPORTED",
+        `the provider handle comes from process ${handle.pid}; its domain exists only there (this is process ${process.pid}): open a provider in this process`);
+    }
+    const keys = new SharedKeyCounter(handle.keys);
+    if (keys.closed) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${handle.name} is closed (its owner closed it)`);
+    return new LibfabricProvider(libfabric(), 0, 0, 0, {}, new LibfabricView(handle, keys));
+  }
+
+  /** Whether `other` registers in the same domain as this provider (a view of it, or the owner). */
+  sharesDomainWith(other: unknown): boolean {
+    return other instanceof LibfabricProvider && other.handles.domain === this.handles.domain;
+  }
+
+  /** Opens fabric and domain. Throws LibraryLoadError when libfabric is missing, FabricError when no provider matches. */
+  static open(options: LibfabricProviderOptions = {}): LibfabricProvider {
+    checkOptions(options, LIBFABRIC_OPTION_KEYS, "LibfabricProvider.open options");
+    options = withoutShmNode(options);
+    const fi = libfabric();
+    const hints = fi.allocInfo();
+    let info = 0;
+    let fabric = 0;
+    let domain = 0;
+    try {
+      writeHints(hints, options);
+      const list = getInfoNamingProviders(fi, hints, options);
+      // Keep the first match only: a private copy we can free on close.
+      info = list;
+      const next = readPtr(list, L.fi_info.next);
+      if (next !== 0) {
+        nativeView(list, 8).setBigUint64(L.fi_info.next, 0n, true);
+        fi.freeInfo(next);
+      }
+      const mode = readI32(readPtr(info, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode);
+      if (mode & FI.MR_RAW) {
+        throw new AllocToolsError("NOT_SUPPORTED", `provider ${readProvName(info)} needs FI_MR_RAW keys (wider than 64 bits), which alloctools does not support`);
+      }
+      fabric = fi.fabric(info);
+      domain = fi.domain(fabric, info);
+      const provider = new LibfabricProvider(fi, info, fabric, domain, options);
+      closeAtExit(provider);
+      return provider;
+    } catch (e) {
+      if (domain) fi.close(domain, "domain");
+      if (fabric) fi.close(fabric, "fabric");
+      fi.freeInfo(info);
+      throw e;
+    } finally {
+      fi.freeInfo(hints);
+    }
+  }
+
+  get name(): string {
+    return this.info.provider;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.closed_ || (this.isAttached && this.#keys.closed);
+  }
+
+  /** Live registrations on this domain. */
+  get registrations(): number {
+    return this.live.length;
+  }
+
+  /**
+   * `fi_mr_reg` (+ `fi_mr_bind`/`fi_mr_enable` under FI_MR_ENDPOINT). The success path builds no
+   * string and looks nothing up by name: what an error needs is made when it is thrown.
+   * @param access {@link Access} flags.
+   * @throws {@link AllocToolsError} `PROVIDER_CLOSED` or `KEYS_EXHAUSTED`; {@link FabricError} from libfabric.
+   */
+  register(address: number, length: number, access: number): Registration {
+    if (this.closed_ || (this.isAttached && this.#keys.closed)) throw new AllocToolsError("PROVIDER_CLOSED", `provider ${this.name} is closed`);
+    const requested = this.providerKeys ? 0 : this.nextRequestedKey();
+    const fi = this.fi;
+    const mr = fi.mrRegWith(this.registerFunction, this.domain, address, length, access, requested);
+    if (this.endpointBound && this.endpoint !== 0) {
+      try {
+        this.bindToEndpoint(mr);
+      } catch (e) {
+        fi.closeMr(mr);
+        throw e;
+      }
+    }
+    if (this.isAttached) {
+      // The owner frees a view's registrations when it closes, without telling the view: read
+      // the keys now, while the fid_mr is certainly alive.
+      const reg = new FabricRegistration(address, length, mr, -1);
+      reg.readKeys();
+      return reg;
+    }
+    const reg = new FabricRegistration(address, length, mr, this.live.length);
+    this.live.push(reg);
+    return reg;
+  }
+
+  /**
+   * The next requested key, from a batch taken from the shared counter (one CAS per batch). A
+   * number while keys are exact in a double (no BigInt made or passed per call), else a BigInt.
+   */
+  private nextRequestedKey(): number | bigint {
+    if (this.keyBatchNext < this.keyBatchEnd) return this.keyBatchNext++;
+    if (this.bigKeyNext < this.bigKeyEnd) return this.bigKeyNext++;
+    const range = this.#keys.takeRange(KEY_BATCH, this.#keyLimit, this.keysExhausted);
+    if (range.end <= EXACT_KEYS) {
+      this.keyBatchNext = Number(range.first);
+      this.keyBatchEnd = Number(range.end);
+      return this.keyBatchNext++;
+    }
+    this.bigKeyNext = range.first;
+    this.bigKeyEnd = range.end;
+    return this.bigKeyNext++;
+  }
+
+  /** `fi_close` of a registration; a no-op for one the provider's close() already closed. */
+  deregister(registration: Registration): void {
+    if (this.isAttached || !(registration instanceof FabricRegistration)) {
+      // A view's registrations (and blocks other Workers grew) belong to the shared pool, which
+      // releases each one once; after the owner closed the domain they are gone with it.
+      if (this.isAttached && this.#keys.closed) return;
+      this.fi.closeMr(registration.handle);
+      if (registration instanceof FabricRegistration) registration.slot = CLOSED;
+      return;
+    }
+    const live = this.live;
+    const slot = registration.slot;
+    if (live[slot] !== registration) return; // closed with the provider already
+    const last = live.pop()!;
+    if (last !== registration) {
+      live[slot] = last;
+      last.slot = slot;
+    }
+    registration.slot = CLOSED;
+    this.fi.closeMr(registration.handle);
+  }
+
+  /**
+   * FI_MR_ENDPOINT: binds every registration, present and future, to `ep` and enables it.
+   * Called by Endpoint; harmless where the provider does not need it.
+   */
+  attachEndpoint(ep: number): void {
+    if (!this.endpointBound) return;
+    if (this.isAttached || (this.endpoint !== 0 && this.endpoint !== ep)) {
+      throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
+    }
+    this.endpoint = ep;
+    for (const reg of this.live.values()) this.bindToEndpoint(reg.handle);
+  }
+
+  /** The endpoint `ep` is closing: registrations made from now on are not bound to it. */
+  detachEndpoint(ep: number): void {
+    if (this.endpoint === ep) this.endpoint = 0;
+  }
+
+  /** Objects opened on this domain (endpoints, pools) that must close before it, newest first. */
+  adopt(child: { close(): void }): void {
+    this.children.add(child);
+  }
+  /** `child` closed on its own: the provider no longer closes it. */
+  disown(child: { close(): void }): void {
+    this.children.delete(child);
+  }
+
+  private bindToEndpoint(mr: number): void {
+    this.fi.bind(mr, this.endpoint, 0, "fi_mr_bind");
+    this.fi.enable(mr, "fi_mr_enable");
+  }
+
+  /** Closes children first: endpoints, then registrations, then domain, fabric and info. Idempotent. */
+  close(): void {
+    if (this.closed_) return;
+    this.closed_ = true;
+    openProviders.delete(this);
+    const errors: unknown[] = [];
+    const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    closeChildren(this.children, attempt);
+    if (this.isAttached) {
+      if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing the view of provider ${this.name}`);
+      return;
+    }
+    this.#keys.markClosed();
+    for (const reg of this.live.values()) {
+      reg.slot = CLOSED;
+      attempt(() => this.fi.closeMr(reg.handle));
+    }
+    this.live.length = 0;
+    attempt(() => this.fi.close(this.handles.domain, "domain"));
+    attempt(() => this.fi.close(this.handles.fabric, "fabric"));
+    this.fi.freeInfo(this.handles.info);
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
+  }
+
+  /** `close()`: `using provider = LibfabricProvider.open(...)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** One line for console.log: provider, mr_mode, live registrations, closed. */
+  [inspectCustom](): string {
+    return oneLine("LibfabricProvider", {
+      provider: this.info.provider, mrMode: this.info.mrModeNames.join("|") || "0", registrations: this.live.length, closed: this.closed_,
+    });
+  }
+
+  /** libfabric's own description of the opened fi_info (fi_tostr). */
+  describe(): string {
+    return this.fi.infoToString(this.handles.info);
+  }
+}
+
+/** FabricRegistration#slot once its fid_mr is closed (freed). */
+const CLOSED = -2;
+
+/**
+ * A libfabric registration. Descriptor and key are read from the `fid_mr` when first asked for
+ * (pools ask at region creation; a register+deregister pair that never asks pays no read) with
+ * one read.u64 each (cheaper in Bun 1.4 than two u32 halves joined as BigInts), and kept. The
+ * `fid_mr` is freed at deregister: a value not read by then is never read (the getter throws).
+ */
+class FabricRegistration implements Registration {
+  private desc: bigint | null = null;
+  private key: bigint | null = null;
+
+  /**
+   * @param slot its index in the provider's list of live registrations; -1 for a view's (no
+   *   list), CLOSED once deregistered or closed with the provider
+   */
+  constructor(readonly address: number, readonly length: number, readonly handle: number, public slot: number) {}
+
+  /** `fi_mr_desc(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
+  get localKey(): bigint {
+    return this.desc ?? (this.desc = readU64(this.live("localKey"), L.fid_mr.mem_desc));
+  }
+
+  /** `fi_mr_key(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
+  get remoteKey(): bigint {
+    return this.key ?? (this.key = readU64(this.live("remoteKey"), L.fid_mr.key));
+  }
+
+  /** Reads descriptor and key now (a view's registrations, which the owner may free unannounced). */
+  readKeys(): void {
+    void this.localKey;
+    void this.remoteKey;
+  }
+
+  /** The fid_mr, while it is registered. */
+  private live(what: string): number {
+    if (this.slot === CLOSED) {
+      throw new AllocToolsTypeError(`the registration of ${this.length} bytes at 0x${this.address.toString(16)} was deregistered ` +
+        `before its ${what} was read: read it while registered`);
+    }
+    return this.handle;
+  }
+}
+
+
+/** Every key of LibfabricProviderOptions (the compiler checks the list against the interface). */
+export const LIBFABRIC_OPTION_KEYS: KnownKeys<LibfabricProviderOptions> = {
+  provider: true, node: true, service: true, endpointType: true, threading: true, mrMode: true, firstKey: true,
+};
+
+function checkOptions(o: LibfabricProviderOptions, known: Readonly<Record<string, true>>, what: string): void {
+  if (typeof o !== "object" || o === null) throw new AllocToolsTypeError(`${what} must be an object`);
+  checkKnownKeys(o, known, what);
+  for (const k of ["provider", "node", "service"] as const) {
+    if (o[k] !== undefined && (typeof o[k] !== "string" || o[k] === "")) throw new AllocToolsTypeError(`${k} must be a non-empty string`);
+  }
+  if (o.endpointType !== undefined && !(o.endpointType in EP_TYPES)) throw new AllocToolsTypeError(`endpointType must be one of ${Object.keys(EP_TYPES).join(", ")}`);
+  if (o.threading !== undefined && !(o.threading in THREADING)) throw new AllocToolsTypeError(`threading must be one of ${Object.keys(THREADING).join(", ")}`);
+  if (o.mrMode !== undefined && (!Number.isInteger(o.mrMode) || o.mrMode < 0)) throw new AllocToolsTypeError("mrMode must be a non-negative integer");
+  if (o.firstKey !== undefined && (typeof o.firstKey !== "bigint" || o.firstKey < 0n || o.firstKey >= 1n << 64n)) throw new AllocToolsTypeError("firstKey must be a 64-bit bigint");
+}
+
+/**
+ * shm names each endpoint after `node` when one is given (FI_SOURCE): with the same node in two
+ * processes (`"127.0.0.1"`, as tcp wants), the second process's endpoint fails `fi_enable` with
+ * EBUSY. shm needs no node: drop it, and say so once.
+ */
+function withoutShmNode(options: LibfabricProviderOptions): LibfabricProviderOptions {
+  if (options.node === undefined || options.provider === undefined || options.provider.split(";")[0] !== "shm") return options;
+  if (!warnedShmNode) {
+    warnedShmNode = true;
+    process.emitWarning(
+      `alloctools: the shm provider ignores node ${JSON.stringify(options.node)}: shm names each endpoint after ` +
+        "its node, so two processes given the same node would collide (fi_enable: EBUSY). Leave node out for shm.",
+      "AllocToolsWarning");
+  }
+  const { node: _node, ...rest } = options;
+  return rest;
+}
+let warnedShmNode = false;
+
+/**
+ * fi_getinfo, and when it finds nothing for a named provider, an error that names the provider
+ * asked for and lists the providers that do match the other hints here.
+ */
+function getInfoNamingProviders(fi: Libfabric, hints: number, options: LibfabricProviderOptions): number {
+  const node = options.node ?? null;
+  const flags = options.node ? FI.SOURCE : 0n;
+  try {
+    return fi.getInfo(hints, node, options.service ?? null, flags);
+  } catch (e) {
+    if (!(e instanceof FabricError) || e.errno !== 61 || options.provider === undefined) throw e;
+    const available = availableProviders(fi, { ...options, provider: undefined });
+    const endpoint = options.endpointType ?? "rdm";
+    throw new FabricError(e.function, e.errno, e.description,
+      `no libfabric provider ${JSON.stringify(options.provider)} for an ${endpoint} endpoint with RMA` +
+        `${options.node === undefined ? "" : ` on node ${options.node}`} here; available: ` +
+        `${available.length > 0 ? available.join(", ") : "none"}`,
+      { cause: e });
+  }
+}
+
+/** The provider names fi_getinfo lists for these options (the provider name left out). */
+function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
+  const hints = fi.allocInfo();
+  let list = 0;
+  try {
+    writeHints(hints, options);
+    list = fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+    const names: string[] = [];
+    for (let entry = list; entry !== 0; entry = readPtr(entry, L.fi_info.next)) {
+      const name = readProvName(entry);
+      if (!names.includes(name)) names.push(name);
+    }
+    return names;
+  } catch {
+    return [];
+  } finally {
+    fi.freeInfo(list);
+    fi.freeInfo(hints);
+  }
+}
+
+/**
+ * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
+ * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
+ * would leave it behind.
+ */
+const openProviders = new Set<LibfabricProvider>();
+let exitHookInstalled = false;
+
+function closeAtExit(provider: LibfabricProvider): void {
+  openProviders.add(provider);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const open of [...openProviders]) {
+      try {
+        open.close();
+      } catch {
+        // Exiting: nothing left to tell.
+      }
+    }
+  });
+}
+
+function writeHints(hints: number, o: LibfabricProviderOptions): void {
+  nativeView(hints, 16).setBigUint64(L.fi_info.caps, FI.MSG | FI.RMA, true);
+  // Ask for the context modes we can satisfy: none. Endpoint passes per-operation contexts itself.
+  nativeView(readPtr(hints, L.fi_info.ep_attr), 4).setInt32(L.fi_ep_attr.type, EP_TYPES[o.endpointType ?? "rdm"], true);
+  const dom = nativeView(readPtr(hints, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode + 4);
+  dom.setInt32(L.fi_domain_attr.threading, THREADING[o.threading ?? "safe"], true);
+  dom.setInt32(L.fi_domain_attr.mr_mode, o.mrMode ?? SUPPORTED_MR_MODE, true);
+  if (o.provider !== undefined) {
+    // fi_freeinfo frees prov_name, so it must be malloc'd.
+    nativeView(readPtr(hints, L.fi_info.fabric_attr), 24).setBigUint64(L.fi_fabric_attr.prov_name, BigInt(libc.strdup(o.provider)), true);
+  }
+}
+
+function readProvName(info: number): string {
+  return readCString(readPtr(readPtr(info, L.fi_info.fabric_attr), L.fi_fabric_attr.prov_name)) ?? "?";
+}
+
+function describe(fi: Libfabric, info: number): LibfabricInfo {
+  const dom = readPtr(info, L.fi_info.domain_attr);
+  const fab = readPtr(info, L.fi_info.fabric_attr);
+  const ep = readPtr(info, L.fi_info.ep_attr);
+  const mrMode = readI32(dom, L.fi_domain_attr.mr_mode);
+  const threading = readI32(dom, L.fi_domain_attr.threading);
+  const epType = readI32(ep, L.fi_ep_attr.type);
+  return {
+    provider: readProvName(info),
+    fabric: readCString(readPtr(fab, L.fi_fabric_attr.name)) ?? "",
+    domain: readCString(readPtr(dom, L.fi_domain_attr.name)) ?? "",
+    mrMode,
+    mrModeNames: MR_MODE_NAMES.filter(([bit]) => (mrMode & bit) !== 0).map(([, n]) => n),
+    keySize: Number(readU64(dom, L.fi_domain_attr.mr_key_size)),
+    threading: (Object.keys(THREADING) as Threading[]).find((k) => THREADING[k] === threading) ?? threading,
+    endpointType: (Object.keys(EP_TYPES) as EndpointType[]).find((k) => EP_TYPES[k] === epType) ?? epType,
+    caps: readU64(info, L.fi_info.caps),
+    version: fi.versionString,
+  };
+}

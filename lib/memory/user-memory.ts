@@ -1,0 +1,81 @@
+// The rules for memory the caller owns and the library registers (registerUserRegion, the
+// registration cache). Registered memory must stay where it is, at its length, for as long as it
+// is registered; JavaScript gives the caller two ways to break that, and this module is where
+// both are checked:
+// - a resizable ArrayBuffer can shrink, and its pages then become inaccessible under a live
+//   registration: refused at registration (a growable SharedArrayBuffer only grows: accepted, at
+//   its length then);
+// - `transfer()` (or a transfer list) detaches a buffer, and its memory may move or be freed and
+//   reused: found at the region's next use, which fails with AllocToolsError DETACHED.
+import { ptr } from "bun:ffi";
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import type { MemoryRegion } from "./region.ts";
+
+/** What registerUserRegion takes. */
+export type UserMemoryInput = ArrayBuffer | SharedArrayBuffer | ArrayBufferView;
+
+/** Memory checked for registration: where it is and a fixed-length view of exactly it. */
+export interface UserMemory {
+  /** The buffer holding the bytes. */
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** Exactly the bytes to register, fixed length (never tracks a buffer's length). */
+  readonly view: Uint8Array;
+  /** Address of the first byte. */
+  readonly address: number;
+  /** Bytes to register. */
+  readonly byteLength: number;
+}
+
+/** Whether `buffer` is an ArrayBuffer that was detached (transferred away); a SharedArrayBuffer never is. */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  return buffer instanceof ArrayBuffer && buffer.detached;
+}
+
+/**
+ * Checks memory a caller asks to register and returns where it is. Throws, having changed
+ * nothing: TypeError for anything but an ArrayBuffer, SharedArrayBuffer or ArrayBufferView and for
+ * a resizable ArrayBuffer (or a view of one); AllocToolsError DETACHED for a detached buffer;
+ * RangeError for zero bytes.
+ */
+export function checkUserMemory(what: string, memory: unknown): UserMemory {
+  let buffer: ArrayBuffer | SharedArrayBuffer;
+  let byteOffset = 0;
+  let byteLength: number;
+  if (memory instanceof ArrayBuffer || memory instanceof SharedArrayBuffer) {
+    buffer = memory;
+    byteLength = memory.byteLength;
+  } else if (ArrayBuffer.isView(memory)) {
+    buffer = memory.buffer;
+    byteOffset = memory.byteOffset;
+    byteLength = memory.byteLength;
+  } else {
+    throw new AllocToolsTypeError(`${what} takes an ArrayBuffer, SharedArrayBuffer or typed array/DataView`);
+  }
+  if (isDetached(buffer)) {
+    throw new AllocToolsError("DETACHED", `${what}: the buffer is detached (transferred away); there is no memory to register`);
+  }
+  if (buffer instanceof ArrayBuffer && buffer.resizable) {
+    throw new AllocToolsTypeError(`${what} refuses a resizable ArrayBuffer (maxByteLength ${buffer.maxByteLength}): it could shrink under the ` +
+      `registration. Register buffer.transferToFixedLength() (the same bytes, fixed length) or a fixed-length buffer`);
+  }
+  if (byteLength === 0) throw new AllocToolsRangeError(`${what}: cannot register an empty buffer`);
+  const view = new Uint8Array(buffer, byteOffset, byteLength);
+  return { buffer, view, address: ptr(view), byteLength };
+}
+
+/**
+ * Throws AllocToolsError DETACHED when `region`'s memory is gone from its view: a caller
+ * transferred (detached) the buffer, or the region's pool closed. For a user region the memory may
+ * have been freed and reused, so nothing may read, write or expose it any more.
+ */
+export function checkRegionMemory(what: string, region: MemoryRegion): void {
+  if (region.view.byteLength !== region.size) throw detachedError(what, region);
+}
+
+/** The error for use of a region whose memory is gone from its view. */
+export function detachedError(what: string, region: MemoryRegion): AllocToolsError {
+  const cause = region.isUser
+    ? "the buffer it was registered over was transferred or detached, so its memory may have been freed and reused"
+    : "its view's buffer was transferred away, or its pool closed";
+  return new AllocToolsError("DETACHED", `${what}: the region at 0x${region.address.toString(16)} has no memory any more: ${cause}`);
+}
