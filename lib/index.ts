@@ -26,7 +26,9 @@ export type { UserMemoryInput } from "./memory/user-memory.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./engine/remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./libfabric/endpoint.ts";
 export type { RmaEndpoint, RmaEndpointStats } from "./engine/rma-endpoint.ts";
-export { RmaError, RmaTimeoutError, type RmaKind, type RmaOperation } from "./engine/rma-errors.ts";
+export type { EndpointEngine } from "./engine/endpoint-engine.ts";
+export type { EngineOptions } from "./engine/engine-options.ts";
+export { RmaError, RmaTimeoutError, type RmaKind, type OperationKind, type RmaOperation } from "./engine/rma-errors.ts";
 export { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./pool/stack.ts";
 export { DEFAULT_STACKS, type MemoryPoolOptions, type MemoryPoolStackOptions } from "./pool/pool-options.ts";
 export {

@@ -19,15 +19,21 @@ export type KnownKeys<Options> = { readonly [Key in keyof Required<Options>]: tr
  * @param what How the message names the options, e.g. `"MemoryPool options"`.
  */
 export function checkKnownKeys(options: object, known: Readonly<Record<string, true>>, what: string): void {
-  for (const key of Object.keys(options)) {
-    if (Object.hasOwn(known, key)) continue;
-    const names = Object.keys(known);
-    const closest = nearest(key, names);
-    throw new AllocToolsTypeError(
-      `${what}: unknown option ${JSON.stringify(key)}${closest === undefined ? "" : ` (did you mean ${JSON.stringify(closest)}?)`}; ` +
-        `known options: ${names.join(", ")}`,
-      { code: "UNKNOWN_OPTION" });
-  }
+  const key = unknownKey(options, known);
+  if (key === undefined) return;
+  throw new AllocToolsTypeError(`${what}: unknown option ${describeUnknownKey(key, known)}`, { code: "UNKNOWN_OPTION" });
+}
+
+/** The first key of `options` that `known` does not list, if any. */
+export function unknownKey(options: object, known: Readonly<Record<string, true>>): string | undefined {
+  return Object.keys(options).find((key) => !Object.hasOwn(known, key));
+}
+
+/** `"key" (did you mean "near"?); known options: a, b, c`: the tail of an unknown-option message. */
+export function describeUnknownKey(key: string, known: Readonly<Record<string, true>>): string {
+  const names = Object.keys(known);
+  const closest = nearest(key, names);
+  return `${JSON.stringify(key)}${closest === undefined ? "" : ` (did you mean ${JSON.stringify(closest)}?)`}; known options: ${names.join(", ")}`;
 }
 
 /** The known name nearest `key` (case ignored) within edit distance 2 and under half its length, if any. */

@@ -1,18 +1,18 @@
-// The operations of one Endpoint, in preallocated slots: posting, completing and asking about an
+// The operations of one endpoint, in preallocated slots: posting, completing and asking about an
 // operation allocates nothing. An operation's id is its slot index plus a generation, so an id
 // that was retired and whose slot was reused is told apart from the new one.
 //
 // An operation has two sides that end separately:
-// - transport: from post (or queueing on EAGAIN) until the provider no longer touches its memory
-//   (completion, error completion, close). Its local region is pinned (`inFlight`) meanwhile.
+// - transport: from post (or queueing on a retry) until the transport no longer touches its
+//   memory (completion, error completion, close). Its local region is pinned (`inFlight`)
+//   meanwhile, and the operation is on the table's `active` list.
 // - caller: from post until the caller has its outcome (promise settled, writeSync returned,
 //   completed(id) answered). A timeout ends this side early; the transport side may go on.
 // The slot is free once both have ended.
 import { endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
-import type { RemoteRegion } from "./remote-region.ts";
-import type { RmaKind, RmaOperation } from "./rma-errors.ts";
-import { AllocToolsRangeError } from "../errors.ts";
+import type { OperationKind, RmaOperation } from "./rma-errors.ts";
+import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
 
 /** How the caller waits. */
 export const Wait = { Promise: 0, Sync: 1, Post: 2 } as const;
@@ -38,31 +38,46 @@ const INITIAL_SLOTS = 64;
 /** Capacity: 2^16 operations in flight per endpoint, so that index and generation fit 31 bits. */
 export const MAX_OPERATIONS = 1 << INDEX_BITS;
 
-/** One slot. Fields are set in the constructor and reused (monomorphic). */
+/**
+ * One slot. Every field is set in the constructor and reused (one shape for every transport and
+ * kind). The transport reads what it posts from here and keeps its own per-operation state in
+ * `request`, `epoch` and `flags`.
+ */
 export class Operation {
   id = 0;
   generation = 0;
-  kind: RmaKind = "write";
+  kind: OperationKind = "write";
   wait: Wait = Wait.Promise;
   outcome: Outcome = Outcome.Done;
   error: unknown = null;
   /** The transport may still touch the local memory. */
   inTransport = false;
-  /** Waiting in the endpoint's EAGAIN queue (in transport, not yet accepted by the provider). */
+  /** Waiting in the engine's retry queue (in transport, not yet accepted by it). */
   queued = false;
   /** The caller has the outcome; the id is no longer valid. */
   retired = true;
+  /** Position in the table's active list while in transport, else -1. */
+  activeAt = -1;
+  deadline = 0;
+  /** Address of the local bytes (0 when the operation has none). */
   local = 0;
   length = 0;
-  /**
-   * The u64 arguments of fi_write/fi_read as passed: a number when the value is exact in a double
-   * (a bun:ffi call with a BigInt argument costs ~100 ns more per argument), else the BigInt.
-   */
-  desc: number | bigint = 0;
+  /** The peer as the transport's calls take it (fi_addr_t, peer index, rank). */
   peer: number | bigint = 0;
+  /**
+   * The target's u64 arguments as passed to the transport: a number when the value is exact in a
+   * double (a bun:ffi call with a BigInt argument costs ~100 ns more per argument), else the BigInt.
+   */
   remoteAddress: number | bigint = 0;
   key: number | bigint = 0;
-  deadline = 0;
+  /** What the transport resolved the remote key to (a UCX rkey), 0 where it needs nothing. */
+  remoteHandle = 0;
+  /** The transport's own state: a native request, a flush epoch, bits. */
+  request = 0;
+  epoch = 0;
+  flags = 0;
+  /** An error the transport found while it still holds the operation, reported when it lets go. */
+  failure: unknown = null;
   /** The pinned local region, referenced so that it (and its pool) outlive the transfer. */
   region: MemoryRegionImpl | null = null;
   /** The registration cache the region was acquired from for this operation (a plain view), else null. */
@@ -82,20 +97,28 @@ export class Operation {
 export class OperationTable {
   /** Every slot, by index. */
   readonly slots: Operation[] = [];
+  /** Operations the transport holds, in no order (swap-removed). */
+  readonly active: Operation[] = [];
   private readonly free: number[] = [];
   /** Operations whose caller still waits. */
   waiting = 0;
-  /** Operations the transport holds (pinned), timed-out ones included. */
-  inTransport = 0;
 
-  constructor() {
-    this.grow(INITIAL_SLOTS);
+  /** @param maxPending Slots taken at once (in transport or not yet retired) before take() answers BUSY. */
+  constructor(private readonly maxPending: number = MAX_OPERATIONS) {
+    this.grow(Math.min(INITIAL_SLOTS, maxPending));
   }
 
-  /** A slot for a new operation, in transport and pinned by the caller (`region.inFlight++`). */
-  take(kind: RmaKind, wait: Wait, region: MemoryRegionImpl, local: number, length: number, peer: bigint,
-       target: RemoteRegion, deadline: number): Operation {
-    if (this.free.length === 0) this.grow(this.slots.length * 2);
+  /** Operations the transport holds (pinned), timed-out ones included. */
+  get inTransport(): number {
+    return this.active.length;
+  }
+
+  /**
+   * A slot for a new operation, pending for its caller and in transport. The caller pins `region`
+   * (`beginOperation`) and the transport fills what it posts.
+   */
+  take(kind: OperationKind, wait: Wait, region: MemoryRegionImpl | null, local: number, length: number, deadline: number): Operation {
+    if (this.free.length === 0) this.makeRoom(kind);
     const op = this.slots[this.free.pop()!]!;
     op.generation = op.generation === MAX_GENERATION ? 1 : op.generation + 1;
     op.id = (op.generation << INDEX_BITS) | op.index;
@@ -106,16 +129,16 @@ export class OperationTable {
     op.inTransport = true;
     op.queued = false;
     op.retired = false;
+    op.deadline = deadline;
     op.local = local;
     op.length = length;
-    op.desc = argument(region.localKey);
-    op.peer = argument(peer);
-    op.remoteAddress = argument(target.address);
-    op.key = argument(target.key);
-    op.deadline = deadline;
+    op.request = 0;
+    op.flags = 0;
+    op.failure = null;
     op.region = region;
+    op.activeAt = this.active.length;
+    this.active.push(op);
     this.waiting++;
-    this.inTransport++;
     return op;
   }
 
@@ -132,13 +155,19 @@ export class OperationTable {
     return op !== undefined && op.id === id && op.inTransport ? op : null;
   }
 
-  /** The transport is done with `op`: unpin its region. */
+  /** The transport is done with `op`: unpin its region, take it off the active list. */
   leaveTransport(op: Operation): void {
     if (!op.inTransport) return;
     op.inTransport = false;
-    endOperation(op.region!);
+    if (op.region !== null) endOperation(op.region);
     op.region = null;
-    this.inTransport--;
+    const active = this.active;
+    const last = active.pop()!;
+    if (last !== op) {
+      active[op.activeAt] = last;
+      last.activeAt = op.activeAt;
+    }
+    op.activeAt = -1;
     this.release(op);
   }
 
@@ -168,12 +197,22 @@ export class OperationTable {
   private release(op: Operation): void {
     if (op.inTransport || !op.retired) return;
     op.error = null;
+    op.cache = null;
     this.free.push(op.index);
+  }
+
+  /** Doubles the slots, up to maxPending (then BUSY) and MAX_OPERATIONS (then RangeError). */
+  private makeRoom(kind: OperationKind): void {
+    const taken = this.slots.length;
+    if (taken >= this.maxPending) {
+      throw new AllocToolsError("BUSY", `${kind}: ${this.maxPending} operations are in flight or not yet acknowledged with completed(id) on this endpoint (maxPending); complete some first`);
+    }
+    this.grow(Math.min(taken * 2, this.maxPending));
   }
 
   private grow(capacity: number): void {
     if (capacity > MAX_OPERATIONS) {
-      throw new AllocToolsRangeError(`more than ${MAX_OPERATIONS} RMA operations in flight on one endpoint; wait for some to complete`);
+      throw new AllocToolsRangeError(`more than ${MAX_OPERATIONS} operations in flight on one endpoint; wait for some to complete`);
     }
     for (let i = this.slots.length; i < capacity; i++) {
       this.slots.push(new Operation(i));

@@ -5,10 +5,13 @@ import { FabricError } from "../../ffi/errors.ts";
 /** The kind of a one-sided operation. */
 export type RmaKind = "read" | "write";
 
-/** What an RMA operation was, for error messages and for code that retries. */
+/** The kind of any operation of an endpoint: RMA, messages, atomics. */
+export type OperationKind = RmaKind | "send" | "recv" | "fetchAdd" | "compareSwap";
+
+/** What an operation was, for error messages and for code that retries. */
 export interface RmaOperation {
-  /** Read or write. */
-  readonly kind: RmaKind;
+  /** Read or write (or, for an endpoint's other operations, their kind). */
+  readonly kind: OperationKind;
   /** Bytes asked for. */
   readonly length: number;
   /** The remote address as posted (virtual or offset, per the target's provider). */

@@ -209,7 +209,7 @@ async function badInput(): Promise<void> {
   // Timeouts: over shared memory MPI completes these requests at once, so the endpoint's MPI_Test
   // is wrapped to report "not yet" while `stall` is set (the real request still runs and completes).
   const stalled = new MpiEndpoint(provider, { timeoutMs: 20 });
-  const internals = stalled as unknown as { test: (request: number, flag: number, status: null) => number };
+  const internals = (stalled as unknown as { transport: { test: (request: number, flag: number, status: null) => number } }).transport;
   const realTest = internals.test;
   let stall = true;
   internals.test = (request, flag, status) => {

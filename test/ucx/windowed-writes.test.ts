@@ -146,7 +146,7 @@ for (const c of CASES) {
       try {
         const ids = postWindow(e, p, 700, 0, 4);
         // The completion of the flush of epoch 1 with UCS_ERR_CANCELED, as checkFlushes() reports one.
-        (e as unknown as { cover(peer: number, epoch: number, status: number): void }).cover(p, 1, UCX.ERR_CANCELED);
+        (e as unknown as { transport: { cover(peer: number, epoch: number, status: number): void } }).transport.cover(p, 1, UCX.ERR_CANCELED);
         for (const id of ids) {
           // Over tcp the put itself may still be going out: the write settles once its request ends.
           let error: unknown = null;

@@ -1,0 +1,82 @@
+// The options every endpoint takes, whatever its transport, checked once at construction.
+import { AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import { describeUnknownKey, unknownKey } from "../options.ts";
+import { RegistrationCache } from "../cache/registration-cache.ts";
+import { MAX_OPERATIONS } from "./operation.ts";
+
+/** Options of every endpoint (`Endpoint`, `UcxEndpoint`, `MpiEndpoint`); each transport adds its own. */
+export interface EngineOptions {
+  /** Milliseconds an operation may take before it fails with RmaTimeoutError; default 10 000. */
+  timeoutMs?: number;
+  /**
+   * Microseconds the promise forms poll inline, right after posting, before handing the wait to
+   * the event loop; default 20, 0 to never spin. The event loop is never blocked longer than this.
+   */
+  spinMicroseconds?: number;
+  /**
+   * A registration cache over this endpoint's provider: every form then also takes a plain
+   * ArrayBufferView as local memory, registered through the cache (zero-copy) and given back to it
+   * when the transport is done with the operation.
+   */
+  cache?: RegistrationCache;
+  /** Operations in flight or not yet retired at once; beyond it a post throws AllocToolsError BUSY. At most 65 536. */
+  maxPending?: number;
+  /** Milliseconds close() waits for operations in flight to end after cancelling them; default the smaller of timeoutMs and 1000. */
+  closeTimeoutMs?: number;
+}
+
+/** EngineOptions checked, with their defaults. */
+export interface EngineSettings {
+  readonly timeoutMs: number;
+  readonly spinMicroseconds: number;
+  readonly cache: RegistrationCache | null;
+  readonly maxPending: number;
+  readonly closeTimeoutMs: number;
+}
+
+/** A transport's defaults for the engine's options. */
+export interface EngineDefaults {
+  readonly maxPending: number;
+  readonly spinMicroseconds: number;
+}
+
+const ENGINE_KEYS = { timeoutMs: true, spinMicroseconds: true, cache: true, maxPending: true, closeTimeoutMs: true } as const;
+
+/**
+ * Checks `options` of a `className` endpoint on `provider`: its type, unknown keys (those of
+ * EngineOptions and `transportKeys` are known), and the engine's own values. Throws
+ * AllocToolsTypeError (UNKNOWN_OPTION for a key nobody knows; a cache over another provider) or
+ * AllocToolsRangeError, naming the option and the limit.
+ */
+export function checkEngineOptions(options: unknown, className: string, transportKeys: readonly string[], defaults: EngineDefaults, provider: object): EngineSettings {
+  if (options === null || typeof options !== "object") throw new AllocToolsTypeError(`${className} options must be an object`);
+  const known: Record<string, true> = { ...ENGINE_KEYS };
+  for (const key of transportKeys) known[key] = true;
+  const key = unknownKey(options, known);
+  if (key !== undefined) throw new AllocToolsTypeError(`unknown ${className} option ${describeUnknownKey(key, known)}`, { code: "UNKNOWN_OPTION" });
+  const o = options as EngineOptions;
+  if (o.cache !== undefined && !(o.cache instanceof RegistrationCache && o.cache.provider === provider)) {
+    throw new AllocToolsTypeError("options.cache must be a RegistrationCache over this endpoint's provider");
+  }
+  const timeoutMs = integerOption("timeoutMs", o.timeoutMs, 10_000, 1, 2 ** 31 - 1, "2^31 - 1 ms (a timer's range)");
+  return {
+    timeoutMs,
+    spinMicroseconds: integerOption("spinMicroseconds", o.spinMicroseconds, defaults.spinMicroseconds, 0, 1_000_000, "1 000 000 (one second)"),
+    cache: o.cache ?? null,
+    maxPending: integerOption("maxPending", o.maxPending, defaults.maxPending, 1, MAX_OPERATIONS, `${MAX_OPERATIONS}, what one endpoint's operation ids can name`),
+    closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, Math.min(timeoutMs, 1000), 0, 60_000, "60 000 ms"),
+  };
+}
+
+/**
+ * An integer option: `fallback` when undefined; AllocToolsRangeError when not a safe integer, below
+ * `min`, or above `max` (`limit` says what `max` is).
+ */
+export function integerOption(name: string, value: unknown, fallback: number, min: number, max: number, limit: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw new AllocToolsRangeError(`options.${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  if (value > max) throw new AllocToolsRangeError(`options.${name} ${value} is above ${limit}`);
+  return value;
+}

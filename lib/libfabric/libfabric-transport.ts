@@ -1,0 +1,253 @@
+// The libfabric transport of Endpoint (the adapter contract is lib/engine/transport.ts): one
+// reliable-datagram (FI_EP_RDM) endpoint with its own completion queue and address vector.
+//
+// - Writes are delivery-complete: the endpoint is opened with FI_DELIVERY_COMPLETE in its default
+//   transmit op flags (tx_attr->op_flags of a private copy of the fi_info), so a write completes
+//   only once its data is in the target's memory. Without it tcp;ofi_rxm completes a write when
+//   the bytes have left the socket, and a peer told "done" could read stale memory.
+// - An operation's id travels as the libfabric context (a small integer, not a pointer: the
+//   provider is not asked for FI_CONTEXT); a completion names it in op_context's low half.
+// - -FI_EAGAIN (a connection being made, a full queue) is not an error: the engine posts again.
+// - Endpoints of this process may be peers. On shm the initiator then writes through the target's
+//   own mapping, which the target's close unmaps: the target's close drains while any endpoint of
+//   this process that inserted it has operations pending, and operations towards a closed one are
+//   refused.
+import { nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
+import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
+import { FI, L, layout } from "../../ffi/layout.ts";
+import { AllocToolsError } from "../errors.ts";
+import type { MemoryRegionImpl } from "../memory/region.ts";
+import { argument, type Operation } from "../engine/operation.ts";
+import type { RemoteRegion } from "../engine/remote-region.ts";
+import { RmaError, type OperationKind } from "../engine/rma-errors.ts";
+import { Posted, type CompletionSink, type Transport } from "../engine/transport.ts";
+import type { LibfabricProvider } from "./libfabric-provider.ts";
+
+/** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
+export type PeerAddress = bigint;
+
+const CQ_BATCH = 16;
+const CQ_ENTRY = layout.fi_cq_data_entry.size;
+const ERR_ENTRY = layout.fi_cq_err_entry.size;
+
+/** The open transports of this thread by endpoint name (hex): see the file header. */
+const openTransports = new Map<string, LibfabricTransport>();
+
+/** What the transport is opened with. */
+export interface LibfabricTransportSettings {
+  readonly cqSize: number;
+  readonly avCount: number;
+}
+
+/** Endpoint's adapter over one libfabric RDM endpoint. */
+export class LibfabricTransport implements Transport<PeerAddress> {
+  readonly name: Uint8Array;
+  readonly finishesAbandoned = false;
+  /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
+  readonly maxMessageSize: number;
+  private readonly fi: Libfabric;
+  private readonly provider: LibfabricProvider;
+  private readonly ep: number;
+  private readonly cq: number;
+  private readonly av: number;
+  private readonly ops: RmaOps;
+  private engine: CompletionSink | null = null;
+  private readonly peers = new Set<bigint>();
+  /** The peer of the last accepted operation (-1n: none yet): a repeated peer skips the set lookup. */
+  private lastPeer = -1n;
+  /** Peers that are endpoints of this thread. */
+  private readonly localPeers = new Map<bigint, LibfabricTransport>();
+  /** Transports of this thread that inserted this one as a peer. */
+  private readonly localInitiators = new Set<LibfabricTransport>();
+  private closed = false;
+  /** Completion entries, read as 32-bit words: op_context's low half is the id. */
+  private readonly cqBuf = new Uint8Array(CQ_BATCH * CQ_ENTRY);
+  private readonly cqWords = new Uint32Array(this.cqBuf.buffer);
+  private readonly errBuf = new Uint8Array(ERR_ENTRY);
+  private readonly errView = new DataView(this.errBuf.buffer);
+  private readonly strBuf = new Uint8Array(256);
+
+  /**
+   * Opens endpoint, completion queue and address vector on `provider`'s domain, writes completing
+   * with FI_DELIVERY_COMPLETE. Throws FabricError when libfabric refuses; nothing stays open then.
+   */
+  constructor(fi: Libfabric, provider: LibfabricProvider, settings: LibfabricTransportSettings) {
+    this.fi = fi;
+    this.provider = provider;
+    const { domain, info } = provider.handles;
+    this.maxMessageSize = Number(readU64(readPtr(info, L.fi_info.ep_attr), L.fi_ep_attr.max_msg_size));
+    let ep = 0;
+    let cq = 0;
+    let av = 0;
+    const copy = fi.dupInfo(info);
+    try {
+      const tx = readPtr(copy, L.fi_info.tx_attr);
+      const flags = readU64(tx, L.fi_tx_attr.op_flags);
+      nativeView(tx, L.fi_tx_attr.op_flags + 8).setBigUint64(L.fi_tx_attr.op_flags, flags | FI.DELIVERY_COMPLETE, true);
+      ep = fi.endpoint(domain, copy);
+      if (provider.name === "shm") fi.setName(ep, uniqueShmName());
+      cq = fi.cqOpen(domain, settings.cqSize);
+      av = fi.avOpen(domain, settings.avCount);
+      fi.bind(ep, cq, FI.TRANSMIT | FI.RECV, "fi_ep_bind");
+      fi.bind(ep, av, 0, "fi_ep_bind");
+      fi.enable(ep);
+      provider.attachEndpoint(ep);
+      this.name = fi.getName(ep);
+      this.ops = fi.rmaOps(ep, cq); // resolved once: no CFunction is made per operation
+    } catch (e) {
+      // Children before parents; the endpoint is the child of both queue and vector.
+      if (ep) try { provider.detachEndpoint(ep); fi.close(ep, "endpoint"); } catch { /* already failing */ }
+      if (cq) try { fi.close(cq, "cq"); } catch { /* already failing */ }
+      if (av) try { fi.close(av, "av"); } catch { /* already failing */ }
+      throw e;
+    } finally {
+      fi.freeInfo(copy);
+    }
+    this.ep = ep;
+    this.cq = cq;
+    this.av = av;
+    openTransports.set(hex(this.name), this);
+  }
+
+  bind(engine: CompletionSink): void {
+    this.engine = engine;
+  }
+
+  /** Adds a peer's name to the address vector. */
+  insert(peerName: Uint8Array): PeerAddress {
+    if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
+    const address = this.fi.avInsert(this.av, peerName);
+    this.peers.add(address);
+    const local = openTransports.get(hex(peerName));
+    if (local !== undefined) {
+      this.localPeers.set(address, local);
+      local.localInitiators.add(this);
+    }
+    return address;
+  }
+
+  /** FOREIGN_REGION unless the region is registered in this endpoint's domain. */
+  checkLocal(kind: OperationKind, region: MemoryRegionImpl): void {
+    const pool = region.owner as { provider?: unknown } | null;
+    // Same domain, not same object: a Worker's view of a shared provider registers there too.
+    if (pool !== null && pool.provider !== undefined && pool.provider !== this.provider && !this.provider.sharesDomainWith(pool.provider)) {
+      throw new AllocToolsError("FOREIGN_REGION", `${kind}: the local region is registered with another provider than this endpoint's`);
+    }
+  }
+
+  /** The size limit, the peer, and an endpoint of this process that closed. */
+  resolveRemote(kind: OperationKind, peer: PeerAddress, _remote: RemoteRegion, length: number): number {
+    if (length > this.maxMessageSize) throw new AllocToolsRangeError(`${kind} of ${length} bytes is above the provider's max_msg_size (${this.maxMessageSize})`);
+    if (peer !== this.lastPeer) {
+      if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`peer ${String(peer)} was not inserted on this endpoint`);
+      this.lastPeer = peer;
+    }
+    if (this.localPeers.size > 0 && this.localPeers.get(peer)?.closed === true) {
+      throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
+    }
+    return 0;
+  }
+
+  /** fi_write / fi_read with the operation's id as context. */
+  post(op: Operation): Posted {
+    const fn = op.kind === "write" ? this.ops.write : this.ops.read;
+    const ret = fn(this.ep, op.local, op.length, argument(op.region!.localKey), op.peer, op.remoteAddress, op.key, op.id) as number;
+    if (ret === 0) return Posted.POSTED;
+    if (ret === -FI.EAGAIN) return Posted.RETRY;
+    op.error = new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
+      `${op.length} bytes at remote 0x${op.remoteAddress.toString(16)} key ${String(op.key)}`);
+    return Posted.FAILED;
+  }
+
+  /** Reads the completion queue until it is empty; reports the operations it names. */
+  poll(): number {
+    const engine = this.engine!;
+    let total = 0;
+    for (;;) {
+      const n = this.ops.cqRead(this.cq, this.cqBuf, CQ_BATCH) as number;
+      if (n > 0) {
+        for (let i = 0; i < n; i++) {
+          const op = engine.inTransport(this.cqWords[(i * CQ_ENTRY) >> 2]!);
+          if (op !== null) engine.complete(op, null);
+        }
+        total += n;
+        if (n < CQ_BATCH) return total;
+        continue;
+      }
+      if (n === -FI.EAGAIN || n === 0) return total;
+      if (n === -FI.EAVAIL) {
+        if (!this.readError()) return total; // announced but not there yet: next turn
+        total++;
+        continue;
+      }
+      throw new FabricError("fi_cq_read", -n, this.fi.strerror(-n));
+    }
+  }
+
+  /** fi_cancel: the operation then completes, with an error or not, through the queue. */
+  cancel(op: Operation): void {
+    if (!op.queued) this.ops.cancel(this.ep, op.id);
+  }
+
+  functionName(kind: OperationKind): string {
+    return `fi_${kind}`;
+  }
+
+  /** Whether an endpoint of this process that inserted this one still has operations pending. */
+  holdsOthers(): boolean {
+    for (const initiator of this.localInitiators) if (!initiator.closed && initiator.engine!.pendingCount > 0) return true;
+    return false;
+  }
+
+  /** Closes endpoint, completion queue and address vector (children before parents). */
+  close(): boolean {
+    this.closed = true;
+    openTransports.delete(hex(this.name));
+    for (const target of this.localPeers.values()) target.localInitiators.delete(this);
+    const errors: unknown[] = [];
+    const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    attempt(() => this.provider.detachEndpoint(this.ep));
+    attempt(() => this.fi.close(this.ep, "endpoint"));
+    attempt(() => this.fi.close(this.cq, "cq"));
+    attempt(() => this.fi.close(this.av, "av"));
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing endpoint");
+    return true; // the endpoint is gone: nothing of the transport touches operations' memory any more
+  }
+
+  /** -FI_EAVAIL: one error entry; its operation fails with the provider's own words. False if none was read. */
+  private readError(): boolean {
+    this.errBuf.fill(0); // err_data_size 0: the provider lends its own err_data buffer
+    const ret = this.ops.cqReadErr(this.cq, this.errBuf, 0) as number;
+    if (ret < 0) {
+      if (ret === -FI.EAGAIN) return false;
+      throw new FabricError("fi_cq_readerr", -ret, this.fi.strerror(-ret));
+    }
+    if (ret === 0) return false;
+    const view = this.errView;
+    const op = this.engine!.inTransport(view.getUint32(L.fi_cq_err_entry.op_context, true));
+    if (op === null) return true;
+    const err = Math.abs(view.getInt32(L.fi_cq_err_entry.err, true));
+    const providerErrno = view.getInt32(L.fi_cq_err_entry.prov_errno, true);
+    const errData = Number(view.getBigUint64(L.fi_cq_err_entry.err_data, true));
+    const text = readCString(Number(this.ops.cqStrError(this.cq, providerErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
+    this.engine!.complete(op, new RmaError(op.describe(), err, this.fi.strerror(err), providerErrno, text));
+    return true;
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
+
+/** Random per module instance (each Worker loads its own), so that names differ across Workers of one process. */
+const shmNameTag = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join("");
+let shmEndpoints = 0;
+
+/**
+ * A name for a shm endpoint that no other endpoint has, even a dead process's. libfabric's own is
+ * pid:uid:index, and the shm file of a process killed with SIGKILL stays in /dev/shm under it: a
+ * later process given the same pid then fails fi_enable with EBUSY. NUL-terminated, as shm copies it.
+ */
+function uniqueShmName(): Uint8Array {
+  return new TextEncoder().encode(`${process.pid}:${shmNameTag}:${shmEndpoints++}\0`);
+}
