@@ -2,6 +2,7 @@
 import { AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { describeUnknownKey, unknownKey } from "../options.ts";
 import { RegistrationCache } from "../cache/registration-cache.ts";
+import { MemoryPool } from "../pool/pool.ts";
 import { MAX_OPERATIONS } from "./operation.ts";
 
 /** Options of every endpoint (`Endpoint`, `UcxEndpoint`, `MpiEndpoint`); each transport adds its own. */
@@ -19,6 +20,11 @@ export interface EngineOptions {
    * when the transport is done with the operation.
    */
   cache?: RegistrationCache;
+  /**
+   * Where `receive()` and `messages()` take the memory of a message of unknown size: a MemoryPool
+   * over this endpoint's provider (or, in a Worker, the shared pool's view). Without it they are refused.
+   */
+  pool?: MemoryPool;
   /** Operations in flight or not yet retired at once; beyond it a post throws AllocToolsError BUSY. At most 65 536. */
   maxPending?: number;
   /** Milliseconds close() waits for operations in flight to end after cancelling them; default the smaller of timeoutMs and 1000. */
@@ -30,6 +36,7 @@ export interface EngineSettings {
   readonly timeoutMs: number;
   readonly spinMicroseconds: number;
   readonly cache: RegistrationCache | null;
+  readonly pool: MemoryPool | null;
   readonly maxPending: number;
   readonly closeTimeoutMs: number;
 }
@@ -40,7 +47,7 @@ export interface EngineDefaults {
   readonly spinMicroseconds: number;
 }
 
-const ENGINE_KEYS = { timeoutMs: true, spinMicroseconds: true, cache: true, maxPending: true, closeTimeoutMs: true } as const;
+const ENGINE_KEYS = { timeoutMs: true, spinMicroseconds: true, cache: true, pool: true, maxPending: true, closeTimeoutMs: true } as const;
 
 /**
  * Checks `options` of a `className` endpoint on `provider`: its type, unknown keys (those of
@@ -63,6 +70,7 @@ export function checkEngineOptions(options: unknown, className: string, transpor
     timeoutMs,
     spinMicroseconds: integerOption("spinMicroseconds", o.spinMicroseconds, defaults.spinMicroseconds, 0, 1_000_000, "1 000 000 (one second)"),
     cache: o.cache ?? null,
+    pool: checkPool(o.pool, provider),
     maxPending: integerOption("maxPending", o.maxPending, defaults.maxPending, 1, MAX_OPERATIONS, `${MAX_OPERATIONS}, what one endpoint's operation ids can name`),
     closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, Math.min(timeoutMs, 1000), 0, 60_000, "60 000 ms"),
   };
@@ -79,4 +87,14 @@ export function integerOption(name: string, value: unknown, fallback: number, mi
   }
   if (value > max) throw new AllocToolsRangeError(`options.${name} ${value} is above ${limit}`);
   return value;
+}
+
+/** options.pool: a MemoryPool whose regions this endpoint's transport can use (same provider, or a view of it). */
+function checkPool(pool: unknown, provider: object): MemoryPool | null {
+  if (pool === undefined) return null;
+  if (!(pool instanceof MemoryPool)) throw new AllocToolsTypeError("options.pool must be a MemoryPool (receive() takes its messages' memory from it)");
+  const own = pool.provider as unknown as { sharesDomainWith?(other: unknown): boolean; sharesContextWith?(other: unknown): boolean };
+  const same = own === provider || own.sharesDomainWith?.(provider) === true || own.sharesContextWith?.(provider) === true || (provider as { kind?: unknown }).kind === "mpi";
+  if (!same) throw new AllocToolsTypeError(`options.pool must be a MemoryPool over this endpoint's provider, not ${String((own as { name?: unknown }).name)}`);
+  return pool;
 }

@@ -28,7 +28,7 @@ export class LocalRange {
  * for a pooled region that is not out of its pool, AllocToolsError DETACHED for a region whose
  * memory left its view (a user buffer transferred away).
  */
-export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange): void {
+export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange, minimumLength = 1): void {
   let region: unknown;
   let offset: number;
   if (MemoryRegionPointer.isGenuine(local)) {
@@ -42,7 +42,9 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
   if (!MemoryRegionImpl.isGenuine(region)) {
     throw new AllocToolsTypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
   }
-  if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${operation} length must be a positive integer, got ${String(length)}`);
+  if (!Number.isSafeInteger(length) || length < minimumLength) {
+    throw new AllocToolsRangeError(`${operation} length must be ${minimumLength === 1 ? "a positive integer" : `an integer >= ${minimumLength}`}, got ${String(length)}`);
+  }
   if (!Number.isSafeInteger(offset) || offset < 0 || length > region.size - offset) {
     throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }

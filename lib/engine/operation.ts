@@ -78,11 +78,28 @@ export class Operation {
   flags = 0;
   /** An error the transport found while it still holds the operation, reported when it lets go. */
   failure: unknown = null;
+  /** A message's tag (send, or a receive's tag to match) and the tag bits a receive ignores. */
+  tag = 0;
+  ignore = 0;
+  /** What a receive got, set by the transport before it reports the operation: source, tag, length. */
+  resultSource: number | bigint = 0;
+  resultTag = 0;
+  resultLength = 0;
+  /**
+   * Why the engine asked the transport to cancel (close, an abort signal, a receive's deadline):
+   * the caller gets this instead of the transport's own "cancelled" error.
+   */
+  cancelReason: unknown = null;
+  /** A `receive`'s pooled region, which its Message keeps once the transport lets go. */
+  messageRegion: MemoryRegionImpl | null = null;
+  /** A receive's abort signal and the listener the engine added to it. */
+  signal: AbortSignal | null = null;
+  abortListener: (() => void) | null = null;
   /** The pinned local region, referenced so that it (and its pool) outlive the transfer. */
   region: MemoryRegionImpl | null = null;
   /** The registration cache the region was acquired from for this operation (a plain view), else null. */
   cache: RegistrationCache | null = null;
-  resolve: ((value: void) => void) | null = null;
+  resolve: ((value: unknown) => void) | null = null;
   reject: ((error: unknown) => void) | null = null;
 
   constructor(readonly index: number) {}
@@ -135,6 +152,7 @@ export class OperationTable {
     op.request = 0;
     op.flags = 0;
     op.failure = null;
+    op.cancelReason = null;
     op.region = region;
     op.activeAt = this.active.length;
     this.active.push(op);
@@ -171,8 +189,8 @@ export class OperationTable {
     this.release(op);
   }
 
-  /** The caller's outcome is known; a promise caller gets it now (and the id retires). */
-  settle(op: Operation, error: unknown): void {
+  /** The caller's outcome is known; a promise caller gets it now, with `value` (and the id retires). */
+  settle(op: Operation, error: unknown, value?: unknown): void {
     if (op.outcome !== Outcome.Pending) return;
     op.outcome = error === null ? Outcome.Done : Outcome.Failed;
     op.error = error;
@@ -183,7 +201,7 @@ export class OperationTable {
     op.resolve = null;
     op.reject = null;
     this.retire(op);
-    if (error === null) resolve();
+    if (error === null) resolve(value);
     else reject(error);
   }
 
@@ -198,6 +216,9 @@ export class OperationTable {
     if (op.inTransport || !op.retired) return;
     op.error = null;
     op.cache = null;
+    op.signal = null;
+    op.abortListener = null;
+    op.messageRegion = null;
     this.free.push(op.index);
   }
 

@@ -6,7 +6,7 @@ import { FabricError } from "../../ffi/errors.ts";
 export type RmaKind = "read" | "write";
 
 /** The kind of any operation of an endpoint: RMA, messages, atomics. */
-export type OperationKind = RmaKind | "send" | "recv" | "fetchAdd" | "compareSwap";
+export type OperationKind = RmaKind | "send" | "recv" | "receive" | "fetchAdd" | "compareSwap";
 
 /** What an operation was, for error messages and for code that retries. */
 export interface RmaOperation {

@@ -42,6 +42,7 @@ export interface LibfabricTransportSettings {
 /** Endpoint's adapter over one libfabric RDM endpoint. */
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
+  readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = false;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
   readonly maxMessageSize: number;
@@ -108,6 +109,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.av = av;
     openTransports.set(hex(this.name), this);
   }
+
+  resolvePeer(): void {}
 
   bind(engine: CompletionSink): void {
     this.engine = engine;

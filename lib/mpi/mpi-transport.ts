@@ -44,6 +44,7 @@ export function mpiEndpointName(rank: number): Uint8Array {
 /** MpiEndpoint's adapter over the provider's window. */
 export class MpiTransport implements Transport<MpiRank> {
   readonly name: Uint8Array;
+  readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   private readonly provider: MpiProvider;
   private readonly mpi: MpiLibrary;
@@ -81,6 +82,8 @@ export class MpiTransport implements Transport<MpiRank> {
     this.requests = libc.calloc(maxPending * REQUEST_BYTES + 8);
     this.flag = this.requests + maxPending * REQUEST_BYTES;
   }
+
+  resolvePeer(): void {}
 
   bind(engine: CompletionSink): void {
     this.engine = engine;

@@ -59,6 +59,7 @@ const openTransports = new Set<UcxTransport>();
 /** UcxEndpoint's adapter over one ucp_worker. */
 export class UcxTransport implements Transport<UcxPeer> {
   readonly name: Uint8Array;
+  readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   /** `ucp_ep_rkey_unpack` calls. */
   rkeysUnpacked = 0;
@@ -111,6 +112,8 @@ export class UcxTransport implements Transport<UcxPeer> {
   get flushesInFlight(): number {
     return this.flushRequests.length;
   }
+
+  resolvePeer(): void {}
 
   bind(engine: CompletionSink): void {
     this.engine = engine;

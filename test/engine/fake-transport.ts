@@ -13,6 +13,7 @@ import type { HostProvider } from "../../lib/index.ts";
 export class FakeTransport implements Transport<number> {
   readonly name = new Uint8Array([0xfa, 0x4e]);
   finishesAbandoned = false;
+  messaging = "";
   engine!: CompletionSink;
   /** What the next posts answer, first first; POSTED once empty. */
   readonly answers: Posted[] = [];
@@ -32,6 +33,10 @@ export class FakeTransport implements Transport<number> {
   polls = 0;
   closes = 0;
   private peers = 0;
+
+  resolvePeer(kind: OperationKind, peer: number): void {
+    if (peer !== -1 && peer >= this.peers) throw new RangeError(`${kind}: peer ${peer} was not inserted`);
+  }
 
   bind(engine: CompletionSink): void {
     this.engine = engine;

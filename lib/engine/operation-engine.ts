@@ -1,0 +1,623 @@
+// The operation engine: what every endpoint does the same way, whatever moves its bytes. Each
+// endpoint (Endpoint, UcxEndpoint, MpiEndpoint, through EndpointEngine) owns one, over a transport
+// adapter (transport.ts says what an adapter supplies).
+//
+// - Operations live in preallocated slots (operation.ts) with generation-checked ids.
+// - Three ways to wait, one contract (rma-endpoint.ts): a Promise, the calling thread, or an id
+//   with poll() and completed(id). The sync and post forms allocate nothing on success.
+// - Every RMA operation and send has a deadline (`timeoutMs`): past it the caller gets
+//   RmaTimeoutError, while the operation may still be in transport; its local region stays pinned
+//   (`inFlight`) until the transport lets go of it, so its pool refuses to release, unmap or close
+//   it (BUSY) meanwhile. A receive past its deadline is cancelled instead, as an abort signal
+//   cancels it: it fails with the reason once the transport confirms, or completes if its message
+//   had already matched (a message is never lost to a caller told "failed").
+// - A post the transport pushes back waits in a queue and is posted again, in order, on the next
+//   progress turn; later operations queue behind it.
+// - Progress: the event-loop engine of progress.ts turns every endpoint of the thread while
+//   anything is pending anywhere (a peer may be another endpoint of this thread) or when asked with
+//   startProgress(). Sync waits and the promise forms' inline spin turn them on the calling thread.
+// - close(): operations never posted fail; posted ones are cancelled and drained (bounded by
+//   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
+import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
+import type { MemoryPool } from "../pool/pool.ts";
+import type { RegistrationCache } from "../cache/registration-cache.ts";
+import { LocalRange, resolveLocal } from "./local-memory.ts";
+import { ANY_SOURCE, MAX_TAG, Message, Received, type ReceiveOptions } from "./message.ts";
+import { argument, Operation, OperationTable, Outcome, Wait } from "./operation.ts";
+import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
+import { RemoteRegion } from "./remote-region.ts";
+import { RmaTimeoutError, type OperationKind, type RmaKind } from "./rma-errors.ts";
+import type { LocalMemory, RmaEndpointStats } from "./rma-endpoint.ts";
+import type { EngineSettings } from "./engine-options.ts";
+import { Posted, type Transport } from "./transport.ts";
+
+/** Timeouts have millisecond granularity: deadlines are scanned at most this often (ms). */
+const EXPIRY_PERIOD_MS = 1;
+
+/** The engine's counters; one shape, fields set here. */
+class Counters {
+  posted = 0;
+  retried = 0;
+  completed = 0;
+  failed = 0;
+  timedOut = 0;
+}
+
+/** Local memory as the forms take it: a region, a pointer, or (with a cache) a plain view. */
+export type AnyLocalMemory = LocalMemory | ArrayBufferView;
+
+/** The engine of one endpoint: see the file header. */
+export class OperationEngine<Peer extends number | bigint> implements Progressable {
+  readonly timeoutMs: number;
+  readonly spinMicroseconds: number;
+  readonly cache: RegistrationCache | null;
+  readonly pool: MemoryPool | null;
+  readonly maxPending: number;
+  readonly transport: Transport<Peer>;
+  private readonly table: OperationTable;
+  /** Operations the transport pushed back, to post again in order. */
+  private readonly retries: Operation[] = [];
+  /** The local memory of the operation being posted, refilled per call. */
+  private readonly local = new LocalRange();
+  private readonly counts = new Counters();
+  private readonly closeTimeoutMs: number;
+  private readonly owner: { readonly name: string };
+  private interval = -1;
+  private closed_ = false;
+  private nextExpiry = 0;
+  /** A failure of the transport itself (its completion queue): every later operation gets it. */
+  private broken: unknown = null;
+
+  /** Takes over an opened transport and registers with the progress engine. */
+  constructor(transport: Transport<Peer>, settings: EngineSettings, owner: { readonly name: string }) {
+    this.transport = transport;
+    this.timeoutMs = settings.timeoutMs;
+    this.spinMicroseconds = settings.spinMicroseconds;
+    this.cache = settings.cache;
+    this.pool = settings.pool;
+    this.maxPending = settings.maxPending;
+    this.closeTimeoutMs = settings.closeTimeoutMs;
+    this.table = new OperationTable(settings.maxPending);
+    this.owner = owner;
+    transport.bind(this);
+    progressEngine.add(this);
+  }
+
+  get closed(): boolean {
+    return this.closed_;
+  }
+
+  /** Callers still waiting, and, where the transport ends timed-out operations itself, what it still holds. */
+  get pendingCount(): number {
+    return this.transport.finishesAbandoned ? this.table.inTransport : this.table.waiting;
+  }
+
+  get inTransportCount(): number {
+    return this.table.inTransport;
+  }
+
+  /** CompletionSink: the operations the transport holds. */
+  get active(): readonly Operation[] {
+    return this.table.active;
+  }
+
+  /** Progressable: the interval asked for with startProgress(), -1 when not asked. */
+  get progressInterval(): number {
+    return this.interval;
+  }
+
+  stats(): RmaEndpointStats {
+    const c = this.counts;
+    return { posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut };
+  }
+
+  // ---- beginning operations -----------------------------------------------------------------------
+
+  /** Checks an RMA request, takes a slot, pins the local memory, and posts (or queues). */
+  beginRma(kind: RmaKind, wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Operation {
+    this.assertOpen();
+    if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
+    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+    if (length > remote.length) {
+      throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
+    }
+    const handle = this.transport.resolveRemote(kind, peer, remote, length);
+    const op = this.take(kind, wait, local, length, 1, performance.now() + this.timeoutMs);
+    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
+    op.remoteAddress = argument(remote.address);
+    op.key = argument(remote.key);
+    op.remoteHandle = handle;
+    this.start(op);
+    return op;
+  }
+
+  /** Checks a send, takes a slot, pins the local memory, and posts (or queues). */
+  beginSend(wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, tag: number): Operation {
+    this.assertMessaging("send");
+    checkTag("send", tag);
+    this.transport.resolvePeer("send", peer, tag, 0);
+    const op = this.take("send", wait, local, length, 0, performance.now() + this.timeoutMs);
+    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
+    op.tag = tag;
+    op.ignore = 0;
+    this.start(op);
+    return op;
+  }
+
+  /**
+   * Checks a receive, takes a slot, pins the local memory, and posts (or queues). An aborted
+   * signal throws its reason, having taken nothing.
+   */
+  beginRecv(wait: Wait, local: AnyLocalMemory, length: number, source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): Operation {
+    this.assertMessaging("recv");
+    const ignore = this.checkMatch("recv", source, tag, options);
+    const signal = options?.signal ?? null;
+    if (signal !== null && signal.aborted) throw signal.reason;
+    const op = this.take("recv", wait, local, length, 0, performance.now() + this.timeoutMs);
+    this.fillMatch(op, source, tag, ignore);
+    if (signal !== null) this.watch(op, signal);
+    this.start(op);
+    return op;
+  }
+
+  /**
+   * A receive of a message of unknown size: the transport finds a matching message first, then
+   * asks bufferFor() for memory of its length from the pool. No deadline: an abort signal or
+   * close ends it.
+   */
+  beginReceive(source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): Operation {
+    this.assertMessaging("receive");
+    if (this.pool === null) throw new AllocToolsTypeError("receive() takes its memory from the endpoint's pool: open the endpoint with options.pool (a MemoryPool over its provider)");
+    const ignore = this.checkMatch("receive", source, tag, options);
+    const signal = options?.signal ?? null;
+    if (signal !== null && signal.aborted) throw signal.reason;
+    const op = this.table.take("receive", Wait.Promise, null, 0, 0, Infinity);
+    this.fillMatch(op, source, tag, ignore);
+    if (signal !== null) this.watch(op, signal);
+    this.start(op);
+    return op;
+  }
+
+  /**
+   * CompletionSink, for a `receive` operation whose message the transport found: takes a region of
+   * `length` bytes from the pool and pins it as the operation's memory. False when the pool
+   * refused: `op.failure` says why, and the transport discards the message (a receive of 0 bytes).
+   */
+  bufferFor(op: Operation, length: number): boolean {
+    let region: MemoryRegionImpl;
+    try {
+      region = this.pool!.getRegion(Math.max(length, 1)) as MemoryRegionImpl;
+    } catch (e) {
+      op.failure = e;
+      return false;
+    }
+    op.region = region;
+    op.messageRegion = region;
+    op.local = region.address;
+    op.length = length;
+    beginOperation(region);
+    return true;
+  }
+
+  /** The source, tag and mask of a receive, checked; returns the mask. */
+  private checkMatch(kind: OperationKind, source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): number {
+    checkTag(kind, tag);
+    if (options !== undefined && (options === null || typeof options !== "object")) throw new AllocToolsTypeError(`${kind} options must be an object`);
+    const ignore = options?.ignore ?? 0;
+    if (!Number.isInteger(ignore) || ignore < 0 || ignore > MAX_TAG) throw new AllocToolsRangeError(`${kind}: options.ignore must be a tag mask, an integer in [0, 2^32), got ${String(ignore)}`);
+    const signal = options?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new AllocToolsTypeError(`${kind}: options.signal must be an AbortSignal`);
+    this.transport.resolvePeer(kind, source, tag, ignore);
+    return ignore;
+  }
+
+  private fillMatch(op: Operation, source: Peer | typeof ANY_SOURCE, tag: number, ignore: number): void {
+    op.peer = typeof source === "bigint" ? argument(source) : source;
+    op.tag = tag;
+    op.ignore = ignore;
+  }
+
+  /**
+   * Resolves the local memory (a region, a pointer, or with a cache a plain view), takes a slot and
+   * pins the region. Throws having changed nothing (a cached region acquired here goes back).
+   */
+  private take(kind: OperationKind, wait: Wait, local: AnyLocalMemory, length: number, minimumLength: number, deadline: number): Operation {
+    const cached = this.cache !== null && ArrayBuffer.isView(local);
+    const range = cached ? this.resolveCached(kind, local, length, minimumLength) : this.resolveLocalMemory(kind, local as LocalMemory, length, minimumLength);
+    const region = range.region!;
+    let op: Operation;
+    try {
+      op = this.table.take(kind, wait, region, range.address, length, deadline);
+    } catch (e) {
+      if (cached) this.cache!.release(region);
+      throw e;
+    }
+    op.cache = cached ? this.cache : null;
+    beginOperation(region);
+    return op;
+  }
+
+  /** The local memory of one operation, checked: this library's, in range, out of its pool, usable by the transport. */
+  private resolveLocalMemory(kind: OperationKind, local: LocalMemory, length: number, minimumLength: number): LocalRange {
+    const range = this.local;
+    resolveLocal(kind, local, length, range, minimumLength);
+    this.transport.checkLocal(kind, range.region!);
+    return range;
+  }
+
+  /** A plain view through the cache: a cached region over it, acquired until the operation ends. */
+  private resolveCached(kind: OperationKind, view: ArrayBufferView, length: number, minimumLength: number): LocalRange {
+    const cache = this.cache!;
+    const region = cache.resolveLocal(kind, view, length);
+    try {
+      cache.assertUsable(kind, region);
+      return this.resolveLocalMemory(kind, region, length, minimumLength);
+    } catch (e) {
+      cache.release(region);
+      throw e;
+    }
+  }
+
+  /** Posts `op` now, or queues it behind operations the transport pushed back (their order is kept). */
+  private start(op: Operation): void {
+    if (this.broken !== null) {
+      this.finish(op, this.broken);
+      return;
+    }
+    if (this.retries.length > 0) this.queue(op);
+    else this.post(op);
+  }
+
+  /** One post; returns false when the transport pushed it back. */
+  private post(op: Operation): boolean {
+    const posted = this.transport.post(op);
+    if (posted === Posted.POSTED) {
+      this.counts.posted++;
+    } else if (posted === Posted.DONE) {
+      this.counts.posted++;
+      this.complete(op, op.failure);
+    } else if (posted === Posted.RETRY) {
+      this.counts.retried++;
+      if (!op.queued) this.queue(op);
+      return false;
+    } else {
+      this.counts.failed++;
+      this.finish(op, op.error);
+    }
+    return true;
+  }
+
+  private queue(op: Operation): void {
+    op.queued = true;
+    this.retries.push(op);
+  }
+
+  /** Posts what was pushed back, in order, until the transport pushes back again. */
+  private repost(): void {
+    const retries = this.retries;
+    while (retries.length > 0) {
+      const op = retries[0]!;
+      if (!this.post(op)) return;
+      // A finished operation already left the queue (finish() removes it).
+      if (retries[0] === op) retries.shift();
+      op.queued = false;
+    }
+  }
+
+  // ---- waiting ------------------------------------------------------------------------------------
+
+  /** Spins up to spinMicroseconds, then hands the wait to the event loop; resolves with the operation's value. */
+  promise<T>(op: Operation): Promise<T> {
+    if (op.outcome === Outcome.Pending && this.spinMicroseconds > 0) {
+      const start = performance.now();
+      const end = start + this.spinMicroseconds / 1000;
+      let now = start;
+      do {
+        progressEngine.pumpAll(now);
+        now = performance.now();
+      } while (op.outcome === Outcome.Pending && now < end);
+    }
+    if (op.outcome !== Outcome.Pending) {
+      const error = op.error;
+      const value = error === null ? this.valueOf(op) : undefined;
+      this.table.retire(op);
+      return (error === null ? Promise.resolve(value) : Promise.reject(error)) as Promise<T>;
+    }
+    const promise = new Promise<T>((resolve, reject) => {
+      op.resolve = resolve as (value: unknown) => void;
+      op.reject = reject;
+    });
+    progressEngine.wake();
+    return promise;
+  }
+
+  /** Turns this thread's endpoints until `op` has an outcome; retires it; throws its error. */
+  waitSync(op: Operation): void {
+    while (op.outcome === Outcome.Pending) {
+      progressEngine.pumpAll(performance.now());
+      // An abort signal cannot fire while this thread waits here, unless it was aborted already
+      // (or from another thread): look at it.
+      if (op.signal !== null && op.signal.aborted && op.cancelReason === null) this.cancel(op, op.signal.reason);
+    }
+    const error = op.error;
+    this.table.retire(op);
+    if (error !== null) throw error;
+  }
+
+  /** recvSync(): waits, then the Received of the retired operation (one object). */
+  waitReceived(op: Operation): Received<Peer> {
+    while (op.outcome === Outcome.Pending) {
+      progressEngine.pumpAll(performance.now());
+      if (op.signal !== null && op.signal.aborted && op.cancelReason === null) this.cancel(op, op.signal.reason);
+    }
+    const error = op.error;
+    const received = error === null ? this.received(op) : null;
+    this.table.retire(op);
+    if (error !== null) throw error;
+    return received!;
+  }
+
+  /** completed(id) and received(id): the post-form operation of `id`, or RangeError. */
+  postedOperation(id: number, kind: string): Operation {
+    const op = this.table.byId(id);
+    if (op === null || op.wait !== Wait.Post) {
+      throw new AllocToolsRangeError(`operation id ${String(id)} is not a pending ${kind} of this endpoint (unknown, or already retired)`);
+    }
+    if (op.outcome === Outcome.Pending && this.transport.refresh !== undefined && !this.closed_) this.transport.refresh(op);
+    return op;
+  }
+
+  /** Retires a post-form operation that has an outcome; throws its error. */
+  retirePosted(op: Operation): void {
+    const error = op.error;
+    this.table.retire(op);
+    if (error !== null) throw error;
+  }
+
+  /** The Received of a completed receive. */
+  received(op: Operation): Received<Peer> {
+    return new Received(op.resultSource as Peer, op.resultTag, op.resultLength);
+  }
+
+  /** What a promise of `op` resolves with: a receive's Received or Message, else nothing. */
+  private valueOf(op: Operation): unknown {
+    if (op.kind === "recv") return this.received(op);
+    if (op.kind === "receive") return new Message(op.resultSource as Peer, op.resultTag, op.resultLength, op.messageRegion!, this.pool!);
+    return undefined;
+  }
+
+  // ---- cancelling ---------------------------------------------------------------------------------
+
+  /** Listens for the abort of a receive's signal (the listener goes once the receive ends). */
+  private watch(op: Operation, signal: AbortSignal): void {
+    const id = op.id;
+    const listener = (): void => {
+      const current = this.table.byId(id);
+      if (current !== null && current.outcome === Outcome.Pending && current.cancelReason === null) this.cancel(current, signal.reason);
+    };
+    op.signal = signal;
+    op.abortListener = listener;
+    signal.addEventListener("abort", listener, { once: true });
+  }
+
+  /**
+   * Asks the transport to cancel `op`, which then fails with `reason` once the transport lets go
+   * of it, or completes if it had already matched or finished.
+   */
+  private cancel(op: Operation, reason: unknown): void {
+    op.cancelReason = reason;
+    if (op.queued) this.finish(op, reason);
+    else this.transport.cancel(op);
+    progressEngine.wake();
+  }
+
+  // ---- progress -----------------------------------------------------------------------------------
+
+  poll(): number {
+    if (this.closed_) return 0;
+    return this.turn(performance.now(), true);
+  }
+
+  progress(): number {
+    this.assertOpen();
+    const n = this.turn(performance.now(), true);
+    if (this.broken !== null) throw this.broken;
+    return n;
+  }
+
+  startProgress(intervalMs: number): void {
+    this.assertOpen();
+    this.interval = checkProgressInterval(intervalMs);
+    progressEngine.wake();
+  }
+
+  stopProgress(): void {
+    this.interval = -1;
+  }
+
+  /** Progressable: one turn that never throws (failures settle the operations). */
+  pump(now: number): number {
+    if (this.closed_) return 0;
+    return this.turn(now, false);
+  }
+
+  /** One turn: completions, then what waits to be posted again, then deadlines. */
+  private turn(now: number, progressPeers: boolean): number {
+    let completed = 0;
+    try {
+      completed = this.transport.poll(now, progressPeers);
+      if (this.retries.length > 0) {
+        this.repost();
+        if (this.retries.length > 0) completed += this.transport.poll(now, false);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+    if (now >= this.nextExpiry) {
+      this.nextExpiry = now + EXPIRY_PERIOD_MS;
+      this.expire(now);
+    }
+    return completed;
+  }
+
+  /** CompletionSink: the operation a completion's id names, if still in transport. */
+  inTransport(id: number): Operation | null {
+    return this.table.inTransportById(id);
+  }
+
+  /** CompletionSink: the transport let go of `op`; count it and finish it. */
+  complete(op: Operation, error: unknown): void {
+    if (!op.inTransport) return;
+    if (error === null) this.counts.completed++;
+    else this.counts.failed++;
+    this.finish(op, error);
+  }
+
+  /**
+   * The transport is done with `op` (completion, error, refused post, close): unpin its region,
+   * give a cached region back, and settle the caller unless it already has its outcome.
+   */
+  private finish(op: Operation, error: unknown): void {
+    if (op.queued) {
+      op.queued = false;
+      const i = this.retries.indexOf(op);
+      if (i >= 0) this.retries.splice(i, 1);
+    }
+    const cache = op.cache;
+    const region = op.region;
+    op.cache = null;
+    this.table.leaveTransport(op);
+    // A cached region goes back once the transport is done with it (a closed cache took it back).
+    if (cache !== null && region !== null && !cache.closed && region.inUse) cache.release(region);
+    // A receive() that failed gives its pooled region back (one that succeeded hands it to its Message).
+    const failed = op.outcome === Outcome.Pending ? error !== null : op.outcome === Outcome.Failed;
+    if (op.messageRegion !== null && failed) this.releaseMessageRegion(op);
+    if (op.outcome === Outcome.Pending) this.settle(op, error);
+  }
+
+  private releaseMessageRegion(op: Operation): void {
+    const region = op.messageRegion!;
+    op.messageRegion = null;
+    if (region.inUse) this.pool!.releaseRegion(region);
+  }
+
+  /** The caller's outcome: a cancelled operation's is the reason it was cancelled for. */
+  private settle(op: Operation, error: unknown): void {
+    const signal = op.signal;
+    if (signal !== null) signal.removeEventListener("abort", op.abortListener!);
+    const outcome = error !== null && op.cancelReason !== null ? op.cancelReason : error;
+    this.table.settle(op, outcome, outcome === null && op.resolve !== null ? this.valueOf(op) : undefined);
+  }
+
+  /**
+   * Operations past their deadline fail with RmaTimeoutError: RMA operations and sends at once
+   * (posted ones stay pinned until the transport lets go), receives once their cancel is confirmed.
+   */
+  private expire(now: number): void {
+    if (this.table.waiting === 0) return;
+    const active = this.table.active;
+    for (let i = active.length - 1; i >= 0; i--) {
+      const op = active[i]!;
+      if (op.outcome !== Outcome.Pending || op.deadline > now || op.cancelReason !== null) continue;
+      this.counts.timedOut++;
+      const error = new RmaTimeoutError(op.describe(), this.timeoutMs, this.transport.functionName(op.kind));
+      if (op.queued) {
+        this.finish(op, error); // never posted: the transport does not have it
+      } else if (op.kind === "recv") {
+        this.cancel(op, error);
+      } else {
+        this.settle(op, error);
+        this.transport.abandon?.(op);
+      }
+    }
+  }
+
+  /** The transport failed: every operation fails with it, and so will later ones. */
+  private fail(e: unknown): void {
+    this.broken = e;
+    for (const op of this.retries.slice()) this.finish(op, e);
+    for (const op of this.table.active) if (op.outcome === Outcome.Pending) this.settle(op, e);
+  }
+
+  // ---- close --------------------------------------------------------------------------------------
+
+  /**
+   * Never-posted operations fail; posted ones are cancelled and drained (bounded); then the
+   * transport closes and what it still held fails with ENDPOINT_CLOSED (and stays pinned for good
+   * if the transport could not let go). Idempotent; throws what failed, after everything.
+   */
+  close(parent: ParentProvider, endpoint: ProviderChild): void {
+    if (this.closed_) return;
+    this.closed_ = true;
+    this.interval = -1;
+    const errors: unknown[] = [];
+    const closed = closedError();
+    for (const op of this.retries.slice()) this.finish(op, closed);
+    this.drainForClose(errors, closed);
+    progressEngine.remove(this);
+    parent.disown(endpoint);
+    let released = false;
+    try {
+      released = this.transport.close();
+    } catch (e) {
+      errors.push(e);
+    }
+    const active = this.table.active;
+    for (let i = active.length - 1; i >= 0; i--) {
+      const op = active[i]!;
+      // A transport that could not let go keeps its operations pinned for good: never unpin memory native code may still use.
+      if (released) this.finish(op, closed);
+      else if (op.outcome === Outcome.Pending) this.settle(op, closed);
+    }
+    if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing ${this.owner.name}'s endpoint`);
+  }
+
+  /**
+   * Cancels what is posted and turns until the transport holds nothing (and no endpoint of this
+   * process may still use this one's memory), for at most closeTimeoutMs.
+   */
+  private drainForClose(errors: unknown[], closed: AllocToolsError): void {
+    const transport = this.transport;
+    if (this.table.inTransport === 0 && !transport.holdsOthers()) return;
+    try {
+      transport.quiesce?.();
+    } catch (e) {
+      errors.push(e);
+    }
+    for (const op of this.table.active) {
+      if (op.cancelReason === null) op.cancelReason = closed;
+      transport.cancel(op);
+    }
+    const deadline = performance.now() + this.closeTimeoutMs;
+    // closed_ is set, so pump() skips this endpoint: poll it here, and turn the others of the thread.
+    for (let now = performance.now(); (this.table.inTransport > 0 || transport.holdsOthers()) && now < deadline; now = performance.now()) {
+      try {
+        transport.poll(now, true);
+      } catch {
+        break; // the transport itself failed: nothing more will come out of it
+      }
+      progressEngine.pumpAll(now);
+    }
+  }
+
+  assertOpen(): void {
+    if (this.closed_) throw new AllocToolsError("ENDPOINT_CLOSED", "the endpoint is closed");
+  }
+
+  private assertMessaging(kind: OperationKind): void {
+    this.assertOpen();
+    const reason = this.transport.messaging;
+    if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
+  }
+}
+
+/** A tag: an integer in [0, 2^32). */
+function checkTag(kind: OperationKind, tag: number): void {
+  if (!Number.isInteger(tag) || tag < 0 || tag > MAX_TAG) throw new AllocToolsRangeError(`${kind}: a tag is an integer in [0, 2^32), got ${String(tag)}`);
+}
+
+function closedError(): AllocToolsError {
+  return new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
+}
