@@ -1,12 +1,17 @@
 // The registration cache: user memory registered once and served again, keyed by the buffer object.
 //
 // An entry belongs to one ArrayBuffer (or SharedArrayBuffer) object and keeps it referenced while
-// it is registered, so the memory under a registration can never be freed and handed to another
-// buffer: a new buffer at a reused address is a different key, hence a miss. That is why no memory
-// hooks are needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
-// What JavaScript can still do to a held buffer is detach it (transfer()) or shrink it (a resizable
-// ArrayBuffer): both are seen at the buffer's next lookup, on flush() and by eviction scans (32
-// entries per scan, round robin), where the entry is invalidated and deregistered.
+// it is registered, so the garbage collector never frees the memory under a registration: a new
+// buffer at a reused address is a different key, hence a miss. That is why no memory hooks are
+// needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
+// What JavaScript can still do to a held buffer is detach it (transfer(), a transfer list): its
+// memory moves to a buffer the cache never sees, which may be freed. Nothing reachable from
+// JavaScript makes a buffer non-detachable (Bun pins buffers only inside its own native calls), so:
+// a detach is seen at the buffer's next lookup, on flush() and by eviction scans (32 entries per
+// scan, round robin), where the entry is invalidated and deregistered; an Endpoint's read never
+// lands in a caller's buffer directly (read-staging.ts), and an operation whose buffer was
+// detached in flight fails with DETACHED (finishLocal). Resizable ArrayBuffers, which could shrink
+// under a registration, are refused, as registerUserRegion refuses them.
 //
 // Hot path (a hit): one Map lookup, a bounds check against the entry's registration, one
 // ArrayBuffer length read, and a region object reused from the entry's slots (no allocation).
@@ -18,6 +23,11 @@ import { busyError } from "../engine/local-memory.ts";
 import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "../memory/provider.ts";
 import { checkOut, MemoryRegionImpl, RegionFlag, setInUse, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { MemoryRegionTraits } from "../memory/traits.ts";
+import {
+  arrayBufferByteLength, arrayBufferDetached, dataViewBuffer, dataViewByteLength, dataViewByteOffset, isResizableArrayBuffer,
+  lengthGetterFor, type AnyBuffer,
+} from "../memory/buffer-intrinsics.ts";
+import { resizableBufferError } from "../memory/user-memory.ts";
 
 /** Options of a RegistrationCache. */
 export interface RegistrationCacheOptions {
@@ -58,7 +68,7 @@ export interface RegistrationCacheStats {
   readonly misses: number;
   /** Unused entries deregistered to make room (maxEntries, maxBytes, the pool's maxPinnedBytes). */
   readonly evictions: number;
-  /** Entries dropped because their buffer was detached or shrank below the registration. */
+  /** Entries dropped because their buffer was detached (transfer(), a transfer list). */
   readonly invalidations: number;
   /** Buffers cached now. */
   readonly entries: number;
@@ -77,30 +87,13 @@ export interface RegistrationCacheStats {
 const DEFAULT_MAX_ENTRIES = 1024;
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Entries an eviction scan checks for detached and shrunk buffers (all of them up to this many). */
+/** Entries an eviction scan checks for detached buffers (all of them up to this many). */
 const SWEEP_PER_SCAN = 32;
 /** Region objects kept per entry for reuse on hits (distinct view ranges served without allocation). */
 const REGION_SLOTS = 4;
 
-type Buffer = ArrayBuffer | SharedArrayBuffer;
+type Buffer = AnyBuffer;
 const EMPTY_BUFFER: Buffer = new ArrayBuffer(0);
-
-// ---- user memory rules (intrinsic getters: an own property on the caller's object cannot lie) ----
-
-function getter(prototype: object, name: string): (this: unknown) => unknown {
-  return Object.getOwnPropertyDescriptor(prototype, name)!.get! as (this: unknown) => unknown;
-}
-const arrayBufferByteLength = getter(ArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
-const sharedArrayBufferByteLength = getter(SharedArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
-const arrayBufferDetached = getter(ArrayBuffer.prototype, "detached") as (this: unknown) => boolean;
-const dataViewBuffer = getter(DataView.prototype, "buffer") as (this: unknown) => Buffer;
-const dataViewByteOffset = getter(DataView.prototype, "byteOffset") as (this: unknown) => number;
-const dataViewByteLength = getter(DataView.prototype, "byteLength") as (this: unknown) => number;
-
-/** The intrinsic byteLength getter for `value`'s kind (picked by prototype; the getter itself checks). */
-function lengthGetterFor(value: object): (this: unknown) => number {
-  return value instanceof SharedArrayBuffer ? sharedArrayBufferByteLength : arrayBufferByteLength;
-}
 
 /** Whether `buffer` was detached (transfer(), structured transfer); SharedArrayBuffers never are. */
 function isDetached(buffer: Buffer, lengthOf: (this: unknown) => number): boolean {
@@ -320,8 +313,10 @@ class CacheEntry {
  *   ever served for memory that changed owner (no memory hooks needed).
  * - One registration serves every view into a buffer; it grows (page-aligned, within the buffer)
  *   when a wider view arrives. The previous registration stays live while regions hold it.
- * - A detached or shrunk buffer's entry is invalidated at its next lookup, on flush(), and by
- *   eviction scans (every entry while there are at most 32, else the next 32 in turn).
+ * - A detached buffer's entry is invalidated at its next lookup, on flush(), and by eviction scans
+ *   (every entry while there are at most 32, else the next 32 in turn). Resizable ArrayBuffers
+ *   (they could shrink under a registration) are refused with a TypeError; a growable
+ *   SharedArrayBuffer is registered at its length then, and again wider when a wider view comes.
  * - An entry with regions out is never evicted; unused entries go LRU when maxEntries or maxBytes
  *   is reached (or when the owning pool needs room under its maxPinnedBytes).
  *
@@ -411,9 +406,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /**
    * A user region (`isUser`, `isCached`) over exactly the bytes of `memory`, with keys and a remote
    * address a peer can use. Give it back with `release`. Throws TypeError for anything but a buffer
-   * or view, RangeError for an empty one, AllocToolsError DETACHED for a detached buffer,
-   * CACHE_FULL when every entry is in use at a limit, CACHE_CLOSED after close(), and the
-   * provider's error when registration fails; a failed acquire leaves nothing registered.
+   * or view and for a resizable ArrayBuffer or a view of one (as registerUserRegion: it could
+   * shrink under the registration), RangeError for an empty one, AllocToolsError DETACHED for a
+   * detached buffer, CACHE_FULL when every entry is in use at a limit, CACHE_CLOSED after close(),
+   * and the provider's error when registration fails; a failed acquire leaves nothing registered.
    */
   acquire(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     // DataViews take the slow path: their getters throw once the buffer is detached.
@@ -499,7 +495,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * Deregisters every entry not in use (and drops entries whose buffer was detached or shrank,
+   * Deregisters every entry not in use (and drops entries whose buffer was detached,
    * counted as invalidations). Entries with regions out stay. Returns the number of unused
    * entries deregistered.
    */
@@ -654,6 +650,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
       entry = undefined;
     }
     if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
+    // Never cached (so never a hit): resize() could shrink it under the registration.
+    if (isResizableArrayBuffer(buffer)) throw resizableBufferError("acquire", buffer as ArrayBuffer);
     if (length === 0) throw new AllocToolsRangeError("acquire: cannot register an empty buffer or view");
     if (entry === undefined) return this.miss(buffer, bytes.lengthOf, bytes.total, offset, length);
     const reg = entry.current!;
@@ -781,7 +779,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * An eviction scan's check for detached and shrunk buffers: every entry while there are at most
+   * An eviction scan's check for detached buffers: every entry while there are at most
    * SWEEP_PER_SCAN, else the next SWEEP_PER_SCAN round robin (every entry within
    * ceil(entries / SWEEP_PER_SCAN) + 1 scans), so that a miss at capacity stays O(1).
    */
@@ -800,7 +798,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.sweepAt = at;
   }
 
-  /** Drops every entry whose buffer was detached or shrank (flush, and before refusing room). */
+  /** Drops every entry whose buffer was detached (flush, and before refusing room). */
   private sweepInvalid(): void {
     const live = this.live;
     for (let i = live.length - 1; i >= 0; i--) {
