@@ -28,6 +28,7 @@ import {
   lengthGetterFor, type AnyBuffer,
 } from "../memory/buffer-intrinsics.ts";
 import { resizableBufferError } from "../memory/user-memory.ts";
+import { ReadStaging, type StagedRead } from "./read-staging.ts";
 
 /** Options of a RegistrationCache. */
 export interface RegistrationCacheOptions {
@@ -82,6 +83,13 @@ export interface RegistrationCacheStats {
   readonly registered: number;
   /** Registrations deregistered since the cache was made. */
   readonly deregistered: number;
+  /**
+   * Endpoint reads into plain views since the cache was made: each landed in the cache's own
+   * staging memory and was copied into the view once the transport was done (see finishLocal).
+   */
+  readonly stagedReads: number;
+  /** Bytes of staging memory the cache owns now (in use and idle; its registrations count in `bytes`). */
+  readonly stagingBytes: number;
 }
 
 const DEFAULT_MAX_ENTRIES = 1024;
@@ -89,6 +97,8 @@ const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Entries an eviction scan checks for detached buffers (all of them up to this many). */
 const SWEEP_PER_SCAN = 32;
+/** Most bytes of idle staging buffers a cache keeps for the next reads (read-staging.ts). */
+const IDLE_STAGING_BYTES = 16 * 1024 * 1024;
 /** Region objects kept per entry for reuse on hits (distinct view ranges served without allocation). */
 const REGION_SLOTS = 4;
 
@@ -255,6 +265,8 @@ class CacheEntry {
   nextSlot: number = 0;
   /** Position in the cache's list of live entries (swept without a Map iterator). */
   index: number = -1;
+  /** The staging buffer this entry registers, while a read uses it; null otherwise. */
+  staging: StagedRead | null = null;
 
   constructor(buffer: Buffer, address: number, lengthOf: (this: unknown) => number) {
     this.buffer = buffer;
@@ -278,6 +290,7 @@ class CacheEntry {
     this.overflow = null;
     this.nextSlot = 0;
     this.index = -1;
+    this.staging = null;
   }
 
   slot(i: number): MemoryRegionImpl | null {
@@ -369,6 +382,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** span()'s result (fields: a miss allocates no array). */
   private spanStart = 0;
   private spanEnd = 0;
+  /** Where Endpoint reads into plain views land (read-staging.ts). */
+  private readonly staging: ReadStaging;
   private closed_ = false;
   // Books.
   private hits = 0;
@@ -380,6 +395,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   private liveRegistrations = 0;
   private registered = 0;
   private deregistered = 0;
+  private stagedReads = 0;
 
   /** A cache over `provider` (a HostProvider, LibfabricProvider, or a pool's provider). */
   constructor(provider: RegionProvider, options: RegistrationCacheOptions = {}) {
@@ -395,6 +411,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.wholeBufferBytes = checkLimit("wholeBufferBytes", options.wholeBufferBytes, DEFAULT_WHOLE_BUFFER_BYTES);
     this.budget = options.budget ?? null;
     this.remains = new CacheRemains(this.traits);
+    // Power-of-two staging buffers only up to what one entry may register (maxBytes).
+    const largestKept = 2 ** Math.floor(Math.log2(Math.min(this.wholeBufferBytes, this.maxBytes)));
+    this.staging = new ReadStaging(largestKept, Math.min(IDLE_STAGING_BYTES, this.maxBytes));
     backstop.register(this, this.remains, this);
   }
 
@@ -448,6 +467,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
       if (entry.live) this.linkNewest(entry);
       else this.orphans.delete(entry);
     }
+    if (entry.staging !== null) this.unstage(entry);
   }
 
   /** RegionOwner: `region[Symbol.dispose]()` releases through here. */
@@ -456,10 +476,15 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * The local memory of an RMA operation given as a plain view: a region over exactly `view`,
-   * acquired here, for `length` bytes from its start. The caller releases it (`release`) once the
-   * operation no longer touches it. Throws RangeError, before acquiring, when `length` is not an
-   * integer in [1, view.byteLength].
+   * The local memory of an RMA operation given as a plain view, for `length` bytes from its start.
+   * A write gets a region over exactly `view`, acquired here (zero-copy: the transport only reads
+   * it). A read gets a region over the cache's own staging memory, which remembers the view: the
+   * transport writes there, and finishLocal copies the bytes into the view once it is done (a
+   * caller's buffer can be transferred away and its memory reused while the read is in flight;
+   * staging memory cannot). Either way the caller gives the region back with `finishLocal` once
+   * the transport no longer touches it, or with `release` if it never posted. Throws, having
+   * acquired nothing: RangeError when `length` is not an integer in [1, view.byteLength], and
+   * what `acquire` throws for the view (TypeError for a resizable buffer, DETACHED, ...).
    * @internal For endpoints (it returns the library's own region type).
    */
   resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
@@ -467,7 +492,40 @@ export class RegistrationCache implements RegionOwner, Disposable {
     if (!Number.isSafeInteger(length) || length <= 0 || length > view.byteLength) {
       throw new AllocToolsRangeError(`${operation} of ${String(length)} bytes does not fit the local view's ${view.byteLength} bytes`);
     }
-    return this.acquire(view) as MemoryRegionImpl;
+    if (operation !== "read") return this.acquire(view) as MemoryRegionImpl;
+    return this.stageRead(operation, view, length);
+  }
+
+  /**
+   * The transport is done with an operation's region from resolveLocal (completion, error
+   * completion, refused post, endpoint closed): for a read that succeeded while its caller still
+   * waits (`waited`), copies the staged bytes into the view; then gives the region back. Returns
+   * the operation's outcome: `error` as given, or AllocToolsError DETACHED when the view's buffer
+   * was detached (transfer(), a transfer list) while the operation was in flight. A read's bytes
+   * then go nowhere; a write's target may hold other bytes (the transport read memory the buffer
+   * no longer owned). Never throws: a provider error while giving the region back (a deregistration
+   * that failed) becomes the outcome of an operation that had none.
+   * @internal For endpoints, once per operation, after its region left the transport.
+   */
+  finishLocal(operation: string, region: MemoryRegionImpl, error: unknown, waited: boolean): unknown {
+    const reg = region.registration as CacheRegistration;
+    const entry = reg.entry;
+    const staged = entry.staging !== null && entry.staging.region === region ? entry.staging : null;
+    if (error === null && waited) {
+      const intact = staged !== null ? this.staging.deliver(staged) : entry.lengthOf.call(entry.buffer) >= reg.end;
+      if (!intact) error = detachedInFlight(operation, staged !== null);
+    }
+    if (!this.closed_ && region.inUse && region.inFlight === 0) {
+      try {
+        this.release(region);
+      } catch (e) {
+        error ??= e;
+      }
+    } else if (staged !== null) {
+      entry.staging = null; // a closed cache took the region back; the caller's buffer is not kept
+      staged.clear();
+    }
+    return error;
   }
 
   /**
@@ -490,7 +548,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
     return {
       hits: this.hits, misses: this.misses, evictions: this.evictions, invalidations: this.invalidations,
       entries: this.entries.size, bytes: this.bytes, inUse: this.inUse, registrations: this.liveRegistrations,
-      registered: this.registered, deregistered: this.deregistered,
+      registered: this.registered, deregistered: this.deregistered, stagedReads: this.stagedReads,
+      stagingBytes: this.staging.ownedBytes,
     };
   }
 
@@ -567,7 +626,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
       }
       entry.clearSlots();
       entry.overflow = null;
+      entry.staging?.clear();
+      entry.staging = null;
     }
+    this.staging.clear();
     this.inUse = 0;
     this.spare = null;
     this.spareRegistration = null;
@@ -626,6 +688,46 @@ export class RegistrationCache implements RegionOwner, Disposable {
     else (entry.overflow ??= new Set()).add(region);
     this.take(entry, reg, region, length);
     return region;
+  }
+
+  // ---- staged reads --------------------------------------------------------------------------------
+
+  /** A read into `view`: a staging buffer of at least `length` bytes, acquired, remembering the view. */
+  private stageRead(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
+    this.assertOpen(operation);
+    const bytes = this.bytesOf;
+    if (!bytes.read(view)) throw new AllocToolsTypeError(`${operation} takes an ArrayBufferView as local memory, got ${describe(view)}`);
+    const buffer = bytes.buffer!;
+    bytes.buffer = null; // the scratch must not keep a buffer alive
+    if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", `${operation}: the buffer is detached (transferred); it has no memory to read into`);
+    if (isResizableArrayBuffer(buffer)) throw resizableBufferError(operation, buffer as ArrayBuffer);
+    const offset = bytes.offset;
+    if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + length <= bytes.total)) {
+      throw new AllocToolsRangeError(`${operation}: ${length} bytes at offset ${String(offset)} do not fit the view's buffer of ${bytes.total} bytes`);
+    }
+    const slot = this.staging.take(length);
+    let region: MemoryRegionImpl;
+    try {
+      region = this.acquire(slot.memory) as MemoryRegionImpl;
+    } catch (e) {
+      this.staging.give(slot);
+      throw e;
+    }
+    (region.registration as CacheRegistration).entry.staging = slot;
+    slot.region = region;
+    slot.destination = buffer;
+    slot.destinationLength = bytes.lengthOf;
+    slot.offset = offset;
+    slot.length = length;
+    this.stagedReads++;
+    return region;
+  }
+
+  /** A read's staging buffer is free again: kept for the next read, or dropped with its entry. */
+  private unstage(entry: CacheEntry): void {
+    const slot = entry.staging!;
+    entry.staging = null;
+    if (!this.staging.give(slot) && entry.live && entry.inUse === 0) this.drop(entry);
   }
 
   // ---- misses and bad input -----------------------------------------------------------------------
@@ -951,6 +1053,13 @@ function checkLimit(name: string, value: unknown, fallback: number): number {
     throw new AllocToolsRangeError(`options.${name} must be a positive integer (or Infinity), got ${String(value)}`);
   }
   return value;
+}
+
+/** The outcome of an operation whose caller's buffer was detached while it was in flight. */
+function detachedInFlight(operation: string, staged: boolean): AllocToolsError {
+  return new AllocToolsError("DETACHED", staged
+    ? `${operation}: the destination buffer was detached (transfer(), a transfer list) while the read was in flight; the bytes read were dropped, not written anywhere`
+    : `${operation}: the source buffer was detached (transfer(), a transfer list) while the operation was in flight; its memory may have been reused, so the target may hold other bytes`);
 }
 
 function describe(value: unknown): string {

@@ -33,6 +33,7 @@ import { RmaError, RmaTimeoutError, type RmaKind } from "../engine/rma-errors.ts
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "../engine/rma-endpoint.ts";
 import { RegistrationCache } from "../cache/registration-cache.ts";
 import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
@@ -52,8 +53,10 @@ export interface EndpointOptions {
   spinMicroseconds?: number;
   /**
    * A registration cache over this endpoint's provider: every form of write/read then also takes a
-   * plain ArrayBufferView as local memory, registered through the cache (zero-copy) and given back
-   * to it when the transport is done with the operation.
+   * plain ArrayBufferView as local memory. A write's view is registered through the cache
+   * (zero-copy) and given back when the transport is done; a read lands in the cache's own staging
+   * memory and is copied into the view then, if its buffer was not transferred meanwhile. An
+   * operation whose view's buffer was detached in flight fails with AllocToolsError DETACHED.
    */
   cache?: RegistrationCache;
 }
@@ -617,8 +620,10 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     const region = op.region;
     op.cache = null;
     this.table.leaveTransport(op);
-    // A cached region goes back once the transport is done with it (a closed cache took it back).
-    if (cache !== null && region !== null && !cache.closed && region.inUse) cache.release(region);
+    // A plain view's region goes back to the cache once the transport is done with it; a read
+    // staged in the cache's memory reaches the view only now, and only if its buffer is still there.
+    if (cache !== null && region !== null) error = cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending);
+    else if (error === null && region !== null) error = regionMemoryAfterOperation(op.kind, region); // a user buffer transferred in flight
     if (op.outcome === Outcome.Pending) this.table.settle(op, error);
   }
 

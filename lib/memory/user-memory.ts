@@ -94,3 +94,18 @@ export function detachedError(what: string, region: MemoryRegion): AllocToolsErr
     : "its view's buffer was transferred away, or its pool closed";
   return new AllocToolsError("DETACHED", `${what}: the region at 0x${region.address.toString(16)} has no memory any more: ${cause}`);
 }
+
+/**
+ * The outcome of an operation that used `region` as local memory, once the transport is done with
+ * it: null while the region's memory is still in its view, else AllocToolsError DETACHED. A user
+ * buffer transferred while the operation was in flight may have had its memory freed and reused
+ * before the transport wrote it (a read) or read it (a write); nothing can stop that (JavaScript
+ * cannot make a buffer non-detachable), but the caller must not take the operation for a success.
+ * Call it once the transport no longer touches the region (completion, not a timeout).
+ */
+export function regionMemoryAfterOperation(operation: string, region: MemoryRegion): AllocToolsError | null {
+  if (region.view.byteLength === region.size) return null;
+  const detached = detachedError(operation, region);
+  return new AllocToolsError("DETACHED", `${detached.message}; it left while the operation was in flight, so what the operation read or wrote there is undefined`);
+}
+
