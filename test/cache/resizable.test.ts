@@ -184,6 +184,6 @@ for (const options of [{ provider: "tcp", node: "127.0.0.1" }, { provider: "shm"
       `);
       expect(r.exitCode).toBe(0);
       expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!)).toEqual(Array(10).fill("TypeError"));
-    });
+    }, 60_000); // a child: seconds under this machine's load
   });
 }

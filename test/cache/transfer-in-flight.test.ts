@@ -16,6 +16,8 @@ import {
 import { describeFabric } from "../helpers.ts";
 
 const ITERATIONS = 200;
+/** A child takes 1-3 s alone; this machine runs other test suites at the same time. */
+const CHILD_TIMEOUT_MS = 60_000;
 const NO_BLOCKS = { small: { initialCount: 0 }, medium: { initialCount: 0 }, large: { initialCount: 0 }, huge: { initialCount: 0 } };
 
 interface ChildReport {
@@ -45,13 +47,13 @@ for (const provider of ["tcp", "shm"]) {
         expect(report.reused).toBeGreaterThan(0); // the old memory did go to new buffers
         expect(report.strayWrites).toBe(0);
         expect(report.outcomes).toEqual({ DETACHED: ITERATIONS });
-      });
+      }, CHILD_TIMEOUT_MS);
       test(`write, ${moved}: never a success with other bytes at the target; every write fails with DETACHED`, () => {
         const report = runChild(provider, "write", how);
         expect(report.reused).toBeGreaterThan(0);
         expect(report.silentlyWrong).toBe(0);
         expect(report.outcomes).toEqual({ DETACHED: ITERATIONS });
-      });
+      }, CHILD_TIMEOUT_MS);
     }
   });
 }
