@@ -45,6 +45,8 @@ const lib = dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
   calloc: { args: [FFIType.u64, FFIType.u64], returns: FFIType.ptr },
   // void free(void *ptr)
   free: { args: [FFIType.ptr], returns: FFIType.void },
+  // void *memcpy(void *dest, const void *src, size_t n)
+  memcpy: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
   // int getpid(void)
   getpid: { args: [], returns: FFIType.i32 },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact)
@@ -135,6 +137,11 @@ export function calloc(size: number): number {
 
 export function free(address: number): void {
   c.free(address as Pointer);
+}
+
+/** Copies `length` bytes from `source` to `destination` (the ranges must not overlap). */
+export function memcpy(destination: number, source: number, length: number): void {
+  c.memcpy(destination as Pointer, source as Pointer, length);
 }
 
 export const SIGILL = 4;

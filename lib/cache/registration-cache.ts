@@ -1,12 +1,17 @@
 // The registration cache: user memory registered once and served again, keyed by the buffer object.
 //
 // An entry belongs to one ArrayBuffer (or SharedArrayBuffer) object and keeps it referenced while
-// it is registered, so the memory under a registration can never be freed and handed to another
-// buffer: a new buffer at a reused address is a different key, hence a miss. That is why no memory
-// hooks are needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
-// What JavaScript can still do to a held buffer is detach it (transfer()) or shrink it (a resizable
-// ArrayBuffer): both are seen at the buffer's next lookup, on flush() and by eviction scans (32
-// entries per scan, round robin), where the entry is invalidated and deregistered.
+// it is registered, so the garbage collector never frees the memory under a registration: a new
+// buffer at a reused address is a different key, hence a miss. That is why no memory hooks are
+// needed (libfabric, UCX and Open MPI key by address and must watch munmap/free).
+// What JavaScript can still do to a held buffer is detach it (transfer(), a transfer list): its
+// memory moves to a buffer the cache never sees, which may be freed. Nothing reachable from
+// JavaScript makes a buffer non-detachable (Bun pins buffers only inside its own native calls), so:
+// a detach is seen at the buffer's next lookup, on flush() and by eviction scans (32 entries per
+// scan, round robin), where the entry is invalidated and deregistered; an Endpoint's read never
+// lands in a caller's buffer directly (read-staging.ts), and an operation whose buffer was
+// detached in flight fails with DETACHED (finishLocal). Resizable ArrayBuffers, which could shrink
+// under a registration, are refused, as registerUserRegion refuses them.
 //
 // Hot path (a hit): one Map lookup, a bounds check against the entry's registration, one
 // ArrayBuffer length read, and a region object reused from the entry's slots (no allocation).
@@ -18,6 +23,12 @@ import { busyError } from "../engine/local-memory.ts";
 import { DEFAULT_ACCESS, type RegionProvider, type Registration } from "../memory/provider.ts";
 import { checkOut, MemoryRegionImpl, RegionFlag, setInUse, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { MemoryRegionTraits } from "../memory/traits.ts";
+import {
+  arrayBufferByteLength, arrayBufferDetached, dataViewBuffer, dataViewByteLength, dataViewByteOffset, isResizableArrayBuffer,
+  lengthGetterFor, type AnyBuffer,
+} from "../memory/buffer-intrinsics.ts";
+import { resizableBufferError } from "../memory/user-memory.ts";
+import { ReadStaging, type StagedRead } from "./read-staging.ts";
 
 /** Options of a RegistrationCache. */
 export interface RegistrationCacheOptions {
@@ -58,7 +69,7 @@ export interface RegistrationCacheStats {
   readonly misses: number;
   /** Unused entries deregistered to make room (maxEntries, maxBytes, the pool's maxPinnedBytes). */
   readonly evictions: number;
-  /** Entries dropped because their buffer was detached or shrank below the registration. */
+  /** Entries dropped because their buffer was detached (transfer(), a transfer list). */
   readonly invalidations: number;
   /** Buffers cached now. */
   readonly entries: number;
@@ -72,35 +83,27 @@ export interface RegistrationCacheStats {
   readonly registered: number;
   /** Registrations deregistered since the cache was made. */
   readonly deregistered: number;
+  /**
+   * Endpoint reads into plain views since the cache was made: each landed in the cache's own
+   * staging memory and was copied into the view once the transport was done (see finishLocal).
+   */
+  readonly stagedReads: number;
+  /** Bytes of staging memory the cache owns now (in use and idle; its registrations count in `bytes`). */
+  readonly stagingBytes: number;
 }
 
 const DEFAULT_MAX_ENTRIES = 1024;
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const DEFAULT_WHOLE_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Entries an eviction scan checks for detached and shrunk buffers (all of them up to this many). */
+/** Entries an eviction scan checks for detached buffers (all of them up to this many). */
 const SWEEP_PER_SCAN = 32;
+/** Most bytes of idle staging buffers a cache keeps for the next reads (read-staging.ts). */
+const IDLE_STAGING_BYTES = 16 * 1024 * 1024;
 /** Region objects kept per entry for reuse on hits (distinct view ranges served without allocation). */
 const REGION_SLOTS = 4;
 
-type Buffer = ArrayBuffer | SharedArrayBuffer;
+type Buffer = AnyBuffer;
 const EMPTY_BUFFER: Buffer = new ArrayBuffer(0);
-
-// ---- user memory rules (intrinsic getters: an own property on the caller's object cannot lie) ----
-
-function getter(prototype: object, name: string): (this: unknown) => unknown {
-  return Object.getOwnPropertyDescriptor(prototype, name)!.get! as (this: unknown) => unknown;
-}
-const arrayBufferByteLength = getter(ArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
-const sharedArrayBufferByteLength = getter(SharedArrayBuffer.prototype, "byteLength") as (this: unknown) => number;
-const arrayBufferDetached = getter(ArrayBuffer.prototype, "detached") as (this: unknown) => boolean;
-const dataViewBuffer = getter(DataView.prototype, "buffer") as (this: unknown) => Buffer;
-const dataViewByteOffset = getter(DataView.prototype, "byteOffset") as (this: unknown) => number;
-const dataViewByteLength = getter(DataView.prototype, "byteLength") as (this: unknown) => number;
-
-/** The intrinsic byteLength getter for `value`'s kind (picked by prototype; the getter itself checks). */
-function lengthGetterFor(value: object): (this: unknown) => number {
-  return value instanceof SharedArrayBuffer ? sharedArrayBufferByteLength : arrayBufferByteLength;
-}
 
 /** Whether `buffer` was detached (transfer(), structured transfer); SharedArrayBuffers never are. */
 function isDetached(buffer: Buffer, lengthOf: (this: unknown) => number): boolean {
@@ -262,6 +265,8 @@ class CacheEntry {
   nextSlot: number = 0;
   /** Position in the cache's list of live entries (swept without a Map iterator). */
   index: number = -1;
+  /** The staging buffer this entry registers, while a read uses it; null otherwise. */
+  staging: StagedRead | null = null;
 
   constructor(buffer: Buffer, address: number, lengthOf: (this: unknown) => number) {
     this.buffer = buffer;
@@ -285,6 +290,7 @@ class CacheEntry {
     this.overflow = null;
     this.nextSlot = 0;
     this.index = -1;
+    this.staging = null;
   }
 
   slot(i: number): MemoryRegionImpl | null {
@@ -320,8 +326,10 @@ class CacheEntry {
  *   ever served for memory that changed owner (no memory hooks needed).
  * - One registration serves every view into a buffer; it grows (page-aligned, within the buffer)
  *   when a wider view arrives. The previous registration stays live while regions hold it.
- * - A detached or shrunk buffer's entry is invalidated at its next lookup, on flush(), and by
- *   eviction scans (every entry while there are at most 32, else the next 32 in turn).
+ * - A detached buffer's entry is invalidated at its next lookup, on flush(), and by eviction scans
+ *   (every entry while there are at most 32, else the next 32 in turn). Resizable ArrayBuffers
+ *   (they could shrink under a registration) are refused with a TypeError; a growable
+ *   SharedArrayBuffer is registered at its length then, and again wider when a wider view comes.
  * - An entry with regions out is never evicted; unused entries go LRU when maxEntries or maxBytes
  *   is reached (or when the owning pool needs room under its maxPinnedBytes).
  *
@@ -374,6 +382,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /** span()'s result (fields: a miss allocates no array). */
   private spanStart = 0;
   private spanEnd = 0;
+  /** Where Endpoint reads into plain views land (read-staging.ts). */
+  private readonly staging: ReadStaging;
   private closed_ = false;
   // Books.
   private hits = 0;
@@ -385,6 +395,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   private liveRegistrations = 0;
   private registered = 0;
   private deregistered = 0;
+  private stagedReads = 0;
 
   /** A cache over `provider` (a HostProvider, LibfabricProvider, or a pool's provider). */
   constructor(provider: RegionProvider, options: RegistrationCacheOptions = {}) {
@@ -400,6 +411,9 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.wholeBufferBytes = checkLimit("wholeBufferBytes", options.wholeBufferBytes, DEFAULT_WHOLE_BUFFER_BYTES);
     this.budget = options.budget ?? null;
     this.remains = new CacheRemains(this.traits);
+    // Power-of-two staging buffers only up to what one entry may register (maxBytes).
+    const largestKept = 2 ** Math.floor(Math.log2(Math.min(this.wholeBufferBytes, this.maxBytes)));
+    this.staging = new ReadStaging(largestKept, Math.min(IDLE_STAGING_BYTES, this.maxBytes));
     backstop.register(this, this.remains, this);
   }
 
@@ -411,9 +425,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
   /**
    * A user region (`isUser`, `isCached`) over exactly the bytes of `memory`, with keys and a remote
    * address a peer can use. Give it back with `release`. Throws TypeError for anything but a buffer
-   * or view, RangeError for an empty one, AllocToolsError DETACHED for a detached buffer,
-   * CACHE_FULL when every entry is in use at a limit, CACHE_CLOSED after close(), and the
-   * provider's error when registration fails; a failed acquire leaves nothing registered.
+   * or view and for a resizable ArrayBuffer or a view of one (as registerUserRegion: it could
+   * shrink under the registration), RangeError for an empty one, AllocToolsError DETACHED for a
+   * detached buffer, CACHE_FULL when every entry is in use at a limit, CACHE_CLOSED after close(),
+   * and the provider's error when registration fails; a failed acquire leaves nothing registered.
    */
   acquire(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     // DataViews take the slow path: their getters throw once the buffer is detached.
@@ -452,6 +467,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
       if (entry.live) this.linkNewest(entry);
       else this.orphans.delete(entry);
     }
+    if (entry.staging !== null) this.unstage(entry);
   }
 
   /** RegionOwner: `region[Symbol.dispose]()` releases through here. */
@@ -460,10 +476,15 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * The local memory of an RMA operation given as a plain view: a region over exactly `view`,
-   * acquired here, for `length` bytes from its start. The caller releases it (`release`) once the
-   * operation no longer touches it. Throws RangeError, before acquiring, when `length` is not an
-   * integer in [1, view.byteLength].
+   * The local memory of an RMA operation given as a plain view, for `length` bytes from its start.
+   * A write gets a region over exactly `view`, acquired here (zero-copy: the transport only reads
+   * it). A read gets a region over the cache's own staging memory, which remembers the view: the
+   * transport writes there, and finishLocal copies the bytes into the view once it is done (a
+   * caller's buffer can be transferred away and its memory reused while the read is in flight;
+   * staging memory cannot). Either way the caller gives the region back with `finishLocal` once
+   * the transport no longer touches it, or with `release` if it never posted. Throws, having
+   * acquired nothing: RangeError when `length` is not an integer in [1, view.byteLength], and
+   * what `acquire` throws for the view (TypeError for a resizable buffer, DETACHED, ...).
    * @internal For endpoints (it returns the library's own region type).
    */
   resolveLocal(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
@@ -471,7 +492,41 @@ export class RegistrationCache implements RegionOwner, Disposable {
     if (!Number.isSafeInteger(length) || length <= 0 || length > view.byteLength) {
       throw new AllocToolsRangeError(`${operation} of ${String(length)} bytes does not fit the local view's ${view.byteLength} bytes`);
     }
-    return this.acquire(view) as MemoryRegionImpl;
+    if (operation !== "read" && operation !== "recv") return this.acquire(view) as MemoryRegionImpl;
+    return this.stageRead(operation, view, length);
+  }
+
+  /**
+   * The transport is done with an operation's region from resolveLocal (completion, error
+   * completion, refused post, endpoint closed): for a read (or a receive) that succeeded while its
+   * caller still waits (`waited`), copies the staged bytes into the view (a receive's `delivered`
+   * bytes only: what the message held); then gives the region back. Returns
+   * the operation's outcome: `error` as given, or AllocToolsError DETACHED when the view's buffer
+   * was detached (transfer(), a transfer list) while the operation was in flight. A read's bytes
+   * then go nowhere; a write's target may hold other bytes (the transport read memory the buffer
+   * no longer owned). Never throws: a provider error while giving the region back (a deregistration
+   * that failed) becomes the outcome of an operation that had none.
+   * @internal For endpoints, once per operation, after its region left the transport.
+   */
+  finishLocal(operation: string, region: MemoryRegionImpl, error: unknown, waited: boolean, delivered?: number): unknown {
+    const reg = region.registration as CacheRegistration;
+    const entry = reg.entry;
+    const staged = entry.staging !== null && entry.staging.region === region ? entry.staging : null;
+    if (error === null && waited) {
+      const intact = staged !== null ? this.staging.deliver(staged, delivered) : entry.lengthOf.call(entry.buffer) >= reg.end;
+      if (!intact) error = detachedInFlight(operation, staged !== null);
+    }
+    if (!this.closed_ && region.inUse && region.inFlight === 0) {
+      try {
+        this.release(region);
+      } catch (e) {
+        error ??= e;
+      }
+    } else if (staged !== null) {
+      entry.staging = null; // a closed cache took the region back; the caller's buffer is not kept
+      staged.clear();
+    }
+    return error;
   }
 
   /**
@@ -494,12 +549,13 @@ export class RegistrationCache implements RegionOwner, Disposable {
     return {
       hits: this.hits, misses: this.misses, evictions: this.evictions, invalidations: this.invalidations,
       entries: this.entries.size, bytes: this.bytes, inUse: this.inUse, registrations: this.liveRegistrations,
-      registered: this.registered, deregistered: this.deregistered,
+      registered: this.registered, deregistered: this.deregistered, stagedReads: this.stagedReads,
+      stagingBytes: this.staging.ownedBytes,
     };
   }
 
   /**
-   * Deregisters every entry not in use (and drops entries whose buffer was detached or shrank,
+   * Deregisters every entry not in use (and drops entries whose buffer was detached,
    * counted as invalidations). Entries with regions out stay. Returns the number of unused
    * entries deregistered.
    */
@@ -571,7 +627,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
       }
       entry.clearSlots();
       entry.overflow = null;
+      entry.staging?.clear();
+      entry.staging = null;
     }
+    this.staging.clear();
     this.inUse = 0;
     this.spare = null;
     this.spareRegistration = null;
@@ -632,6 +691,46 @@ export class RegistrationCache implements RegionOwner, Disposable {
     return region;
   }
 
+  // ---- staged reads --------------------------------------------------------------------------------
+
+  /** A read into `view`: a staging buffer of at least `length` bytes, acquired, remembering the view. */
+  private stageRead(operation: string, view: ArrayBufferView, length: number): MemoryRegionImpl {
+    this.assertOpen(operation);
+    const bytes = this.bytesOf;
+    if (!bytes.read(view)) throw new AllocToolsTypeError(`${operation} takes an ArrayBufferView as local memory, got ${describe(view)}`);
+    const buffer = bytes.buffer!;
+    bytes.buffer = null; // the scratch must not keep a buffer alive
+    if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", `${operation}: the buffer is detached (transferred); it has no memory to read into`);
+    if (isResizableArrayBuffer(buffer)) throw resizableBufferError(operation, buffer as ArrayBuffer);
+    const offset = bytes.offset;
+    if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + length <= bytes.total)) {
+      throw new AllocToolsRangeError(`${operation}: ${length} bytes at offset ${String(offset)} do not fit the view's buffer of ${bytes.total} bytes`);
+    }
+    const slot = this.staging.take(length);
+    let region: MemoryRegionImpl;
+    try {
+      region = this.acquire(slot.memory) as MemoryRegionImpl;
+    } catch (e) {
+      this.staging.give(slot);
+      throw e;
+    }
+    (region.registration as CacheRegistration).entry.staging = slot;
+    slot.region = region;
+    slot.destination = buffer;
+    slot.destinationLength = bytes.lengthOf;
+    slot.offset = offset;
+    slot.length = length;
+    this.stagedReads++;
+    return region;
+  }
+
+  /** A read's staging buffer is free again: kept for the next read, or dropped with its entry. */
+  private unstage(entry: CacheEntry): void {
+    const slot = entry.staging!;
+    entry.staging = null;
+    if (!this.staging.give(slot) && entry.live && entry.inUse === 0) this.drop(entry);
+  }
+
   // ---- misses and bad input -----------------------------------------------------------------------
 
   /** Everything but a hit. `uncached`: a buffer the caller just looked up and did not find. */
@@ -654,6 +753,8 @@ export class RegistrationCache implements RegionOwner, Disposable {
       entry = undefined;
     }
     if (bytes.total === 0 && isDetached(buffer, bytes.lengthOf)) throw new AllocToolsError("DETACHED", "acquire: the buffer is detached (transferred); it has no memory to register");
+    // Never cached (so never a hit): resize() could shrink it under the registration.
+    if (isResizableArrayBuffer(buffer)) throw resizableBufferError("acquire", buffer as ArrayBuffer);
     if (length === 0) throw new AllocToolsRangeError("acquire: cannot register an empty buffer or view");
     if (entry === undefined) return this.miss(buffer, bytes.lengthOf, bytes.total, offset, length);
     const reg = entry.current!;
@@ -781,7 +882,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
   }
 
   /**
-   * An eviction scan's check for detached and shrunk buffers: every entry while there are at most
+   * An eviction scan's check for detached buffers: every entry while there are at most
    * SWEEP_PER_SCAN, else the next SWEEP_PER_SCAN round robin (every entry within
    * ceil(entries / SWEEP_PER_SCAN) + 1 scans), so that a miss at capacity stays O(1).
    */
@@ -800,7 +901,7 @@ export class RegistrationCache implements RegionOwner, Disposable {
     this.sweepAt = at;
   }
 
-  /** Drops every entry whose buffer was detached or shrank (flush, and before refusing room). */
+  /** Drops every entry whose buffer was detached (flush, and before refusing room). */
   private sweepInvalid(): void {
     const live = this.live;
     for (let i = live.length - 1; i >= 0; i--) {
@@ -953,6 +1054,13 @@ function checkLimit(name: string, value: unknown, fallback: number): number {
     throw new AllocToolsRangeError(`options.${name} must be a positive integer (or Infinity), got ${String(value)}`);
   }
   return value;
+}
+
+/** The outcome of an operation whose caller's buffer was detached while it was in flight. */
+function detachedInFlight(operation: string, staged: boolean): AllocToolsError {
+  return new AllocToolsError("DETACHED", staged
+    ? `${operation}: the destination buffer was detached (transfer(), a transfer list) while the read was in flight; the bytes read were dropped, not written anywhere`
+    : `${operation}: the source buffer was detached (transfer(), a transfer list) while the operation was in flight; its memory may have been reused, so the target may hold other bytes`);
 }
 
 function describe(value: unknown): string {

@@ -16,8 +16,10 @@ export interface EngineOptions {
   spinMicroseconds?: number;
   /**
    * A registration cache over this endpoint's provider: every form then also takes a plain
-   * ArrayBufferView as local memory, registered through the cache (zero-copy) and given back to it
-   * when the transport is done with the operation.
+   * ArrayBufferView as local memory. A write's (or send's) view is registered through the cache
+   * (zero-copy) and given back when the transport is done; a read lands in the cache's own staging
+   * memory and is copied into the view then, if its buffer was not transferred meanwhile. An
+   * operation whose view's buffer was detached in flight fails with AllocToolsError DETACHED.
    */
   cache?: RegistrationCache;
   /**

@@ -20,6 +20,7 @@
 //   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
 import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
@@ -489,8 +490,10 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     const region = op.region;
     op.cache = null;
     this.table.leaveTransport(op);
-    // A cached region goes back once the transport is done with it (a closed cache took it back).
-    if (cache !== null && region !== null && !cache.closed && region.inUse) cache.release(region);
+    // A plain view's region goes back to the cache once the transport is done with it; a read
+    // staged in the cache's memory reaches the view only now, and only if its buffer is still there.
+    if (cache !== null && region !== null) error = cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending, op.kind === "recv" ? op.resultLength : undefined);
+    else if (error === null && region !== null) error = regionMemoryAfterOperation(op.kind, region); // a user buffer transferred in flight
     // A receive() that failed gives its pooled region back (one that succeeded hands it to its Message).
     const failed = op.outcome === Outcome.Pending ? error !== null : op.outcome === Outcome.Failed;
     if (op.messageRegion !== null && failed) this.releaseMessageRegion(op);

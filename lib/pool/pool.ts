@@ -200,7 +200,8 @@ export class MemoryPool implements RegionOwner, Disposable {
    * of a buffer registers it, later ones reuse the registration (see RegistrationCache). Release
    * it with `releaseRegion`. Its registered bytes count in `maxPinnedBytes`; unused cached entries
    * are evicted when the pool needs room. Each thread (Worker) has its own cache.
-   * `registerUserRegion` stays uncached.
+   * `registerUserRegion` stays uncached. Refuses what registerUserRegion refuses, with the same
+   * errors: a resizable ArrayBuffer (or a view of one) gets the TypeError, nothing registered.
    */
   userRegion(memory: ArrayBuffer | SharedArrayBuffer | ArrayBufferView): MemoryRegion {
     const cache = this.#core.cache;

@@ -1,5 +1,6 @@
-// Model-based test of the registration cache: random acquire, release, transfer, resize, flush and
-// garbage collection (buffers dropped, Bun.gc) against a model of its entries, LRU order and books.
+// Model-based test of the registration cache: random acquire, release, transfer, growth of
+// SharedArrayBuffers, refused resizable ArrayBuffers, flush and garbage collection (buffers
+// dropped, Bun.gc) against a model of its entries, LRU order and books.
 // After every step: no region out is stale (its view, address and live registration are exactly
 // its buffer's bytes now), the statistics equal the model's, the provider's live registrations are
 // the model's, and VmLck is the pages those registrations cover (host provider, real mlock).
@@ -46,7 +47,7 @@ interface ModelRegistration {
 
 /** The model of one entry. */
 interface ModelEntry {
-  buffer: ArrayBuffer;
+  buffer: Slot;
   current: ModelRegistration;
   retired: ModelRegistration[];
   inUse: number;
@@ -55,7 +56,7 @@ interface ModelEntry {
 
 interface Out {
   region: MemoryRegion;
-  buffer: ArrayBuffer;
+  buffer: Slot;
   offset: number;
   length: number;
   entry: ModelEntry;
@@ -67,8 +68,9 @@ type Op =
   | { kind: "release"; pick: number }
   | { kind: "transfer"; slot: number }
   | { kind: "acquireDetached"; pick: number }
-  | { kind: "resize"; slot: number; pages: number; extra: number }
-  | { kind: "resizeUp"; slot: number }
+  | { kind: "grow"; slot: number; pages: number; extra: number }
+  | { kind: "growUp"; slot: number }
+  | { kind: "acquireResizable" }
   | { kind: "drop"; slot: number }
   | { kind: "gc" }
   | { kind: "flush" };
@@ -81,37 +83,48 @@ const slot = fc.integer({ min: 0, max: SLOTS - 1 });
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 8, arbitrary: fc.record({ kind: fc.constant("acquire" as const), slot, start, span }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("transfer" as const), slot }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("acquireDetached" as const), pick: fc.nat() }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant("resize" as const), slot, pages: fc.integer({ min: 0, max: 3 }), extra: fc.integer({ min: 1, max: pageSize - 1 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("resizeUp" as const), slot: slot.map((i) => i | 1) }) },
+  // Only ArrayBuffer slots (the even ones) can be transferred, and only a transfer invalidates:
+  // weighted up (with acquireDetached) so that orphans (an entry dropped while held) come up often.
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant("transfer" as const), slot: slot.map((i) => i & ~1) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("acquireDetached" as const), pick: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("grow" as const), slot, pages: fc.integer({ min: 0, max: 3 }), extra: fc.integer({ min: 1, max: pageSize - 1 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant("growUp" as const), slot: slot.map((i) => i | 1) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: "acquireResizable" as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("drop" as const), slot }) },
   { weight: 1, arbitrary: fc.constant({ kind: "gc" as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: "flush" as const }) },
 );
 
-/** A new buffer for slot `i`: fixed or resizable, 1 B to 3 pages. */
-function newBuffer(i: number, seed: number): ArrayBuffer {
+/** What a slot holds: an ArrayBuffer, or a growable SharedArrayBuffer (it only grows). */
+type Slot = ArrayBuffer | SharedArrayBuffer;
+
+/** A new buffer for slot `i`: a fixed ArrayBuffer or a growable SharedArrayBuffer, 1 B to 3 pages. */
+function newBuffer(i: number, seed: number): Slot {
   const length = ((seed * 2654435761) >>> 0) % (3 * pageSize) + 1;
-  return i % 2 === 0 ? new ArrayBuffer(length) : new ArrayBuffer(length, { maxByteLength: 4 * pageSize });
+  return i % 2 === 0 ? new ArrayBuffer(length) : new SharedArrayBuffer(length, { maxByteLength: 4 * pageSize });
+}
+
+/** Whether `buffer` was detached (SharedArrayBuffers never are). */
+function isDetached(buffer: Slot): boolean {
+  return buffer instanceof ArrayBuffer && buffer.detached;
 }
 
 const host = new HostProvider();
 afterAll(() => host.close());
 
-test("random acquire, release, transfer, resize, drop and gc: no stale region, exact books, registrations and VmLck", () => {
+test("random acquire, release, transfer, grow, drop and gc: no stale region, exact books, registrations and VmLck", () => {
   const lck0 = vmLckKiB();
-  const seen = { hit: 0, miss: 0, grow: 0, full: 0, evictions: 0, invalidations: 0, orphans: 0, gc: 0 };
+  const seen = { hit: 0, miss: 0, grow: 0, full: 0, evictions: 0, invalidations: 0, orphans: 0, gc: 0, refused: 0 };
   fc.assert(
     fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), (ops) => {
       let seedCounter = 1; // buffer sizes follow from the sequence alone: a counterexample replays
       const provider = new ObservedProvider(host);
       const cache = new RegistrationCache(provider, { maxEntries: MAX_ENTRIES, maxBytes: MAX_BYTES });
       const slots = Array.from({ length: SLOTS }, (_, i) => newBuffer(i, seedCounter++));
-      const detached: ArrayBuffer[] = [];
+      const detached: Slot[] = [];
       const out: Out[] = [];
       // The model: entries by buffer, the LRU list of unused live entries (oldest first), the books.
-      const entries = new Map<ArrayBuffer, ModelEntry>();
+      const entries = new Map<Slot, ModelEntry>();
       const orphans = new Set<ModelEntry>();
       let lru: ModelEntry[] = [];
       const books = { hits: 0, misses: 0, evictions: 0, invalidations: 0 };
@@ -122,7 +135,7 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
         for (const e of orphans) regs.push(...e.retired);
         return regs;
       };
-      const invalid = (e: ModelEntry) => e.buffer.detached || e.buffer.byteLength < e.current.end;
+      const invalid = (e: ModelEntry) => isDetached(e.buffer) || e.buffer.byteLength < e.current.end;
       const drop = (e: ModelEntry) => {
         entries.delete(e.buffer);
         lru = lru.filter((x) => x !== e);
@@ -168,7 +181,7 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
           expect(provider.live.has(r.remoteKey)).toBe(true); // the keys it hands out are registered
           const reg = provider.live.get(r.remoteKey)!;
           expect(r.address >= reg.address && r.address + r.size <= reg.address + reg.length).toBe(true);
-          if (!o.buffer.detached && o.buffer.byteLength >= o.offset + o.length) {
+          if (!isDetached(o.buffer) && o.buffer.byteLength >= o.offset + o.length) {
             expect(r.view.byteOffset).toBe(o.offset);
             expect(r.address).toBe(ptr(o.buffer) + o.offset); // exactly the buffer's bytes, now
           }
@@ -237,6 +250,7 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
             }
             case "transfer": {
               const buffer = slots[o.slot]!;
+              if (!(buffer instanceof ArrayBuffer)) break; // a SharedArrayBuffer cannot be detached
               slots[o.slot] = buffer.transfer();
               detached.push(buffer);
               break;
@@ -251,18 +265,27 @@ test("random acquire, release, transfer, resize, drop and gc: no stale region, e
               expect(code).toBe("DETACHED");
               break;
             }
-            case "resize": {
+            case "grow": {
               const buffer = slots[o.slot]!;
-              if (!buffer.resizable) break;
-              buffer.resize(Math.min(buffer.maxByteLength, o.pages * pageSize + o.extra));
+              if (!(buffer instanceof SharedArrayBuffer) || !buffer.growable) break;
+              buffer.grow(Math.max(buffer.byteLength, Math.min(buffer.maxByteLength, o.pages * pageSize + o.extra)));
               break;
             }
-            case "resizeUp": {
+            case "growUp": {
               // Grown, then viewed whole: the registration must grow with it.
               const buffer = slots[o.slot]!;
-              if (buffer.resizable) buffer.resize(buffer.maxByteLength);
+              if (buffer instanceof SharedArrayBuffer && buffer.growable) buffer.grow(buffer.maxByteLength);
               check();
               step({ kind: "acquire", slot: o.slot, start: 0, span: 1 });
+              break;
+            }
+            case "acquireResizable": {
+              // Refused before anything changes: books and registrations stay the model's.
+              seen.refused++;
+              const resizable = new ArrayBuffer(pageSize, { maxByteLength: 2 * pageSize });
+              let error: unknown;
+              try { cache.acquire(new Uint8Array(resizable)); } catch (e) { error = e; }
+              expect((error as Error).name).toBe("TypeError");
               break;
             }
             case "drop": {
