@@ -21,8 +21,10 @@ export interface WorkerAddressEntry {
   readonly transportChecksum: number;
   /** The device address bytes (a view into the parsed address). */
   readonly deviceAddress: Uint8Array;
-  /** Length of the interface address. */
-  readonly interfaceAddressLength: number;
+  /** The packed interface attributes (ucp_address_packed_iface_attr_t in v1, the v2 struct in v2). */
+  readonly attributes: Uint8Array;
+  /** The interface address bytes (a view into the parsed address). */
+  readonly interfaceAddress: Uint8Array;
   /** Endpoint addresses packed after the interface address (a worker address has none). */
   readonly endpointAddresses: number;
 }
@@ -57,6 +59,14 @@ const INTERFACE_LENGTH_MASK = 0x3f;
 /** ucp_address_packed_iface_attr_t (v1) and ucp_address_v2_packed_iface_attr_t (v2). */
 const INTERFACE_ATTRIBUTES_V1 = 16;
 const INTERFACE_ATTRIBUTES_V2 = 8;
+/**
+ * v2 attributes: the segment size is in units of UCP_ADDRESS_IFACE_SEG_SIZE_FACTOR (64 bytes);
+ * UCP_ADDR_IFACE_FLAG_AM_SYNC marks an interface UCX may pick for active messages, whose segment
+ * must hold every packed key of a rendezvous (UCX asserts it does). Real ones are 8 KiB.
+ */
+const SEGMENT_SIZE_UNIT = 64;
+const ADDRESS_FLAG_AM_SYNC = 0x2;
+const MIN_ACTIVE_MESSAGE_SEGMENT = 512;
 /** UCP_MAX_MDS: ucp_wireup indexes a 64-entry array and a 64-bit map with the peer's md index. */
 const MAX_MEMORY_DOMAINS = 64;
 /** Device indices go into a 64-bit map and a UCP_MAX_RESOURCES (128) array during lane selection. */
@@ -155,18 +165,21 @@ function readInterfaces(reader: AddressReader, device: number, mdIndex: number, 
     if (entries.length >= MAX_INTERFACES) throw new AddressProblem(`it lists more than ${MAX_INTERFACES} interfaces`);
     const checksumAt = reader.skip(2, `${what}'s transport checksum`);
     const transportChecksum = reader.bytes[checksumAt]! | (reader.bytes[checksumAt + 1]! << 8);
-    reader.skip(reader.version === 1 ? INTERFACE_ATTRIBUTES_V1 : INTERFACE_ATTRIBUTES_V2, `${what}'s attributes`);
+    const attributesLength = reader.version === 1 ? INTERFACE_ATTRIBUTES_V1 : INTERFACE_ATTRIBUTES_V2;
+    const attributesStart = reader.skip(attributesLength, `${what}'s attributes`);
+    const attributes = reader.bytes.subarray(attributesStart, attributesStart + attributesLength);
     const lengthByte = reader.byte(`${what}'s address length`);
     last = (lengthByte & FLAG_LAST) !== 0;
-    const interfaceAddressLength = reader.extended(lengthByte, INTERFACE_LENGTH_MASK, `${what}'s address length`);
-    reader.skip(interfaceAddressLength, `${what}'s address`);
+    const interfaceLength = reader.extended(lengthByte, INTERFACE_LENGTH_MASK, `${what}'s address length`);
+    const interfaceStart = reader.skip(interfaceLength, `${what}'s address`);
+    const interfaceAddress = reader.bytes.subarray(interfaceStart, interfaceStart + interfaceLength);
     let endpointAddresses = 0;
     for (let more = (lengthByte & INTERFACE_HAS_EP_ADDRESS) !== 0; more; endpointAddresses++) {
       if (endpointAddresses >= MAX_ENDPOINT_ADDRESSES) throw new AddressProblem(`${what} has more than ${MAX_ENDPOINT_ADDRESSES} endpoint addresses`);
       reader.skip(reader.byte(`${what}'s endpoint address length`), `${what}'s endpoint address`);
       more = (reader.byte(`${what}'s endpoint lane`) & FLAG_LAST) === 0;
     }
-    entries.push({ mdIndex, transportChecksum, deviceAddress, interfaceAddressLength, endpointAddresses });
+    entries.push({ mdIndex, transportChecksum, deviceAddress, attributes, interfaceAddress, endpointAddresses });
   }
 }
 
@@ -225,8 +238,10 @@ export function checkWorkerAddress(peer: Uint8Array, local: WorkerAddress): Work
     if (!expected.includes(device)) {
       return `interface ${index} (${name}) has a ${device}-byte device address; ${name} here reads ${expected.join(" or ")} bytes`;
     }
-    if (!own.iface.has(entry.interfaceAddressLength)) {
-      return `interface ${index} (${name}) has a ${entry.interfaceAddressLength}-byte interface address; ${name} here reads ${[...own.iface].join(" or ")} bytes`;
+    const attributes = attributesProblem(entry.attributes);
+    if (attributes !== "") return `interface ${index} (${name}) ${attributes}`;
+    if (!own.iface.has(entry.interfaceAddress.length)) {
+      return `interface ${index} (${name}) has a ${entry.interfaceAddress.length}-byte interface address; ${name} here reads ${[...own.iface].join(" or ")} bytes`;
     }
   }
   return read;
@@ -238,6 +253,33 @@ export function workerAddressProblem(peer: Uint8Array, local: WorkerAddress): st
   return typeof checked === "string" ? checked : "";
 }
 
+/**
+ * Why UCX's lane selection cannot score these interface attributes, or "": it asserts that every
+ * score is >= 0, and scores are 1e-3 / (latency + overheads + size / bandwidth). v1 packs floats
+ * (overhead, bandwidth, latency overhead, then priority and flags); v2 packs fp8 bytes (overhead,
+ * bandwidth, latency; 4 exponent bits, all set for NaN and infinity), a priority byte, the
+ * segment size (0 for a transport without active messages, such as cma) and flags.
+ */
+function attributesProblem(attributes: Uint8Array): string {
+  if (attributes.length === INTERFACE_ATTRIBUTES_V1) {
+    const view = new DataView(attributes.buffer, attributes.byteOffset, attributes.length);
+    const [overhead, bandwidth, latency] = [view.getFloat32(0, true), view.getFloat32(4, true), view.getFloat32(8, true)];
+    if (!(overhead >= 0 && overhead < Infinity)) return `has overhead ${overhead}; a finite value >= 0 is needed`;
+    if (!Number.isFinite(bandwidth)) return `has bandwidth ${bandwidth}; a finite value is needed`;
+    if (!(latency >= 0 && latency < Infinity)) return `has latency overhead ${latency}; a finite value >= 0 is needed`;
+    return "";
+  }
+  for (const [at, what] of [[0, "overhead"], [1, "bandwidth"], [2, "latency"]] as const) {
+    if ((attributes[at]! & 0x0f) === 0x0f) return `has ${what} NaN or infinite (fp8 byte 0x${hex(attributes[at]!)})`;
+  }
+  const segmentSize = (attributes[4]! | (attributes[5]! << 8)) * SEGMENT_SIZE_UNIT;
+  const activeMessages = (attributes[6]! & ADDRESS_FLAG_AM_SYNC) !== 0;
+  if (activeMessages && segmentSize < MIN_ACTIVE_MESSAGE_SEGMENT) {
+    return `takes active messages of at most ${segmentSize} bytes; UCX needs room for its packed keys (at least ${MIN_ACTIVE_MESSAGE_SEGMENT} bytes here)`;
+  }
+  return "";
+}
+
 /** The device and interface address lengths each transport of the local address uses. */
 function localLengths(local: WorkerAddress): Map<number, { device: Set<number>; iface: Set<number> }> {
   const lengths = new Map<number, { device: Set<number>; iface: Set<number> }>();
@@ -245,7 +287,7 @@ function localLengths(local: WorkerAddress): Map<number, { device: Set<number>; 
     let own = lengths.get(entry.transportChecksum);
     if (own === undefined) lengths.set(entry.transportChecksum, own = { device: new Set(), iface: new Set() });
     own.device.add(entry.deviceAddress.length);
-    own.iface.add(entry.interfaceAddressLength);
+    own.iface.add(entry.interfaceAddress.length);
   }
   return lengths;
 }
