@@ -21,6 +21,7 @@
 //   target that only exposes memory progressing.
 import { libfabric, nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
 import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
+import { checkPeerName } from "../../ffi/fabric-names.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
 import { AllocToolsError } from "../errors.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
@@ -237,6 +238,7 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
   insert(peerName: Uint8Array): PeerAddress {
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
+    checkPeerName(this.provider.handles.info, this.name, peerName);
     const addr = this.fi.avInsert(this.av, peerName);
     this.peers.add(addr);
     const local = openEndpoints.get(Buffer.from(peerName).toString("hex"));
