@@ -573,9 +573,11 @@ export class Ucx {
 
 /**
  * Why `blob` cannot be a packed rkey, or "" when its framing holds: a u64 map of memory domains, a
- * memory-type byte (host memory: 0), then for each domain in the map a length byte and that many
- * bytes, all inside the blob (trailing bytes are allowed for later UCX versions). Checked before
- * every unpack: `ucp_ep_rkey_unpack` reads garbage without bounds and can crash the process.
+ * memory-type byte, then for each domain in the map a length byte and that many bytes, all inside
+ * the blob (trailing bytes are allowed for later UCX versions). Checked before every unpack:
+ * `ucp_ep_rkey_unpack` reads garbage without bounds and can crash the process. The memory type
+ * must be host memory (0), the only kind alloctools registers: UCX indexes tables by it (its
+ * names when it logs, per-type thresholds) without a bound.
  */
 export function rkeyBlobProblem(blob: Uint8Array): string {
   if (blob.length < 9) return `a packed rkey is at least 9 bytes, got ${blob.length}`;

@@ -90,6 +90,6 @@ for (const p of PROVIDERS) {
       }
       expect(Object.keys(outcomes).filter((k) => k.startsWith("truncated:"))).toEqual(["truncated: FabricError EINVAL refused"]);
       for (const outcome of Object.keys(outcomes)) expect(outcome).toMatch(/: inserted$|: FabricError EINVAL( refused)?$/);
-    });
+    }, 60_000);
   });
 }

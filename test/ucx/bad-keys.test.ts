@@ -8,6 +8,7 @@
 // Every case ends in a UcxError naming ucp_ep_rkey_unpack with UCX's status and text, or in the
 // right bytes; never in a signal.
 import { afterAll, expect, test } from "bun:test";
+import { rkeyBlobProblem } from "../../ffi/ucx.ts";
 import { describeUcx, runBun } from "../helpers.ts";
 import { AgentProcess } from "../rma/peers.ts";
 import { UCX_AGENT } from "./two-peers.ts";
@@ -32,6 +33,17 @@ const local = home.getRegion(4096);
 const outcome = (e) => e.name === "UcxError" ? [e.name, e.function, e.code, typeof e.status, e.description !== ""].join(" ") : e.name + " " + e.message;
 const results = [];
 `;
+
+test("rkeyBlobProblem: framing, and host memory only", () => {
+  const posix = Uint8Array.from([3, 0, 0, 0, 0, 0, 0, 0, 0, 24, ...new Array(24).fill(1), 0]);
+  expect(rkeyBlobProblem(posix)).toBe("");
+  expect(rkeyBlobProblem(posix.subarray(0, 8))).toBe("a packed rkey is at least 9 bytes, got 8");
+  expect(rkeyBlobProblem(posix.subarray(0, 34))).toMatch(/names memory domain 1 but ends at byte 34/);
+  expect(rkeyBlobProblem(posix.subarray(0, 20))).toMatch(/memory domain 0's key runs past/);
+  const cuda = posix.slice();
+  cuda[8] = 1;
+  expect(rkeyBlobProblem(cuda)).toBe("the rkey is for memory type 1; alloctools exchanges host memory (type 0) only");
+});
 
 for (const transports of SHARED_MEMORY) {
   describeUcx(`a key blob UCX cannot unpack [${transports}]`, () => {
@@ -66,7 +78,7 @@ console.log(JSON.stringify(results));
         ]);
       }
       expect(r.stdout).not.toContain("failed to unpack remote key"); // UCX logs to stdout: it never got there
-    });
+    }, 60_000);
 
     test(`a peer's garbled key bytes: UcxError or the right bytes, never a signal (${ROUNDS} rounds each)`, () => {
       // Garbles that name no segment (a pid above pid_max, a shmid never handed out, no open flags),
@@ -110,7 +122,51 @@ console.log(JSON.stringify(results));
         "dropShared right bytes",
         "segmentGone UcxError ucp_ep_rkey_unpack UCS_ERR_SHMEM_SEGMENT number true",
       ]);
-    });
+    }, 60_000);
+  });
+}
+
+for (const transports of [...SHARED_MEMORY, "tcp"] as const) {
+  describeUcx(`key blobs of every length [${transports}]`, () => {
+    test("random blobs of 1 to 300 bytes and random framed ones: refused before UCX reads them, or the right bytes; never a signal", () => {
+      // On shared memory blobs naming the memory domain whose keys map segments (md 0) are left
+      // out: a random segment id may name a live segment of another process (the garbles above
+      // cover that domain with ids that name none).
+      const r = runBun(`${SETUP(transports)}
+import fc from "fast-check";
+const target = home.getRegion(4096);
+const good = target.remote();
+const shared = ${JSON.stringify(transports)} !== "tcp";
+// Random bytes of every length 1..300, and framed blobs: a map of up to 3 of the 64 domains, the
+// host memory type, and keys of random lengths and bytes.
+const random = Array.from({ length: 300 }, (_, i) => fc.sample(fc.uint8Array({ minLength: i + 1, maxLength: i + 1 }), { seed: 21 + i, numRuns: 1 })[0]);
+const framed = fc.sample(fc.array(fc.tuple(fc.integer({ min: 0, max: 63 }), fc.uint8Array({ maxLength: 40 })), { maxLength: 3 }), { seed: 22, numRuns: 300 }).map((keys) => {
+  const map = new Uint8Array(9);
+  const byDomain = new Map(keys);
+  for (const md of byDomain.keys()) map[md >> 3] |= 1 << (md & 7);
+  const ordered = [...byDomain.entries()].sort((x, y) => x[0] - y[0]);
+  return Uint8Array.from([...map, ...ordered.flatMap(([, key]) => [key.length, ...key])]);
+});
+const ep = new UcxEndpoint(provider, { timeoutMs: 3000, closeTimeoutMs: 100 });
+const peer = ep.insert(ep.name);
+for (const blob of [...random, ...framed]) {
+  if (shared && (blob[0] & 1) !== 0) continue;
+  target.view.fill(0);
+  local.view.fill(7);
+  try {
+    ep.writeSync(local, 64, peer, new RemoteRegion(good.address, 0n, good.length, blob));
+    results.push(target.view.subarray(0, 64).every((x) => x === 7) && target.view[64] === 0 ? "right bytes" : "WRONG BYTES");
+  } catch (e) { results.push(outcome(e)); }
+}
+ep.close();
+console.log(JSON.stringify(results));
+`);
+      const all = outcomes(r);
+      expect(all.length).toBeGreaterThan(400);
+      const distinct = [...new Set(all)].sort();
+      expect(distinct).toEqual(["UcxError ucp_ep_rkey_unpack UCS_ERR_INVALID_PARAM number true", "right bytes"]);
+      expect(all.filter((o) => o === "right bytes").length).toBeGreaterThan(100);
+    }, 60_000);
   });
 }
 
