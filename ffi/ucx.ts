@@ -12,6 +12,7 @@
 import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
+import { checkWorkerAddress, mappedMemoryDomains, readWorkerAddress, type WorkerAddress } from "./ucx-address.ts";
 
 const symbols = {
   // void ucp_get_version(unsigned *major_version, unsigned *minor_version, unsigned *release_number)
@@ -75,6 +76,22 @@ const symbols = {
 
 type Symbols = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
 
+/** libuct, which libucp loads: only to try a remote key on its component before ucp_ep_rkey_unpack does. */
+const uctSymbols = {
+  // ucs_status_t uct_query_components(uct_component_h **components_p, unsigned *num_components_p)
+  uct_query_components: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i8 },
+  // void uct_release_component_list(uct_component_h *components)
+  uct_release_component_list: { args: [FFIType.ptr], returns: FFIType.void },
+  // ucs_status_t uct_component_query(uct_component_h component, uct_component_attr_t *component_attr)
+  uct_component_query: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i8 },
+  // ucs_status_t uct_rkey_unpack(uct_component_h component, const void *rkey_buffer, uct_rkey_bundle_t *rkey_ob)
+  uct_rkey_unpack: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i8 },
+  // ucs_status_t uct_rkey_release(uct_component_h component, const uct_rkey_bundle_t *rkey_ob)
+  uct_rkey_release: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i8 },
+} as const;
+
+type UctSymbols = ReturnType<typeof dlopen<typeof uctSymbols>>["symbols"];
+
 /** One C struct of ucp.h: its C name, size (where we allocate it) and the offsets of the fields we use. */
 export interface UcxStructLayout {
   /** The C type name, e.g. `ucp_params_t`. */
@@ -97,6 +114,8 @@ export const ucxLayout = {
   ucp_request_param_t: {
     cName: "ucp_request_param_t", size: 72, fields: { op_attr_mask: 0, flags: 4, request: 8, cb: 16, datatype: 24, user_data: 32, memh: 64 },
   },
+  uct_component_attr_t: { cName: "uct_component_attr_t", size: 48, fields: { field_mask: 0, name: 8 } },
+  uct_rkey_bundle_t: { cName: "uct_rkey_bundle_t", size: 24, fields: { rkey: 0, handle: 8, type: 16 } },
 } as const satisfies Record<string, UcxStructLayout>;
 
 const P = ucxLayout;
@@ -127,11 +146,15 @@ export const UCX = {
   EP_CLOSE_FLAG_FORCE: 1,
   OP_ATTR_FIELD_FLAGS: 0x10,
   OP_ATTR_FIELD_MEMH: 0x100,
+  COMPONENT_ATTR_FIELD_NAME: 1,
+  COMPONENT_NAME_MAX: 16,
+  MEMORY_TYPE_HOST: 0,
   OK: 0,
   INPROGRESS: 1,
   ERR_NO_RESOURCE: -2,
   ERR_INVALID_PARAM: -5,
   ERR_UNREACHABLE: -6,
+  ERR_INVALID_ADDR: -7,
   ERR_NO_DEVICE: -14,
   ERR_CANCELED: -16,
   ERR_TIMED_OUT: -20,
@@ -189,8 +212,21 @@ export class UcxError extends Error {
 }
 
 const DEFAULT_NAMES = ["libucp.so.0", "libucp.so"];
+/** libucp's own libuct (beside it when a path is given). */
+const UCT_NAME = "libuct.so.0";
+/**
+ * Zero bytes after a key blob handed to UCX: a component reads its own key struct (posix: 24 bytes
+ * and, without its procfs and shm_open flags, a directory string) whatever length the blob gives.
+ */
+const KEY_PADDING = 256;
 /** Handlers Bun's engine owns and libucs's constructor replaces (SIGFPE = 8). */
 const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL, 8];
+/**
+ * Settings alloctools keeps whatever the environment says: in unified mode a worker address
+ * leaves out the lengths of its parts, so a peer's address could not be checked before
+ * ucp_ep_create (ucx-address.ts).
+ */
+const FIXED_SETTINGS: Readonly<Record<string, string>> = { UNIFIED_MODE: "n" };
 const PROT_ALL = UCX.MEM_MAP_PROT_LOCAL_READ | UCX.MEM_MAP_PROT_LOCAL_WRITE | UCX.MEM_MAP_PROT_REMOTE_READ | UCX.MEM_MAP_PROT_REMOTE_WRITE;
 
 /** A memory mapping: `ucp_mem_h` and the range UCX reports for it. */
@@ -217,10 +253,18 @@ export class Ucx {
   /** One 8-byte out-parameter slot (`T **`, `size_t *`), read right after each call. */
   private readonly out = new BigUint64Array(2);
   private readonly outAddress = ptr(this.out);
+  private readonly uct: UctSymbols;
+  /** Each live worker's own address, read: what peers' addresses are checked against. */
+  private readonly ownAddresses = new Map<number, WorkerAddress>();
+  /** Each live ep's peer memory domains whose keys map a segment here (md index → transport). */
+  private readonly mappedDomains = new Map<number, ReadonlyMap<number, string>>();
+  /** uct components by name ("posix", "sysv"), listed on first use. */
+  private components: Map<string, number> | undefined;
 
-  private constructor(path: string, raw: Symbols) {
+  private constructor(path: string, raw: Symbols, uct: UctSymbols) {
     this.path = path;
     this.raw = raw;
+    this.uct = uct;
     const v = new Uint32Array(3);
     raw.ucp_get_version(v, v.subarray(1), v.subarray(2));
     this.version = `${v[0]}.${v[1]}.${v[2]}`;
@@ -239,15 +283,17 @@ export class Ucx {
     for (const candidate of tried) {
       const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
       let lib: ReturnType<typeof dlopen<typeof symbols>>;
+      let uct: ReturnType<typeof dlopen<typeof uctSymbols>>;
       try {
         lib = dlopen(candidate, symbols);
+        uct = dlopen(candidate.includes("/") ? `${candidate.slice(0, candidate.lastIndexOf("/"))}/${UCT_NAME}` : UCT_NAME, uctSymbols);
       } catch (e) {
         causes.push(e);
         continue;
       } finally {
         restoreSignals();
       }
-      return new Ucx(candidate, lib.symbols);
+      return new Ucx(candidate, lib.symbols, uct.symbols);
     }
     const how = path ? `ALLOCTOOLS_UCX_PATH=${path} could not be loaded` : `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
@@ -289,7 +335,7 @@ export class Ucx {
     this.check("ucp_config_read", this.raw.ucp_config_read(null, null, this.outAddress));
     const config = this.outPointer();
     try {
-      for (const [name, value] of Object.entries(settings)) {
+      for (const [name, value] of Object.entries({ ...settings, ...FIXED_SETTINGS })) {
         this.check("ucp_config_modify", this.raw.ucp_config_modify(config as Pointer, cString(name), cString(value)), `${name}=${value}`);
       }
       const params = new Uint8Array(P.ucp_params_t.size);
@@ -377,6 +423,7 @@ export class Ucx {
 
   /** `ucp_worker_destroy(worker)` */
   workerDestroy(worker: number): void {
+    this.ownAddresses.delete(worker);
     this.raw.ucp_worker_destroy(worker as Pointer);
   }
 
@@ -392,8 +439,18 @@ export class Ucx {
     }
   }
 
-  /** `ucp_ep_create` to the worker whose address is `peerAddress`, error handling mode NONE. */
+  /**
+   * `ucp_ep_create` to the worker whose address is `peerAddress`, error handling mode NONE. The
+   * address is checked first against this worker's own (ucx-address.ts): UCX trusts every byte
+   * and aborts or reads out of bounds on a bad one; a refusal is UcxError UCS_ERR_INVALID_ADDR
+   * saying what is wrong, and nothing is created.
+   */
   epCreate(worker: number, peerAddress: Uint8Array): number {
+    const own = this.ownAddress(worker);
+    const peer = checkWorkerAddress(peerAddress, own);
+    if (typeof peer === "string") {
+      throw this.error("ucp_ep_create", UCX.ERR_INVALID_ADDR, `refused before ucp_ep_create: the peer's worker address of ${peerAddress.length} bytes cannot be used: ${peer}`);
+    }
     const params = new Uint8Array(P.ucp_ep_params_t.size);
     const dv = new DataView(params.buffer);
     const f = P.ucp_ep_params_t.fields;
@@ -401,13 +458,99 @@ export class Ucx {
     dv.setBigUint64(f.address, BigInt(ptr(peerAddress)), true);
     dv.setUint32(f.err_mode, UCX.ERR_HANDLING_MODE_NONE, true);
     this.check("ucp_ep_create", this.raw.ucp_ep_create(worker as Pointer, params, this.outAddress), `peer address of ${peerAddress.length} bytes`);
-    return this.outPointer();
+    const ep = this.outPointer();
+    this.mappedDomains.set(ep, mappedMemoryDomains(peer, own));
+    return ep;
   }
 
-  /** `ucp_ep_rkey_unpack(ep, blob)`: the `ucp_rkey_h`. */
+  /** The worker's own address, read once (ucp_worker_get_address). */
+  private ownAddress(worker: number): WorkerAddress {
+    let own = this.ownAddresses.get(worker);
+    if (own === undefined) {
+      const read = readWorkerAddress(this.workerAddress(worker));
+      if (typeof read === "string") {
+        throw this.error("ucp_worker_get_address", UCX.ERR_INVALID_ADDR, `this worker's own address is not in UCX 1.13's format (${read}): peers' addresses cannot be checked`);
+      }
+      this.ownAddresses.set(worker, own = read);
+    }
+    return own;
+  }
+
+  /**
+   * `ucp_ep_rkey_unpack(ep, blob)`: the `ucp_rkey_h`. The blob (framing-checked by the caller) goes
+   * to UCX zero-padded, and each key in it that maps a segment here (posix, sysv) is first
+   * unpacked on its own component: UCX before 1.19 crashes in ucp_ep_rkey_unpack's error path
+   * (it releases the key it failed to unpack), so a key whose segment is gone (its pool closed, its
+   * process exited) or that names none must be refused before. The trial mappings are held until
+   * UCX has unpacked the blob (a sysv segment then cannot go in between).
+   */
   rkeyUnpack(ep: number, blob: Uint8Array): number {
-    this.check("ucp_ep_rkey_unpack", this.raw.ucp_ep_rkey_unpack(ep as Pointer, blob, this.outAddress), `a key blob of ${blob.length} bytes`);
-    return this.outPointer();
+    const padded = new Uint8Array(blob.length + KEY_PADDING);
+    padded.set(blob);
+    const trials = this.tryMappedKeys(ep, padded, blob.length);
+    try {
+      this.check("ucp_ep_rkey_unpack", this.raw.ucp_ep_rkey_unpack(ep as Pointer, padded, this.outAddress), `a key blob of ${blob.length} bytes`);
+      return this.outPointer();
+    } finally {
+      this.releaseTrials(trials);
+    }
+  }
+
+  /**
+   * Unpacks each key of `padded` (a blob of `length` bytes) whose memory domain maps a segment
+   * here on its uct component (uct_rkey_unpack); returns the trials to release, or releases them
+   * and throws UcxError with the component's status when one fails.
+   */
+  private tryMappedKeys(ep: number, padded: Uint8Array, length: number): Array<{ component: number; bundle: BigUint64Array }> {
+    const domains = this.mappedDomains.get(ep);
+    const trials: Array<{ component: number; bundle: BigUint64Array }> = [];
+    if (domains === undefined || domains.size === 0) return trials;
+    for (const [mdIndex, keyAt] of keyOffsets(padded, length)) {
+      const transport = domains.get(mdIndex);
+      const component = transport === undefined ? 0 : this.component(transport);
+      if (component === 0) continue;
+      const bundle = new BigUint64Array(P.uct_rkey_bundle_t.size / 8);
+      const status = this.uct.uct_rkey_unpack(component as Pointer, padded.subarray(keyAt), bundle);
+      if (status !== UCX.OK) {
+        this.releaseTrials(trials);
+        throw this.error("ucp_ep_rkey_unpack", status, `refused before unpacking: the key of the peer's memory domain ${mdIndex} (${transport}) ` +
+          `does not map here (its region's pool closed or its process exited, or the key is not one UCX made)`);
+      }
+      trials.push({ component, bundle });
+    }
+    return trials;
+  }
+
+  private releaseTrials(trials: ReadonlyArray<{ component: number; bundle: BigUint64Array }>): void {
+    for (const { component, bundle } of trials) this.uct.uct_rkey_release(component as Pointer, bundle);
+  }
+
+  /** The uct component named `name` ("posix"), 0 when this UCX has none. */
+  private component(name: string): number {
+    this.components ??= this.listComponents();
+    return this.components.get(name) ?? 0;
+  }
+
+  private listComponents(): Map<string, number> {
+    const count = new Uint32Array(1);
+    this.check("uct_query_components", this.uct.uct_query_components(this.outAddress, count));
+    const list = this.outPointer();
+    const components = new Map<string, number>();
+    try {
+      const attr = new Uint8Array(P.uct_component_attr_t.size);
+      const dv = new DataView(attr.buffer);
+      for (let i = 0; i < count[0]!; i++) {
+        const component = Number(read.u64(list as Pointer, i * 8));
+        dv.setBigUint64(P.uct_component_attr_t.fields.field_mask, BigInt(UCX.COMPONENT_ATTR_FIELD_NAME), true);
+        this.check("uct_component_query", this.uct.uct_component_query(component as Pointer, attr));
+        const name = attr.subarray(P.uct_component_attr_t.fields.name, P.uct_component_attr_t.fields.name + UCX.COMPONENT_NAME_MAX);
+        const end = name.indexOf(0);
+        components.set(Buffer.from(name.subarray(0, end < 0 ? name.length : end)).toString("latin1"), component);
+      }
+    } finally {
+      this.uct.uct_release_component_list(list as Pointer);
+    }
+    return components;
   }
 
   /** `ucp_rkey_destroy(rkey)` */
@@ -420,6 +563,7 @@ export class Ucx {
    * an error status, else a request to poll).
    */
   epClose(ep: number, force: boolean): number {
+    this.mappedDomains.delete(ep);
     const params = new Uint32Array(P.ucp_request_param_t.size / 4);
     params[P.ucp_request_param_t.fields.op_attr_mask / 4] = UCX.OP_ATTR_FIELD_FLAGS;
     params[P.ucp_request_param_t.fields.flags / 4] = force ? UCX.EP_CLOSE_FLAG_FORCE : 0;
@@ -431,10 +575,13 @@ export class Ucx {
  * Why `blob` cannot be a packed rkey, or "" when its framing holds: a u64 map of memory domains, a
  * memory-type byte, then for each domain in the map a length byte and that many bytes, all inside
  * the blob (trailing bytes are allowed for later UCX versions). Checked before every unpack:
- * `ucp_ep_rkey_unpack` reads garbage without bounds and can crash the process.
+ * `ucp_ep_rkey_unpack` reads garbage without bounds and can crash the process. The memory type
+ * must be host memory (0), the only kind alloctools registers: UCX indexes tables by it (its
+ * names when it logs, per-type thresholds) without a bound.
  */
 export function rkeyBlobProblem(blob: Uint8Array): string {
   if (blob.length < 9) return `a packed rkey is at least 9 bytes, got ${blob.length}`;
+  if (blob[8] !== UCX.MEMORY_TYPE_HOST) return `the rkey is for memory type ${blob[8]}; alloctools exchanges host memory (type ${UCX.MEMORY_TYPE_HOST}) only`;
   let at = 9;
   for (let byte = 0; byte < 8; byte++) {
     for (let bit = 0; bit < 8; bit++) {
@@ -445,6 +592,18 @@ export function rkeyBlobProblem(blob: Uint8Array): string {
     }
   }
   return "";
+}
+
+/** [md index, offset of its key] of each memory domain in a framing-checked rkey blob of `length` bytes. */
+function keyOffsets(blob: Uint8Array, length: number): Array<[number, number]> {
+  const offsets: Array<[number, number]> = [];
+  let at = 9;
+  for (let md = 0; md < 64 && at < length; md++) {
+    if ((blob[md >> 3]! & (1 << (md & 7))) === 0) continue;
+    offsets.push([md, at + 1]);
+    at += 1 + blob[at]!;
+  }
+  return offsets;
 }
 
 /** Whether a status pointer (declared i64_fast) is an error status. */

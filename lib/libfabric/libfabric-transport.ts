@@ -14,6 +14,7 @@
 //   refused.
 import { nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
 import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
+import { checkPeerName } from "../../ffi/fabric-names.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
 import { AllocToolsError } from "../errors.ts";
 import type { MemoryRegionImpl } from "../memory/region.ts";
@@ -119,6 +120,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   /** Adds a peer's name to the address vector. */
   insert(peerName: Uint8Array): PeerAddress {
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
+    checkPeerName(this.provider.handles.info, this.name, peerName); // libfabric reads a name by its format, not its length
     const address = this.fi.avInsert(this.av, peerName);
     this.peers.add(address);
     const local = openTransports.get(hex(peerName));

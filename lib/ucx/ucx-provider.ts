@@ -36,7 +36,11 @@ export interface UcxProviderOptions {
    * otherwise (over tcp it costs more than it gives).
    */
   allocateBlocks?: boolean;
-  /** Further UCX settings, by name without the UCX_ prefix, e.g. `{ RNDV_THRESH: "8k" }`. */
+  /**
+   * Further UCX settings, by name without the UCX_ prefix, e.g. `{ RNDV_THRESH: "8k" }`.
+   * UNIFIED_MODE is always "n": its worker addresses leave out the lengths a peer's address is
+   * checked by before ucp_ep_create.
+   */
   settings?: Readonly<Record<string, string>>;
   /**
    * Open the context for workers in several threads (`mt_workers_shared`), so that `share()`

@@ -25,6 +25,7 @@ export class AgentProcess {
       for (;;) {
         const next = await lines.next();
         if (next.done) break;
+        if (!next.value.startsWith("{")) continue; // UCX logs its errors to stdout
         const r = JSON.parse(next.value) as Reply;
         this.waiting.get(r.seq)?.(r);
         this.waiting.delete(r.seq);

@@ -1,5 +1,5 @@
 // Compiles an offsetof probe from ffi/ucx.ts's layout table (and its constants) against the
-// installed UCX headers and compares: a UCX whose ABI drifted fails here, not in production.
+// installed UCX headers (ucp.h, and uct.h for the remote-key trial) and compares: a UCX whose ABI drifted fails here, not in production.
 import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,7 +28,9 @@ const CONSTANTS: Record<string, [string, number]> = {
   EP_PARAM_FIELD_ERR_HANDLING_MODE: ["UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE", 2], ERR_HANDLING_MODE_NONE: ["UCP_ERR_HANDLING_MODE_NONE", 0],
   EP_CLOSE_FLAG_FORCE: ["UCP_EP_CLOSE_FLAG_FORCE", 1], OP_ATTR_FIELD_FLAGS: ["UCP_OP_ATTR_FIELD_FLAGS", 0x10],
   OP_ATTR_FIELD_MEMH: ["UCP_OP_ATTR_FIELD_MEMH", 0x100], OK: ["UCS_OK", 0], INPROGRESS: ["UCS_INPROGRESS", 1],
-  ERR_INVALID_PARAM: ["UCS_ERR_INVALID_PARAM", -5], ERR_NO_DEVICE: ["UCS_ERR_NO_DEVICE", -14], ERR_LAST: ["UCS_ERR_LAST", -100],
+  ERR_INVALID_PARAM: ["UCS_ERR_INVALID_PARAM", -5], ERR_INVALID_ADDR: ["UCS_ERR_INVALID_ADDR", -7],
+  COMPONENT_ATTR_FIELD_NAME: ["UCT_COMPONENT_ATTR_FIELD_NAME", 1], COMPONENT_NAME_MAX: ["UCT_COMPONENT_NAME_MAX", 16],
+  MEMORY_TYPE_HOST: ["UCS_MEMORY_TYPE_HOST", 0], ERR_NO_DEVICE: ["UCS_ERR_NO_DEVICE", -14], ERR_LAST: ["UCS_ERR_LAST", -100],
   STATUS_SIZE: ["(long)sizeof(ucs_status_t)", 1],
 };
 
@@ -50,7 +52,7 @@ test.skipIf(reason !== "" && !REQUIRE_UCX)("struct offsets and constants in ffi/
     expected.push(`${name} ${value}`);
     if (name in UCX) expect({ name, value: UCX[name as keyof typeof UCX] as number }).toEqual({ name, value });
   }
-  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <ucp/api/ucp.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
+  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <ucp/api/ucp.h>\n#include <uct/api/uct.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), "alloctools-ucx-layout-"));
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([cc!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });
