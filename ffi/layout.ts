@@ -28,6 +28,9 @@ export const layout = {
   fi_ops_ep: struct("struct fi_ops_ep", { cancel: 8 }),
   fi_ops_cm: struct("struct fi_ops_cm", { setname: 8, getname: 16 }),
   fi_ops_rma: struct("struct fi_ops_rma", { read: 8, readv: 16, readmsg: 24, write: 32, writev: 40, writemsg: 48, inject: 56 }),
+  fi_ops_tagged: struct("struct fi_ops_tagged", { recv: 8, recvmsg: 24, send: 32, sendmsg: 48, inject: 56 }),
+  fi_msg_tagged: struct("struct fi_msg_tagged", { msg_iov: 0, desc: 8, iov_count: 16, addr: 24, tag: 32, ignore: 40, context: 48, data: 56 }, 64),
+  fi_ops_atomic: struct("struct fi_ops_atomic", { write: 8, readwrite: 40, compwrite: 64, writevalid: 88, readwritevalid: 96, compwritevalid: 104 }),
   fid_cq: struct("struct fid_cq", { ops: 24 }),
   fi_ops_cq: struct("struct fi_ops_cq", { read: 8, readfrom: 16, readerr: 24, sread: 32, strerror: 56 }),
   fid_av: struct("struct fid_av", { ops: 24 }),
@@ -51,6 +54,8 @@ export const layout = {
     auth_key: 56, iface: 64, device: 72,
   }),
   fi_cq_data_entry: struct("struct fi_cq_data_entry", { op_context: 0, flags: 8, len: 16, buf: 24, data: 32 }, 40),
+  fi_cq_tagged_entry: struct("struct fi_cq_tagged_entry", { op_context: 0, flags: 8, len: 16, buf: 24, data: 32, tag: 40 }, 48),
+  fi_context: struct("struct fi_context", { internal: 0 }, 32),
   fi_cq_err_entry: struct("struct fi_cq_err_entry", {
     op_context: 0, flags: 8, len: 16, buf: 24, data: 32, tag: 40, olen: 48, err: 56, prov_errno: 60,
     err_data: 64, err_data_size: 72,
@@ -94,6 +99,14 @@ export const FI = {
   MSG: 0x2n,
   /** FI_RMA: one-sided reads and writes. */
   RMA: 0x4n,
+  /** FI_TAGGED: tagged messages. */
+  TAGGED: 0x8n,
+  /** FI_ATOMIC: remote atomic operations. */
+  ATOMIC: 0x10n,
+  /** FI_SOURCE (a capability): receives report their source address. */
+  SOURCE_CAP: 1n << 57n,
+  /** FI_DIRECTED_RECV: a receive may name the source it matches. */
+  DIRECTED_RECV: 1n << 59n,
   /** FI_HMEM: device (GPU) memory. */
   HMEM: 1n << 47n,
   // getinfo flags
@@ -106,6 +119,12 @@ export const FI = {
   TRANSMIT_COMPLETE: 1n << 27n,
   /** FI_COMPLETION: generate a completion entry. */
   COMPLETION: 1n << 24n,
+  /** FI_PEEK: a receive that only looks for a matching message (its length, tag, source). */
+  PEEK: 1n << 19n,
+  /** FI_CLAIM: a peeked message is kept for (then received by) a receive with the same context. */
+  CLAIM: 1n << 59n,
+  /** FI_DISCARD: with FI_CLAIM, drop the claimed message. */
+  DISCARD: 1n << 58n,
   // mode bits
   /** FI_CONTEXT: operations carry a struct fi_context the provider may use. */
   CONTEXT: 1n << 59n,
@@ -143,6 +162,8 @@ export const FI = {
   AV_TABLE: 2,
   /** FI_CQ_FORMAT_DATA: completion entries with flags, length, buffer and data. */
   CQ_FORMAT_DATA: 3,
+  /** FI_CQ_FORMAT_TAGGED: FI_CQ_FORMAT_DATA and the message's tag. */
+  CQ_FORMAT_TAGGED: 4,
   /** FI_WAIT_NONE: no wait object (completions are polled). */
   WAIT_NONE: 0,
   /** FI_PROGRESS_AUTO: the provider progresses on its own. */
@@ -172,6 +193,8 @@ export const FI = {
   ENOKEY: 266,
   /** FI_ETRUNC: the data was truncated. */
   ETRUNC: 265,
+  /** FI_ENOMSG: no message matched (a peek). */
+  ENOMSG: 42,
   /** FI_ENOSYS: not implemented by the provider. */
   ENOSYS: 38,
   /** FI_ENODATA: nothing matches (fi_getinfo found no provider). */

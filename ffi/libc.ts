@@ -12,6 +12,7 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_HUGETLB = 0x40000;
 export const MAP_FIXED = 0x10;
+export const MADV_DONTNEED = 4;
 export const MADV_DONTFORK = 10;
 export const MADV_DOFORK = 11;
 const RLIMIT_MEMLOCK = 8;
@@ -47,6 +48,8 @@ const lib = dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
   free: { args: [FFIType.ptr], returns: FFIType.void },
   // void *memcpy(void *dest, const void *src, size_t n)
   memcpy: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
+  // void *memset(void *s, int c, size_t n)
+  memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
   // int getpid(void)
   getpid: { args: [], returns: FFIType.i32 },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact)
@@ -140,6 +143,10 @@ export function free(address: number): void {
 }
 
 /** Copies `length` bytes from `source` to `destination` (the ranges must not overlap). */
+export function memset(destination: number, value: number, length: number): void {
+  c.memset(destination as Pointer, value, length);
+}
+
 export function memcpy(destination: number, source: number, length: number): void {
   c.memcpy(destination as Pointer, source as Pointer, length);
 }

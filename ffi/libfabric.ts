@@ -64,6 +64,20 @@ const sig = {
     args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr],
     returns: FFIType.i64_fast,
   },
+  // ssize_t (*send)(struct fid_ep *ep, const void *buf, size_t len, void *desc, fi_addr_t dest_addr,
+  //                 uint64_t tag, void *context)                                      (fi_tsend)
+  // ssize_t (*inject)(struct fid_ep *ep, const void *buf, size_t len, fi_addr_t dest_addr, uint64_t tag)
+  tagged_inject: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64], returns: FFIType.i64_fast },
+  // ssize_t (*recv)(struct fid_ep *ep, void *buf, size_t len, void *desc, fi_addr_t src_addr,
+  //                 uint64_t tag, uint64_t ignore, void *context)                     (fi_trecv)
+  tagged_recv: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.ptr],
+    returns: FFIType.i64_fast,
+  },
+  // ssize_t (*sendmsg)(struct fid_ep *ep, const struct fi_msg_tagged *msg, uint64_t flags)  (recvmsg alike)
+  tagged_msg: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
+  // ssize_t (*readfrom)(struct fid_cq *cq, void *buf, size_t count, fi_addr_t *src_addr)
+  cq_readfrom: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i64_fast },
   // ssize_t (*cancel)(fid_t fid, void *context)      (fi_cancel; context is the operation id)
   cancel: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i64_fast },
   // ssize_t (*read)(struct fid_cq *cq, void *buf, size_t count)
@@ -384,12 +398,12 @@ export class Libfabric {
     return this.outPtr();
   }
 
-  /** `fi_cq_open(domain, attr, &cq, NULL)` with FI_CQ_FORMAT_DATA and no wait object. */
+  /** `fi_cq_open(domain, attr, &cq, NULL)` with FI_CQ_FORMAT_TAGGED and no wait object. */
   cqOpen(domain: number, size: number): number {
     const attr = new Uint8Array(layout.fi_cq_attr.size);
     const dv = new DataView(attr.buffer);
     dv.setBigUint64(L.fi_cq_attr.size, BigInt(size), true);
-    dv.setInt32(L.fi_cq_attr.format, FI.CQ_FORMAT_DATA, true);
+    dv.setInt32(L.fi_cq_attr.format, FI.CQ_FORMAT_TAGGED, true);
     dv.setInt32(L.fi_cq_attr.wait_obj, FI.WAIT_NONE, true);
     const f = this.fn("open4", this.op(domain, L.fid_domain.ops, L.fi_ops_domain.cq_open), "fi_cq_open");
     this.check("fi_cq_open", f(domain, attr, this.out, null));
@@ -452,6 +466,7 @@ export class Libfabric {
     const cqOps = readPtr(cq, L.fid_cq.ops);
     const epOps = readPtr(ep, L.fid_ep.ops);
     return {
+      cqReadFrom: this.fn("cq_readfrom", readPtr(cqOps, L.fi_ops_cq.readfrom), "fi_cq_readfrom"),
       cancel: this.fn("cancel", readPtr(epOps, L.fi_ops_ep.cancel), "fi_cancel"),
       read: this.fn("rma", readPtr(rma, L.fi_ops_rma.read), "fi_read"),
       write: this.fn("rma", readPtr(rma, L.fi_ops_rma.write), "fi_write"),
@@ -460,10 +475,24 @@ export class Libfabric {
       cqStrError: this.fn("cq_strerror", readPtr(cqOps, L.fi_ops_cq.strerror), "fi_cq_strerror"),
     };
   }
+
+  /** The tagged-message calls of `ep`, resolved once; null where the endpoint has no tagged ops table. */
+  taggedOps(ep: number): TaggedOps | null {
+    const tagged = readPtr(ep, L.fid_ep.tagged);
+    if (tagged === 0) return null;
+    return {
+      tinject: this.fn("tagged_inject", readPtr(tagged, L.fi_ops_tagged.inject), "fi_tinject"),
+      trecv: this.fn("tagged_recv", readPtr(tagged, L.fi_ops_tagged.recv), "fi_trecv"),
+      tsendmsg: this.fn("tagged_msg", readPtr(tagged, L.fi_ops_tagged.sendmsg), "fi_tsendmsg"),
+      trecvmsg: this.fn("tagged_msg", readPtr(tagged, L.fi_ops_tagged.recvmsg), "fi_trecvmsg"),
+    };
+  }
 }
 
 /** Resolved per-endpoint calls; see `Libfabric.rmaOps`. */
 export interface RmaOps {
+  /** (cq, buf, count, src_addr*) => ssize_t: fi_cq_readfrom. */
+  readonly cqReadFrom: Callable;
   /** (ep, context) => ssize_t: fi_cancel of the operation posted with that context. */
   readonly cancel: Callable;
   /** (ep, buf, len, desc: bigint, fi_addr: bigint, addr: bigint, key: bigint, context) => ssize_t */
@@ -475,6 +504,18 @@ export interface RmaOps {
   readonly cqReadErr: Callable;
   /** (cq, prov_errno, err_data, buf, len) => const char* */
   readonly cqStrError: Callable;
+}
+
+/** The tagged-message calls of one endpoint; see `Libfabric.taggedOps`. */
+export interface TaggedOps {
+  /** (ep, buf, len, dest_addr, tag) => ssize_t: fi_tinject, the buffer reusable on return, no completion. */
+  readonly tinject: Callable;
+  /** (ep, buf, len, desc, src_addr, tag, ignore, context) => ssize_t: fi_trecv. */
+  readonly trecv: Callable;
+  /** (ep, fi_msg_tagged*, flags) => ssize_t: fi_tsendmsg. */
+  readonly tsendmsg: Callable;
+  /** (ep, fi_msg_tagged*, flags) => ssize_t: fi_trecvmsg (FI_PEEK, FI_CLAIM). */
+  readonly trecvmsg: Callable;
 }
 
 export function versionString(v: number): string {

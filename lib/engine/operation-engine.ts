@@ -187,9 +187,10 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
    * refused: `op.failure` says why, and the transport discards the message (a receive of 0 bytes).
    */
   bufferFor(op: Operation, length: number): boolean {
+    const pool = this.pool!;
     let region: MemoryRegionImpl;
     try {
-      region = this.pool!.getRegion(Math.max(length, 1)) as MemoryRegionImpl;
+      region = pool.getRegion(length < 0 ? largestPooledSize(pool) : Math.max(length, 1)) as MemoryRegionImpl;
     } catch (e) {
       op.failure = e;
       return false;
@@ -197,7 +198,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     op.region = region;
     op.messageRegion = region;
     op.local = region.address;
-    op.length = length;
+    op.length = length < 0 ? region.size : length;
     beginOperation(region);
     return true;
   }
@@ -614,6 +615,13 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     const reason = this.transport.messaging;
     if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
   }
+}
+
+/** The largest region `pool` hands out from its stacks (its last size class). */
+function largestPooledSize(pool: MemoryPool): number {
+  let largest = 1;
+  for (const stack of Object.values(pool.stats().stacks)) largest = Math.max(largest, stack.chunkSize);
+  return largest;
 }
 
 /** A tag: an integer in [0, 2^32). */

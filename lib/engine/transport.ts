@@ -52,7 +52,11 @@ export interface CompletionSink {
   inTransport(id: number): Operation | null;
   /** The transport let go of `op` (success when `error` is null). Idempotent per operation; swap-removes it from `active`. */
   complete(op: Operation, error: unknown): void;
-  /** A `receive` found a message of `length` bytes: pins a pooled region as `op.local`; false (and `op.failure`) when the pool refused. */
+  /**
+   * A `receive` found a message of `length` bytes (-1: its length is unknown, take the pool's
+   * largest region): pins a pooled region as `op.local` (`op.length` its usable length); false
+   * (and `op.failure`) when the pool refused.
+   */
   bufferFor(op: Operation, length: number): boolean;
 }
 

@@ -233,8 +233,7 @@ export class LibfabricProvider implements RegionProvider {
     let fabric = 0;
     let domain = 0;
     try {
-      writeHints(hints, options);
-      const list = getInfoNamingProviders(fi, hints, options);
+      const list = getInfoWithCapabilities(fi, hints, options);
       // Keep the first match only: a private copy we can free on close.
       info = list;
       const next = readPtr(list, L.fi_info.next);
@@ -567,8 +566,32 @@ function closeAtExit(provider: LibfabricProvider): void {
   });
 }
 
-function writeHints(hints: number, o: LibfabricProviderOptions): void {
-  nativeView(hints, 16).setBigUint64(L.fi_info.caps, FI.MSG | FI.RMA, true);
+/**
+ * What a domain is asked for, most first: RMA with tagged messages (receives naming and reporting
+ * their source) and atomics; without atomics; RMA alone. A provider that lacks a capability is
+ * opened with fewer, and what it lacks is NOT_SUPPORTED on its endpoints (info.caps says which).
+ */
+const CAPABILITY_TIERS: readonly bigint[] = [
+  FI.MSG | FI.RMA | FI.TAGGED | FI.SOURCE_CAP | FI.DIRECTED_RECV | FI.ATOMIC,
+  FI.MSG | FI.RMA | FI.TAGGED | FI.SOURCE_CAP | FI.DIRECTED_RECV,
+  FI.MSG | FI.RMA,
+];
+
+/** fi_getinfo with the most capabilities a matching provider grants (see CAPABILITY_TIERS). */
+function getInfoWithCapabilities(fi: Libfabric, hints: number, options: LibfabricProviderOptions): number {
+  for (let tier = 0; ; tier++) {
+    const last = tier === CAPABILITY_TIERS.length - 1;
+    writeHints(hints, options, CAPABILITY_TIERS[tier]!);
+    try {
+      return last ? getInfoNamingProviders(fi, hints, options) : fi.getInfo(hints, options.node ?? null, options.service ?? null, options.node ? FI.SOURCE : 0n);
+    } catch (e) {
+      if (last || !(e instanceof FabricError) || e.errno !== 61) throw e;
+    }
+  }
+}
+
+function writeHints(hints: number, o: LibfabricProviderOptions, caps: bigint = FI.MSG | FI.RMA): void {
+  nativeView(hints, 16).setBigUint64(L.fi_info.caps, caps, true);
   // Ask for the context modes we can satisfy: none. Endpoint passes per-operation contexts itself.
   nativeView(readPtr(hints, L.fi_info.ep_attr), 4).setInt32(L.fi_ep_attr.type, EP_TYPES[o.endpointType ?? "rdm"], true);
   const dom = nativeView(readPtr(hints, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode + 4);

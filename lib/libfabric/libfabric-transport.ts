@@ -22,13 +22,22 @@ import { argument, type Operation } from "../engine/operation.ts";
 import type { RemoteRegion } from "../engine/remote-region.ts";
 import { RmaError, type OperationKind } from "../engine/rma-errors.ts";
 import { Posted, type CompletionSink, type Transport } from "../engine/transport.ts";
+import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
+import { TaggedMessages } from "./libfabric-messages.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
 
 const CQ_BATCH = 16;
-const CQ_ENTRY = layout.fi_cq_data_entry.size;
+const CQ_ENTRY = layout.fi_cq_tagged_entry.size;
+/** 32-bit words of one completion entry, and where its fields are among them. */
+const ENTRY_WORDS = CQ_ENTRY / 4;
+const FLAGS_WORD = L.fi_cq_tagged_entry.flags / 4;
+const LENGTH_WORD = L.fi_cq_tagged_entry.len / 4;
+const TAG_WORD = L.fi_cq_tagged_entry.tag / 4;
+/** What tagged messages need of a provider: tags, receives that name their source, and report it. */
+const MESSAGING_CAPS = FI.TAGGED | FI.SOURCE_CAP | FI.DIRECTED_RECV;
 const ERR_ENTRY = layout.fi_cq_err_entry.size;
 
 /** The open transports of this thread by endpoint name (hex): see the file header. */
@@ -43,8 +52,8 @@ export interface LibfabricTransportSettings {
 /** Endpoint's adapter over one libfabric RDM endpoint. */
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
-  readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = false;
+  readonly messaging: string;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
   readonly maxMessageSize: number;
   private readonly fi: Libfabric;
@@ -53,6 +62,10 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private readonly cq: number;
   private readonly av: number;
   private readonly ops: RmaOps;
+  /** Tagged messages, where the provider has them (else null and `messaging` says why). */
+  private readonly messages: TaggedMessages | null;
+  /** Whether completions carry their source (FI_SOURCE): read with fi_cq_readfrom. */
+  private readonly withSource: boolean;
   private engine: CompletionSink | null = null;
   private readonly peers = new Set<bigint>();
   /** The peer of the last accepted operation (-1n: none yet): a repeated peer skips the set lookup. */
@@ -65,6 +78,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   /** Completion entries, read as 32-bit words: op_context's low half is the id. */
   private readonly cqBuf = new Uint8Array(CQ_BATCH * CQ_ENTRY);
   private readonly cqWords = new Uint32Array(this.cqBuf.buffer);
+  /** The source fi_addr_t of each entry read (fi_cq_readfrom). */
+  private readonly sources = new BigUint64Array(CQ_BATCH);
   private readonly errBuf = new Uint8Array(ERR_ENTRY);
   private readonly errView = new DataView(this.errBuf.buffer);
   private readonly strBuf = new Uint8Array(256);
@@ -108,13 +123,24 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.ep = ep;
     this.cq = cq;
     this.av = av;
+    const caps = readU64(info, L.fi_info.caps);
+    this.withSource = (caps & FI.SOURCE_CAP) !== 0n;
+    const tagged = (caps & MESSAGING_CAPS) === MESSAGING_CAPS ? fi.taggedOps(ep) : null;
+    const injectSize = Number(readU64(readPtr(info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
+    this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name);
+    this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
     openTransports.set(hex(this.name), this);
   }
 
-  resolvePeer(): void {}
-
   bind(engine: CompletionSink): void {
     this.engine = engine;
+    this.messages?.bind(engine);
+  }
+
+  /** A message's peer: inserted here (a receive's may be ANY_SOURCE). */
+  resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE): void {
+    if (peer === ANY_SOURCE && kind !== "send") return;
+    if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
   }
 
   /** Adds a peer's name to the address vector. */
@@ -153,9 +179,11 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     return 0;
   }
 
-  /** fi_write / fi_read with the operation's id as context. */
+  /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages. */
   post(op: Operation): Posted {
-    const fn = op.kind === "write" ? this.ops.write : this.ops.read;
+    const kind = op.kind;
+    if (kind !== "write" && kind !== "read") return this.messages!.post(op);
+    const fn = kind === "write" ? this.ops.write : this.ops.read;
     const ret = fn(this.ep, op.local, op.length, argument(op.region!.localKey), op.peer, op.remoteAddress, op.key, op.id) as number;
     if (ret === 0) return Posted.POSTED;
     if (ret === -FI.EAGAIN) return Posted.RETRY;
@@ -166,15 +194,17 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   /** Reads the completion queue until it is empty; reports the operations it names. */
   poll(): number {
-    const engine = this.engine!;
+    const total = this.drain();
+    if (this.messages !== null && this.messages.peeking) this.messages.repeek(cancelledError());
+    return total;
+  }
+
+  private drain(): number {
     let total = 0;
     for (;;) {
-      const n = this.ops.cqRead(this.cq, this.cqBuf, CQ_BATCH) as number;
+      const n = (this.withSource ? this.ops.cqReadFrom(this.cq, this.cqBuf, CQ_BATCH, this.sources) : this.ops.cqRead(this.cq, this.cqBuf, CQ_BATCH)) as number;
       if (n > 0) {
-        for (let i = 0; i < n; i++) {
-          const op = engine.inTransport(this.cqWords[(i * CQ_ENTRY) >> 2]!);
-          if (op !== null) engine.complete(op, null);
-        }
+        for (let i = 0; i < n; i++) this.entry(i);
         total += n;
         if (n < CQ_BATCH) return total;
         continue;
@@ -189,9 +219,25 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     }
   }
 
+  /** One completion entry: the operation its context names is done (a receive's result read first). */
+  private entry(i: number): void {
+    const words = this.cqWords;
+    const base = i * ENTRY_WORDS;
+    const high = words[base + 1]!;
+    const op = high === 0 ? this.engine!.inTransport(words[base]!) : this.messages!.operation(high * 4294967296 + words[base]!);
+    if (op === null) return;
+    if ((words[base + FLAGS_WORD]! & FI.RECV) !== 0) {
+      const length = words[base + LENGTH_WORD]! + words[base + LENGTH_WORD + 1]! * 4294967296;
+      if (!this.messages!.received(op, length, words[base + TAG_WORD]!, this.withSource ? this.sources[i]! : 0xffff_ffff_ffff_ffffn)) return;
+      this.engine!.complete(op, op.failure);
+      return;
+    }
+    this.engine!.complete(op, null);
+  }
+
   /** fi_cancel: the operation then completes, with an error or not, through the queue. */
   cancel(op: Operation): void {
-    if (!op.queued) this.ops.cancel(this.ep, op.id);
+    if (!op.queued) this.ops.cancel(this.ep, this.messages === null ? op.id : this.messages.contextOf(op));
   }
 
   functionName(kind: OperationKind): string {
@@ -215,6 +261,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     attempt(() => this.fi.close(this.ep, "endpoint"));
     attempt(() => this.fi.close(this.cq, "cq"));
     attempt(() => this.fi.close(this.av, "av"));
+    this.messages?.close();
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing endpoint");
     return true; // the endpoint is gone: nothing of the transport touches operations' memory any more
   }
@@ -229,15 +276,30 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     }
     if (ret === 0) return false;
     const view = this.errView;
-    const op = this.engine!.inTransport(view.getUint32(L.fi_cq_err_entry.op_context, true));
+    const low = view.getUint32(L.fi_cq_err_entry.op_context, true);
+    const high = view.getUint32(L.fi_cq_err_entry.op_context + 4, true);
+    const op = high === 0 ? this.engine!.inTransport(low) : this.messages!.operation(high * 4294967296 + low);
     if (op === null) return true;
     const err = Math.abs(view.getInt32(L.fi_cq_err_entry.err, true));
+    if (op.kind === "recv" || op.kind === "receive") {
+      const length = Number(view.getBigUint64(L.fi_cq_err_entry.len, true));
+      const overflow = Number(view.getBigUint64(L.fi_cq_err_entry.olen, true));
+      if (!this.messages!.failed(op, err, length, overflow)) return true;
+      if (op.failure !== null) {
+        this.engine!.complete(op, op.failure);
+        return true;
+      }
+    }
     const providerErrno = view.getInt32(L.fi_cq_err_entry.prov_errno, true);
     const errData = Number(view.getBigUint64(L.fi_cq_err_entry.err_data, true));
     const text = readCString(Number(this.ops.cqStrError(this.cq, providerErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
     this.engine!.complete(op, new RmaError(op.describe(), err, this.fi.strerror(err), providerErrno, text));
     return true;
   }
+}
+
+function cancelledError(): AllocToolsError {
+  return new AllocToolsError("ENDPOINT_CLOSED", "the receive was cancelled before a message matched");
 }
 
 function hex(bytes: Uint8Array): string {
