@@ -29,6 +29,7 @@ import { LocalRange, resolveLocal } from "../engine/local-memory.ts";
 import { Operation, OperationTable, Outcome, Wait } from "../engine/operation.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "../engine/progress.ts";
 import { RemoteRegion } from "../engine/remote-region.ts";
+import { peerNameBytes, peerNameString } from "../engine/peer-name.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "../engine/rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "../engine/rma-endpoint.ts";
 import { RegistrationCache } from "../cache/registration-cache.ts";
@@ -233,8 +234,14 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     return this.interval;
   }
 
+  /** `name` as a URL-safe string ("fi." + base64url): a peer's `insert()` takes either. */
+  get nameString(): string {
+    return peerNameString("libfabric", this.name);
+  }
+
   /** Adds a peer's `name` to the address vector; use the result as `peer` in read/write. */
-  insert(peerName: Uint8Array): PeerAddress {
+  insert(peerName: Uint8Array | string): PeerAddress {
+    if (typeof peerName === "string") peerName = peerNameBytes("libfabric", peerName);
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's endpoint name (non-empty Uint8Array)");
     const addr = this.fi.avInsert(this.av, peerName);

@@ -23,6 +23,7 @@ import type { MpiProvider } from "./mpi-provider.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "../engine/progress.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import { RemoteRegion } from "../engine/remote-region.ts";
+import { peerNameBytes, peerNameString } from "../engine/peer-name.ts";
 import { RmaTimeoutError, type RmaKind } from "../engine/rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "../engine/rma-endpoint.ts";
 
@@ -177,8 +178,14 @@ export class MpiEndpoint implements RmaEndpoint<MpiRank>, Progressable {
     return this.interval;
   }
 
+  /** `name` as a URL-safe string ("mpi." + base64url): a peer's `insert()` takes either. */
+  get nameString(): string {
+    return peerNameString("mpi", this.name);
+  }
+
   /** The rank named by `peerName` (an MpiEndpoint's name); RangeError for another kind of name or a rank outside the job. */
-  insert(peerName: Uint8Array): MpiRank {
+  insert(peerName: Uint8Array | string): MpiRank {
+    if (typeof peerName === "string") peerName = peerNameBytes("mpi", peerName);
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length !== NAME_BYTES || NAME_MAGIC.some((b, i) => peerName[i] !== b)) {
       throw new AllocToolsRangeError(`insert takes an MpiEndpoint name (${NAME_BYTES} bytes starting "ATMP"), got ${describeName(peerName)}`);

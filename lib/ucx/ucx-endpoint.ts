@@ -23,6 +23,7 @@ import { LocalRange, resolveLocal } from "../engine/local-memory.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "../engine/progress.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import { RemoteRegion } from "../engine/remote-region.ts";
+import { peerNameBytes, peerNameString } from "../engine/peer-name.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "../engine/rma-endpoint.ts";
 import { RmaTimeoutError, type RmaKind, type RmaOperation } from "../engine/rma-errors.ts";
 import type { UcxProvider } from "./ucx-provider.ts";
@@ -244,8 +245,14 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     return { ...this.counts };
   }
 
+  /** `name` as a URL-safe string ("ucx." + base64url): a peer's `insert()` takes either. */
+  get nameString(): string {
+    return peerNameString("ucx", this.name);
+  }
+
   /** Adds a peer by its worker address (`ucp_ep_create`); use the result as `peer`. */
-  insert(peerName: Uint8Array): UcxPeer {
+  insert(peerName: Uint8Array | string): UcxPeer {
+    if (typeof peerName === "string") peerName = peerNameBytes("ucx", peerName);
     this.assertOpen();
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's worker address (non-empty Uint8Array)");
     const ep = this.ucx.epCreate(this.worker, peerName);
