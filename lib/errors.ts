@@ -21,7 +21,8 @@ export type AllocToolsErrorCode =
   | "DETACHED"           // the buffer was detached (transfer()) or shrank below what is registered
   | "CACHE_FULL"         // a registration cache's limits are reached with every entry in use
   | "CACHE_CLOSED"       // the registration cache was closed
-  | "JOB_CLOSED";        // the MpiJob was closed
+  | "JOB_CLOSED"         // the job (Job or MpiJob) was closed
+  | "JOB_UNAVAILABLE";   // Job.open could not join the way asked (no launcher, no PMIx or MPI library)
 
 /**
  * A state or limit error of the pool, its regions or its providers: branch on `code`. Thrown
