@@ -1,21 +1,24 @@
-// A rank that leaves while its job is open (an uncaught error, process.exit(), or the end of the
-// program before close()) would leave the other ranks waiting at their next collective until their
-// timeout. The guard ends the job at once instead: at process exit, each job still open says which
-// rank left and how (on stderr, which every launcher forwards) and asks the launcher to end the
-// whole job (PMIx_Abort). `process.on("exit")` runs on every exit Bun makes, uncaught errors and
-// unhandled rejections included; only a kill by signal skips it, and launchers end a job whose
-// process was killed by themselves.
+// A rank that fails (an uncaught error, a non-zero exit code) or leaves while its job is open
+// (process.exit(), the end of the program before close()) would leave the other ranks waiting at
+// their next collective until their timeout. The guard ends the job at once instead: at process
+// exit it gives every job this process joined its exit code, and the job decides (finalize on a
+// clean exit after close(); otherwise say which rank left and how, on stderr, which every launcher
+// forwards, and ask the launcher to end the whole job). Jobs stay guarded after close(): with
+// `using`, an error thrown out of the block closes the job before the process exits with code 1.
+// `process.on("exit")` runs on every exit Bun makes, uncaught errors and unhandled rejections
+// included; only a kill by signal skips it, and launchers end a job one of whose processes was
+// killed.
 
-/** A job that ends its job when the process exits with it open. */
+/** A joined job, told how the process exits. */
 export interface ExitGuarded {
-  /** Called from the process's "exit" event with the exit code; must not throw. */
+  /** Called once from the process's "exit" event with the exit code; must not throw. */
   endOnExit(code: number): void;
 }
 
 const guarded = new Set<ExitGuarded>();
 let installed = false;
 
-/** Guards `job` until `unguard(job)` (its close()). */
+/** Guards `job` until the process exits. */
 export function guard(job: ExitGuarded): void {
   if (!installed) {
     installed = true;
@@ -27,9 +30,4 @@ export function guard(job: ExitGuarded): void {
     });
   }
   guarded.add(job);
-}
-
-/** Stops guarding `job`: it closed. */
-export function unguard(job: ExitGuarded): void {
-  guarded.delete(job);
 }

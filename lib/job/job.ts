@@ -56,9 +56,11 @@ const DEFAULT_TIMEOUT_MS = 300_000;
 /**
  * The job this process is a rank of (see the file header).
  *
- * Lifetime: `await Job.open()` joins; `close()` (or `using`) leaves, idempotent. Through PMIx,
- * exiting with the job still open ends the whole job with an error naming this rank: close it
- * when done. Through MPI, the job keeps MPI initialized (close it after MPI providers).
+ * Lifetime: `await Job.open()` joins; `close()` (or `using`) leaves, idempotent. Through PMIx, a
+ * process that exits with the job still open, or with a non-zero code (an uncaught error
+ * included, even one that `using` closed the job on the way out), ends the whole job with an
+ * error naming this rank; PMIx_Finalize runs at the clean exit. Through MPI, the job keeps MPI
+ * initialized (close it after MPI providers).
  *
  * Hot path: none of it. Collectives allocate their results; use them to set a job up.
  */
@@ -152,7 +154,7 @@ export class Job implements Disposable {
     return this.transport.allgather(endpoint.name).map((name) => endpoint.insert(name));
   }
 
-  /** Leaves the job (PMIx_Finalize, or MpiJob.close()). Idempotent. */
+  /** Leaves the job: no more collectives (PMIx: PMIx_Finalize at the process's clean exit; MPI: MpiJob.close()). Idempotent. */
   close(): void {
     if (this.closed_) return;
     this.closed_ = true;

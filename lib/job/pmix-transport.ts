@@ -9,10 +9,11 @@
 //   language joins by doing the same (docs/jobs.md).
 // - Every fence and get carries PMIX_TIMEOUT (the job's timeoutMs), so no collective outlives it;
 //   barrierAsync also gives up in JS a little after it, should PMIx never call back.
-// - A rank that exits with the job open ends the job (exit-guard.ts).
+// - A rank that exits with the job open, or with a non-zero code, ends the job (exit-guard.ts).
+//   PMIx_Finalize therefore waits for the process's clean exit: after close() PMIx_Abort must
+//   still be callable.
 import { pmixLibrary, PmixError, PMIX, type PmixClient } from "../../ffi/pmix.ts";
-import type { ExitGuarded } from "./exit-guard.ts";
-import { guard, unguard } from "./exit-guard.ts";
+import { guard, type ExitGuarded } from "./exit-guard.ts";
 import { nextTurn, type JobTransport } from "./job-transport.ts";
 import { writeSync } from "node:fs";
 
@@ -33,6 +34,7 @@ export class PmixTransport implements JobTransport, ExitGuarded {
   private readonly timeoutMs: number;
   private readonly timeoutSeconds: number;
   private barriers = 0;
+  private closed = false;
 
   /** @internal Made by Job.open() once PMIx_Init joined a server. */
   constructor(client: PmixClient, size: number, timeoutMs: number, launcher: string) {
@@ -92,13 +94,20 @@ export class PmixTransport implements JobTransport, ExitGuarded {
     return all;
   }
 
+  /** Leaves the job's collectives; PMIx_Finalize runs at the process's clean exit (see the file header). */
   close(): void {
-    unguard(this);
-    this.client.finalize();
+    this.closed = true;
   }
 
   endOnExit(code: number): void {
-    const how = code === 0 ? "exited (code 0) before closing its Job" : `exited with code ${code} while its Job was open`;
+    if (this.closed && code === 0) {
+      try {
+        this.client.finalize();
+      } catch { /* exiting anyway */ }
+      return;
+    }
+    const how = code === 0 ? "exited (code 0) before closing its Job" :
+      `exited with code ${code}${this.closed ? " after closing its Job" : " while its Job was open"}`;
     const message = `alloctools: rank ${this.rank} of ${this.size} (${this.description}) ${how}: ending the job (PMIx_Abort)`;
     try {
       writeSync(2, `${message}\n`);
