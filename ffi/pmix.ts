@@ -386,13 +386,16 @@ export class PmixClient {
 const PENDING = 0x7fff_ffff;
 
 /**
- * The completion words of nonblocking fences: pinned for the life of the process (PMIx's thread
- * may store into a slot long after its fence was given up on), handed out one per fence.
+ * The completion words of nonblocking fences, handed out one per fence. They live in native memory
+ * (calloc, never freed: PMIx's thread may store into a slot long after its fence was given up on),
+ * not in a JS typed array: JSC may move a small typed array's storage after ptr() was taken
+ * (making its ArrayBuffer does, and it happened to these words inside a job), which left PMIx
+ * storing into memory nobody read.
  */
 class FenceSlots {
   private static readonly COUNT = 256;
-  readonly words = new Int32Array(FenceSlots.COUNT);
-  private readonly base = ptr(this.words);
+  private readonly base = libc.calloc(FenceSlots.COUNT * Int32Array.BYTES_PER_ELEMENT);
+  readonly words = new Int32Array(toArrayBuffer(this.base as Pointer, 0, FenceSlots.COUNT * Int32Array.BYTES_PER_ELEMENT));
   private readonly free: number[] = [];
   /** Each fence's pmix_info_t array, referenced until the fence completes. */
   private readonly infos: (Uint8Array | null)[] = new Array(FenceSlots.COUNT).fill(null);
