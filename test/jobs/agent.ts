@@ -7,8 +7,8 @@
 //
 // Scenarios: basics (barriers, allgathers of different lengths), tcp, shm and ucx (exchangeNames
 // then a ring of verified writes), strings (the names and regions crossing the job as strings),
-// mpi (Job via "mpi": MpiEndpoint's names), throw:<rank> and exit:<rank>:<code> (that rank leaves
-// with its job open).
+// mpi (Job via "mpi": MpiEndpoint's names), throw:<rank>, exit:<rank>:<code> and stall:<rank> (that
+// rank leaves, or stops answering, with its job open; the others wait in a barrier).
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   Endpoint, Job, LibfabricProvider, MemoryPool, MpiEndpoint, MpiProvider, RemoteRegion, UcxEndpoint, UcxProvider,
@@ -138,12 +138,14 @@ function mpiLoaded(): boolean {
   return /libmpi\.so/.test(readFileSync("/proc/self/maps", "utf8"));
 }
 
-function leaveEarly(argument: string): void {
-  const [, who, code] = argument.split(":");
+/** throw:<rank>, exit:<rank>:<code>, stall:<rank>: that rank leaves (or stops answering) with its job open. */
+async function leaveEarly(argument: string): Promise<void> {
+  const [how, who, code] = argument.split(":");
   if (Number(who) !== rank) return;
   report();
-  if (argument.startsWith("throw:")) throw new Error(`rank ${rank} throws on purpose`);
-  process.exit(Number(code));
+  if (how === "throw") throw new Error(`rank ${rank} throws on purpose`);
+  if (how === "exit") process.exit(Number(code));
+  await Bun.sleep(120_000); // stall: alive, never at the barrier (the others' timeout ends the job)
 }
 
 function report(): void {
@@ -155,8 +157,8 @@ function report(): void {
 }
 
 for (const name of scenarioNames) {
-  if (name.startsWith("throw:") || name.startsWith("exit:")) {
-    leaveEarly(name);
+  if (/^(throw|exit|stall):/.test(name)) {
+    await leaveEarly(name);
     job.barrier(); // the others wait here for the rank that left
     continue;
   }
