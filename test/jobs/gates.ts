@@ -4,6 +4,7 @@
 //   ALLOCTOOLS_REQUIRE_MPI=1    mpirun must be there (the mpirun launches)
 //   ALLOCTOOLS_REQUIRE_SLURM=1  the test Slurm must start (test/jobs/slurm.ts)
 import { describe, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { pmixStatus } from "../../ffi/pmix.ts";
 import { mpi, REQUIRE_MPI } from "../helpers.ts";
 import { REQUIRE_SLURM, slurm } from "./slurm.ts";
@@ -54,4 +55,21 @@ export function describeMpirun(name: string, body: () => void): void {
 export function describeSlurm(name: string, body: () => void): void {
   const missing = !slurm.available ? slurm.reason : !pmix.available ? pmix.reason : null;
   gate(name, missing, REQUIRE_SLURM ? "ALLOCTOOLS_REQUIRE_SLURM=1" : null, body);
+}
+
+/**
+ * The C compiler flags of libpmix-dev: pkg-config's, else pmix.h in /usr/include, else Debian's
+ * /usr/lib/<triplet>/pmix2/include; null without headers.
+ */
+export function pmixCompileFlags(): { include: string[]; link: string[] } | null {
+  const pkgConfig = (what: string) => Bun.which("pkg-config") ? Bun.spawnSync(["pkg-config", what, "pmix"], { stdout: "pipe", stderr: "pipe" }) : null;
+  const cflags = pkgConfig("--cflags");
+  const libs = pkgConfig("--libs");
+  if (cflags?.exitCode === 0 && libs?.exitCode === 0) {
+    const words = (r: typeof cflags) => r!.stdout.toString().trim().split(/\s+/).filter(Boolean);
+    return { include: words(cflags).filter((flag) => flag.startsWith("-I")), link: words(libs) };
+  }
+  if (existsSync("/usr/include/pmix.h")) return { include: [], link: ["-lpmix"] };
+  const debian = [...new Bun.Glob("usr/lib/*/pmix2/include/pmix.h").scanSync({ cwd: "/", absolute: true })][0];
+  return debian === undefined ? null : { include: [`-I${debian.replace(/\/pmix\.h$/, "")}`], link: ["-lpmix"] };
 }

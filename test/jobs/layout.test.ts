@@ -1,21 +1,15 @@
 // Compiles an offsetof probe from ffi/pmix.ts's layout table and constants against the installed
 // libpmix-dev headers and compares: a PMIx whose ABI drifted fails here, not in a job.
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PMIX, PMIX_ATTRIBUTES, pmixLayout, pmixStatusName } from "../../ffi/pmix.ts";
-import { REQUIRE_PMIX } from "./gates.ts";
+import { pmixCompileFlags, REQUIRE_PMIX } from "./gates.ts";
+
+const includeFlags = pmixCompileFlags()?.include ?? null;
 
 const cc = Bun.which("cc") ?? Bun.which("gcc");
-/** Debian puts pmix.h under the library's own directory (/usr/lib/<triplet>/pmix2/include); pkg-config says where. */
-const includeFlags = (() => {
-  const r = Bun.which("pkg-config") ? Bun.spawnSync(["pkg-config", "--cflags", "pmix"], { stdout: "pipe", stderr: "pipe" }) : null;
-  if (r?.exitCode === 0) return r.stdout.toString().trim().split(/\s+/).filter((flag) => flag.startsWith("-I"));
-  if (existsSync("/usr/include/pmix.h")) return [];
-  const debian = [...new Bun.Glob("usr/lib/*/pmix2/include/pmix.h").scanSync({ cwd: "/", absolute: true })][0];
-  return debian === undefined ? null : [`-I${debian.replace(/\/pmix\.h$/, "")}`];
-})();
 const reason = !cc ? "no C compiler (cc)" : includeFlags === null ? "no PMIx headers (apt-get install libpmix-dev pkg-config)" : "";
 if (reason && !REQUIRE_PMIX) console.warn(`[alloctools] skipping the PMIx offsetof probe: ${reason}`);
 

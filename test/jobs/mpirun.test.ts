@@ -1,10 +1,14 @@
 // Jobs under Open MPI's mpirun, the ranks joining through PMIx with no MPI library loaded: 2 and 4
 // ranks running test/jobs/agent.ts (barriers, allgathers of different lengths, exchangeNames for
 // libfabric tcp and shm and UCX, rings of verified writes, names and regions as strings), Job via
-// "mpi" with MpiEndpoint, ranks that throw, exit or stall, and examples/job-ring.ts on 4 ranks.
+// "mpi" with MpiEndpoint, a rank in C joining Bun ranks the way docs/jobs.md says, ranks that
+// throw, exit or stall, and examples/job-ring.ts on 4 ranks.
 import { expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fabric, mpi, REQUIRE_LIBFABRIC, REQUIRE_UCX, ucx } from "../helpers.ts";
-import { describeMpirun } from "./gates.ts";
+import { describeMpirun, pmixCompileFlags, REQUIRE_PMIX } from "./gates.ts";
 import { failedChecks, launch, mpirunArgv, summary } from "./launch.ts";
 
 const AGENT = ["bun", "test/jobs/agent.ts"];
@@ -42,6 +46,27 @@ describeMpirun("jobs under mpirun (PMIx, no MPI_Init)", () => {
     expect(failedChecks(run)).toEqual([]);
     expect(run.results.map((r) => r.facts.via), summary(run)).toEqual(["mpi", "mpi"]);
     expect(run.results.every((r) => r.facts.mpiLoaded === true)).toBe(true);
+    expect(run.exitCode, summary(run)).toBe(0);
+  }, 120_000);
+
+  test("a rank in C (test/jobs/c-rank.c, the calls docs/jobs.md lists) joins two Bun ranks: barriers and allgathers match, bytes arrive both ways", async () => {
+    const cc = Bun.which("cc") ?? Bun.which("gcc");
+    const flags = pmixCompileFlags();
+    const missing = !cc ? "no C compiler (cc)" : flags === null ? "no PMIx headers (apt-get install libpmix-dev pkg-config)" : "";
+    if (missing) {
+      if (REQUIRE_PMIX) throw new Error(`the C rank is required (ALLOCTOOLS_REQUIRE_PMIX=1) but cannot be built: ${missing}`);
+      console.warn(`[alloctools] skipped: a rank in C (${missing})`);
+      return;
+    }
+    const binary = join(mkdtempSync(join(tmpdir(), "alloctools-c-rank-")), "c-rank");
+    const build = Bun.spawnSync([cc!, "-Wall", "-o", binary, `${import.meta.dir}/c-rank.c`, ...flags!.include, ...flags!.link], { stderr: "pipe" });
+    expect(build.stderr.toString()).toBe("");
+    expect(build.exitCode).toBe(0);
+    const argv = mpirunArgv(mpirun, 1, [...AGENT, "basics"]);
+    const run = await launch([...argv, ":", "-n", "1", binary, ":", "-n", "1", ...AGENT, "basics"], {}, 90_000);
+    expect(failedChecks(run)).toEqual([]);
+    expect(run.results.map((r) => r.rank), summary(run)).toEqual([0, 2]);
+    expect(run.stdout).toContain("c rank 1 of 3: ok");
     expect(run.exitCode, summary(run)).toBe(0);
   }, 120_000);
 
