@@ -14,6 +14,7 @@
 import { AllocToolsError, AllocToolsRangeError, AllocToolsTypeError, LibraryLoadError } from "../errors.ts";
 import { checkProgressInterval } from "../engine/progress.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
+import { checkKnownKeys, type KnownKeys } from "../options.ts";
 import { MpiEndpoint } from "../mpi/mpi-endpoint.ts";
 import { detectLauncher, HOW_TO_LAUNCH, type Launcher } from "./launcher.ts";
 import type { JobTransport } from "./job-transport.ts";
@@ -49,7 +50,7 @@ export interface NamedEndpoint<Peer> {
   insert(peerName: Uint8Array): Peer;
 }
 
-const OPTION_KEYS: ReadonlySet<string> = new Set(["via", "timeoutMs"]);
+const OPTION_KEYS: KnownKeys<JobOptions> = { via: true, timeoutMs: true };
 const VIAS: readonly JobVia[] = ["pmix", "mpi", "singleton"];
 const DEFAULT_TIMEOUT_MS = 300_000;
 
@@ -206,11 +207,7 @@ function joinMpi(): JobTransport {
 
 function checkOptions(options: JobOptions): { via: JobVia | undefined; timeoutMs: number } {
   if (options === null || typeof options !== "object") throw new AllocToolsTypeError("Job.open options must be an object");
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) {
-      throw new AllocToolsTypeError(`unknown Job.open option ${JSON.stringify(key)}; known: ${[...OPTION_KEYS].join(", ")}`, { code: "UNKNOWN_OPTION" });
-    }
-  }
+  checkKnownKeys(options, OPTION_KEYS, "Job.open options");
   const via = options.via;
   if (via !== undefined && !VIAS.includes(via)) {
     throw new AllocToolsTypeError(`options.via must be one of ${VIAS.map((v) => `"${v}"`).join(", ")}, got ${describe(via)}`);

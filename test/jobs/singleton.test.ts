@@ -112,7 +112,7 @@ test("Job.open refuses what it cannot do, with typed errors that say what is mis
   expect(out.pmi2).toStartWith("AllocToolsError | JOB_UNAVAILABLE | a PMI-1/PMI-2 launcher started 3 processes");
   expect(out.singletonOnPurpose).toBe("opened via singleton");
   expect(out.badVia).toStartWith("AllocToolsTypeError | INVALID_ARGUMENT | options.via must be one of \"pmix\", \"mpi\", \"singleton\", got \"shmem\"");
-  expect(out.unknownKey).toStartWith("AllocToolsTypeError | UNKNOWN_OPTION | unknown Job.open option \"timeout\"");
+  expect(out.unknownKey).toStartWith("AllocToolsTypeError | UNKNOWN_OPTION | Job.open options: unknown option \"timeout\"");
   expect(out.badTimeout).toStartWith("AllocToolsRangeError | OUT_OF_RANGE | options.timeoutMs must be an integer >= 0");
   expect(out.notObject).toStartWith("AllocToolsTypeError | INVALID_ARGUMENT | Job.open options must be an object");
 });
