@@ -247,6 +247,7 @@ export class PmixClient {
   private readonly peerView: DataView;
   private readonly valueOut = new BigUint64Array(1);
   private readonly putValue = new Uint8Array(VALUE.size);
+  private readonly putView = new DataView(this.putValue.buffer);
   private finalized = false;
 
   /** @internal Made by PmixLibrary.init(). */
@@ -278,14 +279,15 @@ export class PmixClient {
 
   /** `PMIx_Put(PMIX_GLOBAL, key, <PMIX_BYTE_OBJECT of bytes>)`: PMIx copies the bytes. */
   put(key: string, bytes: Uint8Array): void {
+    const keyText = keyBytes(key);
     const value = this.putValue;
-    const view = new DataView(value.buffer);
     value.fill(0);
-    view.setUint16(VALUE.fields.type, PMIX.BYTE_OBJECT, true);
-    // A zero-length object has no bytes pointer (ptr() of an empty view would fail).
-    view.setBigUint64(VALUE.fields["data.bo.bytes"], bytes.length === 0 ? 0n : BigInt(ptr(bytes)), true);
-    view.setBigUint64(VALUE.fields["data.bo.size"], BigInt(bytes.length), true);
-    const status = this.pmix.fn.PMIx_Put(PMIX.GLOBAL, keyBytes(key), value);
+    this.putView.setUint16(VALUE.fields.type, PMIX.BYTE_OBJECT, true);
+    this.putView.setBigUint64(VALUE.fields["data.bo.size"], BigInt(bytes.length), true);
+    // Last before the call, so that nothing runs between taking the address and PMIx copying the
+    // bytes. A zero-length object has no bytes pointer (ptr() of an empty view would fail).
+    this.putView.setBigUint64(VALUE.fields["data.bo.bytes"], bytes.length === 0 ? 0n : BigInt(ptr(bytes)), true);
+    const status = this.pmix.fn.PMIx_Put(PMIX.GLOBAL, keyText, value);
     if (status !== PMIX.SUCCESS) throw this.pmix.error("PMIx_Put", status, `key ${key}, ${bytes.length} bytes`);
   }
 

@@ -52,6 +52,15 @@ describeSlurm("jobs under srun --mpi=pmix (a single-node Slurm started for the t
     }
   }, 120_000);
 
+  test("a rank that never arrives (alive, stalled): the others' barrier fails with PMIX_ERR_TIMEOUT within the job's timeout, and the step ends", async () => {
+    const run = await srun(3, ["bun", "test/jobs/agent.ts", "stall:1"], { ALLOCTOOLS_TEST_JOB_TIMEOUT_MS: "3000" }, 60_000);
+    expect(run.timedOut, summary(run)).toBe(false);
+    expect(run.exitCode, summary(run)).not.toBe(0);
+    expect(run.elapsedMs, summary(run)).toBeLessThan(25_000);
+    expect(run.stderr).toMatch(/PMIx_Fence failed: TIMEOUT \(PMIX_ERR_TIMEOUT, -24\): barrier 1 of rank [02] of 3/);
+    expect(run.stderr).toMatch(/alloctools: rank [02] of 3 \(PMIx namespace slurm\.pmix\.\S+, srun --mpi=pmix\) exited with code 1 while its Job was open/);
+  }, 90_000);
+
   test("examples/job-ring.ts under srun -n 4: every rank got its left neighbour's stamp over tcp and UCX", async () => {
     if (!libfabricHere || !ucxHere) {
       console.warn("[alloctools] skipped: job-ring under srun (it needs libfabric and UCX)");
