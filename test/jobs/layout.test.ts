@@ -1,7 +1,7 @@
 // Compiles an offsetof probe from ffi/pmix.ts's layout table and constants against the installed
 // libpmix-dev headers and compares: a PMIx whose ABI drifted fails here, not in a job.
 import { expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PMIX, PMIX_ATTRIBUTES, pmixLayout, pmixStatusName } from "../../ffi/pmix.ts";
@@ -49,5 +49,6 @@ test.skipIf(reason !== "" && !REQUIRE_PMIX)("struct offsets, constants and attri
   expect(build.stderr.toString()).toBe("");
   expect(build.exitCode).toBe(0);
   const run = Bun.spawnSync([join(dir, "probe")], { stdout: "pipe" });
+  rmSync(dir, { recursive: true, force: true });
   expect(run.stdout.toString().trim().split("\n")).toEqual(expected);
 });

@@ -4,7 +4,7 @@
 // "mpi" with MpiEndpoint, a rank in C joining Bun ranks the way docs/jobs.md says, ranks that
 // throw, exit or stall, and examples/job-ring.ts on 4 ranks.
 import { expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fabric, mpi, REQUIRE_LIBFABRIC, REQUIRE_UCX, ucx } from "../helpers.ts";
@@ -58,12 +58,14 @@ describeMpirun("jobs under mpirun (PMIx, no MPI_Init)", () => {
       console.warn(`[alloctools] skipped: a rank in C (${missing})`);
       return;
     }
-    const binary = join(mkdtempSync(join(tmpdir(), "alloctools-c-rank-")), "c-rank");
+    const directory = mkdtempSync(join(tmpdir(), "alloctools-c-rank-"));
+    const binary = join(directory, "c-rank");
     const build = Bun.spawnSync([cc!, "-Wall", "-o", binary, `${import.meta.dir}/c-rank.c`, ...flags!.include, ...flags!.link], { stderr: "pipe" });
     expect(build.stderr.toString()).toBe("");
     expect(build.exitCode).toBe(0);
     const argv = mpirunArgv(mpirun, 1, [...AGENT, "basics"]);
     const run = await launch([...argv, ":", "-n", "1", binary, ":", "-n", "1", ...AGENT, "basics"], {}, 90_000);
+    rmSync(directory, { recursive: true, force: true });
     expect(failedChecks(run)).toEqual([]);
     expect(run.results.map((r) => r.rank), summary(run)).toEqual([0, 2]);
     expect(run.stdout).toContain("c rank 1 of 3: ok");
