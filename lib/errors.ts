@@ -21,7 +21,8 @@ export type AllocToolsErrorCode =
   | "DETACHED"           // the buffer was detached (transfer(), a transfer list): its memory left the region
   | "CACHE_FULL"         // a registration cache's limits are reached with every entry in use
   | "CACHE_CLOSED"       // the registration cache was closed
-  | "JOB_CLOSED"         // the MpiJob was closed
+  | "JOB_CLOSED"         // the job (Job or MpiJob) was closed
+  | "JOB_UNAVAILABLE"    // Job.open could not join the way asked (no launcher, no PMIx or MPI library)
   | "TRUNCATED";         // a message was longer than the receive's memory (nothing written past it)
 
 /**

@@ -49,3 +49,5 @@ export { MpiProvider } from "./mpi/mpi-provider.ts";
 export { MpiEndpoint, type MpiEndpointOptions, type MpiRank } from "./mpi/mpi-endpoint.ts";
 export { MpiJob } from "./mpi/mpi-job.ts";
 export { MpiError, mpiStatus, type ThreadLevelName } from "../ffi/mpi.ts";
+export { Job, type JobOptions, type JobVia, type NamedEndpoint } from "./job/job.ts";
+export { PmixError, pmixStatus } from "../ffi/pmix.ts";

@@ -16,6 +16,7 @@ import { OperationEngine, type AnyLocalMemory } from "./operation-engine.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
 import type { EngineSettings } from "./engine-options.ts";
+import { peerNameBytes, peerNameString } from "./peer-name.ts";
 import type { Transport } from "./transport.ts";
 
 /**
@@ -92,10 +93,15 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
     return oneLine(this.constructor.name, { provider: this.#parent.name, pending: this.pendingCount, progressInterval: this.progressInterval, closed: this.closed });
   }
 
-  /** Adds a peer by its endpoint name; use the result as `peer`. */
-  insert(peerName: Uint8Array): Peer {
+  /** `name` as a URL-safe string (a kind prefix, a dot, base64url): `insert()` takes either. */
+  get nameString(): string {
+    return peerNameString(this.transport.nameKind, this.name);
+  }
+
+  /** Adds a peer by its endpoint name (the bytes, or their `nameString`); use the result as `peer`. */
+  insert(peerName: Uint8Array | string): Peer {
     this.engine.assertOpen();
-    return this.transport.insert(peerName);
+    return this.transport.insert(typeof peerName === "string" ? peerNameBytes(this.transport.nameKind, peerName) : peerName);
   }
 
   // ---- one-sided ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // RemoteRegion: what a peer needs to read or write one of our regions — the remote address, the
 // key and the length — and nothing else. It crosses process and host boundaries, so it has a fixed
-// binary form (toBytes/fromBytes) and a JSON form (toJSON/fromJSON) with bigints as decimal strings.
+// binary form (toBytes/fromBytes), a JSON form (toJSON/fromJSON) with bigints as decimal strings, and
+// a URL-safe text form (toString/parse): "rr." and the binary form in base64url (text-form.ts).
 //
 // Binary layout, little-endian. Version 1 (32 bytes) is what libfabric regions produce; version 2
 // adds a variable-length key blob for transports whose keys do not fit 64 bits (UCX's packed rkey).
@@ -16,6 +17,8 @@
 //       36     n  key blob (ucp_rkey_pack output for UCX)
 // A version 2 region is exactly 36 + n bytes.
 import { AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import { inspectCustom } from "../inspect.ts";
+import { fromTextForm, shorten, toTextForm } from "./text-form.ts";
 
 const MAGIC = [0x41, 0x54, 0x52, 0x52] as const; // "ATRR"
 const VERSION = 1;
@@ -23,6 +26,8 @@ const VERSION_KEY_BLOB = 2;
 const HEADER_BYTES = 32;
 const BLOB_HEADER_BYTES = 36;
 const U64_LIMIT = 1n << 64n;
+/** The prefix of the text form (toString / parse). */
+const TEXT_PREFIX = "rr";
 
 /** Thrown for bytes or JSON that are not a RemoteRegion. */
 export class RemoteRegionFormatError extends TypeError {
@@ -202,8 +207,30 @@ export class RemoteRegion {
     }
   }
 
-  /** One line for logs: address, key (or the key blob's size) and length. */
+  /**
+   * The text form: `rr.` then `toBytes()` in unpadded base64url (every version; 43 characters for
+   * version 1). URL-safe, so it passes through argv, environment variables, files and URLs;
+   * `${region}` gives it too. Read it back with `RemoteRegion.parse`.
+   */
   toString(): string {
+    return toTextForm(TEXT_PREFIX, this.toBytes());
+  }
+
+  /**
+   * Parses `toString()` output of either version, checked like `fromBytes` (size, magic, version,
+   * reserved bytes, blob length); anything else throws RemoteRegionFormatError naming the problem.
+   */
+  static parse(text: string): RemoteRegion {
+    if (typeof text !== "string") throw new RemoteRegionFormatError(`RemoteRegion.parse takes a string, got ${typeof text}`);
+    const bytes = fromTextForm(TEXT_PREFIX, text, BLOB_HEADER_BYTES + RemoteRegion.MAX_KEY_BLOB);
+    if (typeof bytes === "string") {
+      throw new RemoteRegionFormatError(`RemoteRegion.parse takes "${TEXT_PREFIX}." + base64url (RemoteRegion.toString()), but ${JSON.stringify(shorten(text))} is not: ${bytes}`);
+    }
+    return RemoteRegion.fromBytes(bytes);
+  }
+
+  /** One line for logs (console.log): address, key (or the key blob's size) and length. */
+  [inspectCustom](): string {
     const key = this.keyBlob === null ? `key ${this.key}` : `key blob of ${this.keyBlob.length} bytes`;
     return `RemoteRegion(address 0x${this.address.toString(16)}, ${key}, ${this.length} bytes)`;
   }

@@ -42,6 +42,8 @@ export interface RmaEndpointStats {
 export interface RmaEndpoint<Peer = unknown> extends Disposable {
   /** This endpoint's address: give these bytes to a peer for its `insert()`. */
   readonly name: Uint8Array;
+  /** `name` as a URL-safe string (a kind prefix, a dot, base64url): `insert()` takes either. */
+  readonly nameString: string;
   /** Whether close() was called. */
   readonly closed: boolean;
   /** Operations posted (or waiting to be) and not yet completed. */
@@ -49,8 +51,8 @@ export interface RmaEndpoint<Peer = unknown> extends Disposable {
   /** Milliseconds an operation may take before it fails with RmaTimeoutError. */
   readonly timeoutMs: number;
 
-  /** Adds a peer by its endpoint name; use the result as `peer`. */
-  insert(peerName: Uint8Array): Peer;
+  /** Adds a peer by its endpoint name (the bytes, or their `nameString`); use the result as `peer`. */
+  insert(peerName: Uint8Array | string): Peer;
 
   /** Writes `length` bytes from `local` to the start of `remote` on `peer`; resolves once the data is in the target's memory. */
   write(local: LocalMemory, length: number, peer: Peer, remote: RemoteRegion): Promise<void>;

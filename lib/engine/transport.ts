@@ -6,7 +6,7 @@
 //
 // | member | must | on failure |
 // |---|---|---|
-// | `name` | this endpoint's address, the bytes a peer passes to its `insert()` | |
+// | `name`, `nameKind` | this endpoint's address, the bytes a peer passes to its `insert()`; which kind of name it is (`nameString`'s prefix) | |
 // | `finishesAbandoned` | true when an operation whose caller stopped waiting (timeout) still ends on its own (UCX cancels it; MPI completes every RMA operation): it keeps counting in `pendingCount`, and so keeps the progress engine turning, until it does. false where it may never end (libfabric: udp;ofi_rxd with a bad key) | |
 // | `bind(engine)` | remember the engine: `poll` reports completions to it, and reads its `active` operations where the transport checks them one by one | |
 // | `insert(name)` | add a peer by its name; return what `peer` is on this transport (`fi_addr_t`, index, rank) | typed error, nothing added (a name is checked before any native call sees it) |
@@ -28,6 +28,7 @@ import type { MemoryRegionImpl } from "../memory/region.ts";
 import type { Operation } from "./operation.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { OperationKind } from "./rma-errors.ts";
+import type { PeerNameKind } from "./peer-name.ts";
 
 /** What `post` answers. */
 export const Posted = {
@@ -63,6 +64,7 @@ export interface CompletionSink {
 /** A transport adapter: see the table at the top of this file. `Peer` is what `insert` returns. */
 export interface Transport<Peer> {
   readonly name: Uint8Array;
+  readonly nameKind: PeerNameKind;
   readonly finishesAbandoned: boolean;
   readonly messaging: string;
   bind(engine: CompletionSink): void;

@@ -52,6 +52,7 @@ export interface LibfabricTransportSettings {
 /** Endpoint's adapter over one libfabric RDM endpoint. */
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
+  readonly nameKind = "libfabric" as const;
   readonly finishesAbandoned = false;
   readonly messaging: string;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */

@@ -44,6 +44,7 @@ export function mpiEndpointName(rank: number): Uint8Array {
 /** MpiEndpoint's adapter over the provider's window. */
 export class MpiTransport implements Transport<MpiRank> {
   readonly name: Uint8Array;
+  readonly nameKind = "mpi" as const;
   readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   private readonly provider: MpiProvider;

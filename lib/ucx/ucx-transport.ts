@@ -59,6 +59,7 @@ const openTransports = new Set<UcxTransport>();
 /** UcxEndpoint's adapter over one ucp_worker. */
 export class UcxTransport implements Transport<UcxPeer> {
   readonly name: Uint8Array;
+  readonly nameKind = "ucx" as const;
   readonly messaging = "tagged messages are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   /** `ucp_ep_rkey_unpack` calls. */

@@ -12,6 +12,7 @@ import type { HostProvider } from "../../lib/index.ts";
 /** Peers of the fake transport are small integers handed out by insert(). */
 export class FakeTransport implements Transport<number> {
   readonly name = new Uint8Array([0xfa, 0x4e]);
+  readonly nameKind = "libfabric" as const;
   finishesAbandoned = false;
   messaging = "";
   engine!: CompletionSink;

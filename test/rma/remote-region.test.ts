@@ -78,5 +78,6 @@ test("constructor and sub-regions keep inside the bounds", () => {
   expect(() => s.subregion(0, 21)).toThrow(RangeError); // a sub-region cannot grow back
   expect(r.contains(0, 100)).toBe(true);
   expect(r.contains(1, 100)).toBe(false);
-  expect(String(r)).toContain("100 bytes");
+  expect(Bun.inspect(r)).toContain("100 bytes"); // the log line; String(r) is the text form (RemoteRegion.parse)
+  expect(RemoteRegion.parse(String(r)).equals(r)).toBe(true);
 });

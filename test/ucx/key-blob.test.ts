@@ -57,7 +57,8 @@ test("fromBytes copies the blob; sub-regions share it (endpoints cache unpacked 
   const sub = back.subregion(10, 20);
   expect(sub.keyBlob).toBe(back.keyBlob);
   expect([sub.address, sub.length, sub.version]).toEqual([1010n, 20, 2]);
-  expect(String(sub)).toContain("key blob of 10 bytes");
+  expect(Bun.inspect(sub)).toContain("key blob of 10 bytes"); // the log line; String(sub) is the text form
+  expect(RemoteRegion.parse(String(sub)).equals(sub)).toBe(true);
   expect(r.equals(new RemoteRegion(1000n, 0n, 100, blob(10, 2)))).toBe(false);
   expect(r.equals(new RemoteRegion(1000n, 0n, 100))).toBe(false);
 });
