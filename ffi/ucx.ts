@@ -250,8 +250,10 @@ export class Ucx {
   readonly version: string;
   /** The raw functions, for hot paths that check statuses themselves. */
   readonly raw: Symbols;
+  // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
+  // stays valid (a small typed array's storage can move when JSC materializes its buffer).
   /** One 8-byte out-parameter slot (`T **`, `size_t *`), read right after each call. */
-  private readonly out = new BigUint64Array(2);
+  private readonly out = new BigUint64Array(new ArrayBuffer(16));
   private readonly outAddress = ptr(this.out);
   private readonly uct: UctSymbols;
   /** Each live worker's own address, read: what peers' addresses are checked against. */

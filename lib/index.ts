@@ -27,6 +27,7 @@ export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./libfabric/endpoint.ts";
 export type { RmaEndpoint, RmaEndpointStats } from "./engine/rma-endpoint.ts";
 export type { EndpointEngine } from "./engine/endpoint-engine.ts";
+export type { AnyLocalMemory } from "./engine/operation-engine.ts";
 export { ANY_SOURCE, ANY_TAG, Message, Received, type ReceiveOptions } from "./engine/message.ts";
 export type { EngineOptions } from "./engine/engine-options.ts";
 export { RmaError, RmaTimeoutError, type RmaKind, type OperationKind, type RmaOperation } from "./engine/rma-errors.ts";

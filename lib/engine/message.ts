@@ -24,6 +24,7 @@ export interface ReceiveOptions {
 /** A message received into memory the caller gave: who sent it, with which tag, how long it is. */
 export class Received<Peer = number | bigint> {
   /**
+   * Made by an endpoint when a receive completes.
    * @param source The sender, as a peer of this endpoint (usable for a reply), also when the receive named ANY_SOURCE.
    * @param tag The message's tag.
    * @param length The message's length in bytes (at most the receive's).

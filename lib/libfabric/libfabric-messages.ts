@@ -62,7 +62,9 @@ export class TaggedMessages {
   private readonly ep: number;
   private readonly injectSize: number;
   private readonly peeks: boolean;
-  private readonly block = new Uint32Array(BLOCK_BYTES / 4);
+  // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
+  // stays valid (a small typed array's storage can move when JSC materializes its buffer).
+  private readonly block = new Uint32Array(new ArrayBuffer(BLOCK_BYTES));
   private readonly blockAddress: number;
   /** `receive` operations by the native fi_context their peek and claim carry. */
   private readonly byContext = new Map<number, Operation>();

@@ -79,11 +79,13 @@ export class UcxTransport implements Transport<UcxPeer> {
   private readonly flushRequests: number[] = [];
   private readonly flushPeers: number[] = [];
   private readonly flushEpochs: number[] = [];
+  // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
+  // stays valid (a small typed array's storage can move when JSC materializes its buffer).
   /** ucp_request_param_t for put/get: op_attr_mask MEMH, memh written per operation. */
-  private readonly rmaParam = new Uint32Array(ucxLayout.ucp_request_param_t.size / 4);
+  private readonly rmaParam = new Uint32Array(new ArrayBuffer(ucxLayout.ucp_request_param_t.size));
   private readonly rmaParamAddress: number;
   /** ucp_request_param_t for flush: nothing set. */
-  private readonly flushParam = new Uint32Array(ucxLayout.ucp_request_param_t.size / 4);
+  private readonly flushParam = new Uint32Array(new ArrayBuffer(ucxLayout.ucp_request_param_t.size));
   private readonly flushParamAddress: number;
 
   /** Creates a worker on the provider's context, which it keeps alive until close(). Throws UcxError when UCX refuses. */

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { layout } from "../../ffi/layout.ts";
 import { REQUIRE_LIBFABRIC } from "../helpers.ts";
 
-const HEADERS = ["rdma/fabric.h", "rdma/fi_domain.h", "rdma/fi_endpoint.h", "rdma/fi_rma.h", "rdma/fi_cm.h", "rdma/fi_eq.h", "rdma/fi_errno.h"];
+const HEADERS = ["rdma/fabric.h", "rdma/fi_domain.h", "rdma/fi_endpoint.h", "rdma/fi_rma.h", "rdma/fi_tagged.h", "rdma/fi_atomic.h", "rdma/fi_cm.h", "rdma/fi_eq.h", "rdma/fi_errno.h"];
 const cc = Bun.which("cc") ?? Bun.which("gcc");
 const headers = existsSync("/usr/include/rdma/fabric.h");
 const reason = !cc ? "no C compiler (cc)" : !headers ? "no libfabric headers (apt-get install libfabric-dev)" : "";
