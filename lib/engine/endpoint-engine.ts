@@ -3,6 +3,7 @@
 // of one form; the work is the operation engine's (operation-engine.ts).
 //
 // One-sided: write/read (promise), writeSync/readSync, postWrite/postRead + poll + completed.
+// Remote atomics: fetchAdd/compareSwap, their Sync forms, postFetchAdd/postCompareSwap + fetched.
 // Messages: send/sendSync/postSend; recv/recvSync/postRecv + received; receive() for a message of
 // unknown size into the endpoint's pool; messages() for servers.
 import { AllocToolsRangeError } from "../errors.ts";
@@ -11,6 +12,7 @@ import type { ParentProvider } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
 import { ANY_SOURCE, type Message, type Received, type ReceiveOptions } from "./message.ts";
+import { atomicValue } from "./atomic-scratch.ts";
 import { Outcome, Wait } from "./operation.ts";
 import { OperationEngine, type AnyLocalMemory } from "./operation-engine.ts";
 import type { RemoteRegion } from "./remote-region.ts";
@@ -150,6 +152,61 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
   /** Posts a read and returns its operation id; see postWrite. */
   postRead(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): number {
     return this.engine.beginRma("read", Wait.Post, local, length, peer, remote).id;
+  }
+
+  // ---- remote atomics -----------------------------------------------------------------------------
+
+  /**
+   * Adds `value` to the aligned 64-bit word at the start of `remote` on `peer`, atomically, and
+   * resolves with the word's value before the add (exact, unsigned). `value` is a bigint or a safe
+   * integer; a negative one subtracts (the word wraps modulo 2^64). RangeError, before anything is
+   * posted, for a misaligned or short remote region; AllocToolsError NOT_SUPPORTED where the
+   * transport has no remote atomics.
+   */
+  fetchAdd(peer: Peer, remote: RemoteRegion, value: bigint | number): Promise<bigint> {
+    return this.engine.promise<bigint>(this.engine.beginAtomic("fetchAdd", Wait.Promise, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
+  }
+
+  /** fetchAdd(), waiting on the calling thread; returns the value before the add. */
+  fetchAddSync(peer: Peer, remote: RemoteRegion, value: bigint | number): bigint {
+    return this.engine.waitFetched(this.engine.beginAtomic("fetchAdd", Wait.Sync, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
+  }
+
+  /** Posts a fetchAdd and returns its operation id for fetched(id). */
+  postFetchAdd(peer: Peer, remote: RemoteRegion, value: bigint | number): number {
+    return this.engine.beginAtomic("fetchAdd", Wait.Post, peer, remote, atomicValue(value, "fetchAdd value"), 0n).id;
+  }
+
+  /**
+   * Sets the aligned 64-bit word at the start of `remote` on `peer` to `desired` where it equals
+   * `expected`, atomically, and resolves with the value found: the swap happened when it equals
+   * `expected`. Refusals as for fetchAdd().
+   */
+  compareSwap(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): Promise<bigint> {
+    return this.engine.promise<bigint>(this.engine.beginAtomic("compareSwap", Wait.Promise, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
+  }
+
+  /** compareSwap(), waiting on the calling thread; returns the value found. */
+  compareSwapSync(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): bigint {
+    return this.engine.waitFetched(this.engine.beginAtomic("compareSwap", Wait.Sync, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
+  }
+
+  /** Posts a compareSwap and returns its operation id for fetched(id). */
+  postCompareSwap(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): number {
+    return this.engine.beginAtomic("compareSwap", Wait.Post, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")).id;
+  }
+
+  /**
+   * The outcome of posted atomic `id`: null while pending; the value found once (the id then
+   * retires); throws its error (and retires). RangeError for an unknown, retired or non-atomic id.
+   */
+  fetched(id: number): bigint | null {
+    const op = this.engine.postedOperation(id, "postFetchAdd/postCompareSwap");
+    if (op.kind !== "fetchAdd" && op.kind !== "compareSwap") throw new AllocToolsRangeError(`operation id ${String(id)} is a ${op.kind}, not an atomic: ask completed(id)`);
+    if (op.outcome === Outcome.Pending) return null;
+    const value = op.error === null ? this.engine.fetchedValue(op) : 0n;
+    this.engine.retirePosted(op);
+    return value;
   }
 
   // ---- messages -----------------------------------------------------------------------------------

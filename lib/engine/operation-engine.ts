@@ -26,6 +26,7 @@ import type { MemoryPool } from "../pool/pool.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
 import { LocalRange, resolveLocal } from "./local-memory.ts";
 import { ANY_SOURCE, MAX_TAG, Message, Received, type ReceiveOptions } from "./message.ts";
+import { AtomicScratch } from "./atomic-scratch.ts";
 import { argument, Operation, OperationTable, Outcome, Wait } from "./operation.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { RemoteRegion } from "./remote-region.ts";
@@ -62,6 +63,8 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   private readonly retries: Operation[] = [];
   /** The local memory of the operation being posted, refilled per call. */
   private readonly local = new LocalRange();
+  /** Operand, compare and result words of remote atomics, a cell per slot. */
+  private readonly scratch = new AtomicScratch();
   private readonly counts = new Counters();
   private readonly closeTimeoutMs: number;
   private readonly owner: { readonly name: string };
@@ -132,6 +135,44 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     op.remoteHandle = handle;
     this.start(op);
     return op;
+  }
+
+  /**
+   * Checks a remote atomic on the aligned 64-bit word at the start of `remote`, takes a slot,
+   * writes its operand (and the value to compare with) into the slot's cell, and posts.
+   */
+  beginAtomic(kind: "fetchAdd" | "compareSwap", wait: Wait, peer: Peer, remote: RemoteRegion, operand: bigint, compare: bigint): Operation {
+    this.assertOpen();
+    const reason = this.transport.atomics;
+    if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
+    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+    if (remote.length < 8) throw new AllocToolsRangeError(`${kind} works on a 64-bit word: the remote region has ${remote.length} bytes, fewer than 8`);
+    if ((remote.address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
+    const handle = this.transport.resolveRemote(kind, peer, remote, 8);
+    const op = this.table.take(kind, wait, null, 0, 8, performance.now() + this.timeoutMs);
+    op.local = this.scratch.address(op.index);
+    this.scratch.fill(op.index, operand, compare);
+    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
+    op.remoteAddress = argument(remote.address);
+    op.key = argument(remote.key);
+    op.remoteHandle = handle;
+    this.start(op);
+    return op;
+  }
+
+  /** The value a completed atomic found at the target. */
+  fetchedValue(op: Operation): bigint {
+    return this.scratch.result(op.index);
+  }
+
+  /** fetchAddSync()/compareSwapSync(): waits, then the value found (read before the slot is retired). */
+  waitFetched(op: Operation): bigint {
+    while (op.outcome === Outcome.Pending) progressEngine.pumpAll(performance.now());
+    const error = op.error;
+    const value = error === null ? this.scratch.result(op.index) : 0n;
+    this.table.retire(op);
+    if (error !== null) throw error;
+    return value;
   }
 
   /** Checks a send, takes a slot, pins the local memory, and posts (or queues). */
@@ -383,9 +424,10 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     return new Received(op.resultSource as Peer, op.resultTag, op.resultLength);
   }
 
-  /** What a promise of `op` resolves with: a receive's Received or Message, else nothing. */
+  /** What a promise of `op` resolves with: a receive's Received or Message, an atomic's value, else nothing. */
   private valueOf(op: Operation): unknown {
     if (op.kind === "recv") return this.received(op);
+    if (op.kind === "fetchAdd" || op.kind === "compareSwap") return this.scratch.result(op.index);
     if (op.kind === "receive") return new Message(op.resultSource as Peer, op.resultTag, op.resultLength, op.messageRegion!, this.pool!);
     return undefined;
   }
@@ -575,6 +617,8 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
       if (released) this.finish(op, closed);
       else if (op.outcome === Outcome.Pending) this.settle(op, closed);
     }
+    // A transport that could not let go may still write into these operations' memory: keep it for good.
+    if (!released) heldForever.add(this.scratch);
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing ${this.owner.name}'s endpoint`);
   }
 
@@ -616,6 +660,9 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
   }
 }
+
+/** Atomic cells of endpoints whose transport could not let go at close: never collected. */
+const heldForever = new Set<AtomicScratch>();
 
 /** The largest region `pool` hands out from its stacks (its last size class). */
 function largestPooledSize(pool: MemoryPool): number {

@@ -11,6 +11,8 @@
 // | `bind(engine)` | remember the engine: `poll` reports completions to it, and reads its `active` operations where the transport checks them one by one | |
 // | `insert(name)` | add a peer by its name; return what `peer` is on this transport (`fi_addr_t`, index, rank) | typed error, nothing added (a name is checked before any native call sees it) |
 // | `messaging` | "" where the transport has tagged messages; otherwise why not (send, recv and receive are then NOT_SUPPORTED with this text) | |
+// | `atomics` | "" where the transport has remote atomics on 64-bit words; otherwise why not (fetchAdd and compareSwap are then NOT_SUPPORTED with this text) | |
+// | atomics | a `fetchAdd` adds the word at `op.local` to the remote word; a `compareSwap` swaps in the word at `op.local` where the remote word equals the word at `op.local + 8`; both write the value found into `op.local + 16` before reporting the operation | |
 // | `resolvePeer(kind, peer, tag, ignore)` | check a message's peer (a receive's may be ANY_SOURCE, -1) and any limit of the transport on its tag and mask | typed error; nothing taken |
 // | `checkLocal(kind, region)` | accept local memory only if it is registered where the transport can use it (same domain, same context) | `AllocToolsError` `FOREIGN_REGION` |
 // | `resolveRemote(kind, peer, remote, length)` | check the peer and the remote region for this transport; return the remote handle the post needs (a UCX rkey; 0 where none) | typed error; nothing posted, nothing taken |
@@ -67,6 +69,7 @@ export interface Transport<Peer> {
   readonly nameKind: PeerNameKind;
   readonly finishesAbandoned: boolean;
   readonly messaging: string;
+  readonly atomics: string;
   bind(engine: CompletionSink): void;
   insert(peerName: Uint8Array): Peer;
   resolvePeer(kind: OperationKind, peer: Peer | -1, tag: number, ignore: number): void;

@@ -53,6 +53,7 @@ export interface LibfabricTransportSettings {
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
   readonly nameKind = "libfabric" as const;
+  readonly atomics: string = "remote atomics are not implemented on this transport yet";
   readonly finishesAbandoned = false;
   readonly messaging: string;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */

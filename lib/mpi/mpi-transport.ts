@@ -46,6 +46,7 @@ export class MpiTransport implements Transport<MpiRank> {
   readonly name: Uint8Array;
   readonly nameKind = "mpi" as const;
   readonly messaging = "tagged messages are not implemented on this transport yet";
+  readonly atomics: string = "remote atomics are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   private readonly provider: MpiProvider;
   private readonly mpi: MpiLibrary;

@@ -61,6 +61,7 @@ export class UcxTransport implements Transport<UcxPeer> {
   readonly name: Uint8Array;
   readonly nameKind = "ucx" as const;
   readonly messaging = "tagged messages are not implemented on this transport yet";
+  readonly atomics: string = "remote atomics are not implemented on this transport yet";
   readonly finishesAbandoned = true;
   /** `ucp_ep_rkey_unpack` calls. */
   rkeysUnpacked = 0;

@@ -15,6 +15,7 @@ export class FakeTransport implements Transport<number> {
   readonly nameKind = "libfabric" as const;
   finishesAbandoned = false;
   messaging = "";
+  atomics = "";
   engine!: CompletionSink;
   /** What the next posts answer, first first; POSTED once empty. */
   readonly answers: Posted[] = [];
