@@ -179,6 +179,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   beginSend(wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, tag: number): Operation {
     this.assertMessaging("send");
     checkTag("send", tag);
+    if ((peer as number) === ANY_SOURCE) throw new AllocToolsRangeError("send needs a peer: ANY_SOURCE is for receives");
     this.transport.resolvePeer("send", peer, tag, 0);
     const op = this.take("send", wait, local, length, 0, performance.now() + this.timeoutMs);
     op.peer = typeof peer === "bigint" ? argument(peer) : peer;
