@@ -32,7 +32,7 @@ import { RemoteRegion } from "../engine/remote-region.ts";
 import { RmaError, RmaTimeoutError, type RmaKind } from "../engine/rma-errors.ts";
 import type { LocalMemory, RmaEndpoint, RmaEndpointStats } from "../engine/rma-endpoint.ts";
 import { RegistrationCache } from "../cache/registration-cache.ts";
-import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
@@ -417,13 +417,18 @@ export class Endpoint implements RmaEndpoint<PeerAddress>, Progressable {
     const region = range.region!;
     let op: Operation;
     try {
-      op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
+      beginOperation(region); // may refuse (POOL_CLOSED: a shared pool its owner closed), so before anything is taken
+      try {
+        op = this.table.take(kind, wait, region, range.address, length, peer, target, performance.now() + this.timeoutMs);
+      } catch (e) {
+        endOperation(region);
+        throw e;
+      }
     } catch (e) {
       if (cached) this.cache!.release(region);
       throw e;
     }
     op.cache = cached ? this.cache : null;
-    beginOperation(region);
     if (this.broken !== null) {
       this.finish(op, this.broken);
       return op;

@@ -462,7 +462,14 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     const peer = this.peers[peerIndex];
     if (peer === undefined || !Number.isInteger(peerIndex)) throw new AllocToolsRangeError(`peer ${String(peerIndex)} was not inserted on this endpoint`);
     const rkey = peer.lastBlob === blob ? peer.lastRkey : this.rkeyFor(peer, blob);
-    const slot = this.freeSlots.pop() ?? this.newSlot();
+    beginOperation(region); // may refuse (POOL_CLOSED: a shared pool its owner closed), so before anything is taken
+    let slot: number;
+    try {
+      slot = this.freeSlots.pop() ?? this.newSlot();
+    } catch (e) {
+      endOperation(region);
+      throw e;
+    }
     const op = this.slots[slot]!;
     op.generation = op.generation + 1 === GENERATIONS ? 1 : op.generation + 1;
     op.id = op.generation * (1 << SLOT_BITS) + slot;
@@ -476,7 +483,6 @@ export class UcxEndpoint implements RmaEndpoint<UcxPeer>, Progressable {
     op.peer = peerIndex;
     op.awaitingFlush = false;
     op.deadline = performance.now() + this.timeoutMs;
-    beginOperation(region);
     const memh = region.registration.handle;
     const param = this.rmaParam;
     param[16] = memh >>> 0; // memh at byte 64: low, then high 32 bits
