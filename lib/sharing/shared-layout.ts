@@ -39,15 +39,30 @@ export const alignToLine = (bytes: number): number => Math.ceil(bytes / LINE) * 
  */
 export const STATE_SHIFT = 4;
 
-// Header (int32 words of the first line).
-export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5 } as const;
+/**
+ * Header (int32 words of the first line). `closed` holds a ClosePhase; `references` counts the
+ * pools that may still touch the blocks (the owner until its close, each attached pool until it
+ * detaches): the one that brings it to 0 unmaps what the owner's close kept mapped.
+ */
+export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5, references: 7 } as const;
 export const MAGIC = 0x616c6c6f; // "allo"
+
+/**
+ * The header's `closed` word. CLOSING is the owner counting the operations in flight: a Worker
+ * beginning an operation (or a temporary or user region, or an attach) meanwhile waits to learn
+ * whether the close went through (CLOSED) or was refused as BUSY (OPEN again).
+ */
+export const ClosePhase = { OPEN: 0, CLOSED: 1, CLOSING: 2 } as const;
 
 /** A class's lock line (int32 words): who grows it, and which block that growth is adding. */
 export const LOCK = { holder: 0, block: 1 } as const;
 
-/** A Worker's slot line (int32 words; its start time as float64 at byte 16). */
-export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2 } as const;
+/**
+ * A Worker's slot line (int32 words; its start time as float64 at byte 16): its liveness, its
+ * pop intent, and the RMA operations in flight on its regions (and on how many regions), which
+ * only that Worker changes, when an operation begins or ends.
+ */
+export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2, operations: 6, busyRegions: 7 } as const;
 
 /**
  * A Worker's cache block per class (int32 words): count, closed flag copy, two float64 counters,
@@ -67,9 +82,13 @@ export const UNPOOLED_COUNTERS = {
 } as const;
 export const UNPOOLED_COUNTER_WORDS = 8;
 
-/** A block table entry (float64 words); its keys are two uint64 words elsewhere. */
-export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8 } as const;
-const BLOCK_WORDS = 9;
+/**
+ * A block table entry (float64 words); its keys are two uint64 words elsewhere. `provided`: the
+ * provider allocated it (freed through freeProvidedBlock, never munmap); `stray`: a thread moved
+ * its memory out of a view (transfer()), so its range stays mapped for the life of the process.
+ */
+export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8, provided: 9, stray: 10 } as const;
+const BLOCK_WORDS = 11;
 
 /** A temporary or user region recorded for the owner (float64 words). */
 export const UNPOOLED = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7, unmapping: 8 } as const;
@@ -163,7 +182,8 @@ export class SharedLayout {
     for (const [name, offset] of Object.entries(offsets)) assert(offset % LINE === 0, `${name} starts on a cache line`);
     assert(this.cacheStride >= CACHE.entries + spec.cacheSize, "a cache block holds its header and cacheSize entries");
     assert(this.slotCounterWords >= classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS, "a Worker's counters hold every class and the unpooled counters");
-    assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= LINE, "a slot line holds its words");
+    assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= SLOT.operations * INT32
+      && (SLOT.busyRegions + 1) * INT32 <= LINE, "a slot line holds its words");
     assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 

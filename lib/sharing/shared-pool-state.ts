@@ -12,25 +12,48 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SLOT, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, ClosePhase, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SLOT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
+import { SlotOperations, waitOutClosing } from "./slot-operations.ts";
 import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
 
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
 export const FREE = 0;
 
-/** Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE; close makes GONE. */
-export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5 } as const;
+/**
+ * Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE. The owner's close
+ * makes a block KEPT (deregistered, its range kept mapped while any pool may touch it), and the
+ * last pool to let go of the shared pool makes it GONE (unmapped); an undone growth goes to GONE.
+ */
+export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5, KEPT: 6 } as const;
 /** Unpooled table entry states. */
 const UNPOOLED_EMPTY = 0;
 const UNPOOLED_LIVE = 1;
-/** Taken by the owner's close, which frees it. */
+/** Freed by the owner's close (nothing left for its Worker to do). */
 const UNPOOLED_GONE = 2;
 /** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
 const UNPOOLED_FREEING = 3;
+/** Its Worker is mapping and registering it: the owner's close waits for it (a dead Worker's is freed as its words say). */
+const UNPOOLED_BUILDING = 4;
+/** The owner's close is freeing it: its Worker's release waits until it is GONE or KEPT. */
+const UNPOOLED_CLAIMED = 5;
+/** Deregistered by the owner's close, its pages replaced by fresh ones and kept mapped: its Worker may hold views; it unmaps them. */
+const UNPOOLED_KEPT = 6;
 export const UnpooledKind = { TEMPORARY: 1, USER: 2 } as const;
+/** beginUnpooled: this Worker's table is full, or the owner has closed the pool. */
+export const UNPOOLED_TABLE_FULL = -1;
+export const UNPOOLED_POOL_CLOSED = -2;
+/** What a Worker's release of its temporary or user region finds (beginFreeingUnpooled). */
+export const UnpooledRelease = {
+  /** Still registered: the Worker frees it, step by step. */
+  LIVE: 0,
+  /** The owner deregistered it and kept its pages mapped: the Worker detaches its views and unmaps them. */
+  KEPT: 1,
+  /** The owner freed it entirely: the Worker only detaches its views. */
+  GONE: 2,
+} as const;
 /** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
 const UNPUSHED = -1;
 
@@ -243,6 +266,8 @@ export class SharedPoolState {
   readonly slot: number;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
+  /** Where this Worker counts the RMA operations on its regions (the owner's close reads every slot's). */
+  readonly operations: SlotOperations;
   private readonly words: Int32Array;
   private readonly floats: Float64Array;
   private readonly longs: BigUint64Array;
@@ -270,6 +295,8 @@ export class SharedPoolState {
     const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, popIntent);
+    const line = layout.slotLine(slot) / 4;
+    this.operations = new SlotOperations(this.words, line + SLOT.operations, line + SLOT.busyRegions);
     this.unpooledBase = this.floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
   }
 
@@ -284,6 +311,7 @@ export class SharedPoolState {
     const words = new Int32Array(buffer);
     words[HEADER.magic] = MAGIC;
     words[HEADER.slots] = 1;
+    words[HEADER.references] = 1; // the owner's, dropped at the end of its close
     crypto.getRandomValues(words.subarray(HEADER.identity, HEADER.identity + 2));
     const state = new SharedPoolState(buffer, spec, 0);
     state.enterSlot();
@@ -302,7 +330,7 @@ export class SharedPoolState {
       throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     const words = new Int32Array(buffer);
-    if (Atomics.load(words, HEADER.closed) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
+    if (waitOutClosing(words) !== ClosePhase.OPEN) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     let slot = SharedPoolState.takeVacantSlot(words, layout, spec.maxWorkers);
     if (slot < 0) {
       slot = Atomics.add(words, HEADER.slots, 1);
@@ -313,12 +341,17 @@ export class SharedPoolState {
     }
     const state = new SharedPoolState(buffer, spec, slot);
     state.enterSlot();
-    // Closed meanwhile: markClosed may have run before this slot counted, so set our flags too.
-    if (Atomics.load(words, HEADER.closed) !== 0) {
-      state.leaveSlot();
-      throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    }
+    Atomics.add(words, HEADER.references, 1); // before the caller looks at the close phase again (isOpenAfterJoining)
     return state;
+  }
+
+  /**
+   * Whether the pool is still open now that this attached pool counts as a reference: if so, the
+   * owner's close will find the reference and keep the blocks mapped for it. False: the caller
+   * leaves (leaveSlot) and refuses.
+   */
+  isOpenAfterJoining(): boolean {
+    return waitOutClosing(this.words) === ClosePhase.OPEN;
   }
 
   private enterSlot(): void {
@@ -346,9 +379,43 @@ export class SharedPoolState {
    * holds no growth lock and notes no pop) is VACANT, for the next Worker to attach; else it stays
    * DETACHED, so that what it holds stays its own in leak reports.
    */
-  leaveSlot(): void {
+  leaveSlot(): boolean {
     const vacant = this.slot !== 0 && this.holdsNothing();
     Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, vacant ? SlotState.VACANT : SlotState.DETACHED);
+    return this.dropReference();
+  }
+
+  /**
+   * This pool no longer touches the blocks (an attached pool detached, or the owner's close is
+   * done). True for the last one, after the owner's close: it unmaps the blocks the close kept.
+   */
+  dropReference(): boolean {
+    return Atomics.sub(this.words, HEADER.references, 1) === 1;
+  }
+
+  /**
+   * The owner's close: a slot still attached whose thread has exited and that has no operation in
+   * flight can touch nothing any more (its views went with its heap); its reference is dropped so
+   * that the kept blocks are unmapped once the live pools have detached. One whose operations are
+   * still counted keeps its reference: a transport may yet complete them into its memory.
+   */
+  releaseDeadSlots(): void {
+    for (let slot = 1; slot < this.slotsUsed; slot++) {
+      const word = this.layout.slotLine(slot) / 4 + SLOT.attached;
+      if (Atomics.load(this.words, word) !== SlotState.ATTACHED || this.slotAlive(slot) || this.operationsOf(slot).operations > 0) continue;
+      if (Atomics.compareExchange(this.words, word, SlotState.ATTACHED, SlotState.DETACHED) === SlotState.ATTACHED) this.dropReference();
+    }
+  }
+
+  /** Whether the pool of `slot` may still touch its memory: attached, and alive or with operations in flight. */
+  slotMayTouch(slot: number): boolean {
+    return this.slotAttached(slot) && (this.slotAlive(slot) || this.operationsOf(slot).operations > 0);
+  }
+
+  /** The RMA operations in flight on the regions of `slot`, and on how many regions. */
+  operationsOf(slot: number): { operations: number; regions: number } {
+    const line = this.layout.slotLine(slot) / 4;
+    return { operations: Atomics.load(this.words, line + SLOT.operations), regions: Atomics.load(this.words, line + SLOT.busyRegions) };
   }
 
   /** Only this Worker writes its own mark, cache, unpooled entries and pop intent, so the answer stays true once true. */
@@ -378,15 +445,39 @@ export class SharedPoolState {
   }
 
   get closed(): boolean {
-    return Atomics.load(this.words, HEADER.closed) !== 0;
+    return Atomics.load(this.words, HEADER.closed) === ClosePhase.CLOSED;
   }
 
-  /** Closes the pool for every slot, attached or still to come. */
-  markClosed(): void {
-    Atomics.store(this.words, HEADER.closed, 1);
-    for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
-      for (let k = 0; k < this.classCount; k++) Atomics.store(this.words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
+  /**
+   * The owner's close, first step: counts the RMA operations in flight on the regions of every
+   * live thread (a dead Worker's never end) while Workers beginning one wait (CLOSING). With any in
+   * flight the pool opens again and the count is returned (BUSY); otherwise it is closed for every
+   * slot, attached or still to come, and null is returned.
+   */
+  beginClose(): { operations: number; regions: number; threads: number } | null {
+    const words = this.words;
+    Atomics.store(words, HEADER.closed, ClosePhase.CLOSING);
+    let operations = 0;
+    let regions = 0;
+    let threads = 0;
+    for (let slot = 0; slot < this.slotsUsed; slot++) {
+      const inFlight = this.operationsOf(slot);
+      if (inFlight.operations === 0 || !this.slotAlive(slot)) continue;
+      operations += inFlight.operations;
+      regions += inFlight.regions;
+      threads++;
     }
+    if (operations > 0) {
+      Atomics.store(words, HEADER.closed, ClosePhase.OPEN);
+      Atomics.notify(words, HEADER.closed);
+      return { operations, regions, threads };
+    }
+    for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
+      for (let k = 0; k < this.classCount; k++) Atomics.store(words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
+    }
+    Atomics.store(words, HEADER.closed, ClosePhase.CLOSED);
+    Atomics.notify(words, HEADER.closed);
+    return null;
   }
 
   // ---- slots and liveness -------------------------------------------------------------------------
@@ -580,6 +671,8 @@ export class SharedPoolState {
     this.floats[at + BLOCK.count] = count;
     this.floats[at + BLOCK.slot] = this.slot;
     this.floats[at + BLOCK.pinned] = 0;
+    this.floats[at + BLOCK.provided] = 0;
+    this.floats[at + BLOCK.stray] = 0;
     for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
     this.setBlockState(block, BlockState.RESERVED);
     this.words[this.layout.lockLine(k) / 4 + LOCK.block] = block + 1;
@@ -684,19 +777,38 @@ export class SharedPoolState {
     return {
       index: block, state: this.blockState(block), stackId: floats[at + BLOCK.stack]!, first: floats[at + BLOCK.first]!,
       count: floats[at + BLOCK.count]!, slot: floats[at + BLOCK.slot]!, locked: floats[at + BLOCK.locked] === 1,
-      address, size, pinnedBytes: floats[at + BLOCK.pinned]!,
+      address, size, pinnedBytes: floats[at + BLOCK.pinned]!, provided: floats[at + BLOCK.provided] === 1, stray: floats[at + BLOCK.stray] === 1,
       registration: { address, length: size, handle: floats[at + BLOCK.handle]!, localKey: this.longs[keys]!, remoteKey: this.longs[keys + 1]! },
     };
   }
 
-  /** Marks a block as freed; true for the one caller that gets to free it. */
-  retireBlock(block: number): boolean {
+  /**
+   * The owner's close takes a block out of service: KEPT (deregistered, its range kept mapped until
+   * the last pool lets go: takeKeptBlock). True for the one caller that gets to do it.
+   */
+  keepBlock(block: number): boolean {
     const word = this.layout.blockState / 4 + block;
     for (;;) {
       const state = Atomics.load(this.words, word);
-      if (state === BlockState.GONE || state === BlockState.EMPTY) return false;
-      if (Atomics.compareExchange(this.words, word, state, BlockState.GONE) === state) return true;
+      if (state === BlockState.GONE || state === BlockState.EMPTY || state === BlockState.KEPT) return false;
+      if (Atomics.compareExchange(this.words, word, state, BlockState.KEPT) === state) return true;
     }
+  }
+
+  /** The last pool to let go takes a kept block to unmap it (GONE); true for the one caller that does. */
+  takeKeptBlock(block: number): boolean {
+    const word = this.layout.blockState / 4 + block;
+    return Atomics.compareExchange(this.words, word, BlockState.KEPT, BlockState.GONE) === BlockState.KEPT;
+  }
+
+  /** The provider allocated block `block` itself: it is freed through freeProvidedBlock, never unmapped. */
+  noteProvided(block: number): void {
+    this.floats[this.layout.blockWord(block) + BLOCK.provided] = 1;
+  }
+
+  /** A thread moved memory of block `block` out of a view (transfer()): its range stays mapped for the life of the process. */
+  noteStray(block: number): void {
+    this.floats[this.layout.blockWord(block) + BLOCK.stray] = 1;
   }
 
   blockOf(index: number): number {
@@ -751,7 +863,10 @@ export class SharedPoolState {
 
   /**
    * Records a temporary or user region of this Worker before anything is mapped or registered, so
-   * that the owner frees whatever a Worker terminated half-way left; -1 if this Worker's table is full.
+   * that the owner frees whatever a Worker terminated half-way left (BUILDING until publishUnpooled).
+   * UNPOOLED_TABLE_FULL if this Worker's table is full; UNPOOLED_POOL_CLOSED (nothing recorded) if
+   * the owner has closed the pool: recorded first, then the phase read, so that the owner's close
+   * either waits for this region or this Worker sees the pool closed.
    */
   beginUnpooled(kind: number, size: number, blockSize: number): number {
     const per = this.spec.maxUnpooledRegions;
@@ -770,10 +885,19 @@ export class SharedPoolState {
       floats[at + UNPOOLED.size] = size;
       floats[at + UNPOOLED.registered] = 0;
       floats[at + UNPOOLED.unmapping] = 0;
-      Atomics.store(this.words, word, UNPOOLED_LIVE);
-      return index;
+      Atomics.store(this.words, word, UNPOOLED_BUILDING);
+      if (waitOutClosing(this.words) === ClosePhase.OPEN) return index;
+      this.dropUnpooled(index);
+      return UNPOOLED_POOL_CLOSED;
     }
-    return -1;
+    return UNPOOLED_TABLE_FULL;
+  }
+
+  /** The unpooled region is mapped and registered (BUILDING → LIVE): the owner's close may take it now. */
+  publishUnpooled(index: number): void {
+    const word = this.layout.unpooledState / 4 + index;
+    Atomics.store(this.words, word, UNPOOLED_LIVE);
+    Atomics.notify(this.words, word);
   }
 
   /** The unpooled region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
@@ -794,17 +918,31 @@ export class SharedPoolState {
 
   /** Gives a unpooled entry back unused (its region failed before it was registered). */
   dropUnpooled(index: number): void {
-    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
+    const word = this.layout.unpooledState / 4 + index;
+    Atomics.store(this.words, word, UNPOOLED_EMPTY);
+    Atomics.notify(this.words, word);
   }
 
   /**
-   * This Worker starts releasing unpooled entry `index`: false when the owner's close took it (and
-   * freed it) first. Each step is then noted (noteUnpooledDeregistered, noteUnpooledUnmapped) so that the
-   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingUnpooled last.
+   * This Worker starts releasing unpooled entry `index` (UnpooledRelease): LIVE, it frees it and
+   * notes each step (noteUnpooledDeregistered, noteUnpooledUnlocked, noteUnpooledUnmapping) so that
+   * the owner finishes, without repeating, what a Worker terminated half-way left; KEPT, the owner
+   * deregistered it and only its kept pages are left to unmap; GONE, nothing is left. LIVE and KEPT
+   * end with endFreeingUnpooled. While the owner's close is freeing it (CLAIMED), this waits.
    */
-  beginFreeingUnpooled(index: number): boolean {
+  beginFreeingUnpooled(index: number): number {
     const word = this.layout.unpooledState / 4 + index;
-    return Atomics.compareExchange(this.words, word, UNPOOLED_LIVE, UNPOOLED_FREEING) === UNPOOLED_LIVE;
+    for (;;) {
+      const state = Atomics.load(this.words, word);
+      if (state === UNPOOLED_CLAIMED) {
+        Atomics.wait(this.words, word, UNPOOLED_CLAIMED, 50);
+        continue;
+      }
+      if (state !== UNPOOLED_LIVE && state !== UNPOOLED_KEPT) return UnpooledRelease.GONE;
+      if (Atomics.compareExchange(this.words, word, state, UNPOOLED_FREEING) === state) {
+        return state === UNPOOLED_LIVE ? UnpooledRelease.LIVE : UnpooledRelease.KEPT;
+      }
+    }
   }
 
   noteUnpooledDeregistered(index: number): void {
@@ -827,12 +965,37 @@ export class SharedPoolState {
   /** The owner's close takes unpooled entry `index` (seen in `state`) to free it: true if it got it. */
   claimUnpooled(index: number, state: number): boolean {
     const word = this.layout.unpooledState / 4 + index;
-    return Atomics.compareExchange(this.words, word, state, UNPOOLED_GONE) === state;
+    return Atomics.compareExchange(this.words, word, state, UNPOOLED_CLAIMED) === state;
+  }
+
+  /** The owner's close freed a claimed entry: entirely (GONE), or all but its pages, kept mapped for its Worker to unmap (KEPT). */
+  endClaimedUnpooled(index: number, kept: boolean): void {
+    const word = this.layout.unpooledState / 4 + index;
+    Atomics.store(this.words, word, kept ? UNPOOLED_KEPT : UNPOOLED_GONE);
+    Atomics.notify(this.words, word);
+  }
+
+  /**
+   * The owner's close (the pool already CLOSED) waits, until `deadline`, for the temporary and user
+   * regions live Workers are still mapping and registering; those of a Worker that dies meanwhile
+   * are freed as their words say.
+   */
+  waitForUnpooledBuilds(exceptSlot: number, deadline: number): void {
+    const per = this.spec.maxUnpooledRegions;
+    for (let slot = 0; slot < this.slotsUsed; slot++) {
+      if (slot === exceptSlot) continue;
+      for (let entry = 0; entry < per; entry++) {
+        const word = this.layout.unpooledState / 4 + this.layout.unpooledEntry(slot, entry, per);
+        while (Atomics.load(this.words, word) === UNPOOLED_BUILDING && this.slotAlive(slot) && Date.now() < deadline) {
+          Atomics.wait(this.words, word, UNPOOLED_BUILDING, 20);
+        }
+      }
+    }
   }
 
   /**
    * Unpooled entries of other slots at the owner's close: live ones, and those a dead Worker was
-   * releasing when it died (`releasing`: finished as far as its noted steps make safe).
+   * making or releasing when it died (`releasing`: finished as far as its noted steps make safe).
    */
   liveUnpooled(exceptSlot: number): SharedUnpooledRegion[] {
     const out: SharedUnpooledRegion[] = [];
@@ -842,7 +1005,8 @@ export class SharedPoolState {
       for (let entry = 0; entry < per; entry++) {
         const index = this.layout.unpooledEntry(slot, entry, per);
         const state = Atomics.load(this.words, this.layout.unpooledState / 4 + index);
-        if (state !== UNPOOLED_LIVE && !(state === UNPOOLED_FREEING && !this.slotAlive(slot))) continue;
+        const deadWorkers = (state === UNPOOLED_FREEING || state === UNPOOLED_BUILDING) && !this.slotAlive(slot);
+        if (state !== UNPOOLED_LIVE && !deadWorkers) continue;
         const at = this.layout.unpooledWord(index);
         const f = this.floats;
         out.push({
@@ -957,6 +1121,10 @@ export interface SharedBlock {
   readonly size: number;
   /** Bytes counted against maxPinnedBytes for it (0 before the growth reserved them). */
   readonly pinnedBytes: number;
+  /** The provider allocated it (freeProvidedBlock frees it). */
+  readonly provided: boolean;
+  /** Memory was moved out of a view of it: its range is never unmapped. */
+  readonly stray: boolean;
   readonly registration: Registration;
 }
 

@@ -15,10 +15,12 @@ import { UcxProvider, type UcxProviderHandle } from "../ucx/ucx-provider.ts";
 import { leakReport, PoolCore, unpooledBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "../pool/pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "../pool/pool-options.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
-import { checkOut, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
+import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
+import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
 import { CLASS_COUNTERS, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import {
-  FREE, LockResult, SharedPoolState, UnpooledKind, type SharedAudit, type SharedBlock, type SharedUnpooledRegion, type WorkerCache,
+  FREE, LockResult, SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
+  type SharedUnpooledRegion, type WorkerCache,
 } from "./shared-pool-state.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
 
@@ -102,8 +104,8 @@ export class SharedPool implements PinnedLimit {
   private readonly blockBuffers: (ArrayBuffer | undefined)[] = [];
   /** This thread's Registration object per shared block. */
   private readonly blockRegistrations: (Registration | undefined)[] = [];
-  /** Blocks an attached pool mapped itself; the owner unmaps them at close. */
-  private readonly grownHere: MemoryBlock[] = [];
+  /** The MemoryBlock of each block this thread mapped (adopted at share(), or grown here), by block index. */
+  private readonly mappedHere: (MemoryBlock | undefined)[] = [];
   /** The table of unpooled regions entry of each temporary and user region of this pool. */
   private readonly unpooledEntries = new Map<MemoryRegionImpl, number>();
   /** A view of the owner's provider in this thread: it releases registrations other Workers made. */
@@ -168,10 +170,13 @@ export class SharedPool implements PinnedLimit {
       const stackId = core.regions[first]!.stackId;
       while (index < core.regions.length && core.regions[index]?.registration === registration) index++;
       const entry = state.adoptBlock(stackId, first, index - first, block.address, block.size, block.locked, registration);
+      if (block instanceof ProvidedMemoryBlock) state.noteProvided(entry);
       this.blockBuffers[entry] = block.view.buffer as ArrayBuffer;
       this.blockRegistrations[entry] = registration;
+      this.mappedHere[entry] = block;
     }
     for (const r of core.regions) if (r?.inUse) state.markInUse(r.index);
+    for (const r of [...core.regions, ...core.temporaries, ...core.users]) if (r !== undefined) countOperationsIn(r, state.operations);
     for (const stack of core.stacks) {
       state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
       state.setCacheCounters(stack.id, stack.gets, stack.releases);
@@ -185,6 +190,7 @@ export class SharedPool implements PinnedLimit {
       if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
       state.noteUnpooledMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
       state.noteUnpooledRegistered(entry, r.registration);
+      state.publishUnpooled(entry);
       this.unpooledEntries.set(r, entry);
     }
     this.publishCounters();
@@ -205,8 +211,13 @@ export class SharedPool implements PinnedLimit {
     try {
       provider = attachProvider(handle.provider);
     } catch (e) {
-      state.leaveSlot();
+      SharedPool.leave(state, null);
       throw e;
+    }
+    if (!state.isOpenAfterJoining()) {
+      SharedPool.leave(state, provider);
+      provider.close();
+      throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     }
     const options: MemoryPoolOptions = { ...handle.options };
     handle.layout.stacks.forEach((s, k) => {
@@ -222,10 +233,18 @@ export class SharedPool implements PinnedLimit {
         return shared;
       },
       abandon: () => {
-        state.leaveSlot();
+        SharedPool.leave(state, provider);
         provider.close();
       },
     };
+  }
+
+  /**
+   * An attached pool lets go of its slot and its reference; the last to let go after the owner's
+   * close unmaps the blocks that close kept (a provider's through `provider`).
+   */
+  private static leave(state: SharedPoolState, provider: RegionProvider | null): void {
+    if (state.leaveSlot()) unmapKeptBlocks(state, provider);
   }
 
   /**
@@ -292,7 +311,11 @@ export class SharedPool implements PinnedLimit {
 
   /** The cache refused a release: the pool is closed, or the region is free (released already, here or elsewhere). */
   refuseRelease(region: MemoryRegionImpl): never {
-    if (this.state.closed) refuseClosed();
+    // The caches' closed flags are set once the owner's close is decided, just before the pool's word.
+    if (this.cache.isClosed(region.stackId) || this.state.closed) {
+      setInUse(region, true); // the pool's hot path marked it free before asking the cache: nothing changes
+      refuseClosed();
+    }
     region.assertInUse("releaseRegion");
     throw new AllocToolsError("DOUBLE_RELEASE", "releaseRegion: the region is not in use");
   }
@@ -334,6 +357,7 @@ export class SharedPool implements PinnedLimit {
       // it frees such a block by address, from any thread (freeProvidedBlock), never by munmap.
       const provided = core.traits.provider.allocateBlock?.(bytes);
       if (provided !== undefined) state.noteMapped(block, provided.address, provided.length, provided.locked);
+      if (provided !== undefined) state.noteProvided(block);
       mapped = provided !== undefined
         ? new ProvidedMemoryBlock(provided)
         : this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
@@ -351,12 +375,8 @@ export class SharedPool implements PinnedLimit {
       throw e;
     }
     core.counters.registrations++;
-    if (this.isOwner) {
-      core.resources.blocks.push(mapped);
-      core.resources.registrations.push(registration);
-    } else {
-      this.grownHere.push(mapped); // the owner deregisters and unmaps it at close
-    }
+    // The owner's close deregisters it and keeps its range mapped, whichever thread mapped it.
+    this.mappedHere[block] = mapped;
     this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
     this.blockRegistrations[block] = registration;
     const first = state.publishBlock(block);
@@ -427,6 +447,7 @@ export class SharedPool implements PinnedLimit {
     const stack = this.core.stacks[block.stackId]!;
     const offset = (index - block.first) * stack.stride;
     const region = this.core.pooledRegion(registration, block.address, new Uint8Array(buffer, offset, stack.chunkSize), stack, index, offset);
+    countOperationsIn(region, state.operations);
     this.regions[index] = region;
     return region;
   }
@@ -441,7 +462,7 @@ export class SharedPool implements PinnedLimit {
     const entry = state.beginUnpooled(UnpooledKind.TEMPORARY, bytes, size);
     if (entry < 0) {
       this.addPinned(-size);
-      throw this.unpooledTableFull();
+      throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
     }
     let block: MemoryBlock | null = null;
     let registration: Registration;
@@ -457,7 +478,9 @@ export class SharedPool implements PinnedLimit {
     state.noteUnpooledRegistered(entry, registration);
     core.counters.registrations++;
     const region = core.temporaryRegion(bytes, block, registration);
+    countOperationsIn(region, state.operations);
     this.unpooledEntries.set(region, entry);
+    state.publishUnpooled(entry);
     this.publishCounters();
     return region;
   }
@@ -468,7 +491,7 @@ export class SharedPool implements PinnedLimit {
     const entry = state.beginUnpooled(UnpooledKind.USER, view.byteLength, 0);
     if (entry < 0) {
       this.addPinned(-view.byteLength);
-      throw this.unpooledTableFull();
+      throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
     }
     state.noteUnpooledMapped(entry, ptr(view), 0, false);
     let registration: Registration;
@@ -481,7 +504,9 @@ export class SharedPool implements PinnedLimit {
     }
     state.noteUnpooledRegistered(entry, registration);
     const region = core.userRegion(view, registration, memory);
+    countOperationsIn(region, state.operations);
     this.unpooledEntries.set(region, entry);
+    state.publishUnpooled(entry);
     this.publishCounters();
     return region;
   }
@@ -495,15 +520,25 @@ export class SharedPool implements PinnedLimit {
 
   /**
    * Deregisters and (temporary regions) unmaps a unpooled region this thread made, each step noted in
-   * its unpooled entry; when the owner's close took the entry first, only detaches the region's views.
+   * its unpooled entry. When the owner's close took the entry first, it only detaches the region's
+   * views, and unmaps the pages that close kept mapped for them.
    */
   private freeUnpooled(region: MemoryRegionImpl): void {
     const entry = this.unpooledEntries.get(region);
     this.unpooledEntries.delete(region);
     if (entry === undefined) return PoolCore.freeUnpooled(this.core.traits, region, true);
     const state = this.state;
-    if (!state.beginFreeingUnpooled(entry)) {
-      if (region.isTemp) temporaryBlock(region).detachViews();
+    const found = state.beginFreeingUnpooled(entry);
+    if (found !== UnpooledRelease.LIVE) {
+      const transferred = region.isTemp && temporaryBlock(region).detachViews();
+      if (found === UnpooledRelease.KEPT) {
+        try {
+          // Deregistered and unpinned by the owner's close; fresh pages since. A stray buffer keeps them mapped.
+          if (region.isTemp && !transferred) libc.munmap(temporaryBlock(region).address, temporaryBlock(region).size);
+        } finally {
+          state.endFreeingUnpooled(entry);
+        }
+      }
       return;
     }
     // Each step noted as it is done (before, for the munmap): the owner finishes what a Worker
@@ -632,22 +667,39 @@ export class SharedPool implements PinnedLimit {
 
   // ---- closing ------------------------------------------------------------------------------------------
 
+  /**
+   * The owner's close, before anything changes: AllocToolsError BUSY while RMA operations of this
+   * thread or of any live Worker use the pool's regions (the pool stays open and serving); else the
+   * pool is closed for every Worker from here on (their operations, gets, temporary and user
+   * regions and attaches are refused with POOL_CLOSED). An attached pool has nothing to check here.
+   */
+  beginClose(): void {
+    if (!this.isOwner) return;
+    const busy = this.state.beginClose();
+    if (busy === null) return;
+    throw new AllocToolsError("BUSY",
+      `close: ${busy.regions} region(s) still have ${busy.operations} RMA operation(s) in flight, in ${busy.threads} thread(s) of this shared pool ` +
+      `(this one and its Workers); the pool stays open and serving (wait for them, or close their endpoints, then close again)`);
+  }
+
   close(): LeakReport {
     return this.isOwner ? this.closeShared() : this.detach();
   }
 
   /**
-   * The owner closes the shared pool: no more gets anywhere; growths in flight finish (or, for a
-   * dead Worker's, are undone); every block, whoever mapped it, is deregistered and unmapped; every
-   * temporary and user region any Worker left is reported, deregistered and unmapped.
+   * The owner closes the shared pool (beginClose marked it closed): growths in flight finish (or,
+   * for a dead Worker's, are undone), temporary and user regions live Workers are making are waited
+   * for; every temporary and user region any Worker left is reported and deregistered, every block,
+   * whoever mapped it, deregistered. Memory another thread may still hold views of is kept mapped
+   * over fresh pages (kept-memory.ts); the last pool to let go unmaps it.
    */
   private closeShared(): LeakReport {
     const { core, state } = this;
-    state.markClosed();
     for (let k = 0; k < state.classCount; k++) {
       const result = state.lock(k, 60_000);
       if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
     }
+    state.waitForUnpooledBuilds(state.slot, Date.now() + 60_000);
     const leaks = this.leaks(false);
     const foreignUnpooled = state.liveUnpooled(state.slot);
     for (const unpooled of foreignUnpooled) leaks.push({ size: unpooled.size, kind: unpooled.kind });
@@ -657,41 +709,60 @@ export class SharedPool implements PinnedLimit {
     const view = this.foreignProvider();
     for (const unpooled of foreignUnpooled) {
       if (!state.claimUnpooled(unpooled.index, unpooled.state)) continue;
-      try { this.freeForeignUnpooled(view, unpooled); } catch (e) { firstError ??= e; }
+      // Its Worker may still hold views of it (or a transport complete a dead Worker's operation into it).
+      const keep = unpooled.kind === "temporary" && state.slotMayTouch(unpooled.slot);
+      try { this.freeForeignUnpooled(view, unpooled, keep); } catch (e) { firstError ??= e; }
+      state.endClaimedUnpooled(unpooled.index, keep);
       core.counters.deregistrations++;
     }
     let blocks = 0;
     for (let b = 0; b < state.blockCount; b++) {
-      const block = state.blockRecord(b);
-      if (!state.retireBlock(b)) continue;
+      if (!state.keepBlock(b)) continue;
       blocks++;
-      if (block.slot === state.slot) continue; // mapped here: resources.release() below
-      const buffer = this.blockBuffers[b];
-      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // detach this thread's views first
-      try {
-        if (view.freeProvidedBlock?.(block.address)) continue; // the provider's memory: not ours to munmap
-      } catch (e) {
-        firstError ??= e;
-        continue;
-      }
-      try { view.deregister(block.registration); } catch (e) { firstError ??= e; }
-      try {
-        if (block.locked) libc.munlock(block.address, block.size);
-        libc.munmap(block.address, block.size);
-      } catch (e) { firstError ??= e; }
+      try { this.retireBlock(b, view); } catch (e) { firstError ??= e; }
     }
+    core.resources.blocks.length = 0; // retired above, each by its block index
+    core.resources.registrations.length = 0;
     core.counters.deregistrations += blocks;
-    try { core.resources.release(); } catch (e) { firstError ??= e; }
     state.resetPinned();
     this.publishCounters();
     for (let k = 0; k < state.classCount; k++) state.unlock(k);
+    state.releaseDeadSlots();
+    if (state.dropReference()) try { unmapKeptBlocks(state, view); } catch (e) { firstError ??= e; }
     if (view !== core.provider) view.close();
     if (firstError !== undefined) throw firstError;
     return leakReport(leaks);
   }
 
-  /** What a Worker left of a temporary or user region: its registration, its pinned pages, its mapping. */
-  private freeForeignUnpooled(view: RegionProvider, unpooled: SharedUnpooledRegion): void {
+  /**
+   * The owner's close of block `b`: this thread's views detached, its registration released, its
+   * range unpinned and kept mapped over fresh pages (a provider's block stays allocated) until the
+   * last pool lets go. A block memory was transferred out of (here) is noted: never unmapped.
+   */
+  private retireBlock(b: number, view: RegionProvider): void {
+    const block = this.state.blockRecord(b);
+    const mapped = this.mappedHere[b];
+    let stray: boolean;
+    if (mapped !== undefined) {
+      // Registered through this thread's provider object, which keeps its own books of it.
+      if (!block.provided) this.core.traits.deregister(this.blockRegistrations[b]!);
+      stray = mapped.freeKeepingRange();
+    } else {
+      const buffer = this.blockBuffers[b];
+      stray = buffer !== undefined && buffer.detached;
+      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // this thread's views read nothing from now on
+      if (!block.provided) {
+        try { view.deregister(block.registration); } finally { keepMapped(block.address, block.size, block.locked); }
+      }
+    }
+    if (stray) this.state.noteStray(b);
+  }
+
+  /**
+   * What a Worker left of a temporary or user region: its registration, its pinned pages, its
+   * mapping; `keep`: the mapping stays, over fresh pages, for its Worker to unmap.
+   */
+  private freeForeignUnpooled(view: RegionProvider, unpooled: SharedUnpooledRegion, keep: boolean): void {
     const { kind, address, blockSize, registration } = unpooled;
     // A registration a dead Worker was releasing may be closed already: on libfabric closing it
     // twice would touch freed memory, so it is left (the domain then refuses to close: EBUSY).
@@ -702,7 +773,9 @@ export class SharedPool implements PinnedLimit {
       try { libc.munlock(start, length); } catch { /* not pinned */ }
     }
     // Unmapping drops the pins too. Not when its Worker may have unmapped it already.
-    if (kind === "temporary" && address !== 0 && blockSize > 0 && !unpooled.unmapping) libc.munmap(address, blockSize);
+    if (kind !== "temporary" || address === 0 || blockSize === 0 || unpooled.unmapping) return;
+    if (keep) keepMapped(address, blockSize, unpooled.locked);
+    else libc.munmap(address, blockSize);
   }
 
   /** Deregisters this pool's temporary and user regions (each once: the table of unpooled regions decides). */
@@ -727,10 +800,14 @@ export class SharedPool implements PinnedLimit {
     const leaks = this.leaks(true);
     if (!state.closed) for (let k = 0; k < state.classCount; k++) this.cache.flush(k);
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
-    const firstError = this.dropOwnUnpooled();
-    for (const buffer of this.blockBuffers) if (buffer !== undefined && !buffer.detached) buffer.transfer(0);
+    let firstError = this.dropOwnUnpooled();
+    this.blockBuffers.forEach((buffer, b) => {
+      if (buffer === undefined) return;
+      if (buffer.detached) state.noteStray(b); // moved away by a caller: that memory stays mapped
+      else buffer.transfer(0);
+    });
     this.publishCounters();
-    state.leaveSlot();
+    try { SharedPool.leave(state, core.provider); } catch (e) { firstError ??= e; }
     core.provider.close();
     if (firstError !== undefined) throw firstError;
     return leakReport(leaks);
@@ -748,5 +825,9 @@ function noteOrigin(region: MemoryRegionImpl): void {
 }
 
 function refuseClosed(): never {
-  throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+  throw closedError();
+}
+
+function closedError(): AllocToolsError {
+  return new AllocToolsError("POOL_CLOSED", "the pool is closed");
 }
