@@ -272,6 +272,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.#regions) count(r);
     for (const r of this.#core.temporaries) count(r);
     for (const r of this.#core.users) count(r);
+    for (const r of this.#core.cache?.regionsInUse() ?? []) count(r); // userRegion()'s: its cache closes with the pool
     if (busy > 0) {
       throw new AllocToolsError("BUSY",
         `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
