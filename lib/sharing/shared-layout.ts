@@ -44,8 +44,27 @@ export const STATE_SHIFT = 4;
  * pools that may still touch the blocks (the owner until its close, each attached pool until it
  * detaches): the one that brings it to 0 unmaps what the owner's close kept mapped.
  */
-export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5, references: 7 } as const;
+export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5, references: 7, classes: 8 } as const;
 export const MAGIC = 0x616c6c6f; // "allo"
+
+/**
+ * The pool's description (float64 words of the part after the header), written by share(): what
+ * the layout and every attached pool's options depend on, so that attach takes them from the
+ * shared memory and only checks the handle against them (shared-description.ts). The provider
+ * handle is fingerprinted (two 32-bit hashes); then one line of words per size class.
+ */
+export const DESCRIPTION = {
+  pid: 0, maxWorkers: 1, cacheSize: 2, maxUnpooledRegions: 3, maxPinnedBytes: 4, access: 5, hugePages: 6, debug: 7,
+  providerFingerprint: 8, stacks: 10,
+} as const;
+/** A size class's words in the description. */
+export const DESCRIPTION_STACK = { chunkSize: 0, initialCount: 1, growCount: 2, capacity: 3, maxBlocks: 4 } as const;
+export const DESCRIPTION_STACK_WORDS = 5;
+
+/** Bytes of the description part for `classes` size classes. */
+export function descriptionBytes(classes: number): number {
+  return alignToLine(FLOAT64 * (DESCRIPTION.stacks + classes * DESCRIPTION_STACK_WORDS));
+}
 
 /**
  * The header's `closed` word. CLOSING is the owner counting the operations in flight: a Worker
@@ -100,6 +119,7 @@ export class SharedLayout {
   readonly capacity: number;
   readonly maxBlocks: number;
   // Byte offsets of each part.
+  readonly description: number;
   readonly locks: number;
   readonly heads: number;
   readonly pinned: number;
@@ -133,6 +153,7 @@ export class SharedLayout {
 
     const parts = {
       header: LINE,
+      description: descriptionBytes(classes),
       locks: classes * LINE,
       heads: classes * LINE,
       pinned: alignToLine(2 * FLOAT64),
@@ -155,6 +176,7 @@ export class SharedLayout {
       offsets[name] = at;
       at += parts[name];
     }
+    this.description = offsets.description;
     this.locks = offsets.locks;
     this.heads = offsets.heads;
     this.pinned = offsets.pinned;
@@ -170,11 +192,11 @@ export class SharedLayout {
     this.caches = offsets.caches;
     this.unpooledState = offsets.unpooledState;
     this.unpooledData = offsets.unpooledData;
-    // bytes = header + (locks + heads + stack counters: a line per class) + pinned
+    // bytes = header + description + (locks + heads + stack counters: a line per class) + pinned
     //       + (next + blockOf + state: per region) + (blocks + keys + block states: per block)
     //       + (slot line + counters + a cache block per class: per Worker) + table of unpooled regions (per Worker × maxUnpooledRegions)
     this.bytes = at;
-    assert(this.bytes === LINE + 3 * classes * LINE + parts.pinned
+    assert(this.bytes === LINE + parts.description + 3 * classes * LINE + parts.pinned
       + parts.next + parts.blockOf + parts.state
       + parts.blocks + parts.blockKeys + parts.blockState
       + workers * (LINE + this.slotCounterWords * FLOAT64 + classes * this.cacheStride * INT32)

@@ -17,6 +17,7 @@ import type { MemoryPoolOptions, MemoryPoolStackOptions } from "../pool/pool-opt
 import type { ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
 import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
 import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
+import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
 import { CLASS_COUNTERS, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import {
   FREE, LockResult, SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
@@ -66,6 +67,8 @@ export interface SharedPoolHandle {
     /** Whether gets record a stack trace for leak reports. */
     readonly debug: boolean;
   };
+  // The buffer itself records `layout`, `options`, `pid` and a fingerprint of `provider`: attach
+  // takes them from there and refuses a handle whose fields differ (shared-description.ts).
 }
 
 /** How each provider class attaches to its own handle: one row per class that shares itself. */
@@ -147,10 +150,11 @@ export class SharedPool implements PinnedLimit {
       };
     });
     const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxUnpooledRegions };
+    const poolOptions: SharedPoolOptions = { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug };
     const state = SharedPoolState.create(layout);
+    writeDescription(state.buffer, state.layout, { pid: process.pid, layout, options: poolOptions, providerFingerprint: providerFingerprint(providerHandle) });
     const handle: SharedPoolHandle = {
-      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle,
-      options: { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug },
+      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle, options: poolOptions,
     };
     const shared = new SharedPool(core, state, handle, true);
     shared.adoptLocalPool();
@@ -196,17 +200,25 @@ export class SharedPool implements PinnedLimit {
     this.publishCounters();
   }
 
-  /** A Worker's unpooled: checks the handle, takes a slot and attaches to the provider. */
+  /**
+   * A Worker's unpooled: checks the handle against what its shared memory says (every field),
+   * takes a slot and attaches to the provider. The layout and the options come from the shared
+   * memory, never from the handle.
+   */
   static join(handle: SharedPoolHandle): Joining {
-    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
-        || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
+    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool") {
       throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED",
         `the pool handle comes from process ${handle.pid}; a shared pool is shared between the Workers of one process (this is ${process.pid})`);
     }
-    const state = SharedPoolState.attach(handle.buffer, handle.layout);
+    const description = readDescription(handle.buffer);
+    if (description.layout.stacks.length !== SIZE_CLASSES.length) {
+      throw new AllocToolsTypeError(`MemoryPool.attach: the shared pool has ${description.layout.stacks.length} size classes, this library ${SIZE_CLASSES.length}`);
+    }
+    checkHandle(handle, description);
+    const state = SharedPoolState.attach(handle.buffer, description.layout);
     let provider: RegionProvider;
     try {
       provider = attachProvider(handle.provider);
@@ -219,8 +231,8 @@ export class SharedPool implements PinnedLimit {
       provider.close();
       throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
     }
-    const options: MemoryPoolOptions = { ...handle.options };
-    handle.layout.stacks.forEach((s, k) => {
+    const options: MemoryPoolOptions = { ...description.options };
+    description.layout.stacks.forEach((s, k) => {
       const stack: MemoryPoolStackOptions = { chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, maxRegions: s.capacity };
       (options as Record<SizeClass, MemoryPoolStackOptions>)[SIZE_CLASSES[k]!] = stack;
     });
