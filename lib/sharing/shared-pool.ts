@@ -7,13 +7,11 @@ import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../../ffi/libc.ts";
 import { adviseTransparentHugePages, MemoryBlock, usesHugeTlb, type HugePages } from "../memory/block.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
-import { HostProvider, type HostProviderHandle } from "../host/host-provider.ts";
-import { LibfabricProvider, type LibfabricProviderHandle } from "../libfabric/libfabric-provider.ts";
 import { pageSpan } from "../memory/page-pins.ts";
 import { ProvidedMemoryBlock } from "../memory/provided-block.ts";
-import { UcxProvider, type UcxProviderHandle } from "../ucx/ucx-provider.ts";
 import { leakReport, PoolCore, unpooledBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "../pool/pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "../pool/pool-options.ts";
+import { attachProvider } from "../memory/provider-attach.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
 import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
 import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
@@ -69,19 +67,6 @@ export interface SharedPoolHandle {
   };
   // The buffer itself records `layout`, `options`, `pid` and a fingerprint of `provider`: attach
   // takes them from there and refuses a handle whose fields differ (shared-description.ts).
-}
-
-/** How each provider class attaches to its own handle: one row per class that shares itself. */
-const PROVIDER_ATTACH: Readonly<Record<string, (handle: ProviderHandle) => RegionProvider>> = {
-  "alloctools.HostProvider": (handle) => HostProvider.attach(handle as HostProviderHandle),
-  "alloctools.LibfabricProvider": (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle),
-  "alloctools.UcxProvider": (handle) => UcxProvider.attach(handle as UcxProviderHandle),
-};
-
-function attachProvider(handle: ProviderHandle): RegionProvider {
-  const attach = handle !== null && typeof handle === "object" ? PROVIDER_ATTACH[handle.kind] : undefined;
-  if (attach === undefined) throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned (its provider handle is not one)");
-  return attach(handle);
 }
 
 /** What MemoryPool.attach gets from SharedPool.join: what to build the pool from, and how to join it. */
