@@ -472,11 +472,12 @@ export class SharedPoolState {
       Atomics.notify(words, HEADER.closed);
       return { operations, regions, threads };
     }
+    // The pool's word first: a get or release the caches refuse from here on finds the pool closed.
+    Atomics.store(words, HEADER.closed, ClosePhase.CLOSED);
+    Atomics.notify(words, HEADER.closed);
     for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
       for (let k = 0; k < this.classCount; k++) Atomics.store(words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
     }
-    Atomics.store(words, HEADER.closed, ClosePhase.CLOSED);
-    Atomics.notify(words, HEADER.closed);
     return null;
   }
 

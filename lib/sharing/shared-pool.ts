@@ -308,8 +308,7 @@ export class SharedPool implements PinnedLimit {
 
   /** The cache refused a release: the pool is closed, or the region is free (released already, here or elsewhere). */
   refuseRelease(region: MemoryRegionImpl): never {
-    // The caches' closed flags are set once the owner's close is decided, just before the pool's word.
-    if (this.cache.isClosed(region.stackId) || this.state.closed) {
+    if (this.state.closed) {
       setInUse(region, true); // the pool's hot path marked it free before asking the cache: nothing changes
       refuseClosed();
     }
