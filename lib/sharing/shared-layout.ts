@@ -38,6 +38,8 @@ export const alignToLine = (bytes: number): number => Math.ceil(bytes / LINE) * 
  * a literal. (At most MAX_SHARED_REGIONS, 2^16 - 1, regions: 4 MiB of state lines at most.)
  */
 export const STATE_SHIFT = 4;
+/** A region's state word while the region is on a shared stack; else the slot + 1 of the Worker that holds it. */
+export const FREE = 0;
 
 /**
  * Header (int32 words of the first line). `closed` holds a ClosePhase; `references` counts the

@@ -16,11 +16,12 @@ import type { ProviderHandle, RegionProvider, Registration } from "../memory/pro
 import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
 import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
 import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
-import { CLASS_COUNTERS, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
+import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import {
-  FREE, LockResult, SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
-  type SharedUnpooledRegion, type WorkerCache,
+  LockResult, SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
+  type SharedUnpooledRegion,
 } from "./shared-pool-state.ts";
+import type { WorkerCache } from "./worker-cache.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
 
 /** Options of the first `share()` (later calls return the same shared pool). */
