@@ -12,12 +12,12 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, ClosePhase, FREE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SLOT, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, ClosePhase, FREE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
-import { SlotOperations, waitOutClosing } from "./slot-operations.ts";
+import { waitOutClosing } from "./slot-operations.ts";
+import { SlotTable } from "./slot-table.ts";
 import { WorkerCache } from "./worker-cache.ts";
-import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
 
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
@@ -59,9 +59,6 @@ const UNPUSHED = -1;
 
 const SHIFT = STATE_SHIFT;
 
-/** A slot's attached word. */
-const SlotState = { DETACHED: 0, ATTACHED: 1, VACANT: 2 } as const;
-
 /** What lock() did. */
 export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
 
@@ -72,18 +69,16 @@ export class SharedPoolState {
   readonly layout: SharedLayout;
   /** This Worker's slot (0: the owner). */
   readonly slot: number;
+  /** The slots: this Worker's, and what it reads of the others' (liveness, operations, references). */
+  readonly slots: SlotTable;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
-  /** Where this Worker counts the RMA operations on its regions (the owner's close reads every slot's). */
-  readonly operations: SlotOperations;
   private readonly words: Int32Array;
   private readonly floats: Float64Array;
   private readonly longs: BigUint64Array;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
   private readonly countersAt: number;
-  /** Slots whose thread was seen dead, with that thread (a slot left holding nothing is taken again by a new one). */
-  private readonly dead = new Map<number, string>();
   /** The slot's unpooled counters as this Worker found them: earlier occupants' counts, kept in the totals. */
   private readonly unpooledBase: Float64Array;
 
@@ -99,12 +94,10 @@ export class SharedPoolState {
     this.stacks = spec.stacks.map((_, k) => new SharedStack(this.words, layout.headLine(k) / 4, layout.next / 4, bits));
     this.stateAt = layout.state / 4;
     this.slot = slot;
+    this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
     this.countersAt = layout.countersWord(slot);
-    const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
-      this.stacks, this.stateAt, slot, popIntent);
-    const line = layout.slotLine(slot) / 4;
-    this.operations = new SlotOperations(this.words, line + SLOT.operations, line + SLOT.busyRegions);
+      this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
     this.unpooledBase = this.floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
   }
 
@@ -122,7 +115,7 @@ export class SharedPoolState {
     words[HEADER.references] = 1; // the owner's, dropped at the end of its close
     crypto.getRandomValues(words.subarray(HEADER.identity, HEADER.identity + 2));
     const state = new SharedPoolState(buffer, spec, 0);
-    state.enterSlot();
+    state.slots.enter();
     return state;
   }
 
@@ -139,17 +132,9 @@ export class SharedPoolState {
     }
     const words = new Int32Array(buffer);
     if (waitOutClosing(words) !== ClosePhase.OPEN) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    let slot = SharedPoolState.takeVacantSlot(words, layout, spec.maxWorkers);
-    if (slot < 0) {
-      slot = Atomics.add(words, HEADER.slots, 1);
-      if (slot >= spec.maxWorkers) {
-        Atomics.sub(words, HEADER.slots, 1);
-        throw new AllocToolsRangeError(`the shared pool takes ${spec.maxWorkers} attached pools at once (share({ maxWorkers })); a detached one that holds no region frees its slot`);
-      }
-    }
-    const state = new SharedPoolState(buffer, spec, slot);
-    state.enterSlot();
-    Atomics.add(words, HEADER.references, 1); // before the caller looks at the close phase again (isOpenAfterJoining)
+    const state = new SharedPoolState(buffer, spec, SlotTable.take(words, layout, spec.maxWorkers));
+    state.slots.enter();
+    state.slots.addReference(); // before the caller looks at the close phase again (isOpenAfterJoining)
     return state;
   }
 
@@ -162,25 +147,6 @@ export class SharedPoolState {
     return waitOutClosing(this.words) === ClosePhase.OPEN;
   }
 
-  private enterSlot(): void {
-    const line = this.layout.slotLine(this.slot);
-    const me = currentThread();
-    this.words[line / 4 + SLOT.thread] = me.id;
-    this.floats[line / 8 + SLOT.startFloat64] = me.start;
-    this.words[line / 4 + SLOT.popIntent] = -1;
-    Atomics.store(this.words, line / 4 + SLOT.attached, SlotState.ATTACHED);
-  }
-
-  /** A slot a Worker left holding nothing (VACANT), taken with a CAS; -1 if there is none. */
-  private static takeVacantSlot(words: Int32Array, layout: SharedLayout, maxWorkers: number): number {
-    const used = Math.min(Atomics.load(words, HEADER.slots), maxWorkers);
-    for (let slot = 1; slot < used; slot++) {
-      const word = layout.slotLine(slot) / 4 + SLOT.attached;
-      if (Atomics.compareExchange(words, word, SlotState.VACANT, SlotState.ATTACHED) === SlotState.VACANT) return slot;
-    }
-    return -1;
-  }
-
   /**
    * This Worker detached: its slot keeps its counters (they stay in the totals). A slot that holds
    * nothing any more (no region's state word names it, its cache and unpooled table are empty, it
@@ -188,42 +154,7 @@ export class SharedPoolState {
    * DETACHED, so that what it holds stays its own in leak reports.
    */
   leaveSlot(): boolean {
-    const vacant = this.slot !== 0 && this.holdsNothing();
-    Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, vacant ? SlotState.VACANT : SlotState.DETACHED);
-    return this.dropReference();
-  }
-
-  /**
-   * This pool no longer touches the blocks (an attached pool detached, or the owner's close is
-   * done). True for the last one, after the owner's close: it unmaps the blocks the close kept.
-   */
-  dropReference(): boolean {
-    return Atomics.sub(this.words, HEADER.references, 1) === 1;
-  }
-
-  /**
-   * The owner's close: a slot still attached whose thread has exited and that has no operation in
-   * flight can touch nothing any more (its views went with its heap); its reference is dropped so
-   * that the kept blocks are unmapped once the live pools have detached. One whose operations are
-   * still counted keeps its reference: a transport may yet complete them into its memory.
-   */
-  releaseDeadSlots(): void {
-    for (let slot = 1; slot < this.slotsUsed; slot++) {
-      const word = this.layout.slotLine(slot) / 4 + SLOT.attached;
-      if (Atomics.load(this.words, word) !== SlotState.ATTACHED || this.slotAlive(slot) || this.operationsOf(slot).operations > 0) continue;
-      if (Atomics.compareExchange(this.words, word, SlotState.ATTACHED, SlotState.DETACHED) === SlotState.ATTACHED) this.dropReference();
-    }
-  }
-
-  /** Whether the pool of `slot` may still touch its memory: attached, and alive or with operations in flight. */
-  slotMayTouch(slot: number): boolean {
-    return this.slotAttached(slot) && (this.slotAlive(slot) || this.operationsOf(slot).operations > 0);
-  }
-
-  /** The RMA operations in flight on the regions of `slot`, and on how many regions. */
-  operationsOf(slot: number): { operations: number; regions: number } {
-    const line = this.layout.slotLine(slot) / 4;
-    return { operations: Atomics.load(this.words, line + SLOT.operations), regions: Atomics.load(this.words, line + SLOT.busyRegions) };
+    return this.slots.leave(this.slot !== 0 && this.holdsNothing());
   }
 
   /** Only this Worker writes its own mark, cache, unpooled entries and pop intent, so the answer stays true once true. */
@@ -235,7 +166,7 @@ export class SharedPoolState {
       if (words[this.layout.cacheWord(this.slot, k)] !== 0) return false;
       if (Atomics.load(words, this.layout.lockLine(k) / 4 + LOCK.holder) === mark) return false;
     }
-    if (words[this.layout.slotLine(this.slot) / 4 + SLOT.popIntent] !== -1) return false;
+    if (words[this.slots.popIntentWord(this.slot)] !== -1) return false;
     const per = this.spec.maxUnpooledRegions;
     for (let entry = 0; entry < per; entry++) {
       if (Atomics.load(words, this.layout.unpooledState / 4 + this.layout.unpooledEntry(this.slot, entry, per)) !== UNPOOLED_EMPTY) return false;
@@ -268,9 +199,9 @@ export class SharedPoolState {
     let operations = 0;
     let regions = 0;
     let threads = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
-      const inFlight = this.operationsOf(slot);
-      if (inFlight.operations === 0 || !this.slotAlive(slot)) continue;
+    for (let slot = 0; slot < this.slots.used; slot++) {
+      const inFlight = this.slots.operationsOf(slot);
+      if (inFlight.operations === 0 || !this.slots.alive(slot)) continue;
       operations += inFlight.operations;
       regions += inFlight.regions;
       threads++;
@@ -289,34 +220,6 @@ export class SharedPoolState {
     return null;
   }
 
-  // ---- slots and liveness -------------------------------------------------------------------------
-
-  get slotsUsed(): number {
-    return Math.min(Atomics.load(this.words, HEADER.slots), this.spec.maxWorkers);
-  }
-
-  /** The thread that holds `slot`. */
-  threadOf(slot: number): ThreadIdentity {
-    const line = this.layout.slotLine(slot);
-    return { id: this.words[line / 4 + SLOT.thread]!, start: this.floats[line / 8 + SLOT.startFloat64]! };
-  }
-
-  /** Whether the thread of `slot` still runs. A thread never comes back once gone, but a slot left VACANT gets a new one. */
-  slotAlive(slot: number): boolean {
-    if (slot === this.slot) return true;
-    const thread = this.threadOf(slot);
-    const key = `${thread.id}:${thread.start}`;
-    if (this.dead.get(slot) === key) return false;
-    if (threadAlive(thread)) return true;
-    this.dead.set(slot, key);
-    return false;
-  }
-
-  /** Whether `slot` is attached now (its pool not closed). */
-  slotAttached(slot: number): boolean {
-    return Atomics.load(this.words, this.layout.slotLine(slot) / 4 + SLOT.attached) === SlotState.ATTACHED;
-  }
-
   // ---- growth lock (one per class): held by a slot, taken from it only when its thread is gone ------
 
   /**
@@ -332,7 +235,7 @@ export class SharedPoolState {
     for (;;) {
       const holder = Atomics.compareExchange(words, at, 0, me);
       if (holder === 0) return LockResult.ACQUIRED;
-      if (!this.slotAlive(holder - 1) && Atomics.compareExchange(words, at, holder, me) === holder) return LockResult.TAKEN_FROM_DEAD;
+      if (!this.slots.alive(holder - 1) && Atomics.compareExchange(words, at, holder, me) === holder) return LockResult.TAKEN_FROM_DEAD;
       Atomics.wait(words, at, holder, 20);
       if (Date.now() - start > timeoutMs) return LockResult.TIMED_OUT;
     }
@@ -418,7 +321,7 @@ export class SharedPoolState {
 
   private sumCounters(word: number): number {
     let sum = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.floats[this.layout.countersWord(slot) + word]!;
+    for (let slot = 0; slot < this.slots.used; slot++) sum += this.floats[this.layout.countersWord(slot) + word]!;
     return sum;
   }
 
@@ -426,7 +329,7 @@ export class SharedPoolState {
   sumCacheCounters(k: number): { gets: number; releases: number } {
     let gets = 0;
     let releases = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
+    for (let slot = 0; slot < this.slots.used; slot++) {
       const at = this.layout.cacheWord(slot, k);
       const slotReleases = this.floats[(at + CACHE.releasesInt32) >> 1]!;
       releases += slotReleases;
@@ -445,7 +348,7 @@ export class SharedPoolState {
   /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
   cached(k: number): number {
     let sum = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
+    for (let slot = 0; slot < this.slots.used; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
     return sum;
   }
 
@@ -791,11 +694,11 @@ export class SharedPoolState {
    */
   waitForUnpooledBuilds(exceptSlot: number, deadline: number): void {
     const per = this.spec.maxUnpooledRegions;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
+    for (let slot = 0; slot < this.slots.used; slot++) {
       if (slot === exceptSlot) continue;
       for (let entry = 0; entry < per; entry++) {
         const word = this.layout.unpooledState / 4 + this.layout.unpooledEntry(slot, entry, per);
-        while (Atomics.load(this.words, word) === UNPOOLED_BUILDING && this.slotAlive(slot) && Date.now() < deadline) {
+        while (Atomics.load(this.words, word) === UNPOOLED_BUILDING && this.slots.alive(slot) && Date.now() < deadline) {
           Atomics.wait(this.words, word, UNPOOLED_BUILDING, 20);
         }
       }
@@ -809,12 +712,12 @@ export class SharedPoolState {
   liveUnpooled(exceptSlot: number): SharedUnpooledRegion[] {
     const out: SharedUnpooledRegion[] = [];
     const per = this.spec.maxUnpooledRegions;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
+    for (let slot = 0; slot < this.slots.used; slot++) {
       if (slot === exceptSlot) continue;
       for (let entry = 0; entry < per; entry++) {
         const index = this.layout.unpooledEntry(slot, entry, per);
         const state = Atomics.load(this.words, this.layout.unpooledState / 4 + index);
-        const deadWorkers = (state === UNPOOLED_FREEING || state === UNPOOLED_BUILDING) && !this.slotAlive(slot);
+        const deadWorkers = (state === UNPOOLED_FREEING || state === UNPOOLED_BUILDING) && !this.slots.alive(slot);
         if (state !== UNPOOLED_LIVE && !deadWorkers) continue;
         const at = this.layout.unpooledWord(index);
         const f = this.floats;
@@ -862,8 +765,8 @@ export class SharedPoolState {
         if (this.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.stackOf(index)}`);
       }
     }
-    const slots = [...Array(this.slotsUsed).keys()];
-    const deadSlots = slots.filter((slot) => !this.slotAlive(slot));
+    const slots = [...Array(this.slots.used).keys()];
+    const deadSlots = slots.filter((slot) => !this.slots.alive(slot));
     for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
       for (let k = 0; k < this.classCount; k++) {
         const at = this.layout.cacheWord(slot, k);
@@ -887,12 +790,12 @@ export class SharedPoolState {
         const at = this.layout.cacheWord(slot, k);
         for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!, slot + 1);
       }
-      adopt(this.words[this.layout.slotLine(slot) / 4 + SLOT.popIntent]!);
+      adopt(this.words[this.slots.popIntentWord(slot)]!);
     }
     for (let k = 0; k < this.classCount; k++) {
       const holder = this.words[this.layout.lockLine(k) / 4 + LOCK.holder]!;
       const block = this.growthInProgress(k);
-      if (holder === 0 || block < 0 || this.slotAlive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
+      if (holder === 0 || block < 0 || this.slots.alive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
       const record = this.blockRecord(block);
       for (let i = record.first; i < record.first + record.count; i++) adopt(i);
     }

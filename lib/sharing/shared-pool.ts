@@ -166,7 +166,7 @@ export class SharedPool implements PinnedLimit {
       this.mappedHere[entry] = block;
     }
     for (const r of core.regions) if (r?.inUse) state.markInUse(r.index);
-    for (const r of [...core.regions, ...core.temporaries, ...core.users]) if (r !== undefined) countOperationsIn(r, state.operations);
+    for (const r of [...core.regions, ...core.temporaries, ...core.users]) if (r !== undefined) countOperationsIn(r, state.slots.operations);
     for (const stack of core.stacks) {
       state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
       state.setCacheCounters(stack.id, stack.gets, stack.releases);
@@ -444,7 +444,7 @@ export class SharedPool implements PinnedLimit {
     const stack = this.core.stacks[block.stackId]!;
     const offset = (index - block.first) * stack.stride;
     const region = this.core.pooledRegion(registration, block.address, new Uint8Array(buffer, offset, stack.chunkSize), stack, index, offset);
-    countOperationsIn(region, state.operations);
+    countOperationsIn(region, state.slots.operations);
     this.regions[index] = region;
     return region;
   }
@@ -475,7 +475,7 @@ export class SharedPool implements PinnedLimit {
     state.noteUnpooledRegistered(entry, registration);
     core.counters.registrations++;
     const region = core.temporaryRegion(bytes, block, registration);
-    countOperationsIn(region, state.operations);
+    countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
     state.publishUnpooled(entry);
     this.publishCounters();
@@ -501,7 +501,7 @@ export class SharedPool implements PinnedLimit {
     }
     state.noteUnpooledRegistered(entry, registration);
     const region = core.userRegion(view, registration, memory);
-    countOperationsIn(region, state.operations);
+    countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
     state.publishUnpooled(entry);
     this.publishCounters();
@@ -707,7 +707,7 @@ export class SharedPool implements PinnedLimit {
     for (const unpooled of foreignUnpooled) {
       if (!state.claimUnpooled(unpooled.index, unpooled.state)) continue;
       // Its Worker may still hold views of it (or a transport complete a dead Worker's operation into it).
-      const keep = unpooled.kind === "temporary" && state.slotMayTouch(unpooled.slot);
+      const keep = unpooled.kind === "temporary" && state.slots.mayTouch(unpooled.slot);
       try { this.freeForeignUnpooled(view, unpooled, keep); } catch (e) { firstError ??= e; }
       state.endClaimedUnpooled(unpooled.index, keep);
       core.counters.deregistrations++;
@@ -724,8 +724,8 @@ export class SharedPool implements PinnedLimit {
     state.resetPinned();
     this.publishCounters();
     for (let k = 0; k < state.classCount; k++) state.unlock(k);
-    state.releaseDeadSlots();
-    if (state.dropReference()) try { unmapKeptBlocks(state, view); } catch (e) { firstError ??= e; }
+    state.slots.releaseDead();
+    if (state.slots.dropReference()) try { unmapKeptBlocks(state, view); } catch (e) { firstError ??= e; }
     if (view !== core.provider) view.close();
     if (firstError !== undefined) throw firstError;
     return leakReport(leaks);
