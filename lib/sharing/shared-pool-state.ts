@@ -132,9 +132,19 @@ export class SharedPoolState {
     }
     const words = new Int32Array(buffer);
     if (waitOutClosing(words) !== ClosePhase.OPEN) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    const state = new SharedPoolState(buffer, spec, SlotTable.take(words, layout, spec.maxWorkers));
+    // The reference before the slot: a Worker terminated in between leaves one reference too many
+    // (what the owner's close kept stays mapped), never a dead attached slot whose reference the
+    // owner's close would drop without it having been counted.
+    Atomics.add(words, HEADER.references, 1);
+    let slot: number;
+    try {
+      slot = SlotTable.take(words, layout, spec.maxWorkers);
+    } catch (e) {
+      Atomics.sub(words, HEADER.references, 1);
+      throw e;
+    }
+    const state = new SharedPoolState(buffer, spec, slot);
     state.slots.enter();
-    state.slots.addReference(); // before the caller looks at the close phase again (isOpenAfterJoining)
     return state;
   }
 

@@ -66,11 +66,6 @@ export class SlotTable {
     Atomics.store(this.words, line / 4 + SLOT.attached, SlotState.ATTACHED);
   }
 
-  /** An attached pool counts as a reference from when it attaches until it leaves. */
-  addReference(): void {
-    Atomics.add(this.words, HEADER.references, 1);
-  }
-
   /**
    * This thread leaves its slot, VACANT (holding nothing: the next attach may take it) or DETACHED
    * (what it holds stays its own in reports), and drops its reference: see dropReference.
