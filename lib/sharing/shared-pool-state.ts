@@ -12,10 +12,11 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, ClosePhase, FREE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { waitOutClosing } from "./slot-operations.ts";
+import { GrowthLocks } from "./growth-locks.ts";
 import { SlotTable } from "./slot-table.ts";
 import { WorkerCache } from "./worker-cache.ts";
 
@@ -59,9 +60,6 @@ const UNPUSHED = -1;
 
 const SHIFT = STATE_SHIFT;
 
-/** What lock() did. */
-export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
-
 /** One Worker's view of the shared part of a pool. */
 export class SharedPoolState {
   readonly buffer: SharedArrayBuffer;
@@ -71,6 +69,8 @@ export class SharedPoolState {
   readonly slot: number;
   /** The slots: this Worker's, and what it reads of the others' (liveness, operations, references). */
   readonly slots: SlotTable;
+  /** The growth lock of each size class. */
+  readonly locks: GrowthLocks;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
   private readonly words: Int32Array;
@@ -95,6 +95,7 @@ export class SharedPoolState {
     this.stateAt = layout.state / 4;
     this.slot = slot;
     this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
+    this.locks = new GrowthLocks(this.words, layout, this.slots);
     this.countersAt = layout.countersWord(slot);
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
@@ -174,7 +175,7 @@ export class SharedPoolState {
     for (let index = 0; index < this.layout.capacity; index++) if (Atomics.load(words, this.stateAt + (index << SHIFT)) === mark) return false;
     for (let k = 0; k < this.classCount; k++) {
       if (words[this.layout.cacheWord(this.slot, k)] !== 0) return false;
-      if (Atomics.load(words, this.layout.lockLine(k) / 4 + LOCK.holder) === mark) return false;
+      if (this.locks.holder(k) === mark) return false;
     }
     if (words[this.slots.popIntentWord(this.slot)] !== -1) return false;
     const per = this.spec.maxUnpooledRegions;
@@ -228,37 +229,6 @@ export class SharedPoolState {
       for (let k = 0; k < this.classCount; k++) Atomics.store(words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
     }
     return null;
-  }
-
-  // ---- growth lock (one per class): held by a slot, taken from it only when its thread is gone ------
-
-  /**
-   * Takes class `k`'s growth lock, sleeping while another Worker grows that class. A holder whose
-   * thread has exited is dead, not slow: its lock is taken over (TAKEN_FROM_DEAD; the caller
-   * finishes or undoes its growth with growthInProgress()). TIMED_OUT once `timeoutMs` passed.
-   */
-  lock(k: number, timeoutMs: number = Infinity): number {
-    const words = this.words;
-    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
-    const me = this.slot + 1;
-    const start = Date.now();
-    for (;;) {
-      const holder = Atomics.compareExchange(words, at, 0, me);
-      if (holder === 0) return LockResult.ACQUIRED;
-      if (!this.slots.alive(holder - 1) && Atomics.compareExchange(words, at, holder, me) === holder) return LockResult.TAKEN_FROM_DEAD;
-      Atomics.wait(words, at, holder, 20);
-      if (Date.now() - start > timeoutMs) return LockResult.TIMED_OUT;
-    }
-  }
-
-  unlock(k: number): void {
-    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
-    if (Atomics.compareExchange(this.words, at, this.slot + 1, 0) === this.slot + 1) Atomics.notify(this.words, at);
-  }
-
-  /** The block a growth of class `k` is adding (under its lock), or -1. */
-  growthInProgress(k: number): number {
-    return this.words[this.layout.lockLine(k) / 4 + LOCK.block]! - 1;
   }
 
   // ---- pinned bytes (shared, 64-bit: rare) ----------------------------------------------------------
@@ -397,7 +367,7 @@ export class SharedPoolState {
     this.floats[at + BLOCK.stray] = 0;
     for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
     this.setBlockState(block, BlockState.RESERVED);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = block + 1;
+    this.locks.noteGrowth(k, block);
     return { first, block };
   }
 
@@ -436,7 +406,7 @@ export class SharedPoolState {
     this.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
     this.setBlockState(block, BlockState.LIVE);
     this.pushBlockRest(block);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    this.locks.noteGrowth(k, -1);
     return first;
   }
 
@@ -454,8 +424,8 @@ export class SharedPoolState {
    * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
    */
   takeOverGrowth(k: number): SharedBlock | null {
-    const block = this.growthInProgress(k);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    const block = this.locks.growthInProgress(k);
+    this.locks.noteGrowth(k, -1);
     if (block < 0) return null;
     const state = this.blockState(block);
     if (state === BlockState.LIVE) {
@@ -473,7 +443,7 @@ export class SharedPoolState {
   /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
   abandonGrowth(block: number, k: number): void {
     this.setBlockState(block, BlockState.GONE);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    this.locks.noteGrowth(k, -1);
   }
 
   private setBlockState(block: number, state: number): void {
@@ -567,7 +537,7 @@ export class SharedPoolState {
     for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
     this.addStackCounters(k, count, 1, size);
     this.setBlockState(block, BlockState.LIVE);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
+    this.locks.noteGrowth(k, -1);
     return block;
   }
 
@@ -803,8 +773,8 @@ export class SharedPoolState {
       adopt(this.words[this.slots.popIntentWord(slot)]!);
     }
     for (let k = 0; k < this.classCount; k++) {
-      const holder = this.words[this.layout.lockLine(k) / 4 + LOCK.holder]!;
-      const block = this.growthInProgress(k);
+      const holder = this.locks.holder(k);
+      const block = this.locks.growthInProgress(k);
       if (holder === 0 || block < 0 || this.slots.alive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
       const record = this.blockRecord(block);
       for (let i = record.first; i < record.first + record.count; i++) adopt(i);

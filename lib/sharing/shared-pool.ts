@@ -17,8 +17,9 @@ import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, ty
 import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
 import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
 import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
+import { LockResult } from "./growth-locks.ts";
 import {
-  LockResult, SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
+  SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
   type SharedUnpooledRegion,
 } from "./shared-pool-state.ts";
 import type { WorkerCache } from "./worker-cache.ts";
@@ -322,14 +323,14 @@ export class SharedPool implements PinnedLimit {
   /** Class `k` ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
   private grow(k: number): number {
     const state = this.state;
-    if (state.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+    if (state.locks.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
     try {
       if (state.closed) refuseClosed();
       const index = this.cache.popShared(k);
       if (index >= 0) return index; // grown (or released into) while we waited for the lock
       return this.addBlock(k);
     } finally {
-      state.unlock(k);
+      state.locks.unlock(k);
     }
   }
 
@@ -693,7 +694,7 @@ export class SharedPool implements PinnedLimit {
   private closeShared(): LeakReport {
     const { core, state } = this;
     for (let k = 0; k < state.classCount; k++) {
-      const result = state.lock(k, 60_000);
+      const result = state.locks.lock(k, 60_000);
       if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
     }
     state.waitForUnpooledBuilds(state.slot, Date.now() + 60_000);
@@ -723,7 +724,7 @@ export class SharedPool implements PinnedLimit {
     core.counters.deregistrations += blocks;
     state.resetPinned();
     this.publishCounters();
-    for (let k = 0; k < state.classCount; k++) state.unlock(k);
+    for (let k = 0; k < state.classCount; k++) state.locks.unlock(k);
     state.slots.releaseDead();
     if (state.slots.dropReference()) try { unmapKeptBlocks(state, view); } catch (e) { firstError ??= e; }
     if (view !== core.provider) view.close();
