@@ -12,16 +12,16 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { waitOutClosing } from "./slot-operations.ts";
 import { GrowthLocks } from "./growth-locks.ts";
+import { UnpooledTable } from "./unpooled-table.ts";
 import { SlotTable } from "./slot-table.ts";
 import { WorkerCache } from "./worker-cache.ts";
 
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
-
 
 /**
  * Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE. The owner's close
@@ -29,32 +29,6 @@ export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
  * last pool to let go of the shared pool makes it GONE (unmapped); an undone growth goes to GONE.
  */
 export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5, KEPT: 6 } as const;
-/** Unpooled table entry states. */
-const UNPOOLED_EMPTY = 0;
-const UNPOOLED_LIVE = 1;
-/** Freed by the owner's close (nothing left for its Worker to do). */
-const UNPOOLED_GONE = 2;
-/** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
-const UNPOOLED_FREEING = 3;
-/** Its Worker is mapping and registering it: the owner's close waits for it (a dead Worker's is freed as its words say). */
-const UNPOOLED_BUILDING = 4;
-/** The owner's close is freeing it: its Worker's release waits until it is GONE or KEPT. */
-const UNPOOLED_CLAIMED = 5;
-/** Deregistered by the owner's close, its pages replaced by fresh ones and kept mapped: its Worker may hold views; it unmaps them. */
-const UNPOOLED_KEPT = 6;
-export const UnpooledKind = { TEMPORARY: 1, USER: 2 } as const;
-/** beginUnpooled: this Worker's table is full, or the owner has closed the pool. */
-export const UNPOOLED_TABLE_FULL = -1;
-export const UNPOOLED_POOL_CLOSED = -2;
-/** What a Worker's release of its temporary or user region finds (beginFreeingUnpooled). */
-export const UnpooledRelease = {
-  /** Still registered: the Worker frees it, step by step. */
-  LIVE: 0,
-  /** The owner deregistered it and kept its pages mapped: the Worker detaches its views and unmaps them. */
-  KEPT: 1,
-  /** The owner freed it entirely: the Worker only detaches its views. */
-  GONE: 2,
-} as const;
 /** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
 const UNPUSHED = -1;
 
@@ -71,6 +45,8 @@ export class SharedPoolState {
   readonly slots: SlotTable;
   /** The growth lock of each size class. */
   readonly locks: GrowthLocks;
+  /** The temporary and user regions of every Worker, recorded for the owner's close. */
+  readonly unpooled: UnpooledTable;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
   private readonly words: Int32Array;
@@ -96,6 +72,7 @@ export class SharedPoolState {
     this.slot = slot;
     this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
     this.locks = new GrowthLocks(this.words, layout, this.slots);
+    this.unpooled = new UnpooledTable(this.words, this.floats, layout, spec.maxUnpooledRegions, this.slots);
     this.countersAt = layout.countersWord(slot);
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
@@ -178,11 +155,7 @@ export class SharedPoolState {
       if (this.locks.holder(k) === mark) return false;
     }
     if (words[this.slots.popIntentWord(this.slot)] !== -1) return false;
-    const per = this.spec.maxUnpooledRegions;
-    for (let entry = 0; entry < per; entry++) {
-      if (Atomics.load(words, this.layout.unpooledState / 4 + this.layout.unpooledEntry(this.slot, entry, per)) !== UNPOOLED_EMPTY) return false;
-    }
-    return true;
+    return this.unpooled.holdsNone();
   }
 
   /** Whether `other` is a view of the same shared pool (perhaps through a clone of the buffer). */
@@ -551,169 +524,6 @@ export class SharedPoolState {
     for (const stack of this.stacks) stack.clear();
   }
 
-  // ---- unpooled regions (temporary and user), recorded so the owner frees what a dead Worker left ------
-
-  /**
-   * Records a temporary or user region of this Worker before anything is mapped or registered, so
-   * that the owner frees whatever a Worker terminated half-way left (BUILDING until publishUnpooled).
-   * UNPOOLED_TABLE_FULL if this Worker's table is full; UNPOOLED_POOL_CLOSED (nothing recorded) if
-   * the owner has closed the pool: recorded first, then the phase read, so that the owner's close
-   * either waits for this region or this Worker sees the pool closed.
-   */
-  beginUnpooled(kind: number, size: number, blockSize: number): number {
-    const per = this.spec.maxUnpooledRegions;
-    for (let entry = 0; entry < per; entry++) {
-      const index = this.layout.unpooledEntry(this.slot, entry, per);
-      const word = this.layout.unpooledState / 4 + index;
-      if (Atomics.load(this.words, word) !== UNPOOLED_EMPTY) continue;
-      const at = this.layout.unpooledWord(index);
-      const floats = this.floats;
-      floats[at + UNPOOLED.kind] = kind;
-      floats[at + UNPOOLED.address] = 0;
-      floats[at + UNPOOLED.length] = 0;
-      floats[at + UNPOOLED.handle] = 0;
-      floats[at + UNPOOLED.blockSize] = blockSize;
-      floats[at + UNPOOLED.locked] = 0;
-      floats[at + UNPOOLED.size] = size;
-      floats[at + UNPOOLED.registered] = 0;
-      floats[at + UNPOOLED.unmapping] = 0;
-      Atomics.store(this.words, word, UNPOOLED_BUILDING);
-      if (waitOutClosing(this.words) === ClosePhase.OPEN) return index;
-      this.dropUnpooled(index);
-      return UNPOOLED_POOL_CLOSED;
-    }
-    return UNPOOLED_TABLE_FULL;
-  }
-
-  /** The unpooled region is mapped and registered (BUILDING → LIVE): the owner's close may take it now. */
-  publishUnpooled(index: number): void {
-    const word = this.layout.unpooledState / 4 + index;
-    Atomics.store(this.words, word, UNPOOLED_LIVE);
-    Atomics.notify(this.words, word);
-  }
-
-  /** The unpooled region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
-  noteUnpooledMapped(index: number, address: number, blockSize: number, locked: boolean): void {
-    const at = this.layout.unpooledWord(index);
-    this.floats[at + UNPOOLED.address] = address;
-    this.floats[at + UNPOOLED.blockSize] = blockSize;
-    this.floats[at + UNPOOLED.locked] = locked ? 1 : 0;
-  }
-
-  noteUnpooledRegistered(index: number, registration: Registration): void {
-    const at = this.layout.unpooledWord(index);
-    this.floats[at + UNPOOLED.address] = registration.address;
-    this.floats[at + UNPOOLED.length] = registration.length;
-    this.floats[at + UNPOOLED.handle] = registration.handle;
-    this.floats[at + UNPOOLED.registered] = 1;
-  }
-
-  /** Gives a unpooled entry back unused (its region failed before it was registered). */
-  dropUnpooled(index: number): void {
-    const word = this.layout.unpooledState / 4 + index;
-    Atomics.store(this.words, word, UNPOOLED_EMPTY);
-    Atomics.notify(this.words, word);
-  }
-
-  /**
-   * This Worker starts releasing unpooled entry `index` (UnpooledRelease): LIVE, it frees it and
-   * notes each step (noteUnpooledDeregistered, noteUnpooledUnlocked, noteUnpooledUnmapping) so that
-   * the owner finishes, without repeating, what a Worker terminated half-way left; KEPT, the owner
-   * deregistered it and only its kept pages are left to unmap; GONE, nothing is left. LIVE and KEPT
-   * end with endFreeingUnpooled. While the owner's close is freeing it (CLAIMED), this waits.
-   */
-  beginFreeingUnpooled(index: number): number {
-    const word = this.layout.unpooledState / 4 + index;
-    for (;;) {
-      const state = Atomics.load(this.words, word);
-      if (state === UNPOOLED_CLAIMED) {
-        Atomics.wait(this.words, word, UNPOOLED_CLAIMED, 50);
-        continue;
-      }
-      if (state !== UNPOOLED_LIVE && state !== UNPOOLED_KEPT) return UnpooledRelease.GONE;
-      if (Atomics.compareExchange(this.words, word, state, UNPOOLED_FREEING) === state) {
-        return state === UNPOOLED_LIVE ? UnpooledRelease.LIVE : UnpooledRelease.KEPT;
-      }
-    }
-  }
-
-  noteUnpooledDeregistered(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.registered] = 0;
-  }
-
-  noteUnpooledUnlocked(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.locked] = 0;
-  }
-
-  /** Written before the munmap: whoever finds it set must not unmap again (the range may be reused). */
-  noteUnpooledUnmapping(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.unmapping] = 1;
-  }
-
-  endFreeingUnpooled(index: number): void {
-    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
-  }
-
-  /** The owner's close takes unpooled entry `index` (seen in `state`) to free it: true if it got it. */
-  claimUnpooled(index: number, state: number): boolean {
-    const word = this.layout.unpooledState / 4 + index;
-    return Atomics.compareExchange(this.words, word, state, UNPOOLED_CLAIMED) === state;
-  }
-
-  /** The owner's close freed a claimed entry: entirely (GONE), or all but its pages, kept mapped for its Worker to unmap (KEPT). */
-  endClaimedUnpooled(index: number, kept: boolean): void {
-    const word = this.layout.unpooledState / 4 + index;
-    Atomics.store(this.words, word, kept ? UNPOOLED_KEPT : UNPOOLED_GONE);
-    Atomics.notify(this.words, word);
-  }
-
-  /**
-   * The owner's close (the pool already CLOSED) waits, until `deadline`, for the temporary and user
-   * regions live Workers are still mapping and registering; those of a Worker that dies meanwhile
-   * are freed as their words say.
-   */
-  waitForUnpooledBuilds(exceptSlot: number, deadline: number): void {
-    const per = this.spec.maxUnpooledRegions;
-    for (let slot = 0; slot < this.slots.used; slot++) {
-      if (slot === exceptSlot) continue;
-      for (let entry = 0; entry < per; entry++) {
-        const word = this.layout.unpooledState / 4 + this.layout.unpooledEntry(slot, entry, per);
-        while (Atomics.load(this.words, word) === UNPOOLED_BUILDING && this.slots.alive(slot) && Date.now() < deadline) {
-          Atomics.wait(this.words, word, UNPOOLED_BUILDING, 20);
-        }
-      }
-    }
-  }
-
-  /**
-   * Unpooled entries of other slots at the owner's close: live ones, and those a dead Worker was
-   * making or releasing when it died (`releasing`: finished as far as its noted steps make safe).
-   */
-  liveUnpooled(exceptSlot: number): SharedUnpooledRegion[] {
-    const out: SharedUnpooledRegion[] = [];
-    const per = this.spec.maxUnpooledRegions;
-    for (let slot = 0; slot < this.slots.used; slot++) {
-      if (slot === exceptSlot) continue;
-      for (let entry = 0; entry < per; entry++) {
-        const index = this.layout.unpooledEntry(slot, entry, per);
-        const state = Atomics.load(this.words, this.layout.unpooledState / 4 + index);
-        const deadWorkers = (state === UNPOOLED_FREEING || state === UNPOOLED_BUILDING) && !this.slots.alive(slot);
-        if (state !== UNPOOLED_LIVE && !deadWorkers) continue;
-        const at = this.layout.unpooledWord(index);
-        const f = this.floats;
-        out.push({
-          index, slot, state, releasing: state === UNPOOLED_FREEING, kind: f[at + UNPOOLED.kind] === UnpooledKind.TEMPORARY ? "temporary" : "user", size: f[at + UNPOOLED.size]!,
-          address: f[at + UNPOOLED.address]!, blockSize: f[at + UNPOOLED.blockSize]!, locked: f[at + UNPOOLED.locked] === 1,
-          unmapping: f[at + UNPOOLED.unmapping] === 1,
-          registration: f[at + UNPOOLED.registered] === 1
-            ? { address: f[at + UNPOOLED.address]!, length: f[at + UNPOOLED.length]!, handle: f[at + UNPOOLED.handle]!, localKey: 0n, remoteKey: 0n }
-            : null,
-        });
-      }
-    }
-    return out;
-  }
-
   // ---- audit -----------------------------------------------------------------------------------------
 
   /**
@@ -818,27 +628,6 @@ export interface SharedBlock {
   /** Memory was moved out of a view of it: its range is never unmapped. */
   readonly stray: boolean;
   readonly registration: Registration;
-}
-
-/** A temporary or user region as the table of unpooled regions records it. */
-export interface SharedUnpooledRegion {
-  readonly index: number;
-  readonly slot: number;
-  /** The entry's state when listed (claimUnpooled takes it from this one). */
-  readonly state: number;
-  /** A dead Worker was releasing it: how far it got is unknown. */
-  readonly releasing: boolean;
-  readonly kind: "temporary" | "user";
-  readonly size: number;
-  /** Its memory (0: not mapped yet). */
-  readonly address: number;
-  /** The mapping to unmap (temporary regions), 0 for user regions. */
-  readonly blockSize: number;
-  readonly locked: boolean;
-  /** Its Worker may have unmapped it already. */
-  readonly unmapping: boolean;
-  /** Null when the Worker ended before its registration returned. */
-  readonly registration: Registration | null;
 }
 
 /** Where the regions of a shared pool are (see SharedPoolState.audit). */

@@ -18,10 +18,8 @@ import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
 import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
 import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import { LockResult } from "./growth-locks.ts";
-import {
-  SharedPoolState, UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedAudit, type SharedBlock,
-  type SharedUnpooledRegion,
-} from "./shared-pool-state.ts";
+import { SharedPoolState, type SharedAudit, type SharedBlock } from "./shared-pool-state.ts";
+import { UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedUnpooledRegion } from "./unpooled-table.ts";
 import type { WorkerCache } from "./worker-cache.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
 
@@ -177,11 +175,11 @@ export class SharedPool implements PinnedLimit {
     state.reservePinned(core.counters.peakPinned, Infinity);
     state.reservePinned(core.counters.pinned - core.counters.peakPinned, Infinity);
     for (const r of [...core.temporaries, ...core.users]) {
-      const entry = state.beginUnpooled(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
+      const entry = state.unpooled.begin(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
       if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
-      state.noteUnpooledMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
-      state.noteUnpooledRegistered(entry, r.registration);
-      state.publishUnpooled(entry);
+      state.unpooled.noteMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
+      state.unpooled.noteRegistered(entry, r.registration);
+      state.unpooled.publish(entry);
       this.unpooledEntries.set(r, entry);
     }
     this.publishCounters();
@@ -457,7 +455,7 @@ export class SharedPool implements PinnedLimit {
     const { core, state } = this;
     const size = core.allocator.roundUp(bytes);
     this.reservePinned(size, `temporary region of ${bytes} bytes`);
-    const entry = state.beginUnpooled(UnpooledKind.TEMPORARY, bytes, size);
+    const entry = state.unpooled.begin(UnpooledKind.TEMPORARY, bytes, size);
     if (entry < 0) {
       this.addPinned(-size);
       throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
@@ -465,20 +463,20 @@ export class SharedPool implements PinnedLimit {
     let block: MemoryBlock | null = null;
     let registration: Registration;
     try {
-      block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteUnpooledMapped(entry, address, mappedSize, locked));
+      block = this.mapRecorded(size, (address, mappedSize, locked) => state.unpooled.noteMapped(entry, address, mappedSize, locked));
       registration = core.traits.register(block.address, block.size);
     } catch (e) {
-      state.dropUnpooled(entry); // first: never unmapped twice
+      state.unpooled.drop(entry); // first: never unmapped twice
       block?.free();
       this.addPinned(-size);
       throw e;
     }
-    state.noteUnpooledRegistered(entry, registration);
+    state.unpooled.noteRegistered(entry, registration);
     core.counters.registrations++;
     const region = core.temporaryRegion(bytes, block, registration);
     countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
-    state.publishUnpooled(entry);
+    state.unpooled.publish(entry);
     this.publishCounters();
     return region;
   }
@@ -486,25 +484,25 @@ export class SharedPool implements PinnedLimit {
   registerUserRegion(view: Uint8Array, memory: object): MemoryRegion {
     const { core, state } = this;
     this.reservePinned(view.byteLength, "user region");
-    const entry = state.beginUnpooled(UnpooledKind.USER, view.byteLength, 0);
+    const entry = state.unpooled.begin(UnpooledKind.USER, view.byteLength, 0);
     if (entry < 0) {
       this.addPinned(-view.byteLength);
       throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
     }
-    state.noteUnpooledMapped(entry, ptr(view), 0, false);
+    state.unpooled.noteMapped(entry, ptr(view), 0, false);
     let registration: Registration;
     try {
       registration = core.traits.register(ptr(view), view.byteLength);
     } catch (e) {
-      state.dropUnpooled(entry);
+      state.unpooled.drop(entry);
       this.addPinned(-view.byteLength);
       throw e;
     }
-    state.noteUnpooledRegistered(entry, registration);
+    state.unpooled.noteRegistered(entry, registration);
     const region = core.userRegion(view, registration, memory);
     countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
-    state.publishUnpooled(entry);
+    state.unpooled.publish(entry);
     this.publishCounters();
     return region;
   }
@@ -526,7 +524,7 @@ export class SharedPool implements PinnedLimit {
     this.unpooledEntries.delete(region);
     if (entry === undefined) return PoolCore.freeUnpooled(this.core.traits, region, true);
     const state = this.state;
-    const found = state.beginFreeingUnpooled(entry);
+    const found = state.unpooled.beginFreeing(entry);
     if (found !== UnpooledRelease.LIVE) {
       const transferred = region.isTemp && temporaryBlock(region).detachViews();
       if (found === UnpooledRelease.KEPT) {
@@ -534,7 +532,7 @@ export class SharedPool implements PinnedLimit {
           // Deregistered and unpinned by the owner's close; fresh pages since. A stray buffer keeps them mapped.
           if (region.isTemp && !transferred) libc.munmap(temporaryBlock(region).address, temporaryBlock(region).size);
         } finally {
-          state.endFreeingUnpooled(entry);
+          state.unpooled.endFreeing(entry);
         }
       }
       return;
@@ -543,19 +541,19 @@ export class SharedPool implements PinnedLimit {
     // terminated in between left, and never repeats what could hit memory that is no longer ours.
     try {
       this.core.traits.deregister(region.registration);
-      state.noteUnpooledDeregistered(entry);
+      state.unpooled.noteDeregistered(entry);
     } finally {
       if (region.isTemp) {
         const block = temporaryBlock(region);
         const transferred = block.detachViews(); // its views read nothing from now on
         if (block.locked) libc.munlock(block.address, block.size);
-        state.noteUnpooledUnlocked(entry);
-        state.noteUnpooledUnmapping(entry);
+        state.unpooled.noteUnlocked(entry);
+        state.unpooled.noteUnmapping(entry);
         // Memory a caller transferred out of a view keeps fresh pages under the stray buffer (see MemoryBlock).
         if (transferred) libc.mmapFixed(block.address, block.size);
         else libc.munmap(block.address, block.size);
       }
-      state.endFreeingUnpooled(entry);
+      state.unpooled.endFreeing(entry);
     }
   }
 
@@ -697,20 +695,20 @@ export class SharedPool implements PinnedLimit {
       const result = state.locks.lock(k, 60_000);
       if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
     }
-    state.waitForUnpooledBuilds(state.slot, Date.now() + 60_000);
+    state.unpooled.waitForBuilds(state.slot, Date.now() + 60_000);
     const leaks = this.leaks(false);
-    const foreignUnpooled = state.liveUnpooled(state.slot);
+    const foreignUnpooled = state.unpooled.live(state.slot);
     for (const unpooled of foreignUnpooled) leaks.push({ size: unpooled.size, kind: unpooled.kind });
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
     state.clearStacks();
     let firstError = this.dropOwnUnpooled();
     const view = this.foreignProvider();
     for (const unpooled of foreignUnpooled) {
-      if (!state.claimUnpooled(unpooled.index, unpooled.state)) continue;
+      if (!state.unpooled.claim(unpooled.index, unpooled.state)) continue;
       // Its Worker may still hold views of it (or a transport complete a dead Worker's operation into it).
       const keep = unpooled.kind === "temporary" && state.slots.mayTouch(unpooled.slot);
       try { this.freeForeignUnpooled(view, unpooled, keep); } catch (e) { firstError ??= e; }
-      state.endClaimedUnpooled(unpooled.index, keep);
+      state.unpooled.endClaimed(unpooled.index, keep);
       core.counters.deregistrations++;
     }
     let blocks = 0;
