@@ -12,11 +12,13 @@
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, UNPOOLED_COUNTER_WORDS, SharedLayout, type SharedLayoutSpec,
+  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { waitOutClosing } from "./slot-operations.ts";
 import { GrowthLocks } from "./growth-locks.ts";
+import { SharedCounters } from "./shared-counters.ts";
+import { SharedPinnedBytes } from "./shared-pinned-bytes.ts";
 import { UnpooledTable } from "./unpooled-table.ts";
 import { SlotTable } from "./slot-table.ts";
 import { WorkerCache } from "./worker-cache.ts";
@@ -47,6 +49,10 @@ export class SharedPoolState {
   readonly locks: GrowthLocks;
   /** The temporary and user regions of every Worker, recorded for the owner's close. */
   readonly unpooled: UnpooledTable;
+  /** The statistics: per class, and per Worker. */
+  readonly counters: SharedCounters;
+  /** The pinned bytes of every Worker together. */
+  readonly pinned: SharedPinnedBytes;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
   private readonly words: Int32Array;
@@ -54,9 +60,6 @@ export class SharedPoolState {
   private readonly longs: BigUint64Array;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
-  private readonly countersAt: number;
-  /** The slot's unpooled counters as this Worker found them: earlier occupants' counts, kept in the totals. */
-  private readonly unpooledBase: Float64Array;
 
   private constructor(buffer: SharedArrayBuffer, spec: SharedLayoutSpec, slot: number) {
     this.buffer = buffer;
@@ -73,10 +76,10 @@ export class SharedPoolState {
     this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
     this.locks = new GrowthLocks(this.words, layout, this.slots);
     this.unpooled = new UnpooledTable(this.words, this.floats, layout, spec.maxUnpooledRegions, this.slots);
-    this.countersAt = layout.countersWord(slot);
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
       this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
-    this.unpooledBase = this.floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
+    this.counters = new SharedCounters(this.words, this.floats, layout, this.slots);
+    this.pinned = new SharedPinnedBytes(this.longs, layout);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -204,107 +207,6 @@ export class SharedPoolState {
     return null;
   }
 
-  // ---- pinned bytes (shared, 64-bit: rare) ----------------------------------------------------------
-
-  /** Adds `bytes` to the shared pinned count unless that passes `limit`; returns whether it did. */
-  reservePinned(bytes: number, limit: number): boolean {
-    const at = this.layout.pinned / 8;
-    for (;;) {
-      const now = Atomics.load(this.longs, at);
-      const next = Number(now) + bytes;
-      if (bytes > 0 && next > limit) return false;
-      if (Atomics.compareExchange(this.longs, at, now, BigInt(Math.max(0, next))) === now) {
-        for (;;) {
-          const peak = Atomics.load(this.longs, at + 1);
-          if (Number(peak) >= next || Atomics.compareExchange(this.longs, at + 1, peak, BigInt(next)) === peak) return true;
-        }
-      }
-    }
-  }
-
-  get pinnedBytes(): number {
-    return Number(Atomics.load(this.longs, this.layout.pinned / 8));
-  }
-
-  get peakPinnedBytes(): number {
-    return Number(Atomics.load(this.longs, this.layout.pinned / 8 + 1));
-  }
-
-  resetPinned(): void {
-    Atomics.store(this.longs, this.layout.pinned / 8, 0n);
-  }
-
-  // ---- per-class structure counters (written under the class's growth lock) ----------------------------
-
-  /** Regions, blocks and pinned bytes of class `k`. */
-  stackCounters(k: number): { regions: number; blocks: number; pinnedBytes: number } {
-    const at = this.layout.stackCountersLine(k) / 8;
-    return { regions: this.floats[at]!, blocks: this.floats[at + 1]!, pinnedBytes: this.floats[at + 2]! };
-  }
-
-  private addStackCounters(k: number, regions: number, blocks: number, pinnedBytes: number): void {
-    const at = this.layout.stackCountersLine(k) / 8;
-    this.floats[at] = this.floats[at]! + regions;
-    this.floats[at + 1] = this.floats[at + 1]! + blocks;
-    this.floats[at + 2] = this.floats[at + 2]! + pinnedBytes;
-  }
-
-  // ---- per-Worker counters (float64, each written only by its Worker) ---------------------------------
-
-  /** Adds `delta` to this Worker's class counter (CLASS_COUNTERS) of class `k`. */
-  addClassCounter(k: number, counter: number, delta: number): void {
-    const word = this.countersAt + this.layout.classCounter(k, counter);
-    this.floats[word] = this.floats[word]! + delta;
-  }
-
-  /** Sets this Worker's unpooled counter (UNPOOLED_COUNTERS). */
-  setUnpooledCounter(counter: number, value: number): void {
-    this.floats[this.countersAt + this.layout.unpooledCounter(counter)] = this.unpooledBase[counter]! + value;
-  }
-
-  /** Sum of a unpooled counter over every slot. */
-  sumUnpooledCounter(counter: number): number {
-    return this.sumCounters(this.layout.unpooledCounter(counter));
-  }
-
-  /** Sum of a class counter over every slot. */
-  sumClassCounter(k: number, counter: number): number {
-    return this.sumCounters(this.layout.classCounter(k, counter));
-  }
-
-  private sumCounters(word: number): number {
-    let sum = 0;
-    for (let slot = 0; slot < this.slots.used; slot++) sum += this.floats[this.layout.countersWord(slot) + word]!;
-    return sum;
-  }
-
-  /** Gets and releases of class `k` over every slot (the caches' counters). */
-  sumCacheCounters(k: number): { gets: number; releases: number } {
-    let gets = 0;
-    let releases = 0;
-    for (let slot = 0; slot < this.slots.used; slot++) {
-      const at = this.layout.cacheWord(slot, k);
-      const slotReleases = this.floats[(at + CACHE.releasesInt32) >> 1]!;
-      releases += slotReleases;
-      gets += slotReleases - this.words[at + CACHE.count]! + this.floats[(at + CACHE.getOffsetInt32) >> 1]!;
-    }
-    return { gets, releases };
-  }
-
-  /** Sets this Worker's counters of class `k` (share() carries the unshared pool's over). */
-  setCacheCounters(k: number, gets: number, releases: number): void {
-    const at = this.layout.cacheWord(this.slot, k);
-    this.floats[(at + CACHE.releasesInt32) >> 1] = releases;
-    this.floats[(at + CACHE.getOffsetInt32) >> 1] = gets - releases + this.words[at + CACHE.count]!;
-  }
-
-  /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
-  cached(k: number): number {
-    let sum = 0;
-    for (let slot = 0; slot < this.slots.used; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
-    return sum;
-  }
-
   // ---- regions and blocks ----------------------------------------------------------------------------
 
   /** Region indices handed out so far (0 .. regionCount are valid). */
@@ -321,7 +223,7 @@ export class SharedPoolState {
    * block entry and the indices, and records them as this growth's (RESERVED).
    */
   reserve(k: number, count: number): { first: number; block: number } {
-    const { regions, blocks } = this.stackCounters(k);
+    const { regions, blocks } = this.counters.stackCounters(k);
     const room = this.spec.stacks[k]!;
     if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
         || this.regionCount + count > this.layout.capacity || this.blockCount + 1 > this.layout.maxBlocks) {
@@ -376,7 +278,7 @@ export class SharedPoolState {
     this.words[this.stateWord(first)] = this.slot + 1;
     for (let i = first + 1; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
     if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
-    this.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
+    this.counters.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
     this.setBlockState(block, BlockState.LIVE);
     this.pushBlockRest(block);
     this.locks.noteGrowth(k, -1);
@@ -508,7 +410,7 @@ export class SharedPoolState {
     this.noteMapped(block, address, size, locked);
     this.noteRegistered(block, registration);
     for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    this.addStackCounters(k, count, 1, size);
+    this.counters.addStackCounters(k, count, 1, size);
     this.setBlockState(block, BlockState.LIVE);
     this.locks.noteGrowth(k, -1);
     return block;

@@ -168,12 +168,12 @@ export class SharedPool implements PinnedLimit {
     for (const r of [...core.regions, ...core.temporaries, ...core.users]) if (r !== undefined) countOperationsIn(r, state.slots.operations);
     for (const stack of core.stacks) {
       state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
-      state.setCacheCounters(stack.id, stack.gets, stack.releases);
-      state.addClassCounter(stack.id, CLASS_COUNTERS.misses, stack.misses);
-      state.addClassCounter(stack.id, CLASS_COUNTERS.growths, stack.growths);
+      state.counters.setCacheCounters(stack.id, stack.gets, stack.releases);
+      state.counters.addClassCounter(stack.id, CLASS_COUNTERS.misses, stack.misses);
+      state.counters.addClassCounter(stack.id, CLASS_COUNTERS.growths, stack.growths);
     }
-    state.reservePinned(core.counters.peakPinned, Infinity);
-    state.reservePinned(core.counters.pinned - core.counters.peakPinned, Infinity);
+    state.pinned.reserve(core.counters.peakPinned, Infinity);
+    state.pinned.reserve(core.counters.pinned - core.counters.peakPinned, Infinity);
     for (const r of [...core.temporaries, ...core.users]) {
       const entry = state.unpooled.begin(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
       if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
@@ -376,8 +376,8 @@ export class SharedPool implements PinnedLimit {
     this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
     this.blockRegistrations[block] = registration;
     const first = state.publishBlock(block);
-    state.addClassCounter(k, CLASS_COUNTERS.misses, 1);
-    state.addClassCounter(k, CLASS_COUNTERS.growths, 1);
+    state.counters.addClassCounter(k, CLASS_COUNTERS.misses, 1);
+    state.counters.addClassCounter(k, CLASS_COUNTERS.growths, 1);
     this.publishCounters();
     return first;
   }
@@ -566,34 +566,34 @@ export class SharedPool implements PinnedLimit {
 
   /** One maxPinnedBytes for every Worker: the count lives in shared memory. */
   reservePinned(bytes: number, what: string): void {
-    if (this.state.reservePinned(bytes, this.core.maxPinnedBytes)) return;
+    if (this.state.pinned.reserve(bytes, this.core.maxPinnedBytes)) return;
     throw new AllocToolsError("PINNED_LIMIT",
-      `${what} needs ${bytes} more pinned bytes; ${this.state.pinnedBytes} of maxPinnedBytes ${this.core.maxPinnedBytes} are in use (all Workers)`);
+      `${what} needs ${bytes} more pinned bytes; ${this.state.pinned.bytes} of maxPinnedBytes ${this.core.maxPinnedBytes} are in use (all Workers)`);
   }
 
   addPinned(delta: number): void {
-    this.state.reservePinned(delta, Infinity);
+    this.state.pinned.reserve(delta, Infinity);
   }
 
   /** This pool's unpooled counters (temporary and user regions, registrations) into its shared slot. */
   publishCounters(): void {
     const { core, state } = this;
     const counters = core.counters;
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryCount, counters.temporaryRegions);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryGets, counters.temporaryGets);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.userCount, counters.userRegions);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.unpooledReleases, counters.unpooledReleases);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.registrations, counters.registrations);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.deregistrations, counters.deregistrations);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveTemporaries, core.temporaries.size);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveUsers, core.users.size);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryCount, counters.temporaryRegions);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryGets, counters.temporaryGets);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.userCount, counters.userRegions);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.unpooledReleases, counters.unpooledReleases);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.registrations, counters.registrations);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.deregistrations, counters.deregistrations);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.liveTemporaries, core.temporaries.size);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.liveUsers, core.users.size);
   }
 
   /** Statistics summed over every Worker's counters: exact while no Worker gets or releases. */
   stats(): PoolStats {
     const { core, state } = this;
     const stacks = {} as Record<SizeClass, StackStats>;
-    const unpooled = (counter: number) => state.sumUnpooledCounter(counter);
+    const unpooled = (counter: number) => state.counters.sumUnpooledCounter(counter);
     let gets = unpooled(UNPOOLED_COUNTERS.temporaryGets) + unpooled(UNPOOLED_COUNTERS.userCount);
     let releases = unpooled(UNPOOLED_COUNTERS.unpooledReleases);
     let misses = 0;
@@ -601,14 +601,14 @@ export class SharedPool implements PinnedLimit {
     let inUse = unpooled(UNPOOLED_COUNTERS.liveTemporaries) + unpooled(UNPOOLED_COUNTERS.liveUsers);
     for (const stack of core.stacks) {
       const k = stack.id;
-      const counters = state.sumCacheCounters(k);
-      const classMisses = state.sumClassCounter(k, CLASS_COUNTERS.misses);
-      const totals = state.stackCounters(k);
+      const counters = state.counters.sumCacheCounters(k);
+      const classMisses = state.counters.sumClassCounter(k, CLASS_COUNTERS.misses);
+      const totals = state.counters.stackCounters(k);
       const out = counters.gets - counters.releases;
       stacks[stack.name] = {
         name: stack.name, chunkSize: stack.chunkSize, regions: totals.regions, free: totals.regions - out, inUse: out,
         gets: counters.gets, releases: counters.releases, hits: counters.gets - classMisses, misses: classMisses,
-        growths: state.sumClassCounter(k, CLASS_COUNTERS.growths), blocks: totals.blocks, pinnedBytes: totals.pinnedBytes, cached: state.cached(k),
+        growths: state.counters.sumClassCounter(k, CLASS_COUNTERS.growths), blocks: totals.blocks, pinnedBytes: totals.pinnedBytes, cached: state.counters.cached(k),
       };
       gets += counters.gets;
       releases += counters.releases;
@@ -622,7 +622,7 @@ export class SharedPool implements PinnedLimit {
       registrations: unpooled(UNPOOLED_COUNTERS.registrations), deregistrations: unpooled(UNPOOLED_COUNTERS.deregistrations),
       temporaryRegions: unpooled(UNPOOLED_COUNTERS.temporaryCount), liveTemporaryRegions: unpooled(UNPOOLED_COUNTERS.liveTemporaries),
       userRegions: unpooled(UNPOOLED_COUNTERS.userCount), liveUserRegions: unpooled(UNPOOLED_COUNTERS.liveUsers),
-      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
+      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinned.bytes, peakPinnedBytes: state.pinned.peakBytes,
       maxPinnedBytes: core.maxPinnedBytes, stacks, cache: core.cache?.stats() ?? null,
     };
   }
@@ -720,7 +720,7 @@ export class SharedPool implements PinnedLimit {
     core.resources.blocks.length = 0; // retired above, each by its block index
     core.resources.registrations.length = 0;
     core.counters.deregistrations += blocks;
-    state.resetPinned();
+    state.pinned.reset();
     this.publishCounters();
     for (let k = 0; k < state.classCount; k++) state.locks.unlock(k);
     state.slots.releaseDead();

@@ -41,7 +41,7 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
       // A growth that mapped and pinned its block, then died before registering it.
       if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
       const { block } = state.reserve(k, 1);
-      if (!state.reservePinned(m.bytes, Infinity)) throw new Error("no room");
+      if (!state.pinned.reserve(m.bytes, Infinity)) throw new Error("no room");
       state.notePinned(block, m.bytes);
       const address = libc.mmap(m.bytes);
       state.noteMapped(block, address, m.bytes, false);
