@@ -24,9 +24,9 @@ export function keepMapped(address: number, size: number, locked: boolean): void
  */
 export function unmapKeptBlocks(state: SharedPoolState, provider: RegionProvider | null): void {
   let firstError: unknown;
-  for (let b = 0; b < state.blockCount; b++) {
-    if (!state.takeKeptBlock(b)) continue;
-    const block = state.blockRecord(b);
+  for (let b = 0; b < state.blocks.count; b++) {
+    if (!state.blocks.takeKept(b)) continue;
+    const block = state.blocks.record(b);
     if (block.stray) continue;
     try {
       if (block.provided) provider?.freeProvidedBlock?.(block.address);

@@ -10,12 +10,12 @@
 // moves a region is ordered so that a Worker terminated between any two of its stores leaves the
 // region findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
-import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, SharedLayout, type SharedLayoutSpec,
+  CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { waitOutClosing } from "./slot-operations.ts";
+import { BlockState, BlockTable } from "./block-table.ts";
 import { GrowthLocks } from "./growth-locks.ts";
 import { SharedCounters } from "./shared-counters.ts";
 import { SharedPinnedBytes } from "./shared-pinned-bytes.ts";
@@ -24,15 +24,6 @@ import { SlotTable } from "./slot-table.ts";
 import { WorkerCache } from "./worker-cache.ts";
 
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
-
-/**
- * Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE. The owner's close
- * makes a block KEPT (deregistered, its range kept mapped while any pool may touch it), and the
- * last pool to let go of the shared pool makes it GONE (unmapped); an undone growth goes to GONE.
- */
-export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5, KEPT: 6 } as const;
-/** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
-const UNPUSHED = -1;
 
 const SHIFT = STATE_SHIFT;
 
@@ -49,6 +40,8 @@ export class SharedPoolState {
   readonly locks: GrowthLocks;
   /** The temporary and user regions of every Worker, recorded for the owner's close. */
   readonly unpooled: UnpooledTable;
+  /** Every block, its regions, mapping, registration and state. */
+  readonly blocks: BlockTable;
   /** The statistics: per class, and per Worker. */
   readonly counters: SharedCounters;
   /** The pinned bytes of every Worker together. */
@@ -80,6 +73,7 @@ export class SharedPoolState {
       this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
     this.counters = new SharedCounters(this.words, this.floats, layout, this.slots);
     this.pinned = new SharedPinnedBytes(this.longs, layout);
+    this.blocks = new BlockTable(this.words, this.floats, this.longs, layout, spec.stacks, this.stacks, this.slots, this.locks, this.counters);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -207,181 +201,6 @@ export class SharedPoolState {
     return null;
   }
 
-  // ---- regions and blocks ----------------------------------------------------------------------------
-
-  /** Region indices handed out so far (0 .. regionCount are valid). */
-  get regionCount(): number {
-    return Atomics.load(this.words, HEADER.regions);
-  }
-
-  get blockCount(): number {
-    return Atomics.load(this.words, HEADER.blocks);
-  }
-
-  /**
-   * Starts a growth of class `k` by `count` regions under its lock: checks the capacity, takes a
-   * block entry and the indices, and records them as this growth's (RESERVED).
-   */
-  reserve(k: number, count: number): { first: number; block: number } {
-    const { regions, blocks } = this.counters.stackCounters(k);
-    const room = this.spec.stacks[k]!;
-    if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
-        || this.regionCount + count > this.layout.capacity || this.blockCount + 1 > this.layout.maxBlocks) {
-      throw new AllocToolsError("PINNED_LIMIT",
-        `class ${k} of the shared pool holds at most ${room.capacity} regions in ${room.maxBlocks} blocks (maxRegions); it has ${regions} in ${blocks}`);
-    }
-    const first = Atomics.add(this.words, HEADER.regions, count);
-    const block = Atomics.add(this.words, HEADER.blocks, 1);
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.stack] = k;
-    this.floats[at + BLOCK.first] = first;
-    this.floats[at + BLOCK.count] = count;
-    this.floats[at + BLOCK.slot] = this.slot;
-    this.floats[at + BLOCK.pinned] = 0;
-    this.floats[at + BLOCK.provided] = 0;
-    this.floats[at + BLOCK.stray] = 0;
-    for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
-    this.setBlockState(block, BlockState.RESERVED);
-    this.locks.noteGrowth(k, block);
-    return { first, block };
-  }
-
-  /** Growth steps, recorded as they happen so that a Worker terminated in between can be undone. */
-  notePinned(block: number, bytes: number): void {
-    this.floats[this.layout.blockWord(block) + BLOCK.pinned] = bytes;
-  }
-  noteMapped(block: number, address: number, size: number, locked: boolean): void {
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.address] = address;
-    this.floats[at + BLOCK.size] = size;
-    this.floats[at + BLOCK.locked] = locked ? 1 : 0;
-    this.setBlockState(block, BlockState.MAPPED);
-  }
-  noteRegistered(block: number, registration: Registration): void {
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.handle] = registration.handle;
-    const keys = this.layout.blockKeys / 8 + block * 2;
-    this.longs[keys] = registration.localKey;
-    this.longs[keys + 1] = registration.remoteKey;
-    this.setBlockState(block, BlockState.REGISTERED);
-  }
-
-  /**
-   * Publishes a registered block: its first region in use by this Worker (the get that grew it), the
-   * others free and pushed on the class's stack in one CAS. Ends the growth record.
-   */
-  publishBlock(block: number): number {
-    const at = this.layout.blockWord(block);
-    const k = this.floats[at + BLOCK.stack]!;
-    const first = this.floats[at + BLOCK.first]!;
-    const count = this.floats[at + BLOCK.count]!;
-    this.words[this.stateWord(first)] = this.slot + 1;
-    for (let i = first + 1; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
-    this.counters.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
-    this.setBlockState(block, BlockState.LIVE);
-    this.pushBlockRest(block);
-    this.locks.noteGrowth(k, -1);
-    return first;
-  }
-
-  private pushBlockRest(block: number): void {
-    const at = this.layout.blockWord(block);
-    const first = this.floats[at + BLOCK.first]!;
-    const count = this.floats[at + BLOCK.count]!;
-    if (count < 2) return;
-    const rest = Int32Array.from({ length: count - 1 }, (_, j) => first + 1 + j);
-    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
-  }
-
-  /**
-   * After taking class `k`'s lock from a dead Worker: a growth it published but had not pushed is
-   * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
-   */
-  takeOverGrowth(k: number): SharedBlock | null {
-    const block = this.locks.growthInProgress(k);
-    this.locks.noteGrowth(k, -1);
-    if (block < 0) return null;
-    const state = this.blockState(block);
-    if (state === BlockState.LIVE) {
-      const at = this.layout.blockWord(block);
-      const first = this.floats[at + BLOCK.first]!;
-      const count = this.floats[at + BLOCK.count]!;
-      if (count > 1 && this.words[this.layout.next / 4 + first + count - 1] === UNPUSHED) this.pushBlockRest(block);
-      return null;
-    }
-    const abandoned = this.blockRecord(block);
-    this.setBlockState(block, BlockState.GONE);
-    return abandoned;
-  }
-
-  /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
-  abandonGrowth(block: number, k: number): void {
-    this.setBlockState(block, BlockState.GONE);
-    this.locks.noteGrowth(k, -1);
-  }
-
-  private setBlockState(block: number, state: number): void {
-    Atomics.store(this.words, this.layout.blockState / 4 + block, state);
-  }
-
-  blockState(block: number): number {
-    return Atomics.load(this.words, this.layout.blockState / 4 + block);
-  }
-
-  /** Block `block` if it is live: its registration, where it was mapped, and which regions it holds. */
-  block(block: number): SharedBlock | null {
-    return this.blockState(block) === BlockState.LIVE ? this.blockRecord(block) : null;
-  }
-
-  /** Whatever the table holds for `block`, in any state. */
-  blockRecord(block: number): SharedBlock {
-    const at = this.layout.blockWord(block);
-    const floats = this.floats;
-    const keys = this.layout.blockKeys / 8 + block * 2;
-    const address = floats[at + BLOCK.address]!;
-    const size = floats[at + BLOCK.size]!;
-    return {
-      index: block, state: this.blockState(block), stackId: floats[at + BLOCK.stack]!, first: floats[at + BLOCK.first]!,
-      count: floats[at + BLOCK.count]!, slot: floats[at + BLOCK.slot]!, locked: floats[at + BLOCK.locked] === 1,
-      address, size, pinnedBytes: floats[at + BLOCK.pinned]!, provided: floats[at + BLOCK.provided] === 1, stray: floats[at + BLOCK.stray] === 1,
-      registration: { address, length: size, handle: floats[at + BLOCK.handle]!, localKey: this.longs[keys]!, remoteKey: this.longs[keys + 1]! },
-    };
-  }
-
-  /**
-   * The owner's close takes a block out of service: KEPT (deregistered, its range kept mapped until
-   * the last pool lets go: takeKeptBlock). True for the one caller that gets to do it.
-   */
-  keepBlock(block: number): boolean {
-    const word = this.layout.blockState / 4 + block;
-    for (;;) {
-      const state = Atomics.load(this.words, word);
-      if (state === BlockState.GONE || state === BlockState.EMPTY || state === BlockState.KEPT) return false;
-      if (Atomics.compareExchange(this.words, word, state, BlockState.KEPT) === state) return true;
-    }
-  }
-
-  /** The last pool to let go takes a kept block to unmap it (GONE); true for the one caller that does. */
-  takeKeptBlock(block: number): boolean {
-    const word = this.layout.blockState / 4 + block;
-    return Atomics.compareExchange(this.words, word, BlockState.KEPT, BlockState.GONE) === BlockState.KEPT;
-  }
-
-  /** The provider allocated block `block` itself: it is freed through freeProvidedBlock, never unmapped. */
-  noteProvided(block: number): void {
-    this.floats[this.layout.blockWord(block) + BLOCK.provided] = 1;
-  }
-
-  /** A thread moved memory of block `block` out of a view (transfer()): its range stays mapped for the life of the process. */
-  noteStray(block: number): void {
-    this.floats[this.layout.blockWord(block) + BLOCK.stray] = 1;
-  }
-
-  blockOf(index: number): number {
-    return this.words[this.layout.blockOf / 4 + index]!;
-  }
-
   private stateWord(index: number): number {
     return this.stateAt + (index << SHIFT);
   }
@@ -394,26 +213,13 @@ export class SharedPoolState {
   /** FREE when region `index` is free (on a stack or in its holder's cache), else the slot + 1 of the Worker using it. */
   holderOf(index: number): number {
     const holder = this.regionState(index);
-    if (holder === FREE || this.cache.inCacheOf(holder - 1, this.stackOf(index), index)) return FREE;
+    if (holder === FREE || this.cache.inCacheOf(holder - 1, this.blocks.stackOf(index), index)) return FREE;
     return holder;
   }
 
   /** share(): marks region `index` in use by this (the owner's) slot. */
   markInUse(index: number): void {
     this.words[this.stateWord(index)] = this.slot + 1;
-  }
-
-  /** share(): records a block the unshared pool already had, all its regions free but those marked later. */
-  adoptBlock(k: number, first: number, count: number, address: number, size: number, locked: boolean, registration: Registration): number {
-    const { block } = this.reserve(k, count);
-    if (block !== this.blockCount - 1 || first !== this.regionCount - count) throw new Error("share(): blocks must be adopted in order");
-    this.noteMapped(block, address, size, locked);
-    this.noteRegistered(block, registration);
-    for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    this.counters.addStackCounters(k, count, 1, size);
-    this.setBlockState(block, BlockState.LIVE);
-    this.locks.noteGrowth(k, -1);
-    return block;
   }
 
   /** share(): puts the unshared pool's free indices on class `k`'s stack, `indices[0]` on top. */
@@ -436,13 +242,13 @@ export class SharedPoolState {
    * growth of its are places too.
    */
   audit(): SharedAudit {
-    const count = this.regionCount;
+    const count = this.blocks.regionCount;
     const seen = new Uint8Array(count);
     const problems: string[] = [];
     let onStacks = 0;
     let cached = 0;
     let inUse = 0;
-    const live = (index: number) => index >= 0 && index < count && this.block(this.blockOf(index)) !== null;
+    const live = (index: number) => index >= 0 && index < count && this.blocks.live(this.blocks.blockOf(index)) !== null;
     const place = (index: number, where: string): boolean => {
       if (!live(index)) { problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
       if (seen[index]! > 0) { problems.push(`region ${index} found twice (${where})`); return false; }
@@ -454,7 +260,7 @@ export class SharedPoolState {
         if (!place(index, `stack ${k}`)) continue;
         onStacks++;
         if (this.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
-        if (this.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.stackOf(index)}`);
+        if (this.blocks.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.blocks.stackOf(index)}`);
       }
     }
     const slots = [...Array(this.slots.used).keys()];
@@ -487,8 +293,8 @@ export class SharedPoolState {
     for (let k = 0; k < this.classCount; k++) {
       const holder = this.locks.holder(k);
       const block = this.locks.growthInProgress(k);
-      if (holder === 0 || block < 0 || this.slots.alive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
-      const record = this.blockRecord(block);
+      if (holder === 0 || block < 0 || this.slots.alive(holder - 1) || this.blocks.stateOf(block) !== BlockState.LIVE) continue;
+      const record = this.blocks.record(block);
       for (let i = record.first; i < record.first + record.count; i++) adopt(i);
     }
     let regions = 0;
@@ -506,30 +312,6 @@ export class SharedPoolState {
     return { regions, onStacks, cached, inUse, lost, problems };
   }
 
-  private stackOf(index: number): number {
-    return this.floats[this.layout.blockWord(this.blockOf(index)) + BLOCK.stack]!;
-  }
-}
-
-/** A block as the block table records it. */
-export interface SharedBlock {
-  readonly index: number;
-  readonly state: number;
-  readonly stackId: number;
-  readonly first: number;
-  readonly count: number;
-  /** The slot of the Worker that mapped and registered it (0: the owner). */
-  readonly slot: number;
-  readonly locked: boolean;
-  readonly address: number;
-  readonly size: number;
-  /** Bytes counted against maxPinnedBytes for it (0 before the growth reserved them). */
-  readonly pinnedBytes: number;
-  /** The provider allocated it (freeProvidedBlock frees it). */
-  readonly provided: boolean;
-  /** Memory was moved out of a view of it: its range is never unmapped. */
-  readonly stray: boolean;
-  readonly registration: Registration;
 }
 
 /** Where the regions of a shared pool are (see SharedPoolState.audit). */

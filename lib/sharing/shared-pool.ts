@@ -18,7 +18,8 @@ import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
 import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
 import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import { LockResult } from "./growth-locks.ts";
-import { SharedPoolState, type SharedAudit, type SharedBlock } from "./shared-pool-state.ts";
+import { BlockState, type SharedBlock } from "./block-table.ts";
+import { SharedPoolState, type SharedAudit } from "./shared-pool-state.ts";
 import { UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedUnpooledRegion } from "./unpooled-table.ts";
 import type { WorkerCache } from "./worker-cache.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
@@ -158,8 +159,8 @@ export class SharedPool implements PinnedLimit {
       const first = index;
       const stackId = core.regions[first]!.stackId;
       while (index < core.regions.length && core.regions[index]?.registration === registration) index++;
-      const entry = state.adoptBlock(stackId, first, index - first, block.address, block.size, block.locked, registration);
-      if (block instanceof ProvidedMemoryBlock) state.noteProvided(entry);
+      const entry = state.blocks.adopt(stackId, first, index - first, block.address, block.size, block.locked, registration);
+      if (block instanceof ProvidedMemoryBlock) state.blocks.noteProvided(entry);
       this.blockBuffers[entry] = block.view.buffer as ArrayBuffer;
       this.blockRegistrations[entry] = registration;
       this.mappedHere[entry] = block;
@@ -250,8 +251,8 @@ export class SharedPool implements PinnedLimit {
    * grown later are materialized when this thread first meets one of their regions.
    */
   private materializePublished(): void {
-    for (let b = 0; b < this.state.blockCount; b++) {
-      const block = this.state.block(b);
+    for (let b = 0; b < this.state.blocks.count; b++) {
+      const block = this.state.blocks.live(b);
       if (block !== null) for (let i = block.first; i < block.first + block.count; i++) this.regions[i] ??= this.materialize(i);
     }
   }
@@ -321,7 +322,7 @@ export class SharedPool implements PinnedLimit {
   /** Class `k` ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
   private grow(k: number): number {
     const state = this.state;
-    if (state.locks.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+    if (state.locks.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.blocks.takeOverGrowth(k));
     try {
       if (state.closed) refuseClosed();
       const index = this.cache.popShared(k);
@@ -340,7 +341,7 @@ export class SharedPool implements PinnedLimit {
   private addBlock(k: number): number {
     const { core, state } = this;
     const stack = core.stacks[k]!;
-    const { block } = state.reserve(k, stack.growCount);
+    const { block } = state.blocks.reserve(k, stack.growCount);
     let mapped: MemoryBlock | null = null;
     let registration: Registration | null = null;
     let pinned = 0;
@@ -348,23 +349,23 @@ export class SharedPool implements PinnedLimit {
       const bytes = core.blockBytes(stack, stack.growCount);
       this.reservePinned(bytes, `growing the ${stack.name} stack`);
       pinned = bytes;
-      state.notePinned(block, bytes);
+      state.blocks.notePinned(block, bytes);
       // A provider may supply the block itself, allocated and registered (UCX on shared memory);
       // it frees such a block by address, from any thread (freeProvidedBlock), never by munmap.
       const provided = core.traits.provider.allocateBlock?.(bytes);
-      if (provided !== undefined) state.noteMapped(block, provided.address, provided.length, provided.locked);
-      if (provided !== undefined) state.noteProvided(block);
+      if (provided !== undefined) state.blocks.noteMapped(block, provided.address, provided.length, provided.locked);
+      if (provided !== undefined) state.blocks.noteProvided(block);
       mapped = provided !== undefined
         ? new ProvidedMemoryBlock(provided)
-        : this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
+        : this.mapRecorded(bytes, (address, size, locked) => state.blocks.noteMapped(block, address, size, locked));
       this.addPinned(mapped.size - bytes);
       pinned = mapped.size;
-      state.notePinned(block, pinned);
+      state.blocks.notePinned(block, pinned);
       registration = provided !== undefined ? provided.registration : core.traits.register(mapped.address, mapped.size);
-      state.noteRegistered(block, registration);
+      state.blocks.noteRegistered(block, registration);
     } catch (e) {
       // Retired first: a Worker terminated below leaks the block rather than have it freed twice.
-      state.abandonGrowth(block, k);
+      state.blocks.abandonGrowth(block, k);
       if (registration !== null) try { core.traits.deregister(registration); } catch { /* reported by the first error */ }
       mapped?.free();
       if (pinned > 0) this.addPinned(-pinned);
@@ -375,7 +376,7 @@ export class SharedPool implements PinnedLimit {
     this.mappedHere[block] = mapped;
     this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
     this.blockRegistrations[block] = registration;
-    const first = state.publishBlock(block);
+    const first = state.blocks.publish(block);
     state.counters.addClassCounter(k, CLASS_COUNTERS.misses, 1);
     state.counters.addClassCounter(k, CLASS_COUNTERS.growths, 1);
     this.publishCounters();
@@ -418,7 +419,7 @@ export class SharedPool implements PinnedLimit {
     const view = this.foreignProvider();
     let provided = false;
     try { provided = block.address !== 0 && view.freeProvidedBlock?.(block.address) === true; } catch { /* the context may be gone */ }
-    if (!provided && block.state === 5 /* REGISTERED */) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
+    if (!provided && block.state === BlockState.REGISTERED) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
     if (!provided && block.address !== 0 && block.size > 0) {
       try {
         if (block.locked) libc.munlock(block.address, block.size);
@@ -431,8 +432,8 @@ export class SharedPool implements PinnedLimit {
   /** This thread's object for a region first seen here: its block's view is made once per thread. */
   private materialize(index: number): MemoryRegionImpl {
     const state = this.state;
-    const b = state.blockOf(index);
-    const block = state.block(b);
+    const b = state.blocks.blockOf(index);
+    const block = state.blocks.live(b);
     if (block === null) {
       if (state.closed) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
       throw new AllocToolsRangeError(`no pooled region ${index} (its block was never published)`);
@@ -630,7 +631,7 @@ export class SharedPool implements PinnedLimit {
   // ---- regions by index, audit ------------------------------------------------------------------------
 
   region(index: number): MemoryRegion {
-    const count = this.state.regionCount;
+    const count = this.state.blocks.regionCount;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new AllocToolsRangeError(`no pooled region ${index} (there are ${count})`);
     const region = this.regions[index] ?? this.materialize(index);
     setInUse(region, this.state.holderOf(index) !== FREE);
@@ -649,10 +650,10 @@ export class SharedPool implements PinnedLimit {
     const { core, state } = this;
     const out: LeakedRegion[] = [];
     const mark = state.slot + 1;
-    for (let index = 0; index < state.regionCount; index++) {
+    for (let index = 0; index < state.blocks.regionCount; index++) {
       const holder = state.holderOf(index);
       if (holder === FREE || (onlyMine && holder !== mark)) continue;
-      const block = state.block(state.blockOf(index));
+      const block = state.blocks.live(state.blocks.blockOf(index));
       if (block === null) continue;
       const stack = core.stacks[block.stackId]!;
       out.push({ size: stack.chunkSize, kind: stack.name, origin: this.regions[index]?.origin });
@@ -693,7 +694,7 @@ export class SharedPool implements PinnedLimit {
     const { core, state } = this;
     for (let k = 0; k < state.classCount; k++) {
       const result = state.locks.lock(k, 60_000);
-      if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+      if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.blocks.takeOverGrowth(k));
     }
     state.unpooled.waitForBuilds(state.slot, Date.now() + 60_000);
     const leaks = this.leaks(false);
@@ -712,8 +713,8 @@ export class SharedPool implements PinnedLimit {
       core.counters.deregistrations++;
     }
     let blocks = 0;
-    for (let b = 0; b < state.blockCount; b++) {
-      if (!state.keepBlock(b)) continue;
+    for (let b = 0; b < state.blocks.count; b++) {
+      if (!state.blocks.keep(b)) continue;
       blocks++;
       try { this.retireBlock(b, view); } catch (e) { firstError ??= e; }
     }
@@ -736,7 +737,7 @@ export class SharedPool implements PinnedLimit {
    * last pool lets go. A block memory was transferred out of (here) is noted: never unmapped.
    */
   private retireBlock(b: number, view: RegionProvider): void {
-    const block = this.state.blockRecord(b);
+    const block = this.state.blocks.record(b);
     const mapped = this.mappedHere[b];
     let stray: boolean;
     if (mapped !== undefined) {
@@ -751,7 +752,7 @@ export class SharedPool implements PinnedLimit {
         try { view.deregister(block.registration); } finally { keepMapped(block.address, block.size, block.locked); }
       }
     }
-    if (stray) this.state.noteStray(b);
+    if (stray) this.state.blocks.noteStray(b);
   }
 
   /**
@@ -799,7 +800,7 @@ export class SharedPool implements PinnedLimit {
     let firstError = this.dropOwnUnpooled();
     this.blockBuffers.forEach((buffer, b) => {
       if (buffer === undefined) return;
-      if (buffer.detached) state.noteStray(b); // moved away by a caller: that memory stays mapped
+      if (buffer.detached) state.blocks.noteStray(b); // moved away by a caller: that memory stays mapped
       else buffer.transfer(0);
     });
     this.publishCounters();

@@ -40,13 +40,13 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
     case "abandon-growth": {
       // A growth that mapped and pinned its block, then died before registering it.
       if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
-      const { block } = state.reserve(k, 1);
+      const { block } = state.blocks.reserve(k, 1);
       if (!state.pinned.reserve(m.bytes, Infinity)) throw new Error("no room");
-      state.notePinned(block, m.bytes);
+      state.blocks.notePinned(block, m.bytes);
       const address = libc.mmap(m.bytes);
-      state.noteMapped(block, address, m.bytes, false);
+      state.blocks.noteMapped(block, address, m.bytes, false);
       libc.mlock(address, m.bytes);
-      state.noteMapped(block, address, m.bytes, true);
+      state.blocks.noteMapped(block, address, m.bytes, true);
       postMessage({ at: "mapped" });
       park();
     }
