@@ -13,7 +13,7 @@ import { WeakChild } from "../memory/provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { checkRegionMemory, type UserMemoryInput } from "../memory/user-memory.ts";
 import { SharedPool, type ShareOptions, type SharedPoolHandle } from "../sharing/shared-pool.ts";
-import type { SharedAudit } from "../sharing/shared-pool-state.ts";
+import type { SharedAudit } from "../sharing/shared-audit.ts";
 import type { WorkerCache } from "../sharing/worker-cache.ts";
 import type { MemoryPoolStack } from "./stack.ts";
 

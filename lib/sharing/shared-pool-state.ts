@@ -15,7 +15,7 @@ import {
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
 import { waitOutClosing } from "./slot-operations.ts";
-import { BlockState, BlockTable } from "./block-table.ts";
+import { BlockTable } from "./block-table.ts";
 import { GrowthLocks } from "./growth-locks.ts";
 import { SharedCounters } from "./shared-counters.ts";
 import { SharedPinnedBytes } from "./shared-pinned-bytes.ts";
@@ -232,100 +232,21 @@ export class SharedPoolState {
     for (const stack of this.stacks) stack.clear();
   }
 
-  // ---- audit -----------------------------------------------------------------------------------------
-
-  /**
-   * Where every region is, for tests and post-mortems; exact only while no Worker uses the pool.
-   * Every region of a live block must be exactly once: on a shared stack, in a Worker's cache, or in
-   * use. A dead Worker's cache is read last, and what is already found elsewhere is skipped: it may
-   * have died between a spill's CAS and lowering its count. Its pop-intent word and an unfinished
-   * growth of its are places too.
-   */
-  audit(): SharedAudit {
-    const count = this.blocks.regionCount;
-    const seen = new Uint8Array(count);
-    const problems: string[] = [];
-    let onStacks = 0;
-    let cached = 0;
-    let inUse = 0;
-    const live = (index: number) => index >= 0 && index < count && this.blocks.live(this.blocks.blockOf(index)) !== null;
-    const place = (index: number, where: string): boolean => {
-      if (!live(index)) { problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
-      if (seen[index]! > 0) { problems.push(`region ${index} found twice (${where})`); return false; }
-      seen[index] = 1;
-      return true;
-    };
-    for (let k = 0; k < this.classCount; k++) {
-      for (const index of this.stacks[k]!.snapshot(count)) {
-        if (!place(index, `stack ${k}`)) continue;
-        onStacks++;
-        if (this.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
-        if (this.blocks.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.blocks.stackOf(index)}`);
-      }
-    }
-    const slots = [...Array(this.slots.used).keys()];
-    const deadSlots = slots.filter((slot) => !this.slots.alive(slot));
-    for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
-      for (let k = 0; k < this.classCount; k++) {
-        const at = this.layout.cacheWord(slot, k);
-        for (let j = 0; j < this.words[at + CACHE.count]!; j++) {
-          const index = this.words[at + CACHE.entries + j]!;
-          if (!place(index, `cache of slot ${slot}`)) continue;
-          cached++;
-          if (this.regionState(index) !== slot + 1) problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${this.regionState(index)}`);
-        }
-      }
-    }
-    const adopt = (index: number, holder = FREE) => {
-      const state = live(index) ? this.regionState(index) : -1;
-      if (seen[index] === 0 && (state === FREE || state === holder)) {
-        seen[index] = 1;
-        cached++;
-      }
-    };
-    for (const slot of deadSlots) {
-      for (let k = 0; k < this.classCount; k++) {
-        const at = this.layout.cacheWord(slot, k);
-        for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!, slot + 1);
-      }
-      adopt(this.words[this.slots.popIntentWord(slot)]!);
-    }
-    for (let k = 0; k < this.classCount; k++) {
-      const holder = this.locks.holder(k);
-      const block = this.locks.growthInProgress(k);
-      if (holder === 0 || block < 0 || this.slots.alive(holder - 1) || this.blocks.stateOf(block) !== BlockState.LIVE) continue;
-      const record = this.blocks.record(block);
-      for (let i = record.first; i < record.first + record.count; i++) adopt(i);
-    }
-    let regions = 0;
-    let lost = 0;
-    for (let index = 0; index < count; index++) {
-      if (!live(index)) continue;
-      regions++;
-      if (this.regionState(index) !== FREE) {
-        if (seen[index]! === 0) inUse++;
-      } else if (seen[index] === 0) {
-        lost++;
-        problems.push(`region ${index} is free but on no stack and in no cache`);
-      }
-    }
-    return { regions, onStacks, cached, inUse, lost, problems };
+  /** The indices on class `k`'s stack, top first (at most `limit`): for the audit. */
+  stackSnapshot(k: number, limit: number): number[] {
+    return this.stacks[k]!.snapshot(limit);
   }
 
+  /** The region indices free in `slot`'s cache of class `k`: for the audit. */
+  cacheEntries(slot: number, k: number): number[] {
+    const at = this.layout.cacheWord(slot, k);
+    return Array.from(this.words.subarray(at + CACHE.entries, at + CACHE.entries + this.words[at + CACHE.count]!));
+  }
+
+  /** The region `slot` noted it was popping (-1: none): for the audit. */
+  popIntentOf(slot: number): number {
+    return this.words[this.slots.popIntentWord(slot)]!;
+  }
 }
 
-/** Where the regions of a shared pool are (see SharedPoolState.audit). */
-export interface SharedAudit {
-  /** Pooled regions the pool has, every class together. */
-  readonly regions: number;
-  /** Free regions on the stacks. */
-  readonly onStacks: number;
-  /** Free regions held in Workers' caches (always 0 for an unshared pool). */
-  readonly cached: number;
-  /** Regions handed out and not yet released. */
-  readonly inUse: number;
-  /** Free regions on no stack and in no cache. */
-  readonly lost: number;
-  /** One sentence per inconsistency found (a region seen twice, regions lost); empty when the books agree. */
-  readonly problems: readonly string[];
-}
+export type { SharedAudit } from "./shared-audit.ts";

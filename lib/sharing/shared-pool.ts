@@ -19,7 +19,8 @@ import { checkHandle, providerFingerprint, readDescription, writeDescription, ty
 import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
 import { LockResult } from "./growth-locks.ts";
 import { BlockState, type SharedBlock } from "./block-table.ts";
-import { SharedPoolState, type SharedAudit } from "./shared-pool-state.ts";
+import { auditSharedPool, type SharedAudit } from "./shared-audit.ts";
+import { SharedPoolState } from "./shared-pool-state.ts";
 import { UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedUnpooledRegion } from "./unpooled-table.ts";
 import type { WorkerCache } from "./worker-cache.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
@@ -639,7 +640,7 @@ export class SharedPool implements PinnedLimit {
   }
 
   audit(): SharedAudit {
-    return this.state.audit();
+    return auditSharedPool(this.state);
   }
 
   /**
