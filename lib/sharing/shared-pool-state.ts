@@ -1,14 +1,17 @@
 // The part of a pool that Workers share: one SharedArrayBuffer (layout in shared-layout.ts) with a
 // lock-free stack per size class, a state word per region, the block table, growth locks and their
 // records, the pinned-bytes counter, and per Worker a slot: liveness, counters, caches, unpooled regions.
-// This class alone reads and writes those words; everything else asks it.
+// This class (the header, the close phase, the stacks and the region state words) and its parts,
+// one file each (slot-table, growth-locks, block-table, unpooled-table, shared-counters,
+// shared-pinned-bytes, worker-cache; shared-audit reads them all), alone read and write those
+// words; everything else asks them.
 //
 // A region's state word is FREE (0) while the region is on a shared stack, else the slot + 1 of the
 // Worker that holds it: in use there, or free in that Worker's cache (its cache entries tell which).
 // So a Worker's own get and release from its cache write no state word; only a region crossing
 // Workers (released by another Worker, spilled, popped from a stack) changes it. Every step that
 // moves a region is ordered so that a Worker terminated between any two of its stores leaves the
-// region findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
+// region findable: in use, on a stack, in its cache, or in its pop-intent word (see shared-audit.ts).
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import {
   CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, SharedLayout, type SharedLayoutSpec,
