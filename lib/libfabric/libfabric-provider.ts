@@ -8,6 +8,7 @@ import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "../options.ts";
 import type { Access, ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
+import { registerProviderAttach } from "../memory/provider-attach.ts";
 import { closeChildren } from "../memory/provider-child.ts";
 
 /** Requested keys taken from the shared counter at a time. */
@@ -627,3 +628,6 @@ function describe(fi: Libfabric, info: number): LibfabricInfo {
     version: fi.versionString,
   };
 }
+
+// A Worker's MemoryPool.attach reaches this class's attach through the registry, by the handle's kind.
+registerProviderAttach(HANDLE_KIND, (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle));
