@@ -9,6 +9,7 @@ import { inspectCustom, oneLine } from "../inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "../options.ts";
 import type { Access, ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
 import { registerProviderAttach } from "../memory/provider-attach.ts";
+import { existingProcessEndpoints } from "./process-endpoints.ts";
 import { closeChildren } from "../memory/provider-child.ts";
 
 /** Requested keys taken from the shared counter at a time. */
@@ -390,6 +391,7 @@ export class LibfabricProvider implements RegionProvider {
       if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing the view of provider ${this.name}`);
       return;
     }
+    this.closeKeptEndpoints(attempt);
     this.#keys.markClosed();
     for (const reg of this.live.values()) {
       reg.slot = CLOSED;
@@ -400,6 +402,20 @@ export class LibfabricProvider implements RegionProvider {
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
     this.fi.freeInfo(this.handles.info);
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
+  }
+
+  /**
+   * Endpoints of this domain kept open at their close (process-endpoints.ts) are closed now, when
+   * no endpoint of the process is open any more: nothing can progress towards them then.
+   */
+  private closeKeptEndpoints(attempt: (f: () => void) => void): void {
+    const table = existingProcessEndpoints();
+    if (table === null || table.anyOpen()) return;
+    for (const kept of table.takeKept(this.handles.domain)) {
+      attempt(() => this.fi.close(kept.endpoint, "endpoint"));
+      attempt(() => this.fi.close(kept.completionQueue, "cq"));
+      attempt(() => this.fi.close(kept.addressVector, "av"));
+    }
   }
 
   /** `close()`: `using provider = LibfabricProvider.open(...)`. */
