@@ -16,11 +16,14 @@
 // - Access flags are not per registration: MPI gives every rank of the window read and write access
 //   to all attached memory, so a RemoteRegion's length is what keeps a peer inside a region.
 //   Pinning is the pool's (its blocks are mlock'd); attaching pins nothing more on shared memory.
-// - close(): endpoints first, then every attachment is detached, MPI_Win_unlock_all, MPI_Win_free
-//   (collective), and MPI_Finalize if this was the last user of MPI and alloctools initialized it.
+// - close(): endpoints first (newest first), then pools, as every provider does (provider-child.ts),
+//   so that no pool is closed under an operation in flight; then every attachment is detached,
+//   MPI_Win_unlock_all, MPI_Win_free (collective), and MPI_Finalize if this was the last user of
+//   MPI and alloctools initialized it.
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../../ffi/mpi.ts";
 import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
 import type { RegionProvider, Registration } from "../memory/provider.ts";
+import { closeChildren, type ProviderChild } from "../memory/provider-child.ts";
 
 /** One MPI_Win_attach: the range and how many registrations share it. */
 class Attachment {
@@ -73,7 +76,7 @@ export class MpiProvider implements RegionProvider {
   readonly window: number;
   private readonly attachments: Attachment[] = [];
   private readonly live = new Map<number, MpiRegistration>();
-  private readonly children = new Set<{ close(): void }>();
+  private readonly children = new Set<ProviderChild>();
   private readonly addressOut = new BigInt64Array(1);
   /** The window's number as the keys' high half. */
   private readonly keyHigh: bigint;
@@ -179,26 +182,26 @@ export class MpiProvider implements RegionProvider {
     this.mpi.detach(this.window, attachment.address);
   }
 
-  /** @internal An endpoint over this provider: closed before the window is freed. */
-  adopt(child: { close(): void }): void {
+  /** @internal An endpoint or pool over this provider: closed before the window is freed. */
+  adopt(child: ProviderChild): void {
     this.children.add(child);
   }
 
-  /** @internal The endpoint closed itself. */
-  disown(child: { close(): void }): void {
+  /** @internal The endpoint or pool closed itself. */
+  disown(child: ProviderChild): void {
     this.children.delete(child);
   }
 
   /**
-   * Closes endpoints, detaches every range, ends the passive-target epoch (MPI_Win_unlock_all),
-   * frees the window (collective) and finalizes MPI if this was its last user and alloctools
-   * initialized it. Idempotent.
+   * Closes endpoints (newest first; each drains what it has in flight), then pools; detaches every
+   * range, ends the passive-target epoch (MPI_Win_unlock_all), frees the window (collective) and
+   * finalizes MPI if this was its last user and alloctools initialized it. Idempotent.
    */
   close(): void {
     if (this.closed_) return;
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
-    for (const child of [...this.children]) attempt(() => child.close());
+    closeChildren(this.children, attempt);
     this.closed_ = true;
     this.live.clear();
     for (const a of this.attachments.splice(0)) {

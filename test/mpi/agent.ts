@@ -278,6 +278,41 @@ async function badInput(): Promise<void> {
   other.close();
 }
 
+/**
+ * provider.close() with an operation in flight (posted, never polled): the endpoint closes first
+ * (it drains the operation), then the pool, so nothing is BUSY and the pool is closed, not left
+ * serving regions of blocks detached from the window. The write aims at this rank's own region, so
+ * no other rank's close order matters here.
+ */
+async function closeOrder(): Promise<void> {
+  const provider = MpiProvider.open();
+  const pool = new MemoryPool(provider); // adopted before the endpoint: closed after it all the same
+  const endpoint = new MpiEndpoint(provider);
+  const target = pool.getRegion(SLOT);
+  const source = pool.getRegion(SLOT);
+  writeText(source, 0, stamp(rank, rank, 11, 0));
+  const id = endpoint.postWrite(source, SLOT, rank, target.remote());
+  const pinned = (r: MemoryRegion) => (r as unknown as { inFlight: number }).inFlight;
+  check("close-order: the posted write pins its region", pinned(source) === 1, pinned(source));
+  job.barrier();
+  let closeError: unknown = null;
+  try {
+    provider.close();
+  } catch (e) {
+    closeError = e;
+  }
+  check("close-order: provider.close() with an operation in flight does not throw", closeError === null, String(closeError));
+  check("close-order: the endpoint is closed", endpoint.closed);
+  check("close-order: the pool is closed, not left serving", pool.closed, { closed: pool.closed });
+  check("close-order: the operation was drained, not failed", endpoint.completed(id) === true);
+  check("close-order: its region is unpinned", pinned(source) === 0, pinned(source));
+  check("close-order: nothing stays attached to the freed window", provider.attachedRanges === 0 && provider.registrations === 0,
+    { ranges: provider.attachedRanges, registrations: provider.registrations });
+  throws("close-order: the pool refuses use: POOL_CLOSED or PROVIDER_CLOSED", () => pool.getRegion(SLOT),
+    (e) => e instanceof AllocToolsError && (e.code === "POOL_CLOSED" || e.code === "PROVIDER_CLOSED"));
+  facts.closeOrder = true;
+}
+
 /** exchangeNames feeding libfabric tcp endpoints: a libfabric job with no hand-written exchange. */
 async function libfabricNames(): Promise<void> {
   const provider = LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1" });
@@ -333,7 +368,7 @@ async function signals(): Promise<void> {
 }
 
 const scenarios: Record<string, () => unknown> = {
-  ring, "all-to-all": allToAll, "bad-input": badInput, "libfabric-names": libfabricNames, allgather: allgatherLengths, signals,
+  ring, "all-to-all": allToAll, "bad-input": badInput, "close-order": closeOrder, "libfabric-names": libfabricNames, allgather: allgatherLengths, signals,
 };
 // "leave-open": the job is not closed, so MPI_Finalize must come from ffi/mpi.ts's exit hook
 // (mpirun fails a job whose ranks exit without it).
