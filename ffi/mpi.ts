@@ -15,9 +15,18 @@
 // - Lifetime: MPI is initialized once per process and can never be again once finalized. Users
 //   (providers, jobs) acquire it; MPI_Finalize runs when the last one releases it, and only if this
 //   library initialized MPI.
+// - Exit: a process that exits with MPI still initialized by this library (a job or provider left
+//   open) never hangs its job. Exiting with a code other than 0 (process.exit(n), an uncaught
+//   exception) says so on stderr, naming the rank, and calls MPI_Abort, which ends every rank.
+//   Exiting with 0 calls MPI_Finalize, which waits for every other rank to finalize too (a rank
+//   that closed its job, or exits the same way): when they do not within
+//   ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS (they wait in a collective this rank left), the process says so
+//   and ends itself with SIGALRM, and the launcher ends the job (exit-watchdog.ts).
 import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
+import { writeSync } from "node:fs";
 import { AllocToolsError } from "../lib/errors.ts";
-import { LibraryLoadError } from "./errors.ts";
+import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
+import { boundedAtExit } from "./exit-watchdog.ts";
 import * as libc from "./libc.ts";
 import type { LibraryStatus } from "./library-status.ts";
 
@@ -84,6 +93,8 @@ const symbols = {
   MPI_Query_thread: { args: [FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Finalize(void)
   MPI_Finalize: { args: [], returns: FFIType.i32 },
+  // int MPI_Abort(MPI_Comm comm, int errorcode)
+  MPI_Abort: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   // int MPI_Get_library_version(char *version, int *resultlen)
   MPI_Get_library_version: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Error_string(int errorcode, char *string, int *resultlen)
@@ -219,6 +230,18 @@ const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
  * attachments per dynamic window by default, and every pool block is one.
  */
 const MCA_DEFAULTS: Readonly<Record<string, string>> = { OMPI_MCA_osc_rdma_max_attach: "4096" };
+/** How long MPI_Finalize may wait for the other ranks at exit (see the file header); 0: no bound. */
+export const EXIT_TIMEOUT_VARIABLE = "ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS";
+const DEFAULT_EXIT_TIMEOUT_MS = 30_000;
+
+/** ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS as milliseconds; RangeError for anything but a whole number >= 0. */
+export function exitTimeoutMs(value: string | undefined = process.env[EXIT_TIMEOUT_VARIABLE]): number {
+  if (value === undefined || value === "") return DEFAULT_EXIT_TIMEOUT_MS;
+  if (!/^\d{1,10}$/.test(value.trim())) {
+    throw new AllocToolsRangeError(`${EXIT_TIMEOUT_VARIABLE} must be a whole number of milliseconds (0: MPI_Finalize at exit waits for ever), got ${JSON.stringify(value)}`);
+  }
+  return Number(value.trim());
+}
 
 function cString(s: string): Buffer {
   return Buffer.from(`${s}\0`);
@@ -239,6 +262,7 @@ export class MpiLibrary {
   private initializedByUs = false;
   private providedLevel = -1;
   private exitHook = false;
+  private exitTimeout = DEFAULT_EXIT_TIMEOUT_MS;
 
   private constructor(path: string, fn: Symbols, handles: Record<HandleName, number>, version: string) {
     this.path = path;
@@ -356,6 +380,7 @@ export class MpiLibrary {
         "(keep an MpiJob open while providers come and go)");
     }
     if (!this.initialized) {
+      this.exitTimeout = exitTimeoutMs(); // checked before anything changes
       for (const [name, value] of Object.entries(MCA_DEFAULTS)) loader.setenv(cString(name), cString(value), 0);
       const provided = this.intOut.subarray(0, 1);
       const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
@@ -387,19 +412,33 @@ export class MpiLibrary {
   }
 
   /**
-   * mpirun fails a job whose processes exit without MPI_Finalize: finalize at a clean exit if a user
-   * forgot to close. Not after a failure: MPI_Finalize waits for the other ranks, which may wait for
-   * this one (mpirun then ends the job instead).
+   * At process exit with MPI initialized by this library and not finalized (a job or provider left
+   * open): MPI_Finalize, bounded, after a clean exit; MPI_Abort after any other (see the file
+   * header). Launchers fail a job whose processes exit without either.
    */
   private installExitHook(): void {
     if (this.exitHook) return;
     this.exitHook = true;
     process.on("exit", (code) => {
-      if (code !== 0 || !this.initializedByUs) return;
       try {
-        if (!this.finalized) this.fn.MPI_Finalize();
+        if (this.initializedByUs && !this.finalized) this.endAtExit(code);
       } catch { /* exiting anyway */ }
     });
+  }
+
+  private endAtExit(code: number): void {
+    const { rank, size } = this.rankAndSize();
+    const who = `alloctools: rank ${rank} of ${size} (pid ${process.pid})`;
+    if (code !== 0) {
+      say(`${who} exited with code ${code} while its MPI job was open: MPI_Abort ends the job`);
+      this.fn.MPI_Abort(this.handles.COMM_WORLD as Pointer, code);
+      return;
+    }
+    const bound = this.exitTimeout;
+    boundedAtExit(bound, `${who} exited with its MPI job open, and MPI_Finalize did not return within ${bound} ms: ` +
+      `the other ranks are not finalizing (they wait in a collective this rank left, or still work). Ending this rank ` +
+      `with SIGALRM so that the launcher ends the job. Close the job on every rank (MpiJob.close()), or raise ` +
+      `${EXIT_TIMEOUT_VARIABLE}.`, () => this.fn.MPI_Finalize());
   }
 
   /** `MPI_Comm_rank` and `MPI_Comm_size` of MPI_COMM_WORLD. */
@@ -539,6 +578,13 @@ export interface MpiRmaOps {
   readonly flush: Symbols["MPI_Win_flush"];
   /** MPI_Test(&request, &flag, MPI_STATUS_IGNORE) */
   readonly test: Symbols["MPI_Test"];
+}
+
+/** One line to stderr, synchronously (the process is exiting). */
+function say(line: string): void {
+  try {
+    writeSync(2, `${line}\n`);
+  } catch { /* stderr closed */ }
 }
 
 function libraryVersion(fn: Pick<Symbols, "MPI_Get_library_version">): string {
