@@ -43,7 +43,7 @@ export function boundedAtExit<T>(milliseconds: number, message: string, call: ()
   if (milliseconds <= 0) return call();
   const text = Buffer.from(message.endsWith("\n") ? message : `${message}\n`);
   const timer = watchdog();
-  if (timer === null) return bareAlarm(milliseconds, text, call);
+  if (timer === null) return boundedWithoutCompiler(milliseconds, message, call);
   timer.alloctools_watchdog_arm(text, text.length, Math.min(milliseconds, 0xffff_ffff));
   try {
     return call();
@@ -52,8 +52,12 @@ export function boundedAtExit<T>(milliseconds: number, message: string, call: ()
   }
 }
 
-/** Without cc: setitimer with SIGALRM's default action; the message is said before the call. */
-function bareAlarm<T>(milliseconds: number, text: Buffer, call: () => T): T {
+/**
+ * @internal boundedAtExit where bun:ffi's cc cannot build the handler: setitimer with SIGALRM's
+ * default action; the message is said before the call, as what happens if the process ends so.
+ */
+export function boundedWithoutCompiler<T>(milliseconds: number, message: string, call: () => T): T {
+  const text = Buffer.from(message.endsWith("\n") ? message : `${message}\n`);
   const libc = dlopen("libc.so.6", {
     // int setitimer(int which, const struct itimerval *new, struct itimerval *old)
     setitimer: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
