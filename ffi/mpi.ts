@@ -124,6 +124,18 @@ const symbols = {
   MPI_Test: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
   MPI_Iprobe: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_init_thread(int required, int *provided)
+  MPI_T_init_thread: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_finalize(void)
+  MPI_T_finalize: { args: [], returns: FFIType.i32 },
+  // int MPI_T_cvar_get_index(const char *name, int *cvar_index)
+  MPI_T_cvar_get_index: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_handle_alloc(int cvar_index, void *obj_handle, MPI_T_cvar_handle *handle, int *count)
+  MPI_T_cvar_handle_alloc: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_read(MPI_T_cvar_handle handle, void *buf)
+  MPI_T_cvar_read: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_handle_free(MPI_T_cvar_handle *handle)
+  MPI_T_cvar_handle_free: { args: [FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Win_create_dynamic(MPI_Info info, MPI_Comm comm, MPI_Win *win)
   MPI_Win_create_dynamic: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Win_set_errhandler(MPI_Win win, MPI_Errhandler errhandler)
@@ -485,6 +497,32 @@ export class MpiLibrary {
   /** `MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, flag, MPI_STATUS_IGNORE)`: lets MPI progress; never throws. */
   nudge(flag: number): void {
     this.fn.MPI_Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, this.handles.COMM_WORLD as Pointer, flag as Pointer, null);
+  }
+
+  /**
+   * An integer MPI_T control variable (an MCA parameter of Open MPI, e.g. "osc_rdma_max_attach"):
+   * the value this process uses, wherever it was set (environment, mpirun --mca, parameter
+   * files); null when MPI_T has no such variable or cannot read it. Values above 2^31 - 1 read as
+   * 2^31 - 1 (they travel as C ints).
+   */
+  integerControlVariable(name: string): number | null {
+    const provided = new Int32Array(1);
+    if (this.fn.MPI_T_init_thread(MPI_THREAD.SINGLE, provided) !== MPI.SUCCESS) return null;
+    try {
+      const index = new Int32Array(1);
+      const handle = new BigUint64Array(1);
+      const count = new Int32Array(1);
+      if (this.fn.MPI_T_cvar_get_index(cString(name), index) !== MPI.SUCCESS) return null;
+      if (this.fn.MPI_T_cvar_handle_alloc(index[0]!, null, handle, count) !== MPI.SUCCESS) return null;
+      // Wide enough for any integer variable (int, unsigned, long, ...); little-endian.
+      const value = new BigUint64Array(1);
+      const read = this.fn.MPI_T_cvar_read(Number(handle[0]) as Pointer, value);
+      this.fn.MPI_T_cvar_handle_free(handle);
+      if (read !== MPI.SUCCESS || count[0] !== 1) return null;
+      return Number(value[0]! > 0x7fff_ffffn ? 0x7fff_ffffn : value[0]!);
+    } finally {
+      this.fn.MPI_T_finalize();
+    }
   }
 
   // ---- windows ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 // MpiProvider: a RegionProvider over one dynamic MPI window (Open MPI).
 //
 // - open() initializes MPI (MPI_Init_thread asking for MPI_THREAD_MULTIPLE; `threadLevel` says what
-//   was granted), creates the window over the job's world communicator with
+//   was granted), checks that every rank has the same osc_rdma_max_attach (one MPI_Allgather:
+//   shared-settings.ts), creates the window over the job's world communicator with
 //   MPI_Win_create_dynamic (collective: every rank opens its providers in the same order) and
 //   opens a passive-target epoch on every rank with MPI_Win_lock_all, held until close().
 // - register = MPI_Win_attach of the range, deregister = MPI_Win_detach. Open MPI refuses to attach
@@ -24,6 +25,7 @@ import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName }
 import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
 import type { RegionProvider, Registration } from "../memory/provider.ts";
 import { closeChildren, type ProviderChild } from "../memory/provider-child.ts";
+import { refuseDifferingSettings } from "./shared-settings.ts";
 
 /** One MPI_Win_attach: the range and how many registrations share it. */
 class Attachment {
@@ -97,14 +99,18 @@ export class MpiProvider implements RegionProvider {
 
   /**
    * Initializes MPI if needed and opens one dynamic window, locked for passive-target access.
-   * Collective over the job: every rank must call it. Throws LibraryLoadError (no Open MPI),
-   * AllocToolsError NOT_SUPPORTED (not Open MPI; MPI already finalized) or MpiError.
+   * Collective over the job: every rank must call it (before the window, the ranks allgather their
+   * osc_rdma_max_attach: shared-settings.ts). Throws LibraryLoadError (no Open MPI),
+   * AllocToolsError NOT_SUPPORTED (not Open MPI; MPI already finalized), AllocToolsError
+   * SETTING_MISMATCH on every rank when the ranks disagree on osc_rdma_max_attach, or MpiError.
    */
   static open(): MpiProvider {
     const mpi = mpiLibrary();
     const level = mpi.acquire();
     let window = 0;
     try {
+      const { rank, size } = mpi.rankAndSize();
+      refuseDifferingSettings(mpi, rank, size);
       window = mpi.createDynamicWindow();
       mpi.lockAll(window);
     } catch (e) {
