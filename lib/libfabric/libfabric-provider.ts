@@ -3,6 +3,7 @@
 import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric, type MrRegFunction } from "../../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
+import { hangUpLikeInterrupt } from "../../ffi/signals.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
@@ -348,9 +349,11 @@ export class LibfabricProvider implements RegionProvider {
 
   /**
    * FI_MR_ENDPOINT: binds every registration, present and future, to `ep` and enables it.
-   * Called by Endpoint; harmless where the provider does not need it.
+   * Called by Endpoint; harmless where the provider does not need it. Also where SIGHUP learns to
+   * unlink shm's files: shm installs its cleanup on SIGINT and SIGTERM at its first endpoint.
    */
   attachEndpoint(ep: number): void {
+    hangUpLikeInterrupt(LIBFABRIC_FILE);
     if (!this.endpointBound) return;
     if (this.isAttached || (this.endpoint !== 0 && this.endpoint !== ep)) {
       throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
@@ -547,8 +550,11 @@ function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): s
 /**
  * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
  * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
- * would leave it behind.
+ * would leave it behind. A process ended by a signal runs no JavaScript: there shm's own handler
+ * unlinks the files, on SIGINT and SIGTERM, and on SIGHUP too since attachEndpoint gave it SIGHUP
+ * (ffi/signals.ts). SIGKILL leaves them.
  */
+const LIBFABRIC_FILE = /\/libfabric\.so/;
 const openProviders = new Set<LibfabricProvider>();
 let exitHookInstalled = false;
 
