@@ -26,6 +26,7 @@ import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
 import { writeSync } from "node:fs";
 import { AllocToolsError } from "../lib/errors.ts";
 import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
+import { runExitCleanups } from "./exit-cleanups.ts";
 import { boundedAtExit } from "./exit-watchdog.ts";
 import * as libc from "./libc.ts";
 import type { LibraryStatus } from "./library-status.ts";
@@ -439,6 +440,7 @@ export class MpiLibrary {
   }
 
   private endAtExit(code: number): void {
+    runExitCleanups(); // both ways below may end the process before the other exit listeners run
     const { rank, size } = this.rankAndSize();
     const who = `alloctools: rank ${rank} of ${size} (pid ${process.pid})`;
     if (code !== 0) {

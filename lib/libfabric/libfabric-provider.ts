@@ -4,6 +4,7 @@ import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Lib
 import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
 import { hangUpLikeInterrupt } from "../../ffi/signals.ts";
+import { runAtExit } from "../../ffi/exit-cleanups.ts";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
@@ -562,7 +563,8 @@ function closeAtExit(provider: LibfabricProvider): void {
   openProviders.add(provider);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on("exit", () => {
+  // Through runAtExit: MPI's exit hook, which may end the process (MPI_Abort), runs it first.
+  runAtExit(() => {
     for (const open of [...openProviders]) {
       try {
         open.close();

@@ -8,11 +8,19 @@
 // "close" (every rank closes), "mixed" (even ranks close their job, odd ones leave it open); with
 // "provider" after it, each rank also opens an MpiProvider, a pool and an endpoint, which "close"
 // closes and the others leave open on every rank (closing a provider is collective).
-import { MemoryPool, MpiEndpoint, MpiJob, MpiProvider } from "../../lib/index.ts";
+// With "shm" anywhere after the first argument, every rank first opens a libfabric shm endpoint
+// (one /dev/shm file named after its pid) and prints "rank <r> pid <pid> shm <file>".
+import { readdirSync } from "node:fs";
+import { Endpoint, LibfabricProvider, MemoryPool, MpiEndpoint, MpiJob, MpiProvider } from "../../lib/index.ts";
 
 const [how = "exit-0", leaverText = "1", where = "barrier"] = process.argv.slice(2);
 const job = MpiJob.open();
 const leaver = Number(leaverText);
+if (process.argv.slice(3).includes("shm")) {
+  new Endpoint(LibfabricProvider.open({ provider: "shm" })); // left open: the exit hooks close it
+  const files = readdirSync("/dev/shm").filter((name) => name.startsWith(`${process.pid}:`));
+  console.log(`rank ${job.rank} pid ${process.pid} shm ${files.join(",")}`);
+}
 
 function waitForEveryone(): Promise<void> | void {
   if (where === "barrier-async") return job.barrierAsync();

@@ -5,7 +5,8 @@
 // Jobs whose ranks all end normally, with and without close(), still exit 0. test/mpi/exit-agent.ts
 // is one rank; ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS is 2 s here.
 import { expect, test } from "bun:test";
-import { describeMpi, runBun } from "../helpers.ts";
+import { readdirSync } from "node:fs";
+import { describeMpi, fabric, REQUIRE_LIBFABRIC, runBun } from "../helpers.ts";
 import { brief, mpirun } from "./run.ts";
 
 const AGENT = "test/mpi/exit-agent.ts";
@@ -64,6 +65,28 @@ describeMpi("a rank that leaves its MPI job early ends the job, naming itself", 
       for (const pattern of naming(leaving)) expect(output).toMatch(pattern);
       expect(output).toContain(`rank ${leaver} leaves: ${how}`);
       expect(output).not.toContain("passed the wait");
+    }, JOB_BOUND_MS + 10_000);
+  }
+});
+
+describeMpi("a rank that leaves with a libfabric shm endpoint open leaves no /dev/shm file", () => {
+  // MPI_Abort and the bound on MPI_Finalize end the process from the exit event: the libfabric
+  // providers are closed first (ffi/exit-cleanups.ts), or the leaver's shm file stayed.
+  for (const how of ["exit-3", "exit-0"] as const) {
+    test(`2 ranks: rank 1 ${how} with an shm endpoint open`, async () => {
+      if (!fabric.available && !REQUIRE_LIBFABRIC) {
+        console.warn(`[alloctools] skipped: shm files at an early exit (libfabric not available: ${fabric.reason})`);
+        return;
+      }
+      const run = await mpirun(2, ["bun", AGENT, how, "1", "barrier", "shm"],
+        { ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS: String(EXIT_TIMEOUT_MS) }, JOB_BOUND_MS + 5000);
+      expect(run.exitCode, brief(run)).not.toBe(0);
+      const ranks = [...run.stdout.matchAll(/^rank (\d) pid (\d+) shm (\S+)$/gm)].map((m) => ({ rank: Number(m[1]), pid: m[2]!, file: m[3]! }));
+      expect(ranks.map((r) => r.rank).sort(), brief(run)).toEqual([0, 1]);
+      for (const { pid, file } of ranks) {
+        expect(file).toStartWith(`${pid}:`); // it had its file: the check below means something
+        expect(readdirSync("/dev/shm").filter((name) => name.startsWith(`${pid}:`))).toEqual([]);
+      }
     }, JOB_BOUND_MS + 10_000);
   }
 });
