@@ -5,6 +5,7 @@ import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
 import { hangUpLikeInterrupt } from "../../ffi/signals.ts";
 import { runAtExit } from "../../ffi/exit-cleanups.ts";
+import { readdirSync, unlinkSync } from "node:fs";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
@@ -564,15 +565,36 @@ function closeAtExit(provider: LibfabricProvider): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // Through runAtExit: MPI's exit hook, which may end the process (MPI_Abort), runs it first.
-  runAtExit(() => {
-    for (const open of [...openProviders]) {
-      try {
-        open.close();
-      } catch {
-        // Exiting: nothing left to tell.
-      }
+  runAtExit(closeOpenProviders);
+}
+
+/**
+ * Closes this thread's open providers. On the main thread, then unlinks every /dev/shm file named
+ * after this process (`<pid>:…`, as every shm endpoint's name here begins): the main thread's exit
+ * ends the Workers without their exit events, so the endpoints of Workers' providers never close.
+ */
+function closeOpenProviders(): void {
+  for (const open of [...openProviders]) {
+    try {
+      open.close();
+    } catch {
+      // Exiting: nothing left to tell.
     }
-  });
+  }
+  if (!Bun.isMainThread) return;
+  const prefix = `${process.pid}:`;
+  try {
+    for (const name of readdirSync(SHM_DIRECTORY)) if (name.startsWith(prefix)) unlinkSync(`${SHM_DIRECTORY}/${name}`);
+  } catch {
+    // No /dev/shm, or the file went meanwhile.
+  }
+}
+const SHM_DIRECTORY = "/dev/shm";
+
+// The main thread sweeps at exit even when only Workers opened providers.
+if (Bun.isMainThread) {
+  exitHookInstalled = true;
+  runAtExit(closeOpenProviders);
 }
 
 /**

@@ -1,9 +1,12 @@
 // A process ended by a signal, with each transport open, in child processes: it ends by that signal
 // (the conventional status, 128 + the signal's number, as without alloctools) and leaves nothing
-// behind, unless the user handles the signal, and then the process goes on as the user said.
+// behind, unless the user handles the signal, and then the process goes on as the user said. And a
+// process whose main thread exits while a Worker holds an shm endpoint leaves no file either.
 // - libfabric shm: SIGHUP left one /dev/shm file per endpoint (shm unlinks them only on SIGINT
 //   and SIGTERM); and once libfabric was loaded, SIGINT, SIGTERM and SIGABRT ended the process with
 //   status 1 (libinfinipath's handlers), not by the signal.
+// - libfabric shm in a Worker: the main thread's exit ends Workers without their exit events, so
+//   their endpoints never closed and their files stayed.
 // - UCX: libucs took SIGHUP as its debug signal, so the process did not end on SIGHUP at all.
 // - MPI (a singleton; under mpirun see test/mpi/exit.test.ts): SIGHUP, SIGINT, SIGTERM end it.
 import { expect, test } from "bun:test";
@@ -68,7 +71,7 @@ const SHM_HOLDER = `
   for await (const line of console) if (line === "exit") process.exit(0);
 `;
 
-describeFabric("signals with libfabric shm endpoints open", () => {
+describeFabric("libfabric shm endpoints open: signals and exits", () => {
   for (const signal of ["SIGHUP", "SIGINT", "SIGTERM"] as const) {
     test(`${signal}: the process ends by ${signal} (status ${STATUS[signal]}) and no /dev/shm file of its pid remains`, async () => {
       const child = spawnBun(SHM_HOLDER);
@@ -109,6 +112,24 @@ describeFabric("signals with libfabric shm endpoints open", () => {
     expect(await ending(child)).toBe("exit 0");
     expect(shmFilesOf(child.pid)).toEqual([]);
   }, 20_000);
+
+  for (const how of ["process.exit(0)", "the end of the program"] as const) {
+    test(`the main thread ends (${how}) while a Worker holds an shm endpoint: no /dev/shm file of the pid remains`, async () => {
+      const child = spawnBun(`
+        import { readdirSync } from "node:fs";
+        import "./lib/index.ts";
+        const source = 'const { Endpoint, LibfabricProvider } = await import(' + JSON.stringify(process.cwd() + "/lib/index.ts") + ');' +
+          'new Endpoint(LibfabricProvider.open({ provider: "shm" })); postMessage("open");';
+        const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "application/typescript" })));
+        await new Promise((resolve) => (worker.onmessage = resolve));
+        console.log("files " + readdirSync("/dev/shm").filter((n) => n.startsWith(process.pid + ":")).join(","));
+        ${how === "process.exit(0)" ? "process.exit(0);" : "worker.unref();"}`);
+      const files = (await lines(child.stdout)()).slice("files ".length);
+      expect(files).toMatch(new RegExp(`^${child.pid}:[0-9a-f]{12}:0$`)); // the Worker's file was there
+      expect(await ending(child)).toBe("exit 0");
+      expect(shmFilesOf(child.pid)).toEqual([]);
+    }, 20_000);
+  }
 
   for (const signal of ["SIGINT", "SIGTERM", "SIGABRT"] as const) {
     test(`libfabric loaded (a tcp provider): ${signal} ends the process by ${signal}, not with status 1`, async () => {
