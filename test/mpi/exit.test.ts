@@ -21,22 +21,25 @@ interface Leaving {
   where: "barrier" | "barrier-async" | "allgather";
 }
 
-/** What the output must say, naming the rank, for each way of leaving. */
-function naming({ ranks, how, leaver }: Leaving): RegExp[] {
-  const ours = new RegExp(`alloctools: rank ${leaver} of ${ranks} \\(pid \\d+\\)`);
+/**
+ * What the output must say, naming the rank, for each way of leaving: the rank's own line where it
+ * can say one (mpirun's messages after it, "MPI_ABORT was invoked on rank R", "exited on signal
+ * 14", are not asserted: under load mpirun once failed to print its help text, ORTE_ERROR_LOG "Out
+ * of resource" in show_help.c); mpirun's for a rank killed by a signal.
+ */
+function naming({ ranks, how, leaver }: Leaving): RegExp {
+  const ours = `alloctools: rank ${leaver} of ${ranks} \\(pid \\d+\\)`;
   switch (how) {
     case "exit-0":
     case "reject": // Bun's exit event says 0 after an unhandled rejection, so it goes the exit-0 way
-      return [new RegExp(`${ours.source} exited with its MPI job open, and MPI_Finalize did not return within ${EXIT_TIMEOUT_MS} ms`),
-        new RegExp(`process rank ${leaver} with PID \\d+ on node \\S+ exited on signal 14`)];
+      return new RegExp(`${ours} exited with its MPI job open, and MPI_Finalize did not return within ${EXIT_TIMEOUT_MS} ms`);
     case "exit-3":
     case "throw":
-      return [new RegExp(`${ours.source} exited with code ${how === "exit-3" ? 3 : 1} while its MPI job was open: MPI_Abort ends the job`),
-        new RegExp(`MPI_ABORT was invoked on rank ${leaver} in communicator MPI_COMM_WORLD`)];
+      return new RegExp(`${ours} exited with code ${how === "exit-3" ? 3 : 1} while its MPI job was open: MPI_Abort ends the job`);
     case "kill":
-      return [new RegExp(`process rank ${leaver} with PID \\d+ on node \\S+ exited on signal 9`)];
+      return new RegExp(`process rank ${leaver} with PID \\d+ on node \\S+ exited on signal 9`);
     case "hangup":
-      return [new RegExp(`process rank ${leaver} with PID \\d+ on node \\S+ exited on signal 1 `)];
+      return new RegExp(`process rank ${leaver} with PID \\d+ on node \\S+ exited on signal 1 `);
   }
 }
 
@@ -62,7 +65,7 @@ describeMpi("a rank that leaves its MPI job early ends the job, naming itself", 
       expect(run.timedOut, brief(run)).toBe(false);
       expect(elapsed).toBeLessThan(JOB_BOUND_MS);
       expect(run.exitCode, brief(run)).not.toBe(0);
-      for (const pattern of naming(leaving)) expect(output).toMatch(pattern);
+      expect(output).toMatch(naming(leaving));
       expect(output).toContain(`rank ${leaver} leaves: ${how}`);
       expect(output).not.toContain("passed the wait");
     }, JOB_BOUND_MS + 10_000);
