@@ -119,7 +119,8 @@ describeFabric("libfabric shm endpoints open: signals and exits", () => {
         import { readdirSync } from "node:fs";
         import "./lib/index.ts";
         const source = 'const { Endpoint, LibfabricProvider } = await import(' + JSON.stringify(process.cwd() + "/lib/index.ts") + ');' +
-          'new Endpoint(LibfabricProvider.open({ provider: "shm" })); postMessage("open");';
+          'new Endpoint(LibfabricProvider.open({ provider: "shm" })); postMessage("open");' +
+          'setInterval(() => {}, 1000);'; // the Worker stays, holding its endpoint, until the process ends
         const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "application/typescript" })));
         await new Promise((resolve) => (worker.onmessage = resolve));
         console.log("files " + readdirSync("/dev/shm").filter((n) => n.startsWith(process.pid + ":")).join(","));
