@@ -7,6 +7,7 @@ import { dlopen, FFIType, read, ptr, CString, CFunction, toArrayBuffer, type Poi
 import { FabricError, LibraryLoadError } from "./errors.ts";
 import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
 import * as libc from "./libc.ts";
+import { SIGABRT, SIGHUP, SIGINT, SIGTERM } from "./signals.ts";
 import type { LibraryStatus } from "./library-status.ts";
 
 const exported = {
@@ -119,8 +120,13 @@ export function nativeView(at: number, length: number): DataView {
 }
 
 const DEFAULT_NAMES = ["libfabric.so.1", "libfabric.so"];
-/** Signals whose handlers Bun's engine owns; libfabric's dependencies must not keep them. */
-const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
+/**
+ * Signals whose handlers Bun's engine owns, and the ones that end a process (SIGINT, SIGTERM,
+ * SIGABRT, SIGHUP): libfabric's dependencies must not keep them. libinfinipath's constructor
+ * (PSM) catches SIGINT, SIGTERM and SIGABRT and exits with status 1, so a process ended by one of
+ * them did not end by the signal.
+ */
+const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL, SIGINT, SIGTERM, SIGABRT, SIGHUP];
 
 /** A loaded libfabric: the exported functions plus typed access to the ops tables. */
 export class Libfabric {

@@ -13,6 +13,7 @@ import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
 import { checkWorkerAddress, mappedMemoryDomains, readWorkerAddress, type WorkerAddress } from "./ucx-address.ts";
+import { SIGHUP } from "./signals.ts";
 
 const symbols = {
   // void ucp_get_version(unsigned *major_version, unsigned *minor_version, unsigned *release_number)
@@ -219,7 +220,12 @@ const UCT_NAME = "libuct.so.0";
  * and, without its procfs and shm_open flags, a directory string) whatever length the blob gives.
  */
 const KEY_PADDING = 256;
-/** Handlers Bun's engine owns and libucs's constructor replaces (SIGFPE = 8). */
+/**
+ * Handlers Bun's engine owns and libucs's constructor replaces (SIGFPE = 8). libucs also takes
+ * SIGHUP for its debug signal (UCX_DEBUG_SIGNO, default SIGHUP: raise the log level, keep
+ * running), so a process whose terminal or ssh session went away went on, logging every
+ * operation: SIGHUP is kept as well unless UCX_DEBUG_SIGNO was asked for.
+ */
 const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL, 8];
 /**
  * Settings alloctools keeps whatever the environment says: in unified mode a worker address
@@ -283,7 +289,7 @@ export class Ucx {
     const tried = path !== undefined && path !== "" ? [path] : DEFAULT_NAMES;
     const causes: unknown[] = [];
     for (const candidate of tried) {
-      const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
+      const restoreSignals = libc.preserveSignalHandlers(process.env.UCX_DEBUG_SIGNO ? ENGINE_SIGNALS : [...ENGINE_SIGNALS, SIGHUP]);
       let lib: ReturnType<typeof dlopen<typeof symbols>>;
       let uct: ReturnType<typeof dlopen<typeof uctSymbols>>;
       try {
