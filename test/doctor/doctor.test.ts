@@ -57,7 +57,7 @@ describe("alloctools doctor", () => {
     const pmix = pmixStatus();
     if (REQUIRE_PMIX) expect(pmix.available).toBe(true);
     if (fabric.available) expect(line(r.stdout, "libfabric")).toMatch(new RegExp(`^✓ libfabric: ${fabric.version} .*providers .*\\bshm\\b`));
-    if (ucx.available) expect(line(r.stdout, "ucx")).toMatch(new RegExp(`^[✓!] ucx: ${ucx.version.replaceAll(".", "\\.")} .*\\bself\\b`));
+    if (ucx.available) expect(line(r.stdout, "ucx")).toMatch(new RegExp(`^✓ ucx: ${ucx.version.replaceAll(".", "\\.")} .*\\bself\\b`));
     if (mpi.available) expect(line(r.stdout, "mpi")).toContain(`mpirun: ${mpi.mpirun}`);
     if (pmix.available) expect(line(r.stdout, "pmix")).toStartWith(`✓ pmix: ${pmix.version}`);
     for (const status of [fabric, ucx, mpi, pmix]) if (!status.available) expect(r.stdout).toContain("Fix: install it with");
@@ -124,6 +124,15 @@ describe("alloctools doctor", () => {
     expect(line(r.stdout, "launcher")).toContain("srun --mpi=pmix -n 4 bun app.ts");
   });
 
+  test.skipIf(!ucx.available && !REQUIRE_UCX)("without ucx_info and mpirun on PATH: UCX's own view (uct components), mpirun missing", () => {
+    const r = doctor(["doctor", "--shm-dir", emptyDirectory()], { PATH: "/nonexistent" });
+    expect(r.exitCode).toBe(0);
+    expect(line(r.stdout, "ucx")).toMatch(/^✓ ucx: [\d.]+ \(libucp\.so\.0\); uct components: .*\bself\b.*\bposix\b.* \(ucx_info, in ucx-utils, would list their devices\)$/);
+    if (mpi.available) {
+      expect(line(r.stdout, "mpi")).toMatch(/^! mpi: Open MPI .* loads, but mpirun is not on PATH\. Fix: apt-get install openmpi-bin/);
+    }
+  });
+
   test("--help, and a bad command line is exit 2", () => {
     const help = doctor(["--help"]);
     expect(help.exitCode).toBe(0);
@@ -135,7 +144,27 @@ describe("alloctools doctor", () => {
   });
 });
 
-describe("alloctools doctor --clean", () => {
+describe("alloctools doctor: files left in /dev/shm", () => {
+  test("finds a file in /dev/shm itself that a process which exited left, names alloctools and the process", () => {
+    const gone = Bun.spawnSync(["true"]).pid;
+    const name = `${gone}:0123456789ab:0`;
+    writeFileSync(join("/dev/shm", name), "left by a process that exited");
+    try {
+      // Without --clean: other sessions' files in /dev/shm are theirs to remove.
+      const r = doctor(["info", "--json"]);
+      expect(r.exitCode).toBe(0);
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      expect(report.shm.directory).toBe("/dev/shm");
+      expect(report.shm.files.find((file) => file.name === name)).toEqual({
+        name, kind: "libfabric-shm", alloctools: true, pid: gone, command: null, state: "stale", why: `process ${gone} is gone`, bytes: 29,
+      });
+      expect(report.shm.removed).toEqual([]);
+    } finally {
+      rmSync(join("/dev/shm", name), { force: true });
+    }
+  });
+
+
   test("removes the files of processes that are gone, and leaves a running process's files and other files alone", async () => {
     const directory = emptyDirectory();
     const exited = Bun.spawnSync(["true"]);
