@@ -29,7 +29,7 @@ import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
 import { runExitCleanups } from "./exit-cleanups.ts";
 import { boundedAtExit } from "./exit-watchdog.ts";
 import * as libc from "./libc.ts";
-import type { LibraryStatus } from "./library-status.ts";
+import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
 
 /** MPI's thread levels (mpi.h: an enum 0..3 in both Open MPI and MPICH). */
 export const MPI_THREAD = { SINGLE: 0, FUNNELED: 1, SERIALIZED: 2, MULTIPLE: 3 } as const;
@@ -235,7 +235,14 @@ export class MpiError extends Error {
   }
 }
 
-const DEFAULT_NAMES = ["libmpi.so.40", "libmpi.so"];
+/** Where Open MPI's libmpi is looked for, and how to install it. */
+export const MPI_LOCATION: LibraryLocation = {
+  name: "Open MPI",
+  names: ["libmpi.so.40", "libmpi.so"],
+  variable: "ALLOCTOOLS_MPI_PATH",
+  install: "'apt-get install openmpi-bin libopenmpi-dev' (Debian/Ubuntu) or 'dnf install openmpi'",
+};
+const DEFAULT_NAMES = MPI_LOCATION.names;
 /** Signals whose handlers Bun's engine owns; MPI_Init must not keep them. */
 const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
 /**
@@ -325,8 +332,8 @@ export class MpiLibrary {
     }
     const how = path ? `ALLOCTOOLS_MPI_PATH=${path} could not be loaded` : `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
-      `MPI is not available (${how}). Install Open MPI with 'apt-get install openmpi-bin libopenmpi-dev' ` +
-        `(Debian/Ubuntu) or 'dnf install openmpi', or point ALLOCTOOLS_MPI_PATH at libmpi.so.40. Cause: ${causes.join("; ")}`,
+      `MPI is not available (${how}). Install Open MPI with ${MPI_LOCATION.install}, ` +
+        `or point ALLOCTOOLS_MPI_PATH at libmpi.so.40. Cause: ${causes.join("; ")}`,
       tried);
   }
 

@@ -544,6 +544,16 @@ function getInfoNamingProviders(fi: Libfabric, hints: number, options: Libfabric
   }
 }
 
+/**
+ * The libfabric providers that offer here what {@link LibfabricProvider.open} asks for by default
+ * (an RDM endpoint with RMA, thread-safe domains, the mr_mode bits alloctools handles), in
+ * libfabric's order of preference, e.g. ["tcp;ofi_rxm", "shm", "udp;ofi_rxd", "sockets"]; empty
+ * when none does. Throws LibraryLoadError when libfabric does not load.
+ */
+export function libfabricProviderNames(): string[] {
+  return availableProviders(libfabric(), {});
+}
+
 /** The provider names fi_getinfo lists for these options (the provider name left out). */
 function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
   const hints = fi.allocInfo();
