@@ -337,16 +337,22 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
   }
 
   /**
-   * Keeps this endpoint progressing on the event loop even with nothing pending: what a target
-   * that only exposes memory needs where the transport moves data only when polled. `intervalMs`
-   * 0 polls as fast as the event loop turns (lowest latency, a busy core); the default 1 ms is
-   * light. The timer keeps the process alive until stopProgress() or close().
+   * Keeps this endpoint progressing on the event loop even with nothing pending, at a rate of your
+   * choosing: what a target that only exposes memory wants for low latency where the transport
+   * moves data only when polled (every endpoint already progresses every 1–8 ms by default:
+   * options.progress "auto"). `intervalMs` 0 polls as fast as the event loop turns (lowest latency,
+   * a busy core); the default 1 ms is light. The timer keeps the process alive until
+   * stopProgress() or close().
    */
   startProgress(intervalMs: number = 1): void {
     this.engine.startProgress(intervalMs);
   }
 
-  /** Stops what startProgress() started. */
+  /**
+   * Stops background progress: what startProgress() started, and the automatic progress an
+   * endpoint opened with `progress: "auto"` (the default) has; pending operations and
+   * poll()/progress() still turn it.
+   */
   stopProgress(): void {
     this.engine.stopProgress();
   }

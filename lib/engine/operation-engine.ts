@@ -56,6 +56,8 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   readonly cache: RegistrationCache | null;
   readonly pool: MemoryPool | null;
   readonly maxPending: number;
+  /** Progressable: whether the endpoint progresses in the background with nothing pending (options.progress "auto", until stopProgress()). */
+  autoProgress: boolean;
   readonly transport: Transport<Peer>;
   private readonly table: OperationTable;
   /** Operations the transport pushed back, to post again in order. */
@@ -81,6 +83,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     this.cache = settings.cache;
     this.pool = settings.pool;
     this.maxPending = settings.maxPending;
+    this.autoProgress = settings.progress === "auto";
     this.closeTimeoutMs = settings.closeTimeoutMs;
     this.table = new OperationTable(settings.maxPending);
     this.localMemory = new LocalMemoryPins(settings.cache, transport);
@@ -366,8 +369,10 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     progressEngine.wake();
   }
 
+  /** Stops background progress: what startProgress() started, and the automatic kind. */
   stopProgress(): void {
     this.interval = -1;
+    this.autoProgress = false;
   }
 
   /** Progressable: one turn that never throws (failures settle the operations). */
@@ -457,7 +462,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
       const op = active[i]!;
       if (op.outcome !== Outcome.Pending || op.deadline > now || op.cancelReason !== null) continue;
       this.counts.timedOut++;
-      const error = new RmaTimeoutError(op.describe(), this.timeoutMs, this.transport.functionName(op.kind));
+      const error = new RmaTimeoutError(op.describe(), this.timeoutMs, this.transport.functionName(op.kind), this.timeoutHint(op));
       if (op.queued) {
         this.finish(op, error); // never posted: the transport does not have it
       } else if (op.kind === "recv") {
@@ -467,6 +472,12 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
         this.transport.abandon?.(op);
       }
     }
+  }
+
+  /** What a timeout's message tells to check: that the peer progresses, which peer, which transport. */
+  private timeoutHint(op: Operation): string {
+    const peer = op.peer === -1 ? "any source" : this.transport.describePeer?.(op.peer) ?? String(op.peer);
+    return `check that the peer's endpoint is open and progressing (endpoints progress by default; a peer opened with progress "manual" needs poll() or startProgress(), and one parked in a synchronous wait or Atomics.wait does not progress); peer ${peer}, transport ${this.owner.name}`;
   }
 
   /** The transport failed: every operation fails with it, and so will later ones. */

@@ -26,9 +26,16 @@ import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { TaggedMessages } from "./libfabric-messages.ts";
 import { processEndpoints, type LocalPeer } from "./process-endpoints.ts";
+import { peerNameString } from "../engine/peer-name.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
+
+/** The libfabric call each kind of operation is posted with. */
+const FUNCTION_NAMES: Readonly<Record<OperationKind, string>> = {
+  write: "fi_write", read: "fi_read", send: "fi_tsendmsg", recv: "fi_trecvmsg", receive: "fi_trecvmsg",
+  fetchAdd: "fi_fetch_atomic", compareSwap: "fi_compare_atomic",
+};
 
 const CQ_BATCH = 16;
 const CQ_ENTRY = layout.fi_cq_tagged_entry.size;
@@ -69,6 +76,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private readonly withSource: boolean;
   private engine: CompletionSink | null = null;
   private readonly peers = new Set<bigint>();
+  /** Each peer's name, as a string, for messages (timeouts). */
+  private readonly peerNames = new Map<bigint, string>();
   /** The peer of the last accepted operation (-1n: none yet): a repeated peer skips the set lookup. */
   private lastPeer = -1n;
   /** Peers that are endpoints of this process (any thread), by address. */
@@ -155,6 +164,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     checkPeerName(this.provider.handles.info, this.name, peerName); // libfabric reads a name by its format, not its length
     const address = this.fi.avInsert(this.av, peerName);
     this.peers.add(address);
+    this.peerNames.set(address, peerNameString("libfabric", peerName));
     const local = processEndpoints().find(peerName);
     if (local !== null) this.localPeers.set(address, local);
     return address;
@@ -265,7 +275,11 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   }
 
   functionName(kind: OperationKind): string {
-    return `fi_${kind}`;
+    return FUNCTION_NAMES[kind];
+  }
+
+  describePeer(peer: number | bigint): string {
+    return this.peerNames.get(BigInt(peer)) ?? `fi_addr ${peer}`;
   }
 
   /** Whether operations of this process (any thread) aimed at this endpoint are still in transport. */
