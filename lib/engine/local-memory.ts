@@ -4,7 +4,7 @@
 // never by shape), integer offsets and lengths inside the region, regions still out of their pool.
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { MemoryRegionPointer } from "../memory/pointer.ts";
-import { MemoryRegionImpl } from "../memory/region.ts";
+import { assertPoolOpen, MemoryRegionImpl } from "../memory/region.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
 import { checkRegionMemory } from "../memory/user-memory.ts";
 
@@ -25,8 +25,9 @@ export class LocalRange {
  * Fills `out` with where `length` bytes of `local` are, or throws having changed nothing the
  * caller owns: TypeError for anything that is not a region or pointer of this library, RangeError
  * for a length or offset that is not an integer inside the region, AllocToolsError DOUBLE_RELEASE
- * for a pooled region that is not out of its pool, AllocToolsError DETACHED for a region whose
- * memory left its view (a user buffer transferred away).
+ * for a pooled region that is not out of its pool, AllocToolsError POOL_CLOSED for a region of a
+ * shared pool its owner closed, AllocToolsError DETACHED for a region whose memory left its view
+ * (a user buffer transferred away).
  */
 export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange, minimumLength = 1): void {
   let region: unknown;
@@ -49,6 +50,7 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
     throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }
   if (region.owner !== null) region.assertInUse(operation);
+  assertPoolOpen(region, operation); // a shared pool's owner closed it: nothing may be posted on its memory
   checkRegionMemory(operation, region); // a user buffer transferred away: its memory may be reused
   out.region = region;
   out.address = region.address + offset;

@@ -19,7 +19,7 @@
 // - close(): operations never posted fail; posted ones are cancelled and drained (bounded by
 //   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
-import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
 import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
@@ -179,6 +179,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   beginSend(wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, tag: number): Operation {
     this.assertMessaging("send");
     checkTag("send", tag);
+    if ((peer as number) === ANY_SOURCE) throw new AllocToolsRangeError("send needs a peer: ANY_SOURCE is for receives");
     this.transport.resolvePeer("send", peer, tag, 0);
     const op = this.take("send", wait, local, length, 0, performance.now() + this.timeoutMs);
     op.peer = typeof peer === "bigint" ? argument(peer) : peer;
@@ -236,11 +237,17 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
       op.failure = e;
       return false;
     }
+    try {
+      beginOperation(region);
+    } catch (e) {
+      pool.releaseRegion(region);
+      op.failure = e;
+      return false;
+    }
     op.region = region;
     op.messageRegion = region;
     op.local = region.address;
     op.length = length < 0 ? region.size : length;
-    beginOperation(region);
     return true;
   }
 
@@ -272,13 +279,21 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     const region = range.region!;
     let op: Operation;
     try {
-      op = this.table.take(kind, wait, region, range.address, length, deadline);
+      // Begun before the slot is taken: a shared pool whose owner closed refuses here (POOL_CLOSED),
+      // and the owner's close counts this operation once it is begun (BUSY).
+      beginOperation(region);
     } catch (e) {
       if (cached) this.cache!.release(region);
       throw e;
     }
+    try {
+      op = this.table.take(kind, wait, region, range.address, length, deadline);
+    } catch (e) {
+      endOperation(region);
+      if (cached) this.cache!.release(region);
+      throw e;
+    }
     op.cache = cached ? this.cache : null;
-    beginOperation(region);
     return op;
   }
 
