@@ -1,7 +1,9 @@
-// The Bun side of a job with a C rank that knows only MPI and docs/messaging.md (test/mpi/c-peer.c,
-// the last rank): `mpirun -n 2 bun test/mpi/messages-agent.ts c-peer : -n 1 c-peer`. The collective
-// calls are the C rank's: MPI_Win_create_dynamic (MpiProvider.open), three MPI_Barrier, and
-// MPI_Win_free (MpiProvider.close); nothing else is collective (no allgather).
+// The Bun side of a job with a C rank that knows only MPI and docs/messaging.md
+// (test/mpi/c/messages-rank.c, the last rank):
+// `mpirun -x OMPI_MCA_osc_rdma_max_attach=4096 -n 2 bun test/mpi/messages-agent.ts c-peer : -n 1 messages-rank`.
+// The collective calls are the C rank's: the osc_rdma_max_attach allgather and
+// MPI_Win_create_dynamic (MpiProvider.open), three MPI_Barrier, and MPI_Win_free
+// (MpiProvider.close); nothing else is collective.
 //
 // 1. Rank 0 and the C rank exchange messages: rank 0 sends with every send form, the C rank takes
 //    each with MPI_Recv(MPI_ANY_TAG), checks the bytes, and answers with MPI_Send on tag + 1, which
@@ -14,7 +16,7 @@ import { ANY_SOURCE, ANY_TAG, RemoteRegion, type MemoryRegion } from "../../lib/
 import { fillPattern, patternMismatch, type RankContext } from "./rank-context.ts";
 import { sendWith } from "./message-scenarios.ts";
 
-/** Tags of the protocol with the C rank (test/mpi/c-peer.c uses the same numbers). */
+/** Tags of the protocol with the C rank (test/mpi/c/messages-rank.c uses the same numbers). */
 const END_TAG = 1;
 const ADDRESS_TAG = 2;
 const REGION_TAG = 3;

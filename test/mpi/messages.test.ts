@@ -1,13 +1,13 @@
 // Tagged messages and remote atomics on MpiEndpoint, for real: jobs of 2 and 4 Bun ranks under
 // mpirun (test/mpi/messages-agent.ts is one rank; the scenarios are in message-scenarios.ts,
 // atomic-scenarios.ts, cost-scenarios.ts and interop-scenarios.ts), and a job with a rank in C
-// (test/mpi/c-peer.c, built with mpicc) that follows only docs/messaging.md.
+// (test/mpi/c/messages-rank.c, built with mpicc) that follows only docs/messaging.md and docs/rma.md.
 import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeMpi, REQUIRE_MPI } from "../helpers.ts";
-import { brief, failures, mpirun, type MpiRun } from "./run.ts";
+import { brief, failures, mpirun, mpirunApps, type MpiRun } from "./run.ts";
 
 const AGENT = ["bun", "test/mpi/messages-agent.ts"];
 
@@ -56,11 +56,13 @@ describeMpi("MpiEndpoint messages and atomics (mpirun)", () => {
     }
     const directory = mkdtempSync(join(tmpdir(), "alloctools-c-peer-"));
     try {
-      const binary = join(directory, "c-peer");
-      const build = Bun.spawnSync([mpicc, "-Wall", "-O2", "-o", binary, `${import.meta.dir}/c-peer.c`], { stderr: "pipe" });
+      const binary = join(directory, "messages-rank");
+      const build = Bun.spawnSync([mpicc, "-Wall", "-O2", "-o", binary, `${import.meta.dir}/c/messages-rank.c`], { stderr: "pipe" });
       expect(build.stderr.toString()).toBe("");
       expect(build.exitCode).toBe(0);
-      const run = await mpirun(2, [...AGENT, "c-peer", ":", "-n", "1", binary], {}, 120_000);
+      // Every rank the same osc_rdma_max_attach (the Bun ranks would set 4096 for themselves only).
+      const run = await mpirunApps([{ ranks: 2, command: [...AGENT, "c-peer"] }, { ranks: 1, command: [binary] }],
+        { OMPI_MCA_osc_rdma_max_attach: "4096" }, 120_000);
       expectClean(run, [0, 1]);
       expect(run.stdout).toContain("c peer: ok, 48 messages, 10000 atomics");
       expect(run.results[0]!.facts.cPeerRounds).toBe(48);

@@ -1,10 +1,12 @@
-/* A rank in C that talks to MpiEndpoint ranks knowing only MPI and docs/messaging.md ("MPI"):
- * messages are MPI_BYTE on MPI_COMM_WORLD, the tag is the MPI tag, the source the rank; remote
- * atomics are MPI_UINT64_T accumulate operations on the job's dynamic window, at the word's
- * address. The Bun side is test/mpi/interop-scenarios.ts; run as the last rank:
- *   mpirun -n 2 bun test/mpi/messages-agent.ts c-peer : -n 1 c-peer
- * Collective calls, in the Bun ranks' order: MPI_Win_create_dynamic + MPI_Win_lock_all
- * (MpiProvider.open), three MPI_Barrier, MPI_Win_unlock_all + MPI_Win_free (MpiProvider.close).
+/* A rank in C that talks to MpiEndpoint ranks knowing only MPI, docs/messaging.md ("MPI") and
+ * docs/rma.md ("C ranks"): messages are MPI_BYTE on MPI_COMM_WORLD, the tag is the MPI tag, the
+ * source the rank; remote atomics are MPI_UINT64_T accumulate operations on the job's dynamic
+ * window, at the word's address. The Bun side is test/mpi/interop-scenarios.ts; run as the last
+ * rank, every rank with the same osc_rdma_max_attach:
+ *   mpirun -x OMPI_MCA_osc_rdma_max_attach=4096 -n 2 bun test/mpi/messages-agent.ts c-peer : -n 1 messages-rank
+ * Collective calls, in the Bun ranks' order: MPI_Allgather of osc_rdma_max_attach, then
+ * MPI_Win_create_dynamic + MPI_Win_lock_all (MpiProvider.open), three MPI_Barrier,
+ * MPI_Win_unlock_all + MPI_Win_free (MpiProvider.close).
  * Prints "c peer: ok, <n> messages, <n> atomics" and exits 0, or says what differed and exits 1. */
 #include <mpi.h>
 #include <stdint.h>
@@ -23,6 +25,30 @@ static void fail(const char *what, long detail) {
 
 static void check(const char *what, int code) {
     if (code != MPI_SUCCESS) fail(what, code);
+}
+
+/* This rank's osc_rdma_max_attach, -1 when MPI_T cannot read it (docs/rma.md, "C ranks"). */
+static int osc_rdma_max_attach(void) {
+    int provided, index, count, value = -1;
+    unsigned long long read = 0; /* wide enough for any integer control variable */
+    MPI_T_cvar_handle handle;
+    if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return -1;
+    if (MPI_T_cvar_get_index("osc_rdma_max_attach", &index) == MPI_SUCCESS &&
+        MPI_T_cvar_handle_alloc(index, NULL, &handle, &count) == MPI_SUCCESS) {
+        if (MPI_T_cvar_read(handle, &read) == MPI_SUCCESS) value = read > 0x7fffffff ? 0x7fffffff : (int)read;
+        MPI_T_cvar_handle_free(&handle);
+    }
+    MPI_T_finalize();
+    return value;
+}
+
+/* The collective MpiProvider.open() makes before its window: every rank's osc_rdma_max_attach. */
+static void agree_on_max_attach(int size) {
+    int mine = osc_rdma_max_attach();
+    int *values = malloc(sizeof(int) * (size_t)size);
+    check("MPI_Allgather (osc_rdma_max_attach)", MPI_Allgather(&mine, 1, MPI_INT, values, 1, MPI_INT, MPI_COMM_WORLD));
+    for (int r = 0; r < size; r++) if (values[r] != mine) fail("the ranks disagree on osc_rdma_max_attach; this rank has", mine);
+    free(values);
 }
 
 /* The payload of a message with tag `seed`: byte i is (seed + i) mod 251 (test/mpi/rank-context.ts). */
@@ -77,6 +103,7 @@ int main(int argc, char **argv) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    agree_on_max_attach(size);
     MPI_Win win;
     check("MPI_Win_create_dynamic", MPI_Win_create_dynamic(MPI_INFO_NULL, MPI_COMM_WORLD, &win));
     check("MPI_Win_lock_all", MPI_Win_lock_all(0, win));
