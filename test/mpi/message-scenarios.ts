@@ -412,3 +412,37 @@ export async function server(c: RankContext): Promise<void> {
   }
   c.job.barrier();
 }
+
+/**
+ * A rank's messages to itself (MPI's self path), eager and rendezvous, with the receive posted
+ * first or a receive() after; a sendSync of a rendezvous message to itself with no receive posted
+ * times out (MPI_Send would block for ever) and the message is still there for a later receive.
+ */
+export async function toSelf(c: RankContext): Promise<void> {
+  const out = c.pool.getRegion(4 << 20);
+  const into = c.pool.getRegion(4 << 20);
+  for (const size of [10, 4 << 20]) {
+    fillPattern(out.view, 0, size, size % 251);
+    const id = c.endpoint.postRecv(into, into.size, c.rank, 9001);
+    c.endpoint.sendSync(out, size, c.rank, 9001);
+    let got: Received<number> | null;
+    while ((got = c.endpoint.received(id)) === null) c.endpoint.poll();
+    checkGot(c, `to itself, ${size} bytes: postRecv, then sendSync`, { ...got, view: into.view }, c.rank, 9001, size, size % 251);
+    const sent = c.endpoint.send(out, size, c.rank, 9002);
+    const message = await c.endpoint.receive(c.rank, 9002);
+    await sent;
+    checkGot(c, `to itself, ${size} bytes: send, then receive()`, message, c.rank, 9002, size, size % 251);
+    message.release();
+  }
+  const quick = new MpiEndpoint(c.provider, { timeoutMs: 100 });
+  c.t.throws("sendSync of 4 MiB to itself with no receive posted: RmaTimeoutError (MPI_Isend), not a hang", () => quick.sendSync(out, 4 << 20, c.rank, 9003),
+    (e) => e instanceof RmaTimeoutError && e.function === "MPI_Isend");
+  c.t.check("... the timed-out send stays in transport", quick.inTransportCount === 1);
+  const late = c.endpoint.recvSync(into, into.size, c.rank, 9003);
+  quick.poll();
+  c.t.check("... a later receive gets the message, and the send then leaves", late.length === 4 << 20 && quick.inTransportCount === 0, quick.inTransportCount);
+  quick.close();
+  c.pool.releaseRegion(out);
+  c.pool.releaseRegion(into);
+  c.job.barrier();
+}

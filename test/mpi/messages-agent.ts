@@ -7,12 +7,12 @@ import { MpiJob } from "../../lib/index.ts";
 import { atomicBadInput, counter, lock } from "./atomic-scenarios.ts";
 import { allocation, unexpectedMemory } from "./cost-scenarios.ts";
 import { cPeer } from "./interop-scenarios.ts";
-import { abortRace, forms, ordering, refusals, server, truncation, wildcards } from "./message-scenarios.ts";
+import { abortRace, forms, ordering, refusals, server, toSelf, truncation, wildcards } from "./message-scenarios.ts";
 import { RankChecks } from "./rank-checks.ts";
 import { closeContext, openContext, type RankContext } from "./rank-context.ts";
 
 const scenarios: Record<string, (c: RankContext) => Promise<void>> = {
-  forms, wildcards, refusals, truncation, ordering, "abort-race": abortRace, server,
+  forms, wildcards, refusals, truncation, ordering, "abort-race": abortRace, server, "to-self": toSelf,
   counter, lock, "atomic-bad-input": atomicBadInput, allocation, "unexpected-memory": unexpectedMemory, "c-peer": cPeer,
 };
 

@@ -20,8 +20,8 @@ function expectClean(run: MpiRun, ranks: number[]): void {
 describeMpi("MpiEndpoint messages and atomics (mpirun)", () => {
   test("2 ranks: every send form against every receive form at 0, 1, 4096, 4097 B and 4 MiB, 64 MiB; ANY_SOURCE and ANY_TAG; " +
     "refused masks and tags above MPI_TAG_UB; truncation; order per (pair, tag) with receives posted late and early; aborts racing sends; " +
-    "deadlines and close; atomics' bad input, wrapping and late completion; no allocation per call", async () => {
-    const run = await mpirun(2, [...AGENT, "forms", "wildcards", "refusals", "truncation", "ordering", "abort-race", "atomic-bad-input", "allocation"],
+    "deadlines and close; messages to the own rank; atomics' bad input, wrapping and late completion; no allocation per call", async () => {
+    const run = await mpirun(2, [...AGENT, "forms", "wildcards", "refusals", "truncation", "ordering", "abort-race", "to-self", "atomic-bad-input", "allocation"],
       {}, 240_000);
     expectClean(run, [0, 1]);
     for (const r of run.results) {
