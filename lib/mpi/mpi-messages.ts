@@ -245,6 +245,7 @@ export class MpiMessages {
   private overlapsAny(op: Operation, others: Operation[], count: number): boolean {
     for (let i = 0; i < count; i++) {
       const other = others[i]!;
+      if (other.flags === CANCELLED) continue; // ends on the next turn, takes nothing
       const sources = op.peer === ANY_SOURCE || other.peer === ANY_SOURCE || op.peer === other.peer;
       if (sources && (op.ignore !== 0 || other.ignore !== 0 || op.tag === other.tag)) return true;
     }

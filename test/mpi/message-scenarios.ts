@@ -1,7 +1,7 @@
 // Tagged-message scenarios of test/mpi/messages-agent.ts: pairs of ranks (rank r and r ^ 1), or a
 // server (rank 0) and clients, on MpiEndpoint. Each scenario makes the same collective calls on
 // every rank, whatever its checks find.
-import { AllocToolsError, ANY_SOURCE, ANY_TAG, MpiEndpoint, RmaTimeoutError, type MemoryRegion, type Received } from "../../lib/index.ts";
+import { AllocToolsError, ANY_SOURCE, ANY_TAG, MemoryPool, MpiEndpoint, RmaTimeoutError, type MemoryRegion, type Received } from "../../lib/index.ts";
 import { fillPattern, patternMismatch, sequenceOf, writeSequence, type RankContext } from "./rank-context.ts";
 
 const SEND_FORMS = ["sendSync", "send", "postSend"] as const;
@@ -196,9 +196,36 @@ export async function truncation(c: RankContext): Promise<void> {
       c.t.check(`${form}, ${size} bytes: the next message with that tag arrives intact`, next.length === 32 && patternMismatch(window.view, 64, 32, tag + 1) < 0);
     }
   }
+  await poolRefusal(c, partner, even);
   c.pool.releaseRegion(out);
   c.pool.releaseRegion(window);
   c.job.barrier();
+}
+
+/**
+ * receive() of a message its endpoint's pool cannot hold (maxPinnedBytes): it fails with the
+ * pool's error, the message is dropped whole (nothing left behind), the next one arrives.
+ */
+async function poolRefusal(c: RankContext, partner: number, even: boolean): Promise<void> {
+  const size = 8 << 20;
+  if (!even) {
+    const out = c.pool.getRegion(size);
+    fillPattern(out.view, 0, size, 1);
+    c.endpoint.sendSync(out, size, partner, 4100);
+    fillPattern(out.view, 0, 100, 2);
+    c.endpoint.sendSync(out, 100, partner, 4100);
+    c.pool.releaseRegion(out);
+    return;
+  }
+  const small = new MemoryPool(c.provider, { maxPinnedBytes: 8 << 20 }); // its initial regions take 3.75 MiB of it
+  const limited = new MpiEndpoint(c.provider, { pool: small });
+  await c.t.rejects("receive() of 8 MiB into a pool capped at 8 MiB pinned rejects with the pool's PINNED_LIMIT", () => limited.receive(partner, 4100),
+    (e) => e instanceof AllocToolsError && e.code === "PINNED_LIMIT");
+  const next = await limited.receive(partner, 4100);
+  c.t.check("... the refused message was dropped whole: the next one arrives intact", next.length === 100 && patternMismatch(next.view, 0, 100, 2) < 0, next.length);
+  next.release();
+  limited.close();
+  c.t.check("... and the capped pool has nothing out", small.close().count === 0);
 }
 
 /**
