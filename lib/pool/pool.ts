@@ -120,6 +120,11 @@ export class MemoryPool implements RegionOwner, Disposable {
     return this.#core.allocator;
   }
 
+  /** The size of the largest size class: the largest region `getRegion` serves from a stack (above it, temporary regions). */
+  get largestPooledSize(): number {
+    return this.#largestChunk;
+  }
+
   /** Whether the pool is closed (by `close()`, its provider's close, or the owner of a shared pool). */
   get closed(): boolean {
     return this.#closedHere || (this.#shared !== null && this.#shared.closed);
