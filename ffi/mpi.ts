@@ -22,7 +22,7 @@
 //   that closed its job, or exits the same way): when they do not within
 //   ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS (they wait in a collective this rank left), the process says so
 //   and ends itself with SIGALRM, and the launcher ends the job (exit-watchdog.ts).
-import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, CString, read, type Pointer } from "bun:ffi";
 import { writeSync } from "node:fs";
 import { AllocToolsError } from "../lib/errors.ts";
 import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
@@ -52,7 +52,20 @@ export const MPI = {
   MAX_LIBRARY_VERSION_STRING: 256,
   /** sizeof(MPI_Aint): displacements and sizes travel as 64-bit integers. */
   AINT_SIZE: 8,
+  /** The attribute key of MPI_COMM_WORLD's largest tag (MPI_Comm_get_attr). */
+  TAG_UB: 0,
+  /** What MPI_Get_count answers when the count is not a whole number of elements. */
+  UNDEFINED: -32766,
+  /** sizeof(MPI_Request) and sizeof(MPI_Message): handles are pointers in Open MPI. */
+  HANDLE_SIZE: 8,
 } as const;
+
+/**
+ * MPI_Status in Open MPI 4.1 (`struct ompi_status_public_t`): the public fields' offsets and the
+ * struct's size (checked by test/mpi/constants.test.ts). The count is read with MPI_Get_count, never
+ * from the struct's private fields.
+ */
+export const MPI_STATUS = { size: 24, MPI_SOURCE: 0, MPI_TAG: 4, MPI_ERROR: 8 } as const;
 
 /** Error class names of mpi.h (MPI_ERR_*), by value; the number is always kept as well. */
 export const MPI_ERROR_CLASS_NAMES: Readonly<Record<number, string>> = {
@@ -77,6 +90,8 @@ export const HANDLE_SYMBOLS = {
   INFO_NULL: "ompi_mpi_info_null",
   ERRORS_RETURN: "ompi_mpi_errors_return",
   OP_NULL: "ompi_mpi_op_null",
+  UINT64_T: "ompi_mpi_uint64_t",
+  SUM: "ompi_mpi_op_sum",
 } as const;
 /** Names of the predefined handles this library uses. */
 export type HandleName = keyof typeof HANDLE_SYMBOLS;
@@ -181,6 +196,41 @@ const symbols = {
   //              MPI_Request *request)
   MPI_Rget: {
     args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // ---- tagged messages and atomics (MpiEndpoint's transport) ----
+  // int MPI_Comm_get_attr(MPI_Comm comm, int comm_keyval, void *attribute_val, int *flag)
+  MPI_Comm_get_attr: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Isend(const void *buf, int count, MPI_Datatype datatype, int dest, int tag, MPI_Comm comm,
+  //               MPI_Request *request)
+  MPI_Isend: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message, MPI_Status *status)
+  MPI_Improbe: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Imrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI_Request *request)
+  MPI_Imrecv: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Get_count(const MPI_Status *status, MPI_Datatype datatype, int *count)
+  MPI_Get_count: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Fetch_and_op(const void *origin_addr, void *result_addr, MPI_Datatype datatype, int target_rank,
+  //                      MPI_Aint target_disp, MPI_Op op, MPI_Win win)
+  MPI_Fetch_and_op: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.ptr, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // int MPI_Compare_and_swap(const void *origin_addr, const void *compare_addr, void *result_addr,
+  //                          MPI_Datatype datatype, int target_rank, MPI_Aint target_disp, MPI_Win win)
+  MPI_Compare_and_swap: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // int MPI_Rget_accumulate(const void *origin_addr, int origin_count, MPI_Datatype origin_datatype,
+  //                         void *result_addr, int result_count, MPI_Datatype result_datatype, int target_rank,
+  //                         MPI_Aint target_disp, int target_count, MPI_Datatype target_datatype, MPI_Op op,
+  //                         MPI_Win win, MPI_Request *request)
+  MPI_Rget_accumulate: {
+    args: [
+      FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32,
+      FFIType.i64, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr,
+    ],
     returns: FFIType.i32,
   },
 } as const;
@@ -607,6 +657,68 @@ export class MpiLibrary {
       put: fn.MPI_Put, get: fn.MPI_Get, rput: fn.MPI_Rput, rget: fn.MPI_Rget, flush: fn.MPI_Win_flush, test: fn.MPI_Test,
     };
   }
+
+  /** The calls of tagged messages on MPI_COMM_WORLD, for MpiEndpoint's hot path (raw: pass a failed code to `error()`). */
+  messageOps(): MpiMessageOps {
+    const fn = this.fn;
+    return {
+      byte: this.handles.BYTE, world: this.handles.COMM_WORLD,
+      isend: fn.MPI_Isend, improbe: fn.MPI_Improbe, imrecv: fn.MPI_Imrecv, getCount: fn.MPI_Get_count, test: fn.MPI_Test,
+    };
+  }
+
+  /** Remote atomics on 64-bit unsigned words, for MpiEndpoint's hot path (raw: pass a failed code to `error()`). */
+  atomicOps(): MpiAtomicOps {
+    const fn = this.fn;
+    return {
+      uint64: this.handles.UINT64_T, sum: this.handles.SUM,
+      fetchAndOp: fn.MPI_Fetch_and_op, compareAndSwap: fn.MPI_Compare_and_swap, rgetAccumulate: fn.MPI_Rget_accumulate,
+    };
+  }
+
+  /**
+   * MPI_COMM_WORLD's MPI_TAG_UB attribute: the largest tag a message may carry (at least 32767 by
+   * the standard; 2^31 - 1 with Open MPI 4.1's ob1 pml, measured here; other pmls may give less).
+   */
+  tagUpperBound(): number {
+    const value = new BigUint64Array(1); // MPI stores a pointer to the int here
+    const flag = this.intOut.subarray(0, 1);
+    this.check("MPI_Comm_get_attr", this.fn.MPI_Comm_get_attr(this.handles.COMM_WORLD as Pointer, MPI.TAG_UB, value, flag), "MPI_TAG_UB");
+    if (flag[0] === 0 || value[0] === 0n) throw new AllocToolsError("NOT_SUPPORTED", "MPI_COMM_WORLD has no MPI_TAG_UB attribute");
+    return read.i32(Number(value[0]) as Pointer, 0);
+  }
+}
+
+/** Raw calls of tagged messages on MPI_COMM_WORLD (see MpiLibrary.messageOps); each returns an MPI error code. */
+export interface MpiMessageOps {
+  /** The MPI_BYTE handle. */
+  readonly byte: number;
+  /** The MPI_COMM_WORLD handle. */
+  readonly world: number;
+  /** MPI_Isend(buf, count, MPI_BYTE, rank, tag, MPI_COMM_WORLD, &request) */
+  readonly isend: Symbols["MPI_Isend"];
+  /** MPI_Improbe(source, tag, MPI_COMM_WORLD, &flag, &message, &status) */
+  readonly improbe: Symbols["MPI_Improbe"];
+  /** MPI_Imrecv(buf, count, MPI_BYTE, &message, &request) */
+  readonly imrecv: Symbols["MPI_Imrecv"];
+  /** MPI_Get_count(&status, MPI_BYTE, &count) */
+  readonly getCount: Symbols["MPI_Get_count"];
+  /** MPI_Test(&request, &flag, &status) */
+  readonly test: Symbols["MPI_Test"];
+}
+
+/** Raw remote atomics on a window (see MpiLibrary.atomicOps); each returns an MPI error code. */
+export interface MpiAtomicOps {
+  /** The MPI_UINT64_T handle. */
+  readonly uint64: number;
+  /** The MPI_SUM handle. */
+  readonly sum: number;
+  /** MPI_Fetch_and_op(&operand, &result, MPI_UINT64_T, rank, displacement, MPI_SUM, win) */
+  readonly fetchAndOp: Symbols["MPI_Fetch_and_op"];
+  /** MPI_Compare_and_swap(&desired, &expected, &result, MPI_UINT64_T, rank, displacement, win) */
+  readonly compareAndSwap: Symbols["MPI_Compare_and_swap"];
+  /** MPI_Rget_accumulate(&operand, 1, MPI_UINT64_T, &result, 1, MPI_UINT64_T, rank, displacement, 1, MPI_UINT64_T, MPI_SUM, win, &request) */
+  readonly rgetAccumulate: Symbols["MPI_Rget_accumulate"];
 }
 
 /** Raw RMA calls (see MpiLibrary.rmaOps); each returns an MPI error code. */
