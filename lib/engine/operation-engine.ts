@@ -173,7 +173,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   }
 
   /** A slot for a remote atomic, its cell holding the operand and the value to compare with. */
-  takeAtomic(kind: OperationKind, wait: Wait, operand: bigint, compare: bigint): Operation {
+  takeAtomic(kind: OperationKind, wait: Wait, operand: number | bigint, compare: number | bigint): Operation {
     const op = this.table.take(kind, wait, null, 0, 8, performance.now() + this.timeoutMs);
     op.local = this.scratch.address(op.index);
     this.scratch.fill(op.index, operand, compare);

@@ -24,7 +24,7 @@ export function beginRma<Peer extends number | bigint>(engine: OperationEngine<P
 }
 
 /** A remote atomic on the aligned 64-bit word at the start of `remote` on `peer`. */
-export function beginAtomic<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", wait: Wait, peer: Peer, remote: RemoteRegion, operand: bigint, compare: bigint): Operation {
+export function beginAtomic<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", wait: Wait, peer: Peer, remote: RemoteRegion, operand: number | bigint, compare: number | bigint): Operation {
   engine.assertOpen();
   const reason = engine.transport.atomics;
   if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);

@@ -246,6 +246,10 @@ export class MpiTransport implements Transport<MpiRank> {
     }
   }
 
+  describePeer(peer: number | bigint): string {
+    return `rank ${peer} of ${this.size}`;
+  }
+
   holdsOthers(): boolean {
     return false;
   }
