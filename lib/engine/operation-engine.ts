@@ -27,6 +27,7 @@ import type { RegistrationCache } from "../cache/registration-cache.ts";
 import { LocalMemoryPins } from "./local-memory.ts";
 import { Message, Received } from "./message.ts";
 import { AtomicScratch } from "./atomic-scratch.ts";
+import { LatencyHistogram } from "./latency-histogram.ts";
 import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { RmaTimeoutError, type OperationKind } from "./rma-errors.ts";
@@ -44,6 +45,10 @@ class Counters {
   completed = 0;
   failed = 0;
   timedOut = 0;
+  bytesWritten = 0;
+  bytesRead = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
 }
 
 /** Local memory as the forms take it: a region, a pointer, or (with a cache) a plain view. */
@@ -64,6 +69,8 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   private readonly retries: Operation[] = [];
   /** Resolves and pins the local memory of the operation being posted. */
   private readonly localMemory: LocalMemoryPins;
+  /** Latencies by kind (options.latency), else null: nothing is timed. */
+  private readonly latency: LatencyHistogram | null;
   /** Operand, compare and result words of remote atomics, a cell per slot. */
   private readonly scratch = new AtomicScratch();
   private readonly counts = new Counters();
@@ -84,6 +91,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     this.pool = settings.pool;
     this.maxPending = settings.maxPending;
     this.autoProgress = settings.progress === "auto";
+    this.latency = settings.latency ? new LatencyHistogram() : null;
     this.closeTimeoutMs = settings.closeTimeoutMs;
     this.table = new OperationTable(settings.maxPending);
     this.localMemory = new LocalMemoryPins(settings.cache, transport);
@@ -117,7 +125,11 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   stats(): RmaEndpointStats {
     const c = this.counts;
-    return { posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut };
+    const counts = {
+      posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut,
+      bytesWritten: c.bytesWritten, bytesRead: c.bytesRead, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived,
+    };
+    return this.latency === null ? counts : { ...counts, latency: this.latency.summary() };
   }
 
   /**
@@ -408,9 +420,24 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   /** CompletionSink: the transport let go of `op`; count it and finish it. */
   complete(op: Operation, error: unknown): void {
     if (!op.inTransport) return;
-    if (error === null) this.counts.completed++;
+    if (error === null) this.count(op);
     else this.counts.failed++;
     this.finish(op, error);
+  }
+
+  /** A completed operation: its bytes by kind, and (asked for) its latency. */
+  private count(op: Operation): void {
+    const c = this.counts;
+    c.completed++;
+    switch (op.kind) {
+      case "write": c.bytesWritten += op.length; break;
+      case "read": c.bytesRead += op.length; break;
+      case "send": c.bytesSent += op.length; break;
+      case "recv": case "receive": c.bytesReceived += op.resultLength; break;
+      default: break;
+    }
+    // A finite deadline is its post time plus timeoutMs; a receive() has none (it waits for a message).
+    if (this.latency !== null && op.deadline !== Infinity) this.latency.record(op.kind, performance.now() - (op.deadline - this.timeoutMs));
   }
 
   /**

@@ -333,3 +333,41 @@ describe("remote atomics", () => {
     ep.close();
   });
 });
+
+describe("counters", () => {
+  test("bytes written, read, sent and received are counted once each operation completes (a receive counts what the message held)", () => {
+    const ep = new FakeEndpoint(provider);
+    const peer = ep.insert(new Uint8Array(1));
+    const write = ep.postWrite(region, 100, peer, FakeEndpoint.target());
+    const read = ep.postRead(region, 30, peer, FakeEndpoint.target());
+    const send = ep.postSend(region, 7, peer, 1);
+    const recv = ep.postRecv(region, 512, ANY_SOURCE, 1);
+    for (const id of [write, read, send]) ep.fake.deliver(id);
+    ep.fake.deliverMessage(recv, peer, 1, 40);
+    ep.poll();
+    expect(ep.stats()).toMatchObject({ bytesWritten: 100, bytesRead: 30, bytesSent: 7, bytesReceived: 40 });
+    expect(ep.stats().latency).toBeUndefined();
+    ep.close();
+  });
+
+  test("options.latency: percentiles by kind, from post to completion, p50 <= p90 <= p99 <= max", async () => {
+    const ep = new FakeEndpoint(provider, { latency: true });
+    const peer = ep.insert(new Uint8Array(1));
+    for (let i = 0; i < 20; i++) {
+      const id = ep.postWrite(region, 8, peer, FakeEndpoint.target());
+      if (i === 19) await Bun.sleep(5);
+      ep.fake.deliver(id);
+      ep.poll();
+      ep.completed(id);
+    }
+    const write = ep.stats().latency?.write;
+    expect(write?.count).toBe(20);
+    expect(write!.p50).toBeLessThanOrEqual(write!.p90);
+    expect(write!.p90).toBeLessThanOrEqual(write!.p99);
+    expect(write!.p99).toBeLessThanOrEqual(write!.max);
+    expect(write!.max).toBeGreaterThanOrEqual(4000); // the slow one: at least 4 ms, in µs
+    expect(ep.stats().latency?.read).toBeUndefined();
+    expect(() => new FakeEndpoint(provider, { latency: "yes" as never })).toThrow(TypeError);
+    ep.close();
+  });
+});
