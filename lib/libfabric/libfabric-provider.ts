@@ -165,6 +165,8 @@ export class LibfabricProvider implements RegionProvider {
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
   private closed_ = false;
+  /** The owner's domain and fabric are open (a close may leave them to a later close: see closeDomain). */
+  private domainOpen = true;
 
   private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions, view: LibfabricView | null = null) {
     this.fi = fi;
@@ -386,7 +388,10 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Closes children first: endpoints, then registrations, then domain, fabric and info. Idempotent. */
   close(): void {
-    if (this.closed_) return;
+    if (this.closed_) {
+      if (this.domainOpen) this.closeDomain([]); // a close that found other threads' endpoints open: try again
+      return;
+    }
     this.closed_ = true;
     openProviders.delete(this);
     const errors: unknown[] = [];
@@ -396,31 +401,65 @@ export class LibfabricProvider implements RegionProvider {
       if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing the view of provider ${this.name}`);
       return;
     }
-    this.closeKeptEndpoints(attempt);
     this.#keys.markClosed();
     for (const reg of this.live.values()) {
       reg.slot = CLOSED;
       attempt(() => this.fi.closeMr(reg.handle));
     }
     this.live.length = 0;
-    attempt(() => this.fi.close(this.handles.domain, "domain"));
-    attempt(() => this.fi.close(this.handles.fabric, "fabric"));
-    this.fi.freeInfo(this.handles.info);
+    this.closeDomain(errors);
+  }
+
+  /**
+   * Closes what other threads left on the domain, then the domain and the fabric, unless endpoints
+   * of live threads are still open on it: then one error says so, and a later close() tries again.
+   * Throws `errors` and what failed here.
+   */
+  private closeDomain(errors: unknown[]): void {
+    const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    this.closeEndpointsLeftBehind(attempt);
+    const elsewhere = this.endpointsElsewhere();
+    if (elsewhere !== null) {
+      errors.push(elsewhere); // one error for one cause: the domain and the fabric would both say EBUSY
+    } else if (this.domainOpen) {
+      this.domainOpen = false;
+      attempt(() => this.fi.close(this.handles.domain, "domain"));
+      attempt(() => this.fi.close(this.handles.fabric, "fabric"));
+      this.fi.freeInfo(this.handles.info);
+    }
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
   }
 
   /**
-   * Endpoints of this domain kept open at their close (process-endpoints.ts) are closed now, when
-   * no endpoint of the process is open any more: nothing can progress towards them then.
+   * Endpoints of this domain left behind: those of Workers that ended without closing them (their
+   * thread is gone: nothing progresses them any more), and those kept open at their close
+   * (process-endpoints.ts) once no endpoint of the process is open. Closed here, children first.
    */
-  private closeKeptEndpoints(attempt: (f: () => void) => void): void {
+  private closeEndpointsLeftBehind(attempt: (f: () => void) => void): void {
     const table = existingProcessEndpoints();
-    if (table === null || table.anyOpen()) return;
-    for (const kept of table.takeKept(this.handles.domain)) {
-      attempt(() => this.fi.close(kept.endpoint, "endpoint"));
-      attempt(() => this.fi.close(kept.completionQueue, "cq"));
-      attempt(() => this.fi.close(kept.addressVector, "av"));
+    if (table === null) return;
+    const domain = this.handles.domain;
+    const leftBehind = table.takeOrphans(domain);
+    if (!table.anyOpen()) leftBehind.push(...table.takeKept(domain));
+    for (const handles of leftBehind) {
+      attempt(() => this.fi.close(handles.endpoint, "endpoint"));
+      attempt(() => this.fi.close(handles.completionQueue, "cq"));
+      attempt(() => this.fi.close(handles.addressVector, "av"));
     }
+  }
+
+  /**
+   * Why the domain cannot close yet: endpoints other Workers (still running) opened on it. One
+   * error naming them and what to do, instead of libfabric's EBUSY for the domain and the fabric.
+   */
+  private endpointsElsewhere(): AllocToolsError | null {
+    const threads = existingProcessEndpoints()?.openElsewhere(this.handles.domain) ?? [];
+    if (threads.length === 0) return null;
+    const named = [...new Set(threads)].map((thread) => (thread === 0 ? "the main thread" : `Worker threadId ${thread}`)).join(", ");
+    return new AllocToolsError("BUSY",
+      `provider ${this.name}: ${threads.length} endpoint(s) opened on its domain by other threads are still open (${named}): ` +
+        "close each in its own thread (endpoint.close() before the Worker ends; a terminated Worker's are closed here), then close the provider again. " +
+        "Everything else is closed; the domain and fabric stay open until then");
   }
 
   /** `close()`: `using provider = LibfabricProvider.open(...)`. */

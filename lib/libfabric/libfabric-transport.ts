@@ -143,7 +143,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name);
     this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
     this.sharesMappings = provider.name === "shm";
-    this.tableEntry = processEndpoints().claim(this.name);
+    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain });
   }
 
   bind(engine: CompletionSink): void {
@@ -295,7 +295,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   close(): boolean {
     const table = processEndpoints();
     if (this.sharesMappings && this.tableEntry >= 0 && this.mayBeTouched(table)) {
-      table.keep(this.tableEntry, { endpoint: this.ep, completionQueue: this.cq, addressVector: this.av, domain: this.provider.handles.domain });
+      table.keep(this.tableEntry);
       return false;
     }
     if (this.tableEntry >= 0) table.release(this.tableEntry);

@@ -17,12 +17,13 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { threadId } from "node:worker_threads";
 import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { currentThread, threadAlive, type ThreadIdentity } from "../sharing/thread-liveness.ts";
 import * as libc from "../../ffi/libc.ts";
 
 /** Entries (endpoints open or kept at once, in the whole process). */
 const ENTRIES = 1024;
-/** 32-bit words per entry: see the WORD offsets. */
-const ENTRY_WORDS = 16;
+/** 32-bit words per entry: see the word offsets below. */
+const ENTRY_WORDS = 20;
 const TABLE_BYTES = ENTRIES * ENTRY_WORDS * 4;
 
 /** Words of an entry. */
@@ -33,9 +34,11 @@ const HASH_LOW = 3;
 const HASH_HIGH = 4;
 /** Set once an operation was tried between this endpoint and another of the process (either way). */
 const ENTANGLED = 13;
-/** The thread that opened the endpoint (worker_threads' threadId + 1). */
+/** The thread that opened the endpoint (worker_threads' threadId + 1), its kernel id and start time. */
 const THREAD = 14;
-/** Native handles of a kept endpoint (low, high halves): endpoint, completion queue, address vector, domain. */
+const KERNEL_THREAD = 15;
+const KERNEL_THREAD_START = 16;
+/** Native handles of the endpoint (low, high halves): endpoint, completion queue, address vector, domain. */
 const HANDLES = 5;
 
 /** Entry states. */
@@ -51,8 +54,8 @@ export class LocalPeer {
   constructor(readonly entry: number, readonly generation: number) {}
 }
 
-/** The native objects of a kept endpoint. */
-export interface KeptHandles {
+/** The native objects of an endpoint. */
+export interface EndpointHandles {
   readonly endpoint: number;
   readonly completionQueue: number;
   readonly addressVector: number;
@@ -71,15 +74,19 @@ class ProcessEndpoints {
   }
 
   /** Takes an entry for an open endpoint named `name`; -1 when the table is full (the endpoint then goes untracked). */
-  claim(name: Uint8Array): number {
+  claim(name: Uint8Array, handles: EndpointHandles): number {
     const words = this.words;
     const [low, high] = nameHash(name);
+    const thread = currentThread();
     for (let entry = 0; entry < ENTRIES; entry++) {
       const at = entry * ENTRY_WORDS;
       if (Atomics.compareExchange(words, at + STATE, FREE, CLAIMING) !== FREE) continue;
       Atomics.store(words, at + INCOMING, 0);
       Atomics.store(words, at + ENTANGLED, 0);
       Atomics.store(words, at + THREAD, threadId + 1);
+      Atomics.store(words, at + KERNEL_THREAD, thread.id);
+      Atomics.store(words, at + KERNEL_THREAD_START, thread.start);
+      this.writeHandles(entry, handles);
       Atomics.add(words, at + GENERATION, 1);
       Atomics.store(words, at + HASH_LOW, low);
       Atomics.store(words, at + HASH_HIGH, high);
@@ -141,15 +148,8 @@ class ProcessEndpoints {
   }
 
   /** The endpoint of `entry` closed, but its native objects stay open for now (see the file header). */
-  keep(entry: number, handles: KeptHandles): void {
-    const words = this.words;
-    const at = entry * ENTRY_WORDS + HANDLES;
-    const values = [handles.endpoint, handles.completionQueue, handles.addressVector, handles.domain];
-    for (let i = 0; i < values.length; i++) {
-      words[at + 2 * i] = values[i]! >>> 0;
-      words[at + 2 * i + 1] = Math.floor(values[i]! / 4294967296);
-    }
-    Atomics.store(words, entry * ENTRY_WORDS + STATE, KEPT);
+  keep(entry: number): void {
+    Atomics.store(this.words, entry * ENTRY_WORDS + STATE, KEPT);
   }
 
   /** Whether any endpoint of the process is open (one that could still progress towards a kept one). */
@@ -171,24 +171,65 @@ class ProcessEndpoints {
     return false;
   }
 
+  /** Takes the kept endpoints of `domain` out of the table and returns their handles, for their domain's close. */
+  takeKept(domain: number): EndpointHandles[] {
+    return this.take((entry) => Atomics.load(this.words, entry * ENTRY_WORDS + STATE) === KEPT && this.handles(entry).domain === domain);
+  }
+
   /**
-   * Takes the kept endpoints of `domain` (0: of any domain) out of the table and returns their
-   * handles, for their domain's close.
+   * Takes the open endpoints of `domain` whose thread has exited (a Worker terminated before it
+   * closed them: nothing can progress them any more) and returns their handles, to close.
    */
-  takeKept(domain: number): KeptHandles[] {
-    const words = this.words;
-    const taken: KeptHandles[] = [];
+  takeOrphans(domain: number): EndpointHandles[] {
+    return this.take((entry) => this.openOn(entry, domain) && !threadAlive(this.kernelThread(entry)));
+  }
+
+  /** The threads (worker_threads' threadId) other than this one whose endpoints on `domain` are open. */
+  openElsewhere(domain: number): number[] {
+    const threads: number[] = [];
     for (let entry = 0; entry < ENTRIES; entry++) {
-      const at = entry * ENTRY_WORDS;
-      if (Atomics.load(words, at + STATE) !== KEPT) continue;
-      const value = (i: number) => (words[at + HANDLES + 2 * i]! >>> 0) + (words[at + HANDLES + 2 * i + 1]! >>> 0) * 4294967296;
-      const handles = { endpoint: value(0), completionQueue: value(1), addressVector: value(2), domain: value(3) };
-      if (domain !== 0 && handles.domain !== domain) continue;
-      if (Atomics.compareExchange(words, at + STATE, KEPT, CLAIMING) !== KEPT) continue;
-      taken.push(handles);
-      Atomics.store(words, at + STATE, FREE);
+      if (!this.openOn(entry, domain)) continue;
+      const thread = Atomics.load(this.words, entry * ENTRY_WORDS + THREAD) - 1;
+      if (thread !== threadId) threads.push(thread);
+    }
+    return threads;
+  }
+
+  private openOn(entry: number, domain: number): boolean {
+    return Atomics.load(this.words, entry * ENTRY_WORDS + STATE) === OPEN && this.handles(entry).domain === domain;
+  }
+
+  /** The entries `wanted` selects, taken (freed) one by one with a compare-and-swap; their handles. */
+  private take(wanted: (entry: number) => boolean): EndpointHandles[] {
+    const taken: EndpointHandles[] = [];
+    for (let entry = 0; entry < ENTRIES; entry++) {
+      if (!wanted(entry)) continue;
+      const state = Atomics.load(this.words, entry * ENTRY_WORDS + STATE);
+      if (Atomics.compareExchange(this.words, entry * ENTRY_WORDS + STATE, state, CLAIMING) !== state) continue;
+      taken.push(this.handles(entry));
+      Atomics.add(this.words, entry * ENTRY_WORDS + GENERATION, 1);
+      Atomics.store(this.words, entry * ENTRY_WORDS + STATE, FREE);
     }
     return taken;
+  }
+
+  private writeHandles(entry: number, handles: EndpointHandles): void {
+    const at = entry * ENTRY_WORDS + HANDLES;
+    const values = [handles.endpoint, handles.completionQueue, handles.addressVector, handles.domain];
+    for (let i = 0; i < values.length; i++) {
+      this.words[at + 2 * i] = values[i]! >>> 0;
+      this.words[at + 2 * i + 1] = Math.floor(values[i]! / 4294967296);
+    }
+  }
+
+  private handles(entry: number): EndpointHandles {
+    const at = entry * ENTRY_WORDS + HANDLES;
+    const value = (i: number) => (this.words[at + 2 * i]! >>> 0) + (this.words[at + 2 * i + 1]! >>> 0) * 4294967296;
+    return { endpoint: value(0), completionQueue: value(1), addressVector: value(2), domain: value(3) };
+  }
+
+  private kernelThread(entry: number): ThreadIdentity {
+    return { id: Atomics.load(this.words, entry * ENTRY_WORDS + KERNEL_THREAD), start: Atomics.load(this.words, entry * ENTRY_WORDS + KERNEL_THREAD_START) };
   }
 
   /** Removes the table's file (the process is exiting: no thread opens an endpoint any more). */
