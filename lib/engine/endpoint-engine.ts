@@ -23,6 +23,14 @@ import { peerNameBytes, peerNameString } from "./peer-name.ts";
 import type { Transport } from "./transport.ts";
 
 /**
+ * Any endpoint (Endpoint, UcxEndpoint or MpiEndpoint): what code written for every transport takes.
+ * Its peers are what that endpoint's insert() returned (a bigint for libfabric, a number for UCX and
+ * MPI). A union such as `Endpoint | UcxEndpoint` cannot be called (its peer parameters intersect to
+ * `never`); this type can.
+ */
+export type AnyEndpoint = EndpointEngine<number | bigint>;
+
+/**
  * The base of every endpoint: the one-sided and message operations in their three forms, over a
  * transport adapter. `Peer` is what the transport's `insert()` returns.
  */

@@ -5,14 +5,14 @@ import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../e
 import { ANY_SOURCE, checkReceiveOptions, checkTag, type ReceiveOptions } from "./message.ts";
 import { argument, Wait, type Operation } from "./operation.ts";
 import type { AnyLocalMemory, OperationEngine } from "./operation-engine.ts";
-import { RemoteRegion } from "./remote-region.ts";
+import { notRemoteRegion, RemoteRegion } from "./remote-region.ts";
 import type { OperationKind, RmaKind } from "./rma-errors.ts";
 
 /** A write or read of `length` bytes between `local` and the start of `remote` on `peer`. */
 export function beginRma<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: RmaKind, wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Operation {
   engine.assertOpen();
   if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
-  if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+  if (!(remote instanceof RemoteRegion)) throw notRemoteRegion(kind, remote);
   if (length > remote.length) {
     throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
   }
@@ -28,7 +28,7 @@ export function beginAtomic<Peer extends number | bigint>(engine: OperationEngin
   engine.assertOpen();
   const reason = engine.transport.atomics;
   if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
-  if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
+  if (!(remote instanceof RemoteRegion)) throw notRemoteRegion(kind, remote);
   if (remote.length < 8) throw new AllocToolsRangeError(`${kind} works on a 64-bit word: the remote region has ${remote.length} bytes, fewer than 8`);
   if ((remote.address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
   const handle = engine.transport.resolveRemote(kind, peer, remote, 8);

@@ -153,6 +153,11 @@ export abstract class MemoryRegion {
     });
   }
 
+  /** `${region}`: the same line as console.log prints (to hand the region to a peer, use `${region.remote()}`). */
+  toString(): string {
+    return this[inspectCustom]();
+  }
+
   /** Over the caller's memory (registerUserRegion). */
   get isUser(): boolean {
     return this.flags.isUser;
