@@ -7,8 +7,11 @@ import type { OperationKind } from "./rma-errors.ts";
 export interface LatencySummary {
   /** Operations recorded. */
   readonly count: number;
+  /** The median. */
   readonly p50: number;
+  /** 90 % of the operations took at most this long. */
   readonly p90: number;
+  /** 99 % of the operations took at most this long. */
   readonly p99: number;
   /** The largest latency recorded (exact). */
   readonly max: number;
