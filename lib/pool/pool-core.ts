@@ -433,10 +433,12 @@ export function temporaryBlock(region: MemoryRegionImpl): MemoryBlock {
 }
 
 /**
- * Frees a block: unmapped, or, where peers may still write to it after its deregistration (the
- * provider's `keepsFreedMemoryMapped`, UCX), its range kept mapped over fresh zero pages.
+ * Frees a block: unmapped, or, where peers may still write to the pool's own memory after its
+ * deregistration (the provider's `keepsFreedMemoryMapped`, UCX), its range kept mapped over fresh
+ * zero pages. Memory the provider supplied goes back to it (UCX-allocated memory is one-sided on
+ * shared memory: a stale peer writes into its own mapping of the segment).
  */
 function freeBlock(block: MemoryBlock, provider: RegionProvider): void {
-  if (provider.keepsFreedMemoryMapped === true) block.freeKeepingRange();
+  if (provider.keepsFreedMemoryMapped === true && !(block instanceof ProvidedMemoryBlock)) block.freeKeepingRange();
   else block.free();
 }
