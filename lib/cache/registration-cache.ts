@@ -331,7 +331,10 @@ export class RegistrationCache implements RegionOwner, Disposable {
     let firstError: unknown;
     const all = this.entries.clear();
     this.lru.clear();
-    for (const entry of all) firstError ??= this.closeEntry(entry);
+    for (const entry of all) {
+      const entryError = this.closeEntry(entry);
+      firstError ??= entryError;
+    }
     this.staging.clear();
     this.inUse = 0;
     this.registrar.dropSpare();
