@@ -12,13 +12,14 @@ import { busyError } from "../engine/local-memory.ts";
 import { WeakChild } from "../memory/provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { checkRegionMemory, type UserMemoryInput } from "../memory/user-memory.ts";
-import { SharedPool, type ShareOptions, type SharedPoolHandle } from "../sharing/shared-pool.ts";
+import { SharedPool } from "../sharing/shared-pool.ts";
+import type { ShareOptions, SharedPoolHandle } from "../sharing/shared-handle.ts";
 import type { SharedAudit } from "../sharing/shared-audit.ts";
 import type { WorkerCache } from "../sharing/worker-cache.ts";
 import type { MemoryPoolStack } from "./stack.ts";
 
 export type { LeakReport, LeakedRegion, PoolStats } from "./pool-core.ts";
-export type { ShareOptions, SharedPoolHandle } from "../sharing/shared-pool.ts";
+export type { ShareOptions, SharedPoolHandle } from "../sharing/shared-handle.ts";
 
 // Holds the resources and the provider's weak link only: the core points back at the pool, which
 // would then never be collected.

@@ -30,6 +30,11 @@ export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
 const SHIFT = STATE_SHIFT;
 
+/** What a get, a release or a new region of any Worker gets once the owner closed the pool. */
+export function poolClosedError(): AllocToolsError {
+  return new AllocToolsError("POOL_CLOSED", "the pool is closed");
+}
+
 /** One Worker's view of the shared part of a pool. */
 export class SharedPoolState {
   readonly buffer: SharedArrayBuffer;
