@@ -26,19 +26,19 @@ export function auditSharedPool(state: SharedPoolState): SharedAudit {
     seen[index] = 1;
     return true;
   };
-  for (let k = 0; k < state.classCount; k++) {
-    for (const index of state.stackSnapshot(k, count)) {
-      if (!place(index, `stack ${k}`)) continue;
+  for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+    for (const index of state.stackSnapshot(sizeClass, count)) {
+      if (!place(index, `stack ${sizeClass}`)) continue;
       onStacks++;
-      if (state.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
-      if (state.blocks.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${state.blocks.stackOf(index)}`);
+      if (state.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${sizeClass} but marked in use`);
+      if (state.blocks.stackOf(index) !== sizeClass) problems.push(`region ${index} is on stack ${sizeClass} but belongs to stack ${state.blocks.stackOf(index)}`);
     }
   }
   const slots = [...Array(state.slots.used).keys()];
   const deadSlots = slots.filter((slot) => !state.slots.alive(slot));
-  for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
-    for (let k = 0; k < state.classCount; k++) {
-      for (const index of state.cacheEntries(slot, k)) {
+  for (const slot of slots.filter((candidate) => !deadSlots.includes(candidate))) {
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+      for (const index of state.cacheEntries(slot, sizeClass)) {
         if (!place(index, `cache of slot ${slot}`)) continue;
         cached++;
         if (state.regionState(index) !== slot + 1) problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${state.regionState(index)}`);
@@ -53,15 +53,15 @@ export function auditSharedPool(state: SharedPoolState): SharedAudit {
     }
   };
   for (const slot of deadSlots) {
-    for (let k = 0; k < state.classCount; k++) for (const index of state.cacheEntries(slot, k)) adopt(index, slot + 1);
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) for (const index of state.cacheEntries(slot, sizeClass)) adopt(index, slot + 1);
     adopt(state.popIntentOf(slot));
   }
-  for (let k = 0; k < state.classCount; k++) {
-    const holder = state.locks.holder(k);
-    const block = state.locks.growthInProgress(k);
+  for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+    const holder = state.locks.holder(sizeClass);
+    const block = state.locks.growthInProgress(sizeClass);
     if (holder === 0 || block < 0 || state.slots.alive(holder - 1) || state.blocks.stateOf(block) !== BlockState.LIVE) continue;
     const record = state.blocks.record(block);
-    for (let i = record.first; i < record.first + record.count; i++) adopt(i);
+    for (let index = record.first; index < record.first + record.count; index++) adopt(index);
   }
   let regions = 0;
   let lost = 0;

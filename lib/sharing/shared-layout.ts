@@ -148,8 +148,8 @@ export class SharedLayout {
     const workers = spec.maxWorkers;
     const unpooledEntries = workers * spec.maxUnpooledRegions;
     this.classCount = classes;
-    this.capacity = spec.stacks.reduce((n, s) => n + s.capacity, 0);
-    this.maxBlocks = spec.stacks.reduce((n, s) => n + s.maxBlocks, 0);
+    this.capacity = spec.stacks.reduce((total, stack) => total + stack.capacity, 0);
+    this.maxBlocks = spec.stacks.reduce((total, stack) => total + stack.maxBlocks, 0);
     this.slotCounterWords = alignToLine(FLOAT64 * (classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS)) / FLOAT64;
     this.cacheStride = alignToLine(INT32 * (CACHE.entries + spec.cacheSize)) / INT32;
 
@@ -211,30 +211,30 @@ export class SharedLayout {
     assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 
-  /** Byte offset of class `k`'s lock, head and counters lines. */
-  lockLine(k: number): number {
-    return this.locks + k * LINE;
+  /** Byte offset of class `sizeClass`'s lock, head and counters lines. */
+  lockLine(sizeClass: number): number {
+    return this.locks + sizeClass * LINE;
   }
-  headLine(k: number): number {
-    return this.heads + k * LINE;
+  headLine(sizeClass: number): number {
+    return this.heads + sizeClass * LINE;
   }
-  stackCountersLine(k: number): number {
-    return this.stackCounters + k * LINE;
+  stackCountersLine(sizeClass: number): number {
+    return this.stackCounters + sizeClass * LINE;
   }
   slotLine(slot: number): number {
     return this.slotLines + slot * LINE;
   }
-  /** Int32 word offset of `slot`'s cache block for class `k`. */
-  cacheWord(slot: number, k: number): number {
-    return this.caches / INT32 + (slot * this.classCount + k) * this.cacheStride;
+  /** Int32 word offset of `slot`'s cache block for class `sizeClass`. */
+  cacheWord(slot: number, sizeClass: number): number {
+    return this.caches / INT32 + (slot * this.classCount + sizeClass) * this.cacheStride;
   }
   /** Float64 word offset of `slot`'s counters. */
   countersWord(slot: number): number {
     return this.slotCounters / FLOAT64 + slot * this.slotCounterWords;
   }
-  /** Float64 word of class `k`'s counter `counter` (CLASS_COUNTERS) inside a Worker's counters. */
-  classCounter(k: number, counter: number): number {
-    return k * CLASS_COUNTER_WORDS + counter;
+  /** Float64 word of class `sizeClass`'s counter `counter` (CLASS_COUNTERS) inside a Worker's counters. */
+  classCounter(sizeClass: number, counter: number): number {
+    return sizeClass * CLASS_COUNTER_WORDS + counter;
   }
   /** Float64 word of unpooled counter `counter` (UNPOOLED_COUNTERS) inside a Worker's counters. */
   unpooledCounter(counter: number): number {
