@@ -224,22 +224,13 @@ export class MemoryBlockAllocator {
     const huge = options.hugePages ?? this.defaults.hugePages ?? false;
     const lock = options.lock ?? this.defaults.lock ?? true;
 
-    let address = 0;
     let size = 0;
-    let onHugePages = false;
+    let address = 0;
     if (usesHugeTlb(huge)) {
       size = this.roundUp(bytes, true);
-      try {
-        address = libc.mmap(size, libc.MAP_HUGETLB);
-        onHugePages = true;
-      } catch (error) {
-        if (huge === true) {
-          throw new AllocToolsError("HUGE_PAGES",
-            `no huge pages for ${size} bytes (MAP_HUGETLB failed: ${(error as Error).message}); ` +
-              `reserve some in /proc/sys/vm/nr_hugepages or ask for hugePages: "try"`, { cause: error });
-        }
-      }
+      address = mapHugeTlb(size, huge === true);
     }
+    const onHugePages = address !== 0;
     if (!onHugePages) {
       size = this.roundUp(bytes);
       address = libc.mmap(size);
@@ -254,6 +245,21 @@ export class MemoryBlockAllocator {
       throw error;
     }
     return new MemoryBlock(address, size, onHugePages, lock);
+  }
+}
+
+/**
+ * `size` bytes on MAP_HUGETLB pages; 0 when none are available, unless they are `required`:
+ * then AllocToolsError HUGE_PAGES.
+ */
+function mapHugeTlb(size: number, required: boolean): number {
+  try {
+    return libc.mmap(size, libc.MAP_HUGETLB);
+  } catch (error) {
+    if (!required) return 0;
+    throw new AllocToolsError("HUGE_PAGES",
+      `no huge pages for ${size} bytes (MAP_HUGETLB failed: ${(error as Error).message}); ` +
+        `reserve some in /proc/sys/vm/nr_hugepages or ask for hugePages: "try"`, { cause: error });
   }
 }
 

@@ -65,6 +65,21 @@ export function writeDescription(buffer: SharedArrayBuffer, layout: SharedLayout
   });
 }
 
+/** The layout spec the description's words record, for `classes` size classes. */
+function readLayout(floats: Float64Array, classes: number): SharedLayoutSpec {
+  return {
+    maxWorkers: floats[DESCRIPTION.maxWorkers]!, cacheSize: floats[DESCRIPTION.cacheSize]!, maxUnpooledRegions: floats[DESCRIPTION.maxUnpooledRegions]!,
+    stacks: Array.from({ length: classes }, (_, sizeClass) => {
+      const at = DESCRIPTION.stacks + sizeClass * DESCRIPTION_STACK_WORDS;
+      return {
+        chunkSize: floats[at + DESCRIPTION_STACK.chunkSize]!, initialCount: floats[at + DESCRIPTION_STACK.initialCount]!,
+        growCount: floats[at + DESCRIPTION_STACK.growCount]!, capacity: floats[at + DESCRIPTION_STACK.capacity]!,
+        maxBlocks: floats[at + DESCRIPTION_STACK.maxBlocks]!,
+      };
+    }),
+  };
+}
+
 /**
  * The description a shared pool's memory holds. AllocToolsTypeError when `buffer` is not a shared
  * pool's memory (not a SharedArrayBuffer, no magic, or a size its own description does not give).
@@ -76,17 +91,7 @@ export function readDescription(buffer: unknown): SharedPoolDescription {
   const classes = new Int32Array(buffer, 0, LINE / 4)[HEADER.classes]!;
   if (classes < 1 || classes > MAX_CLASSES || buffer.byteLength < LINE + descriptionBytes(classes)) throw damaged();
   const floats = new Float64Array(buffer, LINE, descriptionBytes(classes) / 8);
-  const layout: SharedLayoutSpec = {
-    maxWorkers: floats[DESCRIPTION.maxWorkers]!, cacheSize: floats[DESCRIPTION.cacheSize]!, maxUnpooledRegions: floats[DESCRIPTION.maxUnpooledRegions]!,
-    stacks: Array.from({ length: classes }, (_, sizeClass) => {
-      const at = DESCRIPTION.stacks + sizeClass * DESCRIPTION_STACK_WORDS;
-      return {
-        chunkSize: floats[at + DESCRIPTION_STACK.chunkSize]!, initialCount: floats[at + DESCRIPTION_STACK.initialCount]!,
-        growCount: floats[at + DESCRIPTION_STACK.growCount]!, capacity: floats[at + DESCRIPTION_STACK.capacity]!,
-        maxBlocks: floats[at + DESCRIPTION_STACK.maxBlocks]!,
-      };
-    }),
-  };
+  const layout = readLayout(floats, classes);
   let bytes: number;
   try {
     bytes = new SharedLayout(layout).bytes;
