@@ -139,10 +139,16 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.messages?.bind(engine);
   }
 
-  /** A message's peer: inserted here (a receive's may be ANY_SOURCE). */
+  /**
+   * A message's peer: inserted here (a receive's may be ANY_SOURCE). A send to an endpoint of this
+   * process that closed is refused: on shm it would write into the closed endpoint's unmapped region.
+   */
   resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE): void {
     if (peer === ANY_SOURCE && kind !== "send") return;
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
+    if (kind === "send" && this.localPeers.size > 0 && this.localPeers.get(peer)?.closed === true) {
+      throw new AllocToolsError("ENDPOINT_CLOSED", "send: the peer is an endpoint of this process, and it is closed");
+    }
   }
 
   /** Adds a peer's name to the address vector. */
