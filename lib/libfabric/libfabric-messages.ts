@@ -20,6 +20,14 @@
 // A message of unknown size (`receive`) is found with FI_PEEK|FI_CLAIM, then received with
 // FI_CLAIM into a pooled region of its length. Providers without a working FI_PEEK (shm 1.17
 // consumes the message) receive into the pool's largest region.
+//
+// Provider defects worked around here (libfabric 1.17, read in its source and seen in tests):
+// - ofi_rxd (udp;ofi_rxd) announces FI_SOURCE but never writes a completion's source, so
+//   fi_cq_readfrom gives fi_addr 0 for every message: a receive from a named peer reports that
+//   peer (the match guarantees it), one from ANY_SOURCE reports ANY_SOURCE (unknown).
+// - shm before 1.19 matches a receive against messages that arrived before it with the waiting
+//   message's mask instead of the receive's (smr_match_tagged on the unexpected queue), so a
+//   receive with a tag mask misses or takes the wrong message: such receives are refused there.
 import { ptr } from "bun:ffi";
 import type { TaggedOps } from "../../ffi/libfabric.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
@@ -38,6 +46,10 @@ const CLAIM_FLAGS = FI.CLAIM;
 const DISCARD_FLAGS = FI.CLAIM | FI.DISCARD;
 /** Providers whose FI_PEEK does not work (shm 1.17 truncates the message instead of peeking). */
 const NO_PEEK = new Set(["shm"]);
+/** Utility providers that announce FI_SOURCE but never report a completion's source (see the header). */
+const NO_SOURCE = "ofi_rxd";
+/** The first libfabric whose shm applies a receive's tag mask to messages already waiting: FI_VERSION(1, 19). */
+const SHM_MASKS_FIXED = (1 << 16) | 19;
 
 /** A `receive` operation's state (op.flags). */
 const PEEKING = 1;
@@ -62,6 +74,10 @@ export class TaggedMessages {
   private readonly ep: number;
   private readonly injectSize: number;
   private readonly peeks: boolean;
+  /** Whether completions name their source (else a directed receive reports its peer, ANY_SOURCE the unknown). */
+  private readonly reportsSources: boolean;
+  /** Why receives with a tag mask are refused on this provider, "" where masks work. */
+  readonly masks: string;
   // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
   // stays valid (a small typed array's storage can move when JSC materializes its buffer).
   private readonly block = new Uint32Array(new ArrayBuffer(BLOCK_BYTES));
@@ -73,12 +89,16 @@ export class TaggedMessages {
   private readonly peekAgain: Operation[] = [];
   private engine: CompletionSink | null = null;
 
-  constructor(ops: TaggedOps, strerror: (errno: number) => string, ep: number, injectSize: number, providerName: string) {
+  constructor(ops: TaggedOps, strerror: (errno: number) => string, ep: number, injectSize: number, providerName: string, libraryVersion: number) {
     this.ops = ops;
     this.strerror = strerror;
     this.ep = ep;
     this.injectSize = injectSize;
     this.peeks = !NO_PEEK.has(providerName);
+    this.reportsSources = !providerName.split(";").includes(NO_SOURCE);
+    this.masks = providerName === "shm" && libraryVersion < SHM_MASKS_FIXED
+      ? "shm before libfabric 1.19 ignores a receive's tag mask for messages that arrived before the receive (it matches with the waiting message's mask): receive with an exact tag (ignore 0) here"
+      : "";
     this.blockAddress = ptr(this.block);
     const words = this.block;
     writeU64(words, IOVEC_OFFSET + 16, overflowSink());
@@ -114,7 +134,7 @@ export class TaggedMessages {
     }
     op.resultLength = length;
     op.resultTag = tag;
-    op.resultSource = source === ADDRESS_UNSPECIFIED ? ANY_SOURCE : source;
+    op.resultSource = this.reportsSources ? (source === ADDRESS_UNSPECIFIED ? ANY_SOURCE : source) : op.peer === ANY_SOURCE ? ANY_SOURCE : BigInt(op.peer);
     if (op.kind !== "receive" || (op.flags & PEEKING) === 0) return this.release(op);
     if (this.engine!.bufferFor(op, length)) {
       op.flags = CLAIMING;

@@ -129,7 +129,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.withSource = (caps & FI.SOURCE_CAP) !== 0n;
     const tagged = (caps & MESSAGING_CAPS) === MESSAGING_CAPS ? fi.taggedOps(ep) : null;
     const injectSize = Number(readU64(readPtr(info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
-    this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name);
+    this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name, fi.version);
     this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
     openTransports.set(hex(this.name), this);
   }
@@ -142,8 +142,10 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   /**
    * A message's peer: inserted here (a receive's may be ANY_SOURCE). A send to an endpoint of this
    * process that closed is refused: on shm it would write into the closed endpoint's unmapped region.
+   * A receive's tag mask is refused where the provider mishandles masks (TaggedMessages.masks).
    */
-  resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE): void {
+  resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE, _tag: number, ignore: number): void {
+    if (ignore !== 0 && this.messages!.masks !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind} with tag mask 0x${ignore.toString(16)}: ${this.messages!.masks}`);
     if (peer === ANY_SOURCE && kind !== "send") return;
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
     if (kind === "send" && this.localPeers.size > 0 && this.localPeers.get(peer)?.closed === true) {

@@ -10,12 +10,16 @@ import { L } from "../../ffi/layout.ts";
 export interface MessageCase {
   readonly label: string;
   readonly options: LibfabricProviderOptions;
+  /** Whether a receive from ANY_SOURCE learns its sender (udp;ofi_rxd never reports it: ANY_SOURCE). */
+  readonly reportsSource: boolean;
+  /** Whether receives with a tag mask are taken (shm before libfabric 1.19 mishandles them: refused). */
+  readonly masks: boolean;
 }
 
-export const TCP: MessageCase = { label: "tcp", options: { provider: "tcp", node: "127.0.0.1" } };
-export const SHM: MessageCase = { label: "shm", options: { provider: "shm" } };
-export const UDP: MessageCase = { label: "udp", options: { provider: "udp", node: "127.0.0.1" } };
-export const SOCKETS: MessageCase = { label: "sockets", options: { provider: "sockets", node: "127.0.0.1" } };
+export const TCP: MessageCase = { label: "tcp", options: { provider: "tcp", node: "127.0.0.1" }, reportsSource: true, masks: true };
+export const SHM: MessageCase = { label: "shm", options: { provider: "shm" }, reportsSource: true, masks: false };
+export const UDP: MessageCase = { label: "udp", options: { provider: "udp", node: "127.0.0.1" }, reportsSource: false, masks: true };
+export const SOCKETS: MessageCase = { label: "sockets", options: { provider: "sockets", node: "127.0.0.1" }, reportsSource: true, masks: true };
 
 /** rxm's eager limit (FI_OFI_RXM_BUFFER_SIZE): above it a message goes by SAR, then rendezvous. */
 export const RXM_EAGER_LIMIT = 16_384;
