@@ -228,9 +228,13 @@ export class TaggedMessages {
     return this.outcome(op, this.ops.trecvmsg(this.ep, this.blockAddress, PEEK_FLAGS) as number, "fi_trecvmsg");
   }
 
-  /** The receive of a peeked message, with the peek's fi_context (FI_CLAIM), or its drop (FI_DISCARD). */
+  /**
+   * The receive of a peeked message, with the peek's fi_context (FI_CLAIM), or its drop
+   * (FI_DISCARD). A claim always carries its iovec, empty for a message of 0 bytes: sockets
+   * copies a claimed message through msg_iov without looking at iov_count, and crashed on NULL.
+   */
   private claim(op: Operation, flags: bigint): void {
-    this.describe(op, op.local, flags === CLAIM_FLAGS ? op.length : 0, sourceOf(op), op.request);
+    this.describe(op, op.local, flags === CLAIM_FLAGS ? op.length : 0, sourceOf(op), op.request, flags === CLAIM_FLAGS ? 1 : 0);
     const ret = this.ops.trecvmsg(this.ep, this.blockAddress, flags) as number;
     if (ret !== 0) {
       op.failure ??= new FabricError("fi_trecvmsg", -ret, this.strerror(-ret), "claiming a peeked message (FI_CLAIM)");
@@ -240,16 +244,17 @@ export class TaggedMessages {
   }
 
   /**
-   * The fi_msg_tagged of one operation: `iovecs` 1 is `length` bytes at `address` (none when
-   * `length` is 0); 2 adds the overflow sink after them.
+   * The fi_msg_tagged of one operation: `iovecs` 0 is `length` bytes at `address`, or no iovec when
+   * `length` is 0; 1 is that iovec even when empty (sockets dereferences the iovec of a claim);
+   * 2 adds the overflow sink after it.
    */
-  private describe(op: Operation, address: number, length: number, peer: number | bigint, context: number, iovecs = 1): void {
+  private describe(op: Operation, address: number, length: number, peer: number | bigint, context: number, iovecs: 0 | 1 | 2 = 0): void {
     const words = this.block;
     const base = this.blockAddress;
     writeU64(words, IOVEC_OFFSET, address);
     writeU64(words, IOVEC_OFFSET + 8, length);
     writeU64(words, DESCRIPTOR_OFFSET, this.descriptor(op));
-    const count = iovecs === 2 ? 2 : length === 0 ? 0 : 1;
+    const count = iovecs === 0 && length === 0 ? 0 : iovecs === 2 ? 2 : 1;
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.msg_iov, count === 0 ? 0 : base + IOVEC_OFFSET);
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.desc, count === 0 ? 0 : base + DESCRIPTOR_OFFSET);
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.iov_count, count);
