@@ -35,6 +35,11 @@ export const MESSAGE_POOL: MemoryPoolOptions = {
   huge: { chunkSize: (64 << 20) + 4096, initialCount: 0 },
 };
 
+/** tx_attr->inject_size of a provider, as fi_info gives it. */
+export function injectSizeOf(provider: LibfabricProvider): number {
+  return Number(readU64(readPtr(provider.handles.info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
+}
+
 /** One endpoint with its own provider and pool. */
 export class Station {
   readonly provider: LibfabricProvider;
@@ -49,7 +54,7 @@ export class Station {
 
   /** tx_attr->inject_size of the provider: sends up to it are fi_tinject. */
   get injectSize(): number {
-    return Number(readU64(readPtr(this.provider.handles.info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
+    return injectSizeOf(this.provider);
   }
 
   close(): void {
