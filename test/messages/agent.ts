@@ -10,7 +10,7 @@ import { out, serveCommands } from "../command-loop.ts";
 import {
   ANY_SOURCE, Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type MemoryRegion, type Message, type PeerAddress, type Received,
 } from "../../lib/index.ts";
-import { firstMismatch, fromHex, toHex } from "../rma/pattern.ts";
+import { fillPattern, firstMismatch, fromHex, toHex } from "../rma/pattern.ts";
 import { landed, landing, payload } from "./landing.ts";
 import { injectSizeOf, MESSAGE_POOL } from "./message-pair.ts";
 
@@ -40,6 +40,8 @@ type Command = {
   form?: Form; seedBase?: number; lateMs?: number; remote?: string; count?: number; window?: number; me?: number; ms?: number;
   /** Receives: the seed of a message is seedBase plus how many came from its source before it (several senders at once). */
   perSource?: boolean;
+  /** serve: the peers (ids from insert) of the Workers, by Worker id; rounds. */
+  peers?: string[]; rounds?: number;
 };
 
 /** What one received message was and held. */
@@ -190,6 +192,36 @@ async function lockedIncrements(c: Command): Promise<object> {
   }
 }
 
+/**
+ * The agent's side of test/messages/message-worker.ts's ring, for every Worker at once: per
+ * round, a message from Worker i (tag 400 + i), then one back to it (tag 500 + i).
+ */
+async function serveWorkers(c: Command): Promise<object> {
+  const sizes = c.sizes!;
+  const largest = Math.max(...sizes);
+  const errors: string[] = [];
+  await Promise.all(c.peers!.map(async (name, worker) => {
+    const peer = peers.get(name)!;
+    const sink = landing(pool, largest);
+    const source = pool.getRegion(largest);
+    try {
+      for (let round = 0; round < c.rounds! && errors.length < 5; round++) {
+        const size = sizes[round % sizes.length]!;
+        const got = await endpoint.recv(sink, largest, peer, 400 + worker);
+        if (got.length !== size || landed(sink, size, 7000 + worker * 100 + round).mismatch !== -1) errors.push(`from worker ${worker}, round ${round}: ${got.length} bytes, wrong`);
+        fillPattern(source.view.subarray(0, size), 9000 + worker * 100 + round);
+        await endpoint.send(source, size, peer, 500 + worker);
+      }
+    } catch (e) {
+      errors.push(`worker ${worker}: ${(e as Error).name}: ${(e as Error).message}`);
+    } finally {
+      pool.releaseRegion(sink);
+      pool.releaseRegion(source);
+    }
+  }));
+  return { errors };
+}
+
 async function handle(c: Command): Promise<object> {
   switch (c.op) {
     case "insert": {
@@ -200,6 +232,7 @@ async function handle(c: Command): Promise<object> {
     case "send": return sendAll(c);
     case "recv": return receiveAll(c);
     case "fetchAdd": return fetchAdds(c);
+    case "serve": return serveWorkers(c);
     case "lock": return lockedIncrements(c);
     case "words": return { counter: String(counters[0]), lock: String(counters[8]), record: String(counters[16]) };
     case "pause": {

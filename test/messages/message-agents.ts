@@ -21,7 +21,7 @@ export interface Got { source: string; tag: number; length: number; mismatch: nu
 
 export type MessageReply = {
   ok?: boolean; peer?: string; got?: Got[]; values?: number[]; ms?: number; spins?: number;
-  counter?: string; lock?: string; record?: string;
+  counter?: string; lock?: string; record?: string; errors?: string[];
   error?: { name: string; code?: string; message: string };
 };
 
