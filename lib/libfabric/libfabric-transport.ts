@@ -12,7 +12,7 @@
 //   own mapping, which the target's close unmaps: the target's close drains while any endpoint of
 //   this process that inserted it has operations pending, and operations towards a closed one are
 //   refused.
-import { nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
+import { nativeView, readI32, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
 import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
 import { checkPeerName } from "../../ffi/fabric-names.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
@@ -25,6 +25,7 @@ import { Posted, type CompletionSink, type Transport } from "../engine/transport
 import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { TaggedMessages } from "./libfabric-messages.ts";
+import { RemoteAtomics } from "./libfabric-atomics.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
@@ -40,6 +41,12 @@ const TAG_WORD = L.fi_cq_tagged_entry.tag / 4;
 const MESSAGING_CAPS = FI.TAGGED | FI.SOURCE_CAP | FI.DIRECTED_RECV;
 const ERR_ENTRY = layout.fi_cq_err_entry.size;
 
+/** The native call each kind of operation is posted with, for errors. */
+const FUNCTION_NAMES: Readonly<Record<OperationKind, string>> = {
+  write: "fi_write", read: "fi_read", send: "fi_tsendmsg", recv: "fi_trecvmsg", receive: "fi_trecvmsg",
+  fetchAdd: "fi_fetch_atomic", compareSwap: "fi_compare_atomic",
+};
+
 /** The open transports of this thread by endpoint name (hex): see the file header. */
 const openTransports = new Map<string, LibfabricTransport>();
 
@@ -53,7 +60,7 @@ export interface LibfabricTransportSettings {
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
   readonly nameKind = "libfabric" as const;
-  readonly atomics: string = "remote atomics are not implemented on this transport yet";
+  readonly atomics: string;
   readonly finishesAbandoned = false;
   readonly messaging: string;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
@@ -66,6 +73,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private readonly ops: RmaOps;
   /** Tagged messages, where the provider has them (else null and `messaging` says why). */
   private readonly messages: TaggedMessages | null;
+  /** fetchAdd and compareSwap, where the provider has them (else null and `atomics` says why). */
+  private readonly remoteAtomics: RemoteAtomics | null;
   /** Whether completions carry their source (FI_SOURCE): read with fi_cq_readfrom. */
   private readonly withSource: boolean;
   private engine: CompletionSink | null = null;
@@ -131,6 +140,10 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const injectSize = Number(readU64(readPtr(info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
     this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name, fi.version);
     this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
+    const mrMode = readI32(readPtr(info, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode);
+    const atomics = RemoteAtomics.open((caps & FI.ATOMIC) !== 0n ? fi.atomicOps(ep) : null, ep, { providerName: provider.name, caps, mrMode }, (errno) => fi.strerror(errno));
+    this.remoteAtomics = typeof atomics === "string" ? null : atomics;
+    this.atomics = typeof atomics === "string" ? atomics : "";
     openTransports.set(hex(this.name), this);
   }
 
@@ -189,10 +202,10 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     return 0;
   }
 
-  /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages. */
+  /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages, atomics to RemoteAtomics. */
   post(op: Operation): Posted {
     const kind = op.kind;
-    if (kind !== "write" && kind !== "read") return this.messages!.post(op);
+    if (kind !== "write" && kind !== "read") return kind === "fetchAdd" || kind === "compareSwap" ? this.remoteAtomics!.post(op) : this.messages!.post(op);
     const fn = kind === "write" ? this.ops.write : this.ops.read;
     const ret = fn(this.ep, op.local, op.length, argument(op.region!.localKey), op.peer, op.remoteAddress, op.key, op.id) as number;
     if (ret === 0) return Posted.POSTED;
@@ -251,7 +264,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   }
 
   functionName(kind: OperationKind): string {
-    return `fi_${kind}`;
+    return FUNCTION_NAMES[kind];
   }
 
   /** Whether an endpoint of this process that inserted this one still has operations pending. */
