@@ -37,7 +37,7 @@ const nameOf = (source: PeerAddress | number): string => (source === ANY_SOURCE 
 type Form = "promise" | "sync" | "post" | "receive" | "messages";
 type Command = {
   seq: number; op: string; name?: string; peer?: string; sizes?: number[]; capacities?: number[]; tag?: number; ignore?: number;
-  form?: Form; seedBase?: number; lateMs?: number; remote?: string; count?: number; window?: number; me?: number; ms?: number;
+  form?: Form; seedBase?: number; lateMs?: number; remote?: string; count?: number; window?: number; me?: number;
   /** Receives: the seed of a message is seedBase plus how many came from its source before it (several senders at once). */
   perSource?: boolean;
   /** serve: the peers (ids from insert) of the Workers, by Worker id; rounds. */
@@ -176,9 +176,9 @@ async function lockedIncrements(c: Command): Promise<object> {
   let spins = 0;
   try {
     for (let i = 0; i < c.count!; i++) {
-      while (endpoint.compareSwapSync(peer, lock, 0n, me) !== 0n) {
+      for (let failed = 0; endpoint.compareSwapSync(peer, lock, 0n, me) !== 0n; failed++) {
         spins++;
-        if ((spins & 63) === 0) await Bun.sleep(0);
+        await Bun.sleep(failed < 8 ? 0 : 1); // back off: the holder needs the target's attention (and a core)
       }
       endpoint.readSync(local, 8, peer, record);
       value[0] = value[0]! + 1n;
@@ -235,13 +235,6 @@ async function handle(c: Command): Promise<object> {
     case "serve": return serveWorkers(c);
     case "lock": return lockedIncrements(c);
     case "words": return { counter: String(counters[0]), lock: String(counters[8]), record: String(counters[16]) };
-    case "pause": {
-      // No progress at all for `ms`: this process's atomics and messages wait in the kernel or in shm.
-      endpoint.stopProgress();
-      Bun.sleepSync(c.ms!);
-      endpoint.startProgress(interval);
-      return { ok: true };
-    }
     case "exit":
       endpoint.close();
       pool.releaseRegion(words);
