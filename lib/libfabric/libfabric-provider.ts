@@ -3,11 +3,16 @@
 import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric, type MrRegFunction } from "../../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
+import { hangUpLikeInterrupt } from "../../ffi/signals.ts";
+import { runAtExit } from "../../ffi/exit-cleanups.ts";
+import { readdirSync, unlinkSync } from "node:fs";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "../options.ts";
 import type { Access, ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
+import { registerProviderAttach } from "../memory/provider-attach.ts";
+import { existingProcessEndpoints } from "./process-endpoints.ts";
 import { closeChildren } from "../memory/provider-child.ts";
 
 /** Requested keys taken from the shared counter at a time. */
@@ -347,9 +352,11 @@ export class LibfabricProvider implements RegionProvider {
 
   /**
    * FI_MR_ENDPOINT: binds every registration, present and future, to `ep` and enables it.
-   * Called by Endpoint; harmless where the provider does not need it.
+   * Called by Endpoint; harmless where the provider does not need it. Also where SIGHUP learns to
+   * unlink shm's files: shm installs its cleanup on SIGINT and SIGTERM at its first endpoint.
    */
   attachEndpoint(ep: number): void {
+    hangUpLikeInterrupt(LIBFABRIC_FILE);
     if (!this.endpointBound) return;
     if (this.isAttached || (this.endpoint !== 0 && this.endpoint !== ep)) {
       throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
@@ -389,6 +396,7 @@ export class LibfabricProvider implements RegionProvider {
       if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing the view of provider ${this.name}`);
       return;
     }
+    this.closeKeptEndpoints(attempt);
     this.#keys.markClosed();
     for (const reg of this.live.values()) {
       reg.slot = CLOSED;
@@ -399,6 +407,20 @@ export class LibfabricProvider implements RegionProvider {
     attempt(() => this.fi.close(this.handles.fabric, "fabric"));
     this.fi.freeInfo(this.handles.info);
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
+  }
+
+  /**
+   * Endpoints of this domain kept open at their close (process-endpoints.ts) are closed now, when
+   * no endpoint of the process is open any more: nothing can progress towards them then.
+   */
+  private closeKeptEndpoints(attempt: (f: () => void) => void): void {
+    const table = existingProcessEndpoints();
+    if (table === null || table.anyOpen()) return;
+    for (const kept of table.takeKept(this.handles.domain)) {
+      attempt(() => this.fi.close(kept.endpoint, "endpoint"));
+      attempt(() => this.fi.close(kept.completionQueue, "cq"));
+      attempt(() => this.fi.close(kept.addressVector, "av"));
+    }
   }
 
   /** `close()`: `using provider = LibfabricProvider.open(...)`. */
@@ -522,6 +544,16 @@ function getInfoNamingProviders(fi: Libfabric, hints: number, options: Libfabric
   }
 }
 
+/**
+ * The libfabric providers that offer here what {@link LibfabricProvider.open} asks for by default
+ * (an RDM endpoint with RMA, thread-safe domains, the mr_mode bits alloctools handles), in
+ * libfabric's order of preference, e.g. ["tcp;ofi_rxm", "shm", "udp;ofi_rxd", "sockets"]; empty
+ * when none does. Throws LibraryLoadError when libfabric does not load.
+ */
+export function libfabricProviderNames(): string[] {
+  return availableProviders(libfabric(), {});
+}
+
 /** The provider names fi_getinfo lists for these options (the provider name left out). */
 function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
   const hints = fi.allocInfo();
@@ -546,8 +578,11 @@ function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): s
 /**
  * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
  * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
- * would leave it behind.
+ * would leave it behind. A process ended by a signal runs no JavaScript: there shm's own handler
+ * unlinks the files, on SIGINT and SIGTERM, and on SIGHUP too since attachEndpoint gave it SIGHUP
+ * (ffi/signals.ts). SIGKILL leaves them.
  */
+const LIBFABRIC_FILE = /\/libfabric\.so/;
 const openProviders = new Set<LibfabricProvider>();
 let exitHookInstalled = false;
 
@@ -555,15 +590,37 @@ function closeAtExit(provider: LibfabricProvider): void {
   openProviders.add(provider);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const open of [...openProviders]) {
-      try {
-        open.close();
-      } catch {
-        // Exiting: nothing left to tell.
-      }
+  // Through runAtExit: MPI's exit hook, which may end the process (MPI_Abort), runs it first.
+  runAtExit(closeOpenProviders);
+}
+
+/**
+ * Closes this thread's open providers. On the main thread, then unlinks every /dev/shm file named
+ * after this process (`<pid>:…`, as every shm endpoint's name here begins): the main thread's exit
+ * ends the Workers without their exit events, so the endpoints of Workers' providers never close.
+ */
+function closeOpenProviders(): void {
+  for (const open of [...openProviders]) {
+    try {
+      open.close();
+    } catch {
+      // Exiting: nothing left to tell.
     }
-  });
+  }
+  if (!Bun.isMainThread) return;
+  const prefix = `${process.pid}:`;
+  try {
+    for (const name of readdirSync(SHM_DIRECTORY)) if (name.startsWith(prefix)) unlinkSync(`${SHM_DIRECTORY}/${name}`);
+  } catch {
+    // No /dev/shm, or the file went meanwhile.
+  }
+}
+const SHM_DIRECTORY = "/dev/shm";
+
+// The main thread sweeps at exit even when only Workers opened providers.
+if (Bun.isMainThread) {
+  exitHookInstalled = true;
+  runAtExit(closeOpenProviders);
 }
 
 /**
@@ -627,3 +684,6 @@ function describe(fi: Libfabric, info: number): LibfabricInfo {
     version: fi.versionString,
   };
 }
+
+// A Worker's MemoryPool.attach reaches this class's attach through the registry, by the handle's kind.
+registerProviderAttach(HANDLE_KIND, (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle));
