@@ -11,7 +11,7 @@ const PER_PROCESS = 10_000;
 const PROCESSES = 4;
 const LOCKS = 10_000;
 /** The lock's contenders: two processes (each acquisition is four round trips; more contenders only queue). */
-const CONTENDERS = 4;
+const CONTENDERS = 2;
 
 const CASES = [
   { provider: "tcp", options: { provider: "tcp", node: "127.0.0.1" }, args: ["--provider", "tcp", "--node", "127.0.0.1"] },

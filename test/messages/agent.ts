@@ -178,7 +178,7 @@ async function lockedIncrements(c: Command): Promise<object> {
     for (let i = 0; i < c.count!; i++) {
       for (let failed = 0; endpoint.compareSwapSync(peer, lock, 0n, me) !== 0n; failed++) {
         spins++;
-        await Bun.sleep(failed < 8 ? 0 : 1); // back off: the holder needs the target's attention (and a core)
+        await Bun.sleep(failed < 2 ? 0 : 1); // back off: the holder needs the target's attention (and a core)
       }
       endpoint.readSync(local, 8, peer, record);
       value[0] = value[0]! + 1n;

@@ -23,7 +23,7 @@ if (unavailable && !required) {
       pair.destroy();
       pair.create();
       wireBefore = pair.receivedByB();
-    });
+    }, 30_000);
     afterAll(() => {
       // The messages really crossed the link between the namespaces: 64 MiB twice, at least.
       const crossed = pair.receivedByB() - wireBefore;

@@ -31,11 +31,11 @@ export function processMessageTests(setup: ProcessSetup): void {
   beforeAll(async () => {
     ({ a, b, c } = await setup.start());
     [bAtA, bAtC, aAtB, cAtB] = await Promise.all([a.insert(b), c.insert(b), b.insert(a), b.insert(c)]);
-  });
+  }, 60_000);
   afterAll(async () => {
     const codes = await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
     expect(codes).toEqual([0, 0, 0]);
-  });
+  }, 30_000);
 
   /** A sends `sizes` with `tag` while B receives them (B's receive command goes first unless `lateMs`). */
   async function exchange(sizes: number[], tag: number, sendForm: string, receiveForm: string, options: { capacities?: number[]; lateMs?: number; seedBase?: number } = {}) {
