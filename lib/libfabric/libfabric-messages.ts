@@ -1,13 +1,17 @@
 // Tagged messages on a libfabric endpoint (FI_TAGGED), for LibfabricTransport.
 //
-// Wire format, what a C peer does to talk to an Endpoint: the 64-bit libfabric tag is the
-// message's 32-bit tag in its low half, zero in its high half; a receive ignores only low bits
-// (`ignore` is the receive's mask); the source is the sender's fi_addr_t (FI_SOURCE), so a peer is
-// known as the sender once inserted; nothing is added to the payload. Sends are fi_tinject up to
+// Wire format, what a C peer does to talk to an Endpoint (docs/messaging.md "## libfabric" has it
+// whole; test/messages/tagged-peer.c follows it): an FI_EP_RDM endpoint of the same provider with
+// FI_TAGGED (FI_SOURCE to learn senders); the 64-bit libfabric tag is the message's 32-bit tag in
+// its low half, zero in its high half (a message with high bits set never matches a receive here);
+// a receive ignores only low bits (`ignore` is the receive's mask); the source is the sender's
+// fi_addr_t in the receiver's address vector (FI_SOURCE), so a peer is known as the sender once
+// inserted; nothing is added to the payload (no header, no CQ data). Sends are fi_tinject up to
 // the provider's inject_size (the buffer is reusable at once) and fi_tsendmsg with
 // FI_TRANSMIT_COMPLETE above it (the endpoint's default FI_DELIVERY_COMPLETE is for RMA writes).
-// Large messages use the provider's own rendezvous (rxm: above 16 KiB), from the registration
-// the region already has (its descriptor), so nothing is registered per message.
+// Large messages use the provider's own protocols (rxm: eager to 16 KiB, SAR to 128 KiB,
+// rendezvous above), from the registration the region already has (its descriptor), so nothing is
+// registered per message. Messages of one sender with one tag match in the order sent.
 //
 // A receive carries a second iovec after the caller's memory: an overflow sink, address space
 // reserved and never committed (MAP_NORESERVE). A message longer than the receive lands its rest
