@@ -150,7 +150,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.remoteAtomics = typeof atomics === "string" ? null : atomics;
     this.atomics = typeof atomics === "string" ? atomics : "";
     this.sharesMappings = provider.name === "shm";
-    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain });
+    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain }, this.sharesMappings);
   }
 
   bind(engine: CompletionSink): void {
