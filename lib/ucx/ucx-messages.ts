@@ -289,5 +289,5 @@ function truncated(op: Operation, length: number): AllocToolsError {
 }
 
 function describe(op: Operation): string {
-  return `${op.kind} of ${op.length} bytes, tag ${op.tag}`;
+  return op.kind === "send" ? `send of ${op.length} bytes, tag ${op.tag}, to peer ${String(op.peer)}` : `${op.kind} of ${op.length} bytes, tag ${op.tag}`;
 }

@@ -477,5 +477,6 @@ function progressOthers(self: UcxTransport): void {
 }
 
 function describe(op: Operation): string {
+  if (op.kind === "send") return `send of ${op.length} bytes, tag ${op.tag}, to peer ${String(op.peer)}`;
   return `${op.kind} of ${op.length} bytes at remote 0x${op.remoteAddress.toString(16)}`;
 }
