@@ -372,6 +372,7 @@ for (const c of CASES) {
         waitCompleted(a, sent);
       }
       expect(received + aborted).toBe(rounds);
+      expect({ bothOutcomesSeen: received > 0 && aborted > 0 }).toEqual({ bothOutcomesSeen: true });
       expect([b.pendingCount, b.inTransportCount, pinned(dst)]).toEqual([0, 0, 0]);
       // An already-aborted signal: the sync form throws its reason, the promise rejects with it, nothing is taken.
       const done = new AbortController();
