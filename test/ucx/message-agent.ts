@@ -8,6 +8,7 @@
 import { out, serveCommands } from "../command-loop.ts";
 import { ANY_SOURCE, MemoryPool, RemoteRegion, UcxEndpoint, UcxProvider, type MemoryRegion, type Received } from "../../lib/index.ts";
 import { fillPattern, firstMismatch, fromHex, toHex } from "../rma/pattern.ts";
+import { seedOf } from "../workers/message-seeds.ts";
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -35,6 +36,7 @@ type Form = "promise" | "sync" | "post";
 type Command = {
   seq: number; op: string; name?: string; peer?: number; tag?: number; ignore?: number; lengths?: number[]; seeds?: number[];
   capacity?: number; form?: Form; remote?: string; offset?: number; count?: number; value?: number; me?: number; index?: number;
+  bySource?: boolean;
 };
 
 /** A region of at least `length` bytes (pooled, or temporary above 4 MiB); the caller releases it. */
@@ -102,14 +104,26 @@ async function recv(c: Command): Promise<object> {
   }
 }
 
-/** `count` messages of unknown size through receive(), one after the other. */
+/**
+ * `count` messages of unknown size through receive(), one after the other, each checked against
+ * `seeds[i]`, or with `bySource` against message-seeds.ts's seed of its source (a peer index here
+ * is the sender's position) and its order from that source.
+ */
 async function receive(c: Command): Promise<object> {
   const results: object[] = [];
+  const fromSource = new Map<number, number>();
+  const seedFor = (source: number, i: number) => {
+    if (!c.bySource) return c.seeds?.[i];
+    const nth = fromSource.get(source) ?? 0;
+    fromSource.set(source, nth + 1);
+    return seedOf(source, nth);
+  };
   try {
     for (let i = 0; i < (c.count ?? 1); i++) {
       using message = await ep.receive(peerOf(c), c.tag!, { ignore: c.ignore ?? 0 });
+      const seed = seedFor(message.source, i);
       results.push({ source: message.source, tag: message.tag, length: message.length, regionSize: message.region.size,
-        mismatch: c.seeds ? firstMismatch(message.view, c.seeds[i]!) : -1 });
+        mismatch: seed !== undefined ? firstMismatch(message.view, seed) : -1 });
     }
     return { ok: true, results, regionsInUse: pool.stats().regionsInUse };
   } catch (e) {
