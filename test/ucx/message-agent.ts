@@ -16,6 +16,8 @@ function arg(name: string): string | undefined {
 }
 
 const MiB = 1 << 20;
+/** Sends in flight at once in the promise form. */
+const WINDOW = 1024;
 const allocate = arg("allocate");
 const provider = UcxProvider.open({
   transports: arg("transports") ?? "tcp",
@@ -36,7 +38,7 @@ type Form = "promise" | "sync" | "post";
 type Command = {
   seq: number; op: string; name?: string; peer?: number; tag?: number; ignore?: number; lengths?: number[]; seeds?: number[];
   capacity?: number; form?: Form; remote?: string; offset?: number; count?: number; value?: number; me?: number; index?: number;
-  bySource?: boolean;
+  bySource?: boolean; thenTag?: number;
 };
 
 /** A region of at least `length` bytes (pooled, or temporary above 4 MiB); the caller releases it. */
@@ -47,7 +49,11 @@ const errorOf = (e: unknown) => {
   return { error: { name: err.name, code: err.code, message: err.message } };
 };
 
-/** Sends one message per length, each from its own region with fillPattern(seeds[i]); all posted before any is waited for. */
+/**
+ * Sends one message per length, each from its own region with fillPattern(seeds[i]); all posted
+ * before any is waited for. With `thenTag`, a 1-byte message with that tag follows them (a marker
+ * a receiver can wait for while the others are still unreceived).
+ */
 async function send(c: Command): Promise<object> {
   const lengths = c.lengths!;
   const regions = lengths.map((length, i) => {
@@ -64,7 +70,14 @@ async function send(c: Command): Promise<object> {
       const ids = lengths.map((length, i) => ep.postSend(regions[i]!, length, peer, c.tag!));
       for (const id of ids) while (!ep.completed(id)) { ep.poll(); await Promise.resolve(); }
     } else {
-      await Promise.all(lengths.map((length, i) => ep.send(regions[i]!, length, peer, c.tag!)));
+      // In windows: sends beyond maxPending (4096 here) in flight at once would be refused (BUSY).
+      const sends: Promise<void>[] = [];
+      for (const [i, length] of lengths.entries()) {
+        if (sends.length === WINDOW) await Promise.all(sends.splice(0));
+        sends.push(ep.send(regions[i]!, length, peer, c.tag!));
+      }
+      if (c.thenTag !== undefined) sends.push(ep.send(counter, 1, peer, c.thenTag));
+      await Promise.all(sends);
     }
     return { ok: true, ms: performance.now() - t };
   } catch (e) {
