@@ -1,19 +1,23 @@
 // `bun run bench [--quick] [--json <path>] [--filter <regex>]`
 // Discovers bench/suites/*.ts, lets each register mitata benches, runs them, then prints the
 // p50/p99 table, the ratio tables the suites declared and their own figures, and writes JSON
-// (to --json <path> or $ALLOCTOOLS_BENCH_JSON).
+// (to --json <path> or $ALLOCTOOLS_BENCH_JSON). Which suite and benchmark it is on, and how far,
+// goes to stderr (bench/progress.ts): one updating line on a terminal, plain lines otherwise.
 import { B, measure, run } from "mitata";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, resolve } from "node:path";
 import { libfabricStatus } from "../lib/index.ts";
 import type { BenchContext, BenchStats, Cleanup, Comparison, Figure, ProviderUse, Suite } from "./context.ts";
+import { Progress } from "./progress.ts";
 
 const USAGE = `usage: bun run bench [--quick] [--json <path>] [--filter <regex>] [--suite <regex>]
   --quick          CI smoke run: every benchmark, ~30 ms each (seconds in all)
   --json <path>    write all figures as JSON (also: ALLOCTOOLS_BENCH_JSON=<path>)
   --filter <re>    run only the mitata benchmarks whose name matches
-  --suite <re>     set up only the suites (bench/suites/<name>.ts) whose file name matches`;
+  --suite <re>     set up only the suites (bench/suites/<name>.ts) whose file name matches
+progress (suite, benchmark n/total, seconds so far) goes to stderr: one updating line on a
+terminal, plain lines otherwise; stdout and the JSON carry only the results`;
 
 interface Options {
   quick: boolean;
@@ -132,13 +136,32 @@ function shortenBenchmarks(minCpuTimeNs: number): void {
 
 let currentSuite = "?";
 const suiteOfBench = new Map<string, string>();
+/** Every bench registered, to count those the filter lets through. */
+const registeredBenches = new Set<BenchLike>();
 {
   // B's constructor names the bench through B#name: tag each bench with the suite being set up.
   const proto = B.prototype as unknown as { name(this: BenchLike, n: string, c?: unknown): unknown };
   const original = proto.name;
   proto.name = function (this: BenchLike, n: string, c?: unknown) {
     if (!suiteOfBench.has(n)) suiteOfBench.set(n, currentSuite);
+    registeredBenches.add(this);
     return original.call(this, n, c);
+  };
+}
+
+/** Says which benchmark B#run (mitata's, or quick mode's) measures, and how far the run is. */
+function reportEachBenchmark(progress: Progress, filter: RegExp): void {
+  const total = [...registeredBenches].filter((bench) => filter.test(bench._name)).length;
+  let measured = 0;
+  const proto = B.prototype as unknown as { run(this: BenchLike, thrw?: boolean): Promise<unknown> };
+  const measureOne = proto.run;
+  proto.run = async function (this: BenchLike, thrw?: boolean) {
+    progress.benchmark(suiteOfBench.get(this._name) ?? "?", this._name, ++measured, total);
+    try {
+      return await measureOne.call(this, thrw);
+    } finally {
+      progress.clear();
+    }
   };
 }
 
@@ -178,6 +201,7 @@ function formatFigure(f: Figure): string {
 
 const options = parseArgs(process.argv.slice(2));
 const started = Date.now();
+const progress = new Progress(Boolean(process.stdout.isTTY));
 const host = machine();
 const fabric = libfabricStatus();
 const figures: Figure[] = [];
@@ -216,8 +240,9 @@ const files = [...new Bun.Glob("*.ts").scanSync({ cwd: suitesDir })].filter((f) 
 const cleanups: { suite: string; fn: Cleanup }[] = [];
 const suiteErrors: string[] = [];
 const suiteNames: string[] = [];
-for (const file of files) {
+for (const [index, file] of files.entries()) {
   currentSuite = file;
+  progress.setup(file.replace(/\.ts$/, ""), index + 1, files.length);
   try {
     const mod = (await import(resolve(suitesDir, file))) as { default?: Suite };
     const suite = mod.default;
@@ -228,9 +253,11 @@ for (const file of files) {
     suiteNames.push(suite.name);
     const t0 = performance.now();
     const cleanup = await suite.setup(ctx);
+    progress.clear();
     if (typeof cleanup === "function") cleanups.push({ suite: suite.name, fn: cleanup });
     console.log(`suite ${suite.name} (${file}): set up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
+    progress.clear();
     suiteErrors.push(`${file}: setup failed: ${(e as Error)?.stack ?? e}`);
     console.error(`bench: suite ${file} failed to set up, skipping it:\n${(e as Error)?.stack ?? e}`);
   }
@@ -241,9 +268,11 @@ for (const p of providers) console.log(`provider [${p.suite}] ${p.label}: ${p.de
 console.log("");
 
 if (options.quick) shortenBenchmarks(30e6);
+const filter = options.filter ?? /.*/;
+reportEachBenchmark(progress, filter);
 // Colours only on a terminal (CI logs and redirected output stay plain), as NO_COLOR/FORCE_COLOR say.
 const colors = process.env.FORCE_COLOR ? true : process.env.NO_COLOR ? false : Boolean(process.stdout.isTTY);
-const report = await run({ filter: options.filter ?? /.*/, colors });
+const report = await run({ filter, colors, print: (text: string) => progress.print(text) });
 const benchRows: {
   suite: string; name: string; p50: number; p99: number; avg: number; min: number; max: number;
   p75: number; p999: number; ticks: number; rssBytesPerIter?: number; error?: string;
@@ -268,11 +297,13 @@ for (const trial of report.benchmarks) {
 runDone = true;
 
 // Cleanups run after the run: they may read results and record figures (JIT checks, targets).
-for (const { suite, fn } of cleanups.reverse()) {
+for (const [index, { suite, fn }] of cleanups.reverse().entries()) {
+  progress.cleanup(suite, index + 1, cleanups.length);
   try { await fn(); } catch (e) {
     suiteErrors.push(`${suite}: cleanup failed: ${(e as Error)?.stack ?? e}`);
     console.error(`bench: cleanup of ${suite} failed:\n${(e as Error)?.stack ?? e}`);
   }
+  progress.clear();
 }
 
 // ---- summary --------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_HUGETLB = 0x40000;
 export const MAP_FIXED = 0x10;
+const O_RDWR = 0o2;
+const O_CREAT = 0o100;
 export const MADV_DONTNEED = 4;
 export const MADV_DONTFORK = 10;
 export const MADV_DOFORK = 11;
@@ -52,6 +54,12 @@ const lib = dlopen(process.platform === "darwin" ? "libc.dylib" : "libc.so.6", {
   memset: { args: [FFIType.ptr, FFIType.i32, FFIType.u64], returns: FFIType.ptr },
   // int getpid(void)
   getpid: { args: [], returns: FFIType.i32 },
+  // int open(const char *pathname, int flags, mode_t mode)
+  open: { args: [FFIType.ptr, FFIType.i32, FFIType.u32], returns: FFIType.i32 },
+  // int ftruncate(int fd, off_t length)
+  ftruncate: { args: [FFIType.i32, FFIType.i64], returns: FFIType.i32 },
+  // int close(int fd)
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact)
   sigaction: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 });
@@ -82,6 +90,23 @@ export function mmap(length: number, extraFlags = 0): number {
   const at = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extraFlags, -1, 0) as number;
   if (at === -1 || at === 0) fail("mmap", `${length} bytes`);
   return at;
+}
+
+/**
+ * Maps the file at `path` (created 0600 if missing, and sized to `length` bytes), shared and
+ * read-write: every thread (or process) mapping it sees the same memory. Returns the address.
+ */
+export function mapSharedFile(path: string, length: number): number {
+  const fd = c.open(Buffer.from(`${path}\0`), O_RDWR | O_CREAT, 0o600);
+  if (fd < 0) fail("open", path);
+  try {
+    if (c.ftruncate(fd, length) !== 0) fail("ftruncate", `${path} to ${length} bytes`);
+    const at = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) as number;
+    if (at === -1 || at === 0) fail("mmap", `${length} bytes of ${path}`);
+    return at;
+  } finally {
+    c.close(fd);
+  }
 }
 
 /**

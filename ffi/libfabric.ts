@@ -7,7 +7,8 @@ import { dlopen, FFIType, read, ptr, CString, CFunction, toArrayBuffer, type Poi
 import { FabricError, LibraryLoadError } from "./errors.ts";
 import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
 import * as libc from "./libc.ts";
-import type { LibraryStatus } from "./library-status.ts";
+import { SIGABRT, SIGHUP, SIGINT, SIGTERM } from "./signals.ts";
+import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
 
 const exported = {
   // uint32_t fi_version(void)
@@ -118,9 +119,21 @@ export function nativeView(at: number, length: number): DataView {
   return new DataView(toArrayBuffer(at as Pointer, 0, length));
 }
 
-const DEFAULT_NAMES = ["libfabric.so.1", "libfabric.so"];
-/** Signals whose handlers Bun's engine owns; libfabric's dependencies must not keep them. */
-const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
+/** Where libfabric is looked for, and how to install it. */
+export const LIBFABRIC_LOCATION: LibraryLocation = {
+  name: "libfabric",
+  names: ["libfabric.so.1", "libfabric.so"],
+  variable: "ALLOCTOOLS_LIBFABRIC_PATH",
+  install: "'apt-get install libfabric1' (Debian/Ubuntu) or 'dnf install libfabric'",
+};
+const DEFAULT_NAMES = LIBFABRIC_LOCATION.names;
+/**
+ * Signals whose handlers Bun's engine owns, and the ones that end a process (SIGINT, SIGTERM,
+ * SIGABRT, SIGHUP): libfabric's dependencies must not keep them. libinfinipath's constructor
+ * (PSM) catches SIGINT, SIGTERM and SIGABRT and exits with status 1, so a process ended by one of
+ * them did not end by the signal.
+ */
+const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL, SIGINT, SIGTERM, SIGABRT, SIGHUP];
 
 /** A loaded libfabric: the exported functions plus typed access to the ops tables. */
 export class Libfabric {
@@ -190,8 +203,8 @@ export class Libfabric {
     const how = path ? `ALLOCTOOLS_LIBFABRIC_PATH=${path} could not be loaded` :
       `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
-      `libfabric is not available (${how}). Install it with 'apt-get install libfabric1' ` +
-        `(Debian/Ubuntu) or 'dnf install libfabric', or point ALLOCTOOLS_LIBFABRIC_PATH at libfabric.so.1. ` +
+      `libfabric is not available (${how}). Install it with ${LIBFABRIC_LOCATION.install}, ` +
+        `or point ALLOCTOOLS_LIBFABRIC_PATH at libfabric.so.1. ` +
         `Cause: ${causes.map((c) => (c instanceof Error ? c.message : String(c))).join("; ")}`,
       tried, { cause: causes[0] });
   }

@@ -24,3 +24,18 @@ export interface LibraryUnavailable {
   /** Why not: the load error's message, naming the paths tried and how to install the library. */
   readonly reason: string;
 }
+
+/**
+ * Where a system library is looked for and how to install it: one source for the loader's error
+ * and for `alloctools doctor`.
+ */
+export interface LibraryLocation {
+  /** The library as people name it: "libfabric", "UCX", "Open MPI", "PMIx". */
+  readonly name: string;
+  /** The names given to dlopen, in order, when the variable is not set. */
+  readonly names: readonly string[];
+  /** The environment variable that names the library's path instead, e.g. "ALLOCTOOLS_LIBFABRIC_PATH". */
+  readonly variable: string;
+  /** How to install it: "'apt-get install libfabric1' (Debian/Ubuntu) or 'dnf install libfabric'". */
+  readonly install: string;
+}

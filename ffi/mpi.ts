@@ -15,11 +15,21 @@
 // - Lifetime: MPI is initialized once per process and can never be again once finalized. Users
 //   (providers, jobs) acquire it; MPI_Finalize runs when the last one releases it, and only if this
 //   library initialized MPI.
-import { dlopen, FFIType, CString, type Pointer } from "bun:ffi";
+// - Exit: a process that exits with MPI still initialized by this library (a job or provider left
+//   open) never hangs its job. Exiting with a code other than 0 (process.exit(n), an uncaught
+//   exception) says so on stderr, naming the rank, and calls MPI_Abort, which ends every rank.
+//   Exiting with 0 calls MPI_Finalize, which waits for every other rank to finalize too (a rank
+//   that closed its job, or exits the same way): when they do not within
+//   ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS (they wait in a collective this rank left), the process says so
+//   and ends itself with SIGALRM, and the launcher ends the job (exit-watchdog.ts).
+import { dlopen, FFIType, CString, read, type Pointer } from "bun:ffi";
+import { writeSync } from "node:fs";
 import { AllocToolsError } from "../lib/errors.ts";
-import { LibraryLoadError } from "./errors.ts";
+import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
+import { runExitCleanups } from "./exit-cleanups.ts";
+import { boundedAtExit } from "./exit-watchdog.ts";
 import * as libc from "./libc.ts";
-import type { LibraryStatus } from "./library-status.ts";
+import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
 
 /** MPI's thread levels (mpi.h: an enum 0..3 in both Open MPI and MPICH). */
 export const MPI_THREAD = { SINGLE: 0, FUNNELED: 1, SERIALIZED: 2, MULTIPLE: 3 } as const;
@@ -42,7 +52,20 @@ export const MPI = {
   MAX_LIBRARY_VERSION_STRING: 256,
   /** sizeof(MPI_Aint): displacements and sizes travel as 64-bit integers. */
   AINT_SIZE: 8,
+  /** The attribute key of MPI_COMM_WORLD's largest tag (MPI_Comm_get_attr). */
+  TAG_UB: 0,
+  /** What MPI_Get_count answers when the count is not a whole number of elements. */
+  UNDEFINED: -32766,
+  /** sizeof(MPI_Request) and sizeof(MPI_Message): handles are pointers in Open MPI. */
+  HANDLE_SIZE: 8,
 } as const;
+
+/**
+ * MPI_Status in Open MPI 4.1 (`struct ompi_status_public_t`): the public fields' offsets and the
+ * struct's size (checked by test/mpi/constants.test.ts). The count is read with MPI_Get_count, never
+ * from the struct's private fields.
+ */
+export const MPI_STATUS = { size: 24, MPI_SOURCE: 0, MPI_TAG: 4, MPI_ERROR: 8 } as const;
 
 /** Error class names of mpi.h (MPI_ERR_*), by value; the number is always kept as well. */
 export const MPI_ERROR_CLASS_NAMES: Readonly<Record<number, string>> = {
@@ -67,6 +90,8 @@ export const HANDLE_SYMBOLS = {
   INFO_NULL: "ompi_mpi_info_null",
   ERRORS_RETURN: "ompi_mpi_errors_return",
   OP_NULL: "ompi_mpi_op_null",
+  UINT64_T: "ompi_mpi_uint64_t",
+  SUM: "ompi_mpi_op_sum",
 } as const;
 /** Names of the predefined handles this library uses. */
 export type HandleName = keyof typeof HANDLE_SYMBOLS;
@@ -84,6 +109,8 @@ const symbols = {
   MPI_Query_thread: { args: [FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Finalize(void)
   MPI_Finalize: { args: [], returns: FFIType.i32 },
+  // int MPI_Abort(MPI_Comm comm, int errorcode)
+  MPI_Abort: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   // int MPI_Get_library_version(char *version, int *resultlen)
   MPI_Get_library_version: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Error_string(int errorcode, char *string, int *resultlen)
@@ -113,6 +140,18 @@ const symbols = {
   MPI_Test: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
   MPI_Iprobe: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_init_thread(int required, int *provided)
+  MPI_T_init_thread: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_finalize(void)
+  MPI_T_finalize: { args: [], returns: FFIType.i32 },
+  // int MPI_T_cvar_get_index(const char *name, int *cvar_index)
+  MPI_T_cvar_get_index: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_handle_alloc(int cvar_index, void *obj_handle, MPI_T_cvar_handle *handle, int *count)
+  MPI_T_cvar_handle_alloc: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_read(MPI_T_cvar_handle handle, void *buf)
+  MPI_T_cvar_read: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_T_cvar_handle_free(MPI_T_cvar_handle *handle)
+  MPI_T_cvar_handle_free: { args: [FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Win_create_dynamic(MPI_Info info, MPI_Comm comm, MPI_Win *win)
   MPI_Win_create_dynamic: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   // int MPI_Win_set_errhandler(MPI_Win win, MPI_Errhandler errhandler)
@@ -157,6 +196,41 @@ const symbols = {
   //              MPI_Request *request)
   MPI_Rget: {
     args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // ---- tagged messages and atomics (MpiEndpoint's transport) ----
+  // int MPI_Comm_get_attr(MPI_Comm comm, int comm_keyval, void *attribute_val, int *flag)
+  MPI_Comm_get_attr: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Isend(const void *buf, int count, MPI_Datatype datatype, int dest, int tag, MPI_Comm comm,
+  //               MPI_Request *request)
+  MPI_Isend: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message, MPI_Status *status)
+  MPI_Improbe: { args: [FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Imrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI_Request *request)
+  MPI_Imrecv: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Get_count(const MPI_Status *status, MPI_Datatype datatype, int *count)
+  MPI_Get_count: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  // int MPI_Fetch_and_op(const void *origin_addr, void *result_addr, MPI_Datatype datatype, int target_rank,
+  //                      MPI_Aint target_disp, MPI_Op op, MPI_Win win)
+  MPI_Fetch_and_op: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.ptr, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // int MPI_Compare_and_swap(const void *origin_addr, const void *compare_addr, void *result_addr,
+  //                          MPI_Datatype datatype, int target_rank, MPI_Aint target_disp, MPI_Win win)
+  MPI_Compare_and_swap: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.i64, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // int MPI_Rget_accumulate(const void *origin_addr, int origin_count, MPI_Datatype origin_datatype,
+  //                         void *result_addr, int result_count, MPI_Datatype result_datatype, int target_rank,
+  //                         MPI_Aint target_disp, int target_count, MPI_Datatype target_datatype, MPI_Op op,
+  //                         MPI_Win win, MPI_Request *request)
+  MPI_Rget_accumulate: {
+    args: [
+      FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32,
+      FFIType.i64, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr,
+    ],
     returns: FFIType.i32,
   },
 } as const;
@@ -211,7 +285,14 @@ export class MpiError extends Error {
   }
 }
 
-const DEFAULT_NAMES = ["libmpi.so.40", "libmpi.so"];
+/** Where Open MPI's libmpi is looked for, and how to install it. */
+export const MPI_LOCATION: LibraryLocation = {
+  name: "Open MPI",
+  names: ["libmpi.so.40", "libmpi.so"],
+  variable: "ALLOCTOOLS_MPI_PATH",
+  install: "'apt-get install openmpi-bin libopenmpi-dev' (Debian/Ubuntu) or 'dnf install openmpi'",
+};
+const DEFAULT_NAMES = MPI_LOCATION.names;
 /** Signals whose handlers Bun's engine owns; MPI_Init must not keep them. */
 const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
 /**
@@ -219,6 +300,18 @@ const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL];
  * attachments per dynamic window by default, and every pool block is one.
  */
 const MCA_DEFAULTS: Readonly<Record<string, string>> = { OMPI_MCA_osc_rdma_max_attach: "4096" };
+/** How long MPI_Finalize may wait for the other ranks at exit (see the file header); 0: no bound. */
+export const EXIT_TIMEOUT_VARIABLE = "ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS";
+const DEFAULT_EXIT_TIMEOUT_MS = 30_000;
+
+/** ALLOCTOOLS_MPI_EXIT_TIMEOUT_MS as milliseconds; RangeError for anything but a whole number >= 0. */
+export function exitTimeoutMs(value: string | undefined = process.env[EXIT_TIMEOUT_VARIABLE]): number {
+  if (value === undefined || value === "") return DEFAULT_EXIT_TIMEOUT_MS;
+  if (!/^\d{1,10}$/.test(value.trim())) {
+    throw new AllocToolsRangeError(`${EXIT_TIMEOUT_VARIABLE} must be a whole number of milliseconds (0: MPI_Finalize at exit waits for ever), got ${JSON.stringify(value)}`);
+  }
+  return Number(value.trim());
+}
 
 function cString(s: string): Buffer {
   return Buffer.from(`${s}\0`);
@@ -239,6 +332,7 @@ export class MpiLibrary {
   private initializedByUs = false;
   private providedLevel = -1;
   private exitHook = false;
+  private exitTimeout = DEFAULT_EXIT_TIMEOUT_MS;
 
   private constructor(path: string, fn: Symbols, handles: Record<HandleName, number>, version: string) {
     this.path = path;
@@ -288,8 +382,8 @@ export class MpiLibrary {
     }
     const how = path ? `ALLOCTOOLS_MPI_PATH=${path} could not be loaded` : `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
-      `MPI is not available (${how}). Install Open MPI with 'apt-get install openmpi-bin libopenmpi-dev' ` +
-        `(Debian/Ubuntu) or 'dnf install openmpi', or point ALLOCTOOLS_MPI_PATH at libmpi.so.40. Cause: ${causes.join("; ")}`,
+      `MPI is not available (${how}). Install Open MPI with ${MPI_LOCATION.install}, ` +
+        `or point ALLOCTOOLS_MPI_PATH at libmpi.so.40. Cause: ${causes.join("; ")}`,
       tried);
   }
 
@@ -356,6 +450,7 @@ export class MpiLibrary {
         "(keep an MpiJob open while providers come and go)");
     }
     if (!this.initialized) {
+      this.exitTimeout = exitTimeoutMs(); // checked before anything changes
       for (const [name, value] of Object.entries(MCA_DEFAULTS)) loader.setenv(cString(name), cString(value), 0);
       const provided = this.intOut.subarray(0, 1);
       const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
@@ -387,19 +482,34 @@ export class MpiLibrary {
   }
 
   /**
-   * mpirun fails a job whose processes exit without MPI_Finalize: finalize at a clean exit if a user
-   * forgot to close. Not after a failure: MPI_Finalize waits for the other ranks, which may wait for
-   * this one (mpirun then ends the job instead).
+   * At process exit with MPI initialized by this library and not finalized (a job or provider left
+   * open): MPI_Finalize, bounded, after a clean exit; MPI_Abort after any other (see the file
+   * header). Launchers fail a job whose processes exit without either.
    */
   private installExitHook(): void {
     if (this.exitHook) return;
     this.exitHook = true;
     process.on("exit", (code) => {
-      if (code !== 0 || !this.initializedByUs) return;
       try {
-        if (!this.finalized) this.fn.MPI_Finalize();
+        if (this.initializedByUs && !this.finalized) this.endAtExit(code);
       } catch { /* exiting anyway */ }
     });
+  }
+
+  private endAtExit(code: number): void {
+    runExitCleanups(); // both ways below may end the process before the other exit listeners run
+    const { rank, size } = this.rankAndSize();
+    const who = `alloctools: rank ${rank} of ${size} (pid ${process.pid})`;
+    if (code !== 0) {
+      say(`${who} exited with code ${code} while its MPI job was open: MPI_Abort ends the job`);
+      this.fn.MPI_Abort(this.handles.COMM_WORLD as Pointer, code);
+      return;
+    }
+    const bound = this.exitTimeout;
+    boundedAtExit(bound, `${who} exited with its MPI job open, and MPI_Finalize did not return within ${bound} ms: ` +
+      `the other ranks are not finalizing (they wait in a collective this rank left, or still work). Ending this rank ` +
+      `with SIGALRM so that the launcher ends the job. Close the job on every rank (MpiJob.close()), or raise ` +
+      `${EXIT_TIMEOUT_VARIABLE}.`, () => this.fn.MPI_Finalize());
   }
 
   /** `MPI_Comm_rank` and `MPI_Comm_size` of MPI_COMM_WORLD. */
@@ -446,6 +556,32 @@ export class MpiLibrary {
   /** `MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, flag, MPI_STATUS_IGNORE)`: lets MPI progress; never throws. */
   nudge(flag: number): void {
     this.fn.MPI_Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG, this.handles.COMM_WORLD as Pointer, flag as Pointer, null);
+  }
+
+  /**
+   * An integer MPI_T control variable (an MCA parameter of Open MPI, e.g. "osc_rdma_max_attach"):
+   * the value this process uses, wherever it was set (environment, mpirun --mca, parameter
+   * files); null when MPI_T has no such variable or cannot read it. Values above 2^31 - 1 read as
+   * 2^31 - 1 (they travel as C ints).
+   */
+  integerControlVariable(name: string): number | null {
+    const provided = new Int32Array(1);
+    if (this.fn.MPI_T_init_thread(MPI_THREAD.SINGLE, provided) !== MPI.SUCCESS) return null;
+    try {
+      const index = new Int32Array(1);
+      const handle = new BigUint64Array(1);
+      const count = new Int32Array(1);
+      if (this.fn.MPI_T_cvar_get_index(cString(name), index) !== MPI.SUCCESS) return null;
+      if (this.fn.MPI_T_cvar_handle_alloc(index[0]!, null, handle, count) !== MPI.SUCCESS) return null;
+      // Wide enough for any integer variable (int, unsigned, long, ...); little-endian.
+      const value = new BigUint64Array(1);
+      const read = this.fn.MPI_T_cvar_read(Number(handle[0]) as Pointer, value);
+      this.fn.MPI_T_cvar_handle_free(handle);
+      if (read !== MPI.SUCCESS || count[0] !== 1) return null;
+      return Number(value[0]! > 0x7fff_ffffn ? 0x7fff_ffffn : value[0]!);
+    } finally {
+      this.fn.MPI_T_finalize();
+    }
   }
 
   // ---- windows ---------------------------------------------------------------------------------
@@ -521,6 +657,68 @@ export class MpiLibrary {
       put: fn.MPI_Put, get: fn.MPI_Get, rput: fn.MPI_Rput, rget: fn.MPI_Rget, flush: fn.MPI_Win_flush, test: fn.MPI_Test,
     };
   }
+
+  /** The calls of tagged messages on MPI_COMM_WORLD, for MpiEndpoint's hot path (raw: pass a failed code to `error()`). */
+  messageOps(): MpiMessageOps {
+    const fn = this.fn;
+    return {
+      byte: this.handles.BYTE, world: this.handles.COMM_WORLD,
+      isend: fn.MPI_Isend, improbe: fn.MPI_Improbe, imrecv: fn.MPI_Imrecv, getCount: fn.MPI_Get_count, test: fn.MPI_Test,
+    };
+  }
+
+  /** Remote atomics on 64-bit unsigned words, for MpiEndpoint's hot path (raw: pass a failed code to `error()`). */
+  atomicOps(): MpiAtomicOps {
+    const fn = this.fn;
+    return {
+      uint64: this.handles.UINT64_T, sum: this.handles.SUM,
+      fetchAndOp: fn.MPI_Fetch_and_op, compareAndSwap: fn.MPI_Compare_and_swap, rgetAccumulate: fn.MPI_Rget_accumulate,
+    };
+  }
+
+  /**
+   * MPI_COMM_WORLD's MPI_TAG_UB attribute: the largest tag a message may carry (at least 32767 by
+   * the standard; 2^31 - 1 with Open MPI 4.1's ob1 pml, measured here; other pmls may give less).
+   */
+  tagUpperBound(): number {
+    const value = new BigUint64Array(1); // MPI stores a pointer to the int here
+    const flag = this.intOut.subarray(0, 1);
+    this.check("MPI_Comm_get_attr", this.fn.MPI_Comm_get_attr(this.handles.COMM_WORLD as Pointer, MPI.TAG_UB, value, flag), "MPI_TAG_UB");
+    if (flag[0] === 0 || value[0] === 0n) throw new AllocToolsError("NOT_SUPPORTED", "MPI_COMM_WORLD has no MPI_TAG_UB attribute");
+    return read.i32(Number(value[0]) as Pointer, 0);
+  }
+}
+
+/** Raw calls of tagged messages on MPI_COMM_WORLD (see MpiLibrary.messageOps); each returns an MPI error code. */
+export interface MpiMessageOps {
+  /** The MPI_BYTE handle. */
+  readonly byte: number;
+  /** The MPI_COMM_WORLD handle. */
+  readonly world: number;
+  /** MPI_Isend(buf, count, MPI_BYTE, rank, tag, MPI_COMM_WORLD, &request) */
+  readonly isend: Symbols["MPI_Isend"];
+  /** MPI_Improbe(source, tag, MPI_COMM_WORLD, &flag, &message, &status) */
+  readonly improbe: Symbols["MPI_Improbe"];
+  /** MPI_Imrecv(buf, count, MPI_BYTE, &message, &request) */
+  readonly imrecv: Symbols["MPI_Imrecv"];
+  /** MPI_Get_count(&status, MPI_BYTE, &count) */
+  readonly getCount: Symbols["MPI_Get_count"];
+  /** MPI_Test(&request, &flag, &status) */
+  readonly test: Symbols["MPI_Test"];
+}
+
+/** Raw remote atomics on a window (see MpiLibrary.atomicOps); each returns an MPI error code. */
+export interface MpiAtomicOps {
+  /** The MPI_UINT64_T handle. */
+  readonly uint64: number;
+  /** The MPI_SUM handle. */
+  readonly sum: number;
+  /** MPI_Fetch_and_op(&operand, &result, MPI_UINT64_T, rank, displacement, MPI_SUM, win) */
+  readonly fetchAndOp: Symbols["MPI_Fetch_and_op"];
+  /** MPI_Compare_and_swap(&desired, &expected, &result, MPI_UINT64_T, rank, displacement, win) */
+  readonly compareAndSwap: Symbols["MPI_Compare_and_swap"];
+  /** MPI_Rget_accumulate(&operand, 1, MPI_UINT64_T, &result, 1, MPI_UINT64_T, rank, displacement, 1, MPI_UINT64_T, MPI_SUM, win, &request) */
+  readonly rgetAccumulate: Symbols["MPI_Rget_accumulate"];
 }
 
 /** Raw RMA calls (see MpiLibrary.rmaOps); each returns an MPI error code. */
@@ -539,6 +737,13 @@ export interface MpiRmaOps {
   readonly flush: Symbols["MPI_Win_flush"];
   /** MPI_Test(&request, &flag, MPI_STATUS_IGNORE) */
   readonly test: Symbols["MPI_Test"];
+}
+
+/** One line to stderr, synchronously (the process is exiting). */
+function say(line: string): void {
+  try {
+    writeSync(2, `${line}\n`);
+  } catch { /* stderr closed */ }
 }
 
 function libraryVersion(fn: Pick<Symbols, "MPI_Get_library_version">): string {

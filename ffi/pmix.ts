@@ -18,7 +18,7 @@ import { cc, CString, dlopen, FFIType, ptr, read, toArrayBuffer, type Pointer } 
 import { AllocToolsError } from "../lib/errors.ts";
 import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
-import type { LibraryStatus } from "./library-status.ts";
+import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
 
 const symbols = {
   // pmix_status_t PMIx_Init(pmix_proc_t *proc, pmix_info_t info[], size_t ninfo)
@@ -151,7 +151,14 @@ export class PmixError extends Error {
   }
 }
 
-const DEFAULT_NAMES = ["libpmix.so.2", "libpmix.so"];
+/** Where libpmix is looked for, and how to install it. */
+export const PMIX_LOCATION: LibraryLocation = {
+  name: "PMIx",
+  names: ["libpmix.so.2", "libpmix.so"],
+  variable: "ALLOCTOOLS_PMIX_PATH",
+  install: "'apt-get install libpmix2' (Debian/Ubuntu) or 'dnf install pmix'",
+};
+const DEFAULT_NAMES = PMIX_LOCATION.names;
 const PROC = pmixLayout.pmix_proc_t;
 const VALUE = pmixLayout.pmix_value_t;
 const INFO = pmixLayout.pmix_info_t;
@@ -200,8 +207,8 @@ export class PmixLibrary {
     }
     const how = path ? `ALLOCTOOLS_PMIX_PATH=${path} could not be loaded` : `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
-      `PMIx is not available (${how}). Install it with 'apt-get install libpmix2' (Debian/Ubuntu) or ` +
-        `'dnf install pmix', or point ALLOCTOOLS_PMIX_PATH at libpmix.so.2. ` +
+      `PMIx is not available (${how}). Install it with ${PMIX_LOCATION.install}, ` +
+        `or point ALLOCTOOLS_PMIX_PATH at libpmix.so.2. ` +
         `Cause: ${causes.map((c) => (c instanceof Error ? c.message : String(c))).join("; ")}`,
       tried, { cause: causes[0] });
   }

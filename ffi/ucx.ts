@@ -11,8 +11,10 @@
 // compiles the same table against the installed headers and fails on any drift.
 import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
+import type { LibraryLocation } from "./library-status.ts";
 import * as libc from "./libc.ts";
 import { checkWorkerAddress, mappedMemoryDomains, readWorkerAddress, type WorkerAddress } from "./ucx-address.ts";
+import { SIGHUP } from "./signals.ts";
 
 const symbols = {
   // void ucp_get_version(unsigned *major_version, unsigned *minor_version, unsigned *release_number)
@@ -246,7 +248,14 @@ export class UcxError extends Error {
   }
 }
 
-const DEFAULT_NAMES = ["libucp.so.0", "libucp.so"];
+/** Where UCX's libucp is looked for, and how to install it. */
+export const UCX_LOCATION: LibraryLocation = {
+  name: "UCX",
+  names: ["libucp.so.0", "libucp.so"],
+  variable: "ALLOCTOOLS_UCX_PATH",
+  install: "'apt-get install libucx0' (Debian/Ubuntu; ucx-utils adds ucx_info and ucx_perftest) or 'dnf install ucx'",
+};
+const DEFAULT_NAMES = UCX_LOCATION.names;
 /** libucp's own libuct (beside it when a path is given). */
 const UCT_NAME = "libuct.so.0";
 /**
@@ -254,7 +263,12 @@ const UCT_NAME = "libuct.so.0";
  * and, without its procfs and shm_open flags, a directory string) whatever length the blob gives.
  */
 const KEY_PADDING = 256;
-/** Handlers Bun's engine owns and libucs's constructor replaces (SIGFPE = 8). */
+/**
+ * Handlers Bun's engine owns and libucs's constructor replaces (SIGFPE = 8). libucs also takes
+ * SIGHUP for its debug signal (UCX_DEBUG_SIGNO, default SIGHUP: raise the log level, keep
+ * running), so a process whose terminal or ssh session went away went on, logging every
+ * operation: SIGHUP is kept as well unless UCX_DEBUG_SIGNO was asked for.
+ */
 const ENGINE_SIGNALS = [libc.SIGSEGV, libc.SIGBUS, libc.SIGILL, 8];
 /**
  * Settings alloctools keeps whatever the environment says: in unified mode a worker address
@@ -318,7 +332,7 @@ export class Ucx {
     const tried = path !== undefined && path !== "" ? [path] : DEFAULT_NAMES;
     const causes: unknown[] = [];
     for (const candidate of tried) {
-      const restoreSignals = libc.preserveSignalHandlers(ENGINE_SIGNALS);
+      const restoreSignals = libc.preserveSignalHandlers(process.env.UCX_DEBUG_SIGNO ? ENGINE_SIGNALS : [...ENGINE_SIGNALS, SIGHUP]);
       let lib: ReturnType<typeof dlopen<typeof symbols>>;
       let uct: ReturnType<typeof dlopen<typeof uctSymbols>>;
       try {
@@ -334,8 +348,8 @@ export class Ucx {
     }
     const how = path ? `ALLOCTOOLS_UCX_PATH=${path} could not be loaded` : `tried ${tried.join(", ")}`;
     throw new LibraryLoadError(
-      `UCX is not available (${how}). Install it with 'apt-get install libucx0' (Debian/Ubuntu; ` +
-        `ucx-utils adds ucx_info and ucx_perftest) or 'dnf install ucx', or point ALLOCTOOLS_UCX_PATH at libucp.so.0. ` +
+      `UCX is not available (${how}). Install it with ${UCX_LOCATION.install}, ` +
+        `or point ALLOCTOOLS_UCX_PATH at libucp.so.0. ` +
         `Cause: ${causes.map((c) => (c instanceof Error ? c.message : String(c))).join("; ")}`,
       tried, { cause: causes[0] });
   }
@@ -560,6 +574,15 @@ export class Ucx {
 
   private releaseTrials(trials: ReadonlyArray<{ component: number; bundle: BigUint64Array }>): void {
     for (const { component, bundle } of trials) this.uct.uct_rkey_release(component as Pointer, bundle);
+  }
+
+  /**
+   * The names of this UCX's uct components ("self", "tcp", "sysv", "posix", "cma", "ib", ...): the
+   * transport families it was built with, whether or not a device is there for them.
+   */
+  componentNames(): string[] {
+    this.components ??= this.listComponents();
+    return [...this.components.keys()];
   }
 
   /** The uct component named `name` ("posix"), 0 when this UCX has none. */

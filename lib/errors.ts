@@ -18,6 +18,7 @@ export type AllocToolsErrorCode =
   | "ENDPOINT_CLOSED"    // the RMA endpoint was closed (operations after close, or pending at close)
   | "BUSY"               // RMA operations in flight still use the memory (release, close)
   | "NOT_SUPPORTED"      // the provider needs something this library does not do
+  | "SETTING_MISMATCH"   // the ranks of a job disagree on a setting they must share (MPI's osc_rdma_max_attach)
   | "DETACHED"           // the buffer was detached (transfer(), a transfer list): its memory left the region
   | "CACHE_FULL"         // a registration cache's limits are reached with every entry in use
   | "CACHE_CLOSED"       // the registration cache was closed

@@ -26,8 +26,9 @@ export type { UserMemoryInput } from "./memory/user-memory.ts";
 export { RemoteRegion, RemoteRegionFormatError, type RemoteRegionJSON } from "./engine/remote-region.ts";
 export { Endpoint, type EndpointOptions, type EndpointStats, type PeerAddress, type LocalMemory } from "./libfabric/endpoint.ts";
 export type { RmaEndpoint, RmaEndpointStats } from "./engine/rma-endpoint.ts";
-export type { EndpointEngine } from "./engine/endpoint-engine.ts";
+export type { AnyEndpoint, EndpointEngine } from "./engine/endpoint-engine.ts";
 export type { AnyLocalMemory } from "./engine/operation-engine.ts";
+export type { LatencySummary } from "./engine/latency-histogram.ts";
 export { ANY_SOURCE, ANY_TAG, Message, Received, type ReceiveOptions } from "./engine/message.ts";
 export type { EngineOptions } from "./engine/engine-options.ts";
 export { RmaError, RmaTimeoutError, type RmaKind, type OperationKind, type RmaOperation } from "./engine/rma-errors.ts";
@@ -38,7 +39,7 @@ export {
   type ShareOptions, type SharedPoolHandle,
 } from "./pool/pool.ts";
 export type { SharedAudit } from "./sharing/shared-pool-state.ts";
-export { RegistrationCache, type RegistrationCacheOptions, type RegistrationCacheStats } from "./cache/registration-cache.ts";
+export { RegistrationCache, type RegistrationCacheOptions, type RegistrationCacheStats, type PinnedBudget } from "./cache/registration-cache.ts";
 export { MemoryRegionAllocator, type ElementType, type AnyTypedArray } from "./memory/allocator.ts";
 export type { Progressable } from "./engine/progress.ts";
 export type { SharedLayoutSpec, SharedStackLayout } from "./sharing/shared-pool-state.ts";

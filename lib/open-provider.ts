@@ -2,8 +2,8 @@
 import { libfabricStatus } from "../ffi/libfabric.ts";
 import { AllocToolsTypeError } from "./errors.ts";
 import { HostProvider } from "./host/host-provider.ts";
-import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, type LibfabricProviderOptions } from "./libfabric/libfabric-provider.ts";
-import { checkKnownKeys, type KnownKeys } from "./options.ts";
+import { LIBFABRIC_OPTION_KEYS, LibfabricProvider, libfabricProviderNames, type LibfabricProviderOptions } from "./libfabric/libfabric-provider.ts";
+import { checkKnownKeys, nearest, type KnownKeys } from "./options.ts";
 import { UcxProvider, type UcxProviderOptions } from "./ucx/ucx-provider.ts";
 import { MpiProvider } from "./mpi/mpi-provider.ts";
 
@@ -114,9 +114,20 @@ function libfabricOptions(options: OpenProviderOptions): LibfabricProviderOption
   return picked as LibfabricProviderOptions;
 }
 
+/**
+ * $ALLOCTOOLS_PROVIDER, checked: "host", "ucx", "mpi", or a libfabric provider there is here (a
+ * name such as "tcp" matches "tcp;ofi_rxm"). A name nobody has is a TypeError listing what there is
+ * (a typo in a variable should not read as a fabric failure).
+ */
 function envProvider(): string | undefined {
   const v = process.env["ALLOCTOOLS_PROVIDER"];
   if (v === undefined || v === "") return undefined;
   if (!/^[A-Za-z0-9_;.-]+$/.test(v)) throw new AllocToolsTypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(v)}`);
-  return v;
+  if (v === "host" || v === "ucx" || v === "mpi" || !libfabricStatus().available) return v;
+  const available = libfabricProviderNames();
+  if (available.some((name) => name === v || name.startsWith(`${v};`))) return v;
+  const names = ["host", "ucx", "mpi", ...new Set(available.flatMap((name) => [name.split(";")[0]!, name]))];
+  const near = nearest(v, names);
+  throw new AllocToolsTypeError(
+    `ALLOCTOOLS_PROVIDER names no provider here: ${JSON.stringify(v)}${near === undefined ? "" : ` (did you mean ${JSON.stringify(near)}?)`}; available: ${names.join(", ")}`);
 }

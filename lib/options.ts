@@ -37,7 +37,7 @@ export function describeUnknownKey(key: string, known: Readonly<Record<string, t
 }
 
 /** The known name nearest `key` (case ignored) within edit distance 2 and under half its length, if any. */
-function nearest(key: string, names: readonly string[]): string | undefined {
+export function nearest(key: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const name of names) {

@@ -5,6 +5,7 @@
 // into another operation's cell. Cells live in ArrayBuffers of their own (their memory never
 // moves), made as slots are and freed with the endpoint by the garbage collector.
 import { ptr } from "bun:ffi";
+import { AllocToolsRangeError, AllocToolsTypeError } from "../errors.ts";
 
 /** 64-bit words per cell: operand, compare, result. */
 const WORDS = 3;
@@ -21,24 +22,26 @@ const TWO_TO_64 = 1n << 64n;
 const MINUS_TWO_TO_63 = -(1n << 63n);
 
 /**
- * An atomic's value as the unsigned 64-bit word the transport moves: a bigint in [-2^63, 2^64)
- * or a safe integer (negative ones wrap: adding -1 subtracts one). RangeError / TypeError
- * otherwise, naming `what`.
+ * An atomic's value, checked: a bigint in [-2^63, 2^64) or a safe integer (negative ones wrap:
+ * adding -1 subtracts one). Numbers stay numbers (no BigInt made on the hot path). RangeError /
+ * TypeError otherwise, naming `what`.
  */
-export function atomicValue(value: unknown, what: string): bigint {
+export function atomicValue(value: unknown, what: string): number | bigint {
   if (typeof value === "number") {
-    if (!Number.isSafeInteger(value)) throw new RangeError(`${what} must be a bigint or a safe integer, got ${value}`);
-    return BigInt.asUintN(64, BigInt(value));
+    if (!Number.isSafeInteger(value)) throw new AllocToolsRangeError(`${what} must be a bigint or a safe integer, got ${value}`);
+    return value;
   }
-  if (typeof value !== "bigint") throw new TypeError(`${what} must be a bigint or a safe integer, got ${typeof value}`);
-  if (value < MINUS_TWO_TO_63 || value >= TWO_TO_64) throw new RangeError(`${what} must fit 64 bits ([-2^63, 2^64)), got ${value}`);
-  return BigInt.asUintN(64, value);
+  if (typeof value !== "bigint") throw new AllocToolsTypeError(`${what} must be a bigint or a safe integer, got ${typeof value}`);
+  if (value < MINUS_TWO_TO_63 || value >= TWO_TO_64) throw new AllocToolsRangeError(`${what} must fit 64 bits ([-2^63, 2^64)), got ${value}`);
+  return value;
 }
 
 /** The cells of one endpoint's slots. */
 export class AtomicScratch {
   private readonly chunks: number[] = [];
   private readonly views: BigUint64Array[] = [];
+  /** The same chunks as 32-bit words, to write numbers without making a BigInt. */
+  private readonly words: Uint32Array[] = [];
 
   /** The address of slot `index`'s cell, made on first use. */
   address(index: number): number {
@@ -47,14 +50,28 @@ export class AtomicScratch {
     return this.chunks[chunk]! + (index % CELLS_PER_CHUNK) * CELL_BYTES;
   }
 
-  /** Writes the operand and the value to compare with into slot `index`'s cell, and clears its result. */
-  fill(index: number, operand: bigint, compare: bigint): void {
+  /**
+   * Writes the operand and the value to compare with (as unsigned 64-bit words: negative values
+   * wrap) into slot `index`'s cell, and clears its result.
+   */
+  fill(index: number, operand: number | bigint, compare: number | bigint): void {
     this.address(index);
-    const view = this.views[index / CELLS_PER_CHUNK | 0]!;
+    const chunk = index / CELLS_PER_CHUNK | 0;
     const at = (index % CELLS_PER_CHUNK) * WORDS;
-    view[at] = operand;
-    view[at + 1] = compare;
-    view[at + 2] = 0n;
+    this.write(chunk, at, operand);
+    this.write(chunk, at + 1, compare);
+    this.write(chunk, at + 2, 0);
+  }
+
+  /** Word `at` of `chunk`: a number through its two 32-bit halves, a bigint as it is. */
+  private write(chunk: number, at: number, value: number | bigint): void {
+    if (typeof value === "bigint") {
+      this.views[chunk]![at] = BigInt.asUintN(64, value);
+      return;
+    }
+    const words = this.words[chunk]!;
+    words[2 * at] = value >>> 0;
+    words[2 * at + 1] = Math.floor(value / 4294967296) >>> 0;
   }
 
   /** The result the transport wrote into slot `index`'s cell. */
@@ -65,6 +82,7 @@ export class AtomicScratch {
   private grow(): void {
     const view = new BigUint64Array(new ArrayBuffer(CELLS_PER_CHUNK * CELL_BYTES));
     this.views.push(view);
+    this.words.push(new Uint32Array(view.buffer));
     this.chunks.push(ptr(view));
   }
 }

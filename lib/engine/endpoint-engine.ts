@@ -15,11 +15,20 @@ import { ANY_SOURCE, type Message, type Received, type ReceiveOptions } from "./
 import { atomicValue } from "./atomic-scratch.ts";
 import { Outcome, Wait } from "./operation.ts";
 import { OperationEngine, type AnyLocalMemory } from "./operation-engine.ts";
+import { beginAtomic, beginReceive, beginRecv, beginRma, beginSend } from "./operation-starts.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
 import type { EngineSettings } from "./engine-options.ts";
 import { peerNameBytes, peerNameString } from "./peer-name.ts";
 import type { Transport } from "./transport.ts";
+
+/**
+ * Any endpoint (Endpoint, UcxEndpoint or MpiEndpoint): what code written for every transport takes.
+ * Its peers are what that endpoint's insert() returned (a bigint for libfabric, a number for UCX and
+ * MPI). A union such as `Endpoint | UcxEndpoint` cannot be called (its peer parameters intersect to
+ * `never`); this type can.
+ */
+export type AnyEndpoint = EndpointEngine<number | bigint>;
 
 /**
  * The base of every endpoint: the one-sided and message operations in their three forms, over a
@@ -119,12 +128,12 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * ENDPOINT_CLOSED.
    */
   write(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Promise<void> {
-    return this.engine.promise(this.engine.beginRma("write", Wait.Promise, local, length, peer, remote));
+    return this.engine.promise(beginRma(this.engine, "write", Wait.Promise, local, length, peer, remote));
   }
 
   /** Reads `length` bytes from the start of `remote` on `peer` into `local`; errors as for write(). */
   read(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Promise<void> {
-    return this.engine.promise(this.engine.beginRma("read", Wait.Promise, local, length, peer, remote));
+    return this.engine.promise(beginRma(this.engine, "read", Wait.Promise, local, length, peer, remote));
   }
 
   /**
@@ -133,12 +142,12 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * nothing on the success path.
    */
   writeSync(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
-    this.engine.waitSync(this.engine.beginRma("write", Wait.Sync, local, length, peer, remote));
+    this.engine.waitSync(beginRma(this.engine, "write", Wait.Sync, local, length, peer, remote));
   }
 
   /** read(), waiting on the calling thread; see writeSync. */
   readSync(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
-    this.engine.waitSync(this.engine.beginRma("read", Wait.Sync, local, length, peer, remote));
+    this.engine.waitSync(beginRma(this.engine, "read", Wait.Sync, local, length, peer, remote));
   }
 
   /**
@@ -146,12 +155,12 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * Refusals throw as for write(). Allocates nothing on the success path.
    */
   postWrite(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): number {
-    return this.engine.beginRma("write", Wait.Post, local, length, peer, remote).id;
+    return beginRma(this.engine, "write", Wait.Post, local, length, peer, remote).id;
   }
 
   /** Posts a read and returns its operation id; see postWrite. */
   postRead(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): number {
-    return this.engine.beginRma("read", Wait.Post, local, length, peer, remote).id;
+    return beginRma(this.engine, "read", Wait.Post, local, length, peer, remote).id;
   }
 
   // ---- remote atomics -----------------------------------------------------------------------------
@@ -164,17 +173,17 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * transport has no remote atomics.
    */
   fetchAdd(peer: Peer, remote: RemoteRegion, value: bigint | number): Promise<bigint> {
-    return this.engine.promise<bigint>(this.engine.beginAtomic("fetchAdd", Wait.Promise, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
+    return this.engine.promise<bigint>(beginAtomic(this.engine, "fetchAdd", Wait.Promise, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
   }
 
   /** fetchAdd(), waiting on the calling thread; returns the value before the add. */
   fetchAddSync(peer: Peer, remote: RemoteRegion, value: bigint | number): bigint {
-    return this.engine.waitFetched(this.engine.beginAtomic("fetchAdd", Wait.Sync, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
+    return this.engine.waitFetched(beginAtomic(this.engine, "fetchAdd", Wait.Sync, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
   }
 
   /** Posts a fetchAdd and returns its operation id for fetched(id). */
   postFetchAdd(peer: Peer, remote: RemoteRegion, value: bigint | number): number {
-    return this.engine.beginAtomic("fetchAdd", Wait.Post, peer, remote, atomicValue(value, "fetchAdd value"), 0n).id;
+    return beginAtomic(this.engine, "fetchAdd", Wait.Post, peer, remote, atomicValue(value, "fetchAdd value"), 0n).id;
   }
 
   /**
@@ -183,17 +192,17 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * `expected`. Refusals as for fetchAdd().
    */
   compareSwap(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): Promise<bigint> {
-    return this.engine.promise<bigint>(this.engine.beginAtomic("compareSwap", Wait.Promise, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
+    return this.engine.promise<bigint>(beginAtomic(this.engine, "compareSwap", Wait.Promise, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
   }
 
   /** compareSwap(), waiting on the calling thread; returns the value found. */
   compareSwapSync(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): bigint {
-    return this.engine.waitFetched(this.engine.beginAtomic("compareSwap", Wait.Sync, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
+    return this.engine.waitFetched(beginAtomic(this.engine, "compareSwap", Wait.Sync, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
   }
 
   /** Posts a compareSwap and returns its operation id for fetched(id). */
   postCompareSwap(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): number {
-    return this.engine.beginAtomic("compareSwap", Wait.Post, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")).id;
+    return beginAtomic(this.engine, "compareSwap", Wait.Post, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")).id;
   }
 
   /**
@@ -218,17 +227,17 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * no tagged messages.
    */
   send(local: AnyLocalMemory, length: number, peer: Peer, tag: number): Promise<void> {
-    return this.engine.promise(this.engine.beginSend(Wait.Promise, local, length, peer, tag));
+    return this.engine.promise(beginSend(this.engine, Wait.Promise, local, length, peer, tag));
   }
 
   /** send(), waiting on the calling thread; throws where send() would reject. Allocates nothing on success. */
   sendSync(local: AnyLocalMemory, length: number, peer: Peer, tag: number): void {
-    this.engine.waitSync(this.engine.beginSend(Wait.Sync, local, length, peer, tag));
+    this.engine.waitSync(beginSend(this.engine, Wait.Sync, local, length, peer, tag));
   }
 
   /** Posts a send and returns its operation id for completed(id). */
   postSend(local: AnyLocalMemory, length: number, peer: Peer, tag: number): number {
-    return this.engine.beginSend(Wait.Post, local, length, peer, tag).id;
+    return beginSend(this.engine, Wait.Post, local, length, peer, tag).id;
   }
 
   /**
@@ -241,7 +250,7 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
   recv(local: AnyLocalMemory, length: number, source: Peer | typeof ANY_SOURCE, tag: number, options?: ReceiveOptions): Promise<Received<Peer>> {
     let op;
     try {
-      op = this.engine.beginRecv(Wait.Promise, local, length, source, tag, options);
+      op = beginRecv(this.engine, Wait.Promise, local, length, source, tag, options);
     } catch (e) {
       if (options?.signal?.aborted === true && e === options.signal.reason) return Promise.reject(e);
       throw e;
@@ -251,12 +260,12 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
 
   /** recv(), waiting on the calling thread; returns the Received (its one allocation) or throws. */
   recvSync(local: AnyLocalMemory, length: number, source: Peer | typeof ANY_SOURCE, tag: number, options?: ReceiveOptions): Received<Peer> {
-    return this.engine.waitReceived(this.engine.beginRecv(Wait.Sync, local, length, source, tag, options));
+    return this.engine.waitReceived(beginRecv(this.engine, Wait.Sync, local, length, source, tag, options));
   }
 
   /** Posts a receive and returns its operation id for received(id). */
   postRecv(local: AnyLocalMemory, length: number, source: Peer | typeof ANY_SOURCE, tag: number, options?: ReceiveOptions): number {
-    return this.engine.beginRecv(Wait.Post, local, length, source, tag, options).id;
+    return beginRecv(this.engine, Wait.Post, local, length, source, tag, options).id;
   }
 
   /**
@@ -281,7 +290,7 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
   receive(source: Peer | typeof ANY_SOURCE, tag: number, options?: ReceiveOptions): Promise<Message<Peer>> {
     let op;
     try {
-      op = this.engine.beginReceive(source, tag, options);
+      op = beginReceive(this.engine, source, tag, options);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -336,16 +345,22 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
   }
 
   /**
-   * Keeps this endpoint progressing on the event loop even with nothing pending: what a target
-   * that only exposes memory needs where the transport moves data only when polled. `intervalMs`
-   * 0 polls as fast as the event loop turns (lowest latency, a busy core); the default 1 ms is
-   * light. The timer keeps the process alive until stopProgress() or close().
+   * Keeps this endpoint progressing on the event loop even with nothing pending, at a rate of your
+   * choosing: what a target that only exposes memory wants for low latency where the transport
+   * moves data only when polled (every endpoint already progresses every 1–8 ms by default:
+   * options.progress "auto"). `intervalMs` 0 polls as fast as the event loop turns (lowest latency,
+   * a busy core); the default 1 ms is light. The timer keeps the process alive until
+   * stopProgress() or close().
    */
   startProgress(intervalMs: number = 1): void {
     this.engine.startProgress(intervalMs);
   }
 
-  /** Stops what startProgress() started. */
+  /**
+   * Stops background progress: what startProgress() started, and the automatic progress an
+   * endpoint opened with `progress: "auto"` (the default) has; pending operations and
+   * poll()/progress() still turn it.
+   */
   stopProgress(): void {
     this.engine.stopProgress();
   }

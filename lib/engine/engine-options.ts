@@ -31,6 +31,19 @@ export interface EngineOptions {
   maxPending?: number;
   /** Milliseconds close() waits for operations in flight to end after cancelling them; default the smaller of timeoutMs and 1000. */
   closeTimeoutMs?: number;
+  /**
+   * "auto" (the default): the endpoint progresses on the event loop from the moment it opens, with
+   * nothing pending too (a target serves its peers without being asked), on an unref'd timer that
+   * never keeps the process alive: every 1 ms after activity, backing off to every 8 ms. "manual":
+   * only pending operations, poll()/progress() and startProgress() turn it.
+   */
+  progress?: "auto" | "manual";
+  /**
+   * Times every operation from post to completion into a fixed-size log histogram per kind (no
+   * allocation per operation); `stats().latency` gives p50, p90, p99 and max. Default false: no
+   * clock is read for it.
+   */
+  latency?: boolean;
 }
 
 /** EngineOptions checked, with their defaults. */
@@ -41,6 +54,8 @@ export interface EngineSettings {
   readonly pool: MemoryPool | null;
   readonly maxPending: number;
   readonly closeTimeoutMs: number;
+  readonly progress: "auto" | "manual";
+  readonly latency: boolean;
 }
 
 /** A transport's defaults for the engine's options. */
@@ -49,7 +64,7 @@ export interface EngineDefaults {
   readonly spinMicroseconds: number;
 }
 
-const ENGINE_KEYS = { timeoutMs: true, spinMicroseconds: true, cache: true, pool: true, maxPending: true, closeTimeoutMs: true } as const;
+const ENGINE_KEYS = { timeoutMs: true, spinMicroseconds: true, cache: true, pool: true, maxPending: true, closeTimeoutMs: true, progress: true, latency: true } as const;
 
 /**
  * Checks `options` of a `className` endpoint on `provider`: its type, unknown keys (those of
@@ -75,6 +90,8 @@ export function checkEngineOptions(options: unknown, className: string, transpor
     pool: checkPool(o.pool, provider),
     maxPending: integerOption("maxPending", o.maxPending, defaults.maxPending, 1, MAX_OPERATIONS, `${MAX_OPERATIONS}, what one endpoint's operation ids can name`),
     closeTimeoutMs: integerOption("closeTimeoutMs", o.closeTimeoutMs, Math.min(timeoutMs, 1000), 0, 60_000, "60 000 ms"),
+    progress: progressOption(o.progress),
+    latency: booleanOption("latency", o.latency),
   };
 }
 
@@ -99,4 +116,18 @@ function checkPool(pool: unknown, provider: object): MemoryPool | null {
   const same = own === provider || own.sharesDomainWith?.(provider) === true || own.sharesContextWith?.(provider) === true || (provider as { kind?: unknown }).kind === "mpi";
   if (!same) throw new AllocToolsTypeError(`options.pool must be a MemoryPool over this endpoint's provider, not ${String((own as { name?: unknown }).name)}`);
   return pool;
+}
+
+/** options.progress: "auto" (default) or "manual". */
+function progressOption(value: unknown): "auto" | "manual" {
+  if (value === undefined || value === "auto") return "auto";
+  if (value === "manual") return "manual";
+  throw new AllocToolsTypeError(`options.progress must be "auto" or "manual", got ${JSON.stringify(value)}`);
+}
+
+/** A boolean option: false when undefined, TypeError otherwise. */
+function booleanOption(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw new AllocToolsTypeError(`options.${name} must be a boolean, got ${typeof value}`);
+  return value;
 }

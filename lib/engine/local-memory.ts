@@ -1,10 +1,11 @@
-// The local side of an RMA operation: which region, which address, checked before anything is
-// posted. Every endpoint (libfabric, UCX, MPI) resolves its local memory here, so one set of rules
+// The local side of an operation: which region, which address, checked and pinned before anything
+// is posted. Every endpoint (libfabric, UCX, MPI) resolves its local memory here, so one set of rules
 // decides what C may be handed: only regions and pointers this library made (checked by identity,
 // never by shape), integer offsets and lengths inside the region, regions still out of their pool.
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { MemoryRegionPointer } from "../memory/pointer.ts";
-import { MemoryRegionImpl } from "../memory/region.ts";
+import { assertPoolOpen, beginOperation, endOperation, MemoryRegionImpl } from "../memory/region.ts";
+import type { RegistrationCache } from "../cache/registration-cache.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
 import { checkRegionMemory } from "../memory/user-memory.ts";
 
@@ -19,14 +20,77 @@ export class LocalRange {
   address = 0;
   /** Bytes from the region's start. */
   offset = 0;
+  /** Whether the region was acquired from a registration cache for this operation (a plain view). */
+  cached = false;
+}
+
+/** What pins need of a transport: whether a region is registered where it can use it. */
+interface LocalMemoryCheck {
+  checkLocal(kind: string, region: MemoryRegionImpl): void;
+}
+
+/**
+ * The local memory of an endpoint's operations: a region, a pointer, or (with a cache) a plain
+ * view, checked and pinned (`beginOperation`) before the operation takes a slot.
+ */
+export class LocalMemoryPins {
+  private readonly range = new LocalRange();
+
+  constructor(private readonly cache: RegistrationCache | null, private readonly transport: LocalMemoryCheck) {}
+
+  /**
+   * Resolves and pins `length` bytes of `local`. Begun before a slot is taken: a shared pool whose
+   * owner closed refuses here (POOL_CLOSED), and the owner's close counts the operation once it is
+   * begun (BUSY). Throws having changed nothing (a cached region acquired here goes back).
+   */
+  pin(kind: string, local: LocalMemory | ArrayBufferView, length: number, minimumLength: number): LocalRange {
+    const cached = this.cache !== null && ArrayBuffer.isView(local);
+    const range = cached ? this.resolveCached(kind, local, length, minimumLength) : this.resolve(kind, local as LocalMemory, length, minimumLength);
+    range.cached = cached;
+    try {
+      beginOperation(range.region!);
+    } catch (e) {
+      if (cached) this.cache!.release(range.region!);
+      throw e;
+    }
+    return range;
+  }
+
+  /** Undoes pin() for an operation that could not take its slot. */
+  unpin(region: MemoryRegionImpl, cached: boolean): void {
+    endOperation(region);
+    if (cached) this.cache!.release(region);
+  }
+
+  /** This library's memory, in range, out of its pool, usable by the transport. */
+  private resolve(kind: string, local: LocalMemory, length: number, minimumLength: number): LocalRange {
+    const range = this.range;
+    resolveLocal(kind, local, length, range, minimumLength);
+    this.transport.checkLocal(kind, range.region!);
+    return range;
+  }
+
+  /** A plain view through the cache: a cached region over it, acquired until the operation ends. */
+  private resolveCached(kind: string, view: ArrayBufferView, length: number, minimumLength: number): LocalRange {
+    const cache = this.cache!;
+    const region = cache.resolveLocal(kind, view, length);
+    try {
+      cache.assertUsable(kind, region);
+      return this.resolve(kind, region, length, minimumLength);
+    } catch (e) {
+      cache.release(region);
+      throw e;
+    }
+  }
 }
 
 /**
  * Fills `out` with where `length` bytes of `local` are, or throws having changed nothing the
  * caller owns: TypeError for anything that is not a region or pointer of this library, RangeError
  * for a length or offset that is not an integer inside the region, AllocToolsError DOUBLE_RELEASE
- * for a pooled region that is not out of its pool, AllocToolsError DETACHED for a region whose
- * memory left its view (a user buffer transferred away).
+ * for a pooled region that is not out of its pool, AllocToolsError POOL_CLOSED for a region of a
+ * shared pool its owner closed, AllocToolsError DETACHED for a region whose memory left its view
+ * (a user buffer transferred away).
  */
 export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange, minimumLength = 1): void {
   let region: unknown;
@@ -49,6 +113,7 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
     throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
   }
   if (region.owner !== null) region.assertInUse(operation);
+  assertPoolOpen(region, operation); // a shared pool's owner closed it: nothing may be posted on its memory
   checkRegionMemory(operation, region); // a user buffer transferred away: its memory may be reused
   out.region = region;
   out.address = region.address + offset;

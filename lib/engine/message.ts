@@ -1,5 +1,6 @@
 // What a receive gives back: `Received` for a receive into memory the caller chose, `Message` for
 // one whose size was found first and whose memory the library took from a pool.
+import { AllocToolsRangeError, AllocToolsTypeError } from "../errors.ts";
 import type { MemoryPool } from "../pool/pool.ts";
 import type { MemoryRegion } from "../memory/region.ts";
 
@@ -9,6 +10,22 @@ export const ANY_SOURCE = -1;
 export const ANY_TAG = 0xffff_ffff;
 /** The largest tag: tags are integers in [0, 2^32). */
 export const MAX_TAG = 0xffff_ffff;
+
+/** A tag: an integer in [0, 2^32); RangeError naming `kind` otherwise. */
+export function checkTag(kind: string, tag: number): void {
+  if (!Number.isInteger(tag) || tag < 0 || tag > MAX_TAG) throw new AllocToolsRangeError(`${kind}: a tag is an integer in [0, 2^32), got ${String(tag)}`);
+}
+
+/** A receive's tag and options, checked (the tag, `ignore` a mask, `signal` an AbortSignal); returns the mask. */
+export function checkReceiveOptions(kind: string, tag: number, options: ReceiveOptions | undefined): number {
+  checkTag(kind, tag);
+  if (options !== undefined && (options === null || typeof options !== "object")) throw new AllocToolsTypeError(`${kind} options must be an object`);
+  const ignore = options?.ignore ?? 0;
+  if (!Number.isInteger(ignore) || ignore < 0 || ignore > MAX_TAG) throw new AllocToolsRangeError(`${kind}: options.ignore must be a tag mask, an integer in [0, 2^32), got ${String(ignore)}`);
+  const signal = options?.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new AllocToolsTypeError(`${kind}: options.signal must be an AbortSignal`);
+  return ignore;
+}
 
 /** Options of a receive. */
 export interface ReceiveOptions {

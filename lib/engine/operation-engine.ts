@@ -18,19 +18,19 @@
 //   startProgress(). Sync waits and the promise forms' inline spin turn them on the calling thread.
 // - close(): operations never posted fail; posted ones are cancelled and drained (bounded by
 //   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
-import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
+import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
 import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
 import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
-import { LocalRange, resolveLocal } from "./local-memory.ts";
-import { ANY_SOURCE, MAX_TAG, Message, Received, type ReceiveOptions } from "./message.ts";
+import { LocalMemoryPins } from "./local-memory.ts";
+import { Message, Received } from "./message.ts";
 import { AtomicScratch } from "./atomic-scratch.ts";
-import { argument, Operation, OperationTable, Outcome, Wait } from "./operation.ts";
+import { LatencyHistogram } from "./latency-histogram.ts";
+import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
-import { RemoteRegion } from "./remote-region.ts";
-import { RmaTimeoutError, type OperationKind, type RmaKind } from "./rma-errors.ts";
+import { RmaTimeoutError, type OperationKind } from "./rma-errors.ts";
 import type { LocalMemory, RmaEndpointStats } from "./rma-endpoint.ts";
 import type { EngineSettings } from "./engine-options.ts";
 import { Posted, type Transport } from "./transport.ts";
@@ -45,6 +45,10 @@ class Counters {
   completed = 0;
   failed = 0;
   timedOut = 0;
+  bytesWritten = 0;
+  bytesRead = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
 }
 
 /** Local memory as the forms take it: a region, a pointer, or (with a cache) a plain view. */
@@ -57,12 +61,16 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   readonly cache: RegistrationCache | null;
   readonly pool: MemoryPool | null;
   readonly maxPending: number;
+  /** Progressable: whether the endpoint progresses in the background with nothing pending (options.progress "auto", until stopProgress()). */
+  autoProgress: boolean;
   readonly transport: Transport<Peer>;
   private readonly table: OperationTable;
   /** Operations the transport pushed back, to post again in order. */
   private readonly retries: Operation[] = [];
-  /** The local memory of the operation being posted, refilled per call. */
-  private readonly local = new LocalRange();
+  /** Resolves and pins the local memory of the operation being posted. */
+  private readonly localMemory: LocalMemoryPins;
+  /** Latencies by kind (options.latency), else null: nothing is timed. */
+  private readonly latency: LatencyHistogram | null;
   /** Operand, compare and result words of remote atomics, a cell per slot. */
   private readonly scratch = new AtomicScratch();
   private readonly counts = new Counters();
@@ -82,8 +90,11 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     this.cache = settings.cache;
     this.pool = settings.pool;
     this.maxPending = settings.maxPending;
+    this.autoProgress = settings.progress === "auto";
+    this.latency = settings.latency ? new LatencyHistogram() : null;
     this.closeTimeoutMs = settings.closeTimeoutMs;
     this.table = new OperationTable(settings.maxPending);
+    this.localMemory = new LocalMemoryPins(settings.cache, transport);
     this.owner = owner;
     transport.bind(this);
     progressEngine.add(this);
@@ -114,112 +125,11 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   stats(): RmaEndpointStats {
     const c = this.counts;
-    return { posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut };
-  }
-
-  // ---- beginning operations -----------------------------------------------------------------------
-
-  /** Checks an RMA request, takes a slot, pins the local memory, and posts (or queues). */
-  beginRma(kind: RmaKind, wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Operation {
-    this.assertOpen();
-    if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
-    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
-    if (length > remote.length) {
-      throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
-    }
-    const handle = this.transport.resolveRemote(kind, peer, remote, length);
-    const op = this.take(kind, wait, local, length, 1, performance.now() + this.timeoutMs);
-    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
-    op.remoteAddress = argument(remote.address);
-    op.key = argument(remote.key);
-    op.remoteHandle = handle;
-    this.start(op);
-    return op;
-  }
-
-  /**
-   * Checks a remote atomic on the aligned 64-bit word at the start of `remote`, takes a slot,
-   * writes its operand (and the value to compare with) into the slot's cell, and posts.
-   */
-  beginAtomic(kind: "fetchAdd" | "compareSwap", wait: Wait, peer: Peer, remote: RemoteRegion, operand: bigint, compare: bigint): Operation {
-    this.assertOpen();
-    const reason = this.transport.atomics;
-    if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
-    if (!(remote instanceof RemoteRegion)) throw new AllocToolsTypeError(`${kind} target must be a RemoteRegion (region.remote(), RemoteRegion.fromBytes())`);
-    if (remote.length < 8) throw new AllocToolsRangeError(`${kind} works on a 64-bit word: the remote region has ${remote.length} bytes, fewer than 8`);
-    if ((remote.address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
-    const handle = this.transport.resolveRemote(kind, peer, remote, 8);
-    const op = this.table.take(kind, wait, null, 0, 8, performance.now() + this.timeoutMs);
-    op.local = this.scratch.address(op.index);
-    this.scratch.fill(op.index, operand, compare);
-    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
-    op.remoteAddress = argument(remote.address);
-    op.key = argument(remote.key);
-    op.remoteHandle = handle;
-    this.start(op);
-    return op;
-  }
-
-  /** The value a completed atomic found at the target. */
-  fetchedValue(op: Operation): bigint {
-    return this.scratch.result(op.index);
-  }
-
-  /** fetchAddSync()/compareSwapSync(): waits, then the value found (read before the slot is retired). */
-  waitFetched(op: Operation): bigint {
-    while (op.outcome === Outcome.Pending) progressEngine.pumpAll(performance.now());
-    const error = op.error;
-    const value = error === null ? this.scratch.result(op.index) : 0n;
-    this.table.retire(op);
-    if (error !== null) throw error;
-    return value;
-  }
-
-  /** Checks a send, takes a slot, pins the local memory, and posts (or queues). */
-  beginSend(wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, tag: number): Operation {
-    this.assertMessaging("send");
-    checkTag("send", tag);
-    this.transport.resolvePeer("send", peer, tag, 0);
-    const op = this.take("send", wait, local, length, 0, performance.now() + this.timeoutMs);
-    op.peer = typeof peer === "bigint" ? argument(peer) : peer;
-    op.tag = tag;
-    op.ignore = 0;
-    this.start(op);
-    return op;
-  }
-
-  /**
-   * Checks a receive, takes a slot, pins the local memory, and posts (or queues). An aborted
-   * signal throws its reason, having taken nothing.
-   */
-  beginRecv(wait: Wait, local: AnyLocalMemory, length: number, source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): Operation {
-    this.assertMessaging("recv");
-    const ignore = this.checkMatch("recv", source, tag, options);
-    const signal = options?.signal ?? null;
-    if (signal !== null && signal.aborted) throw signal.reason;
-    const op = this.take("recv", wait, local, length, 0, performance.now() + this.timeoutMs);
-    this.fillMatch(op, source, tag, ignore);
-    if (signal !== null) this.watch(op, signal);
-    this.start(op);
-    return op;
-  }
-
-  /**
-   * A receive of a message of unknown size: the transport finds a matching message first, then
-   * asks bufferFor() for memory of its length from the pool. No deadline: an abort signal or
-   * close ends it.
-   */
-  beginReceive(source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): Operation {
-    this.assertMessaging("receive");
-    if (this.pool === null) throw new AllocToolsTypeError("receive() takes its memory from the endpoint's pool: open the endpoint with options.pool (a MemoryPool over its provider)");
-    const ignore = this.checkMatch("receive", source, tag, options);
-    const signal = options?.signal ?? null;
-    if (signal !== null && signal.aborted) throw signal.reason;
-    const op = this.table.take("receive", Wait.Promise, null, 0, 0, Infinity);
-    this.fillMatch(op, source, tag, ignore);
-    if (signal !== null) this.watch(op, signal);
-    this.start(op);
-    return op;
+    const counts = {
+      posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut,
+      bytesWritten: c.bytesWritten, bytesRead: c.bytesRead, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived,
+    };
+    return this.latency === null ? counts : { ...counts, latency: this.latency.summary() };
   }
 
   /**
@@ -231,8 +141,15 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     const pool = this.pool!;
     let region: MemoryRegionImpl;
     try {
-      region = pool.getRegion(length < 0 ? largestPooledSize(pool) : Math.max(length, 1)) as MemoryRegionImpl;
+      region = pool.getRegion(length < 0 ? pool.largestPooledSize : Math.max(length, 1)) as MemoryRegionImpl;
     } catch (e) {
+      op.failure = e;
+      return false;
+    }
+    try {
+      beginOperation(region);
+    } catch (e) {
+      pool.releaseRegion(region);
       op.failure = e;
       return false;
     }
@@ -240,71 +157,43 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     op.messageRegion = region;
     op.local = region.address;
     op.length = length < 0 ? region.size : length;
-    beginOperation(region);
     return true;
   }
 
-  /** The source, tag and mask of a receive, checked; returns the mask. */
-  private checkMatch(kind: OperationKind, source: Peer | typeof ANY_SOURCE, tag: number, options: ReceiveOptions | undefined): number {
-    checkTag(kind, tag);
-    if (options !== undefined && (options === null || typeof options !== "object")) throw new AllocToolsTypeError(`${kind} options must be an object`);
-    const ignore = options?.ignore ?? 0;
-    if (!Number.isInteger(ignore) || ignore < 0 || ignore > MAX_TAG) throw new AllocToolsRangeError(`${kind}: options.ignore must be a tag mask, an integer in [0, 2^32), got ${String(ignore)}`);
-    const signal = options?.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new AllocToolsTypeError(`${kind}: options.signal must be an AbortSignal`);
-    this.transport.resolvePeer(kind, source, tag, ignore);
-    return ignore;
-  }
-
-  private fillMatch(op: Operation, source: Peer | typeof ANY_SOURCE, tag: number, ignore: number): void {
-    op.peer = typeof source === "bigint" ? argument(source) : source;
-    op.tag = tag;
-    op.ignore = ignore;
-  }
-
   /**
-   * Resolves the local memory (a region, a pointer, or with a cache a plain view), takes a slot and
-   * pins the region. Throws having changed nothing (a cached region acquired here goes back).
+   * A slot for an operation with local memory (a region, a pointer, or with a cache a plain view):
+   * resolved, pinned, then the slot taken. Throws having changed nothing (a cached region acquired
+   * here goes back). For operation-starts.ts.
    */
-  private take(kind: OperationKind, wait: Wait, local: AnyLocalMemory, length: number, minimumLength: number, deadline: number): Operation {
-    const cached = this.cache !== null && ArrayBuffer.isView(local);
-    const range = cached ? this.resolveCached(kind, local, length, minimumLength) : this.resolveLocalMemory(kind, local as LocalMemory, length, minimumLength);
+  take(kind: OperationKind, wait: Wait, local: AnyLocalMemory, length: number, minimumLength: number, deadline: number): Operation {
+    const range = this.localMemory.pin(kind, local, length, minimumLength);
     const region = range.region!;
     let op: Operation;
     try {
       op = this.table.take(kind, wait, region, range.address, length, deadline);
     } catch (e) {
-      if (cached) this.cache!.release(region);
+      this.localMemory.unpin(region, range.cached);
       throw e;
     }
-    op.cache = cached ? this.cache : null;
-    beginOperation(region);
+    op.cache = range.cached ? this.cache : null;
     return op;
   }
 
-  /** The local memory of one operation, checked: this library's, in range, out of its pool, usable by the transport. */
-  private resolveLocalMemory(kind: OperationKind, local: LocalMemory, length: number, minimumLength: number): LocalRange {
-    const range = this.local;
-    resolveLocal(kind, local, length, range, minimumLength);
-    this.transport.checkLocal(kind, range.region!);
-    return range;
+  /** A slot for an operation with no memory of the caller's (a receive() of unknown size). */
+  takeWithoutMemory(kind: OperationKind, wait: Wait, deadline: number): Operation {
+    return this.table.take(kind, wait, null, 0, 0, deadline);
   }
 
-  /** A plain view through the cache: a cached region over it, acquired until the operation ends. */
-  private resolveCached(kind: OperationKind, view: ArrayBufferView, length: number, minimumLength: number): LocalRange {
-    const cache = this.cache!;
-    const region = cache.resolveLocal(kind, view, length);
-    try {
-      cache.assertUsable(kind, region);
-      return this.resolveLocalMemory(kind, region, length, minimumLength);
-    } catch (e) {
-      cache.release(region);
-      throw e;
-    }
+  /** A slot for a remote atomic, its cell holding the operand and the value to compare with. */
+  takeAtomic(kind: OperationKind, wait: Wait, operand: number | bigint, compare: number | bigint): Operation {
+    const op = this.table.take(kind, wait, null, 0, 8, performance.now() + this.timeoutMs);
+    op.local = this.scratch.address(op.index);
+    this.scratch.fill(op.index, operand, compare);
+    return op;
   }
 
   /** Posts `op` now, or queues it behind operations the transport pushed back (their order is kept). */
-  private start(op: Operation): void {
+  start(op: Operation): void {
     if (this.broken !== null) {
       this.finish(op, this.broken);
       return;
@@ -402,6 +291,21 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     return received!;
   }
 
+  /** The value a completed atomic found at the target. */
+  fetchedValue(op: Operation): bigint {
+    return this.scratch.result(op.index);
+  }
+
+  /** fetchAddSync()/compareSwapSync(): waits, then the value found (read before the slot is retired). */
+  waitFetched(op: Operation): bigint {
+    while (op.outcome === Outcome.Pending) progressEngine.pumpAll(performance.now());
+    const error = op.error;
+    const value = error === null ? this.scratch.result(op.index) : 0n;
+    this.table.retire(op);
+    if (error !== null) throw error;
+    return value;
+  }
+
   /** completed(id) and received(id): the post-form operation of `id`, or RangeError. */
   postedOperation(id: number, kind: string): Operation {
     const op = this.table.byId(id);
@@ -435,7 +339,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   // ---- cancelling ---------------------------------------------------------------------------------
 
   /** Listens for the abort of a receive's signal (the listener goes once the receive ends). */
-  private watch(op: Operation, signal: AbortSignal): void {
+  watch(op: Operation, signal: AbortSignal): void {
     const id = op.id;
     const listener = (): void => {
       const current = this.table.byId(id);
@@ -477,8 +381,10 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     progressEngine.wake();
   }
 
+  /** Stops background progress: what startProgress() started, and the automatic kind. */
   stopProgress(): void {
     this.interval = -1;
+    this.autoProgress = false;
   }
 
   /** Progressable: one turn that never throws (failures settle the operations). */
@@ -514,9 +420,24 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   /** CompletionSink: the transport let go of `op`; count it and finish it. */
   complete(op: Operation, error: unknown): void {
     if (!op.inTransport) return;
-    if (error === null) this.counts.completed++;
+    if (error === null) this.count(op);
     else this.counts.failed++;
     this.finish(op, error);
+  }
+
+  /** A completed operation: its bytes by kind, and (asked for) its latency. */
+  private count(op: Operation): void {
+    const c = this.counts;
+    c.completed++;
+    switch (op.kind) {
+      case "write": c.bytesWritten += op.length; break;
+      case "read": c.bytesRead += op.length; break;
+      case "send": c.bytesSent += op.length; break;
+      case "recv": case "receive": c.bytesReceived += op.resultLength; break;
+      default: break;
+    }
+    // A finite deadline is its post time plus timeoutMs; a receive() has none (it waits for a message).
+    if (this.latency !== null && op.deadline !== Infinity) this.latency.record(op.kind, performance.now() - (op.deadline - this.timeoutMs));
   }
 
   /**
@@ -568,7 +489,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
       const op = active[i]!;
       if (op.outcome !== Outcome.Pending || op.deadline > now || op.cancelReason !== null) continue;
       this.counts.timedOut++;
-      const error = new RmaTimeoutError(op.describe(), this.timeoutMs, this.transport.functionName(op.kind));
+      const error = new RmaTimeoutError(op.describe(), this.timeoutMs, this.transport.functionName(op.kind), this.timeoutHint(op));
       if (op.queued) {
         this.finish(op, error); // never posted: the transport does not have it
       } else if (op.kind === "recv") {
@@ -578,6 +499,12 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
         this.transport.abandon?.(op);
       }
     }
+  }
+
+  /** What a timeout's message tells to check: that the peer progresses, which peer, which transport. */
+  private timeoutHint(op: Operation): string {
+    const peer = op.peer === -1 ? "any source" : this.transport.describePeer?.(op.peer) ?? String(op.peer);
+    return `check that the peer's endpoint is open and progressing (endpoints progress by default; a peer opened with progress "manual" needs poll() or startProgress(), and one parked in a synchronous wait or Atomics.wait does not progress); peer ${peer}, transport ${this.owner.name}`;
   }
 
   /** The transport failed: every operation fails with it, and so will later ones. */
@@ -654,7 +581,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     if (this.closed_) throw new AllocToolsError("ENDPOINT_CLOSED", "the endpoint is closed");
   }
 
-  private assertMessaging(kind: OperationKind): void {
+  assertMessaging(kind: OperationKind): void {
     this.assertOpen();
     const reason = this.transport.messaging;
     if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
@@ -664,17 +591,6 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 /** Atomic cells of endpoints whose transport could not let go at close: never collected. */
 const heldForever = new Set<AtomicScratch>();
 
-/** The largest region `pool` hands out from its stacks (its last size class). */
-function largestPooledSize(pool: MemoryPool): number {
-  let largest = 1;
-  for (const stack of Object.values(pool.stats().stacks)) largest = Math.max(largest, stack.chunkSize);
-  return largest;
-}
-
-/** A tag: an integer in [0, 2^32). */
-function checkTag(kind: OperationKind, tag: number): void {
-  if (!Number.isInteger(tag) || tag < 0 || tag > MAX_TAG) throw new AllocToolsRangeError(`${kind}: a tag is an integer in [0, 2^32), got ${String(tag)}`);
-}
 
 function closedError(): AllocToolsError {
   return new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");

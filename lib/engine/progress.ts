@@ -1,18 +1,24 @@
-// Background progress for every Endpoint of this process, on the event loop (no threads).
+// Background progress for every endpoint of this thread, on the event loop (no threads).
 //
 // tcp, udp and shm (offset mode) make progress only when someone reads the completion queue:
 // an initiator's completions, the target's incoming data and the connection handshake all wait on
-// it. So while any operation is pending anywhere in the process, the engine polls *every* open
-// endpoint (that is what lets two endpoints of one process talk), busily with setImmediate (~1 µs
+// it. So while any operation is pending anywhere in the thread, the engine polls *every* open
+// endpoint (that is what lets two endpoints of one thread talk), busily with setImmediate (~1 µs
 // a turn) for low latency, falling back to a 1 ms timer when nothing has completed for a while
-// (a hung operation waiting for its timeout should not burn a core). Endpoints that asked for it
-// with startProgress() (a target that just exposes memory) are polled every `intervalMs` as well,
-// whether or not anything is pending.
+// (a hung operation waiting for its timeout should not burn a core).
 //
-// Every turn decides the next one from the state after the turn, both reasons at once: operations
-// still pending, and the smallest interval asked for. (Deciding from the state before the turn
-// dropped the interval whenever the turn completed the last pending operation, and a target that
-// had completed operations of its own stopped progressing for good.)
+// Endpoints progress in the background by default ("auto"): with nothing pending, they are turned
+// by an unref'd timer (it never keeps the process alive), every 1 ms after activity, backing off
+// to every 8 ms while nothing happens. A target that only exposes memory thus serves its peers
+// without being asked; startProgress(intervalMs) asks for more (a ref'd timer, or every event-loop
+// turn with 0), and an endpoint opened with `progress: "manual"` is turned only when pending work
+// or startProgress() asks for it.
+//
+// Every turn decides the next one from the state after the turn, every reason at once: operations
+// still pending, the smallest interval asked for, and endpoints progressing automatically.
+// (Deciding from the state before the turn dropped the interval whenever the turn completed the
+// last pending operation, and a target that had completed operations of its own stopped
+// progressing for good.)
 
 import { AllocToolsRangeError } from "../errors.ts";
 
@@ -22,6 +28,8 @@ export interface Progressable {
   readonly pendingCount: number;
   /** Poll interval asked for with startProgress(), or -1 when not asked. */
   readonly progressInterval: number;
+  /** Whether the endpoint progresses in the background with nothing pending (options.progress "auto"). */
+  readonly autoProgress?: boolean;
   /** One progress turn: post what waits, read completions, expire timed-out operations. Never throws. */
   pump(now: number): number;
 }
@@ -30,6 +38,9 @@ export interface Progressable {
 const BUSY_WINDOW_MS = 50;
 /** Timer period while operations are pending but nothing completes (ms). */
 const SLOW_PERIOD_MS = 1;
+/** Automatic background progress: every 1 ms after activity, backing off to every 8 ms (ms). */
+const AUTO_FIRST_MS = 1;
+const AUTO_MOST_MS = 8;
 
 class ProgressEngine {
   /** An array, not a Set: iterating it by index allocates nothing (synchronous waits pump it per spin). */
@@ -38,10 +49,14 @@ class ProgressEngine {
   /** Set while the next turn waits on a timer rather than setImmediate. */
   private timer: ReturnType<typeof setTimeout> | null = null;
   private lastActivity = 0;
+  /** The automatic background period now (ms): doubles while nothing completes, back to 1 on activity. */
+  private autoPeriod = AUTO_FIRST_MS;
   private readonly tick = (): void => this.run();
 
   add(ep: Progressable): void {
-    if (!this.endpoints.includes(ep)) this.endpoints.push(ep);
+    if (this.endpoints.includes(ep)) return;
+    this.endpoints.push(ep);
+    if (ep.autoProgress === true && !this.scheduled) this.schedule(performance.now());
   }
 
   remove(ep: Progressable): void {
@@ -52,6 +67,7 @@ class ProgressEngine {
   /** An operation was posted or progress was asked for: make sure a turn is coming soon. */
   wake(): void {
     this.lastActivity = performance.now();
+    this.autoPeriod = AUTO_FIRST_MS;
     if (this.timer !== null) {
       // A slow turn is booked: bring it forward.
       clearTimeout(this.timer);
@@ -64,8 +80,8 @@ class ProgressEngine {
   }
 
   /**
-   * One turn of every endpoint of this process, now, on the calling thread: what a synchronous
-   * wait runs, since the peer it waits for may be another endpoint of this process. Returns the
+   * One turn of every endpoint of this thread, now, on the calling thread: what a synchronous
+   * wait runs, since the peer it waits for may be another endpoint of this thread. Returns the
    * number of completions read.
    */
   pumpAll(now: number): number {
@@ -85,30 +101,39 @@ class ProgressEngine {
     let completed = 0;
     for (const ep of this.endpoints) {
       // With something pending anywhere, every endpoint turns (its peer may be here); otherwise
-      // only those that asked for background progress.
-      if (pending > 0 || ep.progressInterval >= 0) completed += ep.pump(now);
+      // those that asked for background progress, or progress automatically.
+      if (pending > 0 || ep.progressInterval >= 0 || ep.autoProgress === true) completed += ep.pump(now);
     }
-    if (completed > 0) this.lastActivity = now;
+    if (completed > 0) {
+      this.lastActivity = now;
+      this.autoPeriod = AUTO_FIRST_MS;
+    } else {
+      this.autoPeriod = Math.min(this.autoPeriod * 2, AUTO_MOST_MS);
+    }
     this.schedule(now);
   }
 
-  /** Books the next turn from the state after this one: pending operations, then intervals. */
+  /** Books the next turn from the state after this one: pending operations, intervals, automatic progress. */
   private schedule(now: number): void {
     let pending = 0;
     let interval = -1;
+    let auto = false;
     for (const ep of this.endpoints) {
       pending += ep.pendingCount;
       const i = ep.progressInterval;
       if (i >= 0 && (interval < 0 || i < interval)) interval = i;
+      if (ep.autoProgress === true) auto = true;
     }
     if (pending > 0) {
       const busy = now - this.lastActivity < BUSY_WINDOW_MS;
       if (busy || interval === 0) this.immediate();
-      else this.later(interval > 0 ? Math.min(interval, SLOW_PERIOD_MS) : SLOW_PERIOD_MS);
+      else this.later(interval > 0 ? Math.min(interval, SLOW_PERIOD_MS) : SLOW_PERIOD_MS, true);
     } else if (interval === 0) {
       this.immediate();
     } else if (interval > 0) {
-      this.later(interval);
+      this.later(auto ? Math.min(interval, this.autoPeriod) : interval, true);
+    } else if (auto) {
+      this.later(this.autoPeriod, false);
     }
   }
 
@@ -117,9 +142,12 @@ class ProgressEngine {
     setImmediate(this.tick);
   }
 
-  private later(ms: number): void {
+  /** A timer turn; one that does not keep the process alive when `keepAlive` is false. */
+  private later(ms: number, keepAlive: boolean): void {
     this.scheduled = true;
-    this.timer = setTimeout(this.tick, ms);
+    const timer = setTimeout(this.tick, ms);
+    if (!keepAlive) timer.unref();
+    this.timer = timer;
   }
 }
 
@@ -133,5 +161,5 @@ export function checkProgressInterval(intervalMs: number): number {
   return intervalMs;
 }
 
-/** The one engine of this process (endpoints of one process share the event loop anyway). */
+/** The one engine of this thread (endpoints of one thread share its event loop anyway). */
 export const progressEngine = new ProgressEngine();

@@ -300,3 +300,16 @@ function blobFromJSON(value: unknown): Uint8Array | null {
   }
   return new Uint8Array(Buffer.from(value, "hex"));
 }
+
+/**
+ * The TypeError for a `remote` that is not a RemoteRegion, naming what it is; for a plain object
+ * with its fields (what structuredClone, postMessage or a JSON round trip leave of one), how to make
+ * it a RemoteRegion again.
+ */
+export function notRemoteRegion(kind: string, value: unknown): AllocToolsTypeError {
+  const fields = value !== null && typeof value === "object" && "address" in value && "key" in value && "length" in value;
+  const hint = fields
+    ? ": got a plain object with its fields (what structuredClone, postMessage or JSON.parse leave of one); send JSON.stringify(region) and read it with RemoteRegion.fromJSON(), or send `${region}` and read it with RemoteRegion.parse()"
+    : ` (region.remote(), RemoteRegion.fromBytes(), RemoteRegion.fromJSON(), RemoteRegion.parse()), got ${value === null ? "null" : typeof value}`;
+  return new AllocToolsTypeError(`${kind} target must be a RemoteRegion${hint}`);
+}

@@ -17,6 +17,8 @@
 import type { MemoryRegionPointer } from "../memory/pointer.ts";
 import type { MemoryRegion } from "../memory/region.ts";
 import type { RemoteRegion } from "./remote-region.ts";
+import type { OperationKind } from "./rma-errors.ts";
+import type { LatencySummary } from "./latency-histogram.ts";
 
 /** Where the data of an RMA operation comes from or goes to, locally. */
 export type LocalMemory = MemoryRegion | MemoryRegionPointer;
@@ -33,6 +35,19 @@ export interface RmaEndpointStats {
   readonly failed: number;
   /** Operations that did not complete within `timeoutMs`. */
   readonly timedOut: number;
+  /** Bytes of completed writes (this endpoint's memory to peers'). */
+  readonly bytesWritten: number;
+  /** Bytes of completed reads (peers' memory to this endpoint's). */
+  readonly bytesRead: number;
+  /** Bytes of completed sends. */
+  readonly bytesSent: number;
+  /** Bytes of completed receives (what the messages held). */
+  readonly bytesReceived: number;
+  /**
+   * Latency percentiles by kind of operation, from post to completion, in microseconds; only with
+   * `options.latency: true` (and kinds with operations recorded).
+   */
+  readonly latency?: Partial<Record<OperationKind, LatencySummary>>;
 }
 
 /**

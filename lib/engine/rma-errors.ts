@@ -71,10 +71,11 @@ export class RmaTimeoutError extends FabricError {
    * @param operation What was posted.
    * @param timeoutMs The timeout that passed.
    * @param fn The transport's function that posted it (`fi_write` and `fi_read` when not given).
+   * @param hint What to check, appended to the message (the peer, the transport).
    */
-  constructor(operation: RmaOperation, timeoutMs: number, fn = `fi_${operation.kind}`) {
+  constructor(operation: RmaOperation, timeoutMs: number, fn = `fi_${operation.kind}`, hint = "") {
     super(fn, 110, "Operation timed out",
-      `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}`);
+      `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}${hint === "" ? "" : `; ${hint}`}`);
     this.operation = operation;
     this.timeoutMs = timeoutMs;
   }

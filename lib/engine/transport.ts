@@ -23,6 +23,7 @@
 // | `abandon(op)` | optional: the caller stopped waiting (timeout); the transport may cancel, and still reports the operation through `poll` when it lets go | never throws |
 // | `quiesce()` | optional: close is about to drain; make what is in flight complete (MPI: `MPI_Win_flush_all`) | throw what failed (close goes on, and throws it at the end) |
 // | `cancel(op)` | ask the transport to stop an operation in flight (close, an abort signal, a receive's deadline); it still reports it through `poll` when it lets go, with an error if it was cancelled (the engine replaces it with its reason) or as complete if it had matched or finished | never throws |
+// | `describePeer(peer)` | optional: the peer as a person would find it (its name string, its rank), for timeout messages | |
 // | `functionName(kind)` | the native function an operation of `kind` is posted with, for errors | |
 // | `holdsOthers()` | whether an operation outside this endpoint may still use its memory (libfabric shm: an initiator in this process); close drains until it is false | |
 // | `close()` | release the native objects, children first; return true when nothing native touches any operation's memory any more (false: the engine leaves what it still holds pinned for good) | throw what failed, after attempting everything |
@@ -82,6 +83,7 @@ export interface Transport<Peer> {
   quiesce?(): void;
   cancel(op: Operation): void;
   functionName(kind: OperationKind): string;
+  describePeer?(peer: number | bigint): string;
   holdsOthers(): boolean;
   close(): boolean;
 }

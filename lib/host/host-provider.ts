@@ -6,6 +6,7 @@ import { inspectCustom, oneLine } from "../inspect.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { pinPages, unpinPages } from "../memory/page-pins.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
+import { registerProviderAttach } from "../memory/provider-attach.ts";
 import { closeChildren, type ProviderChild } from "../memory/provider-child.ts";
 
 /** Options of `new HostProvider(options)`; unknown keys are not checked here (openProvider checks its own). */
@@ -178,3 +179,6 @@ export class HostProvider implements RegionProvider {
     return oneLine("HostProvider", { registrations: this.registrations, closed: this.closed, ...(this.reason === undefined ? {} : { reason: JSON.stringify(this.reason) }) });
   }
 }
+
+// A Worker's MemoryPool.attach reaches this class's attach through the registry, by the handle's kind.
+registerProviderAttach(HANDLE_KIND, (handle) => HostProvider.attach(handle as HostProviderHandle));

@@ -3,11 +3,16 @@
 import { libfabric, nativeView, readCString, readI32, readPtr, readU64, type Libfabric, type MrRegFunction } from "../../ffi/libfabric.ts";
 import { FI, L, MR_MODE_NAMES } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
+import { hangUpLikeInterrupt } from "../../ffi/signals.ts";
+import { runAtExit } from "../../ffi/exit-cleanups.ts";
+import { readdirSync, unlinkSync } from "node:fs";
 import { AllocToolsError, AllocToolsTypeError, FabricError } from "../errors.ts";
 import { SharedKeyCounter } from "../memory/key-counter.ts";
 import { inspectCustom, oneLine } from "../inspect.ts";
 import { checkKnownKeys, type KnownKeys } from "../options.ts";
 import type { Access, ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
+import { registerProviderAttach } from "../memory/provider-attach.ts";
+import { existingProcessEndpoints } from "./process-endpoints.ts";
 import { closeChildren } from "../memory/provider-child.ts";
 
 /** Requested keys taken from the shared counter at a time. */
@@ -160,6 +165,8 @@ export class LibfabricProvider implements RegionProvider {
   private endpoint = 0;
   private readonly children = new Set<{ close(): void }>();
   private closed_ = false;
+  /** The owner's domain and fabric are open (a close may leave them to a later close: see closeDomain). */
+  private domainOpen = true;
 
   private constructor(fi: Libfabric, info: number, fabric: number, domain: number, options: LibfabricProviderOptions, view: LibfabricView | null = null) {
     this.fi = fi;
@@ -347,9 +354,11 @@ export class LibfabricProvider implements RegionProvider {
 
   /**
    * FI_MR_ENDPOINT: binds every registration, present and future, to `ep` and enables it.
-   * Called by Endpoint; harmless where the provider does not need it.
+   * Called by Endpoint; harmless where the provider does not need it. Also where SIGHUP learns to
+   * unlink shm's files: shm installs its cleanup on SIGINT and SIGTERM at its first endpoint.
    */
   attachEndpoint(ep: number): void {
+    hangUpLikeInterrupt(LIBFABRIC_FILE);
     if (!this.endpointBound) return;
     if (this.isAttached || (this.endpoint !== 0 && this.endpoint !== ep)) {
       throw new AllocToolsError("NOT_SUPPORTED", `provider ${this.name} binds registrations to one endpoint (FI_MR_ENDPOINT); open one provider per endpoint`);
@@ -379,7 +388,10 @@ export class LibfabricProvider implements RegionProvider {
 
   /** Closes children first: endpoints, then registrations, then domain, fabric and info. Idempotent. */
   close(): void {
-    if (this.closed_) return;
+    if (this.closed_) {
+      if (this.domainOpen) this.closeDomain([]); // a close that found other threads' endpoints open: try again
+      return;
+    }
     this.closed_ = true;
     openProviders.delete(this);
     const errors: unknown[] = [];
@@ -395,10 +407,59 @@ export class LibfabricProvider implements RegionProvider {
       attempt(() => this.fi.closeMr(reg.handle));
     }
     this.live.length = 0;
-    attempt(() => this.fi.close(this.handles.domain, "domain"));
-    attempt(() => this.fi.close(this.handles.fabric, "fabric"));
-    this.fi.freeInfo(this.handles.info);
+    this.closeDomain(errors);
+  }
+
+  /**
+   * Closes what other threads left on the domain, then the domain and the fabric, unless endpoints
+   * of live threads are still open on it: then one error says so, and a later close() tries again.
+   * Throws `errors` and what failed here.
+   */
+  private closeDomain(errors: unknown[]): void {
+    const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
+    this.closeEndpointsLeftBehind(attempt);
+    const elsewhere = this.endpointsElsewhere();
+    if (elsewhere !== null) {
+      errors.push(elsewhere); // one error for one cause: the domain and the fabric would both say EBUSY
+    } else if (this.domainOpen) {
+      this.domainOpen = false;
+      attempt(() => this.fi.close(this.handles.domain, "domain"));
+      attempt(() => this.fi.close(this.handles.fabric, "fabric"));
+      this.fi.freeInfo(this.handles.info);
+    }
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, `closing provider ${this.name}`);
+  }
+
+  /**
+   * Endpoints of this domain left behind: those of Workers that ended without closing them (their
+   * thread is gone: nothing progresses them any more), and those kept open at their close
+   * (process-endpoints.ts) once no endpoint of the process is open. Closed here, children first.
+   */
+  private closeEndpointsLeftBehind(attempt: (f: () => void) => void): void {
+    const table = existingProcessEndpoints();
+    if (table === null) return;
+    const domain = this.handles.domain;
+    const leftBehind = table.takeOrphans(domain);
+    if (!table.anyOpen()) leftBehind.push(...table.takeKept(domain));
+    for (const handles of leftBehind) {
+      attempt(() => this.fi.close(handles.endpoint, "endpoint"));
+      attempt(() => this.fi.close(handles.completionQueue, "cq"));
+      attempt(() => this.fi.close(handles.addressVector, "av"));
+    }
+  }
+
+  /**
+   * Why the domain cannot close yet: endpoints other Workers (still running) opened on it. One
+   * error naming them and what to do, instead of libfabric's EBUSY for the domain and the fabric.
+   */
+  private endpointsElsewhere(): AllocToolsError | null {
+    const threads = existingProcessEndpoints()?.openElsewhere(this.handles.domain) ?? [];
+    if (threads.length === 0) return null;
+    const named = [...new Set(threads)].map((thread) => (thread === 0 ? "the main thread" : `Worker threadId ${thread}`)).join(", ");
+    return new AllocToolsError("BUSY",
+      `provider ${this.name}: ${threads.length} endpoint(s) opened on its domain by other threads are still open (${named}): ` +
+        "close each in its own thread (endpoint.close() before the Worker ends; a terminated Worker's are closed here), then close the provider again. " +
+        "Everything else is closed; the domain and fabric stay open until then");
   }
 
   /** `close()`: `using provider = LibfabricProvider.open(...)`. */
@@ -522,6 +583,16 @@ function getInfoNamingProviders(fi: Libfabric, hints: number, options: Libfabric
   }
 }
 
+/**
+ * The libfabric providers that offer here what {@link LibfabricProvider.open} asks for by default
+ * (an RDM endpoint with RMA, thread-safe domains, the mr_mode bits alloctools handles), in
+ * libfabric's order of preference, e.g. ["tcp;ofi_rxm", "shm", "udp;ofi_rxd", "sockets"]; empty
+ * when none does. Throws LibraryLoadError when libfabric does not load.
+ */
+export function libfabricProviderNames(): string[] {
+  return availableProviders(libfabric(), {});
+}
+
 /** The provider names fi_getinfo lists for these options (the provider name left out). */
 function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): string[] {
   const hints = fi.allocInfo();
@@ -546,8 +617,11 @@ function availableProviders(fi: Libfabric, options: LibfabricProviderOptions): s
 /**
  * Providers still open when the process exits are closed then (endpoints first): shm unlinks its
  * /dev/shm/<pid>:… file only when its endpoint closes, so a process that ends without close()
- * would leave it behind.
+ * would leave it behind. A process ended by a signal runs no JavaScript: there shm's own handler
+ * unlinks the files, on SIGINT and SIGTERM, and on SIGHUP too since attachEndpoint gave it SIGHUP
+ * (ffi/signals.ts). SIGKILL leaves them.
  */
+const LIBFABRIC_FILE = /\/libfabric\.so/;
 const openProviders = new Set<LibfabricProvider>();
 let exitHookInstalled = false;
 
@@ -555,15 +629,37 @@ function closeAtExit(provider: LibfabricProvider): void {
   openProviders.add(provider);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const open of [...openProviders]) {
-      try {
-        open.close();
-      } catch {
-        // Exiting: nothing left to tell.
-      }
+  // Through runAtExit: MPI's exit hook, which may end the process (MPI_Abort), runs it first.
+  runAtExit(closeOpenProviders);
+}
+
+/**
+ * Closes this thread's open providers. On the main thread, then unlinks every /dev/shm file named
+ * after this process (`<pid>:…`, as every shm endpoint's name here begins): the main thread's exit
+ * ends the Workers without their exit events, so the endpoints of Workers' providers never close.
+ */
+function closeOpenProviders(): void {
+  for (const open of [...openProviders]) {
+    try {
+      open.close();
+    } catch {
+      // Exiting: nothing left to tell.
     }
-  });
+  }
+  if (!Bun.isMainThread) return;
+  const prefix = `${process.pid}:`;
+  try {
+    for (const name of readdirSync(SHM_DIRECTORY)) if (name.startsWith(prefix)) unlinkSync(`${SHM_DIRECTORY}/${name}`);
+  } catch {
+    // No /dev/shm, or the file went meanwhile.
+  }
+}
+const SHM_DIRECTORY = "/dev/shm";
+
+// The main thread sweeps at exit even when only Workers opened providers.
+if (Bun.isMainThread) {
+  exitHookInstalled = true;
+  runAtExit(closeOpenProviders);
 }
 
 /**
@@ -627,3 +723,6 @@ function describe(fi: Libfabric, info: number): LibfabricInfo {
     version: fi.versionString,
   };
 }
+
+// A Worker's MemoryPool.attach reaches this class's attach through the registry, by the handle's kind.
+registerProviderAttach(HANDLE_KIND, (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle));

@@ -8,10 +8,10 @@
 // - An operation's id travels as the libfabric context (a small integer, not a pointer: the
 //   provider is not asked for FI_CONTEXT); a completion names it in op_context's low half.
 // - -FI_EAGAIN (a connection being made, a full queue) is not an error: the engine posts again.
-// - Endpoints of this process may be peers. On shm the initiator then writes through the target's
-//   own mapping, which the target's close unmaps: the target's close drains while any endpoint of
-//   this process that inserted it has operations pending, and operations towards a closed one are
-//   refused.
+// - Endpoints of this process, in any thread, may be peers (process-endpoints.ts): operations
+//   towards a closed one are refused, a close drains (bounded) while operations of the process are
+//   aimed at it, and on shm, where each side writes through the other's own mapping, an endpoint
+//   that something may still touch when it closes is kept open until that can no longer happen.
 import { nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
 import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
 import { checkPeerName } from "../../ffi/fabric-names.ts";
@@ -25,9 +25,17 @@ import { Posted, type CompletionSink, type Transport } from "../engine/transport
 import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { TaggedMessages } from "./libfabric-messages.ts";
+import { processEndpoints, type LocalPeer } from "./process-endpoints.ts";
+import { peerNameString } from "../engine/peer-name.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
 export type PeerAddress = bigint;
+
+/** The libfabric call each kind of operation is posted with. */
+const FUNCTION_NAMES: Readonly<Record<OperationKind, string>> = {
+  write: "fi_write", read: "fi_read", send: "fi_tsendmsg", recv: "fi_trecvmsg", receive: "fi_trecvmsg",
+  fetchAdd: "fi_fetch_atomic", compareSwap: "fi_compare_atomic",
+};
 
 const CQ_BATCH = 16;
 const CQ_ENTRY = layout.fi_cq_tagged_entry.size;
@@ -40,8 +48,6 @@ const TAG_WORD = L.fi_cq_tagged_entry.tag / 4;
 const MESSAGING_CAPS = FI.TAGGED | FI.SOURCE_CAP | FI.DIRECTED_RECV;
 const ERR_ENTRY = layout.fi_cq_err_entry.size;
 
-/** The open transports of this thread by endpoint name (hex): see the file header. */
-const openTransports = new Map<string, LibfabricTransport>();
 
 /** What the transport is opened with. */
 export interface LibfabricTransportSettings {
@@ -70,13 +76,18 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private readonly withSource: boolean;
   private engine: CompletionSink | null = null;
   private readonly peers = new Set<bigint>();
+  /** Each peer's name, as a string, for messages (timeouts). */
+  private readonly peerNames = new Map<bigint, string>();
   /** The peer of the last accepted operation (-1n: none yet): a repeated peer skips the set lookup. */
   private lastPeer = -1n;
-  /** Peers that are endpoints of this thread. */
-  private readonly localPeers = new Map<bigint, LibfabricTransport>();
-  /** Transports of this thread that inserted this one as a peer. */
-  private readonly localInitiators = new Set<LibfabricTransport>();
-  private closed = false;
+  /** Peers that are endpoints of this process (any thread), by address. */
+  private readonly localPeers = new Map<bigint, LocalPeer>();
+  /** The local peer each operation in transport is aimed at (by slot), where it is one. */
+  private readonly aimedAt: (LocalPeer | null)[] = [];
+  /** This endpoint's entry in the process's table (-1: the table was full). */
+  private readonly tableEntry: number;
+  /** Whether a peer in this process touches this endpoint's own memory (shm): then close may keep it. */
+  private readonly sharesMappings: boolean;
   /** Completion entries, read as 32-bit words: op_context's low half is the id. */
   private readonly cqBuf = new Uint8Array(CQ_BATCH * CQ_ENTRY);
   private readonly cqWords = new Uint32Array(this.cqBuf.buffer);
@@ -131,7 +142,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const injectSize = Number(readU64(readPtr(info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
     this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name);
     this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
-    openTransports.set(hex(this.name), this);
+    this.sharesMappings = provider.name === "shm";
+    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain });
   }
 
   bind(engine: CompletionSink): void {
@@ -143,6 +155,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE): void {
     if (peer === ANY_SOURCE && kind !== "send") return;
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
+    if (kind === "send" && this.localPeers.size > 0) this.assertPeerOpen(kind, peer);
   }
 
   /** Adds a peer's name to the address vector. */
@@ -151,11 +164,9 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     checkPeerName(this.provider.handles.info, this.name, peerName); // libfabric reads a name by its format, not its length
     const address = this.fi.avInsert(this.av, peerName);
     this.peers.add(address);
-    const local = openTransports.get(hex(peerName));
-    if (local !== undefined) {
-      this.localPeers.set(address, local);
-      local.localInitiators.add(this);
-    }
+    this.peerNames.set(address, peerNameString("libfabric", peerName));
+    const local = processEndpoints().find(peerName);
+    if (local !== null) this.localPeers.set(address, local);
     return address;
   }
 
@@ -175,14 +186,34 @@ export class LibfabricTransport implements Transport<PeerAddress> {
       if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`peer ${String(peer)} was not inserted on this endpoint`);
       this.lastPeer = peer;
     }
-    if (this.localPeers.size > 0 && this.localPeers.get(peer)?.closed === true) {
+    if (this.localPeers.size > 0) this.assertPeerOpen(kind, peer);
+    return 0;
+  }
+
+  /** ENDPOINT_CLOSED for a peer that is an endpoint of this process, closed. */
+  private assertPeerOpen(kind: OperationKind, peer: PeerAddress): void {
+    const local = this.localPeers.get(peer);
+    if (local !== undefined && !processEndpoints().isOpen(local)) {
       throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
     }
-    return 0;
   }
 
   /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages. */
   post(op: Operation): Posted {
+    if (this.localPeers.size > 0) this.entangle(op);
+    const posted = this.postNative(op);
+    if (posted === Posted.POSTED && this.localPeers.size > 0) this.aim(op);
+    return posted;
+  }
+
+  /** The first operation tried towards an endpoint of this process entangles the two (process-endpoints.ts). */
+  private entangle(op: Operation): void {
+    if (op.kind === "recv" || op.kind === "receive") return;
+    const local = this.localPeers.get(typeof op.peer === "bigint" ? op.peer : BigInt(op.peer));
+    if (local !== undefined && !local.tried) processEndpoints().entangle(this.tableEntry, local);
+  }
+
+  private postNative(op: Operation): Posted {
     const kind = op.kind;
     if (kind !== "write" && kind !== "read") return this.messages!.post(op);
     const fn = kind === "write" ? this.ops.write : this.ops.read;
@@ -228,6 +259,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const high = words[base + 1]!;
     const op = high === 0 ? this.engine!.inTransport(words[base]!) : this.messages!.operation(high * 4294967296 + words[base]!);
     if (op === null) return;
+    if (this.aimedAt[op.index] != null) this.letGo(op);
     if ((words[base + FLAGS_WORD]! & FI.RECV) !== 0) {
       const length = words[base + LENGTH_WORD]! + words[base + LENGTH_WORD + 1]! * 4294967296;
       if (!this.messages!.received(op, length, words[base + TAG_WORD]!, this.withSource ? this.sources[i]! : 0xffff_ffff_ffff_ffffn)) return;
@@ -243,20 +275,31 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   }
 
   functionName(kind: OperationKind): string {
-    return `fi_${kind}`;
+    return FUNCTION_NAMES[kind];
   }
 
-  /** Whether an endpoint of this process that inserted this one still has operations pending. */
+  describePeer(peer: number | bigint): string {
+    return this.peerNames.get(BigInt(peer)) ?? `fi_addr ${peer}`;
+  }
+
+  /** Whether operations of this process (any thread) aimed at this endpoint are still in transport. */
   holdsOthers(): boolean {
-    for (const initiator of this.localInitiators) if (!initiator.closed && initiator.engine!.pendingCount > 0) return true;
-    return false;
+    return this.tableEntry >= 0 && processEndpoints().incoming(this.tableEntry) > 0;
   }
 
-  /** Closes endpoint, completion queue and address vector (children before parents). */
+  /**
+   * Closes endpoint, completion queue and address vector (children before parents). On shm, an
+   * endpoint whose own operations are still in transport, or that operations of this process are
+   * still aimed at, is kept open instead (see process-endpoints.ts): false then.
+   */
   close(): boolean {
-    this.closed = true;
-    openTransports.delete(hex(this.name));
-    for (const target of this.localPeers.values()) target.localInitiators.delete(this);
+    const table = processEndpoints();
+    if (this.sharesMappings && this.tableEntry >= 0 && this.mayBeTouched(table)) {
+      table.keep(this.tableEntry);
+      return false;
+    }
+    if (this.tableEntry >= 0) table.release(this.tableEntry);
+    for (const op of this.engine!.active) if (this.aimedAt[op.index] != null) this.letGo(op);
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
     attempt(() => this.provider.detachEndpoint(this.ep));
@@ -266,6 +309,29 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.messages?.close();
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing endpoint");
     return true; // the endpoint is gone: nothing of the transport touches operations' memory any more
+  }
+
+  /**
+   * Whether an endpoint of another thread may still touch this one's memory later: one is open, and
+   * this endpoint had contact with the process's endpoints or still has operations in transport.
+   */
+  private mayBeTouched(table: ReturnType<typeof processEndpoints>): boolean {
+    const entry = this.tableEntry;
+    const contact = this.engine!.active.length > 0 || table.incoming(entry) > 0 || table.entangled(entry);
+    return contact && table.openInOtherThreads();
+  }
+
+  /** A posted operation is aimed at an endpoint of this process: counted there until it is let go of. */
+  private aim(op: Operation): void {
+    const local = op.kind === "recv" || op.kind === "receive" ? undefined : this.localPeers.get(typeof op.peer === "bigint" ? op.peer : BigInt(op.peer));
+    if (local === undefined) return;
+    processEndpoints().count(local, 1);
+    this.aimedAt[op.index] = local;
+  }
+
+  private letGo(op: Operation): void {
+    processEndpoints().count(this.aimedAt[op.index]!, -1);
+    this.aimedAt[op.index] = null;
   }
 
   /** -FI_EAVAIL: one error entry; its operation fails with the provider's own words. False if none was read. */
@@ -282,6 +348,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const high = view.getUint32(L.fi_cq_err_entry.op_context + 4, true);
     const op = high === 0 ? this.engine!.inTransport(low) : this.messages!.operation(high * 4294967296 + low);
     if (op === null) return true;
+    if (this.aimedAt[op.index] != null) this.letGo(op);
     const err = Math.abs(view.getInt32(L.fi_cq_err_entry.err, true));
     if (op.kind === "recv" || op.kind === "receive") {
       const length = Number(view.getBigUint64(L.fi_cq_err_entry.len, true));
@@ -302,10 +369,6 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
 function cancelledError(): AllocToolsError {
   return new AllocToolsError("ENDPOINT_CLOSED", "the receive was cancelled before a message matched");
-}
-
-function hex(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString("hex");
 }
 
 /** Random per module instance (each Worker loads its own), so that names differ across Workers of one process. */

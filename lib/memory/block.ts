@@ -120,6 +120,22 @@ export class MemoryBlock {
   }
 
   /**
+   * Frees the block for this thread but keeps its address range mapped: detaches its views here,
+   * unlocks it and replaces its pages with fresh zero pages (a provider's block stays allocated).
+   * For memory other threads may still hold views of (a shared pool's Workers): their reads then
+   * give zeros or their own bytes, never a signal; whoever knows they are gone unmaps the range by
+   * address. Idempotent. Returns whether memory had been transferred out of one of its buffers
+   * (then the range must stay mapped for the life of the process).
+   */
+  freeKeepingRange(): boolean {
+    if (this.#freed) return this.#transferred;
+    this.#freed = true;
+    const transferred = this.detachViews();
+    this.replaceMemory();
+    return transferred;
+  }
+
+  /**
    * Detaches every buffer made over the block (views over it read length 0 from now on) and says
    * whether memory had been transferred out of one of them. free() does it first; code that
    * unmaps a block step by step itself (a shared pool's temporary regions) calls it too.
@@ -148,6 +164,18 @@ export class MemoryBlock {
     } catch (e) {
       firstError ??= e;
     }
+    if (firstError !== undefined) throw firstError;
+  }
+
+  /**
+   * Unlocks the block and maps fresh zero pages over it, keeping the range mapped (see
+   * freeKeepingRange). Runs both steps, then throws the first SystemError. A block whose memory
+   * came from elsewhere (a provider's) overrides it.
+   */
+  protected replaceMemory(): void {
+    let firstError: unknown;
+    if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
+    try { libc.mmapFixed(this.address, this.size); } catch (e) { firstError ??= e; }
     if (firstError !== undefined) throw firstError;
   }
 

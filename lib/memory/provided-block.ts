@@ -26,4 +26,11 @@ export class ProvidedMemoryBlock extends MemoryBlock {
   protected override releaseMemory(transferred: boolean): void {
     if (!transferred) this.#provided.release();
   }
+
+  /**
+   * Keeps the memory allocated (and registered: with the provider the two go together): the
+   * provider would unmap it under other threads' views. Whoever knows those are gone frees it by
+   * address (`freeProvidedBlock`).
+   */
+  protected override replaceMemory(): void {}
 }

@@ -82,7 +82,7 @@ export interface ProvidedBlock {
  * | `allocateBlock(length)` (optional) | allocate and register a pool block in one step, where memory the provider allocates is faster for peers (UCX on shared memory); undefined lets the pool map and register as usual | typed error, nothing left allocated |
  * | `freeProvidedBlock(address)` (optional; with `allocateBlock` and `share()`) | from any thread (a view too): free the block `allocateBlock` supplied at `address`, once whoever asks; false when none starts there (the pool unmaps its own memory) | typed error |
  * | `restoreRegistration(registration)` (optional) | a registration read back from a shared pool's table (address, length, handle, 64-bit keys) made whole in this thread, e.g. UCX packs its rkey blob again | typed error |
- * | `static attach(handle)` (on the class) | a view in this thread | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
+ * | `static attach(handle)` (on the class) | a view in this thread; the module registers it under its handle's kind (`registerProviderAttach` in provider-attach.ts), which is how `MemoryPool.attach` finds it | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
  *
  * A provider without `share()` cannot back a pool shared with Workers: `pool.share()` says so with
  * `AllocToolsError` `NOT_SUPPORTED`.

@@ -82,8 +82,10 @@ export interface RegionOwner {
  *
  * Lifetime: out of its pool from `getRegion` (or `registerUserRegion` / `userRegion`) until
  * `releaseRegion` (or `using`); after that, or after the pool closes, it must not be used (a
- * closed pool's views are detached, length 0). While RMA operations use it (`inFlight` above 0)
- * its pool refuses to release it (BUSY).
+ * closed pool's views are detached, length 0; a Worker's views of a shared pool its owner closed
+ * read fresh zero pages, or its own bytes, until that Worker detaches, and its RMA is refused with
+ * POOL_CLOSED). While RMA operations use it (`inFlight` above 0), in any Worker, its pool refuses
+ * to release or close it (BUSY).
  *
  * Hot path: every field and getter is a plain read, and `messageLength` a checked write; no
  * allocation. `pointer(offset)` allocates a pointer except at offset 0; `remote()` allocates
@@ -151,6 +153,11 @@ export abstract class MemoryRegion {
     });
   }
 
+  /** `${region}`: the same line as console.log prints (to hand the region to a peer, use `${region.remote()}`). */
+  toString(): string {
+    return this[inspectCustom]();
+  }
+
   /** Over the caller's memory (registerUserRegion). */
   get isUser(): boolean {
     return this.flags.isUser;
@@ -167,6 +174,23 @@ export abstract class MemoryRegion {
   get isCached(): boolean {
     return this.flags.isCached;
   }
+}
+
+/**
+ * @internal Where a shared pool counts the RMA operations on one thread's regions, in shared
+ * memory, so that the owner's close sees the operations of every Worker (lib/sharing/). Touched
+ * only when an operation begins or ends, never by gets and releases.
+ */
+export interface SharedOperationCount {
+  /**
+   * One more operation (`firstOnRegion`: the region had none in flight). False, counting nothing,
+   * when the owner has closed the pool: the operation must not start.
+   */
+  begin(firstOnRegion: boolean): boolean;
+  /** One operation fewer (`lastOnRegion`: the region has none in flight now). */
+  end(lastOnRegion: boolean): void;
+  /** Whether the owner has closed the pool. */
+  readonly closed: boolean;
 }
 
 /** `#state` bit 0: out of its pool. */
@@ -194,7 +218,9 @@ export let setInUse: (region: MemoryRegionImpl, inUse: boolean) => void;
 export let setOrigin: (region: MemoryRegionImpl, origin: string | undefined) => void;
 /**
  * @internal An RMA operation starts using the region as local memory: until `endOperation`, its
- * pool neither releases, unmaps nor closes it (BUSY), and the pool stays reachable (no GC).
+ * pool neither releases, unmaps nor closes it (BUSY), and the pool stays reachable (no GC). A
+ * region of a shared pool whose owner has closed it throws AllocToolsError POOL_CLOSED, counting
+ * nothing: call it before taking anything that would have to be given back.
  */
 export let beginOperation: (region: MemoryRegionImpl) => void;
 /** @internal The transport no longer touches the region for one operation (completed, failed or cancelled). */
@@ -206,6 +232,16 @@ export let endOperation: (region: MemoryRegionImpl) => void;
 export let retire: (region: MemoryRegionImpl) => void;
 /** @internal What the region keeps alive: a temporary region's MemoryBlock, a user region's memory. */
 export let keepAliveOf: (region: MemoryRegionImpl) => object | null;
+/**
+ * @internal From now on the region's operations are counted in `count` too (its pool is shared):
+ * the operations already in flight are added to it.
+ */
+export let countOperationsIn: (region: MemoryRegionImpl, count: SharedOperationCount) => void;
+/**
+ * @internal Throws AllocToolsError POOL_CLOSED when the region belongs to a shared pool its owner
+ * has closed: an endpoint checks it before it takes anything (beginOperation decides for good).
+ */
+export let assertPoolOpen: (region: MemoryRegionImpl, what: string) => void;
 
 /**
  * The one concrete region class (every region is one, so call sites stay monomorphic). Frozen at
@@ -242,6 +278,8 @@ export class MemoryRegionImpl extends MemoryRegion {
   /** What the region keeps alive while C may use it (a temporary region's block, a user's memory). */
   readonly #keepAlive: object | null;
   #origin: string | undefined = undefined;
+  /** Where a shared pool counts this region's operations for every thread to see; null when unshared. */
+  #sharedOperations: SharedOperationCount | null = null;
 
   /** Whether `value` is a region this library made (not a Proxy, subclass or look-alike). */
   static isGenuine(value: unknown): value is MemoryRegionImpl {
@@ -267,11 +305,24 @@ export class MemoryRegionImpl extends MemoryRegion {
       region.#origin = origin;
     };
     beginOperation = (region) => {
-      region.#state += IN_FLIGHT_STEP;
+      const state = (region.#state += IN_FLIGHT_STEP);
+      const shared = region.#sharedOperations;
+      if (shared !== null && !shared.begin(state < 2 * IN_FLIGHT_STEP)) {
+        region.#state -= IN_FLIGHT_STEP;
+        throw poolClosedError("RMA", region);
+      }
     };
     endOperation = (region) => {
       if (region.#state < IN_FLIGHT_STEP) throw new AllocToolsRangeError(`region at 0x${region.address.toString(16)} has no RMA operation in flight to end`);
-      region.#state -= IN_FLIGHT_STEP;
+      const state = (region.#state -= IN_FLIGHT_STEP);
+      region.#sharedOperations?.end(state < IN_FLIGHT_STEP);
+    };
+    countOperationsIn = (region, count) => {
+      region.#sharedOperations = count;
+      for (let n = 0; n < region.#state >>> 1; n++) count.begin(n === 0);
+    };
+    assertPoolOpen = (region, what) => {
+      if (region.#sharedOperations?.closed === true) throw poolClosedError(what, region);
     };
     retire = (region) => {
       region.#retired = true;
@@ -350,4 +401,8 @@ export class MemoryRegionImpl extends MemoryRegion {
   assertInUse(what: string): void {
     if (!this.inUse) throw new AllocToolsError("DOUBLE_RELEASE", `${what}: region at 0x${this.address.toString(16)} is not in use (released or closed)`);
   }
+}
+
+function poolClosedError(what: string, region: MemoryRegionImpl): AllocToolsError {
+  return new AllocToolsError("POOL_CLOSED", `${what}: the region at 0x${region.address.toString(16)} belongs to a shared pool its owner has closed`);
 }

@@ -1,6 +1,6 @@
-// MpiEndpoint: the engine's RMA forms (lib/engine/endpoint-engine.ts) over an MpiProvider's
-// window; what MPI does (windows, displacements, ranks, flushes) is its transport's:
-// mpi-transport.ts.
+// MpiEndpoint: the engine's RMA, remote atomics and tagged messages (lib/engine/endpoint-engine.ts)
+// over an MpiProvider's window and MPI_COMM_WORLD; what MPI does (windows, displacements, ranks,
+// flushes, probes) is its transport's: mpi-transport.ts and mpi-messages.ts.
 import { EndpointEngine } from "../engine/endpoint-engine.ts";
 import { checkEngineOptions, type EngineOptions } from "../engine/engine-options.ts";
 import type { MpiProvider } from "./mpi-provider.ts";
@@ -12,8 +12,12 @@ export type { MpiRank } from "./mpi-transport.ts";
 export type MpiEndpointOptions = EngineOptions;
 
 /**
- * RMA over an MpiProvider's dynamic window; peers are ranks. Sync forms are MPI_Put/MPI_Get and
- * MPI_Win_flush; the post and promise forms MPI_Rput/MPI_Rget tested on each progress turn.
+ * RMA and remote atomics over an MpiProvider's dynamic window, tagged messages on MPI_COMM_WORLD;
+ * peers are ranks. Sync forms are MPI_Put/MPI_Get and MPI_Win_flush; the post and promise forms
+ * MPI_Rput/MPI_Rget tested on each progress turn. fetchAdd is MPI_Fetch_and_op (sync) or
+ * MPI_Rget_accumulate, compareSwap MPI_Compare_and_swap, each followed by MPI_Win_flush. Messages
+ * are MPI_Isend and matched probes (MPI_Improbe, MPI_Imrecv of the message's exact length): a tag is
+ * an MPI tag (at most MPI_TAG_UB), `ignore` is 0 or ANY_TAG. docs/messaging.md has the wire format.
  *
  * Lifetime: `new MpiEndpoint(provider)`, then `close()` (or `using`), which flushes and drains what
  * is in flight; the provider closes its endpoints first when it closes.

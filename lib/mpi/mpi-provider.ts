@@ -1,7 +1,8 @@
 // MpiProvider: a RegionProvider over one dynamic MPI window (Open MPI).
 //
 // - open() initializes MPI (MPI_Init_thread asking for MPI_THREAD_MULTIPLE; `threadLevel` says what
-//   was granted), creates the window over the job's world communicator with
+//   was granted), checks that every rank has the same osc_rdma_max_attach (one MPI_Allgather:
+//   shared-settings.ts), creates the window over the job's world communicator with
 //   MPI_Win_create_dynamic (collective: every rank opens its providers in the same order) and
 //   opens a passive-target epoch on every rank with MPI_Win_lock_all, held until close().
 // - register = MPI_Win_attach of the range, deregister = MPI_Win_detach. Open MPI refuses to attach
@@ -16,11 +17,15 @@
 // - Access flags are not per registration: MPI gives every rank of the window read and write access
 //   to all attached memory, so a RemoteRegion's length is what keeps a peer inside a region.
 //   Pinning is the pool's (its blocks are mlock'd); attaching pins nothing more on shared memory.
-// - close(): endpoints first, then every attachment is detached, MPI_Win_unlock_all, MPI_Win_free
-//   (collective), and MPI_Finalize if this was the last user of MPI and alloctools initialized it.
+// - close(): endpoints first (newest first), then pools, as every provider does (provider-child.ts),
+//   so that no pool is closed under an operation in flight; then every attachment is detached,
+//   MPI_Win_unlock_all, MPI_Win_free (collective), and MPI_Finalize if this was the last user of
+//   MPI and alloctools initialized it.
 import { mpiLibrary, THREAD_LEVEL_NAMES, type MpiLibrary, type ThreadLevelName } from "../../ffi/mpi.ts";
 import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
 import type { RegionProvider, Registration } from "../memory/provider.ts";
+import { closeChildren, type ProviderChild } from "../memory/provider-child.ts";
+import { refuseDifferingSettings } from "./shared-settings.ts";
 
 /** One MPI_Win_attach: the range and how many registrations share it. */
 class Attachment {
@@ -73,7 +78,7 @@ export class MpiProvider implements RegionProvider {
   readonly window: number;
   private readonly attachments: Attachment[] = [];
   private readonly live = new Map<number, MpiRegistration>();
-  private readonly children = new Set<{ close(): void }>();
+  private readonly children = new Set<ProviderChild>();
   private readonly addressOut = new BigInt64Array(1);
   /** The window's number as the keys' high half. */
   private readonly keyHigh: bigint;
@@ -94,14 +99,18 @@ export class MpiProvider implements RegionProvider {
 
   /**
    * Initializes MPI if needed and opens one dynamic window, locked for passive-target access.
-   * Collective over the job: every rank must call it. Throws LibraryLoadError (no Open MPI),
-   * AllocToolsError NOT_SUPPORTED (not Open MPI; MPI already finalized) or MpiError.
+   * Collective over the job: every rank must call it (before the window, the ranks allgather their
+   * osc_rdma_max_attach: shared-settings.ts). Throws LibraryLoadError (no Open MPI),
+   * AllocToolsError NOT_SUPPORTED (not Open MPI; MPI already finalized), AllocToolsError
+   * SETTING_MISMATCH on every rank when the ranks disagree on osc_rdma_max_attach, or MpiError.
    */
   static open(): MpiProvider {
     const mpi = mpiLibrary();
     const level = mpi.acquire();
     let window = 0;
     try {
+      const { rank, size } = mpi.rankAndSize();
+      refuseDifferingSettings(mpi, rank, size);
       window = mpi.createDynamicWindow();
       mpi.lockAll(window);
     } catch (e) {
@@ -179,26 +188,26 @@ export class MpiProvider implements RegionProvider {
     this.mpi.detach(this.window, attachment.address);
   }
 
-  /** @internal An endpoint over this provider: closed before the window is freed. */
-  adopt(child: { close(): void }): void {
+  /** @internal An endpoint or pool over this provider: closed before the window is freed. */
+  adopt(child: ProviderChild): void {
     this.children.add(child);
   }
 
-  /** @internal The endpoint closed itself. */
-  disown(child: { close(): void }): void {
+  /** @internal The endpoint or pool closed itself. */
+  disown(child: ProviderChild): void {
     this.children.delete(child);
   }
 
   /**
-   * Closes endpoints, detaches every range, ends the passive-target epoch (MPI_Win_unlock_all),
-   * frees the window (collective) and finalizes MPI if this was its last user and alloctools
-   * initialized it. Idempotent.
+   * Closes endpoints (newest first; each drains what it has in flight), then pools; detaches every
+   * range, ends the passive-target epoch (MPI_Win_unlock_all), frees the window (collective) and
+   * finalizes MPI if this was its last user and alloctools initialized it. Idempotent.
    */
   close(): void {
     if (this.closed_) return;
     const errors: unknown[] = [];
     const attempt = (f: () => void) => { try { f(); } catch (e) { errors.push(e); } };
-    for (const child of [...this.children]) attempt(() => child.close());
+    closeChildren(this.children, attempt);
     this.closed_ = true;
     this.live.clear();
     for (const a of this.attachments.splice(0)) {

@@ -10,7 +10,7 @@ import type { RegionProvider, Registration } from "../memory/provider.ts";
 import { keepAliveOf, MemoryRegionImpl, RegionFlag, setInUse, setOrigin, type RegionOwner } from "../memory/region.ts";
 import { checkUserMemory, type UserMemoryInput } from "../memory/user-memory.ts";
 import { RegistrationCache, type RegistrationCacheStats } from "../cache/registration-cache.ts";
-import { MemoryPoolStack, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
+import { MemoryPoolStack, regionStride, SIZE_CLASSES, type SizeClass, type StackStats } from "./stack.ts";
 import { MemoryRegionTraits } from "../memory/traits.ts";
 
 /**
@@ -166,7 +166,7 @@ export class PoolCore {
 
   /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
   blockBytes(stack: MemoryPoolStack, count: number): number {
-    return this.allocator.roundUp(stack.stride * count, usesHugeTlb(this.hugePages));
+    return blockBytes(this.allocator, this.hugePages, stack.stride, count);
   }
 
   /** The initial blocks of every class; nothing stays pinned if one fails. */
@@ -409,6 +409,20 @@ export class PoolCore {
 }
 
 /** Pinned bytes a temporary or user region holds. */
+/**
+ * Bytes a pool made with these options pins before its first get: each class's `initialCount`
+ * regions, in blocks rounded as the pool rounds them (3.75 MiB for the defaults).
+ */
+export function initialPinnedBytes(options: CheckedOptions): number {
+  const allocator = new MemoryBlockAllocator({ hugePages: options.hugePages });
+  return options.stacks.reduce((sum, s) => sum + blockBytes(allocator, options.hugePages, regionStride(s.chunkSize), s.initialCount), 0);
+}
+
+/** Bytes a block of `count` regions `stride` apart takes once rounded to (huge) pages. */
+function blockBytes(allocator: MemoryBlockAllocator, hugePages: HugePages, stride: number, count: number): number {
+  return allocator.roundUp(stride * count, usesHugeTlb(hugePages));
+}
+
 export function unpooledBytes(region: MemoryRegionImpl): number {
   return region.isTemp ? temporaryBlock(region).size : region.size;
 }

@@ -13,7 +13,8 @@ import { WeakChild } from "../memory/provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { checkRegionMemory, type UserMemoryInput } from "../memory/user-memory.ts";
 import { SharedPool, type ShareOptions, type SharedPoolHandle } from "../sharing/shared-pool.ts";
-import type { SharedAudit, WorkerCache } from "../sharing/shared-pool-state.ts";
+import type { SharedAudit } from "../sharing/shared-audit.ts";
+import type { WorkerCache } from "../sharing/worker-cache.ts";
 import type { MemoryPoolStack } from "./stack.ts";
 
 export type { LeakReport, LeakedRegion, PoolStats } from "./pool-core.ts";
@@ -117,6 +118,11 @@ export class MemoryPool implements RegionOwner, Disposable {
   /** The block allocator the pool maps its memory with. */
   get allocator(): PoolCore["allocator"] {
     return this.#core.allocator;
+  }
+
+  /** The size of the largest size class: the largest region `getRegion` serves from a stack (above it, temporary regions). */
+  get largestPooledSize(): number {
+    return this.#largestChunk;
   }
 
   /** Whether the pool is closed (by `close()`, its provider's close, or the owner of a shared pool). */
@@ -233,11 +239,16 @@ export class MemoryPool implements RegionOwner, Disposable {
   /**
    * Deregisters and unmaps everything. Returns the regions that were still in use; their views are
    * detached (length 0) so that a late access reads nothing. Idempotent: a second call reports nothing.
-   * An attached pool only detaches (see SharedPool.close).
+   * Throws AllocToolsError BUSY, changing nothing, while RMA operations use any of its regions, in
+   * this thread or (the owner of a shared pool) in any live Worker. A shared pool's owner cannot
+   * detach its Workers' views: the memory under them stays mapped over fresh zero pages until the
+   * last attached pool detaches, and their later use is POOL_CLOSED. An attached pool only detaches
+   * (see SharedPool.close).
    */
   close(): LeakReport {
     if (this.#closedHere) return { count: 0, bytes: 0, regions: [] };
     this.refuseWhileBusy();
+    this.#shared?.beginClose(); // the owner: BUSY while a Worker's operations are in flight
     this.#closedHere = true;
     if (this.#shared !== null) return this.#shared.close();
     this.#providerLink?.unlink();
@@ -268,6 +279,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     for (const r of this.#regions) count(r);
     for (const r of this.#core.temporaries) count(r);
     for (const r of this.#core.users) count(r);
+    for (const r of this.#core.cache?.regionsInUse() ?? []) count(r); // userRegion()'s: its cache closes with the pool
     if (busy > 0) {
       throw new AllocToolsError("BUSY",
         `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
@@ -409,13 +421,13 @@ export class MemoryPool implements RegionOwner, Disposable {
       // Another pool object over the same shared memory (attached twice in one thread): same region.
       const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.#shared !== null && r.owner.#shared.sameAs(shared);
       if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.#closedHere) throw this.closedError("the region's pool is closed");
+      if (this.closed) throw this.closedError("the region's pool is closed");
       setInUse(r, false);
       const mine = this.region(r.index) as MemoryRegionImpl;
       setInUse(mine, false);
       return shared.release(mine);
     }
-    if (this.#closedHere) throw this.closedError("the region's pool is closed");
+    if (this.closed) throw this.closedError("the region's pool is closed");
     // An RMA operation may still write into it: refuse, and change nothing (the caller releases
     // once the operation has completed, failed or been cancelled).
     if (r.inFlight !== 0) throw busyError("releaseRegion", r);
@@ -433,8 +445,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     if (r.isUser) checkRegionMemory("releaseRegion", r);
   }
 
+  /** Closed here, or (a shared pool) by its owner: refused with POOL_CLOSED (PROVIDER_CLOSED). */
   private assertOpen(): void {
-    if (this.#closedHere) throw this.closedError();
+    if (this.closed) throw this.closedError();
   }
 }
 

@@ -85,7 +85,7 @@ export class MemoryPoolStack {
     this.name = name;
     this.id = id;
     this.chunkSize = chunkSize;
-    this.stride = Math.ceil(chunkSize / 64) * 64;
+    this.stride = regionStride(chunkSize);
     this.initialCount = initialCount;
     this.growCount = growCount;
     this.maxRegions = maxRegions;
@@ -148,4 +148,9 @@ export class MemoryPoolStack {
       pinnedBytes: this.pinnedBytes,
     };
   }
+}
+
+/** Bytes between the starts of two regions of `chunkSize` in a block: the size rounded up to 64 (a cache line). */
+export function regionStride(chunkSize: number): number {
+  return Math.ceil(chunkSize / 64) * 64;
 }

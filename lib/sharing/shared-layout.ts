@@ -38,16 +38,52 @@ export const alignToLine = (bytes: number): number => Math.ceil(bytes / LINE) * 
  * a literal. (At most MAX_SHARED_REGIONS, 2^16 - 1, regions: 4 MiB of state lines at most.)
  */
 export const STATE_SHIFT = 4;
+/** A region's state word while the region is on a shared stack; else the slot + 1 of the Worker that holds it. */
+export const FREE = 0;
 
-// Header (int32 words of the first line).
-export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5 } as const;
+/**
+ * Header (int32 words of the first line). `closed` holds a ClosePhase; `references` counts the
+ * pools that may still touch the blocks (the owner until its close, each attached pool until it
+ * detaches): the one that brings it to 0 unmaps what the owner's close kept mapped.
+ */
+export const HEADER = { magic: 0, closed: 1, slots: 2, blocks: 3, regions: 4, identity: 5, references: 7, classes: 8 } as const;
 export const MAGIC = 0x616c6c6f; // "allo"
+
+/**
+ * The pool's description (float64 words of the part after the header), written by share(): what
+ * the layout and every attached pool's options depend on, so that attach takes them from the
+ * shared memory and only checks the handle against them (shared-description.ts). The provider
+ * handle is fingerprinted (two 32-bit hashes); then one line of words per size class.
+ */
+export const DESCRIPTION = {
+  pid: 0, maxWorkers: 1, cacheSize: 2, maxUnpooledRegions: 3, maxPinnedBytes: 4, access: 5, hugePages: 6, debug: 7,
+  providerFingerprint: 8, stacks: 10,
+} as const;
+/** A size class's words in the description. */
+export const DESCRIPTION_STACK = { chunkSize: 0, initialCount: 1, growCount: 2, capacity: 3, maxBlocks: 4 } as const;
+export const DESCRIPTION_STACK_WORDS = 5;
+
+/** Bytes of the description part for `classes` size classes. */
+export function descriptionBytes(classes: number): number {
+  return alignToLine(FLOAT64 * (DESCRIPTION.stacks + classes * DESCRIPTION_STACK_WORDS));
+}
+
+/**
+ * The header's `closed` word. CLOSING is the owner counting the operations in flight: a Worker
+ * beginning an operation (or a temporary or user region, or an attach) meanwhile waits to learn
+ * whether the close went through (CLOSED) or was refused as BUSY (OPEN again).
+ */
+export const ClosePhase = { OPEN: 0, CLOSED: 1, CLOSING: 2 } as const;
 
 /** A class's lock line (int32 words): who grows it, and which block that growth is adding. */
 export const LOCK = { holder: 0, block: 1 } as const;
 
-/** A Worker's slot line (int32 words; its start time as float64 at byte 16). */
-export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2 } as const;
+/**
+ * A Worker's slot line (int32 words; its start time as float64 at byte 16): its liveness, its
+ * pop intent, and the RMA operations in flight on its regions (and on how many regions), which
+ * only that Worker changes, when an operation begins or ends.
+ */
+export const SLOT = { attached: 0, thread: 1, popIntent: 2, startFloat64: 2, operations: 6, busyRegions: 7 } as const;
 
 /**
  * A Worker's cache block per class (int32 words): count, closed flag copy, two float64 counters,
@@ -67,9 +103,13 @@ export const UNPOOLED_COUNTERS = {
 } as const;
 export const UNPOOLED_COUNTER_WORDS = 8;
 
-/** A block table entry (float64 words); its keys are two uint64 words elsewhere. */
-export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8 } as const;
-const BLOCK_WORDS = 9;
+/**
+ * A block table entry (float64 words); its keys are two uint64 words elsewhere. `provided`: the
+ * provider allocated it (freed through freeProvidedBlock, never munmap); `stray`: a thread moved
+ * its memory out of a view (transfer()), so its range stays mapped for the life of the process.
+ */
+export const BLOCK = { address: 0, size: 1, handle: 2, stack: 3, first: 4, count: 5, slot: 6, locked: 7, pinned: 8, provided: 9, stray: 10 } as const;
+const BLOCK_WORDS = 11;
 
 /** A temporary or user region recorded for the owner (float64 words). */
 export const UNPOOLED = { kind: 0, address: 1, length: 2, handle: 3, blockSize: 4, locked: 5, size: 6, registered: 7, unmapping: 8 } as const;
@@ -81,6 +121,7 @@ export class SharedLayout {
   readonly capacity: number;
   readonly maxBlocks: number;
   // Byte offsets of each part.
+  readonly description: number;
   readonly locks: number;
   readonly heads: number;
   readonly pinned: number;
@@ -114,6 +155,7 @@ export class SharedLayout {
 
     const parts = {
       header: LINE,
+      description: descriptionBytes(classes),
       locks: classes * LINE,
       heads: classes * LINE,
       pinned: alignToLine(2 * FLOAT64),
@@ -136,6 +178,7 @@ export class SharedLayout {
       offsets[name] = at;
       at += parts[name];
     }
+    this.description = offsets.description;
     this.locks = offsets.locks;
     this.heads = offsets.heads;
     this.pinned = offsets.pinned;
@@ -151,11 +194,11 @@ export class SharedLayout {
     this.caches = offsets.caches;
     this.unpooledState = offsets.unpooledState;
     this.unpooledData = offsets.unpooledData;
-    // bytes = header + (locks + heads + stack counters: a line per class) + pinned
+    // bytes = header + description + (locks + heads + stack counters: a line per class) + pinned
     //       + (next + blockOf + state: per region) + (blocks + keys + block states: per block)
     //       + (slot line + counters + a cache block per class: per Worker) + table of unpooled regions (per Worker × maxUnpooledRegions)
     this.bytes = at;
-    assert(this.bytes === LINE + 3 * classes * LINE + parts.pinned
+    assert(this.bytes === LINE + parts.description + 3 * classes * LINE + parts.pinned
       + parts.next + parts.blockOf + parts.state
       + parts.blocks + parts.blockKeys + parts.blockState
       + workers * (LINE + this.slotCounterWords * FLOAT64 + classes * this.cacheStride * INT32)
@@ -163,7 +206,8 @@ export class SharedLayout {
     for (const [name, offset] of Object.entries(offsets)) assert(offset % LINE === 0, `${name} starts on a cache line`);
     assert(this.cacheStride >= CACHE.entries + spec.cacheSize, "a cache block holds its header and cacheSize entries");
     assert(this.slotCounterWords >= classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS, "a Worker's counters hold every class and the unpooled counters");
-    assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= LINE, "a slot line holds its words");
+    assert(SLOT.startFloat64 * FLOAT64 >= (SLOT.popIntent + 1) * INT32 && (SLOT.startFloat64 + 1) * FLOAT64 <= SLOT.operations * INT32
+      && (SLOT.busyRegions + 1) * INT32 <= LINE, "a slot line holds its words");
     assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 

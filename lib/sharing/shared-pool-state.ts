@@ -1,238 +1,34 @@
 // The part of a pool that Workers share: one SharedArrayBuffer (layout in shared-layout.ts) with a
 // lock-free stack per size class, a state word per region, the block table, growth locks and their
 // records, the pinned-bytes counter, and per Worker a slot: liveness, counters, caches, unpooled regions.
-// This class alone reads and writes those words; everything else asks it.
+// This class (the header, the close phase, the stacks and the region state words) and its parts,
+// one file each (slot-table, growth-locks, block-table, unpooled-table, shared-counters,
+// shared-pinned-bytes, worker-cache; shared-audit reads them all), alone read and write those
+// words; everything else asks them.
 //
 // A region's state word is FREE (0) while the region is on a shared stack, else the slot + 1 of the
 // Worker that holds it: in use there, or free in that Worker's cache (its cache entries tell which).
 // So a Worker's own get and release from its cache write no state word; only a region crossing
 // Workers (released by another Worker, spilled, popped from a stack) changes it. Every step that
 // moves a region is ordered so that a Worker terminated between any two of its stores leaves the
-// region findable: in use, on a stack, in its cache, or in its pop-intent word (see audit()).
+// region findable: in use, on a stack, in its cache, or in its pop-intent word (see shared-audit.ts).
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
-import type { Registration } from "../memory/provider.ts";
 import {
-  BLOCK, CACHE, HEADER, LOCK, MAGIC, STATE_SHIFT, UNPOOLED, UNPOOLED_COUNTER_WORDS, SLOT, SharedLayout, type SharedLayoutSpec,
+  CACHE, ClosePhase, FREE, HEADER, MAGIC, STATE_SHIFT, SharedLayout, type SharedLayoutSpec,
 } from "./shared-layout.ts";
 import { MAX_SHARED_REGIONS, SharedStack, indexBitsFor } from "./shared-stack.ts";
-import { currentThread, threadAlive, type ThreadIdentity } from "./thread-liveness.ts";
+import { waitOutClosing } from "./slot-operations.ts";
+import { BlockTable } from "./block-table.ts";
+import { GrowthLocks } from "./growth-locks.ts";
+import { SharedCounters } from "./shared-counters.ts";
+import { SharedPinnedBytes } from "./shared-pinned-bytes.ts";
+import { UnpooledTable } from "./unpooled-table.ts";
+import { SlotTable } from "./slot-table.ts";
+import { WorkerCache } from "./worker-cache.ts";
 
 export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
-export const FREE = 0;
-
-/** Block table states. A growth walks RESERVED → MAPPED → REGISTERED → LIVE; close makes GONE. */
-export const BlockState = { EMPTY: 0, LIVE: 1, GONE: 2, RESERVED: 3, MAPPED: 4, REGISTERED: 5 } as const;
-/** Unpooled table entry states. */
-const UNPOOLED_EMPTY = 0;
-const UNPOOLED_LIVE = 1;
-/** Taken by the owner's close, which frees it. */
-const UNPOOLED_GONE = 2;
-/** Its Worker is releasing it: deregistered and unmapped as the entry's words say. */
-const UNPOOLED_FREEING = 3;
-export const UnpooledKind = { TEMPORARY: 1, USER: 2 } as const;
-/** Written into a block's last link before its regions are pushed: recovery can tell pushed from not. */
-const UNPUSHED = -1;
-
-// A cache block's words as module constants: the hot path reads them as literals.
-const CLOSED = CACHE.closed;
-const ENTRIES = CACHE.entries;
-const RELEASES = CACHE.releasesInt32;
-const GET_OFFSET = CACHE.getOffsetInt32;
 const SHIFT = STATE_SHIFT;
-
-/** A slot's attached word. */
-const SlotState = { DETACHED: 0, ATTACHED: 1, VACANT: 2 } as const;
-
-/** What lock() did. */
-export const LockResult = { ACQUIRED: 0, TIMED_OUT: 1, TAKEN_FROM_DEAD: 2 } as const;
-
-/**
- * One Worker's caches, one per size class, in front of the classes' shared stacks: free regions
- * only this Worker takes, in its own cache blocks (count, closed flag, release counter, get
- * offset, entries: CACHE). A get or release of a hot region touches its cache block and the
- * region's state word, nothing another Worker writes. One object for every class: the hot path
- * reads one set of fields.
- */
-export class WorkerCache {
-  private readonly words: Int32Array;
-  private readonly counters: Float64Array;
-  /** Int32 word of class 0's cache block; class k's is at base + k * stride. */
-  private readonly base: number;
-  private readonly stride: number;
-  /** Where every slot's cache blocks are (other Workers' caches, read off the hot path). */
-  private readonly layout: SharedLayout;
-  private readonly size: number;
-  private readonly stacks: readonly SharedStack[];
-  private readonly stateAt: number;
-  /** This Worker's in-use mark: its slot + 1. */
-  private readonly mark: number;
-  private readonly popIntent: number;
-
-  constructor(words: Int32Array, counters: Float64Array, layout: SharedLayout, base: number, stride: number, size: number, stacks: readonly SharedStack[],
-              stateAt: number, slot: number, popIntent: number) {
-    this.words = words;
-    this.counters = counters;
-    this.base = base;
-    this.stride = stride;
-    this.layout = layout;
-    this.size = size;
-    this.stacks = stacks;
-    this.stateAt = stateAt;
-    this.mark = slot + 1;
-    this.popIntent = popIntent;
-  }
-
-  /** The owner closed the pool (a plain read: the flag only goes 0 → 1). */
-  isClosed(k: number): boolean {
-    return this.words[this.base + k * this.stride + CLOSED] !== 0;
-  }
-
-  /**
-   * A free region of class `k` from the cache; -1 if the cache is empty or the pool closed
-   * (isClosed tells which). Its state word already names this Worker: lowering the count is what
-   * puts it in use, and counts the get (CACHE). Small, so that the JIT inlines it, and the
-   * caller's get into the caller's loop: a counter more here and it does neither (measured).
-   */
-  pop(k: number): number {
-    const words = this.words;
-    const at = this.base + k * this.stride;
-    const count = words[at]! - 1;
-    if (count < 0 || words[at + CLOSED] !== 0) return -1;
-    words[at] = count;
-    return words[at + ENTRIES + count]!;
-  }
-
-  /** The cache is empty: a region from the shared stack, marked in use (not counted); -1 if that is empty too. */
-  popShared(k: number): number {
-    const words = this.words;
-    const index = this.stacks[k]!.popNoting(this.popIntent);
-    if (index >= 0) words[this.stateAt + (index << SHIFT)] = this.mark;
-    words[this.popIntent] = -1;
-    return index;
-  }
-
-  /** Moves one region of class `k` from the shared stack into the cache (none if the stack is empty); counted as neither get nor release. */
-  fill(k: number): void {
-    const index = this.popShared(k);
-    if (index < 0) return;
-    const words = this.words;
-    const at = this.base + k * this.stride;
-    const count = words[at]!;
-    words[at + ENTRIES + count] = index;
-    words[at] = count + 1;
-    this.offsetGets(k, 1);
-  }
-
-  /** Counts a get served past the cache (the shared stack or a growth): the count stayed. */
-  countGetPastCache(k: number): void {
-    this.offsetGets(k, 1);
-  }
-
-  /** Adds `gets` that did not lower the count; a count raised by no release is a positive offset too, a count lowered by no get a negative one. */
-  private offsetGets(k: number, gets: number): void {
-    this.counters[(this.base + k * this.stride + GET_OFFSET) >> 1]! += gets;
-  }
-
-  /**
-   * Takes back a region of class `k` in use: false if it is not in use (a double release) or the
-   * pool is closed (the caller tells which). A region this Worker holds goes into its cache with no
-   * state word written: the entry, then the count. One another Worker holds is taken over first
-   * (takeOver); a full cache spills first (pushSlow).
-   */
-  push(k: number, index: number): boolean {
-    const words = this.words;
-    const at = this.base + k * this.stride;
-    const count = words[at]!;
-    if (count === this.size || words[at + CLOSED] !== 0 || words[this.stateAt + (index << SHIFT)] !== this.mark) return this.pushSlow(k, index);
-    words[at + ENTRIES + count] = index;
-    words[at] = count + 1;
-    this.counters[(at + RELEASES) >> 1]! += 1;
-    return true;
-  }
-
-  /** The cache is full or the pool closed, or another Worker holds the region (or nobody does). */
-  private pushSlow(k: number, index: number): boolean {
-    if (this.isClosed(k)) return false;
-    const word = this.stateAt + (index << SHIFT);
-    if (this.words[word] !== this.mark && !this.takeOver(k, index, word)) return false;
-    if (this.size === 0) return this.pushShared(k, index, word);
-    if (this.words[this.base + k * this.stride]! === this.size) this.spill(k);
-    return this.push(k, index);
-  }
-
-  /**
-   * A region another Worker got, released here: its state word moves from that Worker's mark to
-   * ours with a CAS. False when it is free: on a stack (FREE) or in its holder's cache. A double
-   * release that races with its region's holder (releasing it too, or getting it from its cache
-   * at the same instant) is not settled, as with any allocator's double free; one after the other,
-   * the second release is refused.
-   */
-  private takeOver(k: number, index: number, word: number): boolean {
-    const words = this.words;
-    for (let seen = words[word]!; ;) {
-      if (seen === FREE || this.inCacheOf(seen - 1, k, index)) return false;
-      const now = Atomics.compareExchange(words, word, seen, this.mark);
-      if (now === seen) return true;
-      seen = now;
-    }
-  }
-
-  /** Whether region `index` of class `k` is free in the cache of `slot`. */
-  inCacheOf(slot: number, k: number, index: number): boolean {
-    const words = this.words;
-    const at = this.layout.cacheWord(slot, k);
-    const count = words[at]!;
-    for (let j = 0; j < count; j++) if (words[at + ENTRIES + j] === index) return true;
-    return false;
-  }
-
-  /** No cache: the region goes straight onto the shared stack (noted in the pop-intent word meanwhile). */
-  private pushShared(k: number, index: number, word: number): boolean {
-    const words = this.words;
-    words[this.popIntent] = index;
-    if (Atomics.compareExchange(words, word, this.mark, FREE) !== this.mark) {
-      words[this.popIntent] = -1;
-      return false;
-    }
-    this.stacks[k]!.push(index);
-    words[this.popIntent] = -1;
-    this.counters[(this.base + k * this.stride + RELEASES) >> 1]! += 1;
-    this.offsetGets(k, -1);
-    return true;
-  }
-
-  /**
-   * Gives the newer half of class `k`'s full cache to the shared stack: their state words become
-   * FREE, one CAS pushes them all, then the count is lowered. A Worker terminated in between leaves
-   * entries that may also be on the stack: audit() reads a dead Worker's cache after the stacks and
-   * skips what it already found.
-   */
-  spill(k: number): void {
-    const at = this.base + k * this.stride;
-    const count = this.words[at]!;
-    const half = Math.max(1, count >> 1);
-    this.moveToStack(k, at + ENTRIES + count - half, half);
-    this.words[at] = count - half;
-    this.offsetGets(k, -half);
-  }
-
-  /** Gives every cached region of class `k` back to the shared stack (detach). */
-  flush(k: number): void {
-    const at = this.base + k * this.stride;
-    const count = this.words[at]!;
-    this.moveToStack(k, at + ENTRIES, count);
-    this.words[at] = 0;
-    this.offsetGets(k, -count);
-  }
-
-  /** FREE before the push: once on the stack another Worker may pop a region and mark it its own. */
-  private moveToStack(k: number, first: number, count: number): void {
-    const words = this.words;
-    for (let j = first; j < first + count; j++) words[this.stateAt + (words[j]! << SHIFT)] = FREE;
-    this.stacks[k]!.pushAll(words, first, count);
-  }
-}
 
 /** One Worker's view of the shared part of a pool. */
 export class SharedPoolState {
@@ -241,6 +37,18 @@ export class SharedPoolState {
   readonly layout: SharedLayout;
   /** This Worker's slot (0: the owner). */
   readonly slot: number;
+  /** The slots: this Worker's, and what it reads of the others' (liveness, operations, references). */
+  readonly slots: SlotTable;
+  /** The growth lock of each size class. */
+  readonly locks: GrowthLocks;
+  /** The temporary and user regions of every Worker, recorded for the owner's close. */
+  readonly unpooled: UnpooledTable;
+  /** Every block, its regions, mapping, registration and state. */
+  readonly blocks: BlockTable;
+  /** The statistics: per class, and per Worker. */
+  readonly counters: SharedCounters;
+  /** The pinned bytes of every Worker together. */
+  readonly pinned: SharedPinnedBytes;
   /** This Worker's caches, one per size class. */
   readonly cache: WorkerCache;
   private readonly words: Int32Array;
@@ -248,11 +56,6 @@ export class SharedPoolState {
   private readonly longs: BigUint64Array;
   private readonly stacks: readonly SharedStack[];
   private readonly stateAt: number;
-  private readonly countersAt: number;
-  /** Slots whose thread was seen dead, with that thread (a slot left holding nothing is taken again by a new one). */
-  private readonly dead = new Map<number, string>();
-  /** The slot's unpooled counters as this Worker found them: earlier occupants' counts, kept in the totals. */
-  private readonly unpooledBase: Float64Array;
 
   private constructor(buffer: SharedArrayBuffer, spec: SharedLayoutSpec, slot: number) {
     this.buffer = buffer;
@@ -266,11 +69,14 @@ export class SharedPoolState {
     this.stacks = spec.stacks.map((_, k) => new SharedStack(this.words, layout.headLine(k) / 4, layout.next / 4, bits));
     this.stateAt = layout.state / 4;
     this.slot = slot;
-    this.countersAt = layout.countersWord(slot);
-    const popIntent = layout.slotLine(slot) / 4 + SLOT.popIntent;
+    this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
+    this.locks = new GrowthLocks(this.words, layout, this.slots);
+    this.unpooled = new UnpooledTable(this.words, this.floats, layout, spec.maxUnpooledRegions, this.slots);
     this.cache = new WorkerCache(this.words, this.floats, layout, layout.cacheWord(slot, 0), layout.cacheStride, spec.cacheSize,
-      this.stacks, this.stateAt, slot, popIntent);
-    this.unpooledBase = this.floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
+      this.stacks, this.stateAt, slot, this.slots.popIntentWord(slot));
+    this.counters = new SharedCounters(this.words, this.floats, layout, this.slots);
+    this.pinned = new SharedPinnedBytes(this.longs, layout);
+    this.blocks = new BlockTable(this.words, this.floats, this.longs, layout, spec.stacks, this.stacks, this.slots, this.locks, this.counters);
   }
 
   /** A new shared state; the caller is slot 0 (the owner). */
@@ -284,9 +90,10 @@ export class SharedPoolState {
     const words = new Int32Array(buffer);
     words[HEADER.magic] = MAGIC;
     words[HEADER.slots] = 1;
+    words[HEADER.references] = 1; // the owner's, dropped at the end of its close
     crypto.getRandomValues(words.subarray(HEADER.identity, HEADER.identity + 2));
     const state = new SharedPoolState(buffer, spec, 0);
-    state.enterSlot();
+    state.slots.enter();
     return state;
   }
 
@@ -302,42 +109,30 @@ export class SharedPoolState {
       throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     const words = new Int32Array(buffer);
-    if (Atomics.load(words, HEADER.closed) !== 0) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    let slot = SharedPoolState.takeVacantSlot(words, layout, spec.maxWorkers);
-    if (slot < 0) {
-      slot = Atomics.add(words, HEADER.slots, 1);
-      if (slot >= spec.maxWorkers) {
-        Atomics.sub(words, HEADER.slots, 1);
-        throw new AllocToolsRangeError(`the shared pool takes ${spec.maxWorkers} attached pools at once (share({ maxWorkers })); a detached one that holds no region frees its slot`);
-      }
+    if (waitOutClosing(words) !== ClosePhase.OPEN) throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
+    // The reference before the slot: a Worker terminated in between leaves one reference too many
+    // (what the owner's close kept stays mapped), never a dead attached slot whose reference the
+    // owner's close would drop without it having been counted.
+    Atomics.add(words, HEADER.references, 1);
+    let slot: number;
+    try {
+      slot = SlotTable.take(words, layout, spec.maxWorkers);
+    } catch (e) {
+      Atomics.sub(words, HEADER.references, 1);
+      throw e;
     }
     const state = new SharedPoolState(buffer, spec, slot);
-    state.enterSlot();
-    // Closed meanwhile: markClosed may have run before this slot counted, so set our flags too.
-    if (Atomics.load(words, HEADER.closed) !== 0) {
-      state.leaveSlot();
-      throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
-    }
+    state.slots.enter();
     return state;
   }
 
-  private enterSlot(): void {
-    const line = this.layout.slotLine(this.slot);
-    const me = currentThread();
-    this.words[line / 4 + SLOT.thread] = me.id;
-    this.floats[line / 8 + SLOT.startFloat64] = me.start;
-    this.words[line / 4 + SLOT.popIntent] = -1;
-    Atomics.store(this.words, line / 4 + SLOT.attached, SlotState.ATTACHED);
-  }
-
-  /** A slot a Worker left holding nothing (VACANT), taken with a CAS; -1 if there is none. */
-  private static takeVacantSlot(words: Int32Array, layout: SharedLayout, maxWorkers: number): number {
-    const used = Math.min(Atomics.load(words, HEADER.slots), maxWorkers);
-    for (let slot = 1; slot < used; slot++) {
-      const word = layout.slotLine(slot) / 4 + SLOT.attached;
-      if (Atomics.compareExchange(words, word, SlotState.VACANT, SlotState.ATTACHED) === SlotState.VACANT) return slot;
-    }
-    return -1;
+  /**
+   * Whether the pool is still open now that this attached pool counts as a reference: if so, the
+   * owner's close will find the reference and keep the blocks mapped for it. False: the caller
+   * leaves (leaveSlot) and refuses.
+   */
+  isOpenAfterJoining(): boolean {
+    return waitOutClosing(this.words) === ClosePhase.OPEN;
   }
 
   /**
@@ -346,9 +141,8 @@ export class SharedPoolState {
    * holds no growth lock and notes no pop) is VACANT, for the next Worker to attach; else it stays
    * DETACHED, so that what it holds stays its own in leak reports.
    */
-  leaveSlot(): void {
-    const vacant = this.slot !== 0 && this.holdsNothing();
-    Atomics.store(this.words, this.layout.slotLine(this.slot) / 4 + SLOT.attached, vacant ? SlotState.VACANT : SlotState.DETACHED);
+  leaveSlot(): boolean {
+    return this.slots.leave(this.slot !== 0 && this.holdsNothing());
   }
 
   /** Only this Worker writes its own mark, cache, unpooled entries and pop intent, so the answer stays true once true. */
@@ -358,14 +152,10 @@ export class SharedPoolState {
     for (let index = 0; index < this.layout.capacity; index++) if (Atomics.load(words, this.stateAt + (index << SHIFT)) === mark) return false;
     for (let k = 0; k < this.classCount; k++) {
       if (words[this.layout.cacheWord(this.slot, k)] !== 0) return false;
-      if (Atomics.load(words, this.layout.lockLine(k) / 4 + LOCK.holder) === mark) return false;
+      if (this.locks.holder(k) === mark) return false;
     }
-    if (words[this.layout.slotLine(this.slot) / 4 + SLOT.popIntent] !== -1) return false;
-    const per = this.spec.maxUnpooledRegions;
-    for (let entry = 0; entry < per; entry++) {
-      if (Atomics.load(words, this.layout.unpooledState / 4 + this.layout.unpooledEntry(this.slot, entry, per)) !== UNPOOLED_EMPTY) return false;
-    }
-    return true;
+    if (words[this.slots.popIntentWord(this.slot)] !== -1) return false;
+    return this.unpooled.holdsNone();
   }
 
   /** Whether `other` is a view of the same shared pool (perhaps through a clone of the buffer). */
@@ -378,329 +168,40 @@ export class SharedPoolState {
   }
 
   get closed(): boolean {
-    return Atomics.load(this.words, HEADER.closed) !== 0;
+    return Atomics.load(this.words, HEADER.closed) === ClosePhase.CLOSED;
   }
-
-  /** Closes the pool for every slot, attached or still to come. */
-  markClosed(): void {
-    Atomics.store(this.words, HEADER.closed, 1);
-    for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
-      for (let k = 0; k < this.classCount; k++) Atomics.store(this.words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
-    }
-  }
-
-  // ---- slots and liveness -------------------------------------------------------------------------
-
-  get slotsUsed(): number {
-    return Math.min(Atomics.load(this.words, HEADER.slots), this.spec.maxWorkers);
-  }
-
-  /** The thread that holds `slot`. */
-  threadOf(slot: number): ThreadIdentity {
-    const line = this.layout.slotLine(slot);
-    return { id: this.words[line / 4 + SLOT.thread]!, start: this.floats[line / 8 + SLOT.startFloat64]! };
-  }
-
-  /** Whether the thread of `slot` still runs. A thread never comes back once gone, but a slot left VACANT gets a new one. */
-  slotAlive(slot: number): boolean {
-    if (slot === this.slot) return true;
-    const thread = this.threadOf(slot);
-    const key = `${thread.id}:${thread.start}`;
-    if (this.dead.get(slot) === key) return false;
-    if (threadAlive(thread)) return true;
-    this.dead.set(slot, key);
-    return false;
-  }
-
-  /** Whether `slot` is attached now (its pool not closed). */
-  slotAttached(slot: number): boolean {
-    return Atomics.load(this.words, this.layout.slotLine(slot) / 4 + SLOT.attached) === SlotState.ATTACHED;
-  }
-
-  // ---- growth lock (one per class): held by a slot, taken from it only when its thread is gone ------
 
   /**
-   * Takes class `k`'s growth lock, sleeping while another Worker grows that class. A holder whose
-   * thread has exited is dead, not slow: its lock is taken over (TAKEN_FROM_DEAD; the caller
-   * finishes or undoes its growth with growthInProgress()). TIMED_OUT once `timeoutMs` passed.
+   * The owner's close, first step: counts the RMA operations in flight on the regions of every
+   * live thread (a dead Worker's never end) while Workers beginning one wait (CLOSING). With any in
+   * flight the pool opens again and the count is returned (BUSY); otherwise it is closed for every
+   * slot, attached or still to come, and null is returned.
    */
-  lock(k: number, timeoutMs: number = Infinity): number {
+  beginClose(): { operations: number; regions: number; threads: number } | null {
     const words = this.words;
-    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
-    const me = this.slot + 1;
-    const start = Date.now();
-    for (;;) {
-      const holder = Atomics.compareExchange(words, at, 0, me);
-      if (holder === 0) return LockResult.ACQUIRED;
-      if (!this.slotAlive(holder - 1) && Atomics.compareExchange(words, at, holder, me) === holder) return LockResult.TAKEN_FROM_DEAD;
-      Atomics.wait(words, at, holder, 20);
-      if (Date.now() - start > timeoutMs) return LockResult.TIMED_OUT;
+    Atomics.store(words, HEADER.closed, ClosePhase.CLOSING);
+    let operations = 0;
+    let regions = 0;
+    let threads = 0;
+    for (let slot = 0; slot < this.slots.used; slot++) {
+      const inFlight = this.slots.operationsOf(slot);
+      if (inFlight.operations === 0 || !this.slots.alive(slot)) continue;
+      operations += inFlight.operations;
+      regions += inFlight.regions;
+      threads++;
     }
-  }
-
-  unlock(k: number): void {
-    const at = this.layout.lockLine(k) / 4 + LOCK.holder;
-    if (Atomics.compareExchange(this.words, at, this.slot + 1, 0) === this.slot + 1) Atomics.notify(this.words, at);
-  }
-
-  /** The block a growth of class `k` is adding (under its lock), or -1. */
-  growthInProgress(k: number): number {
-    return this.words[this.layout.lockLine(k) / 4 + LOCK.block]! - 1;
-  }
-
-  // ---- pinned bytes (shared, 64-bit: rare) ----------------------------------------------------------
-
-  /** Adds `bytes` to the shared pinned count unless that passes `limit`; returns whether it did. */
-  reservePinned(bytes: number, limit: number): boolean {
-    const at = this.layout.pinned / 8;
-    for (;;) {
-      const now = Atomics.load(this.longs, at);
-      const next = Number(now) + bytes;
-      if (bytes > 0 && next > limit) return false;
-      if (Atomics.compareExchange(this.longs, at, now, BigInt(Math.max(0, next))) === now) {
-        for (;;) {
-          const peak = Atomics.load(this.longs, at + 1);
-          if (Number(peak) >= next || Atomics.compareExchange(this.longs, at + 1, peak, BigInt(next)) === peak) return true;
-        }
-      }
+    if (operations > 0) {
+      Atomics.store(words, HEADER.closed, ClosePhase.OPEN);
+      Atomics.notify(words, HEADER.closed);
+      return { operations, regions, threads };
     }
-  }
-
-  get pinnedBytes(): number {
-    return Number(Atomics.load(this.longs, this.layout.pinned / 8));
-  }
-
-  get peakPinnedBytes(): number {
-    return Number(Atomics.load(this.longs, this.layout.pinned / 8 + 1));
-  }
-
-  resetPinned(): void {
-    Atomics.store(this.longs, this.layout.pinned / 8, 0n);
-  }
-
-  // ---- per-class structure counters (written under the class's growth lock) ----------------------------
-
-  /** Regions, blocks and pinned bytes of class `k`. */
-  stackCounters(k: number): { regions: number; blocks: number; pinnedBytes: number } {
-    const at = this.layout.stackCountersLine(k) / 8;
-    return { regions: this.floats[at]!, blocks: this.floats[at + 1]!, pinnedBytes: this.floats[at + 2]! };
-  }
-
-  private addStackCounters(k: number, regions: number, blocks: number, pinnedBytes: number): void {
-    const at = this.layout.stackCountersLine(k) / 8;
-    this.floats[at] = this.floats[at]! + regions;
-    this.floats[at + 1] = this.floats[at + 1]! + blocks;
-    this.floats[at + 2] = this.floats[at + 2]! + pinnedBytes;
-  }
-
-  // ---- per-Worker counters (float64, each written only by its Worker) ---------------------------------
-
-  /** Adds `delta` to this Worker's class counter (CLASS_COUNTERS) of class `k`. */
-  addClassCounter(k: number, counter: number, delta: number): void {
-    const word = this.countersAt + this.layout.classCounter(k, counter);
-    this.floats[word] = this.floats[word]! + delta;
-  }
-
-  /** Sets this Worker's unpooled counter (UNPOOLED_COUNTERS). */
-  setUnpooledCounter(counter: number, value: number): void {
-    this.floats[this.countersAt + this.layout.unpooledCounter(counter)] = this.unpooledBase[counter]! + value;
-  }
-
-  /** Sum of a unpooled counter over every slot. */
-  sumUnpooledCounter(counter: number): number {
-    return this.sumCounters(this.layout.unpooledCounter(counter));
-  }
-
-  /** Sum of a class counter over every slot. */
-  sumClassCounter(k: number, counter: number): number {
-    return this.sumCounters(this.layout.classCounter(k, counter));
-  }
-
-  private sumCounters(word: number): number {
-    let sum = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.floats[this.layout.countersWord(slot) + word]!;
-    return sum;
-  }
-
-  /** Gets and releases of class `k` over every slot (the caches' counters). */
-  sumCacheCounters(k: number): { gets: number; releases: number } {
-    let gets = 0;
-    let releases = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
-      const at = this.layout.cacheWord(slot, k);
-      const slotReleases = this.floats[(at + CACHE.releasesInt32) >> 1]!;
-      releases += slotReleases;
-      gets += slotReleases - this.words[at + CACHE.count]! + this.floats[(at + CACHE.getOffsetInt32) >> 1]!;
+    // The pool's word first: a get or release the caches refuse from here on finds the pool closed.
+    Atomics.store(words, HEADER.closed, ClosePhase.CLOSED);
+    Atomics.notify(words, HEADER.closed);
+    for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
+      for (let k = 0; k < this.classCount; k++) Atomics.store(words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
     }
-    return { gets, releases };
-  }
-
-  /** Sets this Worker's counters of class `k` (share() carries the unshared pool's over). */
-  setCacheCounters(k: number, gets: number, releases: number): void {
-    const at = this.layout.cacheWord(this.slot, k);
-    this.floats[(at + CACHE.releasesInt32) >> 1] = releases;
-    this.floats[(at + CACHE.getOffsetInt32) >> 1] = gets - releases + this.words[at + CACHE.count]!;
-  }
-
-  /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
-  cached(k: number): number {
-    let sum = 0;
-    for (let slot = 0; slot < this.slotsUsed; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
-    return sum;
-  }
-
-  // ---- regions and blocks ----------------------------------------------------------------------------
-
-  /** Region indices handed out so far (0 .. regionCount are valid). */
-  get regionCount(): number {
-    return Atomics.load(this.words, HEADER.regions);
-  }
-
-  get blockCount(): number {
-    return Atomics.load(this.words, HEADER.blocks);
-  }
-
-  /**
-   * Starts a growth of class `k` by `count` regions under its lock: checks the capacity, takes a
-   * block entry and the indices, and records them as this growth's (RESERVED).
-   */
-  reserve(k: number, count: number): { first: number; block: number } {
-    const { regions, blocks } = this.stackCounters(k);
-    const room = this.spec.stacks[k]!;
-    if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
-        || this.regionCount + count > this.layout.capacity || this.blockCount + 1 > this.layout.maxBlocks) {
-      throw new AllocToolsError("PINNED_LIMIT",
-        `class ${k} of the shared pool holds at most ${room.capacity} regions in ${room.maxBlocks} blocks (maxRegions); it has ${regions} in ${blocks}`);
-    }
-    const first = Atomics.add(this.words, HEADER.regions, count);
-    const block = Atomics.add(this.words, HEADER.blocks, 1);
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.stack] = k;
-    this.floats[at + BLOCK.first] = first;
-    this.floats[at + BLOCK.count] = count;
-    this.floats[at + BLOCK.slot] = this.slot;
-    this.floats[at + BLOCK.pinned] = 0;
-    for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
-    this.setBlockState(block, BlockState.RESERVED);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = block + 1;
-    return { first, block };
-  }
-
-  /** Growth steps, recorded as they happen so that a Worker terminated in between can be undone. */
-  notePinned(block: number, bytes: number): void {
-    this.floats[this.layout.blockWord(block) + BLOCK.pinned] = bytes;
-  }
-  noteMapped(block: number, address: number, size: number, locked: boolean): void {
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.address] = address;
-    this.floats[at + BLOCK.size] = size;
-    this.floats[at + BLOCK.locked] = locked ? 1 : 0;
-    this.setBlockState(block, BlockState.MAPPED);
-  }
-  noteRegistered(block: number, registration: Registration): void {
-    const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.handle] = registration.handle;
-    const keys = this.layout.blockKeys / 8 + block * 2;
-    this.longs[keys] = registration.localKey;
-    this.longs[keys + 1] = registration.remoteKey;
-    this.setBlockState(block, BlockState.REGISTERED);
-  }
-
-  /**
-   * Publishes a registered block: its first region in use by this Worker (the get that grew it), the
-   * others free and pushed on the class's stack in one CAS. Ends the growth record.
-   */
-  publishBlock(block: number): number {
-    const at = this.layout.blockWord(block);
-    const k = this.floats[at + BLOCK.stack]!;
-    const first = this.floats[at + BLOCK.first]!;
-    const count = this.floats[at + BLOCK.count]!;
-    this.words[this.stateWord(first)] = this.slot + 1;
-    for (let i = first + 1; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
-    this.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
-    this.setBlockState(block, BlockState.LIVE);
-    this.pushBlockRest(block);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
-    return first;
-  }
-
-  private pushBlockRest(block: number): void {
-    const at = this.layout.blockWord(block);
-    const first = this.floats[at + BLOCK.first]!;
-    const count = this.floats[at + BLOCK.count]!;
-    if (count < 2) return;
-    const rest = Int32Array.from({ length: count - 1 }, (_, j) => first + 1 + j);
-    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
-  }
-
-  /**
-   * After taking class `k`'s lock from a dead Worker: a growth it published but had not pushed is
-   * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
-   */
-  takeOverGrowth(k: number): SharedBlock | null {
-    const block = this.growthInProgress(k);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
-    if (block < 0) return null;
-    const state = this.blockState(block);
-    if (state === BlockState.LIVE) {
-      const at = this.layout.blockWord(block);
-      const first = this.floats[at + BLOCK.first]!;
-      const count = this.floats[at + BLOCK.count]!;
-      if (count > 1 && this.words[this.layout.next / 4 + first + count - 1] === UNPUSHED) this.pushBlockRest(block);
-      return null;
-    }
-    const abandoned = this.blockRecord(block);
-    this.setBlockState(block, BlockState.GONE);
-    return abandoned;
-  }
-
-  /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
-  abandonGrowth(block: number, k: number): void {
-    this.setBlockState(block, BlockState.GONE);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
-  }
-
-  private setBlockState(block: number, state: number): void {
-    Atomics.store(this.words, this.layout.blockState / 4 + block, state);
-  }
-
-  blockState(block: number): number {
-    return Atomics.load(this.words, this.layout.blockState / 4 + block);
-  }
-
-  /** Block `block` if it is live: its registration, where it was mapped, and which regions it holds. */
-  block(block: number): SharedBlock | null {
-    return this.blockState(block) === BlockState.LIVE ? this.blockRecord(block) : null;
-  }
-
-  /** Whatever the table holds for `block`, in any state. */
-  blockRecord(block: number): SharedBlock {
-    const at = this.layout.blockWord(block);
-    const floats = this.floats;
-    const keys = this.layout.blockKeys / 8 + block * 2;
-    const address = floats[at + BLOCK.address]!;
-    const size = floats[at + BLOCK.size]!;
-    return {
-      index: block, state: this.blockState(block), stackId: floats[at + BLOCK.stack]!, first: floats[at + BLOCK.first]!,
-      count: floats[at + BLOCK.count]!, slot: floats[at + BLOCK.slot]!, locked: floats[at + BLOCK.locked] === 1,
-      address, size, pinnedBytes: floats[at + BLOCK.pinned]!,
-      registration: { address, length: size, handle: floats[at + BLOCK.handle]!, localKey: this.longs[keys]!, remoteKey: this.longs[keys + 1]! },
-    };
-  }
-
-  /** Marks a block as freed; true for the one caller that gets to free it. */
-  retireBlock(block: number): boolean {
-    const word = this.layout.blockState / 4 + block;
-    for (;;) {
-      const state = Atomics.load(this.words, word);
-      if (state === BlockState.GONE || state === BlockState.EMPTY) return false;
-      if (Atomics.compareExchange(this.words, word, state, BlockState.GONE) === state) return true;
-    }
-  }
-
-  blockOf(index: number): number {
-    return this.words[this.layout.blockOf / 4 + index]!;
+    return null;
   }
 
   private stateWord(index: number): number {
@@ -715,26 +216,13 @@ export class SharedPoolState {
   /** FREE when region `index` is free (on a stack or in its holder's cache), else the slot + 1 of the Worker using it. */
   holderOf(index: number): number {
     const holder = this.regionState(index);
-    if (holder === FREE || this.cache.inCacheOf(holder - 1, this.stackOf(index), index)) return FREE;
+    if (holder === FREE || this.cache.inCacheOf(holder - 1, this.blocks.stackOf(index), index)) return FREE;
     return holder;
   }
 
   /** share(): marks region `index` in use by this (the owner's) slot. */
   markInUse(index: number): void {
     this.words[this.stateWord(index)] = this.slot + 1;
-  }
-
-  /** share(): records a block the unshared pool already had, all its regions free but those marked later. */
-  adoptBlock(k: number, first: number, count: number, address: number, size: number, locked: boolean, registration: Registration): number {
-    const { block } = this.reserve(k, count);
-    if (block !== this.blockCount - 1 || first !== this.regionCount - count) throw new Error("share(): blocks must be adopted in order");
-    this.noteMapped(block, address, size, locked);
-    this.noteRegistered(block, registration);
-    for (let i = first; i < first + count; i++) this.words[this.stateWord(i)] = FREE;
-    this.addStackCounters(k, count, 1, size);
-    this.setBlockState(block, BlockState.LIVE);
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = 0;
-    return block;
   }
 
   /** share(): puts the unshared pool's free indices on class `k`'s stack, `indices[0]` on top. */
@@ -747,252 +235,21 @@ export class SharedPoolState {
     for (const stack of this.stacks) stack.clear();
   }
 
-  // ---- unpooled regions (temporary and user), recorded so the owner frees what a dead Worker left ------
-
-  /**
-   * Records a temporary or user region of this Worker before anything is mapped or registered, so
-   * that the owner frees whatever a Worker terminated half-way left; -1 if this Worker's table is full.
-   */
-  beginUnpooled(kind: number, size: number, blockSize: number): number {
-    const per = this.spec.maxUnpooledRegions;
-    for (let entry = 0; entry < per; entry++) {
-      const index = this.layout.unpooledEntry(this.slot, entry, per);
-      const word = this.layout.unpooledState / 4 + index;
-      if (Atomics.load(this.words, word) !== UNPOOLED_EMPTY) continue;
-      const at = this.layout.unpooledWord(index);
-      const floats = this.floats;
-      floats[at + UNPOOLED.kind] = kind;
-      floats[at + UNPOOLED.address] = 0;
-      floats[at + UNPOOLED.length] = 0;
-      floats[at + UNPOOLED.handle] = 0;
-      floats[at + UNPOOLED.blockSize] = blockSize;
-      floats[at + UNPOOLED.locked] = 0;
-      floats[at + UNPOOLED.size] = size;
-      floats[at + UNPOOLED.registered] = 0;
-      floats[at + UNPOOLED.unmapping] = 0;
-      Atomics.store(this.words, word, UNPOOLED_LIVE);
-      return index;
-    }
-    return -1;
+  /** The indices on class `k`'s stack, top first (at most `limit`): for the audit. */
+  stackSnapshot(k: number, limit: number): number[] {
+    return this.stacks[k]!.snapshot(limit);
   }
 
-  /** The unpooled region's memory: mapped here (temporary) or the caller's (user); `locked`: mlock'd. */
-  noteUnpooledMapped(index: number, address: number, blockSize: number, locked: boolean): void {
-    const at = this.layout.unpooledWord(index);
-    this.floats[at + UNPOOLED.address] = address;
-    this.floats[at + UNPOOLED.blockSize] = blockSize;
-    this.floats[at + UNPOOLED.locked] = locked ? 1 : 0;
+  /** The region indices free in `slot`'s cache of class `k`: for the audit. */
+  cacheEntries(slot: number, k: number): number[] {
+    const at = this.layout.cacheWord(slot, k);
+    return Array.from(this.words.subarray(at + CACHE.entries, at + CACHE.entries + this.words[at + CACHE.count]!));
   }
 
-  noteUnpooledRegistered(index: number, registration: Registration): void {
-    const at = this.layout.unpooledWord(index);
-    this.floats[at + UNPOOLED.address] = registration.address;
-    this.floats[at + UNPOOLED.length] = registration.length;
-    this.floats[at + UNPOOLED.handle] = registration.handle;
-    this.floats[at + UNPOOLED.registered] = 1;
-  }
-
-  /** Gives a unpooled entry back unused (its region failed before it was registered). */
-  dropUnpooled(index: number): void {
-    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
-  }
-
-  /**
-   * This Worker starts releasing unpooled entry `index`: false when the owner's close took it (and
-   * freed it) first. Each step is then noted (noteUnpooledDeregistered, noteUnpooledUnmapped) so that the
-   * owner finishes, without repeating, what a Worker terminated half-way left; endFreeingUnpooled last.
-   */
-  beginFreeingUnpooled(index: number): boolean {
-    const word = this.layout.unpooledState / 4 + index;
-    return Atomics.compareExchange(this.words, word, UNPOOLED_LIVE, UNPOOLED_FREEING) === UNPOOLED_LIVE;
-  }
-
-  noteUnpooledDeregistered(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.registered] = 0;
-  }
-
-  noteUnpooledUnlocked(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.locked] = 0;
-  }
-
-  /** Written before the munmap: whoever finds it set must not unmap again (the range may be reused). */
-  noteUnpooledUnmapping(index: number): void {
-    this.floats[this.layout.unpooledWord(index) + UNPOOLED.unmapping] = 1;
-  }
-
-  endFreeingUnpooled(index: number): void {
-    Atomics.store(this.words, this.layout.unpooledState / 4 + index, UNPOOLED_EMPTY);
-  }
-
-  /** The owner's close takes unpooled entry `index` (seen in `state`) to free it: true if it got it. */
-  claimUnpooled(index: number, state: number): boolean {
-    const word = this.layout.unpooledState / 4 + index;
-    return Atomics.compareExchange(this.words, word, state, UNPOOLED_GONE) === state;
-  }
-
-  /**
-   * Unpooled entries of other slots at the owner's close: live ones, and those a dead Worker was
-   * releasing when it died (`releasing`: finished as far as its noted steps make safe).
-   */
-  liveUnpooled(exceptSlot: number): SharedUnpooledRegion[] {
-    const out: SharedUnpooledRegion[] = [];
-    const per = this.spec.maxUnpooledRegions;
-    for (let slot = 0; slot < this.slotsUsed; slot++) {
-      if (slot === exceptSlot) continue;
-      for (let entry = 0; entry < per; entry++) {
-        const index = this.layout.unpooledEntry(slot, entry, per);
-        const state = Atomics.load(this.words, this.layout.unpooledState / 4 + index);
-        if (state !== UNPOOLED_LIVE && !(state === UNPOOLED_FREEING && !this.slotAlive(slot))) continue;
-        const at = this.layout.unpooledWord(index);
-        const f = this.floats;
-        out.push({
-          index, slot, state, releasing: state === UNPOOLED_FREEING, kind: f[at + UNPOOLED.kind] === UnpooledKind.TEMPORARY ? "temporary" : "user", size: f[at + UNPOOLED.size]!,
-          address: f[at + UNPOOLED.address]!, blockSize: f[at + UNPOOLED.blockSize]!, locked: f[at + UNPOOLED.locked] === 1,
-          unmapping: f[at + UNPOOLED.unmapping] === 1,
-          registration: f[at + UNPOOLED.registered] === 1
-            ? { address: f[at + UNPOOLED.address]!, length: f[at + UNPOOLED.length]!, handle: f[at + UNPOOLED.handle]!, localKey: 0n, remoteKey: 0n }
-            : null,
-        });
-      }
-    }
-    return out;
-  }
-
-  // ---- audit -----------------------------------------------------------------------------------------
-
-  /**
-   * Where every region is, for tests and post-mortems; exact only while no Worker uses the pool.
-   * Every region of a live block must be exactly once: on a shared stack, in a Worker's cache, or in
-   * use. A dead Worker's cache is read last, and what is already found elsewhere is skipped: it may
-   * have died between a spill's CAS and lowering its count. Its pop-intent word and an unfinished
-   * growth of its are places too.
-   */
-  audit(): SharedAudit {
-    const count = this.regionCount;
-    const seen = new Uint8Array(count);
-    const problems: string[] = [];
-    let onStacks = 0;
-    let cached = 0;
-    let inUse = 0;
-    const live = (index: number) => index >= 0 && index < count && this.block(this.blockOf(index)) !== null;
-    const place = (index: number, where: string): boolean => {
-      if (!live(index)) { problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
-      if (seen[index]! > 0) { problems.push(`region ${index} found twice (${where})`); return false; }
-      seen[index] = 1;
-      return true;
-    };
-    for (let k = 0; k < this.classCount; k++) {
-      for (const index of this.stacks[k]!.snapshot(count)) {
-        if (!place(index, `stack ${k}`)) continue;
-        onStacks++;
-        if (this.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
-        if (this.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${this.stackOf(index)}`);
-      }
-    }
-    const slots = [...Array(this.slotsUsed).keys()];
-    const deadSlots = slots.filter((slot) => !this.slotAlive(slot));
-    for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
-      for (let k = 0; k < this.classCount; k++) {
-        const at = this.layout.cacheWord(slot, k);
-        for (let j = 0; j < this.words[at + CACHE.count]!; j++) {
-          const index = this.words[at + CACHE.entries + j]!;
-          if (!place(index, `cache of slot ${slot}`)) continue;
-          cached++;
-          if (this.regionState(index) !== slot + 1) problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${this.regionState(index)}`);
-        }
-      }
-    }
-    const adopt = (index: number, holder = FREE) => {
-      const state = live(index) ? this.regionState(index) : -1;
-      if (seen[index] === 0 && (state === FREE || state === holder)) {
-        seen[index] = 1;
-        cached++;
-      }
-    };
-    for (const slot of deadSlots) {
-      for (let k = 0; k < this.classCount; k++) {
-        const at = this.layout.cacheWord(slot, k);
-        for (let j = 0; j < this.words[at + CACHE.count]!; j++) adopt(this.words[at + CACHE.entries + j]!, slot + 1);
-      }
-      adopt(this.words[this.layout.slotLine(slot) / 4 + SLOT.popIntent]!);
-    }
-    for (let k = 0; k < this.classCount; k++) {
-      const holder = this.words[this.layout.lockLine(k) / 4 + LOCK.holder]!;
-      const block = this.growthInProgress(k);
-      if (holder === 0 || block < 0 || this.slotAlive(holder - 1) || this.blockState(block) !== BlockState.LIVE) continue;
-      const record = this.blockRecord(block);
-      for (let i = record.first; i < record.first + record.count; i++) adopt(i);
-    }
-    let regions = 0;
-    let lost = 0;
-    for (let index = 0; index < count; index++) {
-      if (!live(index)) continue;
-      regions++;
-      if (this.regionState(index) !== FREE) {
-        if (seen[index]! === 0) inUse++;
-      } else if (seen[index] === 0) {
-        lost++;
-        problems.push(`region ${index} is free but on no stack and in no cache`);
-      }
-    }
-    return { regions, onStacks, cached, inUse, lost, problems };
-  }
-
-  private stackOf(index: number): number {
-    return this.floats[this.layout.blockWord(this.blockOf(index)) + BLOCK.stack]!;
+  /** The region `slot` noted it was popping (-1: none): for the audit. */
+  popIntentOf(slot: number): number {
+    return this.words[this.slots.popIntentWord(slot)]!;
   }
 }
 
-/** A block as the block table records it. */
-export interface SharedBlock {
-  readonly index: number;
-  readonly state: number;
-  readonly stackId: number;
-  readonly first: number;
-  readonly count: number;
-  /** The slot of the Worker that mapped and registered it (0: the owner). */
-  readonly slot: number;
-  readonly locked: boolean;
-  readonly address: number;
-  readonly size: number;
-  /** Bytes counted against maxPinnedBytes for it (0 before the growth reserved them). */
-  readonly pinnedBytes: number;
-  readonly registration: Registration;
-}
-
-/** A temporary or user region as the table of unpooled regions records it. */
-export interface SharedUnpooledRegion {
-  readonly index: number;
-  readonly slot: number;
-  /** The entry's state when listed (claimUnpooled takes it from this one). */
-  readonly state: number;
-  /** A dead Worker was releasing it: how far it got is unknown. */
-  readonly releasing: boolean;
-  readonly kind: "temporary" | "user";
-  readonly size: number;
-  /** Its memory (0: not mapped yet). */
-  readonly address: number;
-  /** The mapping to unmap (temporary regions), 0 for user regions. */
-  readonly blockSize: number;
-  readonly locked: boolean;
-  /** Its Worker may have unmapped it already. */
-  readonly unmapping: boolean;
-  /** Null when the Worker ended before its registration returned. */
-  readonly registration: Registration | null;
-}
-
-/** Where the regions of a shared pool are (see SharedPoolState.audit). */
-export interface SharedAudit {
-  /** Pooled regions the pool has, every class together. */
-  readonly regions: number;
-  /** Free regions on the stacks. */
-  readonly onStacks: number;
-  /** Free regions held in Workers' caches (always 0 for an unshared pool). */
-  readonly cached: number;
-  /** Regions handed out and not yet released. */
-  readonly inUse: number;
-  /** Free regions on no stack and in no cache. */
-  readonly lost: number;
-  /** One sentence per inconsistency found (a region seen twice, regions lost); empty when the books agree. */
-  readonly problems: readonly string[];
-}
+export type { SharedAudit } from "./shared-audit.ts";

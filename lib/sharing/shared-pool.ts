@@ -7,19 +7,22 @@ import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import * as libc from "../../ffi/libc.ts";
 import { adviseTransparentHugePages, MemoryBlock, usesHugeTlb, type HugePages } from "../memory/block.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
-import { HostProvider, type HostProviderHandle } from "../host/host-provider.ts";
-import { LibfabricProvider, type LibfabricProviderHandle } from "../libfabric/libfabric-provider.ts";
 import { pageSpan } from "../memory/page-pins.ts";
 import { ProvidedMemoryBlock } from "../memory/provided-block.ts";
-import { UcxProvider, type UcxProviderHandle } from "../ucx/ucx-provider.ts";
 import { leakReport, PoolCore, unpooledBytes, temporaryBlock, type LeakedRegion, type LeakReport, type PinnedLimit, type PoolStats } from "../pool/pool-core.ts";
 import type { MemoryPoolOptions, MemoryPoolStackOptions } from "../pool/pool-options.ts";
+import { attachProvider } from "../memory/provider-attach.ts";
 import type { ProviderHandle, RegionProvider, Registration } from "../memory/provider.ts";
-import { checkOut, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
-import { CLASS_COUNTERS, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
-import {
-  FREE, LockResult, SharedPoolState, UnpooledKind, type SharedAudit, type SharedBlock, type SharedUnpooledRegion, type WorkerCache,
-} from "./shared-pool-state.ts";
+import { checkOut, countOperationsIn, setInUse, setOrigin, type MemoryRegion, type MemoryRegionImpl } from "../memory/region.ts";
+import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
+import { checkHandle, providerFingerprint, readDescription, writeDescription, type SharedPoolOptions } from "./shared-description.ts";
+import { CLASS_COUNTERS, FREE, UNPOOLED_COUNTERS, type SharedLayoutSpec } from "./shared-layout.ts";
+import { LockResult } from "./growth-locks.ts";
+import { BlockState, type SharedBlock } from "./block-table.ts";
+import { auditSharedPool, type SharedAudit } from "./shared-audit.ts";
+import { SharedPoolState } from "./shared-pool-state.ts";
+import { UNPOOLED_POOL_CLOSED, UnpooledKind, UnpooledRelease, type SharedUnpooledRegion } from "./unpooled-table.ts";
+import type { WorkerCache } from "./worker-cache.ts";
 import { SIZE_CLASSES, type SizeClass, type StackStats } from "../pool/stack.ts";
 
 /** Options of the first `share()` (later calls return the same shared pool). */
@@ -64,19 +67,8 @@ export interface SharedPoolHandle {
     /** Whether gets record a stack trace for leak reports. */
     readonly debug: boolean;
   };
-}
-
-/** How each provider class attaches to its own handle: one row per class that shares itself. */
-const PROVIDER_ATTACH: Readonly<Record<string, (handle: ProviderHandle) => RegionProvider>> = {
-  "alloctools.HostProvider": (handle) => HostProvider.attach(handle as HostProviderHandle),
-  "alloctools.LibfabricProvider": (handle) => LibfabricProvider.attach(handle as LibfabricProviderHandle),
-  "alloctools.UcxProvider": (handle) => UcxProvider.attach(handle as UcxProviderHandle),
-};
-
-function attachProvider(handle: ProviderHandle): RegionProvider {
-  const attach = handle !== null && typeof handle === "object" ? PROVIDER_ATTACH[handle.kind] : undefined;
-  if (attach === undefined) throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned (its provider handle is not one)");
-  return attach(handle);
+  // The buffer itself records `layout`, `options`, `pid` and a fingerprint of `provider`: attach
+  // takes them from there and refuses a handle whose fields differ (shared-description.ts).
 }
 
 /** What MemoryPool.attach gets from SharedPool.join: what to build the pool from, and how to join it. */
@@ -102,8 +94,8 @@ export class SharedPool implements PinnedLimit {
   private readonly blockBuffers: (ArrayBuffer | undefined)[] = [];
   /** This thread's Registration object per shared block. */
   private readonly blockRegistrations: (Registration | undefined)[] = [];
-  /** Blocks an attached pool mapped itself; the owner unmaps them at close. */
-  private readonly grownHere: MemoryBlock[] = [];
+  /** The MemoryBlock of each block this thread mapped (adopted at share(), or grown here), by block index. */
+  private readonly mappedHere: (MemoryBlock | undefined)[] = [];
   /** The table of unpooled regions entry of each temporary and user region of this pool. */
   private readonly unpooledEntries = new Map<MemoryRegionImpl, number>();
   /** A view of the owner's provider in this thread: it releases registrations other Workers made. */
@@ -145,10 +137,11 @@ export class SharedPool implements PinnedLimit {
       };
     });
     const layout: SharedLayoutSpec = { stacks, maxWorkers, cacheSize, maxUnpooledRegions };
+    const poolOptions: SharedPoolOptions = { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug };
     const state = SharedPoolState.create(layout);
+    writeDescription(state.buffer, state.layout, { pid: process.pid, layout, options: poolOptions, providerFingerprint: providerFingerprint(providerHandle) });
     const handle: SharedPoolHandle = {
-      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle,
-      options: { maxPinnedBytes: core.maxPinnedBytes, access: core.traits.access, hugePages: core.hugePages, debug: core.debug },
+      kind: "alloctools.MemoryPool", pid: process.pid, buffer: state.buffer, layout, provider: providerHandle, options: poolOptions,
     };
     const shared = new SharedPool(core, state, handle, true);
     shared.adoptLocalPool();
@@ -167,49 +160,66 @@ export class SharedPool implements PinnedLimit {
       const first = index;
       const stackId = core.regions[first]!.stackId;
       while (index < core.regions.length && core.regions[index]?.registration === registration) index++;
-      const entry = state.adoptBlock(stackId, first, index - first, block.address, block.size, block.locked, registration);
+      const entry = state.blocks.adopt(stackId, first, index - first, block.address, block.size, block.locked, registration);
+      if (block instanceof ProvidedMemoryBlock) state.blocks.noteProvided(entry);
       this.blockBuffers[entry] = block.view.buffer as ArrayBuffer;
       this.blockRegistrations[entry] = registration;
+      this.mappedHere[entry] = block;
     }
     for (const r of core.regions) if (r?.inUse) state.markInUse(r.index);
+    for (const r of [...core.regions, ...core.temporaries, ...core.users]) if (r !== undefined) countOperationsIn(r, state.slots.operations);
     for (const stack of core.stacks) {
       state.pushFree(stack.id, Int32Array.from(stack.entries()).reverse()); // the top stays on top
-      state.setCacheCounters(stack.id, stack.gets, stack.releases);
-      state.addClassCounter(stack.id, CLASS_COUNTERS.misses, stack.misses);
-      state.addClassCounter(stack.id, CLASS_COUNTERS.growths, stack.growths);
+      state.counters.setCacheCounters(stack.id, stack.gets, stack.releases);
+      state.counters.addClassCounter(stack.id, CLASS_COUNTERS.misses, stack.misses);
+      state.counters.addClassCounter(stack.id, CLASS_COUNTERS.growths, stack.growths);
     }
-    state.reservePinned(core.counters.peakPinned, Infinity);
-    state.reservePinned(core.counters.pinned - core.counters.peakPinned, Infinity);
+    state.pinned.reserve(core.counters.peakPinned, Infinity);
+    state.pinned.reserve(core.counters.pinned - core.counters.peakPinned, Infinity);
     for (const r of [...core.temporaries, ...core.users]) {
-      const entry = state.beginUnpooled(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
+      const entry = state.unpooled.begin(r.isTemp ? UnpooledKind.TEMPORARY : UnpooledKind.USER, r.size, r.isTemp ? unpooledBytes(r) : 0);
       if (entry < 0) continue; // freed by this thread only; nothing a dead Worker could leave
-      state.noteUnpooledMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
-      state.noteUnpooledRegistered(entry, r.registration);
+      state.unpooled.noteMapped(entry, r.address, r.isTemp ? unpooledBytes(r) : 0, r.isTemp);
+      state.unpooled.noteRegistered(entry, r.registration);
+      state.unpooled.publish(entry);
       this.unpooledEntries.set(r, entry);
     }
     this.publishCounters();
   }
 
-  /** A Worker's unpooled: checks the handle, takes a slot and attaches to the provider. */
+  /**
+   * A Worker's unpooled: checks the handle against what its shared memory says (every field),
+   * takes a slot and attaches to the provider. The layout and the options come from the shared
+   * memory, never from the handle.
+   */
   static join(handle: SharedPoolHandle): Joining {
-    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool" || typeof handle.layout !== "object"
-        || !Array.isArray(handle.layout?.stacks) || handle.layout.stacks.length !== SIZE_CLASSES.length) {
+    if (handle === null || typeof handle !== "object" || handle.kind !== "alloctools.MemoryPool") {
       throw new AllocToolsTypeError("MemoryPool.attach takes the handle pool.share() returned");
     }
     if (handle.pid !== process.pid) {
       throw new AllocToolsError("NOT_SUPPORTED",
         `the pool handle comes from process ${handle.pid}; a shared pool is shared between the Workers of one process (this is ${process.pid})`);
     }
-    const state = SharedPoolState.attach(handle.buffer, handle.layout);
+    const description = readDescription(handle.buffer);
+    if (description.layout.stacks.length !== SIZE_CLASSES.length) {
+      throw new AllocToolsTypeError(`MemoryPool.attach: the shared pool has ${description.layout.stacks.length} size classes, this library ${SIZE_CLASSES.length}`);
+    }
+    checkHandle(handle, description);
+    const state = SharedPoolState.attach(handle.buffer, description.layout);
     let provider: RegionProvider;
     try {
       provider = attachProvider(handle.provider);
     } catch (e) {
-      state.leaveSlot();
+      SharedPool.leave(state, null);
       throw e;
     }
-    const options: MemoryPoolOptions = { ...handle.options };
-    handle.layout.stacks.forEach((s, k) => {
+    if (!state.isOpenAfterJoining()) {
+      SharedPool.leave(state, provider);
+      provider.close();
+      throw new AllocToolsError("POOL_CLOSED", "the shared pool is closed");
+    }
+    const options: MemoryPoolOptions = { ...description.options };
+    description.layout.stacks.forEach((s, k) => {
       const stack: MemoryPoolStackOptions = { chunkSize: s.chunkSize, initialCount: s.initialCount, growCount: s.growCount, maxRegions: s.capacity };
       (options as Record<SizeClass, MemoryPoolStackOptions>)[SIZE_CLASSES[k]!] = stack;
     });
@@ -222,10 +232,18 @@ export class SharedPool implements PinnedLimit {
         return shared;
       },
       abandon: () => {
-        state.leaveSlot();
+        SharedPool.leave(state, provider);
         provider.close();
       },
     };
+  }
+
+  /**
+   * An attached pool lets go of its slot and its reference; the last to let go after the owner's
+   * close unmaps the blocks that close kept (a provider's through `provider`).
+   */
+  private static leave(state: SharedPoolState, provider: RegionProvider | null): void {
+    if (state.leaveSlot()) unmapKeptBlocks(state, provider);
   }
 
   /**
@@ -234,8 +252,8 @@ export class SharedPool implements PinnedLimit {
    * grown later are materialized when this thread first meets one of their regions.
    */
   private materializePublished(): void {
-    for (let b = 0; b < this.state.blockCount; b++) {
-      const block = this.state.block(b);
+    for (let b = 0; b < this.state.blocks.count; b++) {
+      const block = this.state.blocks.live(b);
       if (block !== null) for (let i = block.first; i < block.first + block.count; i++) this.regions[i] ??= this.materialize(i);
     }
   }
@@ -292,7 +310,10 @@ export class SharedPool implements PinnedLimit {
 
   /** The cache refused a release: the pool is closed, or the region is free (released already, here or elsewhere). */
   refuseRelease(region: MemoryRegionImpl): never {
-    if (this.state.closed) refuseClosed();
+    if (this.state.closed) {
+      setInUse(region, true); // the pool's hot path marked it free before asking the cache: nothing changes
+      refuseClosed();
+    }
     region.assertInUse("releaseRegion");
     throw new AllocToolsError("DOUBLE_RELEASE", "releaseRegion: the region is not in use");
   }
@@ -302,14 +323,14 @@ export class SharedPool implements PinnedLimit {
   /** Class `k` ran dry: one Worker grows it under its lock; the others wait, then pop what it added. */
   private grow(k: number): number {
     const state = this.state;
-    if (state.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+    if (state.locks.lock(k) === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.blocks.takeOverGrowth(k));
     try {
       if (state.closed) refuseClosed();
       const index = this.cache.popShared(k);
       if (index >= 0) return index; // grown (or released into) while we waited for the lock
       return this.addBlock(k);
     } finally {
-      state.unlock(k);
+      state.locks.unlock(k);
     }
   }
 
@@ -321,7 +342,7 @@ export class SharedPool implements PinnedLimit {
   private addBlock(k: number): number {
     const { core, state } = this;
     const stack = core.stacks[k]!;
-    const { block } = state.reserve(k, stack.growCount);
+    const { block } = state.blocks.reserve(k, stack.growCount);
     let mapped: MemoryBlock | null = null;
     let registration: Registration | null = null;
     let pinned = 0;
@@ -329,39 +350,36 @@ export class SharedPool implements PinnedLimit {
       const bytes = core.blockBytes(stack, stack.growCount);
       this.reservePinned(bytes, `growing the ${stack.name} stack`);
       pinned = bytes;
-      state.notePinned(block, bytes);
+      state.blocks.notePinned(block, bytes);
       // A provider may supply the block itself, allocated and registered (UCX on shared memory);
       // it frees such a block by address, from any thread (freeProvidedBlock), never by munmap.
       const provided = core.traits.provider.allocateBlock?.(bytes);
-      if (provided !== undefined) state.noteMapped(block, provided.address, provided.length, provided.locked);
+      if (provided !== undefined) state.blocks.noteMapped(block, provided.address, provided.length, provided.locked);
+      if (provided !== undefined) state.blocks.noteProvided(block);
       mapped = provided !== undefined
         ? new ProvidedMemoryBlock(provided)
-        : this.mapRecorded(bytes, (address, size, locked) => state.noteMapped(block, address, size, locked));
+        : this.mapRecorded(bytes, (address, size, locked) => state.blocks.noteMapped(block, address, size, locked));
       this.addPinned(mapped.size - bytes);
       pinned = mapped.size;
-      state.notePinned(block, pinned);
+      state.blocks.notePinned(block, pinned);
       registration = provided !== undefined ? provided.registration : core.traits.register(mapped.address, mapped.size);
-      state.noteRegistered(block, registration);
+      state.blocks.noteRegistered(block, registration);
     } catch (e) {
       // Retired first: a Worker terminated below leaks the block rather than have it freed twice.
-      state.abandonGrowth(block, k);
+      state.blocks.abandonGrowth(block, k);
       if (registration !== null) try { core.traits.deregister(registration); } catch { /* reported by the first error */ }
       mapped?.free();
       if (pinned > 0) this.addPinned(-pinned);
       throw e;
     }
     core.counters.registrations++;
-    if (this.isOwner) {
-      core.resources.blocks.push(mapped);
-      core.resources.registrations.push(registration);
-    } else {
-      this.grownHere.push(mapped); // the owner deregisters and unmaps it at close
-    }
+    // The owner's close deregisters it and keeps its range mapped, whichever thread mapped it.
+    this.mappedHere[block] = mapped;
     this.blockBuffers[block] = mapped.view.buffer as ArrayBuffer;
     this.blockRegistrations[block] = registration;
-    const first = state.publishBlock(block);
-    state.addClassCounter(k, CLASS_COUNTERS.misses, 1);
-    state.addClassCounter(k, CLASS_COUNTERS.growths, 1);
+    const first = state.blocks.publish(block);
+    state.counters.addClassCounter(k, CLASS_COUNTERS.misses, 1);
+    state.counters.addClassCounter(k, CLASS_COUNTERS.growths, 1);
     this.publishCounters();
     return first;
   }
@@ -402,7 +420,7 @@ export class SharedPool implements PinnedLimit {
     const view = this.foreignProvider();
     let provided = false;
     try { provided = block.address !== 0 && view.freeProvidedBlock?.(block.address) === true; } catch { /* the context may be gone */ }
-    if (!provided && block.state === 5 /* REGISTERED */) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
+    if (!provided && block.state === BlockState.REGISTERED) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
     if (!provided && block.address !== 0 && block.size > 0) {
       try {
         if (block.locked) libc.munlock(block.address, block.size);
@@ -415,8 +433,8 @@ export class SharedPool implements PinnedLimit {
   /** This thread's object for a region first seen here: its block's view is made once per thread. */
   private materialize(index: number): MemoryRegionImpl {
     const state = this.state;
-    const b = state.blockOf(index);
-    const block = state.block(b);
+    const b = state.blocks.blockOf(index);
+    const block = state.blocks.live(b);
     if (block === null) {
       if (state.closed) throw new AllocToolsError("POOL_CLOSED", `pooled region ${index} has no live block (the pool was closed)`);
       throw new AllocToolsRangeError(`no pooled region ${index} (its block was never published)`);
@@ -427,6 +445,7 @@ export class SharedPool implements PinnedLimit {
     const stack = this.core.stacks[block.stackId]!;
     const offset = (index - block.first) * stack.stride;
     const region = this.core.pooledRegion(registration, block.address, new Uint8Array(buffer, offset, stack.chunkSize), stack, index, offset);
+    countOperationsIn(region, state.slots.operations);
     this.regions[index] = region;
     return region;
   }
@@ -438,26 +457,28 @@ export class SharedPool implements PinnedLimit {
     const { core, state } = this;
     const size = core.allocator.roundUp(bytes);
     this.reservePinned(size, `temporary region of ${bytes} bytes`);
-    const entry = state.beginUnpooled(UnpooledKind.TEMPORARY, bytes, size);
+    const entry = state.unpooled.begin(UnpooledKind.TEMPORARY, bytes, size);
     if (entry < 0) {
       this.addPinned(-size);
-      throw this.unpooledTableFull();
+      throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
     }
     let block: MemoryBlock | null = null;
     let registration: Registration;
     try {
-      block = this.mapRecorded(size, (address, mappedSize, locked) => state.noteUnpooledMapped(entry, address, mappedSize, locked));
+      block = this.mapRecorded(size, (address, mappedSize, locked) => state.unpooled.noteMapped(entry, address, mappedSize, locked));
       registration = core.traits.register(block.address, block.size);
     } catch (e) {
-      state.dropUnpooled(entry); // first: never unmapped twice
+      state.unpooled.drop(entry); // first: never unmapped twice
       block?.free();
       this.addPinned(-size);
       throw e;
     }
-    state.noteUnpooledRegistered(entry, registration);
+    state.unpooled.noteRegistered(entry, registration);
     core.counters.registrations++;
     const region = core.temporaryRegion(bytes, block, registration);
+    countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
+    state.unpooled.publish(entry);
     this.publishCounters();
     return region;
   }
@@ -465,23 +486,25 @@ export class SharedPool implements PinnedLimit {
   registerUserRegion(view: Uint8Array, memory: object): MemoryRegion {
     const { core, state } = this;
     this.reservePinned(view.byteLength, "user region");
-    const entry = state.beginUnpooled(UnpooledKind.USER, view.byteLength, 0);
+    const entry = state.unpooled.begin(UnpooledKind.USER, view.byteLength, 0);
     if (entry < 0) {
       this.addPinned(-view.byteLength);
-      throw this.unpooledTableFull();
+      throw entry === UNPOOLED_POOL_CLOSED ? closedError() : this.unpooledTableFull();
     }
-    state.noteUnpooledMapped(entry, ptr(view), 0, false);
+    state.unpooled.noteMapped(entry, ptr(view), 0, false);
     let registration: Registration;
     try {
       registration = core.traits.register(ptr(view), view.byteLength);
     } catch (e) {
-      state.dropUnpooled(entry);
+      state.unpooled.drop(entry);
       this.addPinned(-view.byteLength);
       throw e;
     }
-    state.noteUnpooledRegistered(entry, registration);
+    state.unpooled.noteRegistered(entry, registration);
     const region = core.userRegion(view, registration, memory);
+    countOperationsIn(region, state.slots.operations);
     this.unpooledEntries.set(region, entry);
+    state.unpooled.publish(entry);
     this.publishCounters();
     return region;
   }
@@ -495,34 +518,44 @@ export class SharedPool implements PinnedLimit {
 
   /**
    * Deregisters and (temporary regions) unmaps a unpooled region this thread made, each step noted in
-   * its unpooled entry; when the owner's close took the entry first, only detaches the region's views.
+   * its unpooled entry. When the owner's close took the entry first, it only detaches the region's
+   * views, and unmaps the pages that close kept mapped for them.
    */
   private freeUnpooled(region: MemoryRegionImpl): void {
     const entry = this.unpooledEntries.get(region);
     this.unpooledEntries.delete(region);
     if (entry === undefined) return PoolCore.freeUnpooled(this.core.traits, region, true);
     const state = this.state;
-    if (!state.beginFreeingUnpooled(entry)) {
-      if (region.isTemp) temporaryBlock(region).detachViews();
+    const found = state.unpooled.beginFreeing(entry);
+    if (found !== UnpooledRelease.LIVE) {
+      const transferred = region.isTemp && temporaryBlock(region).detachViews();
+      if (found === UnpooledRelease.KEPT) {
+        try {
+          // Deregistered and unpinned by the owner's close; fresh pages since. A stray buffer keeps them mapped.
+          if (region.isTemp && !transferred) libc.munmap(temporaryBlock(region).address, temporaryBlock(region).size);
+        } finally {
+          state.unpooled.endFreeing(entry);
+        }
+      }
       return;
     }
     // Each step noted as it is done (before, for the munmap): the owner finishes what a Worker
     // terminated in between left, and never repeats what could hit memory that is no longer ours.
     try {
       this.core.traits.deregister(region.registration);
-      state.noteUnpooledDeregistered(entry);
+      state.unpooled.noteDeregistered(entry);
     } finally {
       if (region.isTemp) {
         const block = temporaryBlock(region);
         const transferred = block.detachViews(); // its views read nothing from now on
         if (block.locked) libc.munlock(block.address, block.size);
-        state.noteUnpooledUnlocked(entry);
-        state.noteUnpooledUnmapping(entry);
+        state.unpooled.noteUnlocked(entry);
+        state.unpooled.noteUnmapping(entry);
         // Memory a caller transferred out of a view keeps fresh pages under the stray buffer (see MemoryBlock).
         if (transferred) libc.mmapFixed(block.address, block.size);
         else libc.munmap(block.address, block.size);
       }
-      state.endFreeingUnpooled(entry);
+      state.unpooled.endFreeing(entry);
     }
   }
 
@@ -535,34 +568,34 @@ export class SharedPool implements PinnedLimit {
 
   /** One maxPinnedBytes for every Worker: the count lives in shared memory. */
   reservePinned(bytes: number, what: string): void {
-    if (this.state.reservePinned(bytes, this.core.maxPinnedBytes)) return;
+    if (this.state.pinned.reserve(bytes, this.core.maxPinnedBytes)) return;
     throw new AllocToolsError("PINNED_LIMIT",
-      `${what} needs ${bytes} more pinned bytes; ${this.state.pinnedBytes} of maxPinnedBytes ${this.core.maxPinnedBytes} are in use (all Workers)`);
+      `${what} needs ${bytes} more pinned bytes; ${this.state.pinned.bytes} of maxPinnedBytes ${this.core.maxPinnedBytes} are in use (all Workers)`);
   }
 
   addPinned(delta: number): void {
-    this.state.reservePinned(delta, Infinity);
+    this.state.pinned.reserve(delta, Infinity);
   }
 
   /** This pool's unpooled counters (temporary and user regions, registrations) into its shared slot. */
   publishCounters(): void {
     const { core, state } = this;
     const counters = core.counters;
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryCount, counters.temporaryRegions);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryGets, counters.temporaryGets);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.userCount, counters.userRegions);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.unpooledReleases, counters.unpooledReleases);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.registrations, counters.registrations);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.deregistrations, counters.deregistrations);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveTemporaries, core.temporaries.size);
-    state.setUnpooledCounter(UNPOOLED_COUNTERS.liveUsers, core.users.size);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryCount, counters.temporaryRegions);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.temporaryGets, counters.temporaryGets);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.userCount, counters.userRegions);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.unpooledReleases, counters.unpooledReleases);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.registrations, counters.registrations);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.deregistrations, counters.deregistrations);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.liveTemporaries, core.temporaries.size);
+    state.counters.setUnpooledCounter(UNPOOLED_COUNTERS.liveUsers, core.users.size);
   }
 
   /** Statistics summed over every Worker's counters: exact while no Worker gets or releases. */
   stats(): PoolStats {
     const { core, state } = this;
     const stacks = {} as Record<SizeClass, StackStats>;
-    const unpooled = (counter: number) => state.sumUnpooledCounter(counter);
+    const unpooled = (counter: number) => state.counters.sumUnpooledCounter(counter);
     let gets = unpooled(UNPOOLED_COUNTERS.temporaryGets) + unpooled(UNPOOLED_COUNTERS.userCount);
     let releases = unpooled(UNPOOLED_COUNTERS.unpooledReleases);
     let misses = 0;
@@ -570,14 +603,14 @@ export class SharedPool implements PinnedLimit {
     let inUse = unpooled(UNPOOLED_COUNTERS.liveTemporaries) + unpooled(UNPOOLED_COUNTERS.liveUsers);
     for (const stack of core.stacks) {
       const k = stack.id;
-      const counters = state.sumCacheCounters(k);
-      const classMisses = state.sumClassCounter(k, CLASS_COUNTERS.misses);
-      const totals = state.stackCounters(k);
+      const counters = state.counters.sumCacheCounters(k);
+      const classMisses = state.counters.sumClassCounter(k, CLASS_COUNTERS.misses);
+      const totals = state.counters.stackCounters(k);
       const out = counters.gets - counters.releases;
       stacks[stack.name] = {
         name: stack.name, chunkSize: stack.chunkSize, regions: totals.regions, free: totals.regions - out, inUse: out,
         gets: counters.gets, releases: counters.releases, hits: counters.gets - classMisses, misses: classMisses,
-        growths: state.sumClassCounter(k, CLASS_COUNTERS.growths), blocks: totals.blocks, pinnedBytes: totals.pinnedBytes, cached: state.cached(k),
+        growths: state.counters.sumClassCounter(k, CLASS_COUNTERS.growths), blocks: totals.blocks, pinnedBytes: totals.pinnedBytes, cached: state.counters.cached(k),
       };
       gets += counters.gets;
       releases += counters.releases;
@@ -591,7 +624,7 @@ export class SharedPool implements PinnedLimit {
       registrations: unpooled(UNPOOLED_COUNTERS.registrations), deregistrations: unpooled(UNPOOLED_COUNTERS.deregistrations),
       temporaryRegions: unpooled(UNPOOLED_COUNTERS.temporaryCount), liveTemporaryRegions: unpooled(UNPOOLED_COUNTERS.liveTemporaries),
       userRegions: unpooled(UNPOOLED_COUNTERS.userCount), liveUserRegions: unpooled(UNPOOLED_COUNTERS.liveUsers),
-      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinnedBytes, peakPinnedBytes: state.peakPinnedBytes,
+      regionsInUse: inUse, retiredRegions: 0, pinnedBytes: state.pinned.bytes, peakPinnedBytes: state.pinned.peakBytes,
       maxPinnedBytes: core.maxPinnedBytes, stacks, cache: core.cache?.stats() ?? null,
     };
   }
@@ -599,7 +632,7 @@ export class SharedPool implements PinnedLimit {
   // ---- regions by index, audit ------------------------------------------------------------------------
 
   region(index: number): MemoryRegion {
-    const count = this.state.regionCount;
+    const count = this.state.blocks.regionCount;
     if (!Number.isInteger(index) || index < 0 || index >= count) throw new AllocToolsRangeError(`no pooled region ${index} (there are ${count})`);
     const region = this.regions[index] ?? this.materialize(index);
     setInUse(region, this.state.holderOf(index) !== FREE);
@@ -607,7 +640,7 @@ export class SharedPool implements PinnedLimit {
   }
 
   audit(): SharedAudit {
-    return this.state.audit();
+    return auditSharedPool(this.state);
   }
 
   /**
@@ -618,10 +651,10 @@ export class SharedPool implements PinnedLimit {
     const { core, state } = this;
     const out: LeakedRegion[] = [];
     const mark = state.slot + 1;
-    for (let index = 0; index < state.regionCount; index++) {
+    for (let index = 0; index < state.blocks.regionCount; index++) {
       const holder = state.holderOf(index);
       if (holder === FREE || (onlyMine && holder !== mark)) continue;
-      const block = state.block(state.blockOf(index));
+      const block = state.blocks.live(state.blocks.blockOf(index));
       if (block === null) continue;
       const stack = core.stacks[block.stackId]!;
       out.push({ size: stack.chunkSize, kind: stack.name, origin: this.regions[index]?.origin });
@@ -632,66 +665,102 @@ export class SharedPool implements PinnedLimit {
 
   // ---- closing ------------------------------------------------------------------------------------------
 
+  /**
+   * The owner's close, before anything changes: AllocToolsError BUSY while RMA operations of this
+   * thread or of any live Worker use the pool's regions (the pool stays open and serving); else the
+   * pool is closed for every Worker from here on (their operations, gets, temporary and user
+   * regions and attaches are refused with POOL_CLOSED). An attached pool has nothing to check here.
+   */
+  beginClose(): void {
+    if (!this.isOwner) return;
+    const busy = this.state.beginClose();
+    if (busy === null) return;
+    throw new AllocToolsError("BUSY",
+      `close: ${busy.regions} region(s) still have ${busy.operations} RMA operation(s) in flight, in ${busy.threads} thread(s) of this shared pool ` +
+      `(this one and its Workers); the pool stays open and serving (wait for them, or close their endpoints, then close again)`);
+  }
+
   close(): LeakReport {
     return this.isOwner ? this.closeShared() : this.detach();
   }
 
   /**
-   * The owner closes the shared pool: no more gets anywhere; growths in flight finish (or, for a
-   * dead Worker's, are undone); every block, whoever mapped it, is deregistered and unmapped; every
-   * temporary and user region any Worker left is reported, deregistered and unmapped.
+   * The owner closes the shared pool (beginClose marked it closed): growths in flight finish (or,
+   * for a dead Worker's, are undone), temporary and user regions live Workers are making are waited
+   * for; every temporary and user region any Worker left is reported and deregistered, every block,
+   * whoever mapped it, deregistered. Memory another thread may still hold views of is kept mapped
+   * over fresh pages (kept-memory.ts); the last pool to let go unmaps it.
    */
   private closeShared(): LeakReport {
     const { core, state } = this;
-    state.markClosed();
     for (let k = 0; k < state.classCount; k++) {
-      const result = state.lock(k, 60_000);
-      if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.takeOverGrowth(k));
+      const result = state.locks.lock(k, 60_000);
+      if (result === LockResult.TAKEN_FROM_DEAD) this.undoAbandoned(state.blocks.takeOverGrowth(k));
     }
+    state.unpooled.waitForBuilds(state.slot, Date.now() + 60_000);
     const leaks = this.leaks(false);
-    const foreignUnpooled = state.liveUnpooled(state.slot);
+    const foreignUnpooled = state.unpooled.live(state.slot);
     for (const unpooled of foreignUnpooled) leaks.push({ size: unpooled.size, kind: unpooled.kind });
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
     state.clearStacks();
     let firstError = this.dropOwnUnpooled();
     const view = this.foreignProvider();
     for (const unpooled of foreignUnpooled) {
-      if (!state.claimUnpooled(unpooled.index, unpooled.state)) continue;
-      try { this.freeForeignUnpooled(view, unpooled); } catch (e) { firstError ??= e; }
+      if (!state.unpooled.claim(unpooled.index, unpooled.state)) continue;
+      // Its Worker may still hold views of it (or a transport complete a dead Worker's operation into it).
+      const keep = unpooled.kind === "temporary" && state.slots.mayTouch(unpooled.slot);
+      try { this.freeForeignUnpooled(view, unpooled, keep); } catch (e) { firstError ??= e; }
+      state.unpooled.endClaimed(unpooled.index, keep);
       core.counters.deregistrations++;
     }
     let blocks = 0;
-    for (let b = 0; b < state.blockCount; b++) {
-      const block = state.blockRecord(b);
-      if (!state.retireBlock(b)) continue;
+    for (let b = 0; b < state.blocks.count; b++) {
+      if (!state.blocks.keep(b)) continue;
       blocks++;
-      if (block.slot === state.slot) continue; // mapped here: resources.release() below
-      const buffer = this.blockBuffers[b];
-      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // detach this thread's views first
-      try {
-        if (view.freeProvidedBlock?.(block.address)) continue; // the provider's memory: not ours to munmap
-      } catch (e) {
-        firstError ??= e;
-        continue;
-      }
-      try { view.deregister(block.registration); } catch (e) { firstError ??= e; }
-      try {
-        if (block.locked) libc.munlock(block.address, block.size);
-        libc.munmap(block.address, block.size);
-      } catch (e) { firstError ??= e; }
+      try { this.retireBlock(b, view); } catch (e) { firstError ??= e; }
     }
+    core.resources.blocks.length = 0; // retired above, each by its block index
+    core.resources.registrations.length = 0;
     core.counters.deregistrations += blocks;
-    try { core.resources.release(); } catch (e) { firstError ??= e; }
-    state.resetPinned();
+    state.pinned.reset();
     this.publishCounters();
-    for (let k = 0; k < state.classCount; k++) state.unlock(k);
+    for (let k = 0; k < state.classCount; k++) state.locks.unlock(k);
+    state.slots.releaseDead();
+    if (state.slots.dropReference()) try { unmapKeptBlocks(state, view); } catch (e) { firstError ??= e; }
     if (view !== core.provider) view.close();
     if (firstError !== undefined) throw firstError;
     return leakReport(leaks);
   }
 
-  /** What a Worker left of a temporary or user region: its registration, its pinned pages, its mapping. */
-  private freeForeignUnpooled(view: RegionProvider, unpooled: SharedUnpooledRegion): void {
+  /**
+   * The owner's close of block `b`: this thread's views detached, its registration released, its
+   * range unpinned and kept mapped over fresh pages (a provider's block stays allocated) until the
+   * last pool lets go. A block memory was transferred out of (here) is noted: never unmapped.
+   */
+  private retireBlock(b: number, view: RegionProvider): void {
+    const block = this.state.blocks.record(b);
+    const mapped = this.mappedHere[b];
+    let stray: boolean;
+    if (mapped !== undefined) {
+      // Registered through this thread's provider object, which keeps its own books of it.
+      if (!block.provided) this.core.traits.deregister(this.blockRegistrations[b]!);
+      stray = mapped.freeKeepingRange();
+    } else {
+      const buffer = this.blockBuffers[b];
+      stray = buffer !== undefined && buffer.detached;
+      if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // this thread's views read nothing from now on
+      if (!block.provided) {
+        try { view.deregister(block.registration); } finally { keepMapped(block.address, block.size, block.locked); }
+      }
+    }
+    if (stray) this.state.blocks.noteStray(b);
+  }
+
+  /**
+   * What a Worker left of a temporary or user region: its registration, its pinned pages, its
+   * mapping; `keep`: the mapping stays, over fresh pages, for its Worker to unmap.
+   */
+  private freeForeignUnpooled(view: RegionProvider, unpooled: SharedUnpooledRegion, keep: boolean): void {
     const { kind, address, blockSize, registration } = unpooled;
     // A registration a dead Worker was releasing may be closed already: on libfabric closing it
     // twice would touch freed memory, so it is left (the domain then refuses to close: EBUSY).
@@ -702,7 +771,9 @@ export class SharedPool implements PinnedLimit {
       try { libc.munlock(start, length); } catch { /* not pinned */ }
     }
     // Unmapping drops the pins too. Not when its Worker may have unmapped it already.
-    if (kind === "temporary" && address !== 0 && blockSize > 0 && !unpooled.unmapping) libc.munmap(address, blockSize);
+    if (kind !== "temporary" || address === 0 || blockSize === 0 || unpooled.unmapping) return;
+    if (keep) keepMapped(address, blockSize, unpooled.locked);
+    else libc.munmap(address, blockSize);
   }
 
   /** Deregisters this pool's temporary and user regions (each once: the table of unpooled regions decides). */
@@ -727,10 +798,14 @@ export class SharedPool implements PinnedLimit {
     const leaks = this.leaks(true);
     if (!state.closed) for (let k = 0; k < state.classCount; k++) this.cache.flush(k);
     for (const r of core.regions) if (r !== undefined) setInUse(r, false);
-    const firstError = this.dropOwnUnpooled();
-    for (const buffer of this.blockBuffers) if (buffer !== undefined && !buffer.detached) buffer.transfer(0);
+    let firstError = this.dropOwnUnpooled();
+    this.blockBuffers.forEach((buffer, b) => {
+      if (buffer === undefined) return;
+      if (buffer.detached) state.blocks.noteStray(b); // moved away by a caller: that memory stays mapped
+      else buffer.transfer(0);
+    });
     this.publishCounters();
-    state.leaveSlot();
+    try { SharedPool.leave(state, core.provider); } catch (e) { firstError ??= e; }
     core.provider.close();
     if (firstError !== undefined) throw firstError;
     return leakReport(leaks);
@@ -748,5 +823,9 @@ function noteOrigin(region: MemoryRegionImpl): void {
 }
 
 function refuseClosed(): never {
-  throw new AllocToolsError("POOL_CLOSED", "the pool is closed");
+  throw closedError();
+}
+
+function closedError(): AllocToolsError {
+  return new AllocToolsError("POOL_CLOSED", "the pool is closed");
 }

@@ -19,6 +19,7 @@ import { UcxError, UCX, ucx, type Ucx } from "../../ffi/ucx.ts";
 import * as libc from "../../ffi/libc.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { Access, type ProvidedBlock, type ProviderHandle, type RegionProvider, type Registration } from "../memory/provider.ts";
+import { registerProviderAttach } from "../memory/provider-attach.ts";
 import { closeChildren, type ProviderChild } from "../memory/provider-child.ts";
 import { UcxSharedContext } from "./ucx-shared-context.ts";
 
@@ -475,3 +476,6 @@ function checkOptions(o: UcxProviderOptions): void {
     }
   }
 }
+
+// A Worker's MemoryPool.attach reaches this class's attach through the registry, by the handle's kind.
+registerProviderAttach(HANDLE_KIND, (handle) => UcxProvider.attach(handle as UcxProviderHandle));

@@ -45,7 +45,7 @@ describe("the three forms", () => {
     await done;
     expect(pinned(region)).toBe(0);
     expect(ep.pendingCount).toBe(0);
-    expect(ep.stats()).toEqual({ posted: 1, retried: 0, completed: 1, failed: 0, timedOut: 0 });
+    expect(ep.stats()).toEqual({ posted: 1, retried: 0, completed: 1, failed: 0, timedOut: 0, bytesWritten: 64, bytesRead: 0, bytesSent: 0, bytesReceived: 0 });
     ep.close();
   });
 
@@ -100,7 +100,7 @@ describe("the three forms", () => {
     const id = ep.postWrite(region, 8, peer, FakeEndpoint.target());
     expect(() => ep.completed(id)).toThrow(/fake_write refused/);
     expect(pinned(region)).toBe(0);
-    expect(ep.stats()).toEqual({ posted: 0, retried: 0, completed: 0, failed: 3, timedOut: 0 });
+    expect(ep.stats()).toEqual({ posted: 0, retried: 0, completed: 0, failed: 3, timedOut: 0, bytesWritten: 0, bytesRead: 0, bytesSent: 0, bytesReceived: 0 });
     ep.close();
   });
 
@@ -157,7 +157,7 @@ describe("timeouts", () => {
     ep.poll();
     expect(pinned(region)).toBe(0);
     expect(ep.inTransportCount).toBe(0);
-    expect(ep.stats()).toEqual({ posted: 1, retried: 0, completed: 1, failed: 0, timedOut: 1 });
+    expect(ep.stats()).toEqual({ posted: 1, retried: 0, completed: 1, failed: 0, timedOut: 1, bytesWritten: 8, bytesRead: 0, bytesSent: 0, bytesReceived: 0 });
     ep.close();
   });
 

@@ -1,6 +1,7 @@
 // A transport adapter with no fabric behind it, for the engine's logic: the test decides what each
 // post answers and when the "transport" lets go of an operation. Local memory is real (a host
 // pool's regions), so the engine's pinning is the real pinning.
+import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { EndpointEngine } from "../../lib/engine/endpoint-engine.ts";
 import { checkEngineOptions, type EngineOptions } from "../../lib/engine/engine-options.ts";
 import type { Operation } from "../../lib/engine/operation.ts";
@@ -104,6 +105,34 @@ export class FakeTransport implements Transport<number> {
   /** Lets go of operation `id` at the next poll, with `error` (null: success). */
   deliver(id: number, error: unknown = null): void {
     this.deliveries.push([id, error]);
+  }
+
+  /** A receive (recv, or a receive() once given its memory) gets a message: its result, then its completion at the next poll. */
+  deliverMessage(id: number, source: number, tag: number, length: number): void {
+    const op = this.engine.inTransport(id)!;
+    op.resultSource = source;
+    op.resultTag = tag;
+    op.resultLength = length;
+    this.deliver(id);
+  }
+
+  /** A receive() finds a message of `length` bytes: the engine's memory for it; false when the pool refused. */
+  found(id: number, length: number): boolean {
+    return this.engine.bufferFor(this.engine.inTransport(id)!, length);
+  }
+
+  /** An atomic's target answers: `value` is what it found (written where the transport writes it). */
+  deliverFetched(id: number, value: bigint): void {
+    const op = this.engine.inTransport(id)!;
+    new BigUint64Array(toArrayBuffer(op.local as Pointer, 16, 8))[0] = value;
+    this.deliver(id);
+  }
+
+  /** The operand and compare words the engine wrote for atomic `id`. */
+  operands(id: number): [bigint, bigint] {
+    const op = this.engine.inTransport(id)!;
+    const words = new BigUint64Array(toArrayBuffer(op.local as Pointer, 0, 16));
+    return [words[0]!, words[1]!];
   }
 }
 

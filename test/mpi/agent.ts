@@ -278,6 +278,87 @@ async function badInput(): Promise<void> {
   other.close();
 }
 
+/**
+ * provider.close() with an operation in flight (posted, never polled): the endpoint closes first
+ * (it drains the operation), then the pool, so nothing is BUSY and the pool is closed, not left
+ * serving regions of blocks detached from the window. The write aims at this rank's own region, so
+ * no other rank's close order matters here.
+ */
+async function closeOrder(): Promise<void> {
+  const provider = MpiProvider.open();
+  const pool = new MemoryPool(provider); // adopted before the endpoint: closed after it all the same
+  const endpoint = new MpiEndpoint(provider);
+  const target = pool.getRegion(SLOT);
+  const source = pool.getRegion(SLOT);
+  writeText(source, 0, stamp(rank, rank, 11, 0));
+  const id = endpoint.postWrite(source, SLOT, rank, target.remote());
+  const pinned = (r: MemoryRegion) => (r as unknown as { inFlight: number }).inFlight;
+  check("close-order: the posted write pins its region", pinned(source) === 1, pinned(source));
+  job.barrier();
+  let closeError: unknown = null;
+  try {
+    provider.close();
+  } catch (e) {
+    closeError = e;
+  }
+  check("close-order: provider.close() with an operation in flight does not throw", closeError === null, String(closeError));
+  check("close-order: the endpoint is closed", endpoint.closed);
+  check("close-order: the pool is closed, not left serving", pool.closed, { closed: pool.closed });
+  check("close-order: the operation was drained, not failed", endpoint.completed(id) === true);
+  check("close-order: its region is unpinned", pinned(source) === 0, pinned(source));
+  check("close-order: nothing stays attached to the freed window", provider.attachedRanges === 0 && provider.registrations === 0,
+    { ranges: provider.attachedRanges, registrations: provider.registrations });
+  throws("close-order: the pool refuses use: POOL_CLOSED or PROVIDER_CLOSED", () => pool.getRegion(SLOT),
+    (e) => e instanceof AllocToolsError && (e.code === "POOL_CLOSED" || e.code === "PROVIDER_CLOSED"));
+  facts.closeOrder = true;
+}
+
+/**
+ * A job with C ranks (test/mpi/c/settings-rank.c) or Bun ranks started with another
+ * osc_rdma_max_attach: MpiProvider.open() either refuses on every rank (the ranks disagree) or
+ * opens, and then every rank writes its stamp into slot <rank> of every other rank's page and reads
+ * it back, and the C ranks write theirs into each Bun rank's page (see settings-rank.c for the
+ * collectives both sides make, in order).
+ */
+async function cPeer(): Promise<void> {
+  let provider: MpiProvider;
+  try {
+    provider = MpiProvider.open();
+  } catch (e) {
+    const error = e as { name?: string; code?: string; message?: string };
+    facts.settingsRefusal = { name: error.name, code: error.code, message: error.message };
+    return;
+  }
+  facts.settingsRefusal = null;
+  const pool = new MemoryPool(provider);
+  const endpoint = new MpiEndpoint(provider);
+  const page = pool.getRegion(size * SLOT);
+  page.view.fill(0);
+  const mine = new Uint8Array(8);
+  new DataView(mine.buffer).setBigUint64(0, BigInt(page.address), true);
+  const addresses = job.allgather(mine).map((bytes) => new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  const key = (BigInt(provider.windowNumber) << 32n) | 1n; // any key of this window: MPI addresses by rank and address
+  const outbox = pool.getRegion(SLOT);
+  const back = pool.getRegion(SLOT);
+  const readBack: string[] = [];
+  for (let target = 0; target < size; target++) {
+    if (target === rank) continue;
+    const slot = new RemoteRegion(addresses[target]! + BigInt(rank * SLOT), key, SLOT);
+    writeText(outbox, 0, stamp(rank, target, 6, 0));
+    endpoint.writeSync(outbox, SLOT, target, slot);
+    back.view.fill(0);
+    endpoint.readSync(back, SLOT, target, slot);
+    readBack.push(readText(back, 0));
+  }
+  check("c-peer: every rank's page took this rank's stamp and gives it back",
+    readBack.every((text) => text.startsWith(`from ${rank} to `)), readBack);
+  job.barrier(); // the C ranks now write into this rank's page
+  job.barrier();
+  facts.received = Array.from({ length: size }, (_, from) => (from === rank ? "" : readText(page, from * SLOT)));
+  for (const r of [page, outbox, back]) pool.releaseRegion(r);
+  provider.close();
+}
+
 /** exchangeNames feeding libfabric tcp endpoints: a libfabric job with no hand-written exchange. */
 async function libfabricNames(): Promise<void> {
   const provider = LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1" });
@@ -333,7 +414,7 @@ async function signals(): Promise<void> {
 }
 
 const scenarios: Record<string, () => unknown> = {
-  ring, "all-to-all": allToAll, "bad-input": badInput, "libfabric-names": libfabricNames, allgather: allgatherLengths, signals,
+  ring, "all-to-all": allToAll, "bad-input": badInput, "close-order": closeOrder, "c-peer": cPeer, "libfabric-names": libfabricNames, allgather: allgatherLengths, signals,
 };
 // "leave-open": the job is not closed, so MPI_Finalize must come from ffi/mpi.ts's exit hook
 // (mpirun fails a job whose ranks exit without it).

@@ -6,7 +6,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HANDLE_SYMBOLS, MPI, MPI_ERROR_CLASS_NAMES, MPI_THREAD } from "../../ffi/mpi.ts";
+import { HANDLE_SYMBOLS, MPI, MPI_ERROR_CLASS_NAMES, MPI_STATUS, MPI_THREAD } from "../../ffi/mpi.ts";
 import { REQUIRE_MPI, runBun } from "../helpers.ts";
 
 const mpicc = Bun.which("mpicc");
@@ -14,7 +14,7 @@ const cc = Bun.which("cc") ?? Bun.which("gcc");
 const reason = mpicc === null ? "no mpicc (apt-get install libopenmpi-dev)" : "";
 if (reason && !REQUIRE_MPI) console.warn(`[alloctools] skipping the mpi.h probe: ${reason}`);
 
-test.skipIf(reason !== "" && !REQUIRE_MPI)("constants, error classes and handle globals in ffi/mpi.ts match the installed mpi.h", () => {
+test.skipIf(reason !== "" && !REQUIRE_MPI)("constants, MPI_Status offsets, error classes and handle globals in ffi/mpi.ts match the installed mpi.h", () => {
   if (reason) throw new Error(`the mpi.h probe is required (ALLOCTOOLS_REQUIRE_MPI=1) but cannot run: ${reason}`);
   const lines: string[] = [];
   const expected: string[] = [];
@@ -32,12 +32,20 @@ test.skipIf(reason !== "" && !REQUIRE_MPI)("constants, error classes and handle 
   constant("MPI_MAX_LIBRARY_VERSION_STRING", MPI.MAX_LIBRARY_VERSION_STRING);
   constant("sizeof(MPI_Aint)", MPI.AINT_SIZE);
   constant("(MPI_Status *)MPI_STATUS_IGNORE == NULL", 1);
+  constant("MPI_TAG_UB", MPI.TAG_UB);
+  constant("MPI_UNDEFINED", MPI.UNDEFINED);
+  constant("sizeof(MPI_Request)", MPI.HANDLE_SIZE);
+  constant("sizeof(MPI_Message)", MPI.HANDLE_SIZE);
+  constant("sizeof(MPI_Status)", MPI_STATUS.size);
+  constant("offsetof(MPI_Status, MPI_SOURCE)", MPI_STATUS.MPI_SOURCE);
+  constant("offsetof(MPI_Status, MPI_TAG)", MPI_STATUS.MPI_TAG);
+  constant("offsetof(MPI_Status, MPI_ERROR)", MPI_STATUS.MPI_ERROR);
   for (const [value, name] of Object.entries(MPI_ERROR_CLASS_NAMES)) constant(name, Number(value));
   for (const [name, symbol] of Object.entries(HANDLE_SYMBOLS)) {
     lines.push(`  printf("MPI_${name} %d\\n", (void *)MPI_${name} == (void *)&${symbol});`);
     expected.push(`MPI_${name} 1`);
   }
-  const src = `#include <stdio.h>\n#include <mpi.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
+  const src = `#include <stdio.h>\n#include <stddef.h>\n#include <mpi.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), "alloctools-mpi-"));
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([mpicc!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });

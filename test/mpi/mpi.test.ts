@@ -41,6 +41,14 @@ describeMpi("MPI jobs (mpirun)", () => {
     }
   }, 120_000);
 
+  test("provider.close() with an operation in flight closes the endpoint first, then the pool: no BUSY, the pool closed (2 ranks)", async () => {
+    const run = await mpirun(2, ["bun", AGENT, "close-order"]);
+    expect(failures(run)).toEqual([]);
+    expect(run.results.map((r) => r.rank), brief(run)).toEqual([0, 1]);
+    for (const r of run.results) expect(r.facts.closeOrder).toBe(true);
+    expect(run.exitCode, brief(run)).toBe(0);
+  }, 120_000);
+
   test("the pool suite over MpiProvider, on 2 ranks", async () => {
     const run = await mpirun(2, ["bun", "test", "--preload", "./test/mpi/finalize.preload.ts", "test/core/pool.test.ts", "-t", "\\[mpi\\]"],
       { ALLOCTOOLS_TEST_MPI_PROVIDER: "1" });

@@ -22,16 +22,35 @@ export interface AgentResult {
 
 const ROOT = `${import.meta.dir}/../..`;
 
+/** One program of a job that runs several (mpirun's app contexts, separated by ":"). */
+export interface AppContext {
+  readonly ranks: number;
+  readonly command: string[];
+}
+
 /** `mpirun -n <ranks> <command...>` from the repository root. */
-export async function mpirun(ranks: number, command: string[], extraEnv: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
+export function mpirun(ranks: number, command: string[], extraEnv: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
+  return mpirunApps([{ ranks, command }], extraEnv, timeoutMs);
+}
+
+/**
+ * `mpirun -n <ranks> <command...> : -n <ranks> <command...>`: ranks are numbered in the order of
+ * the contexts. `extraEnv` reaches every rank (mpirun's -x applies to the context it is given in).
+ */
+export async function mpirunApps(apps: readonly AppContext[], extraEnv: Record<string, string> = {}, timeoutMs = 90_000): Promise<MpiRun> {
   if (!mpi.available) throw new Error(`mpirun is not available: ${mpi.reason}`);
   // Each rank writes its report to a file here: mpirun may split a long stdout line with another rank's output.
   const reports = mkdtempSync(`${tmpdir()}/alloctools-mpi-`);
   const env = { ...extraEnv, ALLOCTOOLS_MPI_RESULT_DIR: reports };
-  const args = [mpi.mpirun, "--oversubscribe", "-n", String(ranks)];
-  if (process.getuid?.() === 0) args.splice(1, 0, "--allow-run-as-root");
-  for (const name of Object.keys(env)) args.push("-x", name);
-  const child = Bun.spawn([...args, ...command], {
+  const args = [mpi.mpirun, "--oversubscribe"];
+  if (process.getuid?.() === 0) args.push("--allow-run-as-root");
+  apps.forEach(({ ranks, command }, i) => {
+    if (i > 0) args.push(":");
+    args.push("-n", String(ranks));
+    for (const name of Object.keys(env)) args.push("-x", name);
+    args.push(...command);
+  });
+  const child = Bun.spawn(args, {
     cwd: ROOT,
     env: { ...process.env, ...env } as Record<string, string>,
     stdout: "pipe",

@@ -132,6 +132,24 @@ describe("the packed package", () => {
     expect(run([process.execPath, "required.cjs"], dir).stdout.trim()).toBe("function function");
     expect(run([process.execPath, "named.mjs"], dir).stdout.trim()).toBe("function");
   }, 60_000);
+
+  test("bunx alloctools doctor and info --json run from the installed package (issue 25, item 5)", () => {
+    const dir = project("doctor", false);
+    const doctor = run([process.execPath, "x", "alloctools", "doctor"], dir);
+    if (doctor.exitCode !== 0) throw new Error(`bunx alloctools doctor exited ${doctor.exitCode}:\n${doctor.stdout}\n${doctor.stderr}`);
+    expect(doctor.stdout).toContain("✓ bun: ");
+    expect(doctor.stdout).toContain("✓ host: a default MemoryPool on the host provider pinned 3.75 MiB");
+    for (const section of ["libfabric", "ucx", "mpi", "pmix", "launcher", "memlock", "hugePages", "shm", "cpus"]) {
+      expect(doctor.stdout).toMatch(new RegExp(`^[✓!] ${section}: `, "m"));
+    }
+    if (fabric.available) expect(doctor.stdout).toMatch(/^✓ libfabric: .*providers/m);
+    const info = run([process.execPath, "x", "alloctools", "info", "--json"], dir);
+    expect(info.exitCode).toBe(0);
+    const report = JSON.parse(info.stdout) as { schema: string; ok: boolean; bun: { required: string } };
+    expect(report.schema).toBe("alloctools-doctor/1");
+    expect(report.ok).toBe(true);
+    expect(report.bun.required).toBe(JSON.parse(readFileSync(join(root, "package.json"), "utf8")).engines.bun);
+  }, 60_000);
 });
 
 describe("a fresh bun init project runs every README snippet unchanged", () => {

@@ -3,7 +3,8 @@
 import { expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool } from "../../lib/index.ts";
 import { SharedKeyCounter } from "../../lib/memory/key-counter.ts";
-import { LockResult, SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
+import { LockResult } from "../../lib/sharing/growth-locks.ts";
+import { SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
 import { SharedStack, indexBitsFor } from "../../lib/sharing/shared-stack.ts";
 
 function stack(capacity = 100): { s: SharedStack; words: Int32Array } {
@@ -55,14 +56,14 @@ test("a growth lock held by a live thread is never taken over, however long it t
   };
   const a = SharedPoolState.create(spec);
   const b = SharedPoolState.attach(a.buffer, spec); // same thread: alive while this test runs
-  expect(a.lock(0)).toBe(LockResult.ACQUIRED);
-  expect(b.lock(1, 100)).toBe(LockResult.ACQUIRED); // other classes are not blocked
-  b.unlock(1);
-  expect(b.lock(0, 300)).toBe(LockResult.TIMED_OUT); // a is slow, not dead
-  b.unlock(0); // not b's: changes nothing
-  expect(b.lock(0, 50)).toBe(LockResult.TIMED_OUT);
-  a.unlock(0);
-  expect(b.lock(0, 100)).toBe(LockResult.ACQUIRED);
+  expect(a.locks.lock(0)).toBe(LockResult.ACQUIRED);
+  expect(b.locks.lock(1, 100)).toBe(LockResult.ACQUIRED); // other classes are not blocked
+  b.locks.unlock(1);
+  expect(b.locks.lock(0, 300)).toBe(LockResult.TIMED_OUT); // a is slow, not dead
+  b.locks.unlock(0); // not b's: changes nothing
+  expect(b.locks.lock(0, 50)).toBe(LockResult.TIMED_OUT);
+  a.locks.unlock(0);
+  expect(b.locks.lock(0, 100)).toBe(LockResult.ACQUIRED);
 }, 20_000);
 
 test("the key counter is shared: unique keys from every view, KEYS_EXHAUSTED at the limit", () => {

@@ -5,7 +5,8 @@
 import * as libc from "../../ffi/libc.ts";
 import type { SharedPoolHandle } from "../../lib/index.ts";
 import { CACHE, STATE_SHIFT, SharedLayout } from "../../lib/sharing/shared-layout.ts";
-import { LockResult, SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
+import { LockResult } from "../../lib/sharing/growth-locks.ts";
+import { SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
 import { SharedStack, indexBitsFor } from "../../lib/sharing/shared-stack.ts";
 
 declare const self: Worker;
@@ -27,25 +28,25 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
   const k = m.classIndex;
   switch (m.cmd) {
     case "hold-lock": {
-      if (state.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
       postMessage({ at: "locked" });
       if (m.holdMs < 0) park();
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.holdMs);
       const unlockedAt = Date.now();
-      state.unlock(k);
+      state.locks.unlock(k);
       postMessage({ at: "unlocked", unlockedAt });
       break;
     }
     case "abandon-growth": {
       // A growth that mapped and pinned its block, then died before registering it.
-      if (state.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
-      const { block } = state.reserve(k, 1);
-      if (!state.reservePinned(m.bytes, Infinity)) throw new Error("no room");
-      state.notePinned(block, m.bytes);
+      if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      const { block } = state.blocks.reserve(k, 1);
+      if (!state.pinned.reserve(m.bytes, Infinity)) throw new Error("no room");
+      state.blocks.notePinned(block, m.bytes);
       const address = libc.mmap(m.bytes);
-      state.noteMapped(block, address, m.bytes, false);
+      state.blocks.noteMapped(block, address, m.bytes, false);
       libc.mlock(address, m.bytes);
-      state.noteMapped(block, address, m.bytes, true);
+      state.blocks.noteMapped(block, address, m.bytes, true);
       postMessage({ at: "mapped" });
       park();
     }

@@ -217,13 +217,16 @@ describeUcx("UCX RMA from Workers of one shared pool", () => {
       const closed = await Promise.all([first!, second!].map((w) => w.ask<{ leaked: number }>({ cmd: "close" })));
       expect(closed.map((r) => r.leaked)).toEqual([0, 0]);
       expect(pool.audit().problems).toEqual([]);
+      const blocks = Object.values(pool.stats().stacks).reduce((n, s) => n + s.blocks, 0);
       const report = pool.close();
       // What the victim held: two pooled regions, two temporary ones and a user region.
       expect(report.count).toBe(5);
       expect(report.regions.map((r) => r.kind).sort()).toEqual(["medium", "medium", "temporary", "temporary", "user"]);
       provider.close();
       // The victim's ucp_worker was never destroyed: the context is kept (leaked), not cleaned up under it.
-      expect(provider.contextUsers).toBe(1);
+      // If the victim died with operations still counted, a transport could yet complete them into the
+      // pool's blocks: the owner's close keeps them (UCX's own, allocated), each holding the context too.
+      expect([1, 1 + blocks]).toContain(provider.contextUsers);
     } finally {
       for (const w of all) await w.terminated();
     }
