@@ -26,6 +26,7 @@ import { Wait, type Operation } from "../engine/operation.ts";
 import type { RemoteRegion } from "../engine/remote-region.ts";
 import type { OperationKind } from "../engine/rma-errors.ts";
 import { ANY_SOURCE } from "../engine/message.ts";
+import { peerNameString } from "../engine/peer-name.ts";
 import { Posted, type CompletionSink, type Transport } from "../engine/transport.ts";
 import type { UcxProvider } from "./ucx-provider.ts";
 import { UcxMessages } from "./ucx-messages.ts";
@@ -55,7 +56,7 @@ class Peer {
   unflushed = 0;
   /** Whether this peer is in the transport's list of peers with puts awaiting a flush. */
   listed = false;
-  constructor(readonly ep: number, readonly index: number) {}
+  constructor(readonly ep: number, readonly index: number, readonly nameString: string) {}
 }
 
 /** The UCX function each kind of operation is posted with, for errors. */
@@ -157,7 +158,7 @@ export class UcxTransport implements Transport<UcxPeer> {
     if (conflict !== "") throw new AllocToolsError("NOT_SUPPORTED", `insert: the peer's worker address cannot be inserted: ${conflict}`);
     const ep = this.ucx.epCreate(this.worker, peerName);
     const index = this.peers.length;
-    this.peers.push(new Peer(ep, index));
+    this.peers.push(new Peer(ep, index, peerNameString("ucx", peerName)));
     this.messages.addPeer(peerName, index);
     return index;
   }
@@ -293,6 +294,10 @@ export class UcxTransport implements Transport<UcxPeer> {
 
   functionName(kind: OperationKind): string {
     return FUNCTION_NAMES[kind];
+  }
+
+  describePeer(peer: number | bigint): string {
+    return this.peers[Number(peer)]?.nameString ?? `peer ${peer}`;
   }
 
   holdsOthers(): boolean {
