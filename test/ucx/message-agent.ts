@@ -220,6 +220,16 @@ async function handle(c: Command): Promise<object> {
       return fetchAdds(c);
     case "lock":
       return lockRun(c);
+    case "localAdd": {
+      // The target's own CPU atomics on a counter word, yielding now and then so that this
+      // process's progress (and the peers' emulated atomics) runs in between.
+      const signed = new BigInt64Array(words.buffer, words.byteOffset, words.length);
+      for (let i = 0; i < c.count!; i++) {
+        Atomics.add(signed, c.index ?? 0, 1n);
+        if (i % 64 === 63) await new Promise((resolve) => setImmediate(resolve));
+      }
+      return { ok: true };
+    }
     case "counter":
       return { words: Array.from(words.subarray(0, 4), String) };
     case "resetCounter":

@@ -146,6 +146,18 @@ for (const c of CASES) {
       expect((await ask(agents[B]!, { op: "counter" })).words![0]).toBe(String(4 * ITERATIONS));
     });
 
+    test("the target's own Atomics.add on the word, interleaved with 2 processes' fetchAdds, loses nothing", async () => {
+      await ask(agents[B]!, { op: "resetCounter" });
+      const remote = agents[B]!.ready.counter;
+      const count = Math.min(ITERATIONS, 2000);
+      const replies = await Promise.all([
+        ask(agents[B]!, { op: "localAdd", index: 3, count }),
+        ...[A, C].map((i) => ask(agents[i]!, { op: "fetchAdd", peer: B, remote, index: 3, count, value: 1, form: "sync" }, 110_000)),
+      ]);
+      expect(replies.map((r) => r.error)).toEqual([undefined, undefined, undefined]);
+      expect((await ask(agents[B]!, { op: "counter" })).words![3]).toBe(String(3 * count));
+    });
+
     test(`a compareSwap lock protects a plain read-modify-write through ${ITERATIONS} acquisitions by 2 processes, one of them the target: no lost update`, async () => {
       await ask(agents[B]!, { op: "resetCounter" });
       const remote = agents[B]!.ready.counter;

@@ -200,6 +200,29 @@ for (const c of CASES) {
       }
     });
 
+    test("receive() into a pool that refuses the message's memory fails with the pool's error; the message is dropped whole and its sender completes", async () => {
+      // Room for the default classes' first blocks (3.5 MiB), not for a temporary region of 2 MiB.
+      const small = new MemoryPool(provider, { maxPinnedBytes: 4 * MiB });
+      const receiver = new UcxEndpoint(provider, { timeoutMs: 10_000, pool: small });
+      try {
+        const fromAHere = receiver.insert(a.name);
+        const toReceiver = a.insert(receiver.name);
+        for (const length of [2 * MiB, 4 * MiB]) {
+          const sent = a.send(src, length, toReceiver, 2500);
+          const error = await failure(() => receiver.receive(fromAHere, 2500)) as AllocToolsError;
+          expect({ length, code: error.code }).toEqual({ length, code: "PINNED_LIMIT" });
+          await sent; // a rendezvous sender is told its message was taken
+        }
+        fillPattern(src.view.subarray(0, 100), 7);
+        await a.send(src, 100, toReceiver, 2500);
+        using next = await receiver.receive(fromAHere, 2500);
+        expect([next.length, firstMismatch(next.view, 7)]).toEqual([100, -1]);
+      } finally {
+        receiver.close();
+        small.close();
+      }
+    });
+
     test("messages() yields each message from any source until its signal aborts", async () => {
       const controller = new AbortController();
       const seen: Array<[number, number, number]> = [];

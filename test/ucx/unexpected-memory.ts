@@ -6,7 +6,9 @@
 //
 //   bun test/ucx/unexpected-memory.ts [--transports tcp] [--net-devices lo] [--allocate true|false] [--small 10000] [--large 100]
 //
-// Prints one JSON line per batch: { transports, count, length, heldKiB, perMessageBytes, afterKiB, received }.
+// Prints one JSON line per batch: { transports, count, length, beforeKiB (VmRSS before the batch),
+// heldKiB (growth while the messages wait), perMessageBytes, afterKiB (growth once all were
+// received), received (intact) }.
 import { readFileSync } from "node:fs";
 import { MemoryPool, UcxEndpoint, UcxProvider } from "../../lib/index.ts";
 import { AgentProcess } from "../rma/peers.ts";
@@ -57,7 +59,7 @@ async function batch(count: number, length: number, tag: number): Promise<object
   const sent = await sending;
   await settle();
   return {
-    transports, count, length, heldKiB: held, perMessageBytes: Math.round((held * 1024) / count), afterKiB: rssKiB() - before, received: intact,
+    transports, count, length, beforeKiB: before, heldKiB: held, perMessageBytes: Math.round((held * 1024) / count), afterKiB: rssKiB() - before, received: intact,
     sendError: (sent as { error?: unknown }).error,
   };
 }
