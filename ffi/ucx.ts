@@ -2,7 +2,8 @@
 // constants. Everything is polled from JS: no callback is ever handed to UCX.
 //
 // - `ucs_status_t` is a one-byte enum: every status return is declared i8.
-// - `ucs_status_ptr_t` returns (put, get, flush, close) are declared i64_fast: 0 is "done now",
+// - `ucs_status_ptr_t` returns (put, get, flush, close, tag send and receive, atomics) are
+//   declared i64_fast, and so is the message handle of a probe: 0 is "done now" (no message),
 //   -100..-1 an error status, anything else a request to poll and free. As `ptr`, Bun would turn an
 //   error pointer into a bigint near 2^64 that looks like a request.
 // - Loading libucs replaces the SIGSEGV/SIGBUS/SIGILL/SIGFPE handlers Bun's engine relies on; they
