@@ -43,7 +43,7 @@ const UCX_DEFAULTS = { maxPending: 4096, spinMicroseconds: 0 } as const;
  * and make no new object per call on success; the first use of a key blob on a peer unpacks it
  * (`ucp_ep_rkey_unpack`, and allocations). `write`/`read` allocate their Promise. A
  * `sendSync` + `recvSync` pair makes only the `Received`, `fetchAddSync` only the bigint it returns
- * (tags from 2^21 to 2^32 − 2^21 make a BigInt for their UCX tag word, once per call).
+ * (a tag from 2^21 to 2^32 − 2^21 makes a BigInt for its UCX tag word when it changes).
  */
 export class UcxEndpoint extends EndpointEngine<UcxPeer> {
   /** The provider whose memory this endpoint reads and writes from. */

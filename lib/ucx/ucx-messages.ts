@@ -65,6 +65,27 @@ export function tagWord(high: number, low: number): number | bigint {
   return BigInt.asIntN(64, (BigInt(high) << 32n) | BigInt(low));
 }
 
+/**
+ * Tag words of one use (sends' tags, receives' tags, receives' masks): the last BigInt made is
+ * kept, so a tag that is not exact as a double costs one BigInt when it changes, not per call.
+ */
+class TagWords {
+  private high = -1;
+  private low = -1;
+  private word: number | bigint = 0;
+
+  of(high: number, low: number): number | bigint {
+    const signedHigh = high >= 0x8000_0000 ? high - TWO_TO_32 : high;
+    if (signedHigh >= -EXACT_HIGH && signedHigh < EXACT_HIGH) return signedHigh * TWO_TO_32 + low;
+    if (high !== this.high || low !== this.low) {
+      this.high = high;
+      this.low = low;
+      this.word = tagWord(high, low);
+    }
+    return this.word;
+  }
+}
+
 /** Tagged sends, receives and probes of one worker. */
 export class UcxMessages {
   /** This worker's sender id (the low half of the tag of every message it sends). */
@@ -79,6 +100,9 @@ export class UcxMessages {
   /** `receive` operations probing for their message, in the order they were made. */
   private readonly probing: Operation[] = [];
   private engine: CompletionSink | null = null;
+  private readonly sendTags = new TagWords();
+  private readonly receiveTags = new TagWords();
+  private readonly receiveMasks = new TagWords();
   // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
   // stays valid (a small typed array's storage can move when JSC materializes its buffer).
   /** ucp_request_param_t of sends: MEMH and MEMORY_TYPE (host); memh written per send. */
@@ -134,7 +158,7 @@ export class UcxMessages {
   /** ucp_tag_send_nbx of the operation's bytes to the ep, tagged (tag << 32) | own id. */
   send(op: Operation, ep: number): Posted {
     setMemoryHandle(this.sendParam, op.region!.registration.handle);
-    const sent = this.raw.ucp_tag_send_nbx(ep as Pointer, op.local as Pointer, op.length, tagWord(op.tag, this.ownId),
+    const sent = this.raw.ucp_tag_send_nbx(ep as Pointer, op.local as Pointer, op.length, this.sendTags.of(op.tag, this.ownId),
       this.sendParamAddress as Pointer) as number;
     if (sent === 0) return Posted.DONE;
     if (isStatusError(sent)) {
@@ -151,7 +175,7 @@ export class UcxMessages {
     const named = op.peer !== ANY_SOURCE;
     const source = named ? this.peerIds[op.peer as number]! : 0;
     const posted = this.raw.ucp_tag_recv_nbx(this.worker as Pointer, op.local as Pointer, op.length,
-      tagWord((op.tag & ~op.ignore) >>> 0, source), tagWord(~op.ignore >>> 0, named ? 0xffff_ffff : 0), this.recvParamAddress as Pointer) as number;
+      this.receiveTags.of((op.tag & ~op.ignore) >>> 0, source), this.receiveMasks.of(~op.ignore >>> 0, named ? 0xffff_ffff : 0), this.recvParamAddress as Pointer) as number;
     if (isStatusError(posted)) {
       op.error = this.ucx.error("ucp_tag_recv_nbx", posted, describe(op));
       return Posted.FAILED;
@@ -206,8 +230,8 @@ export class UcxMessages {
     for (let i = 0; i < probing.length; i++) {
       const op = probing[i]!;
       const named = op.peer !== ANY_SOURCE;
-      const message = this.raw.ucp_tag_probe_nb(this.worker as Pointer, tagWord((op.tag & ~op.ignore) >>> 0, named ? this.peerIds[op.peer as number]! : 0),
-        tagWord(~op.ignore >>> 0, named ? 0xffff_ffff : 0), 1, this.infoAddress as Pointer) as number;
+      const message = this.raw.ucp_tag_probe_nb(this.worker as Pointer, this.receiveTags.of((op.tag & ~op.ignore) >>> 0, named ? this.peerIds[op.peer as number]! : 0),
+        this.receiveMasks.of(~op.ignore >>> 0, named ? 0xffff_ffff : 0), 1, this.infoAddress as Pointer) as number;
       if (message === 0) continue;
       probing.splice(i--, 1);
       this.readInfo(op);
