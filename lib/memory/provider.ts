@@ -81,6 +81,7 @@ export interface ProvidedBlock {
  * | `share()` (optional) | a `ProviderHandle` for Workers of this process; the view made from it registers in the same domain with keys unique across views | `AllocToolsError` `PROVIDER_CLOSED` when closed, `NOT_SUPPORTED` when the provider cannot be used from several threads |
  * | `allocateBlock(length)` (optional) | allocate and register a pool block in one step, where memory the provider allocates is faster for peers (UCX on shared memory); undefined lets the pool map and register as usual | typed error, nothing left allocated |
  * | `freeProvidedBlock(address)` (optional; with `allocateBlock` and `share()`) | from any thread (a view too): free the block `allocateBlock` supplied at `address`, once whoever asks; false when none starts there (the pool unmaps its own memory) | typed error |
+ * | `keepsFreedMemoryMapped` (optional) | true when a peer holding an old key can still write to memory after its deregistration (UCX: a put emulated by the target's own progress writes to the address, and nothing checks it): pools then free their blocks and temporary regions by mapping fresh zero pages over them, keeping the range mapped for the life of the process, so such a write lands in nothing instead of faulting | |
  * | `restoreRegistration(registration)` (optional) | a registration read back from a shared pool's table (address, length, handle, 64-bit keys) made whole in this thread, e.g. UCX packs its rkey blob again | typed error |
  * | `static attach(handle)` (on the class) | a view in this thread; the module registers it under its handle's kind (`registerProviderAttach` in provider-attach.ts), which is how `MemoryPool.attach` finds it | `NOT_SUPPORTED` for a handle from another process, `PROVIDER_CLOSED` when the provider was closed, `TypeError` for anything else |
  *
@@ -109,6 +110,8 @@ export interface RegionProvider {
   freeProvidedBlock?(address: number): boolean;
   /** A registration read back from a shared pool's table, made whole in this thread (see above). */
   restoreRegistration?(registration: Registration): Registration;
+  /** Whether freed memory must stay mapped, because peers may write to it after deregistration (see the table above). */
+  readonly keepsFreedMemoryMapped?: boolean;
   /** Closes the provider; registrations still live are closed first. Idempotent. */
   close(): void;
   /** A handle a Worker of this process attaches to (see the table above). */

@@ -98,7 +98,7 @@ export class PoolResources {
   release(): void {
     for (const registration of this.registrations) try { this.traits.deregister(registration); } catch { /* provider gone */ }
     let firstError: unknown;
-    for (const block of this.blocks) try { block.free(); } catch (e) { firstError ??= e; }
+    for (const block of this.blocks) try { freeBlock(block, this.traits.provider); } catch (e) { firstError ??= e; }
     this.registrations.length = 0;
     this.blocks.length = 0;
     if (firstError !== undefined) throw firstError;
@@ -304,7 +304,7 @@ export class PoolCore {
     try {
       if (deregister) traits.deregister(region.registration);
     } finally {
-      if (region.isTemp) temporaryBlock(region).free();
+      if (region.isTemp) freeBlock(temporaryBlock(region), traits.provider);
     }
   }
 
@@ -430,4 +430,13 @@ export function unpooledBytes(region: MemoryRegionImpl): number {
 /** The block a temporary region owns (what it keeps alive). */
 export function temporaryBlock(region: MemoryRegionImpl): MemoryBlock {
   return keepAliveOf(region) as MemoryBlock;
+}
+
+/**
+ * Frees a block: unmapped, or, where peers may still write to it after its deregistration (the
+ * provider's `keepsFreedMemoryMapped`, UCX), its range kept mapped over fresh zero pages.
+ */
+function freeBlock(block: MemoryBlock, provider: RegionProvider): void {
+  if (provider.keepsFreedMemoryMapped === true) block.freeKeepingRange();
+  else block.free();
 }

@@ -119,6 +119,11 @@ export class UcxProvider implements RegionProvider {
   readonly kind = "ucx";
   /** UCX addresses remote memory by virtual address. */
   readonly virtualAddressing = true;
+  /**
+   * UCX keys are not access control: over emulated RMA (tcp, and shared memory with our own blocks)
+   * the target's UCX writes wherever a peer's put says, so freed blocks stay mapped (zero pages).
+   */
+  readonly keepsFreedMemoryMapped = true;
   /** What was opened. */
   readonly info: UcxInfo;
   /** @internal The `ucp_context_h`, for UcxEndpoint. */
