@@ -135,7 +135,7 @@ for (const c of CASES) {
       await ask(agents[B]!, { op: "resetCounter" });
       const remote = agents[B]!.ready.counter;
       const forms = ["sync", "promise", "post", "sync"];
-      const replies = await Promise.all([A, B, C, D].map((i) => ask(agents[i]!, { op: "fetchAdd", peer: B, remote, count: ITERATIONS, value: 1, form: forms[i] }, 110_000)));
+      const replies = await Promise.all([A, B, C, D].map((i) => ask(agents[i]!, { op: "fetchAdd", peer: B, remote, count: ITERATIONS, value: 1, form: forms[i] }, 280_000)));
       expect(replies.map((r) => r.error)).toEqual([undefined, undefined, undefined, undefined]);
       const all = replies.flatMap((r) => r.fetched!.map(Number));
       expect(all.length).toBe(4 * ITERATIONS);
@@ -144,7 +144,7 @@ for (const c of CASES) {
       // Each process saw its own values increase.
       for (const r of replies) expect(r.fetched!.map(Number).every((v, i, list) => i === 0 || v > list[i - 1]!)).toBe(true);
       expect((await ask(agents[B]!, { op: "counter" })).words![0]).toBe(String(4 * ITERATIONS));
-    });
+    }, 300_000); // tcp: 43 s here with other sessions' tests running (load ~15)
 
     test("the target's own Atomics.add on the word, interleaved with 2 processes' fetchAdds, loses nothing", async () => {
       await ask(agents[B]!, { op: "resetCounter" });
@@ -162,10 +162,10 @@ for (const c of CASES) {
       await ask(agents[B]!, { op: "resetCounter" });
       const remote = agents[B]!.ready.counter;
       const each = ITERATIONS / 2;
-      const replies = await Promise.all([A, B].map((i) => ask(agents[i]!, { op: "lock", peer: B, remote, count: each, me: i + 1 }, 110_000)));
+      const replies = await Promise.all([A, B].map((i) => ask(agents[i]!, { op: "lock", peer: B, remote, count: each, me: i + 1 }, 280_000)));
       expect(replies.map((r) => r.error)).toEqual([undefined, undefined]);
       expect((await ask(agents[B]!, { op: "counter" })).words!.slice(0, 2)).toEqual(["0", String(ITERATIONS)]);
-    });
+    }, 300_000); // tcp: 74 s here under the same load
 
     test(c.oneSidedAtomics
       ? "an atomic on UCX-allocated shared memory completes while the target does not progress (one-sided)"
