@@ -184,6 +184,12 @@ export const FI = {
   ENABLE: 6,
   /** FI_TYPE_INFO: fi_tostr of a struct fi_info. */
   TYPE_INFO: 0,
+  /** FI_UINT64 (enum fi_datatype): an unsigned 64-bit word, what remote atomics work on. */
+  UINT64: 7,
+  /** FI_SUM (enum fi_op): add (fi_fetch_atomic). */
+  SUM: 2,
+  /** FI_CSWAP (enum fi_op): compare and swap where equal (fi_compare_atomic). */
+  CSWAP: 12,
   // errors (positive)
   /** FI_EAGAIN: try again (a full queue, no completion yet). */
   EAGAIN: 11,
@@ -206,6 +212,9 @@ export const FI = {
   /** FI_ETIMEDOUT: timed out. */
   ETIMEDOUT: 110,
 } as const;
+
+/** The enum values above, by their C names: test/ffi/layout.test.ts checks them against the headers. */
+export const ENUM_VALUES: Readonly<Record<string, number>> = { FI_UINT64: FI.UINT64, FI_SUM: FI.SUM, FI_CSWAP: FI.CSWAP };
 
 /** Names of the mr_mode bits, for printing. */
 export const MR_MODE_NAMES: ReadonlyArray<readonly [number, string]> = [

@@ -87,6 +87,26 @@ const sig = {
   cq_readerr: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i64_fast },
   // const char *(*strerror)(struct fid_cq *cq, int prov_errno, const void *err_data, char *buf, size_t len)
   cq_strerror: { args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.ptr },
+  // ssize_t (*readwrite)(struct fid_ep *ep, const void *buf, size_t count, void *desc, void *result,
+  //                      void *result_desc, fi_addr_t dest_addr, uint64_t addr, uint64_t key,
+  //                      enum fi_datatype datatype, enum fi_op op, void *context)     (fi_fetch_atomic)
+  atomic_readwrite: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.u64, FFIType.u64,
+      FFIType.i32, FFIType.i32, FFIType.ptr],
+    returns: FFIType.i64_fast,
+  },
+  // ssize_t (*compwrite)(struct fid_ep *ep, const void *buf, size_t count, void *desc, const void *compare,
+  //                      void *compare_desc, void *result, void *result_desc, fi_addr_t dest_addr,
+  //                      uint64_t addr, uint64_t key, enum fi_datatype datatype, enum fi_op op,
+  //                      void *context)                                                (fi_compare_atomic)
+  atomic_compwrite: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.u64, FFIType.u64,
+      FFIType.u64, FFIType.u64, FFIType.i32, FFIType.i32, FFIType.ptr],
+    returns: FFIType.i64_fast,
+  },
+  // int (*readwritevalid)(struct fid_ep *ep, enum fi_datatype datatype, enum fi_op op, size_t *count)
+  // (compwritevalid alike: fi_fetch_atomicvalid, fi_compare_atomicvalid)
+  atomic_valid: { args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
 } as const satisfies Record<string, Signature>;
 
 type SigName = keyof typeof sig;
@@ -489,6 +509,32 @@ export class Libfabric {
     };
   }
 
+  /**
+   * The remote-atomic calls of `ep`, resolved once; null where the endpoint has no atomic ops
+   * table or leaves fi_fetch_atomic or fi_compare_atomic NULL.
+   */
+  atomicOps(ep: number): AtomicOps | null {
+    const table = readPtr(ep, L.fid_ep.atomic);
+    if (table === 0) return null;
+    const fetch = readPtr(table, L.fi_ops_atomic.readwrite);
+    const compare = readPtr(table, L.fi_ops_atomic.compwrite);
+    const fetchValid = readPtr(table, L.fi_ops_atomic.readwritevalid);
+    const compareValid = readPtr(table, L.fi_ops_atomic.compwritevalid);
+    if (fetch === 0 || compare === 0 || fetchValid === 0 || compareValid === 0) return null;
+    const count = new BigUint64Array(1);
+    const valid = (f: Callable) => (datatype: number, op: number): number => {
+      count[0] = 0n;
+      const ret = f(ep, datatype, op, count) as number;
+      return ret < 0 ? ret : Number(count[0]!);
+    };
+    return {
+      fetch: this.fn("atomic_readwrite", fetch, "fi_fetch_atomic"),
+      compare: this.fn("atomic_compwrite", compare, "fi_compare_atomic"),
+      fetchValid: valid(this.fn("atomic_valid", fetchValid, "fi_fetch_atomicvalid")),
+      compareValid: valid(this.fn("atomic_valid", compareValid, "fi_compare_atomicvalid")),
+    };
+  }
+
   /** The tagged-message calls of `ep`, resolved once; null where the endpoint has no tagged ops table. */
   taggedOps(ep: number): TaggedOps | null {
     const tagged = readPtr(ep, L.fid_ep.tagged);
@@ -529,6 +575,18 @@ export interface TaggedOps {
   readonly tsendmsg: Callable;
   /** (ep, fi_msg_tagged*, flags) => ssize_t: fi_trecvmsg (FI_PEEK, FI_CLAIM). */
   readonly trecvmsg: Callable;
+}
+
+/** The remote-atomic calls of one endpoint; see `Libfabric.atomicOps`. */
+export interface AtomicOps {
+  /** (ep, buf, count, desc, result, result_desc, dest_addr, addr, key, datatype, op, context) => ssize_t: fi_fetch_atomic. */
+  readonly fetch: Callable;
+  /** (ep, buf, count, desc, compare, compare_desc, result, result_desc, dest_addr, addr, key, datatype, op, context) => ssize_t: fi_compare_atomic. */
+  readonly compare: Callable;
+  /** fi_fetch_atomicvalid(ep, datatype, op): the count of elements one call takes (> 0), or a negative fi errno. */
+  fetchValid(datatype: number, op: number): number;
+  /** fi_compare_atomicvalid(ep, datatype, op): as fetchValid. */
+  compareValid(datatype: number, op: number): number;
 }
 
 export function versionString(v: number): string {

@@ -77,18 +77,20 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
   const name = options.provider ?? envProvider();
   if (name === "host") return { provider: new HostProvider(), description: "host provider (asked for)" };
   if (name === "ucx") {
-    const p = UcxProvider.open(options.ucx);
-    return { provider: p, description: `UCX ${p.info.version} provider ${p.name}${p.info.allocateBlocks ? " (UCX-allocated blocks)" : ""}` };
+    const provider = UcxProvider.open(options.ucx);
+    return { provider, description: `UCX ${provider.info.version} provider ${provider.name}${provider.info.allocateBlocks ? " (UCX-allocated blocks)" : ""}` };
   }
   if (name === "mpi") {
-    const p = MpiProvider.open();
-    return { provider: p, description: `MPI provider: one dynamic window, rank ${p.rank} of ${p.size}, ${p.threadLevel} (${p.libraryVersion})` };
+    const provider = MpiProvider.open();
+    return { provider, description: `MPI provider: one dynamic window, rank ${provider.rank} of ${provider.size}, ${provider.threadLevel} (${provider.libraryVersion})` };
   }
-  if (name !== undefined) {
-    // Asked for by name: never fall back.
-    const p = LibfabricProvider.open({ ...libfabricOptions(options), provider: name });
-    return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
-  }
+  // Asked for by name: never fall back.
+  if (name !== undefined) return describedLibfabric(LibfabricProvider.open({ ...libfabricOptions(options), provider: name }));
+  return libfabricOrHost(options);
+}
+
+/** No provider named: libfabric's first usable provider, else the host provider with the reason. */
+function libfabricOrHost(options: OpenProviderOptions): OpenedProvider {
   const status = libfabricStatus();
   if (!status.available) {
     // status.reason already starts "libfabric is not available (...)".
@@ -96,12 +98,15 @@ export function openProviderDescribed(options: OpenProviderOptions = {}): Opened
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
   try {
-    const p = LibfabricProvider.open(libfabricOptions(options));
-    return { provider: p, description: `libfabric ${p.info.version} provider ${p.name} (${p.info.mrModeNames.join("|") || "mr_mode 0"})` };
-  } catch (e) {
-    const reason = `no usable libfabric provider: ${(e as Error).message}`;
+    return describedLibfabric(LibfabricProvider.open(libfabricOptions(options)));
+  } catch (error) {
+    const reason = `no usable libfabric provider: ${(error as Error).message}`;
     return { provider: new HostProvider({ reason }), description: `host provider (${reason})` };
   }
+}
+
+function describedLibfabric(provider: LibfabricProvider): OpenedProvider {
+  return { provider, description: `libfabric ${provider.info.version} provider ${provider.name} (${provider.info.mrModeNames.join("|") || "mr_mode 0"})` };
 }
 
 /** The options LibfabricProvider.open takes, out of openProvider's (which other providers extend). */
@@ -120,14 +125,14 @@ function libfabricOptions(options: OpenProviderOptions): LibfabricProviderOption
  * (a typo in a variable should not read as a fabric failure).
  */
 function envProvider(): string | undefined {
-  const v = process.env["ALLOCTOOLS_PROVIDER"];
-  if (v === undefined || v === "") return undefined;
-  if (!/^[A-Za-z0-9_;.-]+$/.test(v)) throw new AllocToolsTypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(v)}`);
-  if (v === "host" || v === "ucx" || v === "mpi" || !libfabricStatus().available) return v;
+  const requested = process.env["ALLOCTOOLS_PROVIDER"];
+  if (requested === undefined || requested === "") return undefined;
+  if (!/^[A-Za-z0-9_;.-]+$/.test(requested)) throw new AllocToolsTypeError(`ALLOCTOOLS_PROVIDER must be a provider name such as "tcp" or "host", got ${JSON.stringify(requested)}`);
+  if (requested === "host" || requested === "ucx" || requested === "mpi" || !libfabricStatus().available) return requested;
   const available = libfabricProviderNames();
-  if (available.some((name) => name === v || name.startsWith(`${v};`))) return v;
+  if (available.some((name) => name === requested || name.startsWith(`${requested};`))) return requested;
   const names = ["host", "ucx", "mpi", ...new Set(available.flatMap((name) => [name.split(";")[0]!, name]))];
-  const near = nearest(v, names);
+  const near = nearest(requested, names);
   throw new AllocToolsTypeError(
-    `ALLOCTOOLS_PROVIDER names no provider here: ${JSON.stringify(v)}${near === undefined ? "" : ` (did you mean ${JSON.stringify(near)}?)`}; available: ${names.join(", ")}`);
+    `ALLOCTOOLS_PROVIDER names no provider here: ${JSON.stringify(requested)}${near === undefined ? "" : ` (did you mean ${JSON.stringify(near)}?)`}; available: ${names.join(", ")}`);
 }

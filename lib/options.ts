@@ -51,15 +51,15 @@ export function nearest(key: string, names: readonly string[]): string | undefin
 }
 
 /** Levenshtein distance, one row at a time. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+function editDistance(given: string, known: string): number {
+  let previous = Array.from({ length: known.length + 1 }, (_, index) => index);
+  for (let givenLength = 1; givenLength <= given.length; givenLength++) {
+    const current = [givenLength];
+    for (let knownLength = 1; knownLength <= known.length; knownLength++) {
+      const substitution = previous[knownLength - 1]! + (given[givenLength - 1] === known[knownLength - 1] ? 0 : 1);
+      current.push(Math.min(previous[knownLength]! + 1, current[knownLength - 1]! + 1, substitution));
     }
     previous = current;
   }
-  return previous[b.length]!;
+  return previous[known.length]!;
 }

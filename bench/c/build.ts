@@ -12,15 +12,17 @@ export type CProgram = { readonly path: string } | { readonly missing: string };
 const built = new Map<string, CProgram>();
 
 /**
- * Compiles `bench/c/<name>.c` (linked with `libraries`) with `cc` (or `$CC`) and returns the
- * binary's path; `{ missing }` says why not. The binary is cached under the temporary directory by
- * the hash of its source, the headers beside it and its flags, so a changed source or header is rebuilt.
+ * Compiles `<directory>/<name>.c` (default bench/c/; linked with `libraries`, with bench/c/ on the
+ * include path for fabric-common.h) with `cc` (or `$CC`) and returns the binary's path;
+ * `{ missing }` says why not. The binary is cached under the temporary directory by the hash of
+ * its source, the headers of bench/c/ and its flags, so a changed source or header is rebuilt.
  */
-export function buildC(name: string, libraries: readonly string[] = ["-lfabric"]): CProgram {
-  const cached = built.get(name);
+export function buildC(name: string, libraries: readonly string[] = ["-lfabric"], directory: string = import.meta.dir): CProgram {
+  const key = join(directory, name);
+  const cached = built.get(key);
   if (cached !== undefined) return cached;
-  const result = compile(name, libraries);
-  built.set(name, result);
+  const result = compile(name, libraries, directory);
+  built.set(key, result);
   return result;
 }
 
@@ -29,19 +31,19 @@ export function rmaPeer(): CProgram {
   return buildC("rma-peer", ["-lfabric", "-lpthread"]);
 }
 
-function compile(name: string, libraries: readonly string[]): CProgram {
+function compile(name: string, libraries: readonly string[], directory: string): CProgram {
   const compiler = process.env.CC || "cc";
   if (Bun.which(compiler) === null) return { missing: `no C compiler (${compiler} not found; apt-get install gcc)` };
-  const source = join(import.meta.dir, `${name}.c`);
-  const flags = ["-O2", "-Wall", "-o"];
+  const source = join(directory, `${name}.c`);
+  const flags = ["-O2", "-Wall", `-I${import.meta.dir}`, "-o"];
   // The headers of bench/c/ count too: a changed header rebuilds every program.
   const hash = createHash("sha256").update(readFileSync(source));
   for (const header of readdirSync(import.meta.dir).filter((f) => f.endsWith(".h")).sort()) hash.update(readFileSync(join(import.meta.dir, header)));
   const digest = hash.update(flags.join(" ") + libraries.join(" ")).digest("hex").slice(0, 16);
-  const directory = join(tmpdir(), `alloctools-c-${process.getuid?.() ?? 0}`);
-  const binary = join(directory, `${name}-${digest}`);
+  const cacheDirectory = join(tmpdir(), `alloctools-c-${process.getuid?.() ?? 0}`);
+  const binary = join(cacheDirectory, `${name}-${digest}`);
   if (existsSync(binary)) return { path: binary };
-  mkdirSync(directory, { recursive: true });
+  mkdirSync(cacheDirectory, { recursive: true });
   // Build under a private name, then rename: concurrent builds never run a half-written binary.
   const partial = `${binary}.${process.pid}`;
   const r = Bun.spawnSync([compiler, ...flags, partial, source, ...libraries], { stdout: "pipe", stderr: "pipe" });

@@ -100,7 +100,7 @@ function checkUcx(findings: Finding[]): UcxReport {
   }
   const listed = ucxInfoTransports();
   const transports = listed ?? ucx().componentNames().map((name) => ({ name, devices: [] }));
-  const shown = transports.map((t) => (t.devices.length > 0 ? `${t.name} (${t.devices.join(", ")})` : t.name)).join(", ");
+  const shown = transports.map((transport) => (transport.devices.length > 0 ? `${transport.name} (${transport.devices.join(", ")})` : transport.name)).join(", ");
   // Without ucx_info the library's own view (uct components) says which transports, not which devices.
   findings.push(listed !== null
     ? ok("ucx", `${library.version} (${library.path}); transports: ${shown}`)

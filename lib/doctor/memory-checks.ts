@@ -78,8 +78,8 @@ export function checkHostProvider(memlock: MemlockReport): { host: HostReport; f
     using pool = new MemoryPool(provider);
     const pinnedBytes = pool.stats().pinnedBytes;
     return { host: { ok: true, pinnedBytes, error: null }, finding: ok("host", `a default MemoryPool on the host provider pinned ${bytes(pinnedBytes)} and closed`) };
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
+  } catch (failure) {
+    const message = failure instanceof Error ? failure.message : String(failure);
     const fix = memlock.enough ? "the host provider needs mmap and mlock: the error names the call that failed and why" : RAISE_MEMLOCK;
     return { host: { ok: false, pinnedBytes: 0, error: message }, finding: error("host", `a default MemoryPool on the host provider failed: ${message}`, fix) };
   }

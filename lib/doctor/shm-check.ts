@@ -40,7 +40,7 @@ export function checkShm(directory: string, clean: boolean): { shm: ShmReport; f
   }
   const left = files.filter((file) => file.state === "stale" && !removedNames.has(file.name));
   for (const group of groups(left)) {
-    const failure = failed.find((f) => group.some((file) => file.name === f.name));
+    const failure = failed.find((candidate) => group.some((file) => file.name === candidate.name));
     findings.push(warning("shm", `${count(group)} of ${describe(group[0]!)}, left by ${gone(group)}: ${names(group)}`,
       failure === undefined
         ? "'bunx alloctools doctor --clean' removes the files whose process is gone"

@@ -94,8 +94,8 @@ export function cleanShm(directory: string, files: readonly ShmFile[]): { remove
     try {
       unlinkSync(join(directory, file.name));
       removed.push(file);
-    } catch (e) {
-      failed.push({ name: file.name, error: e instanceof Error ? e.message : String(e) });
+    } catch (error) {
+      failed.push({ name: file.name, error: error instanceof Error ? error.message : String(error) });
     }
   }
   return { removed, failed };
@@ -163,8 +163,8 @@ function processUsers(directory: string): ProcessUsers {
           // Closed meanwhile.
         }
       }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EACCES") unreadable++;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EACCES") unreadable++;
       // ENOENT: the process ended meanwhile.
     }
   }

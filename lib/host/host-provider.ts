@@ -164,7 +164,7 @@ export class HostProvider implements RegionProvider {
     this.#closed = true;
     if (!this.isAttached) this.#keys.markClosed();
     const errors: unknown[] = [];
-    closeChildren(this.#children, (close) => { try { close(); } catch (e) { errors.push(e); } });
+    closeChildren(this.#children, (close) => { try { close(); } catch (error) { errors.push(error); } });
     for (const reg of [...this.#live.values()]) this.deregister(reg);
     if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, "closing the host provider");
   }

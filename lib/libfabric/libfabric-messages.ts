@@ -1,13 +1,17 @@
 // Tagged messages on a libfabric endpoint (FI_TAGGED), for LibfabricTransport.
 //
-// Wire format, what a C peer does to talk to an Endpoint: the 64-bit libfabric tag is the
-// message's 32-bit tag in its low half, zero in its high half; a receive ignores only low bits
-// (`ignore` is the receive's mask); the source is the sender's fi_addr_t (FI_SOURCE), so a peer is
-// known as the sender once inserted; nothing is added to the payload. Sends are fi_tinject up to
+// Wire format, what a C peer does to talk to an Endpoint (docs/messaging.md "## libfabric" has it
+// whole; test/messages/tagged-peer.c follows it): an FI_EP_RDM endpoint of the same provider with
+// FI_TAGGED (FI_SOURCE to learn senders); the 64-bit libfabric tag is the message's 32-bit tag in
+// its low half, zero in its high half (a message with high bits set never matches a receive here);
+// a receive ignores only low bits (`ignore` is the receive's mask); the source is the sender's
+// fi_addr_t in the receiver's address vector (FI_SOURCE), so a peer is known as the sender once
+// inserted; nothing is added to the payload (no header, no CQ data). Sends are fi_tinject up to
 // the provider's inject_size (the buffer is reusable at once) and fi_tsendmsg with
 // FI_TRANSMIT_COMPLETE above it (the endpoint's default FI_DELIVERY_COMPLETE is for RMA writes).
-// Large messages use the provider's own rendezvous (rxm: above 16 KiB), from the registration
-// the region already has (its descriptor), so nothing is registered per message.
+// Large messages use the provider's own protocols (rxm: eager to 16 KiB, SAR to 128 KiB,
+// rendezvous above), from the registration the region already has (its descriptor), so nothing is
+// registered per message. Messages of one sender with one tag match in the order sent.
 //
 // A receive carries a second iovec after the caller's memory: an overflow sink, address space
 // reserved and never committed (MAP_NORESERVE). A message longer than the receive lands its rest
@@ -20,6 +24,14 @@
 // A message of unknown size (`receive`) is found with FI_PEEK|FI_CLAIM, then received with
 // FI_CLAIM into a pooled region of its length. Providers without a working FI_PEEK (shm 1.17
 // consumes the message) receive into the pool's largest region.
+//
+// Provider defects worked around here (libfabric 1.17, read in its source and seen in tests):
+// - ofi_rxd (udp;ofi_rxd) announces FI_SOURCE but never writes a completion's source, so
+//   fi_cq_readfrom gives fi_addr 0 for every message: a receive from a named peer reports that
+//   peer (the match guarantees it), one from ANY_SOURCE reports ANY_SOURCE (unknown).
+// - shm before 1.19 matches a receive against messages that arrived before it with the waiting
+//   message's mask instead of the receive's (smr_match_tagged on the unexpected queue), so a
+//   receive with a tag mask misses or takes the wrong message: such receives are refused there.
 import { ptr } from "bun:ffi";
 import type { TaggedOps } from "../../ffi/libfabric.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
@@ -38,6 +50,10 @@ const CLAIM_FLAGS = FI.CLAIM;
 const DISCARD_FLAGS = FI.CLAIM | FI.DISCARD;
 /** Providers whose FI_PEEK does not work (shm 1.17 truncates the message instead of peeking). */
 const NO_PEEK = new Set(["shm"]);
+/** Utility providers that announce FI_SOURCE but never report a completion's source (see the header). */
+const NO_SOURCE = "ofi_rxd";
+/** The first libfabric whose shm applies a receive's tag mask to messages already waiting: FI_VERSION(1, 19). */
+const SHM_MASKS_FIXED = (1 << 16) | 19;
 
 /** A `receive` operation's state (op.flags). */
 const PEEKING = 1;
@@ -62,6 +78,10 @@ export class TaggedMessages {
   private readonly ep: number;
   private readonly injectSize: number;
   private readonly peeks: boolean;
+  /** Whether completions name their source (else a directed receive reports its peer, ANY_SOURCE the unknown). */
+  private readonly reportsSources: boolean;
+  /** Why receives with a tag mask are refused on this provider, "" where masks work. */
+  readonly masks: string;
   // Typed arrays over ArrayBuffers of their own: their memory never moves, so an address taken once
   // stays valid (a small typed array's storage can move when JSC materializes its buffer).
   private readonly block = new Uint32Array(new ArrayBuffer(BLOCK_BYTES));
@@ -73,12 +93,16 @@ export class TaggedMessages {
   private readonly peekAgain: Operation[] = [];
   private engine: CompletionSink | null = null;
 
-  constructor(ops: TaggedOps, strerror: (errno: number) => string, ep: number, injectSize: number, providerName: string) {
+  constructor(ops: TaggedOps, strerror: (errno: number) => string, ep: number, injectSize: number, providerName: string, libraryVersion: number) {
     this.ops = ops;
     this.strerror = strerror;
     this.ep = ep;
     this.injectSize = injectSize;
     this.peeks = !NO_PEEK.has(providerName);
+    this.reportsSources = !providerName.split(";").includes(NO_SOURCE);
+    this.masks = providerName === "shm" && libraryVersion < SHM_MASKS_FIXED
+      ? "shm before libfabric 1.19 ignores a receive's tag mask for messages that arrived before the receive (it matches with the waiting message's mask): receive with an exact tag (ignore 0) here"
+      : "";
     this.blockAddress = ptr(this.block);
     const words = this.block;
     writeU64(words, IOVEC_OFFSET + 16, overflowSink());
@@ -114,7 +138,7 @@ export class TaggedMessages {
     }
     op.resultLength = length;
     op.resultTag = tag;
-    op.resultSource = source === ADDRESS_UNSPECIFIED ? ANY_SOURCE : source;
+    op.resultSource = this.reportsSources ? (source === ADDRESS_UNSPECIFIED ? ANY_SOURCE : source) : op.peer === ANY_SOURCE ? ANY_SOURCE : BigInt(op.peer);
     if (op.kind !== "receive" || (op.flags & PEEKING) === 0) return this.release(op);
     if (this.engine!.bufferFor(op, length)) {
       op.flags = CLAIMING;
@@ -208,9 +232,13 @@ export class TaggedMessages {
     return this.outcome(op, this.ops.trecvmsg(this.ep, this.blockAddress, PEEK_FLAGS) as number, "fi_trecvmsg");
   }
 
-  /** The receive of a peeked message, with the peek's fi_context (FI_CLAIM), or its drop (FI_DISCARD). */
+  /**
+   * The receive of a peeked message, with the peek's fi_context (FI_CLAIM), or its drop
+   * (FI_DISCARD). A claim always carries its iovec, empty for a message of 0 bytes: sockets
+   * copies a claimed message through msg_iov without looking at iov_count, and crashed on NULL.
+   */
   private claim(op: Operation, flags: bigint): void {
-    this.describe(op, op.local, flags === CLAIM_FLAGS ? op.length : 0, sourceOf(op), op.request);
+    this.describe(op, op.local, flags === CLAIM_FLAGS ? op.length : 0, sourceOf(op), op.request, flags === CLAIM_FLAGS ? 1 : 0);
     const ret = this.ops.trecvmsg(this.ep, this.blockAddress, flags) as number;
     if (ret !== 0) {
       op.failure ??= new FabricError("fi_trecvmsg", -ret, this.strerror(-ret), "claiming a peeked message (FI_CLAIM)");
@@ -220,16 +248,17 @@ export class TaggedMessages {
   }
 
   /**
-   * The fi_msg_tagged of one operation: `iovecs` 1 is `length` bytes at `address` (none when
-   * `length` is 0); 2 adds the overflow sink after them.
+   * The fi_msg_tagged of one operation: `iovecs` 0 is `length` bytes at `address`, or no iovec when
+   * `length` is 0; 1 is that iovec even when empty (sockets dereferences the iovec of a claim);
+   * 2 adds the overflow sink after it.
    */
-  private describe(op: Operation, address: number, length: number, peer: number | bigint, context: number, iovecs = 1): void {
+  private describe(op: Operation, address: number, length: number, peer: number | bigint, context: number, iovecs: 0 | 1 | 2 = 0): void {
     const words = this.block;
     const base = this.blockAddress;
     writeU64(words, IOVEC_OFFSET, address);
     writeU64(words, IOVEC_OFFSET + 8, length);
     writeU64(words, DESCRIPTOR_OFFSET, this.descriptor(op));
-    const count = iovecs === 2 ? 2 : length === 0 ? 0 : 1;
+    const count = iovecs === 0 && length === 0 ? 0 : iovecs === 2 ? 2 : 1;
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.msg_iov, count === 0 ? 0 : base + IOVEC_OFFSET);
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.desc, count === 0 ? 0 : base + DESCRIPTOR_OFFSET);
     writeU64(words, MESSAGE_OFFSET + L.fi_msg_tagged.iov_count, count);

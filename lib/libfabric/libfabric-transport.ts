@@ -12,7 +12,7 @@
 //   towards a closed one are refused, a close drains (bounded) while operations of the process are
 //   aimed at it, and on shm, where each side writes through the other's own mapping, an endpoint
 //   that something may still touch when it closes is kept open until that can no longer happen.
-import { nativeView, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
+import { nativeView, readI32, readPtr, readU64, readCString, type Libfabric, type RmaOps } from "../../ffi/libfabric.ts";
 import { FabricError, AllocToolsTypeError, AllocToolsRangeError } from "../../ffi/errors.ts";
 import { checkPeerName } from "../../ffi/fabric-names.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
@@ -25,6 +25,7 @@ import { Posted, type CompletionSink, type Transport } from "../engine/transport
 import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { TaggedMessages } from "./libfabric-messages.ts";
+import { RemoteAtomics } from "./libfabric-atomics.ts";
 import { processEndpoints, type LocalPeer } from "./process-endpoints.ts";
 import { peerNameString } from "../engine/peer-name.ts";
 
@@ -59,7 +60,7 @@ export interface LibfabricTransportSettings {
 export class LibfabricTransport implements Transport<PeerAddress> {
   readonly name: Uint8Array;
   readonly nameKind = "libfabric" as const;
-  readonly atomics: string = "remote atomics are not implemented on this transport yet";
+  readonly atomics: string;
   readonly finishesAbandoned = false;
   readonly messaging: string;
   /** The largest single transfer the provider takes (ep_attr->max_msg_size). */
@@ -72,6 +73,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private readonly ops: RmaOps;
   /** Tagged messages, where the provider has them (else null and `messaging` says why). */
   private readonly messages: TaggedMessages | null;
+  /** fetchAdd and compareSwap, where the provider has them (else null and `atomics` says why). */
+  private readonly remoteAtomics: RemoteAtomics | null;
   /** Whether completions carry their source (FI_SOURCE): read with fi_cq_readfrom. */
   private readonly withSource: boolean;
   private engine: CompletionSink | null = null;
@@ -140,10 +143,14 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.withSource = (caps & FI.SOURCE_CAP) !== 0n;
     const tagged = (caps & MESSAGING_CAPS) === MESSAGING_CAPS ? fi.taggedOps(ep) : null;
     const injectSize = Number(readU64(readPtr(info, L.fi_info.tx_attr), L.fi_tx_attr.inject_size));
-    this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name);
+    this.messages = tagged === null ? null : new TaggedMessages(tagged, (errno) => fi.strerror(errno), ep, injectSize, provider.name, fi.version);
     this.messaging = this.messages !== null ? "" : `provider ${provider.name} was opened without tagged messages (FI_TAGGED, FI_SOURCE, FI_DIRECTED_RECV)`;
+    const mrMode = readI32(readPtr(info, L.fi_info.domain_attr), L.fi_domain_attr.mr_mode);
+    const atomics = RemoteAtomics.open((caps & FI.ATOMIC) !== 0n ? fi.atomicOps(ep) : null, ep, { providerName: provider.name, caps, mrMode }, (errno) => fi.strerror(errno));
+    this.remoteAtomics = typeof atomics === "string" ? null : atomics;
+    this.atomics = typeof atomics === "string" ? atomics : "";
     this.sharesMappings = provider.name === "shm";
-    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain });
+    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain }, this.sharesMappings);
   }
 
   bind(engine: CompletionSink): void {
@@ -151,8 +158,13 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.messages?.bind(engine);
   }
 
-  /** A message's peer: inserted here (a receive's may be ANY_SOURCE). */
-  resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE): void {
+  /**
+   * A message's peer: inserted here (a receive's may be ANY_SOURCE). A send to an endpoint of this
+   * process that closed is refused: on shm it would write into the closed endpoint's unmapped region.
+   * A receive's tag mask is refused where the provider mishandles masks (TaggedMessages.masks).
+   */
+  resolvePeer(kind: OperationKind, peer: PeerAddress | typeof ANY_SOURCE, _tag: number, ignore: number): void {
+    if (ignore !== 0 && this.messages!.masks !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind} with tag mask 0x${ignore.toString(16)}: ${this.messages!.masks}`);
     if (peer === ANY_SOURCE && kind !== "send") return;
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
     if (kind === "send" && this.localPeers.size > 0) this.assertPeerOpen(kind, peer);
@@ -198,7 +210,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     }
   }
 
-  /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages. */
+  /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages, atomics to RemoteAtomics. */
   post(op: Operation): Posted {
     if (this.localPeers.size > 0) this.entangle(op);
     const posted = this.postNative(op);
@@ -215,7 +227,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   private postNative(op: Operation): Posted {
     const kind = op.kind;
-    if (kind !== "write" && kind !== "read") return this.messages!.post(op);
+    if (kind !== "write" && kind !== "read") return kind === "fetchAdd" || kind === "compareSwap" ? this.remoteAtomics!.post(op) : this.messages!.post(op);
     const fn = kind === "write" ? this.ops.write : this.ops.read;
     const ret = fn(this.ep, op.local, op.length, argument(op.region!.localKey), op.peer, op.remoteAddress, op.key, op.id) as number;
     if (ret === 0) return Posted.POSTED;

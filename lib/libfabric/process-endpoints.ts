@@ -38,6 +38,8 @@ const ENTANGLED = 13;
 const THREAD = 14;
 const KERNEL_THREAD = 15;
 const KERNEL_THREAD_START = 16;
+/** 1 for an endpoint whose peers of this process use its own mapping (shm): only these can touch a kept one. */
+const SHARES_MAPPINGS = 17;
 /** Native handles of the endpoint (low, high halves): endpoint, completion queue, address vector, domain. */
 const HANDLES = 5;
 
@@ -74,7 +76,7 @@ class ProcessEndpoints {
   }
 
   /** Takes an entry for an open endpoint named `name`; -1 when the table is full (the endpoint then goes untracked). */
-  claim(name: Uint8Array, handles: EndpointHandles): number {
+  claim(name: Uint8Array, handles: EndpointHandles, sharesMappings: boolean): number {
     const words = this.words;
     const [low, high] = nameHash(name);
     const thread = currentThread();
@@ -86,6 +88,7 @@ class ProcessEndpoints {
       Atomics.store(words, at + THREAD, threadId + 1);
       Atomics.store(words, at + KERNEL_THREAD, thread.id);
       Atomics.store(words, at + KERNEL_THREAD_START, thread.start);
+      Atomics.store(words, at + SHARES_MAPPINGS, sharesMappings ? 1 : 0);
       this.writeHandles(entry, handles);
       Atomics.add(words, at + GENERATION, 1);
       Atomics.store(words, at + HASH_LOW, low);
@@ -152,9 +155,9 @@ class ProcessEndpoints {
     Atomics.store(this.words, entry * ENTRY_WORDS + STATE, KEPT);
   }
 
-  /** Whether any endpoint of the process is open (one that could still progress towards a kept one). */
+  /** Whether an endpoint of the process that could progress towards a kept one (an shm endpoint) is open. */
   anyOpen(): boolean {
-    for (let entry = 0; entry < ENTRIES; entry++) if (Atomics.load(this.words, entry * ENTRY_WORDS + STATE) === OPEN) return true;
+    for (let entry = 0; entry < ENTRIES; entry++) if (this.openSharingMappings(entry)) return true;
     return false;
   }
 
@@ -165,10 +168,14 @@ class ProcessEndpoints {
   openInOtherThreads(): boolean {
     const own = threadId + 1;
     for (let entry = 0; entry < ENTRIES; entry++) {
-      const at = entry * ENTRY_WORDS;
-      if (Atomics.load(this.words, at + STATE) === OPEN && Atomics.load(this.words, at + THREAD) !== own) return true;
+      if (this.openSharingMappings(entry) && Atomics.load(this.words, entry * ENTRY_WORDS + THREAD) !== own) return true;
     }
     return false;
+  }
+
+  private openSharingMappings(entry: number): boolean {
+    const at = entry * ENTRY_WORDS;
+    return Atomics.load(this.words, at + STATE) === OPEN && Atomics.load(this.words, at + SHARES_MAPPINGS) === 1;
   }
 
   /** Takes the kept endpoints of `domain` out of the table and returns their handles, for their domain's close. */

@@ -22,8 +22,8 @@ export type AnyTypedArray = Uint8Array | Int8Array | Uint8ClampedArray | Uint16A
 
 /**
  * An STL-like allocator over a {@link MemoryPool}, for code ported from allocator-based C++:
- * `allocate(n)` returns a {@link MemoryRegionPointer} to registered memory for `n` elements of `T`
- * (it counts elements, not bytes), `deallocate(p)` gives it back; `allocateArray(n)` returns a typed
+ * `allocate(count)` returns a {@link MemoryRegionPointer} to registered memory for `count` elements of `T`
+ * (it counts elements, not bytes), `deallocate(pointer)` gives it back; `allocateArray(count)` returns a typed
  * array over registered memory instead.
  *
  * Lifetime: it holds no memory of its own; what it hands out belongs to the pool and is valid until
@@ -59,30 +59,30 @@ export class MemoryRegionAllocator<T extends AnyTypedArray = Uint8Array> {
   }
 
   /**
-   * A pointer to registered memory for `n` elements (n × BYTES_PER_ELEMENT bytes). Hot-path safe
+   * A pointer to registered memory for `count` elements (count × BYTES_PER_ELEMENT bytes). Hot-path safe
    * for pooled sizes: no system call, no allocation.
    * @throws what {@link MemoryPool.getRegion} throws for the size.
    */
-  allocate(n: number): MemoryRegionPointer {
-    const region = this.pool.getRegion(n * this.bytesPerElement) as MemoryRegionImpl;
-    if (region.size < n * this.bytesPerElement) this.tooSmall(region, n);
+  allocate(count: number): MemoryRegionPointer {
+    const region = this.pool.getRegion(count * this.bytesPerElement) as MemoryRegionImpl;
+    if (region.size < count * this.bytesPerElement) this.tooSmall(region, count);
     return region.pointer(0);
   }
 
   /**
    * Gives back memory from `allocate`. The pointer must be the one allocate returned. Hot-path safe.
-   * @param _n The count given to allocate (accepted for STL likeness; not needed).
+   * @param _count The count given to allocate (accepted for STL likeness; not needed).
    */
-  deallocate(pointer: MemoryRegionPointer, _n?: number): void {
+  deallocate(pointer: MemoryRegionPointer, _count?: number): void {
     const region = pointer.region;
     if (region === null || pointer.offset !== 0) this.notFromAllocate(pointer);
     this.pool.releaseRegion(region);
   }
 
-  /** A typed array of `n` elements over registered memory (allocates the array object); give it back with `deallocateArray`. */
-  allocateArray(n: number): T {
-    const region = this.pool.getRegion(n * this.bytesPerElement) as MemoryRegionImpl;
-    const array = new this.elementType(region.view.buffer, region.view.byteOffset, n);
+  /** A typed array of `count` elements over registered memory (allocates the array object); give it back with `deallocateArray`. */
+  allocateArray(count: number): T {
+    const region = this.pool.getRegion(count * this.bytesPerElement) as MemoryRegionImpl;
+    const array = new this.elementType(region.view.buffer, region.view.byteOffset, count);
     this.arrays.set(array, region);
     return array;
   }
@@ -103,9 +103,9 @@ export class MemoryRegionAllocator<T extends AnyTypedArray = Uint8Array> {
     this.pool.releaseRegion(region);
   }
 
-  private tooSmall(region: MemoryRegionImpl, n: number): never {
+  private tooSmall(region: MemoryRegionImpl, count: number): never {
     this.pool.releaseRegion(region);
-    throw new AllocToolsRangeError(`${n} elements do not fit`);
+    throw new AllocToolsRangeError(`${count} elements do not fit`);
   }
 
   private notFromAllocate(pointer: MemoryRegionPointer): never {

@@ -90,7 +90,7 @@ export class MemoryBlock {
    * free; before it, whether one of its buffers is detached now).
    */
   get transferred(): boolean {
-    return this.#transferred || (!this.#freed && this.#buffers.some((b) => b.detached));
+    return this.#transferred || (!this.#freed && this.#buffers.some((buffer) => buffer.detached));
   }
 
   /**
@@ -157,12 +157,12 @@ export class MemoryBlock {
    */
   protected releaseMemory(transferred: boolean): void {
     let firstError: unknown;
-    if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
+    if (this.locked) try { libc.munlock(this.address, this.size); } catch (error) { firstError = error; }
     try {
       if (transferred) libc.mmapFixed(this.address, this.size);
       else libc.munmap(this.address, this.size);
-    } catch (e) {
-      firstError ??= e;
+    } catch (error) {
+      firstError ??= error;
     }
     if (firstError !== undefined) throw firstError;
   }
@@ -174,8 +174,8 @@ export class MemoryBlock {
    */
   protected replaceMemory(): void {
     let firstError: unknown;
-    if (this.locked) try { libc.munlock(this.address, this.size); } catch (e) { firstError = e; }
-    try { libc.mmapFixed(this.address, this.size); } catch (e) { firstError ??= e; }
+    if (this.locked) try { libc.munlock(this.address, this.size); } catch (error) { firstError = error; }
+    try { libc.mmapFixed(this.address, this.size); } catch (error) { firstError ??= error; }
     if (firstError !== undefined) throw firstError;
   }
 
@@ -224,22 +224,13 @@ export class MemoryBlockAllocator {
     const huge = options.hugePages ?? this.defaults.hugePages ?? false;
     const lock = options.lock ?? this.defaults.lock ?? true;
 
-    let address = 0;
     let size = 0;
-    let onHugePages = false;
+    let address = 0;
     if (usesHugeTlb(huge)) {
       size = this.roundUp(bytes, true);
-      try {
-        address = libc.mmap(size, libc.MAP_HUGETLB);
-        onHugePages = true;
-      } catch (e) {
-        if (huge === true) {
-          throw new AllocToolsError("HUGE_PAGES",
-            `no huge pages for ${size} bytes (MAP_HUGETLB failed: ${(e as Error).message}); ` +
-              `reserve some in /proc/sys/vm/nr_hugepages or ask for hugePages: "try"`, { cause: e });
-        }
-      }
+      address = mapHugeTlb(size, huge === true);
     }
+    const onHugePages = address !== 0;
     if (!onHugePages) {
       size = this.roundUp(bytes);
       address = libc.mmap(size);
@@ -248,19 +239,34 @@ export class MemoryBlockAllocator {
     try {
       if (lock) libc.mlock(address, size);
       libc.madvise(address, size, libc.MADV_DONTFORK);
-    } catch (e) {
-      if (lock && !(e instanceof SystemError && e.function === "mlock")) libc.munlock(address, size);
+    } catch (error) {
+      if (lock && !(error instanceof SystemError && error.function === "mlock")) libc.munlock(address, size);
       libc.munmap(address, size);
-      throw e;
+      throw error;
     }
     return new MemoryBlock(address, size, onHugePages, lock);
   }
 }
 
+/**
+ * `size` bytes on MAP_HUGETLB pages; 0 when none are available, unless they are `required`:
+ * then AllocToolsError HUGE_PAGES.
+ */
+function mapHugeTlb(size: number, required: boolean): number {
+  try {
+    return libc.mmap(size, libc.MAP_HUGETLB);
+  } catch (error) {
+    if (!required) return 0;
+    throw new AllocToolsError("HUGE_PAGES",
+      `no huge pages for ${size} bytes (MAP_HUGETLB failed: ${(error as Error).message}); ` +
+        `reserve some in /proc/sys/vm/nr_hugepages or ask for hugePages: "try"`, { cause: error });
+  }
+}
+
 function readHugePageSize(): number {
   try {
-    const m = /Hugepagesize:\s+(\d+) kB/.exec(require("node:fs").readFileSync("/proc/meminfo", "utf8"));
-    if (m?.[1]) return Number(m[1]) * 1024;
+    const match = /Hugepagesize:\s+(\d+) kB/.exec(require("node:fs").readFileSync("/proc/meminfo", "utf8"));
+    if (match?.[1]) return Number(match[1]) * 1024;
   } catch { /* not Linux */ }
   return 2 * 1024 * 1024;
 }

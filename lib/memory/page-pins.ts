@@ -20,7 +20,9 @@ export function pinPages(address: number, length: number): void {
   const [start, len] = pageSpan(address, length);
   libc.mlock(start, len); // first: a refused mlock leaves the counts alone
   const page = libc.pageSize;
-  for (let p = start; p < start + len; p += page) holders.set(p, (holders.get(p) ?? 0) + 1);
+  for (let pageAddress = start; pageAddress < start + len; pageAddress += page) {
+    holders.set(pageAddress, (holders.get(pageAddress) ?? 0) + 1);
+  }
 }
 
 /** Drops one registration's hold; pages no registration holds any more are unpinned. */
@@ -28,15 +30,15 @@ export function unpinPages(address: number, length: number): void {
   const [start, len] = pageSpan(address, length);
   const page = libc.pageSize;
   let run = -1; // start of a run of pages to munlock
-  for (let p = start; p <= start + len; p += page) {
-    const n = p < start + len ? (holders.get(p) ?? 1) - 1 : 1;
-    if (n > 0) {
-      if (p < start + len) holders.set(p, n);
-      if (run >= 0) libc.munlock(run, p - run);
+  for (let pageAddress = start; pageAddress <= start + len; pageAddress += page) {
+    const remaining = pageAddress < start + len ? (holders.get(pageAddress) ?? 1) - 1 : 1;
+    if (remaining > 0) {
+      if (pageAddress < start + len) holders.set(pageAddress, remaining);
+      if (run >= 0) libc.munlock(run, pageAddress - run);
       run = -1;
     } else {
-      holders.delete(p);
-      if (run < 0) run = p;
+      holders.delete(pageAddress);
+      if (run < 0) run = pageAddress;
     }
   }
 }

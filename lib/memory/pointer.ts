@@ -61,12 +61,12 @@ export class MemoryRegionPointer {
     return this.region === null;
   }
 
-  /** A pointer `n` bytes further; it may point one past the end, never outside the region. */
-  add(n: number): MemoryRegionPointer {
-    const r = this.region;
-    const offset = this.offset + n;
-    if (r === null || !Number.isInteger(n) || offset < 0 || offset > r.size) this.refuseMove(n);
-    return new MemoryRegionPointer(r, offset);
+  /** A pointer `bytes` further; it may point one past the end, never outside the region. */
+  add(bytes: number): MemoryRegionPointer {
+    const region = this.region;
+    const offset = this.offset + bytes;
+    if (region === null || !Number.isInteger(bytes) || offset < 0 || offset > region.size) this.refuseMove(bytes);
+    return new MemoryRegionPointer(region, offset);
   }
 
   /** Same region and offset. */
@@ -92,12 +92,12 @@ export class MemoryRegionPointer {
    * AllocToolsError DETACHED when the region's memory left its view (see `view`).
    */
   remote(length: number = this.remaining): RemoteRegion {
-    const r = this.live();
-    checkRegionMemory("remote", r);
-    if (!Number.isSafeInteger(length) || length < 0 || length > r.size - this.offset) {
-      throw new AllocToolsRangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+    const region = this.live();
+    checkRegionMemory("remote", region);
+    if (!Number.isSafeInteger(length) || length < 0 || length > region.size - this.offset) {
+      throw new AllocToolsRangeError(`remote of ${length} bytes at offset ${this.offset} does not fit the region's ${region.size} bytes`);
     }
-    return new RemoteRegion(r.remoteAddress + BigInt(this.offset), r.remoteKey, length);
+    return new RemoteRegion(region.remoteAddress + BigInt(this.offset), region.remoteKey, length);
   }
 
   /** Bytes left from here to the end of the region. */
@@ -110,12 +110,12 @@ export class MemoryRegionPointer {
    * DETACHED when the region's memory left its view (a buffer transferred away, the pool closed).
    */
   view(length: number = this.remaining): Uint8Array {
-    const r = this.live();
-    checkRegionMemory("view", r);
-    if (!Number.isInteger(length) || length < 0 || length > r.size - this.offset) {
-      throw new AllocToolsRangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${r.size} bytes`);
+    const region = this.live();
+    checkRegionMemory("view", region);
+    if (!Number.isInteger(length) || length < 0 || length > region.size - this.offset) {
+      throw new AllocToolsRangeError(`view of ${length} bytes at offset ${this.offset} does not fit the region's ${region.size} bytes`);
     }
-    return r.view.subarray(this.offset, this.offset + length);
+    return region.view.subarray(this.offset, this.offset + length);
   }
 
   /** `+p` and `p + 0` give the address; `${p}` gives `0x…`. */
@@ -133,8 +133,8 @@ export class MemoryRegionPointer {
     return this.region;
   }
 
-  private refuseMove(n: number): never {
+  private refuseMove(bytes: number): never {
     if (this.region === null) throw new AllocToolsTypeError("cannot move a null MemoryRegionPointer");
-    throw new AllocToolsRangeError(`pointer moved by ${n} would leave its region (offset ${this.offset}, size ${this.region.size})`);
+    throw new AllocToolsRangeError(`pointer moved by ${bytes} would leave its region (offset ${this.offset}, size ${this.region.size})`);
   }
 }

@@ -16,8 +16,8 @@ export interface ParentProvider {
 
 /** Whether `provider` closes its children (a custom RegionProvider need not). */
 export function isParentProvider(provider: object): provider is ParentProvider {
-  const p = provider as Partial<ParentProvider>;
-  return typeof p.adopt === "function" && typeof p.disown === "function";
+  const parent = provider as Partial<ParentProvider>;
+  return typeof parent.adopt === "function" && typeof parent.disown === "function";
 }
 
 /**
@@ -54,7 +54,7 @@ export class WeakChild<T extends object> implements ProviderChild {
  */
 export function closeChildren(children: Set<ProviderChild>, attempt: (close: () => void) => void): void {
   const newestFirst = [...children].reverse();
-  const ordered = [...newestFirst.filter((c) => !(c instanceof WeakChild)), ...newestFirst.filter((c) => c instanceof WeakChild)];
+  const ordered = [...newestFirst.filter((child) => !(child instanceof WeakChild)), ...newestFirst.filter((child) => child instanceof WeakChild)];
   for (const child of ordered) attempt(() => child.close());
   children.clear();
 }

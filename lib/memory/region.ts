@@ -60,7 +60,7 @@ export class RegionFlags {
 
   /** The set flags' names joined by `|`, e.g. `"USER|CACHED"`; `"0"` when none is set. */
   toString(): string {
-    const names = (Object.keys(RegionFlag) as (keyof typeof RegionFlag)[]).filter((k) => (this.bits & RegionFlag[k]) !== 0);
+    const names = (Object.keys(RegionFlag) as (keyof typeof RegionFlag)[]).filter((flag) => (this.bits & RegionFlag[flag]) !== 0);
     return names.length > 0 ? names.join("|") : "0";
   }
 }
@@ -293,9 +293,9 @@ export class MemoryRegionImpl extends MemoryRegion {
     };
     checkIn = (region, owner) => {
       if (typeof region !== "object" || region === null || !(#state in region)) return false;
-      const r = region as MemoryRegionImpl;
-      if (r.#state !== OUT_IDLE || r.owner !== owner || r.index < 0) return false;
-      r.#state = 0;
+      const genuine = region as MemoryRegionImpl;
+      if (genuine.#state !== OUT_IDLE || genuine.owner !== owner || genuine.index < 0) return false;
+      genuine.#state = 0;
       return true;
     };
     setInUse = (region, inUse) => {
@@ -319,7 +319,7 @@ export class MemoryRegionImpl extends MemoryRegion {
     };
     countOperationsIn = (region, count) => {
       region.#sharedOperations = count;
-      for (let n = 0; n < region.#state >>> 1; n++) count.begin(n === 0);
+      for (let operation = 0; operation < region.#state >>> 1; operation++) count.begin(operation === 0);
     };
     assertPoolOpen = (region, what) => {
       if (region.#sharedOperations?.closed === true) throw poolClosedError(what, region);
@@ -379,11 +379,11 @@ export class MemoryRegionImpl extends MemoryRegion {
   get messageLength(): number {
     return this.#length;
   }
-  set messageLength(n: number) {
-    if (!Number.isInteger(n) || n < 0 || n > this.size) {
-      throw new AllocToolsRangeError(`messageLength must be an integer in [0, ${this.size}], got ${n}`);
+  set messageLength(length: number) {
+    if (!Number.isInteger(length) || length < 0 || length > this.size) {
+      throw new AllocToolsRangeError(`messageLength must be an integer in [0, ${this.size}], got ${length}`);
     }
-    this.#length = n;
+    this.#length = length;
   }
 
   /** A fancy pointer `offset` bytes into the region (`offset` may equal `size`: one past the end). */

@@ -82,7 +82,7 @@ export interface LeakReport {
 }
 
 export function leakReport(regions: LeakedRegion[]): LeakReport {
-  return { count: regions.length, bytes: regions.reduce((n, r) => n + r.size, 0), regions };
+  return { count: regions.length, bytes: regions.reduce((total, region) => total + region.size, 0), regions };
 }
 
 /** What a FinalizationRegistry needs to free an unclosed pool: no reference to the pool itself. */
@@ -98,14 +98,14 @@ export class PoolResources {
   release(): void {
     for (const registration of this.registrations) try { this.traits.deregister(registration); } catch { /* provider gone */ }
     let firstError: unknown;
-    for (const block of this.blocks) try { freeBlock(block, this.traits.provider); } catch (e) { firstError ??= e; }
+    for (const block of this.blocks) try { freeBlock(block, this.traits.provider); } catch (error) { firstError ??= error; }
     this.registrations.length = 0;
     this.blocks.length = 0;
     if (firstError !== undefined) throw firstError;
   }
 
   pinnedBytes(): number {
-    return this.blocks.reduce((n, b) => n + (b.freed ? 0 : b.size), 0);
+    return this.blocks.reduce((total, block) => total + (block.freed ? 0 : block.size), 0);
   }
 }
 
@@ -161,7 +161,8 @@ export class PoolCore {
     this.debug = options.debug;
     this.hugePages = options.hugePages;
     this.resources = new PoolResources(this.traits);
-    this.stacks = options.stacks.map((s, k) => new MemoryPoolStack(SIZE_CLASSES[k]!, k, s.chunkSize, s.initialCount, s.growCount, s.maxRegions));
+    this.stacks = options.stacks.map((stack, sizeClass) =>
+      new MemoryPoolStack(SIZE_CLASSES[sizeClass]!, sizeClass, stack.chunkSize, stack.initialCount, stack.growCount, stack.maxRegions));
   }
 
   /** Bytes a block of `count` regions of `stack` takes (the estimate when huge pages may fall back). */
@@ -171,15 +172,15 @@ export class PoolCore {
 
   /** The initial blocks of every class; nothing stays pinned if one fails. */
   addInitialBlocks(): void {
-    const initial = this.stacks.reduce((sum, s) => sum + this.blockBytes(s, s.initialCount), 0);
+    const initial = this.stacks.reduce((sum, stack) => sum + this.blockBytes(stack, stack.initialCount), 0);
     if (initial > this.maxPinnedBytes) {
       throw new AllocToolsRangeError(`the initial regions need ${initial} pinned bytes, more than maxPinnedBytes (${this.maxPinnedBytes})`);
     }
     try {
       for (const stack of this.stacks) if (stack.initialCount > 0) this.addBlock(stack, stack.initialCount);
-    } catch (e) {
+    } catch (error) {
       this.resources.release();
-      throw e;
+      throw error;
     }
   }
 
@@ -188,10 +189,10 @@ export class PoolCore {
     stack.misses++;
     try {
       this.addBlock(stack, stack.growCount);
-    } catch (e) {
+    } catch (error) {
       stack.misses--;
       stack.gets--;
-      throw e;
+      throw error;
     }
     stack.growths++;
     stack.gets--; // the get was counted by the pop that found the stack empty
@@ -206,10 +207,10 @@ export class PoolCore {
     stack.blocks++;
     stack.pinnedBytes += block.size;
     const first = this.regions.length;
-    for (let i = 0; i < count; i++) {
+    for (let position = 0; position < count; position++) {
       // A buffer of its own per region: a transfer() of one region's view moves only that region.
-      const view = block.regionView(i * stack.stride, stack.chunkSize);
-      this.regions.push(this.pooledRegion(registration, block.address, view, stack, first + i, i * stack.stride));
+      const view = block.regionView(position * stack.stride, stack.chunkSize);
+      this.regions.push(this.pooledRegion(registration, block.address, view, stack, first + position, position * stack.stride));
     }
     stack.addRegions(first, count);
   }
@@ -236,10 +237,10 @@ export class PoolCore {
       this.addPinned(block.size - bytes); // huge pages round up, or "try" fell back to smaller pages
       this.counters.registrations++;
       return { block, registration };
-    } catch (e) {
+    } catch (error) {
       block?.free();
       this.addPinned(-bytes);
-      throw e;
+      throw error;
     }
   }
 
@@ -273,9 +274,9 @@ export class PoolCore {
     this.reservePinned(view.byteLength, "user region");
     try {
       return this.traits.register(ptr(view), view.byteLength);
-    } catch (e) {
+    } catch (error) {
       this.addPinned(-view.byteLength);
-      throw e;
+      throw error;
     }
   }
 
@@ -318,7 +319,7 @@ export class PoolCore {
 
   /** Closes the registration cache (its regions out are in the leak report); its first error. */
   closeCache(): unknown {
-    try { this.cache?.close(); } catch (e) { return e; }
+    try { this.cache?.close(); } catch (error) { return error; }
     return undefined;
   }
 
@@ -331,8 +332,8 @@ export class PoolCore {
     if (this.shared !== null) {
       try {
         return this.shared.reservePinned(bytes, what);
-      } catch (e) {
-        if (!this.roomFromCache(bytes)) throw e;
+      } catch (error) {
+        if (!this.roomFromCache(bytes)) throw error;
         return this.shared.reservePinned(bytes, what);
       }
     }
@@ -355,9 +356,9 @@ export class PoolCore {
   /** Temporary and user regions still out. */
   unpooledLeaks(): LeakedRegion[] {
     const out: LeakedRegion[] = [];
-    for (const r of this.temporaries) out.push({ size: r.size, kind: "temporary", origin: r.origin });
-    for (const r of this.users) out.push({ size: r.size, kind: "user", origin: r.origin });
-    for (const r of this.cache?.regionsInUse() ?? []) out.push({ size: r.size, kind: "user" });
+    for (const region of this.temporaries) out.push({ size: region.size, kind: "temporary", origin: region.origin });
+    for (const region of this.users) out.push({ size: region.size, kind: "user", origin: region.origin });
+    for (const region of this.cache?.regionsInUse() ?? []) out.push({ size: region.size, kind: "user" });
     return out;
   }
 
@@ -372,8 +373,8 @@ export class PoolCore {
     let growths = 0;
     let inUse = this.temporaries.size + this.users.size;
     for (const stack of this.stacks) {
-      const s = (stacks[stack.name] = stack.stats());
-      gets += s.gets; releases += s.releases; hits += s.hits; misses += s.misses; growths += s.growths; inUse += s.inUse;
+      const classStats = (stacks[stack.name] = stack.stats());
+      gets += classStats.gets; releases += classStats.releases; hits += classStats.hits; misses += classStats.misses; growths += classStats.growths; inUse += classStats.inUse;
     }
     return {
       provider: this.provider.name, gets, releases, hits, misses, growths,
@@ -389,19 +390,19 @@ export class PoolCore {
   /** Closes an unshared pool: everything deregistered and unmapped. Returns what was still out. */
   closeLocal(): LeakReport {
     const out: LeakedRegion[] = [];
-    for (const r of this.regions) if (r?.inUse) out.push({ size: r.size, kind: SIZE_CLASSES[r.stackId]!, origin: r.origin });
+    for (const region of this.regions) if (region?.inUse) out.push({ size: region.size, kind: SIZE_CLASSES[region.stackId]!, origin: region.origin });
     out.push(...this.unpooledLeaks());
-    for (const r of this.regions) if (r !== undefined) setInUse(r, false);
+    for (const region of this.regions) if (region !== undefined) setInUse(region, false);
     for (const stack of this.stacks) stack.clear();
     let firstError = this.closeCache();
     this.counters.deregistrations += this.resources.registrations.length + this.temporaries.size + this.users.size;
-    for (const r of [...this.temporaries, ...this.users]) {
-      setInUse(r, false);
-      try { PoolCore.freeUnpooled(this.traits, r, true); } catch (e) { firstError ??= e; }
+    for (const region of [...this.temporaries, ...this.users]) {
+      setInUse(region, false);
+      try { PoolCore.freeUnpooled(this.traits, region, true); } catch (error) { firstError ??= error; }
     }
     this.temporaries.clear();
     this.users.clear();
-    try { this.resources.release(); } catch (e) { firstError ??= e; }
+    try { this.resources.release(); } catch (error) { firstError ??= error; }
     this.counters.pinned = 0;
     if (firstError !== undefined) throw firstError;
     return leakReport(out);
@@ -415,7 +416,7 @@ export class PoolCore {
  */
 export function initialPinnedBytes(options: CheckedOptions): number {
   const allocator = new MemoryBlockAllocator({ hugePages: options.hugePages });
-  return options.stacks.reduce((sum, s) => sum + blockBytes(allocator, options.hugePages, regionStride(s.chunkSize), s.initialCount), 0);
+  return options.stacks.reduce((sum, stack) => sum + blockBytes(allocator, options.hugePages, regionStride(stack.chunkSize), stack.initialCount), 0);
 }
 
 /** Bytes a block of `count` regions `stride` apart takes once rounded to (huge) pages. */
@@ -433,10 +434,12 @@ export function temporaryBlock(region: MemoryRegionImpl): MemoryBlock {
 }
 
 /**
- * Frees a block: unmapped, or, where peers may still write to it after its deregistration (the
- * provider's `keepsFreedMemoryMapped`, UCX), its range kept mapped over fresh zero pages.
+ * Frees a block: unmapped, or, where peers may still write to the pool's own memory after its
+ * deregistration (the provider's `keepsFreedMemoryMapped`, UCX), its range kept mapped over fresh
+ * zero pages. Memory the provider supplied goes back to it (UCX-allocated memory is one-sided on
+ * shared memory: a stale peer writes into its own mapping of the segment).
  */
 function freeBlock(block: MemoryBlock, provider: RegionProvider): void {
-  if (provider.keepsFreedMemoryMapped === true) block.freeKeepingRange();
+  if (provider.keepsFreedMemoryMapped === true && !(block instanceof ProvidedMemoryBlock)) block.freeKeepingRange();
   else block.free();
 }

@@ -92,39 +92,45 @@ export interface CheckedOptions {
   debug: boolean;
 }
 
-export function checkOptions(o: MemoryPoolOptions): CheckedOptions {
-  if (o === null || typeof o !== "object") throw new AllocToolsTypeError("MemoryPool options must be an object");
-  checkKnownKeys(o, POOL_OPTION_KEYS, "MemoryPool options");
+/** `options` of a pool, checked (TypeError, RangeError), with the defaults for what is not given. */
+export function checkOptions(options: MemoryPoolOptions): CheckedOptions {
+  if (options === null || typeof options !== "object") throw new AllocToolsTypeError("MemoryPool options must be an object");
+  checkKnownKeys(options, POOL_OPTION_KEYS, "MemoryPool options");
   const stacks: Required<MemoryPoolStackOptions>[] = [];
   let previous = 0;
   for (const name of SIZE_CLASSES) {
-    const given = o[name] ?? {};
-    if (typeof given !== "object" || given === null) throw new AllocToolsTypeError(`options.${name} must be an object`);
-    checkKnownKeys(given, STACK_OPTION_KEYS, `MemoryPool options.${name}`);
-    const d = DEFAULT_STACKS[name];
-    const chunkSize = given.chunkSize ?? d.chunkSize;
-    const initialCount = given.initialCount ?? d.initialCount;
-    const growCount = given.growCount ?? Math.max(1, given.initialCount ?? d.growCount);
-    const maxRegions = given.maxRegions ?? defaultMaxRegions(chunkSize, initialCount, growCount, o.maxPinnedBytes);
-    for (const [key, v, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1], ["maxRegions", maxRegions, 1]] as const) {
-      if (typeof v !== "number") throw new AllocToolsTypeError(`options.${name}.${key} must be a number, got ${typeof v}`);
-      if (!Number.isInteger(v) || v < min || v > 0x7fff_ffff) throw new AllocToolsRangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${v}`);
+    const stack = checkStackOptions(name, options[name] ?? {}, options.maxPinnedBytes);
+    if (stack.chunkSize <= previous) {
+      throw new AllocToolsRangeError(`options.${name}.chunkSize (${stack.chunkSize}) must be larger than the class below it (${previous})`);
     }
-    if (chunkSize <= previous) {
-      throw new AllocToolsRangeError(`options.${name}.chunkSize (${chunkSize}) must be larger than the class below it (${previous})`);
-    }
-    previous = chunkSize;
-    stacks.push({ chunkSize, initialCount, growCount, maxRegions });
+    previous = stack.chunkSize;
+    stacks.push(stack);
   }
-  const maxPinnedBytes = o.maxPinnedBytes ?? Infinity;
+  const maxPinnedBytes = options.maxPinnedBytes ?? Infinity;
   if (typeof maxPinnedBytes !== "number" || Number.isNaN(maxPinnedBytes) || maxPinnedBytes <= 0) {
     throw new AllocToolsRangeError(`options.maxPinnedBytes must be a positive number, got ${String(maxPinnedBytes)}`);
   }
-  const access = o.access ?? DEFAULT_ACCESS;
-  const hugePages = o.hugePages ?? "transparent";
+  const access = options.access ?? DEFAULT_ACCESS;
+  const hugePages = options.hugePages ?? "transparent";
   if (hugePages !== true && hugePages !== false && hugePages !== "try" && hugePages !== "transparent") {
     throw new AllocToolsTypeError(`options.hugePages must be true, false, "try" or "transparent", got ${String(hugePages)}`);
   }
-  if (o.debug !== undefined && typeof o.debug !== "boolean") throw new AllocToolsTypeError("options.debug must be a boolean");
-  return { stacks, maxPinnedBytes, access, hugePages, debug: o.debug ?? false };
+  if (options.debug !== undefined && typeof options.debug !== "boolean") throw new AllocToolsTypeError("options.debug must be a boolean");
+  return { stacks, maxPinnedBytes, access, hugePages, debug: options.debug ?? false };
+}
+
+/** The options of class `name` as `given`, checked, with its defaults (maxRegions from `maxPinnedBytes` as given). */
+function checkStackOptions(name: SizeClass, given: MemoryPoolStackOptions, maxPinnedBytes: number | undefined): Required<MemoryPoolStackOptions> {
+  if (typeof given !== "object" || given === null) throw new AllocToolsTypeError(`options.${name} must be an object`);
+  checkKnownKeys(given, STACK_OPTION_KEYS, `MemoryPool options.${name}`);
+  const defaults = DEFAULT_STACKS[name];
+  const chunkSize = given.chunkSize ?? defaults.chunkSize;
+  const initialCount = given.initialCount ?? defaults.initialCount;
+  const growCount = given.growCount ?? Math.max(1, given.initialCount ?? defaults.growCount);
+  const maxRegions = given.maxRegions ?? defaultMaxRegions(chunkSize, initialCount, growCount, maxPinnedBytes);
+  for (const [key, value, min] of [["chunkSize", chunkSize, 1], ["initialCount", initialCount, 0], ["growCount", growCount, 1], ["maxRegions", maxRegions, 1]] as const) {
+    if (typeof value !== "number") throw new AllocToolsTypeError(`options.${name}.${key} must be a number, got ${typeof value}`);
+    if (!Number.isInteger(value) || value < min || value > 0x7fff_ffff) throw new AllocToolsRangeError(`options.${name}.${key} must be an integer in [${min}, 2^31), got ${value}`);
+  }
+  return { chunkSize, initialCount, growCount, maxRegions };
 }

@@ -12,13 +12,14 @@ import { busyError } from "../engine/local-memory.ts";
 import { WeakChild } from "../memory/provider-child.ts";
 import { checkIn, checkOut, MemoryRegionImpl, retire, setInUse, setOrigin, type MemoryRegion, type RegionOwner } from "../memory/region.ts";
 import { checkRegionMemory, type UserMemoryInput } from "../memory/user-memory.ts";
-import { SharedPool, type ShareOptions, type SharedPoolHandle } from "../sharing/shared-pool.ts";
+import { SharedPool } from "../sharing/shared-pool.ts";
+import type { ShareOptions, SharedPoolHandle } from "../sharing/shared-handle.ts";
 import type { SharedAudit } from "../sharing/shared-audit.ts";
 import type { WorkerCache } from "../sharing/worker-cache.ts";
 import type { MemoryPoolStack } from "./stack.ts";
 
 export type { LeakReport, LeakedRegion, PoolStats } from "./pool-core.ts";
-export type { ShareOptions, SharedPoolHandle } from "../sharing/shared-pool.ts";
+export type { ShareOptions, SharedPoolHandle } from "../sharing/shared-handle.ts";
 
 // Holds the resources and the provider's weak link only: the core points back at the pool, which
 // would then never be collected.
@@ -94,7 +95,7 @@ export class MemoryPool implements RegionOwner, Disposable {
     this.debug = core.debug;
     this.#stacks = core.stacks;
     this.#regions = core.regions;
-    this.#chunkSizes = Int32Array.from(core.stacks, (s) => s.chunkSize);
+    this.#chunkSizes = Int32Array.from(core.stacks, (stack) => stack.chunkSize);
     this.#largestChunk = this.#chunkSizes[this.#chunkSizes.length - 1]!;
     const join = attaching;
     attaching = null;
@@ -142,18 +143,18 @@ export class MemoryPool implements RegionOwner, Disposable {
     // Fast path: a positive int32, an open pool, a pooled size. Everything else takes getSlow.
     if (typeof bytes !== "number" || (bytes | 0) !== bytes || bytes <= 0 || this.#closedHere || bytes > this.#largestChunk) return this.getSlow(bytes);
     const sizes = this.#chunkSizes;
-    let k = 0;
-    while (bytes > sizes[k]!) k++;
+    let sizeClass = 0;
+    while (bytes > sizes[sizeClass]!) sizeClass++;
     const cache = this.#cache;
     if (cache !== null) {
-      const index = cache.pop(k);
+      const index = cache.pop(sizeClass);
       const region = index >= 0 ? this.#regions[index] : undefined;
-      if (region === undefined) return this.#shared!.finishGet(k, bytes, index);
+      if (region === undefined) return this.#shared!.finishGet(sizeClass, bytes, index);
       checkOut(region, bytes);
       if (this.debug) setOrigin(region, new Error("region got here").stack);
       return region;
     }
-    const stack = this.#stacks[k]!;
+    const stack = this.#stacks[sizeClass]!;
     let index = stack.pop();
     if (index < 0) index = this.#core.grow(stack);
     const region = this.#regions[index]!;
@@ -172,13 +173,13 @@ export class MemoryPool implements RegionOwner, Disposable {
    */
   releaseRegion(region: MemoryRegion): void {
     if (this.#closedHere || !checkIn(region, this)) return this.releaseSlow(region);
-    const r = region as MemoryRegionImpl;
+    const pooled = region as MemoryRegionImpl;
     const cache = this.#cache;
     if (cache !== null) {
-      if (!cache.push(r.stackId, r.index)) this.#shared!.refuseRelease(r);
+      if (!cache.push(pooled.stackId, pooled.index)) this.#shared!.refuseRelease(pooled);
       return;
     }
-    this.#stacks[r.stackId]!.push(r.index);
+    this.#stacks[pooled.stackId]!.push(pooled.index);
   }
 
   /**
@@ -273,13 +274,13 @@ export class MemoryPool implements RegionOwner, Disposable {
   private refuseWhileBusy(): void {
     let busy = 0;
     let operations = 0;
-    const count = (r: MemoryRegionImpl | undefined) => {
-      if (r !== undefined && r.inFlight !== 0) { busy++; operations += r.inFlight; }
+    const count = (region: MemoryRegionImpl | undefined) => {
+      if (region !== undefined && region.inFlight !== 0) { busy++; operations += region.inFlight; }
     };
-    for (const r of this.#regions) count(r);
-    for (const r of this.#core.temporaries) count(r);
-    for (const r of this.#core.users) count(r);
-    for (const r of this.#core.cache?.regionsInUse() ?? []) count(r); // userRegion()'s: its cache closes with the pool
+    for (const region of this.#regions) count(region);
+    for (const region of this.#core.temporaries) count(region);
+    for (const region of this.#core.users) count(region);
+    for (const region of this.#core.cache?.regionsInUse() ?? []) count(region); // userRegion()'s: its cache closes with the pool
     if (busy > 0) {
       throw new AllocToolsError("BUSY",
         `close: ${busy} region(s) still have ${operations} RMA operation(s) in flight; the pool stays open (wait for them, or close their endpoint, then close again)`);
@@ -347,9 +348,9 @@ export class MemoryPool implements RegionOwner, Disposable {
     attaching = join.attach;
     try {
       return new MemoryPool(join.provider, join.options);
-    } catch (e) {
+    } catch (error) {
       join.abandon();
-      throw e;
+      throw error;
     } finally {
       attaching = null;
     }
@@ -395,7 +396,7 @@ export class MemoryPool implements RegionOwner, Disposable {
         onStacks++;
       }
     }
-    const inUse = this.#regions.filter((r) => r?.inUse).length;
+    const inUse = this.#regions.filter((region) => region?.inUse).length;
     const lost = this.#regions.length - onStacks - inUse - this.#core.counters.retiredRegions;
     if (lost !== 0) problems.push(`${lost} region(s) neither free nor in use`);
     return { regions: this.#regions.length, onStacks, cached: 0, inUse, lost, problems };
@@ -413,36 +414,42 @@ export class MemoryPool implements RegionOwner, Disposable {
   }
 
   private releaseSlow(region: MemoryRegion): void {
-    const r = genuineRegion("releaseRegion", region);
+    const genuine = genuineRegion("releaseRegion", region);
     const cache = this.#core.cache;
-    if (cache !== null && r.owner === cache) return cache.release(r);
+    if (cache !== null && genuine.owner === cache) return cache.release(genuine);
     const shared = this.#shared;
-    if (r.owner !== this) {
-      // Another pool object over the same shared memory (attached twice in one thread): same region.
-      const sibling = shared !== null && r.index >= 0 && r.owner instanceof MemoryPool && r.owner.#shared !== null && r.owner.#shared.sameAs(shared);
-      if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${r.address.toString(16)} belongs to another pool`);
-      if (this.closed) throw this.closedError("the region's pool is closed");
-      setInUse(r, false);
-      const mine = this.region(r.index) as MemoryRegionImpl;
-      setInUse(mine, false);
-      return shared.release(mine);
-    }
+    if (genuine.owner !== this) return this.releaseSibling(genuine);
     if (this.closed) throw this.closedError("the region's pool is closed");
     // An RMA operation may still write into it: refuse, and change nothing (the caller releases
     // once the operation has completed, failed or been cancelled).
-    if (r.inFlight !== 0) throw busyError("releaseRegion", r);
-    if (shared !== null && r.index >= 0) {
+    if (genuine.inFlight !== 0) throw busyError("releaseRegion", genuine);
+    if (shared !== null && genuine.index >= 0) {
       // Got in another Worker (or this object is stale): the shared state word decides.
-      setInUse(r, false);
-      return shared.release(r);
+      setInUse(genuine, false);
+      return shared.release(genuine);
     }
-    r.assertInUse("releaseRegion");
+    genuine.assertInUse("releaseRegion");
     // Temporary or user region: deregister now.
-    if (shared !== null) return shared.releaseUnpooled(r);
-    this.#core.forgetUnpooled(r);
-    PoolCore.freeUnpooled(this.#core.traits, r, true);
+    if (shared !== null) return shared.releaseUnpooled(genuine);
+    this.#core.forgetUnpooled(genuine);
+    PoolCore.freeUnpooled(this.#core.traits, genuine, true);
     // Deregistered now, but the caller must learn that its buffer left while registered.
-    if (r.isUser) checkRegionMemory("releaseRegion", r);
+    if (genuine.isUser) checkRegionMemory("releaseRegion", genuine);
+  }
+
+  /**
+   * A region of another pool object: released here only when that pool is a view of the same
+   * shared memory (attached twice in one thread), as this pool's object for the same region.
+   */
+  private releaseSibling(region: MemoryRegionImpl): void {
+    const shared = this.#shared;
+    const sibling = shared !== null && region.index >= 0 && region.owner instanceof MemoryPool && region.owner.#shared !== null && region.owner.#shared.sameAs(shared);
+    if (!sibling) throw new AllocToolsError("FOREIGN_REGION", `region at 0x${region.address.toString(16)} belongs to another pool`);
+    if (this.closed) throw this.closedError("the region's pool is closed");
+    setInUse(region, false);
+    const mine = this.region(region.index) as MemoryRegionImpl;
+    setInUse(mine, false);
+    return shared.release(mine);
   }
 
   /** Closed here, or (a shared pool) by its owner: refused with POOL_CLOSED (PROVIDER_CLOSED). */

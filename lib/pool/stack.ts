@@ -121,7 +121,7 @@ export class MemoryPoolStack {
       bigger.set(this.free.subarray(0, this.top));
       this.free = bigger;
     }
-    for (let i = count - 1; i >= 0; i--) this.free[this.top++] = first + i;
+    for (let offset = count - 1; offset >= 0; offset--) this.free[this.top++] = first + offset;
   }
 
   /** The free indices, bottom first (a view: copy before changing the stack). */

@@ -59,30 +59,30 @@ export class BlockTable {
   }
 
   /**
-   * Starts a growth of class `k` by `count` regions under its lock: checks the capacity, takes a
+   * Starts a growth of class `sizeClass` by `count` regions under its lock: checks the capacity, takes a
    * block entry and the indices, and records them as this growth's (RESERVED).
    */
-  reserve(k: number, count: number): { first: number; block: number } {
-    const { regions, blocks } = this.counters.stackCounters(k);
-    const room = this.classes[k]!;
+  reserve(sizeClass: number, count: number): { first: number; block: number } {
+    const { regions, blocks } = this.counters.stackCounters(sizeClass);
+    const room = this.classes[sizeClass]!;
     if (regions + count > room.capacity || blocks + 1 > room.maxBlocks
         || this.regionCount + count > this.layout.capacity || this.count + 1 > this.layout.maxBlocks) {
       throw new AllocToolsError("PINNED_LIMIT",
-        `class ${k} of the shared pool holds at most ${room.capacity} regions in ${room.maxBlocks} blocks (maxRegions); it has ${regions} in ${blocks}`);
+        `class ${sizeClass} of the shared pool holds at most ${room.capacity} regions in ${room.maxBlocks} blocks (maxRegions); it has ${regions} in ${blocks}`);
     }
     const first = Atomics.add(this.words, HEADER.regions, count);
     const block = Atomics.add(this.words, HEADER.blocks, 1);
     const at = this.layout.blockWord(block);
-    this.floats[at + BLOCK.stack] = k;
+    this.floats[at + BLOCK.stack] = sizeClass;
     this.floats[at + BLOCK.first] = first;
     this.floats[at + BLOCK.count] = count;
     this.floats[at + BLOCK.slot] = this.slots.slot;
     this.floats[at + BLOCK.pinned] = 0;
     this.floats[at + BLOCK.provided] = 0;
     this.floats[at + BLOCK.stray] = 0;
-    for (let i = first; i < first + count; i++) this.words[this.layout.blockOf / 4 + i] = block;
+    for (let index = first; index < first + count; index++) this.words[this.layout.blockOf / 4 + index] = block;
     this.setState(block, BlockState.RESERVED);
-    this.locks.noteGrowth(k, block);
+    this.locks.noteGrowth(sizeClass, block);
     return { first, block };
   }
 
@@ -112,16 +112,16 @@ export class BlockTable {
    */
   publish(block: number): number {
     const at = this.layout.blockWord(block);
-    const k = this.floats[at + BLOCK.stack]!;
+    const sizeClass = this.floats[at + BLOCK.stack]!;
     const first = this.floats[at + BLOCK.first]!;
     const count = this.floats[at + BLOCK.count]!;
     this.words[this.regionStateWord(first)] = this.slots.slot + 1;
-    for (let i = first + 1; i < first + count; i++) this.words[this.regionStateWord(i)] = FREE;
+    for (let index = first + 1; index < first + count; index++) this.words[this.regionStateWord(index)] = FREE;
     if (count > 1) this.words[this.layout.next / 4 + first + count - 1] = UNPUSHED;
-    this.counters.addStackCounters(k, count, 1, this.floats[at + BLOCK.size]!);
+    this.counters.addStackCounters(sizeClass, count, 1, this.floats[at + BLOCK.size]!);
     this.setState(block, BlockState.LIVE);
     this.pushRest(block);
-    this.locks.noteGrowth(k, -1);
+    this.locks.noteGrowth(sizeClass, -1);
     return first;
   }
 
@@ -130,17 +130,17 @@ export class BlockTable {
     const first = this.floats[at + BLOCK.first]!;
     const count = this.floats[at + BLOCK.count]!;
     if (count < 2) return;
-    const rest = Int32Array.from({ length: count - 1 }, (_, j) => first + 1 + j);
+    const rest = Int32Array.from({ length: count - 1 }, (_, step) => first + 1 + step);
     this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
   }
 
   /**
-   * After taking class `k`'s lock from a dead Worker: a growth it published but had not pushed is
+   * After taking class `sizeClass`'s lock from a dead Worker: a growth it published but had not pushed is
    * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
    */
-  takeOverGrowth(k: number): SharedBlock | null {
-    const block = this.locks.growthInProgress(k);
-    this.locks.noteGrowth(k, -1);
+  takeOverGrowth(sizeClass: number): SharedBlock | null {
+    const block = this.locks.growthInProgress(sizeClass);
+    this.locks.noteGrowth(sizeClass, -1);
     if (block < 0) return null;
     const state = this.stateOf(block);
     if (state === BlockState.LIVE) {
@@ -156,9 +156,9 @@ export class BlockTable {
   }
 
   /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
-  abandonGrowth(block: number, k: number): void {
+  abandonGrowth(block: number, sizeClass: number): void {
     this.setState(block, BlockState.GONE);
-    this.locks.noteGrowth(k, -1);
+    this.locks.noteGrowth(sizeClass, -1);
   }
 
   private setState(block: number, state: number): void {
@@ -223,15 +223,15 @@ export class BlockTable {
   }
 
   /** share(): records a block the unshared pool already had, all its regions free but those marked later. */
-  adopt(k: number, first: number, count: number, address: number, size: number, locked: boolean, registration: Registration): number {
-    const { block } = this.reserve(k, count);
+  adopt(sizeClass: number, first: number, count: number, address: number, size: number, locked: boolean, registration: Registration): number {
+    const { block } = this.reserve(sizeClass, count);
     if (block !== this.count - 1 || first !== this.regionCount - count) throw new Error("share(): blocks must be adopted in order");
     this.noteMapped(block, address, size, locked);
     this.noteRegistered(block, registration);
-    for (let i = first; i < first + count; i++) this.words[this.regionStateWord(i)] = FREE;
-    this.counters.addStackCounters(k, count, 1, size);
+    for (let index = first; index < first + count; index++) this.words[this.regionStateWord(index)] = FREE;
+    this.counters.addStackCounters(sizeClass, count, 1, size);
     this.setState(block, BlockState.LIVE);
-    this.locks.noteGrowth(k, -1);
+    this.locks.noteGrowth(sizeClass, -1);
     return block;
   }
 

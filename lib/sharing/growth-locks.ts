@@ -21,13 +21,13 @@ export class GrowthLocks {
   }
 
   /**
-   * Takes class `k`'s growth lock, sleeping while another Worker grows that class. A holder whose
+   * Takes class `sizeClass`'s growth lock, sleeping while another Worker grows that class. A holder whose
    * thread has exited is dead, not slow: its lock is taken over (TAKEN_FROM_DEAD; the caller
    * finishes or undoes its growth with growthInProgress()). TIMED_OUT once `timeoutMs` passed.
    */
-  lock(k: number, timeoutMs: number = Infinity): number {
+  lock(sizeClass: number, timeoutMs: number = Infinity): number {
     const words = this.words;
-    const at = this.holderWord(k);
+    const at = this.holderWord(sizeClass);
     const me = this.slots.slot + 1;
     const start = Date.now();
     for (;;) {
@@ -39,28 +39,28 @@ export class GrowthLocks {
     }
   }
 
-  unlock(k: number): void {
-    const at = this.holderWord(k);
+  unlock(sizeClass: number): void {
+    const at = this.holderWord(sizeClass);
     const me = this.slots.slot + 1;
     if (Atomics.compareExchange(this.words, at, me, 0) === me) Atomics.notify(this.words, at);
   }
 
-  /** The slot + 1 of the Worker holding class `k`'s lock, 0 when free. */
-  holder(k: number): number {
-    return Atomics.load(this.words, this.holderWord(k));
+  /** The slot + 1 of the Worker holding class `sizeClass`'s lock, 0 when free. */
+  holder(sizeClass: number): number {
+    return Atomics.load(this.words, this.holderWord(sizeClass));
   }
 
-  /** The block a growth of class `k` is adding (under its lock), or -1. */
-  growthInProgress(k: number): number {
-    return this.words[this.layout.lockLine(k) / 4 + LOCK.block]! - 1;
+  /** The block a growth of class `sizeClass` is adding (under its lock), or -1. */
+  growthInProgress(sizeClass: number): number {
+    return this.words[this.layout.lockLine(sizeClass) / 4 + LOCK.block]! - 1;
   }
 
-  /** Under class `k`'s lock: the growth adds `block` (-1: none any more). */
-  noteGrowth(k: number, block: number): void {
-    this.words[this.layout.lockLine(k) / 4 + LOCK.block] = block + 1;
+  /** Under class `sizeClass`'s lock: the growth adds `block` (-1: none any more). */
+  noteGrowth(sizeClass: number, block: number): void {
+    this.words[this.layout.lockLine(sizeClass) / 4 + LOCK.block] = block + 1;
   }
 
-  private holderWord(k: number): number {
-    return this.layout.lockLine(k) / 4 + LOCK.holder;
+  private holderWord(sizeClass: number): number {
+    return this.layout.lockLine(sizeClass) / 4 + LOCK.holder;
   }
 }

@@ -12,8 +12,8 @@ import type { SharedPoolState } from "./shared-pool-state.ts";
 /** Unpins [address, address + size) and replaces its pages with fresh zero pages, keeping it mapped. */
 export function keepMapped(address: number, size: number, locked: boolean): void {
   let firstError: unknown;
-  if (locked) try { libc.munlock(address, size); } catch (e) { firstError = e; }
-  try { libc.mmapFixed(address, size); } catch (e) { firstError ??= e; }
+  if (locked) try { libc.munlock(address, size); } catch (error) { firstError = error; }
+  try { libc.mmapFixed(address, size); } catch (error) { firstError ??= error; }
   if (firstError !== undefined) throw firstError;
 }
 
@@ -24,15 +24,15 @@ export function keepMapped(address: number, size: number, locked: boolean): void
  */
 export function unmapKeptBlocks(state: SharedPoolState, provider: RegionProvider | null): void {
   let firstError: unknown;
-  for (let b = 0; b < state.blocks.count; b++) {
-    if (!state.blocks.takeKept(b)) continue;
-    const block = state.blocks.record(b);
+  for (let blockIndex = 0; blockIndex < state.blocks.count; blockIndex++) {
+    if (!state.blocks.takeKept(blockIndex)) continue;
+    const block = state.blocks.record(blockIndex);
     if (block.stray) continue;
     try {
       if (block.provided) provider?.freeProvidedBlock?.(block.address);
       else libc.munmap(block.address, block.size);
-    } catch (e) {
-      firstError ??= e;
+    } catch (error) {
+      firstError ??= error;
     }
   }
   if (firstError !== undefined) throw firstError;

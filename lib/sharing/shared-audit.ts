@@ -13,69 +13,115 @@ import type { SharedPoolState } from "./shared-pool-state.ts";
  * growth of its are places too.
  */
 export function auditSharedPool(state: SharedPoolState): SharedAudit {
-  const count = state.blocks.regionCount;
-  const seen = new Uint8Array(count);
-  const problems: string[] = [];
-  let onStacks = 0;
-  let cached = 0;
-  let inUse = 0;
-  const live = (index: number) => index >= 0 && index < count && state.blocks.live(state.blocks.blockOf(index)) !== null;
-  const place = (index: number, where: string): boolean => {
-    if (!live(index)) { problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
-    if (seen[index]! > 0) { problems.push(`region ${index} found twice (${where})`); return false; }
-    seen[index] = 1;
-    return true;
-  };
-  for (let k = 0; k < state.classCount; k++) {
-    for (const index of state.stackSnapshot(k, count)) {
-      if (!place(index, `stack ${k}`)) continue;
-      onStacks++;
-      if (state.regionState(index) !== FREE) problems.push(`region ${index} is on stack ${k} but marked in use`);
-      if (state.blocks.stackOf(index) !== k) problems.push(`region ${index} is on stack ${k} but belongs to stack ${state.blocks.stackOf(index)}`);
-    }
-  }
+  const audit = new RegionAudit(state);
   const slots = [...Array(state.slots.used).keys()];
   const deadSlots = slots.filter((slot) => !state.slots.alive(slot));
-  for (const slot of slots.filter((s) => !deadSlots.includes(s))) {
-    for (let k = 0; k < state.classCount; k++) {
-      for (const index of state.cacheEntries(slot, k)) {
-        if (!place(index, `cache of slot ${slot}`)) continue;
-        cached++;
-        if (state.regionState(index) !== slot + 1) problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${state.regionState(index)}`);
+  audit.placeStacks();
+  for (const slot of slots) if (!deadSlots.includes(slot)) audit.placeCache(slot);
+  for (const slot of deadSlots) audit.adoptDeadWorker(slot);
+  audit.adoptAbandonedGrowths();
+  return audit.result();
+}
+
+/** One audit's walk: each region found is marked seen, each inconsistency noted. */
+class RegionAudit {
+  private readonly state: SharedPoolState;
+  /** Regions the pool has room for (those of live blocks are audited). */
+  private readonly count: number;
+  /** 1 for each region found somewhere. */
+  private readonly seen: Uint8Array;
+  private readonly problems: string[] = [];
+  private onStacks = 0;
+  private cached = 0;
+
+  constructor(state: SharedPoolState) {
+    this.state = state;
+    this.count = state.blocks.regionCount;
+    this.seen = new Uint8Array(this.count);
+  }
+
+  /** Every shared stack: free regions of its own class. */
+  placeStacks(): void {
+    const state = this.state;
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+      for (const index of state.stackSnapshot(sizeClass, this.count)) {
+        if (!this.place(index, `stack ${sizeClass}`)) continue;
+        this.onStacks++;
+        if (state.regionState(index) !== FREE) this.problems.push(`region ${index} is on stack ${sizeClass} but marked in use`);
+        if (state.blocks.stackOf(index) !== sizeClass) this.problems.push(`region ${index} is on stack ${sizeClass} but belongs to stack ${state.blocks.stackOf(index)}`);
       }
     }
   }
-  const adopt = (index: number, holder = FREE) => {
-    const regionState = live(index) ? state.regionState(index) : -1;
-    if (seen[index] === 0 && (regionState === FREE || regionState === holder)) {
-      seen[index] = 1;
-      cached++;
-    }
-  };
-  for (const slot of deadSlots) {
-    for (let k = 0; k < state.classCount; k++) for (const index of state.cacheEntries(slot, k)) adopt(index, slot + 1);
-    adopt(state.popIntentOf(slot));
-  }
-  for (let k = 0; k < state.classCount; k++) {
-    const holder = state.locks.holder(k);
-    const block = state.locks.growthInProgress(k);
-    if (holder === 0 || block < 0 || state.slots.alive(holder - 1) || state.blocks.stateOf(block) !== BlockState.LIVE) continue;
-    const record = state.blocks.record(block);
-    for (let i = record.first; i < record.first + record.count; i++) adopt(i);
-  }
-  let regions = 0;
-  let lost = 0;
-  for (let index = 0; index < count; index++) {
-    if (!live(index)) continue;
-    regions++;
-    if (state.regionState(index) !== FREE) {
-      if (seen[index]! === 0) inUse++;
-    } else if (seen[index] === 0) {
-      lost++;
-      problems.push(`region ${index} is free but on no stack and in no cache`);
+
+  /** A live Worker's caches: regions its state words say it holds. */
+  placeCache(slot: number): void {
+    const state = this.state;
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+      for (const index of state.cacheEntries(slot, sizeClass)) {
+        if (!this.place(index, `cache of slot ${slot}`)) continue;
+        this.cached++;
+        if (state.regionState(index) !== slot + 1) this.problems.push(`region ${index} is in the cache of slot ${slot} but its state word says ${state.regionState(index)}`);
+      }
     }
   }
-  return { regions, onStacks, cached, inUse, lost, problems };
+
+  /** A dead Worker's caches and pop-intent word: what is not found elsewhere already. */
+  adoptDeadWorker(slot: number): void {
+    const state = this.state;
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) for (const index of state.cacheEntries(slot, sizeClass)) this.adopt(index, slot + 1);
+    this.adopt(state.popIntentOf(slot));
+  }
+
+  /** The regions of a block a dead Worker published under its growth lock but did not push. */
+  adoptAbandonedGrowths(): void {
+    const state = this.state;
+    for (let sizeClass = 0; sizeClass < state.classCount; sizeClass++) {
+      const holder = state.locks.holder(sizeClass);
+      const block = state.locks.growthInProgress(sizeClass);
+      if (holder === 0 || block < 0 || state.slots.alive(holder - 1) || state.blocks.stateOf(block) !== BlockState.LIVE) continue;
+      const record = state.blocks.record(block);
+      for (let index = record.first; index < record.first + record.count; index++) this.adopt(index);
+    }
+  }
+
+  /** The tally: regions not found anywhere are in use (their state word names a holder) or lost. */
+  result(): SharedAudit {
+    let regions = 0;
+    let inUse = 0;
+    let lost = 0;
+    for (let index = 0; index < this.count; index++) {
+      if (!this.live(index)) continue;
+      regions++;
+      if (this.state.regionState(index) !== FREE) {
+        if (this.seen[index]! === 0) inUse++;
+      } else if (this.seen[index] === 0) {
+        lost++;
+        this.problems.push(`region ${index} is free but on no stack and in no cache`);
+      }
+    }
+    return { regions, onStacks: this.onStacks, cached: this.cached, inUse, lost, problems: this.problems };
+  }
+
+  private live(index: number): boolean {
+    return index >= 0 && index < this.count && this.state.blocks.live(this.state.blocks.blockOf(index)) !== null;
+  }
+
+  /** Region `index` found at `where`: false (a problem noted) when it is no live region or was found already. */
+  private place(index: number, where: string): boolean {
+    if (!this.live(index)) { this.problems.push(`${where}: index ${index} is not a region of a live block`); return false; }
+    if (this.seen[index]! > 0) { this.problems.push(`region ${index} found twice (${where})`); return false; }
+    this.seen[index] = 1;
+    return true;
+  }
+
+  /** Region `index` counts as cached if nothing else holds it (free, or held by `holder`) and it was not found yet. */
+  private adopt(index: number, holder = FREE): void {
+    const regionState = this.live(index) ? this.state.regionState(index) : -1;
+    if (this.seen[index] === 0 && (regionState === FREE || regionState === holder)) {
+      this.seen[index] = 1;
+      this.cached++;
+    }
+  }
 }
 
 /** Where the regions of a shared pool are (see auditSharedPool). */

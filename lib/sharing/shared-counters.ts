@@ -24,14 +24,14 @@ export class SharedCounters {
     this.unpooledBase = floats.slice(this.countersAt + layout.unpooledCounter(0), this.countersAt + layout.unpooledCounter(UNPOOLED_COUNTER_WORDS));
   }
 
-  /** Regions, blocks and pinned bytes of class `k`. */
-  stackCounters(k: number): { regions: number; blocks: number; pinnedBytes: number } {
-    const at = this.layout.stackCountersLine(k) / 8;
+  /** Regions, blocks and pinned bytes of class `sizeClass`. */
+  stackCounters(sizeClass: number): { regions: number; blocks: number; pinnedBytes: number } {
+    const at = this.layout.stackCountersLine(sizeClass) / 8;
     return { regions: this.floats[at]!, blocks: this.floats[at + 1]!, pinnedBytes: this.floats[at + 2]! };
   }
 
-  addStackCounters(k: number, regions: number, blocks: number, pinnedBytes: number): void {
-    const at = this.layout.stackCountersLine(k) / 8;
+  addStackCounters(sizeClass: number, regions: number, blocks: number, pinnedBytes: number): void {
+    const at = this.layout.stackCountersLine(sizeClass) / 8;
     this.floats[at] = this.floats[at]! + regions;
     this.floats[at + 1] = this.floats[at + 1]! + blocks;
     this.floats[at + 2] = this.floats[at + 2]! + pinnedBytes;
@@ -39,9 +39,9 @@ export class SharedCounters {
 
   // ---- per-Worker counters (float64, each written only by its Worker) ---------------------------------
 
-  /** Adds `delta` to this Worker's class counter (CLASS_COUNTERS) of class `k`. */
-  addClassCounter(k: number, counter: number, delta: number): void {
-    const word = this.countersAt + this.layout.classCounter(k, counter);
+  /** Adds `delta` to this Worker's class counter (CLASS_COUNTERS) of class `sizeClass`. */
+  addClassCounter(sizeClass: number, counter: number, delta: number): void {
+    const word = this.countersAt + this.layout.classCounter(sizeClass, counter);
     this.floats[word] = this.floats[word]! + delta;
   }
 
@@ -56,8 +56,8 @@ export class SharedCounters {
   }
 
   /** Sum of a class counter over every slot. */
-  sumClassCounter(k: number, counter: number): number {
-    return this.sumCounters(this.layout.classCounter(k, counter));
+  sumClassCounter(sizeClass: number, counter: number): number {
+    return this.sumCounters(this.layout.classCounter(sizeClass, counter));
   }
 
   private sumCounters(word: number): number {
@@ -66,12 +66,12 @@ export class SharedCounters {
     return sum;
   }
 
-  /** Gets and releases of class `k` over every slot (the caches' counters). */
-  sumCacheCounters(k: number): { gets: number; releases: number } {
+  /** Gets and releases of class `sizeClass` over every slot (the caches' counters). */
+  sumCacheCounters(sizeClass: number): { gets: number; releases: number } {
     let gets = 0;
     let releases = 0;
     for (let slot = 0; slot < this.slots.used; slot++) {
-      const at = this.layout.cacheWord(slot, k);
+      const at = this.layout.cacheWord(slot, sizeClass);
       const slotReleases = this.floats[(at + CACHE.releasesInt32) >> 1]!;
       releases += slotReleases;
       gets += slotReleases - this.words[at + CACHE.count]! + this.floats[(at + CACHE.getOffsetInt32) >> 1]!;
@@ -79,17 +79,17 @@ export class SharedCounters {
     return { gets, releases };
   }
 
-  /** Sets this Worker's counters of class `k` (share() carries the unshared pool's over). */
-  setCacheCounters(k: number, gets: number, releases: number): void {
-    const at = this.layout.cacheWord(this.slots.slot, k);
+  /** Sets this Worker's counters of class `sizeClass` (share() carries the unshared pool's over). */
+  setCacheCounters(sizeClass: number, gets: number, releases: number): void {
+    const at = this.layout.cacheWord(this.slots.slot, sizeClass);
     this.floats[(at + CACHE.releasesInt32) >> 1] = releases;
     this.floats[(at + CACHE.getOffsetInt32) >> 1] = gets - releases + this.words[at + CACHE.count]!;
   }
 
-  /** Regions of class `k` sitting in Worker caches (free, not on the shared stack). */
-  cached(k: number): number {
+  /** Regions of class `sizeClass` sitting in Worker caches (free, not on the shared stack). */
+  cached(sizeClass: number): number {
     let sum = 0;
-    for (let slot = 0; slot < this.slots.used; slot++) sum += this.words[this.layout.cacheWord(slot, k)]!;
+    for (let slot = 0; slot < this.slots.used; slot++) sum += this.words[this.layout.cacheWord(slot, sizeClass)]!;
     return sum;
   }
 }

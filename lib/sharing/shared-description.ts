@@ -55,14 +55,29 @@ export function writeDescription(buffer: SharedArrayBuffer, layout: SharedLayout
   floats[DESCRIPTION.debug] = description.options.debug ? 1 : 0;
   floats[DESCRIPTION.providerFingerprint] = description.providerFingerprint[0];
   floats[DESCRIPTION.providerFingerprint + 1] = description.providerFingerprint[1];
-  spec.stacks.forEach((stack, k) => {
-    const at = DESCRIPTION.stacks + k * DESCRIPTION_STACK_WORDS;
+  spec.stacks.forEach((stack, sizeClass) => {
+    const at = DESCRIPTION.stacks + sizeClass * DESCRIPTION_STACK_WORDS;
     floats[at + DESCRIPTION_STACK.chunkSize] = stack.chunkSize;
     floats[at + DESCRIPTION_STACK.initialCount] = stack.initialCount;
     floats[at + DESCRIPTION_STACK.growCount] = stack.growCount;
     floats[at + DESCRIPTION_STACK.capacity] = stack.capacity;
     floats[at + DESCRIPTION_STACK.maxBlocks] = stack.maxBlocks;
   });
+}
+
+/** The layout spec the description's words record, for `classes` size classes. */
+function readLayout(floats: Float64Array, classes: number): SharedLayoutSpec {
+  return {
+    maxWorkers: floats[DESCRIPTION.maxWorkers]!, cacheSize: floats[DESCRIPTION.cacheSize]!, maxUnpooledRegions: floats[DESCRIPTION.maxUnpooledRegions]!,
+    stacks: Array.from({ length: classes }, (_, sizeClass) => {
+      const at = DESCRIPTION.stacks + sizeClass * DESCRIPTION_STACK_WORDS;
+      return {
+        chunkSize: floats[at + DESCRIPTION_STACK.chunkSize]!, initialCount: floats[at + DESCRIPTION_STACK.initialCount]!,
+        growCount: floats[at + DESCRIPTION_STACK.growCount]!, capacity: floats[at + DESCRIPTION_STACK.capacity]!,
+        maxBlocks: floats[at + DESCRIPTION_STACK.maxBlocks]!,
+      };
+    }),
+  };
 }
 
 /**
@@ -76,17 +91,7 @@ export function readDescription(buffer: unknown): SharedPoolDescription {
   const classes = new Int32Array(buffer, 0, LINE / 4)[HEADER.classes]!;
   if (classes < 1 || classes > MAX_CLASSES || buffer.byteLength < LINE + descriptionBytes(classes)) throw damaged();
   const floats = new Float64Array(buffer, LINE, descriptionBytes(classes) / 8);
-  const layout: SharedLayoutSpec = {
-    maxWorkers: floats[DESCRIPTION.maxWorkers]!, cacheSize: floats[DESCRIPTION.cacheSize]!, maxUnpooledRegions: floats[DESCRIPTION.maxUnpooledRegions]!,
-    stacks: Array.from({ length: classes }, (_, k) => {
-      const at = DESCRIPTION.stacks + k * DESCRIPTION_STACK_WORDS;
-      return {
-        chunkSize: floats[at + DESCRIPTION_STACK.chunkSize]!, initialCount: floats[at + DESCRIPTION_STACK.initialCount]!,
-        growCount: floats[at + DESCRIPTION_STACK.growCount]!, capacity: floats[at + DESCRIPTION_STACK.capacity]!,
-        maxBlocks: floats[at + DESCRIPTION_STACK.maxBlocks]!,
-      };
-    }),
-  };
+  const layout = readLayout(floats, classes);
   let bytes: number;
   try {
     bytes = new SharedLayout(layout).bytes;
@@ -127,8 +132,8 @@ export function providerFingerprint(handle: unknown): [number, number] {
   const text = canonical(handle as ProviderHandle);
   let first = 0x811c9dc5;
   let second = 0x01000193 ^ 0x5bd1e995;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
+  for (let position = 0; position < text.length; position++) {
+    const unit = text.charCodeAt(position);
     first = Math.imul(first ^ unit, 0x01000193) >>> 0;
     second = Math.imul(second ^ unit, 0x01000193) >>> 0;
   }
@@ -141,8 +146,8 @@ function canonical(value: unknown): string {
   if (value instanceof SharedArrayBuffer) return `SharedArrayBuffer:${value.byteLength}`;
   if (value instanceof ArrayBuffer) return `ArrayBuffer:${value.byteLength}`;
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([key, v]) => `${JSON.stringify(key)}:${canonical(v)}`).join(",")}}`;
+  const entries = Object.entries(value).sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0));
+  return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonical(field)}`).join(",")}}`;
 }
 
 /** "layout.stacks[0].chunkSize is 512, but the shared pool's is 1024", or null when `given` is `expected`. */

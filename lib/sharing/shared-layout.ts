@@ -144,36 +144,14 @@ export class SharedLayout {
   readonly bytes: number;
 
   constructor(spec: SharedLayoutSpec) {
-    const classes = spec.stacks.length;
-    const workers = spec.maxWorkers;
-    const unpooledEntries = workers * spec.maxUnpooledRegions;
-    this.classCount = classes;
-    this.capacity = spec.stacks.reduce((n, s) => n + s.capacity, 0);
-    this.maxBlocks = spec.stacks.reduce((n, s) => n + s.maxBlocks, 0);
-    this.slotCounterWords = alignToLine(FLOAT64 * (classes * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS)) / FLOAT64;
+    this.classCount = spec.stacks.length;
+    this.capacity = spec.stacks.reduce((total, stack) => total + stack.capacity, 0);
+    this.maxBlocks = spec.stacks.reduce((total, stack) => total + stack.maxBlocks, 0);
+    this.slotCounterWords = alignToLine(FLOAT64 * (this.classCount * CLASS_COUNTER_WORDS + UNPOOLED_COUNTER_WORDS)) / FLOAT64;
     this.cacheStride = alignToLine(INT32 * (CACHE.entries + spec.cacheSize)) / INT32;
-
-    const parts = {
-      header: LINE,
-      description: descriptionBytes(classes),
-      locks: classes * LINE,
-      heads: classes * LINE,
-      pinned: alignToLine(2 * FLOAT64),
-      stackCounters: classes * LINE,
-      next: alignToLine(INT32 * this.capacity),
-      state: alignToLine(INT32 * (this.capacity << STATE_SHIFT)),
-      blockOf: alignToLine(INT32 * this.capacity),
-      blocks: alignToLine(FLOAT64 * BLOCK_WORDS * this.maxBlocks),
-      blockKeys: alignToLine(2 * FLOAT64 * this.maxBlocks),
-      blockState: alignToLine(INT32 * this.maxBlocks),
-      slotLines: workers * LINE,
-      slotCounters: workers * this.slotCounterWords * FLOAT64,
-      caches: workers * classes * this.cacheStride * INT32,
-      unpooledState: alignToLine(INT32 * unpooledEntries),
-      unpooledData: alignToLine(FLOAT64 * UNPOOLED_WORDS * unpooledEntries),
-    };
-    let at = 0;
+    const parts = this.partSizes(spec);
     const offsets = {} as Record<keyof typeof parts, number>;
+    let at = 0;
     for (const name of Object.keys(parts) as (keyof typeof parts)[]) {
       offsets[name] = at;
       at += parts[name];
@@ -194,10 +172,43 @@ export class SharedLayout {
     this.caches = offsets.caches;
     this.unpooledState = offsets.unpooledState;
     this.unpooledData = offsets.unpooledData;
+    this.bytes = at;
+    this.check(spec, parts, offsets);
+  }
+
+  /** The bytes of each part, in the order they are laid out (each a whole number of cache lines). */
+  private partSizes(spec: SharedLayoutSpec) {
+    const classes = this.classCount;
+    const workers = spec.maxWorkers;
+    const unpooledEntries = workers * spec.maxUnpooledRegions;
+    return {
+      header: LINE,
+      description: descriptionBytes(classes),
+      locks: classes * LINE,
+      heads: classes * LINE,
+      pinned: alignToLine(2 * FLOAT64),
+      stackCounters: classes * LINE,
+      next: alignToLine(INT32 * this.capacity),
+      state: alignToLine(INT32 * (this.capacity << STATE_SHIFT)),
+      blockOf: alignToLine(INT32 * this.capacity),
+      blocks: alignToLine(FLOAT64 * BLOCK_WORDS * this.maxBlocks),
+      blockKeys: alignToLine(2 * FLOAT64 * this.maxBlocks),
+      blockState: alignToLine(INT32 * this.maxBlocks),
+      slotLines: workers * LINE,
+      slotCounters: workers * this.slotCounterWords * FLOAT64,
+      caches: workers * classes * this.cacheStride * INT32,
+      unpooledState: alignToLine(INT32 * unpooledEntries),
+      unpooledData: alignToLine(FLOAT64 * UNPOOLED_WORDS * unpooledEntries),
+    };
+  }
+
+  /** The whole checked against the sum of its parts, and each part against what it must hold. */
+  private check(spec: SharedLayoutSpec, parts: ReturnType<SharedLayout["partSizes"]>, offsets: Record<string, number>): void {
+    const classes = this.classCount;
+    const workers = spec.maxWorkers;
     // bytes = header + description + (locks + heads + stack counters: a line per class) + pinned
     //       + (next + blockOf + state: per region) + (blocks + keys + block states: per block)
     //       + (slot line + counters + a cache block per class: per Worker) + table of unpooled regions (per Worker × maxUnpooledRegions)
-    this.bytes = at;
     assert(this.bytes === LINE + parts.description + 3 * classes * LINE + parts.pinned
       + parts.next + parts.blockOf + parts.state
       + parts.blocks + parts.blockKeys + parts.blockState
@@ -211,30 +222,30 @@ export class SharedLayout {
     assert(this.capacity * 2 ** STATE_SHIFT < 2 ** 31, "state words are int32-indexable");
   }
 
-  /** Byte offset of class `k`'s lock, head and counters lines. */
-  lockLine(k: number): number {
-    return this.locks + k * LINE;
+  /** Byte offset of class `sizeClass`'s lock, head and counters lines. */
+  lockLine(sizeClass: number): number {
+    return this.locks + sizeClass * LINE;
   }
-  headLine(k: number): number {
-    return this.heads + k * LINE;
+  headLine(sizeClass: number): number {
+    return this.heads + sizeClass * LINE;
   }
-  stackCountersLine(k: number): number {
-    return this.stackCounters + k * LINE;
+  stackCountersLine(sizeClass: number): number {
+    return this.stackCounters + sizeClass * LINE;
   }
   slotLine(slot: number): number {
     return this.slotLines + slot * LINE;
   }
-  /** Int32 word offset of `slot`'s cache block for class `k`. */
-  cacheWord(slot: number, k: number): number {
-    return this.caches / INT32 + (slot * this.classCount + k) * this.cacheStride;
+  /** Int32 word offset of `slot`'s cache block for class `sizeClass`. */
+  cacheWord(slot: number, sizeClass: number): number {
+    return this.caches / INT32 + (slot * this.classCount + sizeClass) * this.cacheStride;
   }
   /** Float64 word offset of `slot`'s counters. */
   countersWord(slot: number): number {
     return this.slotCounters / FLOAT64 + slot * this.slotCounterWords;
   }
-  /** Float64 word of class `k`'s counter `counter` (CLASS_COUNTERS) inside a Worker's counters. */
-  classCounter(k: number, counter: number): number {
-    return k * CLASS_COUNTER_WORDS + counter;
+  /** Float64 word of class `sizeClass`'s counter `counter` (CLASS_COUNTERS) inside a Worker's counters. */
+  classCounter(sizeClass: number, counter: number): number {
+    return sizeClass * CLASS_COUNTER_WORDS + counter;
   }
   /** Float64 word of unpooled counter `counter` (UNPOOLED_COUNTERS) inside a Worker's counters. */
   unpooledCounter(counter: number): number {

@@ -1,6 +1,7 @@
 // The pinned bytes of a shared pool, one count for every Worker together (maxPinnedBytes binds
 // them all), and its peak: two 64-bit words of the shared memory, changed with a CAS. Only
 // growths, temporary and user regions change it: 64-bit atomics cost nothing that matters there.
+import { AllocToolsError } from "../errors.ts";
 import type { SharedLayout } from "./shared-layout.ts";
 
 export class SharedPinnedBytes {
@@ -27,6 +28,18 @@ export class SharedPinnedBytes {
         }
       }
     }
+  }
+
+  /** Adds `bytes` under `limit` (maxPinnedBytes), or throws AllocToolsError PINNED_LIMIT naming `what`. */
+  claim(bytes: number, limit: number, what: string): void {
+    if (this.reserve(bytes, limit)) return;
+    throw new AllocToolsError("PINNED_LIMIT",
+      `${what} needs ${bytes} more pinned bytes; ${this.bytes} of maxPinnedBytes ${limit} are in use (all Workers)`);
+  }
+
+  /** Adds `delta` bytes (negative: gives them back), with no limit. */
+  add(delta: number): void {
+    this.reserve(delta, Infinity);
   }
 
   get bytes(): number {

@@ -30,6 +30,11 @@ export type { SharedLayoutSpec, SharedStackLayout } from "./shared-layout.ts";
 
 const SHIFT = STATE_SHIFT;
 
+/** What a get, a release or a new region of any Worker gets once the owner closed the pool. */
+export function poolClosedError(): AllocToolsError {
+  return new AllocToolsError("POOL_CLOSED", "the pool is closed");
+}
+
 /** One Worker's view of the shared part of a pool. */
 export class SharedPoolState {
   readonly buffer: SharedArrayBuffer;
@@ -66,7 +71,7 @@ export class SharedPoolState {
     this.floats = new Float64Array(buffer);
     this.longs = new BigUint64Array(buffer);
     const bits = indexBitsFor(layout.capacity);
-    this.stacks = spec.stacks.map((_, k) => new SharedStack(this.words, layout.headLine(k) / 4, layout.next / 4, bits));
+    this.stacks = spec.stacks.map((_, sizeClass) => new SharedStack(this.words, layout.headLine(sizeClass) / 4, layout.next / 4, bits));
     this.stateAt = layout.state / 4;
     this.slot = slot;
     this.slots = new SlotTable(this.words, this.floats, layout, spec.maxWorkers, slot);
@@ -117,9 +122,9 @@ export class SharedPoolState {
     let slot: number;
     try {
       slot = SlotTable.take(words, layout, spec.maxWorkers);
-    } catch (e) {
+    } catch (error) {
       Atomics.sub(words, HEADER.references, 1);
-      throw e;
+      throw error;
     }
     const state = new SharedPoolState(buffer, spec, slot);
     state.slots.enter();
@@ -150,9 +155,9 @@ export class SharedPoolState {
     const words = this.words;
     const mark = this.slot + 1;
     for (let index = 0; index < this.layout.capacity; index++) if (Atomics.load(words, this.stateAt + (index << SHIFT)) === mark) return false;
-    for (let k = 0; k < this.classCount; k++) {
-      if (words[this.layout.cacheWord(this.slot, k)] !== 0) return false;
-      if (this.locks.holder(k) === mark) return false;
+    for (let sizeClass = 0; sizeClass < this.classCount; sizeClass++) {
+      if (words[this.layout.cacheWord(this.slot, sizeClass)] !== 0) return false;
+      if (this.locks.holder(sizeClass) === mark) return false;
     }
     if (words[this.slots.popIntentWord(this.slot)] !== -1) return false;
     return this.unpooled.holdsNone();
@@ -199,7 +204,7 @@ export class SharedPoolState {
     Atomics.store(words, HEADER.closed, ClosePhase.CLOSED);
     Atomics.notify(words, HEADER.closed);
     for (let slot = 0; slot < this.spec.maxWorkers; slot++) {
-      for (let k = 0; k < this.classCount; k++) Atomics.store(words, this.layout.cacheWord(slot, k) + CACHE.closed, 1);
+      for (let sizeClass = 0; sizeClass < this.classCount; sizeClass++) Atomics.store(words, this.layout.cacheWord(slot, sizeClass) + CACHE.closed, 1);
     }
     return null;
   }
@@ -225,9 +230,9 @@ export class SharedPoolState {
     this.words[this.stateWord(index)] = this.slot + 1;
   }
 
-  /** share(): puts the unshared pool's free indices on class `k`'s stack, `indices[0]` on top. */
-  pushFree(k: number, indices: ArrayLike<number>): void {
-    this.stacks[k]!.pushAll(indices, 0, indices.length);
+  /** share(): puts the unshared pool's free indices on class `sizeClass`'s stack, `indices[0]` on top. */
+  pushFree(sizeClass: number, indices: ArrayLike<number>): void {
+    this.stacks[sizeClass]!.pushAll(indices, 0, indices.length);
   }
 
   /** close(): empties every stack. */
@@ -235,14 +240,14 @@ export class SharedPoolState {
     for (const stack of this.stacks) stack.clear();
   }
 
-  /** The indices on class `k`'s stack, top first (at most `limit`): for the audit. */
-  stackSnapshot(k: number, limit: number): number[] {
-    return this.stacks[k]!.snapshot(limit);
+  /** The indices on class `sizeClass`'s stack, top first (at most `limit`): for the audit. */
+  stackSnapshot(sizeClass: number, limit: number): number[] {
+    return this.stacks[sizeClass]!.snapshot(limit);
   }
 
-  /** The region indices free in `slot`'s cache of class `k`: for the audit. */
-  cacheEntries(slot: number, k: number): number[] {
-    const at = this.layout.cacheWord(slot, k);
+  /** The region indices free in `slot`'s cache of class `sizeClass`: for the audit. */
+  cacheEntries(slot: number, sizeClass: number): number[] {
+    const at = this.layout.cacheWord(slot, sizeClass);
     return Array.from(this.words.subarray(at + CACHE.entries, at + CACHE.entries + this.words[at + CACHE.count]!));
   }
 

@@ -43,30 +43,30 @@ export class SharedStack {
    * leaves the index there, so an audit finds the region instead of losing it.
    */
   popNoting(intent: number): number {
-    const a = this.words;
-    const h = this.head;
+    const words = this.words;
+    const head = this.head;
     const mask = this.mask;
     for (;;) {
-      const old = Atomics.load(a, h);
+      const old = Atomics.load(words, head);
       const top = (old & mask) - 1;
       if (top < 0) return -1;
-      if (intent >= 0) a[intent] = top;
+      if (intent >= 0) words[intent] = top;
       // May be stale if another Worker took `top` meanwhile; the CAS then fails on the tag.
-      const below = a[this.next + top]! & mask;
+      const below = words[this.next + top]! & mask;
       const tag = ((old >>> this.bits) + 1) << this.bits;
-      if (Atomics.compareExchange(a, h, old, tag | below) === old) return top;
+      if (Atomics.compareExchange(words, head, old, tag | below) === old) return top;
     }
   }
 
   /** Pushes one index (it must not be on any stack). */
   push(index: number): void {
-    const a = this.words;
-    const h = this.head;
+    const words = this.words;
+    const head = this.head;
     const mask = this.mask;
     for (;;) {
-      const old = Atomics.load(a, h);
-      a[this.next + index] = old & mask;
-      if (Atomics.compareExchange(a, h, old, (old & ~mask) | (index + 1)) === old) return;
+      const old = Atomics.load(words, head);
+      words[this.next + index] = old & mask;
+      if (Atomics.compareExchange(words, head, old, (old & ~mask) | (index + 1)) === old) return;
     }
   }
 
@@ -77,27 +77,27 @@ export class SharedStack {
    */
   pushAll(source: ArrayLike<number>, start: number, count: number): void {
     if (count <= 0) return;
-    const a = this.words;
+    const words = this.words;
     const next = this.next;
     const last = source[start + count - 1]!;
-    for (let j = start; j < start + count - 1; j++) a[next + source[j]!] = source[j + 1]! + 1;
-    const h = this.head;
+    for (let at = start; at < start + count - 1; at++) words[next + source[at]!] = source[at + 1]! + 1;
+    const head = this.head;
     const mask = this.mask;
     const first = source[start]! + 1;
     for (;;) {
-      const old = Atomics.load(a, h);
-      a[next + last] = old & mask;
-      if (Atomics.compareExchange(a, h, old, (old & ~mask) | first) === old) return;
+      const old = Atomics.load(words, head);
+      words[next + last] = old & mask;
+      if (Atomics.compareExchange(words, head, old, (old & ~mask) | first) === old) return;
     }
   }
 
   /** Empties the stack (pool close); the tag moves on so a stalled pop cannot succeed. */
   clear(): void {
-    const a = this.words;
+    const words = this.words;
     for (;;) {
-      const old = Atomics.load(a, this.head);
+      const old = Atomics.load(words, this.head);
       const tag = ((old >>> this.bits) + 1) << this.bits;
-      if (Atomics.compareExchange(a, this.head, old, tag) === old) return;
+      if (Atomics.compareExchange(words, this.head, old, tag) === old) return;
     }
   }
 
@@ -107,10 +107,10 @@ export class SharedStack {
    */
   snapshot(limit: number): number[] {
     const out: number[] = [];
-    let i = (Atomics.load(this.words, this.head) & this.mask) - 1;
-    while (i >= 0 && out.length <= limit) {
-      out.push(i);
-      i = (Atomics.load(this.words, this.next + i) & this.mask) - 1;
+    let index = (Atomics.load(this.words, this.head) & this.mask) - 1;
+    while (index >= 0 && out.length <= limit) {
+      out.push(index);
+      index = (Atomics.load(this.words, this.next + index) & this.mask) - 1;
     }
     return out;
   }

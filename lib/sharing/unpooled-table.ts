@@ -198,13 +198,13 @@ export class UnpooledTable {
         const deadWorkers = (state === UNPOOLED_FREEING || state === UNPOOLED_BUILDING) && !this.slots.alive(slot);
         if (state !== UNPOOLED_LIVE && !deadWorkers) continue;
         const at = this.layout.unpooledWord(index);
-        const f = this.floats;
+        const floats = this.floats;
         out.push({
-          index, slot, state, releasing: state === UNPOOLED_FREEING, kind: f[at + UNPOOLED.kind] === UnpooledKind.TEMPORARY ? "temporary" : "user", size: f[at + UNPOOLED.size]!,
-          address: f[at + UNPOOLED.address]!, blockSize: f[at + UNPOOLED.blockSize]!, locked: f[at + UNPOOLED.locked] === 1,
-          unmapping: f[at + UNPOOLED.unmapping] === 1,
-          registration: f[at + UNPOOLED.registered] === 1
-            ? { address: f[at + UNPOOLED.address]!, length: f[at + UNPOOLED.length]!, handle: f[at + UNPOOLED.handle]!, localKey: 0n, remoteKey: 0n }
+          index, slot, state, releasing: state === UNPOOLED_FREEING, kind: floats[at + UNPOOLED.kind] === UnpooledKind.TEMPORARY ? "temporary" : "user", size: floats[at + UNPOOLED.size]!,
+          address: floats[at + UNPOOLED.address]!, blockSize: floats[at + UNPOOLED.blockSize]!, locked: floats[at + UNPOOLED.locked] === 1,
+          unmapping: floats[at + UNPOOLED.unmapping] === 1,
+          registration: floats[at + UNPOOLED.registered] === 1
+            ? { address: floats[at + UNPOOLED.address]!, length: floats[at + UNPOOLED.length]!, handle: floats[at + UNPOOLED.handle]!, localKey: 0n, remoteKey: 0n }
             : null,
         });
       }

@@ -3,7 +3,7 @@
 // resizable buffers refused, LRU eviction under each limit, in-use entries never evicted, bad
 // input and close.
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { AllocToolsError, HostProvider, MemoryPool, RegistrationCache, type MemoryRegion } from "../../lib/index.ts";
+import { AllocToolsError, HostProvider, MemoryPool, RegistrationCache, type MemoryRegion, type RegionProvider } from "../../lib/index.ts";
 import { pageSize } from "../../ffi/libc.ts";
 import { vmLckKiB } from "../helpers.ts";
 import { beginOperation, endOperation, type MemoryRegionImpl } from "../../lib/memory/region.ts";
@@ -451,6 +451,27 @@ describe("bad input gets typed errors and leaves nothing registered", () => {
     expect(held.isCached).toBe(true);
     using disposable = new RegistrationCache(provider);
     disposable.release(disposable.acquire(new ArrayBuffer(64)));
+  });
+
+  test("close() tries every registration when the provider refuses one, then throws the first error", () => {
+    const refusal = new Error("deregistration refused");
+    let refused = 0;
+    const refusing: RegionProvider = {
+      name: "host", kind: "host", virtualAddressing: true,
+      get closed() { return provider.closed; },
+      register: (address, length, access) => provider.register(address, length, access),
+      deregister: (registration) => {
+        if (refused++ === 0) throw refusal;
+        provider.deregister(registration);
+      },
+      close: () => {},
+    };
+    const flaky = new RegistrationCache(refusing);
+    for (let buffer = 0; buffer < 3; buffer++) flaky.release(flaky.acquire(new ArrayBuffer(pageSize)));
+    expect(() => flaky.close()).toThrow(refusal);
+    expect(refused).toBe(3); // the refused one, then the two after it
+    expect(provider.registrations).toBe(1); // only the refused registration is left
+    expect(flaky.closed).toBe(true);
   });
 });
 

@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { layout } from "../../ffi/layout.ts";
+import { ENUM_VALUES, layout } from "../../ffi/layout.ts";
 import { REQUIRE_LIBFABRIC } from "../helpers.ts";
 
 const HEADERS = ["rdma/fabric.h", "rdma/fi_domain.h", "rdma/fi_endpoint.h", "rdma/fi_rma.h", "rdma/fi_tagged.h", "rdma/fi_atomic.h", "rdma/fi_cm.h", "rdma/fi_eq.h", "rdma/fi_errno.h"];
@@ -14,7 +14,7 @@ const reason = !cc ? "no C compiler (cc)" : !headers ? "no libfabric headers (ap
 
 if (reason && !REQUIRE_LIBFABRIC) console.warn(`[alloctools] skipping the offsetof probe: ${reason}`);
 
-test.skipIf(reason !== "" && !REQUIRE_LIBFABRIC)("struct offsets in ffi/layout.ts match the installed headers", () => {
+test.skipIf(reason !== "" && !REQUIRE_LIBFABRIC)("struct offsets and enum values in ffi/layout.ts match the installed headers", () => {
   if (reason) throw new Error(`the offsetof probe is required (ALLOCTOOLS_REQUIRE_LIBFABRIC=1) but cannot run: ${reason}`);
   const lines: string[] = [];
   const expected: string[] = [];
@@ -27,6 +27,10 @@ test.skipIf(reason !== "" && !REQUIRE_LIBFABRIC)("struct offsets in ffi/layout.t
       lines.push(`  printf("${name}.sizeof %zu\\n", sizeof(${s.cName}));`);
       expected.push(`${name}.sizeof ${s.size}`);
     }
+  }
+  for (const [name, value] of Object.entries(ENUM_VALUES)) {
+    lines.push(`  printf("${name} %d\\n", (int)${name});`);
+    expected.push(`${name} ${value}`);
   }
   const src = `#include <stddef.h>\n#include <stdio.h>\n${HEADERS.map((h) => `#include <${h}>`).join("\n")}\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
   const dir = mkdtempSync(join(tmpdir(), "alloctools-layout-"));
