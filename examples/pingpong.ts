@@ -30,11 +30,10 @@ import {
 const TRANSPORTS = ["tcp", "shm", "ucx-tcp", "ucx-shm", "mpi"] as const;
 type TransportName = (typeof TRANSPORTS)[number];
 
-// Tags: the rounds, the client's introduction, and its goodbye (after which the server closes).
+// Tags: the rounds, and the client's introduction.
 const PING = 1;
 const PONG = 2;
 const HELLO = 3;
-const BYE = 4;
 /** Generous: a loaded machine may start the peer slowly. */
 const TIMEOUT_MS = 30_000;
 
@@ -137,12 +136,12 @@ async function sendBytes(endpoint: AnyEndpoint, pool: MemoryPool, peer: Peer, ta
   pool.releaseRegion(region);
 }
 
-/** Waits for the client's goodbye: every pong it needed has arrived, so the server may close. */
-async function awaitGoodbye(endpoint: AnyEndpoint, client: Peer): Promise<void> {
-  (await endpoint.receive(client, BYE)).release();
-}
-
 // ---- two processes: a job, or this process and the server it starts ----------------------------
+//
+// The end: the client has every pong, so nothing of either side is still on its way. The client
+// closes its endpoint first and then tells the server (the barrier, or the end of the server's
+// stdin), which closes its own. The other order works too, but over UCX tcp the endpoint that
+// closes second, after its peer's, can find the connection gone and UCX logs an error.
 
 /** Ranks 0 (client) and 1 (server) of a job of two; every rank inserted every name. */
 async function runInJob(job: Job, o: Options): Promise<void> {
@@ -153,15 +152,14 @@ async function runInJob(job: Job, o: Options): Promise<void> {
   const other = peers[1 - job.rank]!;
   if (job.rank === 0) {
     const halfRoundTrips = await clientRounds(endpoint, pool, other, o);
-    await sendBytes(endpoint, pool, other, BYE, new Uint8Array(0));
-    await job.barrierAsync(); // the server has the goodbye: nothing of ours is still on its way
-    report(halfRoundTrips, opened, o, `2 ranks of a job via ${job.via}`);
+    endpoint.close();
+    await job.barrierAsync();
+    report(halfRoundTrips, opened.provider.name, o, `2 ranks of a job via ${job.via}`);
   } else {
     await serverRounds(endpoint, pool, other, o);
-    await awaitGoodbye(endpoint, other);
     await job.barrierAsync();
   }
-  closeTransport(opened);
+  closeTransport(opened); // collective for MPI: both ranks close their provider
   job.close();
 }
 
@@ -169,16 +167,17 @@ async function runInJob(job: Job, o: Options): Promise<void> {
 async function runWithOwnServer(o: Options): Promise<void> {
   const opened = openTransport(o.transport);
   const { endpoint, pool } = opened;
-  const child = Bun.spawn([process.execPath, import.meta.path, ...process.argv.slice(2), "--server"], { stdout: "pipe", stderr: "inherit" });
+  const child = Bun.spawn([process.execPath, import.meta.path, ...process.argv.slice(2), "--server"], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   process.on("exit", () => child.kill()); // a client that fails takes its server with it
   const server = endpoint.insert(await firstLine(child.stdout, "the server"));
   await sendBytes(endpoint, pool, server, HELLO, new TextEncoder().encode(endpoint.nameString));
   const halfRoundTrips = await clientRounds(endpoint, pool, server, o);
-  await sendBytes(endpoint, pool, server, BYE, new Uint8Array(0));
-  const exitCode = await child.exited; // it exits once it has the goodbye
-  if (exitCode !== 0) throw new Error(`the server exited with ${exitCode}`);
-  report(halfRoundTrips, opened, o, "this process and the server it started");
+  const providerName = opened.provider.name;
   closeTransport(opened);
+  await child.stdin.end(); // the server's cue to close
+  const exitCode = await child.exited;
+  if (exitCode !== 0) throw new Error(`the server exited with ${exitCode}`);
+  report(halfRoundTrips, providerName, o, "this process and the server it started");
 }
 
 /** The server a client started: prints its name, inserts the client that introduces itself, echoes. */
@@ -191,7 +190,7 @@ async function serveClient(o: Options): Promise<void> {
   const client = endpoint.insert(new TextDecoder().decode(hello.view));
   hello.release();
   await serverRounds(endpoint, pool, client, o);
-  await awaitGoodbye(endpoint, client);
+  await Bun.stdin.text(); // until the client has closed its endpoint and our stdin
   closeTransport(opened);
 }
 
@@ -208,12 +207,12 @@ async function firstLine(stream: ReadableStream<Uint8Array>, who: string): Promi
 
 // ---- output -----------------------------------------------------------------------------------
 
-function report(halfRoundTrips: Float64Array, { provider }: Opened, o: Options, processes: string): void {
+function report(halfRoundTrips: Float64Array, providerName: string, o: Options, processes: string): void {
   const form = o.promises ? "send/recv" : "sendSync/recvSync";
   const sorted = halfRoundTrips.slice().sort();
   const p50 = sorted.length === 0 ? 0 : sorted[Math.floor((sorted.length - 1) / 2)]!;
   const mean = sorted.reduce((sum, x) => sum + x, 0) / Math.max(sorted.length, 1);
-  console.log(`# alloctools pingpong over ${o.transport} (${provider.name}), ${form}, ${processes}`);
+  console.log(`# alloctools pingpong over ${o.transport} (${providerName}), ${form}, ${processes}`);
   console.log("# half round trip (one-way latency), as osu_latency and fi_pingpong report it");
   console.log(`${"# bytes".padEnd(10)}${"iterations".padStart(12)}${"p50 usec".padStart(12)}${"mean usec".padStart(12)}`);
   console.log(`${String(o.size).padEnd(10)}${String(o.iterations).padStart(12)}${p50.toFixed(2).padStart(12)}${mean.toFixed(2).padStart(12)}`);
