@@ -138,10 +138,11 @@ async function sendBytes(endpoint: AnyEndpoint, pool: MemoryPool, peer: Peer, ta
 
 // ---- two processes: a job, or this process and the server it starts ----------------------------
 //
-// The end: the client has every pong, so nothing of either side is still on its way. The client
-// closes its endpoint first and then tells the server (the barrier, or the end of the server's
-// stdin), which closes its own. The other order works too, but over UCX tcp the endpoint that
-// closes second, after its peer's, can find the connection gone and UCX logs an error.
+// The end: once the client has every pong, nothing of either side is still on its way and both
+// may close. Over UCX tcp the order shows on stderr: an endpoint that closes well after its peer's
+// may find the connection gone, and UCX logs "error during flush". So the ranks of a job close
+// together, after a barrier; a client that started its own server closes first, then ends the
+// server's stdin, the server's cue to close.
 
 /** Ranks 0 (client) and 1 (server) of a job of two; every rank inserted every name. */
 async function runInJob(job: Job, o: Options): Promise<void> {
@@ -152,7 +153,6 @@ async function runInJob(job: Job, o: Options): Promise<void> {
   const other = peers[1 - job.rank]!;
   if (job.rank === 0) {
     const halfRoundTrips = await clientRounds(endpoint, pool, other, o);
-    endpoint.close();
     await job.barrierAsync();
     report(halfRoundTrips, opened.provider.name, o, `2 ranks of a job via ${job.via}`);
   } else {
