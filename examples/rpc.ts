@@ -147,9 +147,16 @@ function answer(operation: number, request: Message): [status: number, result: n
 
 /** A client's view of the server. */
 class Connection {
+  private readonly endpoint: AnyEndpoint;
+  private readonly pool: MemoryPool;
+  private readonly server: Peer;
   private nextId = 0;
 
-  constructor(private readonly endpoint: AnyEndpoint, private readonly pool: MemoryPool, private readonly server: Peer) {}
+  constructor(endpoint: AnyEndpoint, pool: MemoryPool, server: Peer) {
+    this.endpoint = endpoint;
+    this.pool = pool;
+    this.server = server;
+  }
 
   /** Sends one request and returns its reply's status and result; throws when the reply is not this request's. */
   async call(operation: number, operandBytes: number, writeOperands: (operands: DataView) => void): Promise<[status: number, result: number]> {
