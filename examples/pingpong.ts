@@ -3,7 +3,7 @@
 // each round's time over two is the half round trip (one-way latency). Prints its p50 and mean.
 //
 //   bun pingpong.ts                                  # libfabric tcp; starts its own peer process
-//   bun pingpong.ts --transport shm --size 4k --iterations 10000
+//   bun pingpong.ts --transport shm --size 4k --iterations 10000 --warmup 100
 //   bun pingpong.ts --promises                       # send/recv instead of sendSync/recvSync
 //   mpirun -n 2 bun pingpong.ts --transport ucx-tcp  # the two ranks of a job (names through PMIx)
 //   mpirun -n 2 bun pingpong.ts --transport mpi      # MpiEndpoint: MPI_Isend and matched probes
@@ -13,8 +13,8 @@
 // Alone, the program starts a copy of itself as the server and reads the server's endpoint name
 // from the copy's first line of output: the one string that crosses outside the fabric. The client
 // then sends its own name as its first message (HELLO), so that the server can insert it and answer.
-// Under a launcher, Job.open() exchanges the names instead (lib/job; { via: "mpi" } for --transport
-// mpi, whose peers are MPI ranks). Across hosts, open tcp with `node` set to this host's address.
+// Under a launcher, Job.open() exchanges the names instead ({ via: "mpi" } for --transport mpi,
+// whose peers are MPI ranks). Across hosts, open tcp with `node` set to this host's address.
 //
 // Every round carries a different byte pattern, and the client checks that what came back is what
 // it sent. The last line is `pingpong ok: <n> round trips of <size> B over <transport> (<form>)`;
@@ -45,7 +45,7 @@ interface Options {
   readonly iterations: number;
   readonly warmup: number;
   readonly promises: boolean;
-  /** This process is the server a client started (internal: see startServer). */
+  /** This process is the server a client started (internal: see runWithOwnServer). */
   readonly server: boolean;
 }
 
@@ -236,16 +236,16 @@ function parseOptions(): Options {
   if (!TRANSPORTS.includes(transport)) throw new Error(`--transport is one of ${TRANSPORTS.join(", ")}, not ${values.transport}`);
   return {
     transport,
-    size: byteCount("--size", values.size),
-    iterations: byteCount("--iterations", values.iterations),
-    warmup: byteCount("--warmup", values.warmup),
+    size: wholeNumber("--size", values.size),
+    iterations: wholeNumber("--iterations", values.iterations),
+    warmup: wholeNumber("--warmup", values.warmup),
     promises: values.promises,
     server: values.server,
   };
 }
 
-/** "64", "4k", "1m": a count, with k = 1024 and m = 1024². */
-function byteCount(name: string, text: string): number {
+/** "64", "4k", "1m": a whole number, with k = 1024 and m = 1024². */
+function wholeNumber(name: string, text: string): number {
   const match = /^(\d+)([km]?)$/i.exec(text);
   if (match === null) throw new Error(`${name} takes a whole number (4k and 1m allowed), not ${JSON.stringify(text)}`);
   return Number(match[1]) * (match[2] === "" ? 1 : match[2]!.toLowerCase() === "k" ? 1024 : 1024 * 1024);

@@ -8,9 +8,10 @@
 //   (as root, or with more ranks than cores: mpirun --allow-run-as-root --oversubscribe ...)
 //
 // Transports: tcp and shm (libfabric), ucx-tcp and ucx-shm (UCX), mpi (Open MPI, under mpirun).
-// The server takes requests of any size with `endpoint.messages(REQUEST)`: each arrives in a region
-// of the endpoint's pool, sized to the message, with no copy, and goes back to the pool when the
-// loop turns. It answers each to `message.source`. A client posts the receive of a reply before it
+// The server takes requests of any size with `endpoint.messages(REQUEST)`: each arrives with no copy
+// in a region of the endpoint's pool, sized to the message (on libfabric shm, the pool's largest:
+// docs/messaging.md), and goes back to the pool when the loop turns. It answers each to
+// `message.source`. A client posts the receive of a reply before it
 // sends the request, under a tag that only this request's reply carries, so the transport hands
 // each reply to its caller whatever the order the replies come in.
 //
@@ -18,7 +19,7 @@
 // from the copy's first line of output: the one string that crosses outside the fabric. The client
 // introduces itself in its first request (HELLO, carrying its name), which the server inserts: a
 // message's source is usable for a reply only once its sender is inserted. Under a launcher,
-// Job.open() exchanges every name first (lib/job; { via: "mpi" } for --transport mpi) and no client
+// Job.open() exchanges every name first ({ via: "mpi" } for --transport mpi) and no client
 // needs to introduce itself.
 //
 // Wire format (little-endian; a C client or server can follow it):
