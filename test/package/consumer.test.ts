@@ -113,6 +113,30 @@ describe("the packed package", () => {
     expect(fixture.stdout.trim()).toBe("fixture ok");
   }, 60_000);
 
+  test("examples/pingpong.ts and rpc.ts, copied into a project, type-check under the strictest settings and run unchanged (issue 25, item 4)", () => {
+    const dir = project("examples", false);
+    linkBunTypes(dir);
+    cpSync(join(import.meta.dir, "fixture", "tsconfig.json"), join(dir, "tsconfig.json"));
+    for (const file of ["pingpong.ts", "rpc.ts"]) cpSync(join(root, "examples", file), join(dir, file));
+    const check = run([tsc, "-p", "."], dir);
+    expect(check.stdout + check.stderr).toBe("");
+    expect(check.exitCode).toBe(0);
+    if (!fabric.available && !REQUIRE_LIBFABRIC) {
+      console.warn(`[alloctools] skipped: running the copied examples (libfabric is not available: ${fabric.reason})`);
+      return;
+    }
+    const runs = [
+      { argv: ["pingpong.ts", "--iterations", "20"], last: "pingpong ok: 20 round trips of 64 B over tcp (sendSync/recvSync)" },
+      { argv: ["rpc.ts", "--requests", "20"], last: "rpc ok: 20 requests answered and verified over tcp" },
+    ];
+    for (const { argv, last } of runs) {
+      const result = Bun.spawnSync([process.execPath, ...argv], { cwd: dir, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+      expect(result.stderr.toString()).toBe("");
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.toString().trim().split("\n").at(-1)).toBe(last);
+    }
+  }, 150_000);
+
   test("Node says alloctools needs Bun, for import and require; Bun's require() works", () => {
     const dir = project("runtimes", false);
     writeFileSync(join(dir, "named.mjs"), `import { MemoryPool } from "alloctools";\nconsole.log(typeof MemoryPool);\n`);
