@@ -6,7 +6,6 @@
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AllocToolsError, ANY_SOURCE, UcxEndpoint, UcxProvider } from "../../lib/index.ts";
 import { describeFabric, describeMpi, describeUcx, fabric, mpi, REQUIRE_LIBFABRIC, REQUIRE_UCX, ucx } from "../helpers.ts";
 import { launch, mpirunArgv, summary, type Launch } from "../jobs/launch.ts";
 
@@ -65,19 +64,6 @@ function alone(transport: string): void {
   }, 60_000);
 }
 
-/**
- * Why UCX endpoints cannot carry the message examples in this build, or null. UCX tagged messages
- * are being merged (issue 23); until they are, the UCX cases skip and say so.
- */
-async function ucxMessagesMissing(): Promise<string | null> {
-  if (!ucx.available) return null; // describeUcx skips (or fails) with its own reason
-  const provider = UcxProvider.open({ transports: "tcp" });
-  const endpoint = new UcxEndpoint(provider); // no pool: receive() is refused at once either way
-  const refusal = await endpoint.receive(ANY_SOURCE, 0).then(() => null, (e: unknown) => e);
-  provider.close();
-  return refusal instanceof AllocToolsError && refusal.code === "NOT_SUPPORTED" ? refusal.message : null;
-}
-
 test("every example imports only \"alloctools\" (and node: built-ins), and every example is run here", () => {
   expect(readdirSync(EXAMPLES).filter((file) => file.endsWith(".ts")).sort()).toEqual(RUN_HERE);
   for (const file of RUN_HERE) {
@@ -98,13 +84,7 @@ describeFabric("examples over libfabric, each with the server process it starts"
   }, 60_000);
 });
 
-const ucxMissing = await ucxMessagesMissing();
 describeUcx("examples over UCX, each with the server process it starts", () => {
-  if (ucxMissing !== null) {
-    console.warn(`[alloctools] skipped: pingpong.ts and rpc.ts over UCX (UCX tagged messages are not in this build yet: ${ucxMissing})`);
-    test.skip("pingpong.ts and rpc.ts over ucx-tcp and ucx-shm", () => {});
-    return;
-  }
   alone("ucx-tcp");
   alone("ucx-shm");
 });
@@ -140,8 +120,8 @@ describeMpi("examples under mpirun", () => {
   }, 240_000);
   // Ranks that closed one well after the other made UCX tcp log "error during flush" (on stdout).
   test("a PMIx job with UCX: rpc.ts over ucx-tcp on 2 ranks", async () => {
-    if (!(ucx.available || REQUIRE_UCX) || ucxMissing !== null) {
-      console.warn(`[alloctools] skipped: rpc.ts over UCX in a PMIx job (${ucxMissing ?? (ucx.available ? "" : ucx.reason)})`);
+    if (!(ucx.available || REQUIRE_UCX)) {
+      console.warn(`[alloctools] skipped: rpc.ts over UCX in a PMIx job (UCX not available: ${ucx.reason})`);
       return;
     }
     expectRpc(await mpirunExample(2, "rpc.ts", ["--transport", "ucx-tcp", "--requests", "20", "--window", "4"]), 20, "ucx-tcp", 1);
