@@ -1,5 +1,5 @@
-// What libfabricStatus() and mpiStatus() answer: whether a system library loads here (ucxStatus()'s
-// UcxStatus has the same shape).
+// What libfabricStatus(), ucxStatus() and mpiStatus() answer: whether a system library loads here,
+// and the loader every ffi/ module uses to dlopen its library once.
 
 /** Whether a system library loads in this process (`libfabricStatus()`, `mpiStatus()`; `ucxStatus()` gives the same shape). */
 export type LibraryStatus = LibraryAvailable | LibraryUnavailable;

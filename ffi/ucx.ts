@@ -12,7 +12,7 @@
 // compiles the same table against the installed headers and fails on any drift.
 import { dlopen, FFIType, read, CString, ptr, type Pointer } from "bun:ffi";
 import { LibraryLoadError } from "./errors.ts";
-import type { LibraryLocation } from "./library-status.ts";
+import { LazyLibrary, type LibraryLocation, type LibraryStatus } from "./library-status.ts";
 import * as libc from "./libc.ts";
 import { checkWorkerAddress, mappedMemoryDomains, readWorkerAddress, type WorkerAddress } from "./ucx-address.ts";
 import { SIGHUP } from "./signals.ts";
@@ -688,44 +688,17 @@ function copyBytes(address: number, length: number): Uint8Array {
   return bytes;
 }
 
-let loaded: Ucx | undefined;
-let loadError: LibraryLoadError | undefined;
+const library = new LazyLibrary(() => Ucx.load(), (loaded) => loaded.version);
 
 /** The process-wide libucp, loaded on first use (dlopen once). Throws LibraryLoadError. */
 export function ucx(): Ucx {
-  if (loaded) return loaded;
-  if (loadError) throw loadError;
-  try {
-    return (loaded = Ucx.load());
-  } catch (e) {
-    if (e instanceof LibraryLoadError) loadError = e;
-    throw e;
-  }
+  return library.get();
 }
 
-/** What `ucxStatus()` answers: the loaded library, or why it does not load. */
-export type UcxStatus =
-  | {
-    /** UCX loads. */
-    available: true;
-    /** Its version, "1.13.1". */
-    version: string;
-    /** The path that was loaded. */
-    path: string;
-  }
-  | {
-    /** UCX does not load. */
-    available: false;
-    /** Why, with the install hint. */
-    reason: string;
-  };
+/** What `ucxStatus()` answers: the loaded library ("1.13.1" and its path), or why it does not load. */
+export type UcxStatus = LibraryStatus;
 
 /** Whether UCX loads here; the reason when it does not. Never throws. */
 export function ucxStatus(): UcxStatus {
-  try {
-    const u = ucx();
-    return { available: true, version: u.version, path: u.path };
-  } catch (e) {
-    return { available: false, reason: e instanceof Error ? e.message : String(e) };
-  }
+  return library.status();
 }
