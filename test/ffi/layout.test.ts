@@ -1,11 +1,11 @@
 // Compiles an offsetof probe from ffi/layout.ts against the installed libfabric headers and
 // compares: a libfabric whose layout drifted fails here, not in production.
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ENUM_VALUES, layout } from "../../ffi/layout.ts";
 import { REQUIRE_LIBFABRIC } from "../helpers.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 const HEADERS = ["rdma/fabric.h", "rdma/fi_domain.h", "rdma/fi_endpoint.h", "rdma/fi_rma.h", "rdma/fi_tagged.h", "rdma/fi_atomic.h", "rdma/fi_cm.h", "rdma/fi_eq.h", "rdma/fi_errno.h"];
 const cc = Bun.which("cc") ?? Bun.which("gcc");
@@ -33,7 +33,7 @@ test.skipIf(reason !== "" && !REQUIRE_LIBFABRIC)("struct offsets and enum values
     expected.push(`${name} ${value}`);
   }
   const src = `#include <stddef.h>\n#include <stdio.h>\n${HEADERS.map((h) => `#include <${h}>`).join("\n")}\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
-  const dir = mkdtempSync(join(tmpdir(), "alloctools-layout-"));
+  const dir = temporaryDirectory("layout");
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([cc!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });
   expect(build.stderr.toString()).toBe("");

@@ -1,11 +1,11 @@
 // Compiles an offsetof probe from ffi/pmix.ts's layout table and constants against the installed
 // libpmix-dev headers and compares: a PMIx whose ABI drifted fails here, not in a job.
 import { expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PMIX, PMIX_ATTRIBUTES, pmixLayout, pmixStatusName } from "../../ffi/pmix.ts";
 import { pmixCompileFlags, REQUIRE_PMIX } from "./gates.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 const includeFlags = pmixCompileFlags()?.include ?? null;
 
@@ -43,7 +43,7 @@ test.skipIf(reason !== "" && !REQUIRE_PMIX)("struct offsets, constants and attri
   lines.push(`  printf("pmix_scope_t %zu\\n", sizeof(pmix_scope_t));`, `  printf("pmix_status_t %zu\\n", sizeof(pmix_status_t));`);
   expected.push("pmix_scope_t 1", "pmix_status_t 4");
   const src = `#include <stddef.h>\n#include <stdio.h>\n#include <pmix.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
-  const dir = mkdtempSync(join(tmpdir(), "alloctools-pmix-layout-"));
+  const dir = temporaryDirectory("pmix-layout");
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([cc!, ...includeFlags!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });
   expect(build.stderr.toString()).toBe("");

@@ -3,11 +3,11 @@
 // values drifted fails here, not in production. Then an MPICH-like library (a stand-in built with
 // cc: MPI symbols, no ompi_mpi_comm_world) is refused with NOT_SUPPORTED.
 import { expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HANDLE_SYMBOLS, MPI, MPI_ERROR_CLASS_NAMES, MPI_STATUS, MPI_THREAD } from "../../ffi/mpi.ts";
 import { REQUIRE_MPI, runBun } from "../helpers.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 const mpicc = Bun.which("mpicc");
 const cc = Bun.which("cc") ?? Bun.which("gcc");
@@ -46,7 +46,7 @@ test.skipIf(reason !== "" && !REQUIRE_MPI)("constants, MPI_Status offsets, error
     expected.push(`MPI_${name} 1`);
   }
   const src = `#include <stdio.h>\n#include <stddef.h>\n#include <mpi.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
-  const dir = mkdtempSync(join(tmpdir(), "alloctools-mpi-"));
+  const dir = temporaryDirectory("mpi-constants");
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([mpicc!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });
   expect(build.stderr.toString()).toBe("");
@@ -58,7 +58,7 @@ test.skipIf(reason !== "" && !REQUIRE_MPI)("constants, MPI_Status offsets, error
 
 test.skipIf(cc === null && !REQUIRE_MPI)("an MPICH-like library (handles as integers, no ompi_ globals) is refused with NOT_SUPPORTED", () => {
   if (cc === null) throw new Error("a C compiler is required for the MPICH stand-in");
-  const dir = mkdtempSync(join(tmpdir(), "alloctools-mpich-"));
+  const dir = temporaryDirectory("mpich");
   // The two functions ffi/mpi.ts calls before it decides; MPICH's MPI_Comm is an int (0x44000000).
   writeFileSync(join(dir, "fake.c"), `#include <string.h>
 int MPI_Init_thread(int *argc, char ***argv, int required, int *provided) { (void)argc; (void)argv; *provided = required; return 0; }

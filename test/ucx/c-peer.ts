@@ -1,16 +1,16 @@
 // The independent C UCX peer (test/ucx/c-peer.c) from tests: built with cc against libucx-dev at
 // test time, run as its own process, asked one command line at a time (one JSON line back each).
 import { spawnSync, type Subprocess } from "bun";
-import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 /** Builds c-peer.c; the executable's path, or why it cannot be built here. */
 export function buildCPeer(): { path: string } | { missing: string } {
   const cc = Bun.which("cc") ?? Bun.which("gcc");
   if (cc === null) return { missing: "no C compiler (cc)" };
   if (!existsSync("/usr/include/ucp/api/ucp.h")) return { missing: "no UCX headers (apt-get install libucx-dev)" };
-  const path = join(mkdtempSync(join(tmpdir(), "alloctools-ucx-c-peer-")), "c-peer");
+  const path = join(temporaryDirectory("ucx-c-peer"), "c-peer");
   const build = spawnSync([cc, "-O2", "-Wall", "-o", path, `${import.meta.dir}/c-peer.c`, "-lucp", "-lucs"], { stderr: "pipe" });
   if (build.exitCode !== 0) return { missing: `cc failed: ${build.stderr.toString()}` };
   return { path };

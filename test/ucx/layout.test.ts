@@ -1,11 +1,11 @@
 // Compiles an offsetof probe from ffi/ucx.ts's layout table (and its constants) against the
 // installed UCX headers (ucp.h, and uct.h for the remote-key trial) and compares: a UCX whose ABI drifted fails here, not in production.
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ucxLayout } from "../../ffi/ucx.ts";
 import { REQUIRE_UCX } from "../helpers.ts";
+import { temporaryDirectory } from "../temporary-directory.ts";
 
 const cc = Bun.which("cc") ?? Bun.which("gcc");
 const headers = existsSync("/usr/include/ucp/api/ucp.h");
@@ -61,7 +61,7 @@ test.skipIf(reason !== "" && !REQUIRE_UCX)("struct offsets and constants in ffi/
     if (name in UCX) expect({ name, value: UCX[name as keyof typeof UCX] as number }).toEqual({ name, value });
   }
   const src = `#include <stddef.h>\n#include <stdio.h>\n#include <ucp/api/ucp.h>\n#include <uct/api/uct.h>\nint main(void) {\n${lines.join("\n")}\n  return 0;\n}\n`;
-  const dir = mkdtempSync(join(tmpdir(), "alloctools-ucx-layout-"));
+  const dir = temporaryDirectory("ucx-layout");
   writeFileSync(join(dir, "probe.c"), src);
   const build = Bun.spawnSync([cc!, "-o", join(dir, "probe"), join(dir, "probe.c")], { stderr: "pipe" });
   expect(build.stderr.toString()).toBe("");
