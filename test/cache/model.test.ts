@@ -320,8 +320,18 @@ test("random acquire, release, transfer, grow, drop and gc: no stale region, exa
       expect(provider.live.size).toBe(0);
       expect(vmLckKiB()).toBe(lck0);
     }),
-    { numRuns: 250 },
+    {
+      numRuns: 250,
+      // An entry dropped while held (an orphan) needs a transfer and a later sweep of that very
+      // buffer while a region of it is out; random runs miss it now and then, so it always runs once.
+      examples: [[[
+        { kind: "acquire", slot: 0, start: 0, span: 1 },
+        { kind: "transfer", slot: 0 },
+        { kind: "acquireDetached", pick: 0 },
+        { kind: "release", pick: 0 },
+      ]]],
+    },
   );
-  // Every path was taken (the generator reaches them all in 250 runs).
+  // Every path was taken (the generator, with the example above, reaches them all in 250 runs).
   for (const [path, count] of Object.entries(seen)) expect({ path, count: count > 0 }).toEqual({ path, count: true });
 });
