@@ -4,9 +4,9 @@
 // negative operands; a compareSwap lock; refusals before anything is posted; NOT_SUPPORTED without
 // UCP_FEATURE_AMO64; no allocation per fetchAddSync beyond the bigint it returns.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { fullGC, heapStats } from "bun:jsc";
 import { MemoryPool, RemoteRegion, UcxEndpoint, UcxProvider, type MemoryRegion } from "../../lib/index.ts";
 import { describeUcx } from "../helpers.ts";
+import { cellsPerCall } from "../heap-cells.ts";
 
 const CASES = [
   { label: "tcp", transports: "tcp", netDevices: "lo" },
@@ -186,24 +186,3 @@ describeUcx("UCX remote atomics without UCP_FEATURE_AMO64", () => {
     }
   });
 });
-
-/** Heap cells left per call of `op` over `n` calls (after a warm-up), minus an empty loop's. */
-function cellsPerCall(op: () => void, n: number): { perCall: number; types: Record<string, number> } {
-  for (let i = 0; i < n; i++) op();
-  const delta = (f: () => void) => {
-    fullGC();
-    const before = heapStats().objectTypeCounts;
-    for (let i = 0; i < n; i++) f();
-    const after = heapStats().objectTypeCounts;
-    const types: Record<string, number> = {};
-    let total = 0;
-    for (const [k, v] of Object.entries(after)) {
-      const d = v - (before[k] ?? 0);
-      if (d > 0) { types[k] = d; total += d; }
-    }
-    return { total, types };
-  };
-  const base = delta(() => {});
-  const m = delta(op);
-  return { perCall: Math.max(0, m.total - base.total) / n, types: m.types };
-}

@@ -6,7 +6,6 @@
 // deadlines; a sender never inserted; sender-id collisions at insert; refusals; heap allocation
 // of the sync pair.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { fullGC, heapStats } from "bun:jsc";
 import {
   ANY_SOURCE, ANY_TAG, AllocToolsError, MemoryPool, RmaTimeoutError, UcxEndpoint, UcxProvider, type MemoryRegion, type Received,
 } from "../../lib/index.ts";
@@ -16,6 +15,7 @@ import { describeUcx } from "../helpers.ts";
 import { fillPattern, firstMismatch, firstNot, SENTINEL } from "../rma/pattern.ts";
 import { eagerLimit } from "./eager-limit.ts";
 import { collidingAddress } from "./sender-ids.ts";
+import { cellsPerCall } from "../heap-cells.ts";
 
 setDefaultTimeout(60_000);
 
@@ -525,25 +525,4 @@ for (const c of CASES) {
       expect(await failure(() => closing.send(src, 1, 0, 1))).toMatchObject({ code: "ENDPOINT_CLOSED" });
     });
   });
-}
-
-/** Heap cells left per call of `op` over `n` calls (after a warm-up), minus an empty loop's. */
-function cellsPerCall(op: () => void, n: number): { perCall: number; types: Record<string, number> } {
-  for (let i = 0; i < n; i++) op();
-  const delta = (f: () => void) => {
-    fullGC();
-    const before = heapStats().objectTypeCounts;
-    for (let i = 0; i < n; i++) f();
-    const after = heapStats().objectTypeCounts;
-    const types: Record<string, number> = {};
-    let total = 0;
-    for (const [k, v] of Object.entries(after)) {
-      const d = v - (before[k] ?? 0);
-      if (d > 0) { types[k] = d; total += d; }
-    }
-    return { total, types };
-  };
-  const base = delta(() => {});
-  const m = delta(op);
-  return { perCall: Math.max(0, m.total - base.total) / n, types: m.types };
 }
