@@ -24,6 +24,8 @@ let endpoint: UcxEndpoint | null = null;
 let peers: number[] = [];
 const positions = new Map<number, number>();
 let counter: MemoryRegion | null = null;
+/** Posted fetchAdds in flight at once, past the first few. */
+const WINDOW = 64;
 
 /**
  * Sends `sizes` to each position in `to` (all posted at once, each from a pooled region), and
@@ -82,7 +84,12 @@ async function handle(m: MessageCommand): Promise<object> {
       const remote = RemoteRegion.fromBytes(m.remote);
       const fetched: number[] = [];
       const peer = peers[m.peer]!;
-      for (let i = 0; i < m.count; i++) fetched.push(Number(i % 4 === 3 ? await endpoint!.fetchAdd(peer, remote, 1n) : endpoint!.fetchAddSync(peer, remote, 1n)));
+      // The first few in the sync and promise forms, the rest in windows of posted ones: one at a
+      // time, four busy-polling Workers on two cores wait for the target Worker to be scheduled on
+      // every add (over 150 s on a loaded machine), where a window waits once per 64.
+      const oneAtATime = Math.min(m.count, 200);
+      for (let i = 0; i < oneAtATime; i++) fetched.push(Number(i % 4 === 3 ? await endpoint!.fetchAdd(peer, remote, 1n) : endpoint!.fetchAddSync(peer, remote, 1n)));
+      await postedInWindows(peer, remote, m.count - oneAtATime, fetched);
       return { fetched };
     }
     case "close": {
@@ -91,6 +98,22 @@ async function handle(m: MessageCommand): Promise<object> {
       const report = pool!.close();
       return { leaked: report.count };
     }
+  }
+}
+
+/** `count` postFetchAdd(1)s, up to WINDOW in flight, each fetched value pushed as it completes. */
+async function postedInWindows(peer: number, remote: RemoteRegion, count: number, fetched: number[]): Promise<void> {
+  const ids: number[] = [];
+  let posted = 0;
+  while (posted < count || ids.length > 0) {
+    while (posted < count && ids.length < WINDOW) { ids.push(endpoint!.postFetchAdd(peer, remote, 1n)); posted++; }
+    endpoint!.poll();
+    for (let at = 0; at < ids.length;) {
+      const value = endpoint!.fetched(ids[at]!);
+      if (value === null) at++;
+      else { fetched.push(Number(value)); ids.splice(at, 1); }
+    }
+    if (ids.length > 0) await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

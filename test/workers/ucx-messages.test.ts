@@ -3,7 +3,8 @@
 // context) with the shared pool for receive(), and exchanges messages (eager and rendezvous) with
 // the other Workers and another process, each checked byte for byte and in order per sender;
 // receive() takes its regions from the shared pool. Then 4 Workers each do fetchAdd(1) 10^4 times
-// on one Worker's counter: exact, every fetched value distinct. Over tcp and over posix,cma.
+// on one Worker's counter (200 one at a time in the sync and promise forms, the rest posted in
+// windows of 64): exact, every fetched value distinct. Over tcp and over posix,cma.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { MemoryPool, UcxProvider, type MemoryPoolOptions, type SharedPoolHandle } from "../../lib/index.ts";
 import { describeUcx } from "../helpers.ts";
