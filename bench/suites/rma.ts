@@ -2,9 +2,10 @@
 //
 // - RMA: for shm and tcp, one C passive target (bench/c/rma-peer.c) serves both the C initiator
 //   and this process's Endpoint, alternately, round after round: 64 B write and read latency
-//   (writeSync/readSync and the promise form), message rate (64 B writes, window 64, post form)
-//   and bandwidth at 64 KiB, 1 MiB and 4 MiB (window 64). Each figure is recorded with its
-//   library/C ratio (the median of the rounds' ratios; the note gives their range).
+//   (writeSync/readSync, the promise form, and writeSync with latency: true), message rate (64 B
+//   writes, window 64, post form) and bandwidth at 64 KiB, 1 MiB and 4 MiB (window 64). Each
+//   figure is recorded with its library/C ratio (the median of the rounds' ratios; the note
+//   gives their range).
 // - Registration at 4 KiB and 1 MiB: LibfabricProvider.register+deregister against bare bun:ffi
 //   fi_mr_reg+fi_close in alternating batches in a process with one provider
 //   (bench/registration-child.ts), and against C's loop in a single-threaded process and in one
@@ -90,6 +91,9 @@ class LibrarySide {
   readonly plainLocal: MemoryRegion;
   readonly peer: PeerAddress;
   readonly remote: RemoteRegion;
+  /** A second endpoint with `latency: true`, to the same target: what the percentiles cost when on. */
+  readonly latencyEndpoint: Endpoint;
+  readonly latencyPeer: PeerAddress;
   private readonly ids = new Array<number>(WINDOW).fill(0);
 
   constructor(providerName: string, target: TargetInfo) {
@@ -104,11 +108,14 @@ class LibrarySide {
     this.peer = this.endpoint.insert(new Uint8Array(Buffer.from(target.name, "hex")));
     this.remote = new RemoteRegion(BigInt(target.address), BigInt(target.key), target.length);
     this.endpoint.writeSync(this.local, 1, this.peer, this.remote); // connect before timing
+    this.latencyEndpoint = new Endpoint(this.provider, { timeoutMs: 30_000, latency: true });
+    this.latencyPeer = this.latencyEndpoint.insert(new Uint8Array(Buffer.from(target.name, "hex")));
+    this.latencyEndpoint.writeSync(this.local, 1, this.latencyPeer, this.remote);
   }
 
   /** µs per operation, waiting on the calling thread. */
-  sync(kind: "write" | "read", bytes: number, n: number): number {
-    const { endpoint, local, peer, remote } = this;
+  sync(kind: "write" | "read", bytes: number, n: number, endpoint = this.endpoint, peer = this.peer): number {
+    const { local, remote } = this;
     const t = performance.now();
     if (kind === "write") for (let i = 0; i < n; i++) endpoint.writeSync(local, bytes, peer, remote);
     else for (let i = 0; i < n; i++) endpoint.readSync(local, bytes, peer, remote);
@@ -139,6 +146,7 @@ class LibrarySide {
   }
 
   close(): void {
+    this.latencyEndpoint.close();
     this.endpoint.close();
     this.plainPool.close();
     this.pool.close();
@@ -158,6 +166,9 @@ interface Measure {
   unit: "µs" | "k writes/s" | "MB/s";
 }
 
+/** writeSync on an endpoint opened with `latency: true` (issue 25 #6): beside plain writeSync, the histogram's cost. */
+const LATENCY_ON_FORM = "writeSync, latency: true";
+
 /** Bandwidth from a pool on plain pages: the kernel walks 512 times more pages per 2 MiB than on the default's huge pages. */
 const PLAIN_PAGES_FORM = "postWrite/poll/completed, hugePages: false";
 
@@ -171,7 +182,11 @@ function measures(quick: boolean): Measure[] {
     list.push({
       name: `64 B ${kind} latency`, unit: "µs", c: ["--test", `lat-${kind}`, "--size", "64", "--iterations", String(lat)],
       cValue: (r) => r.usecPerOp!,
-      library: { [`${kind}Sync`]: (s) => s.sync(kind, 64, lat), [`${kind} (promise)`]: (s) => s.promise(kind, 64, lat) },
+      library: {
+        [`${kind}Sync`]: (s) => s.sync(kind, 64, lat),
+        [`${kind} (promise)`]: (s) => s.promise(kind, 64, lat),
+        ...(kind === "write" ? { [LATENCY_ON_FORM]: (s: LibrarySide) => s.sync(kind, 64, lat, s.latencyEndpoint, s.latencyPeer) } : {}),
+      },
     });
   }
   list.push({
