@@ -16,18 +16,22 @@
 // The library figures are fetchAddSync, compareSwapSync and postFetchAdd + poll() until fetched(id)
 // returns; the C figures fetch-and-add and compare-and-swap; each library form's ratio is its p50
 // over C's p50 for the same operation in the same round, the median of the rounds.
-import { resolve } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { buildC } from "../c/build.ts";
 import type { BenchContext, Suite } from "../context.ts";
 import { onCpu, pinnable } from "../cpu.ts";
-import { jsonLines, ReadyProcess } from "../peer-process.ts";
+import { jsonLines, mpirunTwoRanks, ReadyProcess } from "../peer-process.ts";
 import { median, spread } from "../stats.ts";
 import { FORMS, type Form, type Latency } from "../atomics/forms.ts";
+import { mpiStatus } from "../../ffi/mpi.ts";
 
 const SUITE = "atomics";
 /** Issue 26: fetchAddSync at most this many times the C loop's p50. */
 export const TARGET_RATIO = 1.3;
 const INITIATOR = resolve(import.meta.dir, "../atomics/initiator.ts");
+const MPI_RANK = resolve(import.meta.dir, "../atomics/mpi-rank.ts");
 
 /** The transports measured: the label of their rows. */
 export const TRANSPORTS = ["libfabric tcp", "libfabric shm", "UCX tcp", "UCX shm (posix,cma)", "MPI"] as const;
@@ -141,6 +145,40 @@ async function measureFabric(ctx: BenchContext, provider: "tcp" | "shm", sizes: 
   }
 }
 
+// ---- MPI -----------------------------------------------------------------------------------------
+
+const MPI_CALLS = {
+  fetchAdd: "MPI_Fetch_and_op(MPI_SUM, MPI_UINT64_T) + MPI_Win_flush",
+  compareSwap: "MPI_Compare_and_swap(MPI_UINT64_T) + MPI_Win_flush",
+};
+
+/** mpicc of bench/c/mpi-atomics.c into a temporary directory: the binary, or why there is none. */
+function buildMpiC(): string {
+  const mpicc = Bun.which("mpicc");
+  if (mpicc === null) throw new Error("no mpicc (apt-get install libopenmpi-dev): the C reference is not built");
+  const binary = join(mkdtempSync(join(tmpdir(), "alloctools-bench-atomics-")), "mpi-atomics");
+  const build = Bun.spawnSync([mpicc, "-O2", `-I${resolve(import.meta.dir, "../c")}`, "-o", binary, resolve(import.meta.dir, "../c/mpi-atomics.c")], { stderr: "pipe" });
+  if (build.exitCode !== 0) throw new Error(`mpicc failed: ${build.stderr.toString().trim().split("\n")[0]}`);
+  return binary;
+}
+
+async function measureMpi(ctx: BenchContext, sizes: Sizes) {
+  const status = mpiStatus();
+  if (!status.available) throw new Error(`Open MPI not available (${status.reason})`);
+  const mpirun = Bun.which("mpirun");
+  if (mpirun === null) throw new Error("no mpirun on PATH (apt-get install openmpi-bin)");
+  const binary = buildMpiC();
+  ctx.provider({
+    suite: SUITE, label: "MPI",
+    description: `${status.version}: a C job (bench/c/mpi-atomics.c) and a Bun job (MpiEndpoint) of 2 ranks under mpirun --oversubscribe, alternated; rank 0 on a word of rank 1, which waits in a blocking barrier`,
+  });
+  const counts = [String(sizes.iterations), String(sizes.warmup)];
+  const rounds = await alternate(sizes.rounds,
+    async () => mpirunTwoRanks<Latency>(mpirun, [binary, "fetchAdd,compareSwap", ...counts]),
+    async () => mpirunTwoRanks<Latency>(mpirun, [process.execPath, MPI_RANK, FORMS.join(","), ...counts]));
+  return { calls: MPI_CALLS, rounds };
+}
+
 // ---- the suite -----------------------------------------------------------------------------------
 
 const suite: Suite = {
@@ -153,6 +191,7 @@ const suite: Suite = {
       if (!ctx.fabric) notMeasured(ctx, transport, "libfabric is not available", lines);
       else await measureTransport(ctx, transport, "ALLOCTOOLS_REQUIRE_LIBFABRIC", lines, () => measureFabric(ctx, provider, sizes));
     }
+    await measureTransport(ctx, "MPI", "ALLOCTOOLS_REQUIRE_MPI", lines, () => measureMpi(ctx, sizes));
     return () => {
       console.log(`\n== atomics: the library against a C loop, same target, same run (p50 per operation; target fetchAddSync ≤ ${TARGET_RATIO}× C)\n`);
       console.log("| transport | library form | library p50 | C p50 (same operation) | library / C (rounds) |");
