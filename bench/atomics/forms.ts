@@ -47,6 +47,20 @@ export function measure<Peer extends number | bigint>(endpoint: EndpointEngine<P
   return { ok: true, operation: form, iterations, p50: samples[iterations >> 1]!, mean: sum / iterations, p99: samples[Math.floor(iterations * 0.99)]! };
 }
 
+/**
+ * Every form of `forms` warmed up first (`warmup` operations each: the first form timed would
+ * otherwise carry the others' JIT compilation), then each measured after `warmup` more; one JSON
+ * line each on stdout.
+ */
+export function measureAll<Peer extends number | bigint>(endpoint: EndpointEngine<Peer>, forms: readonly Form[], peer: Peer,
+  word: RemoteRegion, iterations: number, warmup: number): void {
+  for (const form of forms) measure(endpoint, form, peer, word, Math.max(1, warmup), 0);
+  for (const form of forms) {
+    Bun.gc(true); // no collection left over from the last form inside this one's loop
+    console.log(JSON.stringify(measure(endpoint, form, peer, word, iterations, warmup)));
+  }
+}
+
 /** Parses a comma-separated list of forms; throws naming the known ones. */
 export function parseForms(text: string): Form[] {
   const forms = text.split(",");

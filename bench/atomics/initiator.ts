@@ -2,11 +2,11 @@
 // a target process started by bench/suites/atomics.ts:
 //   bun bench/atomics/initiator.ts fabric <provider> --name HEX --address A --key K [--node N] \
 //       --forms fetchAddSync,... --iterations I --warmup W
-//   bun bench/atomics/initiator.ts ucx <UCX_TLS> --name HEX --address A --rkey HEX [--net-devices D] \
+//   bun bench/atomics/initiator.ts ucx <UCX_TLS> <UCX_NET_DEVICES or -> --name HEX --address A --rkey HEX \
 //       --forms ... --iterations I --warmup W
 // One JSON line per form (bench/atomics/forms.ts); {"error"} and exit 1 on failure.
 import { Endpoint, LibfabricProvider, RemoteRegion, UcxEndpoint, UcxProvider } from "../../lib/index.ts";
-import { measure, parseForms, type Form } from "./forms.ts";
+import { measureAll, parseForms, type Form } from "./forms.ts";
 
 const argv = process.argv.slice(2);
 const option = (name: string): string | undefined => {
@@ -21,13 +21,6 @@ const required = (name: string): string => {
 const fromHex = (hex: string) => new Uint8Array(Buffer.from(hex, "hex"));
 const WORD_BYTES = 8;
 
-function report(forms: Form[], run: (form: Form) => unknown): void {
-  for (const form of forms) {
-    Bun.gc(true); // no collection left over from the last form inside this one's loop
-    console.log(JSON.stringify(run(form)));
-  }
-}
-
 function overLibfabric(providerName: string, forms: Form[], iterations: number, warmup: number): void {
   const node = option("node");
   const provider = LibfabricProvider.open({ provider: providerName, ...(node ? { node } : {}) });
@@ -35,21 +28,20 @@ function overLibfabric(providerName: string, forms: Form[], iterations: number, 
   try {
     const peer = endpoint.insert(fromHex(required("name")));
     const word = new RemoteRegion(BigInt(required("address")), BigInt(required("key")), WORD_BYTES);
-    report(forms, (form) => measure(endpoint, form, peer, word, iterations, warmup));
+    measureAll(endpoint, forms, peer, word, iterations, warmup);
   } finally {
     endpoint.close();
     provider.close();
   }
 }
 
-function overUcx(transports: string, forms: Form[], iterations: number, warmup: number): void {
-  const netDevices = option("net-devices");
-  const provider = UcxProvider.open({ transports, ...(netDevices ? { netDevices } : {}) });
+function overUcx(transports: string, netDevices: string, forms: Form[], iterations: number, warmup: number): void {
+  const provider = UcxProvider.open({ transports, ...(netDevices !== "-" ? { netDevices } : {}) });
   const endpoint = new UcxEndpoint(provider, { timeoutMs: 30_000 });
   try {
     const peer = endpoint.insert(fromHex(required("name")));
     const word = new RemoteRegion(BigInt(required("address")), 0n, WORD_BYTES, fromHex(required("rkey")));
-    report(forms, (form) => measure(endpoint, form, peer, word, iterations, warmup));
+    measureAll(endpoint, forms, peer, word, iterations, warmup);
   } finally {
     endpoint.close();
     provider.close();
@@ -62,7 +54,7 @@ try {
   const iterations = Number(option("iterations") ?? 1000);
   const warmup = Number(option("warmup") ?? 100);
   if (transport === "fabric") overLibfabric(name!, forms, iterations, warmup);
-  else if (transport === "ucx") overUcx(name!, forms, iterations, warmup);
+  else if (transport === "ucx") overUcx(name!, argv[2]!, forms, iterations, warmup);
   else throw new Error(`transport ${transport}: fabric or ucx`);
 } catch (e) {
   console.log(JSON.stringify({ error: (e as Error).message }));

@@ -4,7 +4,7 @@
 // JSON line per form; rank 1 waits in a blocking barrier meanwhile, as the C job's rank 1 does
 // (bench/c/mpi-atomics.c): its MPI progress performs the atomics.
 import { MemoryPool, MpiEndpoint, MpiJob, MpiProvider, RemoteRegion } from "../../lib/index.ts";
-import { measure, parseForms } from "./forms.ts";
+import { measureAll, parseForms } from "./forms.ts";
 
 const [formList, iterationText, warmupText] = process.argv.slice(2);
 const job = MpiJob.open();
@@ -15,10 +15,7 @@ const word = pool.getRegion(64);
 const remotes = job.allgather(word.remote().toBytes()).map((bytes) => RemoteRegion.fromBytes(bytes).subregion(0, 8));
 if (job.rank === 0) {
   try {
-    for (const form of parseForms(formList ?? "fetchAddSync")) {
-      Bun.gc(true);
-      console.log(JSON.stringify(measure(endpoint, form, 1, remotes[1]!, Number(iterationText ?? 1000), Number(warmupText ?? 100))));
-    }
+    measureAll(endpoint, parseForms(formList ?? "fetchAddSync"), 1, remotes[1]!, Number(iterationText ?? 1000), Number(warmupText ?? 100));
   } catch (e) {
     console.log(JSON.stringify({ error: (e as Error).message }));
   }

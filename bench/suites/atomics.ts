@@ -26,6 +26,7 @@ import { jsonLines, mpirunTwoRanks, ReadyProcess } from "../peer-process.ts";
 import { median, spread } from "../stats.ts";
 import { FORMS, type Form, type Latency } from "../atomics/forms.ts";
 import { mpiStatus } from "../../ffi/mpi.ts";
+import { ucxStatus } from "../../ffi/ucx.ts";
 
 const SUITE = "atomics";
 /** Issue 26: fetchAddSync at most this many times the C loop's p50. */
@@ -34,7 +35,7 @@ const INITIATOR = resolve(import.meta.dir, "../atomics/initiator.ts");
 const MPI_RANK = resolve(import.meta.dir, "../atomics/mpi-rank.ts");
 
 /** The transports measured: the label of their rows. */
-export const TRANSPORTS = ["libfabric tcp", "libfabric shm", "UCX tcp", "UCX shm (posix,cma)", "MPI"] as const;
+export const TRANSPORTS = ["libfabric tcp", "libfabric shm", "UCX tcp", "UCX shm (posix,cma), UCX-allocated target", "UCX shm (posix,cma), target's own memory", "MPI"] as const;
 type Transport = (typeof TRANSPORTS)[number];
 
 /** The C operation a library form is compared with. */
@@ -145,6 +146,49 @@ async function measureFabric(ctx: BenchContext, provider: "tcp" | "shm", sizes: 
   }
 }
 
+// ---- UCX -----------------------------------------------------------------------------------------
+
+interface UcxTarget { name: string; address: string; rkey: string }
+
+/** A UCX row: its transports, and whether the target's word is in memory UCX allocated (one-sided over shared memory). */
+interface UcxCase { transport: Transport; transports: string; netDevices: string; allocate: boolean }
+
+const UCX_CASES: readonly UcxCase[] = [
+  { transport: "UCX tcp", transports: "tcp", netDevices: "lo", allocate: false },
+  { transport: "UCX shm (posix,cma), UCX-allocated target", transports: "posix,cma", netDevices: "-", allocate: true },
+  { transport: "UCX shm (posix,cma), target's own memory", transports: "posix,cma", netDevices: "-", allocate: false },
+];
+
+const UCX_CALLS = {
+  fetchAdd: "ucp_atomic_op_nbx(UCP_ATOMIC_OP_ADD, 8 bytes, reply buffer) + ucp_worker_progress until done",
+  compareSwap: "ucp_atomic_op_nbx(UCP_ATOMIC_OP_CSWAP, 8 bytes, reply buffer) + ucp_worker_progress until done",
+};
+
+async function measureUcx(ctx: BenchContext, c: UcxCase, sizes: Sizes) {
+  const status = ucxStatus();
+  if (!status.available) throw new Error(`UCX not available (${status.reason})`);
+  const program = buildC("ucx-atomics", ["-lucp", "-lucs"]);
+  if ("missing" in program) throw new Error(`the C reference is not built: ${program.missing}`);
+  const target = await ReadyProcess.start<UcxTarget>([...onCpu(1), program.path, "target", c.transports, c.netDevices, ...(c.allocate ? ["--allocate"] : [])],
+    `the C UCX target (${c.transports})`, (t) => typeof t.name === "string");
+  try {
+    const where = c.transports === "tcp" ? "emulated by the target's worker progress" : c.allocate ? "one-sided: done by the initiator's CPU on the target's segment mapped in its process" : "emulated by the target's worker progress (memory UCX did not allocate)";
+    ctx.provider({
+      suite: SUITE, label: c.transport,
+      description: `UCX ${status.version}, UCX_TLS=${c.transports}${c.netDevices !== "-" ? `, UCX_NET_DEVICES=${c.netDevices}` : ""}: the C initiator (bench/c/ucx-atomics.c) and a Bun process with UcxEndpoint take turns against one C target busy-progressing its worker; atomics ${where}; ` +
+        (pinnable ? "target on CPU 1, initiators on CPU 0" : "not pinned (no taskset or one CPU)"),
+    });
+    const { name, address, rkey } = target.ready;
+    const common = [c.transports, c.netDevices, "--name", name, "--address", address, "--rkey", rkey, "--iterations", String(sizes.iterations), "--warmup", String(sizes.warmup)];
+    const rounds = await alternate(sizes.rounds,
+      () => jsonLines<Latency>([...onCpu(0), program.path, "initiator", ...common, "--operations", "fetchAdd,compareSwap"]),
+      () => jsonLines<Latency>([...onCpu(0), process.execPath, INITIATOR, "ucx", ...common, "--forms", FORMS.join(",")]));
+    return { calls: UCX_CALLS, rounds };
+  } finally {
+    await target.stop();
+  }
+}
+
 // ---- MPI -----------------------------------------------------------------------------------------
 
 const MPI_CALLS = {
@@ -191,6 +235,7 @@ const suite: Suite = {
       if (!ctx.fabric) notMeasured(ctx, transport, "libfabric is not available", lines);
       else await measureTransport(ctx, transport, "ALLOCTOOLS_REQUIRE_LIBFABRIC", lines, () => measureFabric(ctx, provider, sizes));
     }
+    for (const c of UCX_CASES) await measureTransport(ctx, c.transport, "ALLOCTOOLS_REQUIRE_UCX", lines, () => measureUcx(ctx, c, sizes));
     await measureTransport(ctx, "MPI", "ALLOCTOOLS_REQUIRE_MPI", lines, () => measureMpi(ctx, sizes));
     return () => {
       console.log(`\n== atomics: the library against a C loop, same target, same run (p50 per operation; target fetchAddSync ≤ ${TARGET_RATIO}× C)\n`);
