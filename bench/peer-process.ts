@@ -75,7 +75,11 @@ export function mpirunTwoRanks<T>(mpirun: string, command: string[], timeoutMs =
   const args = [mpirun, "--oversubscribe", "-n", "2"];
   if (process.getuid?.() === 0) args.splice(1, 0, "--allow-run-as-root");
   const r = Bun.spawnSync([...args, ...command], { stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-  const lines = r.stdout.toString().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as T);
+  const lines: T[] = [];
+  for (const line of r.stdout.toString().split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try { lines.push(JSON.parse(line) as T); } catch { /* a torn line: not a result */ }
+  }
   if (r.exitCode !== 0 || lines.length === 0) return `exit ${r.exitCode}: ${r.stderr.toString().trim().split("\n").slice(0, 3).join(" / ")}`;
   return lines;
 }
