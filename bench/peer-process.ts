@@ -12,7 +12,7 @@ export class ReadyProcess<Ready> {
    * Spawns `command` and waits up to `timeoutMs` for its first line, a JSON object; throws (after
    * killing it) when there is none, when it says {"error"}, or when `isReady` refuses it.
    */
-  static async start<Ready>(command: string[], what: string, isReady: (line: Ready) => boolean, timeoutMs = 10_000,
+  static async start<Ready>(command: string[], what: string, isReady: (line: Ready) => boolean, timeoutMs = 30_000,
     env?: Record<string, string>): Promise<ReadyProcess<Ready>> {
     const proc = Bun.spawn(command, { stdin: "pipe", stdout: "pipe", stderr: "pipe", ...(env ? { env } : {}) });
     const reader = proc.stdout.getReader();

@@ -54,7 +54,14 @@ type Initiator = () => Promise<Latency[] | string>;
 
 interface Sizes { rounds: number; iterations: number; warmup: number }
 
-const sizesFor = (quick: boolean): Sizes => (quick ? { rounds: 1, iterations: 2000, warmup: 1000 } : { rounds: 5, iterations: 20_000, warmup: 5000 });
+/**
+ * Operations per round: a tenth over tcp, where each takes ~20 µs on an idle machine and its mean
+ * reaches ~200 µs on a loaded one (a full run with 20000 over tcp took 9 minutes there).
+ */
+function sizesFor(quick: boolean, overTcp: boolean): Sizes {
+  const scale = overTcp ? 10 : 1;
+  return quick ? { rounds: 1, iterations: 2000 / scale, warmup: 1000 / scale } : { rounds: 5, iterations: 20_000 / scale, warmup: 5000 / scale };
+}
 
 /** Alternates the two initiators (C first on even rounds); the rounds where both answered. */
 async function alternate(rounds: number, c: Initiator, library: Initiator): Promise<{ c: RoundLines[]; library: RoundLines[] }> {
@@ -228,15 +235,14 @@ async function measureMpi(ctx: BenchContext, sizes: Sizes) {
 const suite: Suite = {
   name: SUITE,
   async setup(ctx: BenchContext) {
-    const sizes = sizesFor(ctx.quick);
     const lines: string[] = [];
     for (const provider of ["tcp", "shm"] as const) {
       const transport = `libfabric ${provider}` as const;
       if (!ctx.fabric) notMeasured(ctx, transport, "libfabric is not available", lines);
-      else await measureTransport(ctx, transport, "ALLOCTOOLS_REQUIRE_LIBFABRIC", lines, () => measureFabric(ctx, provider, sizes));
+      else await measureTransport(ctx, transport, "ALLOCTOOLS_REQUIRE_LIBFABRIC", lines, () => measureFabric(ctx, provider, sizesFor(ctx.quick, provider === "tcp")));
     }
-    for (const c of UCX_CASES) await measureTransport(ctx, c.transport, "ALLOCTOOLS_REQUIRE_UCX", lines, () => measureUcx(ctx, c, sizes));
-    await measureTransport(ctx, "MPI", "ALLOCTOOLS_REQUIRE_MPI", lines, () => measureMpi(ctx, sizes));
+    for (const c of UCX_CASES) await measureTransport(ctx, c.transport, "ALLOCTOOLS_REQUIRE_UCX", lines, () => measureUcx(ctx, c, sizesFor(ctx.quick, c.transports === "tcp")));
+    await measureTransport(ctx, "MPI", "ALLOCTOOLS_REQUIRE_MPI", lines, () => measureMpi(ctx, sizesFor(ctx.quick, false)));
     return () => {
       console.log(`\n== atomics: the library against a C loop, same target, same run (p50 per operation; target fetchAddSync ≤ ${TARGET_RATIO}× C)\n`);
       console.log("| transport | library form | library p50 | C p50 (same operation) | library / C (rounds) |");
