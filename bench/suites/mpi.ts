@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { mpiStatus } from "../../ffi/mpi.ts";
 import type { BenchContext, Suite } from "../context.ts";
+import { mpirunTwoRanks } from "../peer-process.ts";
 
 const SUITE = "mpi";
 const BYTES = 64;
@@ -58,12 +59,8 @@ async function rankProgram(bytes: number, batches: number, batch: number): Promi
 
 /** `mpirun -n 2 <command>`; the JSON line rank 0 prints, or why there is none. */
 function runJob(mpirun: string, command: string[]): Sample | string {
-  const args = [mpirun, "--oversubscribe", "-n", "2"];
-  if (process.getuid?.() === 0) args.splice(1, 0, "--allow-run-as-root");
-  const r = Bun.spawnSync([...args, ...command], { stdout: "pipe", stderr: "pipe", timeout: 120_000 });
-  const line = r.stdout.toString().split("\n").find((l) => l.startsWith("{"));
-  if (r.exitCode !== 0 || line === undefined) return `exit ${r.exitCode}: ${r.stderr.toString().trim().split("\n").slice(0, 3).join(" / ")}`;
-  return JSON.parse(line) as Sample;
+  const lines = mpirunTwoRanks<Sample>(mpirun, command);
+  return typeof lines === "string" ? lines : lines[0]!;
 }
 
 const suite: Suite = {

@@ -22,6 +22,7 @@ import {
 } from "../../lib/index.ts";
 import type { BenchContext, Cleanup, Suite } from "../context.ts";
 import { median, spread } from "../stats.ts";
+import { jsonLines, ReadyProcess } from "../peer-process.ts";
 import { bareRegistration, REGISTRATION_ACCESS as ACCESS } from "../bare-registration.ts";
 
 const SUITE = "rma";
@@ -33,51 +34,25 @@ export const RATIO_TABLE = "registration: cost / bare bun:ffi fi_mr_reg + fi_clo
 interface CReply { ok?: boolean; error?: string; usecPerOp?: number; seconds?: number; nsPerPair?: number; mbPerSec?: number }
 interface TargetInfo { name: string; address: string; key: string; length: number }
 
-/** A C passive target, polling its completion queue until its stdin closes. */
+/** A C passive target (rma-peer.c target), polling its completion queue until its stdin closes. */
 class CTarget {
-  private constructor(readonly proc: ReturnType<typeof Bun.spawn>, readonly info: TargetInfo) {}
+  private constructor(private readonly process: ReadyProcess<TargetInfo>, readonly info: TargetInfo) {}
 
   static async start(path: string, provider: string): Promise<CTarget> {
-    const proc = Bun.spawn([...onCpu(1), path, "target", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : [])], {
-      stdin: "pipe", stdout: "pipe", stderr: "pipe",
-    });
-    const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const chunk = await Promise.race([reader.read(), Bun.sleep(10_000).then(() => null)]);
-      if (chunk === null || chunk.done) break;
-      text += new TextDecoder().decode(chunk.value);
-    }
-    reader.releaseLock();
-    const info = JSON.parse(text.split("\n")[0] || "{}") as TargetInfo & { error?: string };
-    if (!info.name) {
-      proc.kill(9);
-      throw new Error(`C target did not start: ${info.error ?? text}`);
-    }
-    return new CTarget(proc, info);
+    const process = await ReadyProcess.start<TargetInfo>([...onCpu(1), path, "target", provider, ...(IP.has(provider) ? ["--node", "127.0.0.1"] : [])],
+      "C target", (info) => typeof info.name === "string");
+    return new CTarget(process, process.ready);
   }
 
   /** Runs the C initiator against this target. */
   async initiator(path: string, provider: string, args: string[]): Promise<CReply> {
-    const p = Bun.spawn([...onCpu(0), path, "initiator", provider, "--name", this.info.name, "--address", this.info.address, "--key", this.info.key,
-      "--length", String(this.info.length), ...(IP.has(provider) ? ["--node", "127.0.0.1"] : []), ...args], { stdout: "pipe", stderr: "pipe" });
-    const timer = setTimeout(() => p.kill(9), 120_000);
-    const out = await new Response(p.stdout).text();
-    await p.exited;
-    clearTimeout(timer);
-    try {
-      return JSON.parse(out.trim().split("\n").pop() ?? "") as CReply;
-    } catch {
-      return { error: `no result (exit ${p.exitCode}): ${out.slice(0, 200)}` };
-    }
+    const lines = await jsonLines<CReply>([...onCpu(0), path, "initiator", provider, "--name", this.info.name, "--address", this.info.address, "--key", this.info.key,
+      "--length", String(this.info.length), ...(IP.has(provider) ? ["--node", "127.0.0.1"] : []), ...args]);
+    return typeof lines === "string" ? { error: lines } : lines[lines.length - 1]!;
   }
 
   async stop(): Promise<void> {
-    const stdin = this.proc.stdin as import("bun").FileSink;
-    stdin.write("x\n");
-    await stdin.end();
-    const code = await Promise.race([this.proc.exited, Bun.sleep(5000).then(() => null)]);
-    if (code === null) this.proc.kill(9);
+    await this.process.stop();
   }
 }
 
