@@ -9,7 +9,7 @@
 import {
   Endpoint, LibfabricProvider, MemoryPool, MpiEndpoint, MpiJob, MpiProvider, RemoteRegion,
   type RegionProvider, type RmaEndpoint,
-} from "../lib/index.ts";
+} from "alloctools";
 
 const MESSAGE_BYTES = 64;
 const useTcp = process.argv.includes("--tcp");

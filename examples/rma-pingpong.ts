@@ -13,7 +13,7 @@
 // report it: total time / (2 × iterations).
 import {
   Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, type HugePages, type MemoryPoolOptions, type MemoryRegion, type PeerAddress,
-} from "../lib/index.ts";
+} from "alloctools";
 
 export interface PingPongOptions {
   /** libfabric provider: tcp, shm, udp, sockets, verbs, ... */

@@ -8,7 +8,7 @@ import { FabricError, LibraryLoadError } from "./errors.ts";
 import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
 import * as libc from "./libc.ts";
 import { SIGABRT, SIGHUP, SIGINT, SIGTERM } from "./signals.ts";
-import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
+import { LazyLibrary, type LibraryLocation, type LibraryStatus } from "./library-status.ts";
 
 const exported = {
   // uint32_t fi_version(void)
@@ -593,29 +593,16 @@ export function versionString(v: number): string {
   return `${v >>> 16}.${v & 0xffff}`;
 }
 
-let loaded: Libfabric | undefined;
-let loadError: LibraryLoadError | undefined;
+const library = new LazyLibrary(() => Libfabric.load(), (loaded) => loaded.versionString);
 
 /** The process-wide libfabric, loaded on first use (dlopen once). Throws LibraryLoadError. */
 export function libfabric(): Libfabric {
-  if (loaded) return loaded;
-  if (loadError) throw loadError;
-  try {
-    return (loaded = Libfabric.load());
-  } catch (e) {
-    if (e instanceof LibraryLoadError) loadError = e;
-    throw e;
-  }
+  return library.get();
 }
 
 /** Whether libfabric loads here; the reason when it does not. Never throws. */
 export function libfabricStatus(): LibraryStatus {
-  try {
-    const f = libfabric();
-    return { available: true, version: f.versionString, path: f.path };
-  } catch (e) {
-    return { available: false, reason: e instanceof Error ? e.message : String(e) };
-  }
+  return library.status();
 }
 
 export { libc };

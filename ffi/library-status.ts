@@ -39,3 +39,41 @@ export interface LibraryLocation {
   /** How to install it: "'apt-get install libfabric1' (Debian/Ubuntu) or 'dnf install libfabric'". */
   readonly install: string;
 }
+
+/**
+ * A system library loaded on first use, once per thread (dlopen once); a failure to load is kept
+ * and thrown again, and `status()` says either way without throwing.
+ */
+export class LazyLibrary<Library extends { readonly path: string }> {
+  private loaded: Library | null = null;
+  private failure: Error | null = null;
+
+  /**
+   * @param load Loads the library (throws LibraryLoadError, or another typed error kept as well).
+   * @param versionOf The version `status()` reports for the loaded library.
+   */
+  constructor(private readonly load: () => Library, private readonly versionOf: (library: Library) => string) {}
+
+  /** The library, loaded now if it was not. Throws what loading threw (the first time and after). */
+  get(): Library {
+    if (this.loaded !== null) return this.loaded;
+    if (this.failure !== null) throw this.failure;
+    try {
+      this.loaded = this.load();
+      return this.loaded;
+    } catch (e) {
+      if (e instanceof Error) this.failure = e;
+      throw e;
+    }
+  }
+
+  /** Whether the library loads here; the reason when it does not. Never throws. */
+  status(): LibraryStatus {
+    try {
+      const library = this.get();
+      return { available: true, version: this.versionOf(library), path: library.path };
+    } catch (e) {
+      return { available: false, reason: e instanceof Error ? e.message : String(e) };
+    }
+  }
+}

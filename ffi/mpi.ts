@@ -29,7 +29,7 @@ import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
 import { runExitCleanups } from "./exit-cleanups.ts";
 import { boundedAtExit } from "./exit-watchdog.ts";
 import * as libc from "./libc.ts";
-import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
+import { LazyLibrary, type LibraryLocation, type LibraryStatus } from "./library-status.ts";
 
 /** MPI's thread levels (mpi.h: an enum 0..3 in both Open MPI and MPICH). */
 export const MPI_THREAD = { SINGLE: 0, FUNNELED: 1, SERIALIZED: 2, MULTIPLE: 3 } as const;
@@ -753,27 +753,14 @@ function libraryVersion(fn: Pick<Symbols, "MPI_Get_library_version">): string {
   return Buffer.from(text.subarray(0, length[0]!)).toString("latin1").replace(/\0+$/, "").trim();
 }
 
-let loaded: MpiLibrary | undefined;
-let loadError: Error | undefined;
+const library = new LazyLibrary(() => MpiLibrary.load(), (loaded) => loaded.version.split("\n")[0]!);
 
 /** The process-wide MPI library, loaded on first use. Throws LibraryLoadError or AllocToolsError NOT_SUPPORTED. */
 export function mpiLibrary(): MpiLibrary {
-  if (loaded) return loaded;
-  if (loadError) throw loadError;
-  try {
-    return (loaded = MpiLibrary.load());
-  } catch (e) {
-    if (e instanceof Error) loadError = e;
-    throw e;
-  }
+  return library.get();
 }
 
 /** Whether Open MPI loads here; the reason when it does not. Never throws, never initializes MPI. */
 export function mpiStatus(): LibraryStatus {
-  try {
-    const m = mpiLibrary();
-    return { available: true, version: m.version.split("\n")[0]!, path: m.path };
-  } catch (e) {
-    return { available: false, reason: e instanceof Error ? e.message : String(e) };
-  }
+  return library.status();
 }

@@ -18,7 +18,7 @@ import { cc, CString, dlopen, FFIType, ptr, read, toArrayBuffer, type Pointer } 
 import { AllocToolsError } from "../lib/errors.ts";
 import { AllocToolsRangeError, LibraryLoadError } from "./errors.ts";
 import * as libc from "./libc.ts";
-import type { LibraryLocation, LibraryStatus } from "./library-status.ts";
+import { LazyLibrary, type LibraryLocation, type LibraryStatus } from "./library-status.ts";
 
 const symbols = {
   // pmix_status_t PMIx_Init(pmix_proc_t *proc, pmix_info_t info[], size_t ninfo)
@@ -529,27 +529,14 @@ function writeInfoKey(bytes: Uint8Array, at: number, key: string, type: number):
   new DataView(bytes.buffer).setUint16(at + INFO.fields.value + VALUE.fields.type, type, true);
 }
 
-let loaded: PmixLibrary | undefined;
-let loadError: LibraryLoadError | undefined;
+const library = new LazyLibrary(() => PmixLibrary.load(), (loaded) => loaded.version);
 
 /** The process-wide libpmix, loaded on first use (dlopen once). Throws LibraryLoadError. */
 export function pmixLibrary(): PmixLibrary {
-  if (loaded) return loaded;
-  if (loadError) throw loadError;
-  try {
-    return (loaded = PmixLibrary.load());
-  } catch (e) {
-    if (e instanceof LibraryLoadError) loadError = e;
-    throw e;
-  }
+  return library.get();
 }
 
 /** Whether libpmix loads here; the reason when it does not. Never throws, never calls PMIx_Init. */
 export function pmixStatus(): LibraryStatus {
-  try {
-    const p = pmixLibrary();
-    return { available: true, version: p.version, path: p.path };
-  } catch (e) {
-    return { available: false, reason: e instanceof Error ? e.message : String(e) };
-  }
+  return library.status();
 }

@@ -2,7 +2,8 @@
 // constants. Everything is polled from JS: no callback is ever handed to UCX.
 //
 // - `ucs_status_t` is a one-byte enum: every status return is declared i8.
-// - `ucs_status_ptr_t` returns (put, get, flush, close) are declared i64_fast: 0 is "done now",
+// - `ucs_status_ptr_t` returns (put, get, flush, close, tag send and receive, atomics) are
+//   declared i64_fast, and so is the message handle of a probe: 0 is "done now" (no message),
 //   -100..-1 an error status, anything else a request to poll and free. As `ptr`, Bun would turn an
 //   error pointer into a bigint near 2^64 that looks like a request.
 // - Loading libucs replaces the SIGSEGV/SIGBUS/SIGILL/SIGFPE handlers Bun's engine relies on; they
@@ -74,6 +75,25 @@ const symbols = {
   ucp_request_cancel: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.void },
   // void ucp_request_free(void *request)
   ucp_request_free: { args: [FFIType.ptr], returns: FFIType.void },
+  // Tags (ucp_tag_t, a uint64_t) are declared i64: the same bits, and a tag whose signed value is
+  // exact in a double passes as a number (no BigInt per call); see lib/ucx/ucx-messages.ts.
+  // ucs_status_ptr_t ucp_tag_send_nbx(ucp_ep_h ep, const void *buffer, size_t count, ucp_tag_t tag,
+  //                                   const ucp_request_param_t *param)
+  ucp_tag_send_nbx: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i64, FFIType.ptr], returns: FFIType.i64_fast },
+  // ucs_status_ptr_t ucp_tag_recv_nbx(ucp_worker_h worker, void *buffer, size_t count, ucp_tag_t tag,
+  //                                   ucp_tag_t tag_mask, const ucp_request_param_t *param)
+  ucp_tag_recv_nbx: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.i64, FFIType.i64, FFIType.ptr], returns: FFIType.i64_fast },
+  // ucp_tag_message_h ucp_tag_probe_nb(ucp_worker_h worker, ucp_tag_t tag, ucp_tag_t tag_mask, int remove,
+  //                                    ucp_tag_recv_info_t *info)
+  ucp_tag_probe_nb: { args: [FFIType.ptr, FFIType.i64, FFIType.i64, FFIType.i32, FFIType.ptr], returns: FFIType.i64_fast },
+  // ucs_status_ptr_t ucp_tag_msg_recv_nbx(ucp_worker_h worker, void *buffer, size_t count,
+  //                                       ucp_tag_message_h message, const ucp_request_param_t *param)
+  ucp_tag_msg_recv_nbx: { args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i64_fast },
+  // ucs_status_t ucp_tag_recv_request_test(void *request, ucp_tag_recv_info_t *info)
+  ucp_tag_recv_request_test: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i8 },
+  // ucs_status_ptr_t ucp_atomic_op_nbx(ucp_ep_h ep, ucp_atomic_op_t opcode, const void *buffer, size_t count,
+  //                                    uint64_t remote_addr, ucp_rkey_h rkey, const ucp_request_param_t *param)
+  ucp_atomic_op_nbx: { args: [FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.ptr], returns: FFIType.i64_fast },
 } as const;
 
 type Symbols = ReturnType<typeof dlopen<typeof symbols>>["symbols"];
@@ -114,8 +134,10 @@ export const ucxLayout = {
   ucp_mem_attr_t: { cName: "ucp_mem_attr_t", size: 32, fields: { field_mask: 0, address: 8, length: 16, mem_type: 24 } },
   ucp_ep_params_t: { cName: "ucp_ep_params_t", size: 104, fields: { field_mask: 0, address: 8, err_mode: 16, flags: 48 } },
   ucp_request_param_t: {
-    cName: "ucp_request_param_t", size: 72, fields: { op_attr_mask: 0, flags: 4, request: 8, cb: 16, datatype: 24, user_data: 32, memh: 64 },
+    cName: "ucp_request_param_t", size: 72,
+    fields: { op_attr_mask: 0, flags: 4, request: 8, cb: 16, datatype: 24, user_data: 32, reply_buffer: 40, memory_type: 48, recv_info: 56, memh: 64 },
   },
+  ucp_tag_recv_info_t: { cName: "ucp_tag_recv_info_t", size: 16, fields: { sender_tag: 0, length: 8 } },
   uct_component_attr_t: { cName: "uct_component_attr_t", size: 48, fields: { field_mask: 0, name: 8 } },
   uct_rkey_bundle_t: { cName: "uct_rkey_bundle_t", size: 24, fields: { rkey: 0, handle: 8, type: 16 } },
 } as const satisfies Record<string, UcxStructLayout>;
@@ -128,7 +150,9 @@ export const UCX = {
   API_MINOR: 13,
   PARAM_FIELD_FEATURES: 1,
   PARAM_FIELD_MT_WORKERS_SHARED: 0x20,
+  FEATURE_TAG: 1,
   FEATURE_RMA: 2,
+  FEATURE_AMO64: 8,
   WORKER_PARAM_FIELD_THREAD_MODE: 1,
   THREAD_MODE_SINGLE: 0,
   MEM_MAP_PARAM_FIELD_ADDRESS: 1,
@@ -146,8 +170,17 @@ export const UCX = {
   EP_PARAM_FIELD_ERR_HANDLING_MODE: 2,
   ERR_HANDLING_MODE_NONE: 0,
   EP_CLOSE_FLAG_FORCE: 1,
+  OP_ATTR_FIELD_DATATYPE: 8,
   OP_ATTR_FIELD_FLAGS: 0x10,
+  OP_ATTR_FIELD_REPLY_BUFFER: 0x20,
+  OP_ATTR_FIELD_MEMORY_TYPE: 0x40,
+  OP_ATTR_FIELD_RECV_INFO: 0x80,
   OP_ATTR_FIELD_MEMH: 0x100,
+  OP_ATTR_FLAG_NO_IMM_CMPL: 0x10000,
+  /** ucp_dt_make_contig(8): one 64-bit word, the datatype of a 64-bit atomic. */
+  DATATYPE_CONTIG_8: 64,
+  ATOMIC_OP_ADD: 0,
+  ATOMIC_OP_CSWAP: 2,
   COMPONENT_ATTR_FIELD_NAME: 1,
   COMPONENT_NAME_MAX: 16,
   MEMORY_TYPE_HOST: 0,
@@ -157,9 +190,12 @@ export const UCX = {
   ERR_INVALID_PARAM: -5,
   ERR_UNREACHABLE: -6,
   ERR_INVALID_ADDR: -7,
+  ERR_NOT_IMPLEMENTED: -8,
+  ERR_MESSAGE_TRUNCATED: -9,
   ERR_NO_DEVICE: -14,
   ERR_CANCELED: -16,
   ERR_TIMED_OUT: -20,
+  ERR_UNSUPPORTED: -22,
   ERR_LAST: -100,
 } as const;
 
@@ -343,11 +379,11 @@ export class Ucx {
 
   /**
    * `ucp_config_read` + `ucp_config_modify` of each entry ("TLS" → "tcp", ...) + `ucp_init_version`
-   * with the RMA feature and, with `workersShared`, `mt_workers_shared` (workers in several
-   * threads use the context at once: a Worker's endpoint has a ucp_worker of its own on it);
-   * returns the `ucp_context_h`.
+   * with `features` (UCP_FEATURE_* bits: RMA, TAG, AMO64) and, with `workersShared`,
+   * `mt_workers_shared` (workers in several threads use the context at once: a Worker's endpoint
+   * has a ucp_worker of its own on it); returns the `ucp_context_h`.
    */
-  init(settings: Readonly<Record<string, string>>, workersShared: boolean = true): number {
+  init(settings: Readonly<Record<string, string>>, workersShared: boolean = true, features: number = UCX.FEATURE_RMA): number {
     this.check("ucp_config_read", this.raw.ucp_config_read(null, null, this.outAddress));
     const config = this.outPointer();
     try {
@@ -357,7 +393,7 @@ export class Ucx {
       const params = new Uint8Array(P.ucp_params_t.size);
       const dv = new DataView(params.buffer);
       dv.setBigUint64(P.ucp_params_t.fields.field_mask, BigInt(UCX.PARAM_FIELD_FEATURES | UCX.PARAM_FIELD_MT_WORKERS_SHARED), true);
-      dv.setBigUint64(P.ucp_params_t.fields.features, BigInt(UCX.FEATURE_RMA), true);
+      dv.setBigUint64(P.ucp_params_t.fields.features, BigInt(features), true);
       dv.setInt32(P.ucp_params_t.fields.mt_workers_shared, workersShared ? 1 : 0, true);
       const status = this.raw.ucp_init_version(UCX.API_MAJOR, UCX.API_MINOR, params, config as Pointer, this.outAddress);
       this.check("ucp_init_version", status, describeSettings(settings));

@@ -106,7 +106,9 @@ export class Operation {
 
   /** A snapshot for errors (the slot itself is reused). */
   describe(): RmaOperation {
-    return { kind: this.kind, length: this.length, remoteAddress: BigInt(this.remoteAddress), key: BigInt(this.key) };
+    const kind = this.kind;
+    if (kind === "send" || kind === "recv" || kind === "receive") return { kind, length: this.length, remoteAddress: 0n, key: 0n, tag: this.tag };
+    return { kind, length: this.length, remoteAddress: BigInt(this.remoteAddress), key: BigInt(this.key) };
   }
 }
 

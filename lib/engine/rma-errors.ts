@@ -18,6 +18,14 @@ export interface RmaOperation {
   readonly remoteAddress: bigint;
   /** The remote key as posted. */
   readonly key: bigint;
+  /** A message's tag (sends and receives; their remote address and key are 0). */
+  readonly tag?: number;
+}
+
+/** What an operation was, in words: "64 bytes at remote 0x1000 key 7", "send of 64 bytes, tag 5". */
+export function describeOperation(operation: RmaOperation): string {
+  if (operation.tag !== undefined) return `${operation.kind} of ${operation.length} bytes, tag ${operation.tag}`;
+  return `${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}`;
 }
 
 /**
@@ -42,10 +50,11 @@ export class RmaError extends FabricError {
    * @param description `fi_strerror(errno)`.
    * @param providerErrno The entry's `prov_errno`.
    * @param providerMessage `fi_cq_strerror` of it.
+   * @param fn The libfabric call that posted the operation (`fi_write`, `fi_read` when not given).
    */
-  constructor(operation: RmaOperation, errno: number, description: string, providerErrno: number, providerMessage: string) {
-    super(`fi_${operation.kind}`, errno, description,
-      `${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}; provider: ${providerMessage} (prov_errno ${providerErrno})`);
+  constructor(operation: RmaOperation, errno: number, description: string, providerErrno: number, providerMessage: string, fn = `fi_${operation.kind}`) {
+    super(fn, errno, description,
+      `${describeOperation(operation)}; provider: ${providerMessage} (prov_errno ${providerErrno})`);
     this.operation = operation;
     this.providerErrno = providerErrno;
     this.providerMessage = providerMessage;
@@ -75,7 +84,7 @@ export class RmaTimeoutError extends FabricError {
    */
   constructor(operation: RmaOperation, timeoutMs: number, fn = `fi_${operation.kind}`, hint = "") {
     super(fn, 110, "Operation timed out",
-      `no completion within ${timeoutMs} ms for ${operation.length} bytes at remote 0x${operation.remoteAddress.toString(16)} key ${operation.key}${hint === "" ? "" : `; ${hint}`}`);
+      `no completion within ${timeoutMs} ms for ${describeOperation(operation)}${hint === "" ? "" : `; ${hint}`}`);
     this.operation = operation;
     this.timeoutMs = timeoutMs;
   }

@@ -374,7 +374,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const providerErrno = view.getInt32(L.fi_cq_err_entry.prov_errno, true);
     const errData = Number(view.getBigUint64(L.fi_cq_err_entry.err_data, true));
     const text = readCString(Number(this.ops.cqStrError(this.cq, providerErrno, errData || null, this.strBuf, this.strBuf.length)) || 0) ?? "";
-    this.engine!.complete(op, new RmaError(op.describe(), err, this.fi.strerror(err), providerErrno, text));
+    this.engine!.complete(op, new RmaError(op.describe(), err, this.fi.strerror(err), providerErrno, text, FUNCTION_NAMES[op.kind]));
     return true;
   }
 }

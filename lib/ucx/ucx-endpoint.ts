@@ -1,6 +1,7 @@
-// UcxEndpoint: RMA over a UCX worker (ucp_put_nbx / ucp_get_nbx), with the engine's promise, sync
-// and post forms (lib/engine/endpoint-engine.ts). What UCX does (flush epochs, rkeys, worker
-// addresses) is its transport's: ucx-transport.ts.
+// UcxEndpoint: RMA (ucp_put_nbx / ucp_get_nbx), tagged messages (UCX's tag API) and remote atomics
+// (ucp_atomic_op_nbx) over a UCX worker, with the engine's promise, sync and post forms
+// (lib/engine/endpoint-engine.ts). What UCX does (flush epochs, rkeys, worker addresses, the
+// messages' wire format) is its transport's: ucx-transport.ts, ucx-messages.ts, ucx-atomics.ts.
 import type { RmaEndpointStats } from "../engine/rma-endpoint.ts";
 import { EndpointEngine } from "../engine/endpoint-engine.ts";
 import { checkEngineOptions, type EngineOptions } from "../engine/engine-options.ts";
@@ -28,8 +29,10 @@ export type UcxEndpointOptions = EngineOptions;
 const UCX_DEFAULTS = { maxPending: 4096, spinMicroseconds: 0 } as const;
 
 /**
- * RMA over UCX. A write is a put covered by a flush: it resolves once the data is in the target's
- * memory. Writes posted to one peer before a progress turn share one flush.
+ * RMA, tagged messages and remote atomics over UCX. A write is a put covered by a flush: it
+ * resolves once the data is in the target's memory. Writes posted to one peer before a progress
+ * turn share one flush. Messages carry the sender's id in their UCX tag (docs/messaging.md, "UCX",
+ * for the wire format a C peer follows); atomics complete when the value found has come back.
  *
  * Lifetime: `new UcxEndpoint(provider)` creates a ucp_worker on the provider's context;
  * `close()` (or `using`) ends what is in flight, closes the peers' eps and destroys the worker,
@@ -38,7 +41,9 @@ const UCX_DEFAULTS = { maxPending: 4096, spinMicroseconds: 0 } as const;
  * Hot path: once a peer has seen a remote key blob, the post forms (`postWrite`, `postRead`,
  * `completed`, `poll`, `progress`) and the sync forms reuse operation slots and parameter memory
  * and make no new object per call on success; the first use of a key blob on a peer unpacks it
- * (`ucp_ep_rkey_unpack`, and allocations). `write`/`read` allocate their Promise.
+ * (`ucp_ep_rkey_unpack`, and allocations). `write`/`read` allocate their Promise. A
+ * `sendSync` + `recvSync` pair makes only the `Received`, `fetchAddSync` only the bigint it returns
+ * (a tag from 2^21 to 2^32 − 2^21 makes a BigInt for its UCX tag word when it changes).
  */
 export class UcxEndpoint extends EndpointEngine<UcxPeer> {
   /** The provider whose memory this endpoint reads and writes from. */

@@ -1,4 +1,5 @@
-// A RegionProvider over a UCX context (ucp_init with the RMA feature). Registration is ucp_mem_map
+// A RegionProvider over a UCX context (ucp_init with the RMA, TAG and, unless `atomics: false`,
+// AMO64 features: one-sided operations, tagged messages and 64-bit remote atomics). Registration is ucp_mem_map
 // of the pool's blocks; the local key is the memory handle, the remote key the packed rkey (a blob,
 // RemoteRegion version 2), the remote address the virtual address.
 //
@@ -49,6 +50,11 @@ export interface UcxProviderOptions {
    * is NOT_SUPPORTED.
    */
   threadShared?: boolean;
+  /**
+   * Open the context with 64-bit remote atomics (UCP_FEATURE_AMO64), for UcxEndpoint's fetchAdd
+   * and compareSwap. Default true; false: they are AllocToolsError NOT_SUPPORTED.
+   */
+  atomics?: boolean;
 }
 
 /** What the opened context is. */
@@ -63,6 +69,8 @@ export interface UcxInfo {
   readonly allocateBlocks: boolean;
   /** Whether the context was opened for workers in several threads (`mt_workers_shared`): what share() needs. */
   readonly threadShared: boolean;
+  /** Whether the context has 64-bit remote atomics (UCP_FEATURE_AMO64): `atomics` as opened. */
+  readonly atomics: boolean;
 }
 
 /**
@@ -153,7 +161,8 @@ export class UcxProvider implements RegionProvider {
     if (options.netDevices !== undefined) settings.NET_DEVICES = options.netDevices;
     let context: number;
     try {
-      context = library.init(settings, options.threadShared ?? true);
+      const features = UCX.FEATURE_RMA | UCX.FEATURE_TAG | (options.atomics === false ? 0 : UCX.FEATURE_AMO64);
+      context = library.init(settings, options.threadShared ?? true, features);
     } catch (e) {
       if (e instanceof UcxError && e.status === UCX.ERR_NO_DEVICE && transports !== undefined) {
         throw new UcxError(e.function, e.status, e.description,
@@ -169,6 +178,7 @@ export class UcxProvider implements RegionProvider {
       netDevices: options.netDevices ?? "default",
       allocateBlocks,
       threadShared: options.threadShared ?? true,
+      atomics: options.atomics !== false,
     }, new UcxSharedContext(), false);
   }
 
@@ -463,6 +473,7 @@ function checkOptions(o: UcxProviderOptions): void {
   }
   if (o.allocateBlocks !== undefined && typeof o.allocateBlocks !== "boolean") throw new AllocToolsTypeError("allocateBlocks must be a boolean");
   if (o.threadShared !== undefined && typeof o.threadShared !== "boolean") throw new AllocToolsTypeError("threadShared must be a boolean");
+  if (o.atomics !== undefined && typeof o.atomics !== "boolean") throw new AllocToolsTypeError("atomics must be a boolean");
   if (o.settings !== undefined) {
     if (typeof o.settings !== "object" || o.settings === null) throw new AllocToolsTypeError("settings must be an object of UCX setting names to strings");
     for (const [k, v] of Object.entries(o.settings)) {

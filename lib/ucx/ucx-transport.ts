@@ -16,6 +16,8 @@
 //   progress engine, another process's by its startProgress().
 // - Remote keys are unpacked once per peer and key blob and cached (an unpack of a shared-memory
 //   rkey maps the segment: ~14 µs). A blob is framing-checked before it is ever unpacked.
+// - Tagged messages (send, recv, receive) are ucx-messages.ts's, with their wire format; remote
+//   atomics (fetchAdd, compareSwap) are ucx-atomics.ts's. Both complete through the same polling.
 import { type Pointer, ptr } from "bun:ffi";
 import { isStatusError, rkeyBlobProblem, UcxError, UCX, ucxLayout, type Ucx } from "../../ffi/ucx.ts";
 import { AllocToolsError, AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
@@ -23,8 +25,12 @@ import type { MemoryRegionImpl } from "../memory/region.ts";
 import { Wait, type Operation } from "../engine/operation.ts";
 import type { RemoteRegion } from "../engine/remote-region.ts";
 import type { OperationKind } from "../engine/rma-errors.ts";
+import { ANY_SOURCE } from "../engine/message.ts";
+import { peerNameString } from "../engine/peer-name.ts";
 import { Posted, type CompletionSink, type Transport } from "../engine/transport.ts";
 import type { UcxProvider } from "./ucx-provider.ts";
+import { UcxMessages } from "./ucx-messages.ts";
+import { UcxAtomics } from "./ucx-atomics.ts";
 
 /** A peer of a UcxEndpoint: the index `insert()` returned. */
 export type UcxPeer = number;
@@ -50,8 +56,14 @@ class Peer {
   unflushed = 0;
   /** Whether this peer is in the transport's list of peers with puts awaiting a flush. */
   listed = false;
-  constructor(readonly ep: number, readonly index: number) {}
+  constructor(readonly ep: number, readonly index: number, readonly nameString: string) {}
 }
+
+/** The UCX function each kind of operation is posted with, for errors. */
+const FUNCTION_NAMES: Readonly<Record<OperationKind, string>> = {
+  write: "ucp_put_nbx", read: "ucp_get_nbx", send: "ucp_tag_send_nbx", recv: "ucp_tag_recv_nbx", receive: "ucp_tag_msg_recv_nbx",
+  fetchAdd: "ucp_atomic_op_nbx", compareSwap: "ucp_atomic_op_nbx",
+};
 
 /** Open UCX transports of this thread: a turn asked for by the caller progresses all of them (a target may be one). */
 const openTransports = new Set<UcxTransport>();
@@ -60,8 +72,8 @@ const openTransports = new Set<UcxTransport>();
 export class UcxTransport implements Transport<UcxPeer> {
   readonly name: Uint8Array;
   readonly nameKind = "ucx" as const;
-  readonly messaging = "tagged messages are not implemented on this transport yet";
-  readonly atomics: string = "remote atomics are not implemented on this transport yet";
+  readonly messaging = "";
+  readonly atomics: string;
   readonly finishesAbandoned = true;
   /** `ucp_ep_rkey_unpack` calls. */
   rkeysUnpacked = 0;
@@ -88,6 +100,8 @@ export class UcxTransport implements Transport<UcxPeer> {
   /** ucp_request_param_t for flush: nothing set. */
   private readonly flushParam = new Uint32Array(new ArrayBuffer(ucxLayout.ucp_request_param_t.size));
   private readonly flushParamAddress: number;
+  private readonly messages: UcxMessages;
+  private readonly atomicOps: UcxAtomics;
 
   /** Creates a worker on the provider's context, which it keeps alive until close(). Throws UcxError when UCX refuses. */
   constructor(provider: UcxProvider, closeTimeoutMs: number) {
@@ -109,6 +123,10 @@ export class UcxTransport implements Transport<UcxPeer> {
       throw e;
     }
     this.worker = worker;
+    this.messages = new UcxMessages(this.ucx, worker, this.name);
+    this.atomicOps = new UcxAtomics(this.ucx, provider.name);
+    this.atomics = provider.info.atomics ? "" :
+      `provider ${provider.name} was opened with atomics: false (its UCX context has no UCP_FEATURE_AMO64); open one without that option for fetchAdd and compareSwap`;
     openTransports.add(this);
   }
 
@@ -117,18 +135,32 @@ export class UcxTransport implements Transport<UcxPeer> {
     return this.flushRequests.length;
   }
 
-  resolvePeer(): void {}
+  /** A message's peer must be inserted (a receive's may be ANY_SOURCE); every 32-bit tag and mask fits the wire format. */
+  resolvePeer(kind: OperationKind, peer: UcxPeer | typeof ANY_SOURCE): void {
+    if (peer === ANY_SOURCE && kind !== "send") return;
+    if (this.peers[peer] === undefined || !Number.isInteger(peer)) {
+      throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint${kind === "send" ? "" : " (nor is it ANY_SOURCE, -1)"}`);
+    }
+  }
 
   bind(engine: CompletionSink): void {
     this.engine = engine;
+    this.messages.bind(engine);
   }
 
-  /** Adds a peer by its worker address (`ucp_ep_create`). */
+  /**
+   * Adds a peer by its worker address (`ucp_ep_create`). AllocToolsError NOT_SUPPORTED, nothing
+   * added, for an address whose sender id (ucx-messages.ts) another inserted address has.
+   */
   insert(peerName: Uint8Array): UcxPeer {
     if (!(peerName instanceof Uint8Array) || peerName.length === 0) throw new AllocToolsTypeError("insert takes a peer's worker address (non-empty Uint8Array)");
+    const conflict = this.messages.conflict(peerName);
+    if (conflict !== "") throw new AllocToolsError("NOT_SUPPORTED", `insert: the peer's worker address cannot be inserted: ${conflict}`);
     const ep = this.ucx.epCreate(this.worker, peerName);
-    this.peers.push(new Peer(ep, this.peers.length));
-    return this.peers.length - 1;
+    const index = this.peers.length;
+    this.peers.push(new Peer(ep, index, peerNameString("ucx", peerName)));
+    this.messages.addPeer(peerName, index);
+    return index;
   }
 
   /** FOREIGN_REGION unless the region is registered with this context (or a view of it). */
@@ -148,8 +180,26 @@ export class UcxTransport implements Transport<UcxPeer> {
     return peer.lastBlob === blob ? peer.lastRkey : this.rkeyFor(peer, blob);
   }
 
-  /** ucp_put_nbx / ucp_get_nbx; a write then awaits a flush (issued now for a sync write). */
+  /** Posts by kind: RMA here, messages and atomics in their modules. */
   post(op: Operation): Posted {
+    const kind = op.kind;
+    if (kind === "write" || kind === "read") return this.postRma(op);
+    if (kind === "send") return this.messages.send(op, this.peers[op.peer as number]!.ep);
+    if (kind === "recv") return this.afterPost(op, this.messages.recv(op));
+    if (kind === "receive") return this.afterPost(op, this.messages.receive(op));
+    return this.atomicOps.post(op, this.peers[op.peer as number]!.ep);
+  }
+
+  /** A receive posted as a request may have ended already: report it at once then. */
+  private afterPost(op: Operation, posted: Posted): Posted {
+    if (posted !== Posted.POSTED || !this.check(op)) return posted;
+    if (op.failure === null) return Posted.DONE;
+    op.error = op.failure;
+    return Posted.FAILED;
+  }
+
+  /** ucp_put_nbx / ucp_get_nbx; a write then awaits a flush (issued now for a sync write). */
+  private postRma(op: Operation): Posted {
     const peer = this.peers[op.peer as number]!;
     const memh = op.region!.registration.handle;
     const param = this.rmaParam;
@@ -191,6 +241,7 @@ export class UcxTransport implements Transport<UcxPeer> {
     this.raw.ucp_worker_progress(this.worker as Pointer);
     if (progressPeers && openTransports.size > 1) progressOthers(this);
     if (this.flushRequests.length > 0) this.checkFlushes();
+    this.messages.probe();
     const engine = this.engine!;
     const active = engine.active;
     let completed = 0;
@@ -203,32 +254,50 @@ export class UcxTransport implements Transport<UcxPeer> {
     return completed;
   }
 
-  /** completed(id) on a pending write issues the flush it awaits, then checks it. */
+  /** completed(id) on a pending write issues the flush it awaits, then checks it; other kinds are checked. */
   refresh(op: Operation): void {
-    this.flushFor(op);
+    if (op.kind === "write") this.flushFor(op);
     this.raw.ucp_worker_progress(this.worker as Pointer);
     if (this.flushRequests.length > 0) this.checkFlushes();
     if (this.check(op)) this.engine!.complete(op, op.failure);
   }
 
-  /** A timed-out operation: its request is cancelled; a write no longer waits for its flush (it covers other writes too). */
+  /**
+   * A timed-out operation: a write no longer waits for its flush (it covers other writes too).
+   * Sends and atomics cannot be cancelled in UCX: they end when UCX ends them (the engine keeps
+   * their memory pinned meanwhile).
+   */
   abandon(op: Operation): void {
-    if (op.request !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.request as Pointer);
-    op.flags &= ~AWAITING_FLUSH;
+    if (op.kind === "write" || op.kind === "read") {
+      if (op.request !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.request as Pointer);
+      op.flags &= ~AWAITING_FLUSH;
+    }
   }
 
   /**
-   * Close: the request is cancelled, and the operation fails with ENDPOINT_CLOSED once UCX lets go
-   * of it, whatever its request says: a write's flush is not waited for (it may never come).
+   * Receives (an abort signal, a deadline, close): cancelled (ucx-messages.ts); each fails with
+   * the engine's reason unless its message had matched. RMA (close): the operation fails with
+   * ENDPOINT_CLOSED once UCX lets go of it, whatever its request says: a write's flush is not
+   * waited for (it may never come). Sends and atomics (close) cannot be cancelled: they end as UCX
+   * ends them, or the close's drain gives up on them.
    */
   cancel(op: Operation): void {
-    if (op.request !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.request as Pointer);
-    op.flags &= ~AWAITING_FLUSH;
-    if (op.failure === null) op.failure = new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
+    const kind = op.kind;
+    if (kind === "recv" || kind === "receive") {
+      this.messages.cancel(op);
+    } else if (kind === "write" || kind === "read") {
+      if (op.request !== 0) this.raw.ucp_request_cancel(this.worker as Pointer, op.request as Pointer);
+      op.flags &= ~AWAITING_FLUSH;
+      if (op.failure === null) op.failure = new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");
+    }
   }
 
   functionName(kind: OperationKind): string {
-    return kind === "write" ? "ucp_put_nbx" : "ucp_get_nbx";
+    return FUNCTION_NAMES[kind];
+  }
+
+  describePeer(peer: number | bigint): string {
+    return this.peers[Number(peer)]?.nameString ?? `peer ${peer}`;
   }
 
   holdsOthers(): boolean {
@@ -242,6 +311,7 @@ export class UcxTransport implements Transport<UcxPeer> {
    */
   close(): boolean {
     openTransports.delete(this);
+    this.messages.close();
     const raw = this.raw;
     const worker = this.worker as Pointer;
     for (const request of this.flushRequests) raw.ucp_request_cancel(worker, request as Pointer);
@@ -312,12 +382,17 @@ export class UcxTransport implements Transport<UcxPeer> {
    * if any, is left in `op.failure`.
    */
   private check(op: Operation): boolean {
+    const kind = op.kind;
+    if (kind === "recv") return op.request === 0 || this.messages.checkRecv(op);
+    if (kind === "receive") return this.messages.checkReceive(op);
     if (op.request !== 0) {
       const status = this.raw.ucp_request_check_status(op.request as Pointer);
       if (status === UCX.INPROGRESS) return false;
       this.raw.ucp_request_free(op.request as Pointer);
       op.request = 0;
-      if (status !== UCX.OK && op.failure === null) op.failure = this.ucx.error(op.kind === "write" ? "ucp_put_nbx" : "ucp_get_nbx", status, describe(op));
+      if (status !== UCX.OK && op.failure === null) {
+        op.failure = kind === "fetchAdd" || kind === "compareSwap" ? this.atomicOps.error(op, status) : this.ucx.error(FUNCTION_NAMES[kind], status, describe(op));
+      }
     }
     if ((op.flags & AWAITING_FLUSH) !== 0) {
       if (op.failure === null) return false;
@@ -407,5 +482,6 @@ function progressOthers(self: UcxTransport): void {
 }
 
 function describe(op: Operation): string {
+  if (op.kind === "send") return `send of ${op.length} bytes, tag ${op.tag}, to peer ${String(op.peer)}`;
   return `${op.kind} of ${op.length} bytes at remote 0x${op.remoteAddress.toString(16)}`;
 }

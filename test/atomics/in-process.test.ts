@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { AllocToolsError, Endpoint, LibfabricProvider, RemoteRegion, RmaError, RmaTimeoutError, type MemoryRegion } from "../../lib/index.ts";
 import { describeFabric } from "../helpers.ts";
 import { Group, SHM, SOCKETS, TCP, UDP, type MessageCase } from "../messages/message-pair.ts";
-import { cellsPerCall, perCallTypes } from "../messages/heap-cells.ts";
+import { cellsPerCall, perCallTypes } from "../heap-cells.ts";
 
 /** What a wrong key ends as: tcp;ofi_rxm and sockets answer EACCES, shm never answers. */
 const BAD_KEY: Record<string, typeof RmaError | typeof RmaTimeoutError> = { tcp: RmaError, shm: RmaTimeoutError, sockets: RmaError };

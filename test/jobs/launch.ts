@@ -20,12 +20,12 @@ export interface Launch {
   readonly results: AgentResult[];
 }
 
-/** `argv` from the repository root with `env` added; the whole process group is killed after `timeoutMs`. */
-export async function launch(argv: string[], env: Record<string, string> = {}, timeoutMs = 90_000): Promise<Launch> {
+/** `argv` in `cwd` (the repository root by default) with `env` added; the whole process group is killed after `timeoutMs`. */
+export async function launch(argv: string[], env: Record<string, string> = {}, timeoutMs = 90_000, cwd = ROOT): Promise<Launch> {
   const reports = mkdtempSync(join(tmpdir(), "alloctools-jobs-"));
   const started = performance.now();
   const child = spawn(argv[0]!, argv.slice(1), {
-    cwd: ROOT, env: { ...process.env, ...env, ALLOCTOOLS_MPI_RESULT_DIR: reports }, detached: true, stdio: ["ignore", "pipe", "pipe"],
+    cwd, env: { ...process.env, ...env, ALLOCTOOLS_MPI_RESULT_DIR: reports }, detached: true, stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
   let stderr = "";

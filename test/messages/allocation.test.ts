@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { describeFabric } from "../helpers.ts";
 import { Group, SHM, TCP } from "./message-pair.ts";
-import { cellsPerCall, perCallTypes } from "./heap-cells.ts";
+import { cellsPerCall, perCallTypes } from "../heap-cells.ts";
 
 const CALLS = 2000;
 

@@ -1,30 +1,10 @@
 // What messages and atomics cost on MpiEndpoint, for test/mpi/messages-agent.ts: heap cells per
 // sendSync+recvSync pair and per fetchAddSync, and the memory unexpected messages take in the
 // receiving process (docs/messaging.md quotes the figures).
-import { fullGC, heapStats } from "bun:jsc";
+import { cellsPerCall } from "../heap-cells.ts";
 import { RemoteRegion } from "../../lib/index.ts";
 import { fillPattern, patternMismatch, rssKiB, sequenceOf, writeSequence, type RankContext } from "./rank-context.ts";
 
-/** Heap cells left per call of `op` over `n` calls (after `n` warm-up calls), minus an empty loop's. */
-function cellsPerCall(op: () => void, n: number): { perCall: number; types: Record<string, number> } {
-  for (let i = 0; i < n; i++) op();
-  const delta = (f: () => void) => {
-    fullGC();
-    const before = heapStats().objectTypeCounts;
-    for (let i = 0; i < n; i++) f();
-    const after = heapStats().objectTypeCounts;
-    const types: Record<string, number> = {};
-    let total = 0;
-    for (const [k, v] of Object.entries(after)) {
-      const d = v - (before[k] ?? 0);
-      if (d > 0) { types[k] = d; total += d; }
-    }
-    return { total, types };
-  };
-  const base = delta(() => {});
-  const measured = delta(op);
-  return { perCall: Math.max(0, measured.total - base.total) / n, types: measured.types };
-}
 
 /**
  * The even rank measures a sendSync+recvSync ping-pong (the odd rank mirrors it, 2n times: warm-up

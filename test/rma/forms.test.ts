@@ -2,8 +2,8 @@
 // postWrite/postRead + poll + completed, and the promise form with its bounded inline spin; the
 // pinning of local regions while operations are in flight; Endpoint options bounded by fi_info.
 // Two endpoints in one process, over each provider.
+import { cellsPerCall } from "../heap-cells.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { fullGC, heapStats } from "bun:jsc";
 import {
   AllocToolsError, Endpoint, LibfabricProvider, MemoryPool, RemoteRegion, RmaError, RmaTimeoutError,
   type LibfabricProviderOptions, type MemoryRegion, type PeerAddress,
@@ -53,26 +53,6 @@ class Pair {
   }
 }
 
-/** Heap cells left per call of `op` over `n` calls (after a warm-up), minus an empty loop's. */
-function cellsPerCall(op: () => void, n: number): { perCall: number; types: Record<string, number> } {
-  for (let i = 0; i < n; i++) op();
-  const delta = (f: () => void) => {
-    fullGC();
-    const before = heapStats().objectTypeCounts;
-    for (let i = 0; i < n; i++) f();
-    const after = heapStats().objectTypeCounts;
-    const types: Record<string, number> = {};
-    let total = 0;
-    for (const [k, v] of Object.entries(after)) {
-      const d = v - (before[k] ?? 0);
-      if (d > 0) { types[k] = d; total += d; }
-    }
-    return { total, types };
-  };
-  const base = delta(() => {});
-  const m = delta(op);
-  return { perCall: Math.max(0, m.total - base.total) / n, types: m.types };
-}
 
 const pinned = (r: MemoryRegion) => (r as MemoryRegionImpl).inFlight;
 

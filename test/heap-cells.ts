@@ -1,5 +1,5 @@
 // Heap cells a call leaves behind, counted by type (bun:jsc heapStats), for the tests that check a
-// hot path allocates nothing but what it returns (as test/rma/forms.test.ts does for RMA).
+// hot path allocates nothing but what it returns (RMA forms, messages, atomics, every transport).
 //
 // The engine's own bookkeeping is not counted: structures, property tables and code blocks are
 // made when code is compiled or a shape is first seen, not per call, and in a long test run (the
