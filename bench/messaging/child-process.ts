@@ -3,13 +3,13 @@
 import type { FileSink, Subprocess } from "bun";
 
 export class JsonLinesChild {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly reader: { read(): Promise<{ value?: Uint8Array; done: boolean }> };
   private readonly decoder = new TextDecoder();
   private text = "";
   private stderrText = "";
 
   private constructor(readonly process: Subprocess<"pipe", "pipe", "pipe">, readonly what: string) {
-    this.reader = (process.stdout as ReadableStream<Uint8Array>).getReader();
+    this.reader = (process.stdout as ReadableStream<Uint8Array>).getReader() as unknown as { read(): Promise<{ value?: Uint8Array; done: boolean }> };
     void (async () => {
       for await (const chunk of process.stderr as ReadableStream<Uint8Array>) this.stderrText = (this.stderrText + new TextDecoder().decode(chunk)).slice(-2000);
     })();

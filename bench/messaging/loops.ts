@@ -3,7 +3,7 @@
 // one pooled region reused by every message (its registration warm); nothing is allocated per
 // iteration but what the API returns (the Received of a receive, the bigint of an atomic).
 import type { AnyEndpoint, MemoryRegion, RemoteRegion } from "../../lib/index.ts";
-import { cellsPerCall } from "../../test/messages/heap-cells.ts";
+import { cellsPerCall } from "../../test/heap-cells.ts";
 
 /** Tags of the loops (the C references use the same). */
 export const HELLO_TAG = 1;
