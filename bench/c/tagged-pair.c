@@ -7,21 +7,22 @@
 // tx_attr->inject_size, fi_tsend above it, fi_trecv into one buffer; the tag is the wire format's
 // (docs/messaging.md: 32 bits in the low half).
 //
-//   tagged-pair responder <provider> [--node N] --test T --size S --iterations I [--warmup W] [--window W]
+//   tagged-pair responder <provider> [--node N] TESTS
 //       Prints {"ready":true,"name":"<hex>","inject":<inject_size>}, takes the initiator's name
-//       from its first message (tag HELLO), runs the test's other side, prints {"ok":true}.
-//   tagged-pair initiator <provider> --name HEX [--node N] --test T --size S --iterations I [--warmup W] [--window W]
-//       Sends its name to the responder, runs the test, prints one JSON line.
+//       from its first message (tag HELLO), runs the tests' other side, prints {"ok":true}.
+//   tagged-pair initiator <provider> --name HEX [--node N] TESTS
+//       Sends its name to the responder, runs the tests, prints one JSON line for each.
 //
-// Tests (every one after W untimed iterations of itself):
-//   lat     ping-pong: the initiator sends S bytes and waits for its send, then posts its receive and
-//           waits for the answer; the responder waits in a posted receive, then answers the same way
-//           (the order of Endpoint's sendSync then recvSync). Each iteration is timed:
-//           {"medianNs": half round trip p50, "meanNs": half round trip mean, "p99Ns"}.
-//   window  osu_bw's loop: per iteration the initiator posts W sends of S bytes from one buffer,
-//           waits for all, then receives a 4-byte ack; the responder posts W receives into one
-//           buffer, waits for all, and sends the ack. {"seconds", "mbPerSec" (1e6 bytes),
-//           "messagesPerSec"}.
+// TESTS is a sequence of groups, run in order by one pair (a process pair costs ~0.3 s of
+// fi_getinfo each), every one after W untimed iterations of itself:
+//   lat S I W       ping-pong: the initiator sends S bytes and waits for its send, then posts its
+//                   receive and waits for the answer; the responder waits in a posted receive, then
+//                   answers the same way (the order of Endpoint's sendSync then recvSync). Each of the
+//                   I iterations is timed: {"medianNs": half round trip p50, "meanNs", "p99Ns"}.
+//   window S N I W  osu_bw's loop: per iteration the initiator posts N sends of S bytes from one
+//                   buffer, waits for all, then receives a 4-byte ack; the responder posts N receives
+//                   into one buffer, waits for all, and sends the ack. {"seconds", "mbPerSec" (1e6
+//                   bytes), "messagesPerSec"}.
 // Exit 1 with {"error"} on failure.
 //
 // Build: cc -O2 -I bench/c -o tagged-pair tagged-pair.c -lfabric
@@ -232,57 +233,85 @@ static void window_round(int initiator, size_t size, int window) {
   }
 }
 
-static void report_latency(double *samples, long iterations) {
+static void report_latency(double *samples, size_t size, long iterations) {
   double sum = 0;
   for (long i = 0; i < iterations; i++) sum += samples[i];
   qsort(samples, (size_t)iterations, sizeof(double), by_value);
-  printf("{\"ok\":true,\"test\":\"lat\",\"provider\":\"%s\",\"iterations\":%ld,\"medianNs\":%.1f,\"meanNs\":%.1f,\"p99Ns\":%.1f}\n",
-         info->fabric_attr->prov_name, iterations, samples[(iterations - 1) / 2] / 2, sum / iterations / 2,
+  printf("{\"ok\":true,\"test\":\"lat\",\"provider\":\"%s\",\"bytes\":%zu,\"iterations\":%ld,\"medianNs\":%.1f,\"meanNs\":%.1f,\"p99Ns\":%.1f}\n",
+         info->fabric_attr->prov_name, size, iterations, samples[(iterations - 1) / 2] / 2, sum / iterations / 2,
          samples[(long)(iterations * 0.99)] / 2);
+  fflush(stdout);
+}
+
+static void latency_test(int initiator, size_t size, long iterations, long warmup) {
+  double *samples = malloc(sizeof(double) * (size_t)iterations);
+  for (long i = 0; i < warmup; i++) ping_pong(initiator, size);
+  for (long i = 0; i < iterations; i++) {
+    double start = now_seconds();
+    ping_pong(initiator, size);
+    samples[i] = (now_seconds() - start) * 1e9;
+  }
+  if (initiator) report_latency(samples, size, iterations);
+  free(samples);
+}
+
+static void window_test(int initiator, size_t size, int window, long iterations, long warmup) {
+  for (long i = 0; i < warmup; i++) window_round(initiator, size, window);
+  double start = now_seconds();
+  for (long i = 0; i < iterations; i++) window_round(initiator, size, window);
+  double seconds = now_seconds() - start;
+  if (initiator) {
+    double messages = (double)iterations * window;
+    printf("{\"ok\":true,\"test\":\"window\",\"provider\":\"%s\",\"bytes\":%zu,\"window\":%d,\"iterations\":%ld,\"seconds\":%.9f,"
+           "\"mbPerSec\":%.2f,\"messagesPerSec\":%.1f}\n",
+           info->fabric_attr->prov_name, size, window, iterations, seconds, messages * size / seconds / 1e6, messages / seconds);
+    fflush(stdout);
+  }
+}
+
+// The index of the first test group (the first "lat" or "window" argument), or argc.
+static int first_test(int argc, char **argv) {
+  for (int a = 3; a < argc; a++)
+    if (strcmp(argv[a], "lat") == 0 || strcmp(argv[a], "window") == 0) return a;
+  return argc;
+}
+
+// The largest message of the tests, for the buffer; fails on a malformed group.
+static size_t largest_message(int argc, char **argv) {
+  size_t largest = 4096;
+  for (int a = first_test(argc, argv); a < argc;) {
+    int window_group = strcmp(argv[a], "window") == 0;
+    int length = window_group ? 5 : 4;
+    if ((!window_group && strcmp(argv[a], "lat") != 0) || a + length > argc) fail("test groups (lat S I W | window S N I W)", -FI_EINVAL);
+    size_t size = strtoull(argv[a + 1], NULL, 10);
+    if (window_group && (atoi(argv[a + 2]) < 1 || atoi(argv[a + 2]) > MAX_WINDOW)) fail("window (1..1024)", -FI_EINVAL);
+    if (size > largest) largest = size;
+    a += length;
+  }
+  return largest;
 }
 
 int main(int argc, char **argv) {
   if (argc < 3 || (strcmp(argv[1], "responder") != 0 && strcmp(argv[1], "initiator") != 0)) {
-    fprintf(stderr, "usage: tagged-pair responder|initiator <provider> [options] (see the header of tagged-pair.c)\n");
+    fprintf(stderr, "usage: tagged-pair responder|initiator <provider> [options] tests (see the header of tagged-pair.c)\n");
     return 2;
   }
   int initiator = strcmp(argv[1], "initiator") == 0;
-  const char *test = option(argc, argv, "--test", "lat");
-  size_t size = strtoull(option(argc, argv, "--size", "64"), NULL, 10);
-  long iterations = strtol(option(argc, argv, "--iterations", "1000"), NULL, 10);
-  long warmup = strtol(option(argc, argv, "--warmup", "100"), NULL, 10);
-  int window = atoi(option(argc, argv, "--window", "64"));
-  if (iterations < 1 || window < 1 || window > MAX_WINDOW) fail("iterations/window", -FI_EINVAL);
-  open_fabric(argv[2], option(argc, argv, "--node", NULL), size > 4096 ? size : 4096);
+  open_fabric(argv[2], option(argc, argv, "--node", NULL), largest_message(argc, argv));
   if (initiator) {
     greet_responder(option(argc, argv, "--name", ""));
   } else {
     print_name();
     accept_initiator();
   }
-  if (strcmp(test, "lat") == 0) {
-    double *samples = malloc(sizeof(double) * (size_t)iterations);
-    for (long i = 0; i < warmup; i++) ping_pong(initiator, size);
-    for (long i = 0; i < iterations; i++) {
-      double start = now_seconds();
-      ping_pong(initiator, size);
-      samples[i] = (now_seconds() - start) * 1e9;
+  for (int a = first_test(argc, argv); a < argc;) {
+    if (strcmp(argv[a], "lat") == 0) {
+      latency_test(initiator, strtoull(argv[a + 1], NULL, 10), atol(argv[a + 2]), atol(argv[a + 3]));
+      a += 4;
+    } else {
+      window_test(initiator, strtoull(argv[a + 1], NULL, 10), atoi(argv[a + 2]), atol(argv[a + 3]), atol(argv[a + 4]));
+      a += 5;
     }
-    if (initiator) report_latency(samples, iterations);
-    free(samples);
-  } else if (strcmp(test, "window") == 0) {
-    for (long i = 0; i < warmup; i++) window_round(initiator, size, window);
-    double start = now_seconds();
-    for (long i = 0; i < iterations; i++) window_round(initiator, size, window);
-    double seconds = now_seconds() - start;
-    if (initiator) {
-      double messages = (double)iterations * window;
-      printf("{\"ok\":true,\"test\":\"window\",\"provider\":\"%s\",\"bytes\":%zu,\"window\":%d,\"iterations\":%ld,\"seconds\":%.9f,"
-             "\"mbPerSec\":%.2f,\"messagesPerSec\":%.1f}\n",
-             info->fabric_attr->prov_name, size, window, iterations, seconds, messages * size / seconds / 1e6, messages / seconds);
-    }
-  } else {
-    fail("unknown --test", -FI_EINVAL);
   }
   if (!initiator) printf("{\"ok\":true}\n");
   fflush(stdout);

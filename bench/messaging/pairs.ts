@@ -1,6 +1,6 @@
 // The process pairs the messaging bench times, each a responder on CPU 1 and an initiator on CPU 0
 // (bench/cpu.ts): the library's (two bench/messaging/peer.ts processes, kept for every round so
-// that their JIT stays warm) and the C reference's (bench/c/tagged-pair.c, a fresh pair per test).
+// that their JIT stays warm) and the C reference's (bench/c/tagged-pair.c, a fresh pair per round of tests).
 import { onCpu } from "../cpu.ts";
 import { JsonLinesChild } from "./child-process.ts";
 
@@ -41,9 +41,10 @@ export class LibraryPair {
   }
 }
 
-/** What bench/c/tagged-pair.c's initiator prints. */
+/** What bench/c/tagged-pair.c's initiator prints for each test. */
 export interface CPairReply {
-  ok?: boolean;
+  test: "lat" | "window";
+  bytes: number;
   medianNs?: number;
   meanNs?: number;
   p99Ns?: number;
@@ -52,16 +53,22 @@ export interface CPairReply {
   messagesPerSec?: number;
 }
 
-/** Runs one test of a C pair: `binary responder|initiator <provider> <args>`; the initiator's reply. */
-export async function runCPair(binary: string, provider: string, args: string[], timeoutMs = 300_000): Promise<CPairReply> {
-  const responder = JsonLinesChild.start([...onCpu(1), binary, "responder", provider, ...args], `C responder (${provider})`);
+/**
+ * Runs a C pair through `tests` (tagged-pair.c's groups: lat S I W, window S N I W), all with one
+ * pair of processes: `binary responder|initiator <provider> <options> <tests>`; the initiator's
+ * replies, one per test.
+ */
+export async function runCPair(binary: string, provider: string, options: string[], tests: string[][], timeoutMs = 300_000): Promise<CPairReply[]> {
+  const argv = (role: string, extra: string[]) => [binary, role, provider, ...options, ...extra, ...tests.flat()];
+  const responder = JsonLinesChild.start([...onCpu(1), ...argv("responder", [])], `C responder (${provider})`);
   try {
     const { name } = await responder.next<{ name: string }>(30_000, "its name");
-    const initiator = JsonLinesChild.start([...onCpu(0), binary, "initiator", provider, "--name", name, ...args], `C initiator (${provider})`);
+    const initiator = JsonLinesChild.start([...onCpu(0), ...argv("initiator", ["--name", name])], `C initiator (${provider})`);
     try {
-      const reply = await initiator.next<CPairReply>(timeoutMs, args.join(" "));
+      const replies: CPairReply[] = [];
+      for (const test of tests) replies.push(await initiator.next<CPairReply>(timeoutMs, test.join(" ")));
       await responder.next(30_000, "its end");
-      return reply;
+      return replies;
     } finally {
       await initiator.exited(5000);
     }

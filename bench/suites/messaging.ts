@@ -135,16 +135,13 @@ async function libfabricCase(ctx: BenchContext, figures: CaseFigures, p: Plan): 
       figures.failed([row.anchorLatency(c, TAGGED_PAIR), ...figures.windowRows(true)], `tagged-pair.c not built: ${program.missing}`);
       return;
     }
+    const tests = [["lat", SMALL, p.latencyIterations, p.latencyWarmup], ...p.windows.map((w) => ["window", w.bytes, WINDOW, w.iterations, w.warmup])];
     try {
-      const lat = await runCPair(program.path, c.what, [...node, "--test", "lat", "--size", String(SMALL), "--iterations", String(p.latencyIterations), "--warmup", String(p.latencyWarmup)], p.timeoutMs);
-      figures.addAnchorLatency(TAGGED_PAIR, { medianNs: lat.medianNs!, meanNs: lat.meanNs! });
-    } catch (e) { figures.failed([row.anchorLatency(c, TAGGED_PAIR)], e); }
-    for (const w of p.windows) {
-      try {
-        const reply = await runCPair(program.path, c.what, [...node, "--test", "window", "--size", String(w.bytes), "--window", String(WINDOW), "--iterations", String(w.iterations), "--warmup", String(w.warmup)], p.timeoutMs);
-        figures.addWindow(w.bytes, { seconds: reply.seconds!, mbPerSec: reply.mbPerSec!, messagesPerSec: reply.messagesPerSec! }, true);
-      } catch (e) { figures.failed([w.bytes === SMALL ? row.anchorRate(c) : row.anchorBandwidth(c, w.bytes)], e); }
-    }
+      for (const reply of await runCPair(program.path, c.what, node, tests.map((t) => t.map(String)), p.timeoutMs)) {
+        if (reply.test === "lat") figures.addAnchorLatency(TAGGED_PAIR, { medianNs: reply.medianNs!, meanNs: reply.meanNs! });
+        else figures.addWindow(reply.bytes, { seconds: reply.seconds!, mbPerSec: reply.mbPerSec!, messagesPerSec: reply.messagesPerSec! }, true);
+      }
+    } catch (e) { figures.failed([row.anchorLatency(c, TAGGED_PAIR), ...figures.windowRows(true)], e); }
   };
   ctx.provider({ suite: SUITE, label: c.label, description: `libfabric ${c.what}${node.length ? " on 127.0.0.1" : ""}: bench/messaging/peer.ts pair against ${FI_PINGPONG} and bench/c/tagged-pair.c; responder on CPU 1, initiator on CPU 0${pinnable ? "" : " (not pinned)"}` });
   await pairedRounds(figures, p, ["libfabric", c.what, ...node], anchors);
