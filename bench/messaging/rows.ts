@@ -21,8 +21,8 @@ export interface MessagingCase {
   readonly what: string;
   /** Latency anchors, each a C program measured in the same run. */
   readonly latencyAnchors: readonly string[];
-  /** The bandwidth and message-rate anchor. */
-  readonly windowAnchor: string;
+  /** The bandwidth and message-rate anchors. */
+  readonly windowAnchors: readonly string[];
   /** The issue's latency target for sendSync/recvSync, or null where it sets none. */
   readonly latencyTarget: number | null;
 }
@@ -31,15 +31,16 @@ export const FI_PINGPONG = "fi_pingpong -e rdm -m tagged";
 export const TAGGED_PAIR = "C tagged-pair";
 export const TAG_LAT = "ucx_perftest tag_lat";
 export const TAG_BW = "ucx_perftest tag_bw";
+export const UCX_PAIR = "C ucx-tagged-pair";
 export const MPI_PING_PONG = "C MPI_Send/MPI_Recv";
 export const MPI_OSU_BW = "C osu_bw loop";
 
 export const CASES: readonly MessagingCase[] = [
-  { label: "libfabric tcp", transport: "libfabric", what: "tcp", latencyAnchors: [FI_PINGPONG, TAGGED_PAIR], windowAnchor: TAGGED_PAIR, latencyTarget: 1.2 },
-  { label: "libfabric shm", transport: "libfabric", what: "shm", latencyAnchors: [FI_PINGPONG, TAGGED_PAIR], windowAnchor: TAGGED_PAIR, latencyTarget: 1.2 },
-  { label: "MPI", transport: "mpi", what: "ob1", latencyAnchors: [MPI_PING_PONG], windowAnchor: MPI_OSU_BW, latencyTarget: 1.2 },
-  { label: "UCX shm", transport: "ucx", what: "posix,cma", latencyAnchors: [TAG_LAT], windowAnchor: TAG_BW, latencyTarget: 1.5 },
-  { label: "UCX tcp", transport: "ucx", what: "tcp", latencyAnchors: [TAG_LAT], windowAnchor: TAG_BW, latencyTarget: null },
+  { label: "libfabric tcp", transport: "libfabric", what: "tcp", latencyAnchors: [FI_PINGPONG, TAGGED_PAIR], windowAnchors: [TAGGED_PAIR], latencyTarget: 1.2 },
+  { label: "libfabric shm", transport: "libfabric", what: "shm", latencyAnchors: [FI_PINGPONG, TAGGED_PAIR], windowAnchors: [TAGGED_PAIR], latencyTarget: 1.2 },
+  { label: "MPI", transport: "mpi", what: "ob1", latencyAnchors: [MPI_PING_PONG], windowAnchors: [MPI_OSU_BW], latencyTarget: 1.2 },
+  { label: "UCX shm", transport: "ucx", what: "posix,cma", latencyAnchors: [TAG_LAT, UCX_PAIR], windowAnchors: [UCX_PAIR, TAG_BW], latencyTarget: 1.5 },
+  { label: "UCX tcp", transport: "ucx", what: "tcp", latencyAnchors: [TAG_LAT, UCX_PAIR], windowAnchors: [UCX_PAIR, TAG_BW], latencyTarget: null },
 ];
 
 /** The promise forms' target, on every transport. */
@@ -56,11 +57,11 @@ export const row = {
   anchorLatency: (c: MessagingCase, anchor: string) => `${c.label}: ${anchor} ${SMALL} B half round trip`,
   latencyRatio: (c: MessagingCase, form: Form, anchor: string) => `${c.label}: ${FORM_NAME[form]} / ${anchor}`,
   bandwidth: (c: MessagingCase, bytes: number) => `${c.label}: bandwidth ${sizeName(bytes)} window ${WINDOW}`,
-  anchorBandwidth: (c: MessagingCase, bytes: number) => `${c.label}: ${c.windowAnchor} bandwidth ${sizeName(bytes)} window ${WINDOW}`,
-  bandwidthRatio: (c: MessagingCase, bytes: number) => `${c.label}: bandwidth ${sizeName(bytes)} / ${c.windowAnchor}`,
+  anchorBandwidth: (c: MessagingCase, anchor: string, bytes: number) => `${c.label}: ${anchor} bandwidth ${sizeName(bytes)} window ${WINDOW}`,
+  bandwidthRatio: (c: MessagingCase, bytes: number, anchor: string) => `${c.label}: bandwidth ${sizeName(bytes)} / ${anchor}`,
   rate: (c: MessagingCase) => `${c.label}: message rate ${SMALL} B window ${WINDOW}`,
-  anchorRate: (c: MessagingCase) => `${c.label}: ${c.windowAnchor} message rate ${SMALL} B window ${WINDOW}`,
-  rateRatio: (c: MessagingCase) => `${c.label}: message rate ${SMALL} B / ${c.windowAnchor}`,
+  anchorRate: (c: MessagingCase, anchor: string) => `${c.label}: ${anchor} message rate ${SMALL} B window ${WINDOW}`,
+  rateRatio: (c: MessagingCase, anchor: string) => `${c.label}: message rate ${SMALL} B / ${anchor}`,
   cells: (c: MessagingCase) => `${c.label}: heap cells per sendSync+recvSync pair`,
 };
 
@@ -71,9 +72,11 @@ export function caseRows(c: MessagingCase): { name: string; unit: string }[] {
   for (const anchor of c.latencyAnchors) rows.push({ name: row.anchorLatency(c, anchor), unit: "ns" });
   for (const form of ["sync", "promise"] as const) for (const anchor of c.latencyAnchors) rows.push({ name: row.latencyRatio(c, form, anchor), unit: "×" });
   for (const bytes of BANDWIDTH_SIZES) {
-    rows.push({ name: row.bandwidth(c, bytes), unit: "MB/s" }, { name: row.anchorBandwidth(c, bytes), unit: "MB/s" }, { name: row.bandwidthRatio(c, bytes), unit: "×" });
+    rows.push({ name: row.bandwidth(c, bytes), unit: "MB/s" });
+    for (const anchor of c.windowAnchors) rows.push({ name: row.anchorBandwidth(c, anchor, bytes), unit: "MB/s" }, { name: row.bandwidthRatio(c, bytes, anchor), unit: "×" });
   }
-  rows.push({ name: row.rate(c), unit: "msg/s" }, { name: row.anchorRate(c), unit: "msg/s" }, { name: row.rateRatio(c), unit: "×" });
+  rows.push({ name: row.rate(c), unit: "msg/s" });
+  for (const anchor of c.windowAnchors) rows.push({ name: row.anchorRate(c, anchor), unit: "msg/s" }, { name: row.rateRatio(c, anchor), unit: "×" });
   rows.push({ name: row.cells(c), unit: "cells" });
   return rows;
 }

@@ -2,11 +2,11 @@
 // and tcp, the library's loops (bench/messaging/loops.ts) and the C anchors'. Per case:
 // - a 64 B ping-pong, half round trip, with sendSync/recvSync and with send/recv awaited, against
 //   fi_pingpong -e rdm -m tagged and our C loop (bench/c/tagged-pair.c) on libfabric, ucx_perftest
-//   -t tag_lat on UCX, a C MPI_Send/MPI_Recv ping-pong (bench/c/mpi-messages.c, osu_latency's loop)
-//   on MPI;
+//   -t tag_lat and our C loop (bench/c/ucx-tagged-pair.c) on UCX, a C MPI_Send/MPI_Recv ping-pong
+//   (bench/c/mpi-messages.c, osu_latency's loop) on MPI;
 // - osu_bw's window test (64 messages posted, all completed, a 4-byte ack back) at 1 MiB and 4 MiB,
-//   and its message rate at 64 B, against the same loop in C (tagged-pair.c, mpi-messages.c) or
-//   ucx_perftest -t tag_bw -O 64 on UCX;
+//   and its message rate at 64 B, against the same loop in C (tagged-pair.c, ucx-tagged-pair.c,
+//   mpi-messages.c) and, on UCX, ucx_perftest -t tag_bw -O 64 too;
 // - heap cells per sendSync+recvSync pair.
 // Each side is a process pair (responder on CPU 1, initiator on CPU 0; MPI ranks bound by mpirun),
 // ours and the anchor's in alternating order round after round. Every row of
@@ -22,8 +22,8 @@ import { fiPingpong, mpiJob, ucxPerftest, type MpiLine } from "../messaging/anch
 import type { LatencyResult, WindowResult } from "../messaging/loops.ts";
 import { LibraryPair, runCPair } from "../messaging/pairs.ts";
 import {
-  BANDWIDTH_SIZES, BANDWIDTH_TARGET, CASES, caseRows, FI_PINGPONG, PROMISE_TARGET, RATE_TARGET, row, SMALL, TAG_BW, TAG_LAT, TAGGED_PAIR,
-  WINDOW, type Form, type MessagingCase,
+  BANDWIDTH_SIZES, BANDWIDTH_TARGET, CASES, caseRows, FI_PINGPONG, MPI_OSU_BW, MPI_PING_PONG, PROMISE_TARGET, RATE_TARGET, row, SMALL, TAG_BW,
+  TAG_LAT, TAGGED_PAIR, UCX_PAIR, WINDOW, type Form, type MessagingCase,
 } from "../messaging/rows.ts";
 
 const SUITE = "messaging";
@@ -64,7 +64,8 @@ class CaseFigures {
   readonly latency: Record<Form, LatencyResult[]> = { sync: [], promise: [] };
   readonly windows = new Map<number, WindowResult[]>();
   readonly anchorLatency = new Map<string, AnchorLatency[]>();
-  readonly anchorWindows = new Map<number, WindowResult[]>();
+  /** By anchor, then message size. */
+  readonly anchorWindows = new Map<string, Map<number, WindowResult[]>>();
   cells: { perPair: number; types: Record<string, number> } | null = null;
   /** Why a row has no value, by row name. */
   readonly why = new Map<string, string>();
@@ -73,8 +74,13 @@ class CaseFigures {
 
   constructor(readonly c: MessagingCase) {}
 
-  addWindow(bytes: number, result: WindowResult, anchor: boolean): void {
-    const into = anchor ? this.anchorWindows : this.windows;
+  /** A window test's result: ours (`anchor` null) or an anchor's. */
+  addWindow(bytes: number, result: WindowResult, anchor: string | null): void {
+    let into = this.windows;
+    if (anchor !== null) {
+      into = this.anchorWindows.get(anchor) ?? new Map<number, WindowResult[]>();
+      this.anchorWindows.set(anchor, into);
+    }
     into.set(bytes, [...(into.get(bytes) ?? []), result]);
   }
 
@@ -88,10 +94,16 @@ class CaseFigures {
     for (const name of rows) if (!this.why.has(name)) this.why.set(name, `failed: ${reason.split("\n")[0]}`);
   }
 
-  /** The rows of our side's window tests, or of the anchor's. */
-  windowRows(anchor: boolean): string[] {
+  /** The rows of our side's window tests (`anchor` null), or of an anchor's. */
+  windowRows(anchor: string | null): string[] {
+    return [...BANDWIDTH_SIZES, SMALL].map((bytes) => this.windowRow(bytes, anchor));
+  }
+
+  /** The row of one window test: a bandwidth, or at SMALL the message rate. */
+  windowRow(bytes: number, anchor: string | null): string {
     const c = this.c;
-    return [...BANDWIDTH_SIZES.map((bytes) => (anchor ? row.anchorBandwidth(c, bytes) : row.bandwidth(c, bytes))), anchor ? row.anchorRate(c) : row.rate(c)];
+    if (bytes === SMALL) return anchor === null ? row.rate(c) : row.anchorRate(c, anchor);
+    return anchor === null ? row.bandwidth(c, bytes) : row.anchorBandwidth(c, anchor, bytes);
   }
 }
 
@@ -107,8 +119,8 @@ async function libraryRound(pair: LibraryPair, figures: CaseFigures, p: Plan): P
   }
   for (const w of p.windows) {
     try {
-      figures.addWindow(w.bytes, await pair.run<WindowResult>({ op: "window", size: w.bytes, window: WINDOW, iterations: w.iterations, warmup: w.warmup }, p.timeoutMs), false);
-    } catch (e) { figures.failed([w.bytes === SMALL ? row.rate(c) : row.bandwidth(c, w.bytes)], e); }
+      figures.addWindow(w.bytes, await pair.run<WindowResult>({ op: "window", size: w.bytes, window: WINDOW, iterations: w.iterations, warmup: w.warmup }, p.timeoutMs), null);
+    } catch (e) { figures.failed([figures.windowRow(w.bytes, null)], e); }
   }
 }
 
@@ -132,16 +144,10 @@ async function libfabricCase(ctx: BenchContext, figures: CaseFigures, p: Plan): 
       catch (e) { figures.failed([row.anchorLatency(c, FI_PINGPONG)], e); }
     }
     if ("missing" in program) {
-      figures.failed([row.anchorLatency(c, TAGGED_PAIR), ...figures.windowRows(true)], `tagged-pair.c not built: ${program.missing}`);
+      figures.failed([row.anchorLatency(c, TAGGED_PAIR), ...figures.windowRows(TAGGED_PAIR)], `tagged-pair.c not built: ${program.missing}`);
       return;
     }
-    const tests = [["lat", SMALL, p.latencyIterations, p.latencyWarmup], ...p.windows.map((w) => ["window", w.bytes, WINDOW, w.iterations, w.warmup])];
-    try {
-      for (const reply of await runCPair(program.path, c.what, node, tests.map((t) => t.map(String)), p.timeoutMs)) {
-        if (reply.test === "lat") figures.addAnchorLatency(TAGGED_PAIR, { medianNs: reply.medianNs!, meanNs: reply.meanNs! });
-        else figures.addWindow(reply.bytes, { seconds: reply.seconds!, mbPerSec: reply.mbPerSec!, messagesPerSec: reply.messagesPerSec! }, true);
-      }
-    } catch (e) { figures.failed([row.anchorLatency(c, TAGGED_PAIR), ...figures.windowRows(true)], e); }
+    await cPairTests(figures, p, program.path, c.what, node, TAGGED_PAIR);
   };
   ctx.provider({ suite: SUITE, label: c.label, description: `libfabric ${c.what}${node.length ? " on 127.0.0.1" : ""}: bench/messaging/peer.ts pair against ${FI_PINGPONG} and bench/c/tagged-pair.c; responder on CPU 1, initiator on CPU 0${pinnable ? "" : " (not pinned)"}` });
   await pairedRounds(figures, p, ["libfabric", c.what, ...node], anchors);
@@ -159,9 +165,13 @@ async function ucxCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promis
   const netDevices = c.what === "tcp" ? "lo" : undefined;
   const env = { ...(process.env as Record<string, string>), UCX_TLS: c.what, ...(netDevices ? { UCX_NET_DEVICES: netDevices } : {}) };
   const perftestPath = Bun.which("ucx_perftest");
+  const program = buildC("ucx-tagged-pair", ["-lucp", "-lucs"]);
+  const deviceOption = netDevices ? ["--net-devices", netDevices] : [];
   const anchors = async () => {
+    if ("missing" in program) figures.failed([row.anchorLatency(c, UCX_PAIR), ...figures.windowRows(UCX_PAIR)], `ucx-tagged-pair.c not built: ${program.missing}`);
+    else await cPairTests(figures, p, program.path, c.what, deviceOption, UCX_PAIR);
     if (perftestPath === null) {
-      figures.failed([row.anchorLatency(c, TAG_LAT), ...figures.windowRows(true)], "ucx_perftest is not installed (apt-get install ucx-utils)");
+      figures.failed([row.anchorLatency(c, TAG_LAT), ...figures.windowRows(TAG_BW)], "ucx_perftest is not installed (apt-get install ucx-utils)");
       return;
     }
     try {
@@ -172,18 +182,29 @@ async function ucxCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promis
       try {
         // The same number of messages as ours, at most WINDOW outstanding.
         const bw = await ucxPerftest("tag_bw", env, w.bytes, w.iterations * WINDOW, w.warmup * WINDOW, WINDOW, p.timeoutMs);
-        figures.addWindow(w.bytes, { seconds: Number.NaN, mbPerSec: bw.mbPerSec, messagesPerSec: bw.messagesPerSec }, true);
-      } catch (e) { figures.failed([w.bytes === SMALL ? row.anchorRate(c) : row.anchorBandwidth(c, w.bytes)], e); }
+        figures.addWindow(w.bytes, { seconds: Number.NaN, mbPerSec: bw.mbPerSec, messagesPerSec: bw.messagesPerSec }, TAG_BW);
+      } catch (e) { figures.failed([figures.windowRow(w.bytes, TAG_BW)], e); }
     }
   };
-  ctx.provider({ suite: SUITE, label: c.label, description: `UCX ${status.version}, UCX_TLS=${c.what}${netDevices ? `, UCX_NET_DEVICES=${netDevices}` : ""}: bench/messaging/peer.ts pair against ${TAG_LAT} and ${TAG_BW} -O ${WINDOW}; responder/server on CPU 1, initiator/client on CPU 0${pinnable ? "" : " (not pinned)"}` });
+  ctx.provider({ suite: SUITE, label: c.label, description: `UCX ${status.version}, UCX_TLS=${c.what}${netDevices ? `, UCX_NET_DEVICES=${netDevices}` : ""}: bench/messaging/peer.ts pair against bench/c/ucx-tagged-pair.c, ${TAG_LAT} and ${TAG_BW} -O ${WINDOW}; responder/server on CPU 1, initiator/client on CPU 0${pinnable ? "" : " (not pinned)"}` });
   await pairedRounds(figures, p, ["ucx", c.what, ...(netDevices ? ["--net-devices", netDevices] : [])], anchors);
+}
+
+/** One round of a C pair (tagged-pair.c, ucx-tagged-pair.c): the ping-pong and every window test with one process pair. */
+async function cPairTests(figures: CaseFigures, p: Plan, binary: string, what: string, options: string[], anchor: string): Promise<void> {
+  const tests = [["lat", SMALL, p.latencyIterations, p.latencyWarmup], ...p.windows.map((w) => ["window", w.bytes, WINDOW, w.iterations, w.warmup])];
+  try {
+    for (const reply of await runCPair(binary, what, options, tests.map((t) => t.map(String)), p.timeoutMs)) {
+      if (reply.test === "lat") figures.addAnchorLatency(anchor, { medianNs: reply.medianNs!, meanNs: reply.meanNs! });
+      else figures.addWindow(reply.bytes, { seconds: reply.seconds!, mbPerSec: reply.mbPerSec!, messagesPerSec: reply.messagesPerSec! }, anchor);
+    }
+  } catch (e) { figures.failed([row.anchorLatency(figures.c, anchor), ...figures.windowRows(anchor)], e); }
 }
 
 /** The rounds of a pair-based case: ours and the anchors' alternately first; the cells at the end. */
 async function pairedRounds(figures: CaseFigures, p: Plan, args: string[], anchors: () => Promise<void>): Promise<void> {
   let pair: LibraryPair | null = null;
-  const ourRows = [row.latency(figures.c, "sync"), row.latency(figures.c, "promise"), ...figures.windowRows(false), row.cells(figures.c)];
+  const ourRows = [row.latency(figures.c, "sync"), row.latency(figures.c, "promise"), ...figures.windowRows(null), row.cells(figures.c)];
   try {
     pair = await LibraryPair.start(args);
   } catch (e) {
@@ -221,13 +242,13 @@ async function mpiCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promis
   const ours = async () => {
     try {
       const lines = await mpiJob(mpirun, [process.execPath, MPI_RANK, ...tests(["lat-sync", ...latency, "lat-promise", ...latency]), "cells", String(SMALL), String(p.cellsIterations)], p.timeoutMs);
-      takeMpiLines(figures, lines, false);
-    } catch (e) { figures.failed([row.latency(c, "sync"), row.latency(c, "promise"), ...figures.windowRows(false), row.cells(c)], e); }
+      takeMpiLines(figures, lines, null);
+    } catch (e) { figures.failed([row.latency(c, "sync"), row.latency(c, "promise"), ...figures.windowRows(null), row.cells(c)], e); }
   };
   const anchors = async () => {
-    const rows = [row.anchorLatency(c, c.latencyAnchors[0]!), ...figures.windowRows(true)];
+    const rows = [row.anchorLatency(c, MPI_PING_PONG), ...figures.windowRows(MPI_OSU_BW)];
     if ("missing" in program) { figures.failed(rows, `mpi-messages.c not built: ${program.missing}`); return; }
-    try { takeMpiLines(figures, await mpiJob(mpirun, [program.path, ...tests(["lat", ...latency])], p.timeoutMs), true); }
+    try { takeMpiLines(figures, await mpiJob(mpirun, [program.path, ...tests(["lat", ...latency])], p.timeoutMs), MPI_OSU_BW); }
     catch (e) { figures.failed(rows, e); }
   };
   for (let round = 0; round < p.rounds; round++) {
@@ -237,9 +258,9 @@ async function mpiCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promis
   }
 }
 
-function takeMpiLines(figures: CaseFigures, lines: MpiLine[], anchor: boolean): void {
+function takeMpiLines(figures: CaseFigures, lines: MpiLine[], anchor: string | null): void {
   for (const line of lines) {
-    if (line.test === "lat") figures.addAnchorLatency(figures.c.latencyAnchors[0]!, { medianNs: line.medianNs!, meanNs: line.meanNs! });
+    if (line.test === "lat") figures.addAnchorLatency(MPI_PING_PONG, { medianNs: line.medianNs!, meanNs: line.meanNs! });
     else if (line.test === "lat-sync" || line.test === "lat-promise") figures.latency[line.test === "lat-sync" ? "sync" : "promise"].push(line as LatencyResult);
     else if (line.test === "window") figures.addWindow(line.bytes, line as WindowResult, anchor);
     else if (line.test === "cells" && figures.cells === null) figures.cells = { perPair: line.perPair!, types: line.types ?? {} };
@@ -289,20 +310,21 @@ function recordCase(ctx: BenchContext, figures: CaseFigures): void {
   }
   // Windows.
   for (const bytes of [...BANDWIDTH_SIZES, SMALL]) {
-    const ours = figures.windows.get(bytes) ?? [];
-    const theirs = figures.anchorWindows.get(bytes) ?? [];
     const rate = bytes === SMALL;
     const pick = (r: WindowResult) => (rate ? r.messagesPerSec : r.mbPerSec);
     const unit = rate ? "msg/s" : "MB/s";
-    const how = c.windowAnchor === TAG_BW ? `-O ${WINDOW} (at most ${WINDOW} sends outstanding, no ack per window), the same number of messages` : `the same loop: ${WINDOW} posted, all completed, a 4-byte ack back`;
-    const ourName = rate ? row.rate(c) : row.bandwidth(c, bytes);
-    const theirName = rate ? row.anchorRate(c) : row.anchorBandwidth(c, bytes);
-    if (ours.length > 0) record(ourName, median(ours.map(pick)), unit, `osu_bw's loop (${WINDOW} postSend/postRecv, poll until all completed, a 4-byte ack back); ${rate ? "" : "MB = 1e6 bytes; "}${rounds(ours.length)}`);
-    if (theirs.length > 0) record(theirName, median(theirs.map(pick)), unit, `${how}; ${rate ? "" : "MB = 1e6 bytes; "}${rounds(theirs.length)}`);
-    if (ours.length > 0 && theirs.length > 0) {
+    const megabytes = rate ? "" : "MB = 1e6 bytes; ";
+    const ours = figures.windows.get(bytes) ?? [];
+    if (ours.length > 0) record(figures.windowRow(bytes, null), median(ours.map(pick)), unit, `osu_bw's loop (${WINDOW} postSend/postRecv, poll() until all completed, a 4-byte ack back); ${megabytes}${rounds(ours.length)}`);
+    for (const anchor of c.windowAnchors) {
+      const theirs = figures.anchorWindows.get(anchor)?.get(bytes) ?? [];
+      if (theirs.length === 0) continue;
+      const how = anchor === TAG_BW ? `-O ${WINDOW} (at most ${WINDOW} sends outstanding, no ack per window), the same number of messages` : `the same loop in C: ${WINDOW} posted, all completed, a 4-byte ack back`;
+      record(figures.windowRow(bytes, anchor), median(theirs.map(pick)), unit, `${how}; ${megabytes}${rounds(theirs.length)}`);
+      if (ours.length === 0) continue;
       const ratio = median(ours.map(pick)) / median(theirs.map(pick));
       const target = rate ? RATE_TARGET : BANDWIDTH_TARGET;
-      record(rate ? row.rateRatio(c) : row.bandwidthRatio(c, bytes), ratio, "×", `target ≥ ${target}×: ${verdict(ratio >= target)}`);
+      record(rate ? row.rateRatio(c, anchor) : row.bandwidthRatio(c, bytes, anchor), ratio, "×", `target ≥ ${target}×: ${verdict(ratio >= target)}`);
     }
   }
   if (figures.cells !== null) {
@@ -325,10 +347,10 @@ function whyRatioMissing(figures: CaseFigures, name: string): string | undefined
     if (name !== row.latencyRatio(c, form, anchor)) continue;
     for (const part of [row.latency(c, form), row.anchorLatency(c, anchor)]) if (figures.why.has(part)) reasons.push(`${part}: ${figures.why.get(part)}`);
   }
-  for (const bytes of BANDWIDTH_SIZES) if (name === row.bandwidthRatio(c, bytes)) {
-    for (const part of [row.bandwidth(c, bytes), row.anchorBandwidth(c, bytes)]) if (figures.why.has(part)) reasons.push(`${part}: ${figures.why.get(part)}`);
+  for (const anchor of c.windowAnchors) for (const bytes of [...BANDWIDTH_SIZES, SMALL]) {
+    if (name !== (bytes === SMALL ? row.rateRatio(c, anchor) : row.bandwidthRatio(c, bytes, anchor))) continue;
+    for (const part of [figures.windowRow(bytes, null), figures.windowRow(bytes, anchor)]) if (figures.why.has(part)) reasons.push(`${part}: ${figures.why.get(part)}`);
   }
-  if (name === row.rateRatio(c)) for (const part of [row.rate(c), row.anchorRate(c)]) if (figures.why.has(part)) reasons.push(`${part}: ${figures.why.get(part)}`);
   return reasons.length > 0 ? `not measured: ${reasons.join("; ")}` : undefined;
 }
 
