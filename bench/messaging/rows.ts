@@ -54,6 +54,7 @@ const sizeName = (bytes: number) => (bytes >= MiB ? `${bytes / MiB} MiB` : `${by
 /** Row names of a case. */
 export const row = {
   latency: (c: MessagingCase, form: Form) => `${c.label}: ${FORM_NAME[form]} ${SMALL} B half round trip`,
+  latencyMean: (c: MessagingCase, form: Form) => `${c.label}: ${FORM_NAME[form]} ${SMALL} B half round trip mean`,
   anchorLatency: (c: MessagingCase, anchor: string) => `${c.label}: ${anchor} ${SMALL} B half round trip`,
   latencyRatio: (c: MessagingCase, form: Form, anchor: string) => `${c.label}: ${FORM_NAME[form]} / ${anchor}`,
   bandwidth: (c: MessagingCase, bytes: number) => `${c.label}: bandwidth ${sizeName(bytes)} window ${WINDOW}`,
@@ -68,7 +69,7 @@ export const row = {
 /** Every row a case records, with its unit. */
 export function caseRows(c: MessagingCase): { name: string; unit: string }[] {
   const rows: { name: string; unit: string }[] = [];
-  for (const form of ["sync", "promise"] as const) rows.push({ name: row.latency(c, form), unit: "ns" });
+  for (const form of ["sync", "promise"] as const) rows.push({ name: row.latency(c, form), unit: "ns" }, { name: row.latencyMean(c, form), unit: "ns" });
   for (const anchor of c.latencyAnchors) rows.push({ name: row.anchorLatency(c, anchor), unit: "ns" });
   for (const form of ["sync", "promise"] as const) for (const anchor of c.latencyAnchors) rows.push({ name: row.latencyRatio(c, form, anchor), unit: "×" });
   for (const bytes of BANDWIDTH_SIZES) {

@@ -115,7 +115,7 @@ async function libraryRound(pair: LibraryPair, figures: CaseFigures, p: Plan): P
   for (const form of ["sync", "promise"] as const) {
     try {
       figures.latency[form].push(await pair.run<LatencyResult>({ op: "lat", form, size: SMALL, iterations: p.latencyIterations, warmup: p.latencyWarmup }, p.timeoutMs));
-    } catch (e) { figures.failed([row.latency(c, form)], e); }
+    } catch (e) { figures.failed([row.latency(c, form), row.latencyMean(c, form)], e); }
   }
   for (const w of p.windows) {
     try {
@@ -204,7 +204,7 @@ async function cPairTests(figures: CaseFigures, p: Plan, binary: string, what: s
 /** The rounds of a pair-based case: ours and the anchors' alternately first; the cells at the end. */
 async function pairedRounds(figures: CaseFigures, p: Plan, args: string[], anchors: () => Promise<void>): Promise<void> {
   let pair: LibraryPair | null = null;
-  const ourRows = [row.latency(figures.c, "sync"), row.latency(figures.c, "promise"), ...figures.windowRows(null), row.cells(figures.c)];
+  const ourRows = [row.latency(figures.c, "sync"), row.latency(figures.c, "promise"), row.latencyMean(figures.c, "sync"), row.latencyMean(figures.c, "promise"), ...figures.windowRows(null), row.cells(figures.c)];
   try {
     pair = await LibraryPair.start(args);
   } catch (e) {
@@ -243,7 +243,7 @@ async function mpiCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promis
     try {
       const lines = await mpiJob(mpirun, [process.execPath, MPI_RANK, ...tests(["lat-sync", ...latency, "lat-promise", ...latency]), "cells", String(SMALL), String(p.cellsIterations)], p.timeoutMs);
       takeMpiLines(figures, lines, null);
-    } catch (e) { figures.failed([row.latency(c, "sync"), row.latency(c, "promise"), ...figures.windowRows(null), row.cells(c)], e); }
+    } catch (e) { figures.failed([row.latency(c, "sync"), row.latency(c, "promise"), row.latencyMean(c, "sync"), row.latencyMean(c, "promise"), ...figures.windowRows(null), row.cells(c)], e); }
   };
   const anchors = async () => {
     const rows = [row.anchorLatency(c, MPI_PING_PONG), ...figures.windowRows(MPI_OSU_BW)];
@@ -288,7 +288,8 @@ function recordCase(ctx: BenchContext, figures: CaseFigures): void {
     const medianNs = median(results.map((r) => r.medianNs));
     const meanNs = median(results.map((r) => r.meanNs));
     ourLatency[form] = { medianNs, meanNs };
-    record(row.latency(c, form), medianNs, "ns", `p50; mean ${Math.round(meanNs)} ns, p99 ${Math.round(median(results.map((r) => r.p99Ns)))} ns; ${rounds(results.length)} (${spread(results.map((r) => r.medianNs / 1000), 2)} µs)`);
+    record(row.latency(c, form), medianNs, "ns", `p50; p99 ${Math.round(median(results.map((r) => r.p99Ns)))} ns; ${rounds(results.length)} (${spread(results.map((r) => r.medianNs / 1000), 2)} µs)`);
+    record(row.latencyMean(c, form), meanNs, "ns", `all the time over 2 × iterations, as fi_pingpong and osu_latency report; ${rounds(results.length)}`);
   }
   // The anchors' latencies and the ratios.
   for (const anchor of c.latencyAnchors) {
