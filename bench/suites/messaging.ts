@@ -45,12 +45,12 @@ interface Plan {
 // everything short: its figures only show that each row runs.
 const plan = (quick: boolean): Plan => ({
   rounds: quick ? 1 : 3,
-  latencyIterations: quick ? 1000 : 20_000,
-  latencyWarmup: quick ? 100 : 5000,
+  latencyIterations: quick ? 500 : 20_000,
+  latencyWarmup: quick ? 50 : 5000,
   windows: [
     { bytes: BANDWIDTH_SIZES[0], iterations: quick ? 2 : 20, warmup: quick ? 1 : 2 },
     { bytes: BANDWIDTH_SIZES[1], iterations: quick ? 1 : 5, warmup: 1 },
-    { bytes: SMALL, iterations: quick ? 50 : 3000, warmup: quick ? 10 : 1000 },
+    { bytes: SMALL, iterations: quick ? 20 : 3000, warmup: quick ? 5 : 1000 },
   ],
   cellsIterations: quick ? 500 : 2000,
   timeoutMs: quick ? 60_000 : 300_000,
@@ -109,31 +109,24 @@ class CaseFigures {
 
 // ---- the cases ----------------------------------------------------------------------------------
 
-/** One round of the library's side through a LibraryPair (libfabric, UCX). */
+/** One round of the library's side through a LibraryPair (libfabric, UCX); throws at the first failure. */
 async function libraryRound(pair: LibraryPair, figures: CaseFigures, p: Plan): Promise<void> {
-  const c = figures.c;
   for (const form of ["sync", "promise"] as const) {
-    try {
-      figures.latency[form].push(await pair.run<LatencyResult>({ op: "lat", form, size: SMALL, iterations: p.latencyIterations, warmup: p.latencyWarmup }, p.timeoutMs));
-    } catch (e) { figures.failed([row.latency(c, form), row.latencyMean(c, form)], e); }
+    figures.latency[form].push(await pair.run<LatencyResult>({ op: "lat", form, size: SMALL, iterations: p.latencyIterations, warmup: p.latencyWarmup }, p.timeoutMs));
   }
   for (const w of p.windows) {
-    try {
-      figures.addWindow(w.bytes, await pair.run<WindowResult>({ op: "window", size: w.bytes, window: WINDOW, iterations: w.iterations, warmup: w.warmup }, p.timeoutMs), null);
-    } catch (e) { figures.failed([figures.windowRow(w.bytes, null)], e); }
+    figures.addWindow(w.bytes, await pair.run<WindowResult>({ op: "window", size: w.bytes, window: WINDOW, iterations: w.iterations, warmup: w.warmup }, p.timeoutMs), null);
   }
-}
-
-async function libraryCells(pair: LibraryPair, figures: CaseFigures, p: Plan): Promise<void> {
-  try {
-    figures.cells = await pair.run({ op: "cells", size: SMALL, iterations: p.cellsIterations }, p.timeoutMs);
-  } catch (e) { figures.failed([row.cells(figures.c)], e); }
 }
 
 /** libfabric: our pair against fi_pingpong and tagged-pair.c. */
 async function libfabricCase(ctx: BenchContext, figures: CaseFigures, p: Plan): Promise<void> {
   const c = figures.c;
-  if (!ctx.fabric) { figures.caseWhy = "libfabric is not loaded on this machine"; return; }
+  if (!ctx.fabric) {
+    if (process.env.ALLOCTOOLS_REQUIRE_LIBFABRIC === "1") throw new Error("messaging bench: libfabric is not loaded and ALLOCTOOLS_REQUIRE_LIBFABRIC=1");
+    figures.caseWhy = "libfabric is not loaded on this machine";
+    return;
+  }
   const node = c.what === "tcp" ? ["--node", "127.0.0.1"] : [];
   const program = buildC("tagged-pair");
   const fiPingpongPath = Bun.which("fi_pingpong");
@@ -210,13 +203,22 @@ async function pairedRounds(figures: CaseFigures, p: Plan, args: string[], ancho
   } catch (e) {
     figures.failed(ourRows, e);
   }
+  // A pair that failed a command is stopped: its other side may still be in the loop, and every
+  // later command would wait for its timeout.
+  const stopAfter = async (e: unknown) => {
+    figures.failed(ourRows, e);
+    await pair?.stop();
+    pair = null;
+  };
   for (let round = 0; round < p.rounds; round++) {
     if (round % 2 === 1) await anchors();
-    if (pair !== null) await libraryRound(pair, figures, p);
+    if (pair !== null) await libraryRound(pair, figures, p).catch(stopAfter);
     if (round % 2 === 0) await anchors();
   }
   if (pair !== null) {
-    await libraryCells(pair, figures, p);
+    try {
+      figures.cells = await pair.run({ op: "cells", size: SMALL, iterations: p.cellsIterations }, p.timeoutMs);
+    } catch (e) { figures.failed([row.cells(figures.c)], e); }
     await pair.stop();
   }
 }
