@@ -1,8 +1,8 @@
-// The library's side of the messaging and atomics benchmarks: the same loops as the C references
-// (bench/c/tagged-pair.c, bench/c/mpi-messages.c), over any endpoint, for either role. Memory is
+// The library's side of the messaging benchmark: the same loops as the C references
+// (bench/c/tagged-pair.c, ucx-tagged-pair.c, mpi-messages.c), over any endpoint, for either role. Memory is
 // one pooled region reused by every message (its registration warm); nothing is allocated per
-// iteration but what the API returns (the Received of a receive, the bigint of an atomic).
-import type { AnyEndpoint, MemoryRegion, RemoteRegion } from "../../lib/index.ts";
+// iteration but what the API returns (the Received of a receive).
+import type { AnyEndpoint, MemoryRegion } from "../../lib/index.ts";
 import { cellsPerCall } from "../../test/heap-cells.ts";
 
 /** Tags of the loops (the C references use the same). */
@@ -137,18 +137,4 @@ export function windowed(side: LoopSide, size: number, window: number, iteration
 export function cellsPerPair(side: LoopSide, size: number, iterations: number): { perPair: number; types: Record<string, number> } {
   const result = cellsPerCall(() => pingPongSync(side, size, true), iterations);
   return { perPair: result.perCall, types: result.types };
-}
-
-/** fetchAddSync(1) latencies on the word at `remote`, ns: p50, mean and p99 after `warmup` untimed ones. */
-export function fetchAddLatency(endpoint: AnyEndpoint, peer: Peer, remote: RemoteRegion, iterations: number, warmup: number): LatencyResult {
-  for (let i = 0; i < warmup; i++) endpoint.fetchAddSync(peer, remote, 1);
-  const samples = new Float64Array(iterations);
-  for (let i = 0; i < iterations; i++) {
-    const start = Bun.nanoseconds();
-    endpoint.fetchAddSync(peer, remote, 1);
-    samples[i] = Bun.nanoseconds() - start;
-  }
-  // Not a round trip to halve: the figures are whole operations.
-  const half = halfRoundTrips(samples);
-  return { medianNs: half.medianNs * 2, meanNs: half.meanNs * 2, p99Ns: half.p99Ns * 2, iterations };
 }
