@@ -17,11 +17,11 @@ const built = new Map<string, CProgram>();
  * `{ missing }` says why not. The binary is cached under the temporary directory by the hash of
  * its source, the headers of bench/c/ and its flags, so a changed source or header is rebuilt.
  */
-export function buildC(name: string, libraries: readonly string[] = ["-lfabric"], directory: string = import.meta.dir): CProgram {
+export function buildC(name: string, libraries: readonly string[] = ["-lfabric"], directory: string = import.meta.dir, compiler?: string): CProgram {
   const key = join(directory, name);
   const cached = built.get(key);
   if (cached !== undefined) return cached;
-  const result = compile(name, libraries, directory);
+  const result = compile(name, libraries, directory, compiler);
   built.set(key, result);
   return result;
 }
@@ -31,8 +31,9 @@ export function rmaPeer(): CProgram {
   return buildC("rma-peer", ["-lfabric", "-lpthread"]);
 }
 
-function compile(name: string, libraries: readonly string[], directory: string): CProgram {
-  const compiler = process.env.CC || "cc";
+function compile(name: string, libraries: readonly string[], directory: string, chosenCompiler?: string): CProgram {
+  // `chosenCompiler` (e.g. mpicc) overrides $CC.
+  const compiler = chosenCompiler ?? (process.env.CC || "cc");
   if (Bun.which(compiler) === null) return { missing: `no C compiler (${compiler} not found; apt-get install gcc)` };
   const source = join(directory, `${name}.c`);
   const flags = ["-O2", "-Wall", `-I${import.meta.dir}`, "-o"];

@@ -24,7 +24,7 @@ static const char *option(int argc, char **argv, const char *name, const char *f
 }
 
 // Whether `name` is on the command line.
-static int flag(int argc, char **argv, const char *name) {
+static inline int flag(int argc, char **argv, const char *name) {
   for (int i = 0; i < argc; i++)
     if (strcmp(argv[i], name) == 0) return 1;
   return 0;
