@@ -40,7 +40,7 @@ function terminated(w: Worker): Promise<void> {
 
 function runChild(file: string, args: string[], env: Record<string, string> = {}): { out: Record<string, unknown>; stderr: string } {
   const r = Bun.spawnSync([process.execPath, `${import.meta.dir}/${file}`, ...args], {
-    stdout: "pipe", stderr: "pipe", timeout: 60_000, env: { ...process.env, ...env },
+    stdout: "pipe", stderr: "pipe", timeout: 100_000, env: { ...process.env, ...env },
   });
   const stderr = r.stderr.toString();
   if (r.exitCode !== 0) throw new Error(`${file} ${args.join(" ")} exited ${r.exitCode}: ${stderr}`);
@@ -59,12 +59,32 @@ function deadUnpooledRegions(label: string): void {
   });
 }
 
+interface GrowthCut { cuts: string[]; problems: string[]; lockedKiB: number; closeError: string | null }
+
+function growthCuts(label: string): void {
+  // The torture test's crash (1 run in 50 on tcp): a Worker terminated between its block's RESERVED
+  // and naming it in the lock line, or a taker between forgetting the block and retiring it, left
+  // a block nobody undid; the owner's close then closed its registration handle, 0: fi_close(NULL),
+  // a segmentation fault at address 0x10 (host: an mmap of 0 bytes at 0x0 thrown from close).
+  for (const mode of ["growth", "takeover"]) {
+    test(`a Worker terminated at any step of a ${mode === "growth" ? "growth" : "take-over of a dead Worker's growth"}: close does not crash, frees and unpins everything [${label}]`, () => {
+      const { out } = runChild("growth-cut-child.ts", [label, mode]);
+      const cases = out.cases as GrowthCut[];
+      expect(cases.length).toBeGreaterThan(20); // every step was cut at, the last case ran to the end
+      expect(cases.filter((each) => each.closeError !== null || each.problems.length > 0 || each.lockedKiB !== 0)).toEqual([]);
+      // Cut between fi_mr_reg's return and noting its handle, a growth leaves a registration nobody knows of: EBUSY, and only that.
+      if (out.providerError !== null) expect(out.providerError).toContain("EBUSY");
+    }, 120_000);
+  }
+}
+
 function suite(label: string, open: () => RegionProvider): void {
   let provider: RegionProvider;
   beforeAll(() => { provider = open(); });
   afterAll(() => provider.close());
 
   deadUnpooledRegions(label);
+  growthCuts(label);
 
   test(`an attached pool's close reports what the state words say it holds, not a stale flag [${label}]`, async () => {
     const pool = new MemoryPool(provider, ONE_EACH);
