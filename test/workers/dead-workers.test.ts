@@ -76,6 +76,13 @@ function growthCuts(label: string): void {
       if (out.providerError !== null) expect(out.providerError).toContain("EBUSY");
     }, 120_000);
   }
+
+  test(`the owner's close finding a live Worker's growth still mapping (its lock wait ran out) closes no registration it never recorded [${label}]`, () => {
+    // Before: fi_close of the recorded handle, 0 (a segmentation fault at 0x10 on tcp).
+    const { out } = runChild("growth-cut-child.ts", [label, "unfinished"]);
+    expect(out.cases).toEqual([{ cuts: ["growth-past-close-wait"], problems: [], lockedKiB: 0, closeError: null }]);
+    expect(out.providerError).toBeNull();
+  });
 }
 
 function suite(label: string, open: () => RegionProvider): void {

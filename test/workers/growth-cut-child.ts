@@ -7,9 +7,12 @@
 //   growth-cut-child.ts LABEL growth     every step of one Worker's growth
 //   growth-cut-child.ts LABEL takeover   a growth cut after its block was reserved, mapped or
 //                                        registered, then every step of the take-over by a second Worker
+//   growth-cut-child.ts LABEL unfinished a live Worker's growth still mapping when the close stops
+//                                        waiting for its lock (state-worker.ts): no registration to close
 import { HostProvider, LibfabricProvider, MemoryPool } from "../../lib/index.ts";
 import { vmLckKiB } from "../helpers.ts";
 import type { CutCommand, CutReply } from "./cut-worker.ts";
+import type { StateCommand } from "./state-worker.ts";
 
 const [label = "host", mode = "growth"] = process.argv.slice(2);
 const provider = label === "tcp" ? LibfabricProvider.open({ provider: "tcp", node: "127.0.0.1" }) : new HostProvider();
@@ -60,7 +63,30 @@ async function runCase(steps: (number | string)[]): Promise<CutReply[]> {
   return replies;
 }
 
-if (mode === "growth") {
+/** The owner closes while a live Worker's growth is MAPPED, its lock no longer held. */
+async function runUnfinished(): Promise<void> {
+  const pool = new MemoryPool(provider, { medium: { initialCount: 1, growCount: 1, maxRegions: 16 } });
+  const handle = pool.share({ cacheSize: 0 });
+  const worker = new Worker(new URL("./state-worker.ts", import.meta.url));
+  await new Promise<void>((resolve, reject) => {
+    worker.onmessage = () => resolve();
+    worker.onerror = (event) => reject(new Error(event.message));
+    worker.postMessage({ cmd: "growth-past-close-wait", handle, classIndex: 1, bytes: 1 << 20 } satisfies StateCommand);
+  });
+  console.log(JSON.stringify({ closing: ["growth-past-close-wait"] }));
+  let closeError: string | null = null;
+  try {
+    pool.close();
+  } catch (error) {
+    closeError = `${(error as Error).name}: ${(error as Error).message}`;
+  }
+  worker.terminate();
+  cases.push({ cuts: ["growth-past-close-wait"], problems: [], lockedKiB: 0, closeError });
+}
+
+if (mode === "unfinished") {
+  await runUnfinished();
+} else if (mode === "growth") {
   for (let step = 1; ; step++) {
     const [reply] = await runCase([step]);
     if (reply!.at === "done") break;
