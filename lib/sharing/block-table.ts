@@ -134,7 +134,8 @@ export class BlockTable {
     const count = this.floats[at + BLOCK.count]!;
     if (count < 2) return;
     const rest = Int32Array.from({ length: count - 1 }, (_, step) => first + 1 + step);
-    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
+    // The mark again after a failed CAS: a Worker terminated at the retry leaves the block unpushed for the next taker.
+    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length, UNPUSHED);
   }
 
   /**

@@ -15,9 +15,35 @@ export interface CutCommand {
   bytes: number;
   /** Stop at the entry of this step: its number (1: the first; 0 never stops) or "Class.method#k", the k-th call of that method. */
   step: number | string;
+  /**
+   * Instead of stopping at the step's entry: from there, the next Atomics.compareExchange fails
+   * (as if another Worker had pushed or popped first) and the Worker stops at the one after, the
+   * retry: where a Worker whose push lost the race is terminated.
+   */
+  atRetry?: boolean;
 }
 
 export type CutReply = { at: "cut"; step: number; name: string } | { at: "done"; steps: number; names: string[] };
+
+let atRetry = false;
+/** After the step with atRetry: 2, the next compareExchange fails; 1, the retry's first load (the loop's back edge, where termination lands) stops. */
+let retryPhase = 0;
+const compareExchange = Atomics.compareExchange;
+Atomics.compareExchange = ((array: Int32Array, index: number, expected: number, replacement: number) => {
+  if (retryPhase === 2) {
+    retryPhase = 1;
+    return expected + 1; // lost the race: nothing written
+  }
+  return compareExchange(array, index, expected, replacement);
+}) as typeof Atomics.compareExchange;
+const load = Atomics.load;
+Atomics.load = ((array: Int32Array, index: number) => {
+  if (retryPhase === 1) {
+    postMessage({ at: "cut", step: steps, name: `${names.at(-1)} at the retry of a compareExchange` } satisfies CutReply);
+    park();
+  }
+  return load(array, index);
+}) as typeof Atomics.load;
 
 let steps = 0;
 let stopAt = 0;
@@ -43,8 +69,12 @@ function countSteps(prototype: object, className: string): void {
           steps++;
           names.push(name);
           if (steps === stopAt || `${name}#${names.filter((seen) => seen === name).length}` === stopAtName) {
-            postMessage({ at: "cut", step: steps, name } satisfies CutReply);
-            park();
+            if (atRetry) {
+              retryPhase = 2;
+            } else {
+              postMessage({ at: "cut", step: steps, name } satisfies CutReply);
+              park();
+            }
           }
         }
         return original.apply(this, args);
@@ -58,6 +88,7 @@ countSteps(GrowthLocks.prototype, "GrowthLocks");
 
 self.onmessage = (event: MessageEvent<CutCommand>) => {
   const { handle, bytes, step } = event.data;
+  atRetry = event.data.atRetry === true;
   const pool = MemoryPool.attach(handle);
   stopAt = typeof step === "string" || step === 0 ? Infinity : step;
   stopAtName = typeof step === "string" ? step : "";

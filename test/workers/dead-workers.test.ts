@@ -77,6 +77,13 @@ function growthCuts(label: string): void {
     }, 120_000);
   }
 
+  test(`a growth terminated at the retry of its push (its CAS lost a race): the next taker pushes the block's regions, none is lost [${label}]`, () => {
+    // Before: the retry had already written the last link, so the block looked pushed and its 3 free regions were lost (the torture test's "free but on no stack").
+    const { out } = runChild("growth-cut-child.ts", [label, "retry"]);
+    expect(out.cases).toEqual([{ cuts: [expect.stringContaining("BlockTable.pushRest at the retry")], problems: [], lockedKiB: 0, closeError: null }]);
+    expect(out.providerError).toBeNull();
+  });
+
   test(`the owner's close finding a live Worker's growth still mapping (its lock wait ran out) closes no registration it never recorded [${label}]`, () => {
     // Before: fi_close of the recorded handle, 0 (a segmentation fault at 0x10 on tcp).
     const { out } = runChild("growth-cut-child.ts", [label, "unfinished"]);

@@ -7,6 +7,8 @@
 //   growth-cut-child.ts LABEL growth     every step of one Worker's growth
 //   growth-cut-child.ts LABEL takeover   a growth cut after its block was reserved, mapped or
 //                                        registered, then every step of the take-over by a second Worker
+//   growth-cut-child.ts LABEL retry      a growth of 4 regions whose push of the 3 it does not keep
+//                                        lost a CAS race, cut at the retry: the next taker pushes them
 //   growth-cut-child.ts LABEL unfinished a live Worker's growth still mapping when the close stops
 //                                        waiting for its lock (state-worker.ts): no registration to close
 import { HostProvider, LibfabricProvider, MemoryPool } from "../../lib/index.ts";
@@ -39,13 +41,13 @@ interface Case { cuts: string[]; problems: string[]; lockedKiB: number; closeErr
 const cases: Case[] = [];
 
 /** One pool: its only medium region held by the owner, so that every Worker's get grows the class. */
-async function runCase(steps: (number | string)[]): Promise<CutReply[]> {
+async function runCase(steps: (number | string)[], atRetry = false): Promise<CutReply[]> {
   const baseline = vmLckKiB();
-  const pool = new MemoryPool(provider, { medium: { initialCount: 1, growCount: 1, maxRegions: 16 } });
+  const pool = new MemoryPool(provider, { medium: { initialCount: 1, growCount: atRetry ? 4 : 1, maxRegions: 16 } });
   const handle = pool.share({ cacheSize: 0 });
   const held = pool.getRegion(BYTES);
   const replies: CutReply[] = [];
-  for (const step of steps) replies.push(await cutWorker({ handle, bytes: BYTES, step }));
+  for (const step of steps) replies.push(await cutWorker({ handle, bytes: BYTES, step, atRetry }));
   const cuts = replies.map((reply) => (reply.at === "cut" ? `${reply.name}@${reply.step}` : "done"));
   console.log(JSON.stringify({ closing: cuts }));
   let closeError: string | null = null;
@@ -86,6 +88,9 @@ async function runUnfinished(): Promise<void> {
 
 if (mode === "unfinished") {
   await runUnfinished();
+} else if (mode === "retry") {
+  const [reply] = await runCase(["BlockTable.pushRest#1"], true);
+  if (reply!.at !== "cut") throw new Error("the growth never reached its push");
 } else if (mode === "growth") {
   for (let step = 1; ; step++) {
     const [reply] = await runCase([step]);
