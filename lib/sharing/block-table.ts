@@ -149,12 +149,13 @@ export class BlockTable {
     const block = this.locks.growthInProgress(sizeClass);
     if (block < 0) return null;
     const state = this.stateOf(block);
-    if (state !== BlockState.LIVE && state !== BlockState.GONE) return this.record(block);
     if (state === BlockState.LIVE) {
       const at = this.layout.blockWord(block);
       const first = this.floats[at + BLOCK.first]!;
       const count = this.floats[at + BLOCK.count]!;
       if (count > 1 && this.words[this.layout.next / 4 + first + count - 1] === UNPUSHED) this.pushRest(block);
+    } else if (state !== BlockState.GONE) {
+      return this.record(block); // GONE: a taker before this one undid it (or leaked what it was undoing when it died)
     }
     this.endTakeOver(sizeClass);
     return null;
