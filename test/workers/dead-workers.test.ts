@@ -196,6 +196,29 @@ function suite(label: string, open: () => RegionProvider): void {
     }
   });
 
+  test(`a Worker terminated in a growth's reserve, before noting which block its region indices belong to: the audit counts no such region lost [${label}]`, async () => {
+    // Before: those indices read block 0 (the word was never written), a live block, so the audit
+    // called them free on no stack (torture: "region 8 is free but on no stack and in no cache").
+    const pool = new MemoryPool(provider, ONE_EACH);
+    const handle = pool.share({ cacheSize: 0 });
+    const w = spawn("./state-worker.ts");
+    try {
+      const reserved = await ask<{ first: number }>(w, { cmd: "reserve-cut", handle, classIndex: 2, count: 3 });
+      expect(reserved.first).toBeGreaterThan(0);
+      await terminated(w);
+      const a = pool.audit();
+      expect(a.problems).toEqual([]);
+      expect(a.lost).toBe(0);
+      const grown = [pool.getRegion(20_000), pool.getRegion(20_000)]; // large: takes the dead Worker's lock, grows
+      for (const r of grown) pool.releaseRegion(r);
+      expect(pool.audit().problems).toEqual([]);
+      expect(pool.close().count).toBe(0);
+    } finally {
+      w.terminate();
+      if (!pool.closed) pool.close();
+    }
+  });
+
   test(`a Worker dead between a spill's push and its count, or between a release's cache entry and its count: nothing twice, nothing lost [${label}]`, async () => {
     const pool = new MemoryPool(provider, { ...ONE_EACH, small: { initialCount: 16, growCount: 16, maxRegions: 64 } });
     const handle = pool.share({ cacheSize: 8 });
