@@ -1,7 +1,8 @@
 // A Worker that makes one real get (that grows a class) and stops for good at the entry of its
 // n-th step: the n-th call, counted from the get, to any method of the block table or the growth
 // locks. A Worker terminated there leaves the shared words exactly as one terminated between those
-// two steps of the real code would (termination lands between calls, never inside one). It posts
+// two steps of the real code would (termination lands at calls and loop heads, not in the
+// straight-line code between them). It posts
 // "cut" with the step's name and waits to be terminated, or "done" when the get ended first.
 import { MemoryPool, type SharedPoolHandle } from "../../lib/index.ts";
 import { BlockTable } from "../../lib/sharing/block-table.ts";
@@ -17,8 +18,9 @@ export interface CutCommand {
   step: number | string;
   /**
    * Instead of stopping at the step's entry: from there, the next Atomics.compareExchange fails
-   * (as if another Worker had pushed or popped first) and the Worker stops at the one after, the
-   * retry: where a Worker whose push lost the race is terminated.
+   * (as if another Worker had pushed or popped first) and the Worker stops at the next
+   * Atomics.load, the retry's first: where a Worker whose push lost the race is terminated (the
+   * loop's head).
    */
   atRetry?: boolean;
 }
