@@ -4,7 +4,7 @@
 // Pointers travel as numbers (user-space addresses fit in 53 bits); 64-bit values that must stay
 // exact (keys, descriptors, fi_addr_t) travel as bigint.
 import { dlopen, FFIType, read, ptr, CString, CFunction, toArrayBuffer, type Pointer } from "bun:ffi";
-import { FabricError, LibraryLoadError } from "./errors.ts";
+import { AllocToolsTypeError, FabricError, LibraryLoadError } from "./errors.ts";
 import { L, FI, FI_API_VERSION, FI_MIN_LIBRARY_VERSION, FI_MAX_LIBRARY_MAJOR, layout } from "./layout.ts";
 import * as libc from "./libc.ts";
 import { SIGABRT, SIGHUP, SIGINT, SIGTERM } from "./signals.ts";
@@ -116,6 +116,11 @@ type Callable = (...args: any[]) => any;
 /** A domain's `fi_mr_reg` as a CFunction (see `Libfabric#mrRegFunction`); opaque outside this file. */
 export type MrRegFunction = (domain: number, address: number, length: number, access: number, offset: number,
   requestedKey: bigint | number, flags: number, mr: BigUint64Array, context: null) => number;
+
+/** fi_close(NULL) would read the ops table at address 0x10 and crash the process: an error instead. */
+function nullFid(what: string): AllocToolsTypeError {
+  return new AllocToolsTypeError(`fi_close of a NULL ${what}: there is no libfabric object to close (a handle that was never recorded)`);
+}
 
 /** Reads a pointer field as a number (0 for NULL). */
 export function readPtr(at: number, offset: number): number {
@@ -320,6 +325,7 @@ export class Libfabric {
 
   /** `fi_close(fid)`; `what` names the object in the error. One pointer read while the ops table is the last one's. */
   close(fid: number, what = "fid"): void {
+    if (fid === 0) throw nullFid(what);
     const table = readPtr(fid, L.fid.ops);
     let f = this.closeFunction;
     if (table !== this.closeTable || f === null) {
@@ -335,6 +341,7 @@ export class Libfabric {
    * and go between other closes). On success: one pointer read, one compare, the call.
    */
   closeMr(mr: number): void {
+    if (mr === 0) throw nullFid("mr");
     const table = readPtr(mr, L.fid.ops);
     let f = this.mrCloseFunction;
     if (table !== this.mrCloseTable || f === null) {

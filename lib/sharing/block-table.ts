@@ -81,8 +81,11 @@ export class BlockTable {
     this.floats[at + BLOCK.provided] = 0;
     this.floats[at + BLOCK.stray] = 0;
     for (let index = first; index < first + count; index++) this.words[this.layout.blockOf / 4 + index] = block;
-    this.setState(block, BlockState.RESERVED);
+    // Named in the lock line before its state leaves EMPTY: whoever takes the lock from a Worker
+    // terminated from here on finds this block (one named nowhere would reach the owner's close
+    // half-built, with no registration to close).
     this.locks.noteGrowth(sizeClass, block);
+    this.setState(block, BlockState.RESERVED);
     return { first, block };
   }
 
@@ -131,16 +134,19 @@ export class BlockTable {
     const count = this.floats[at + BLOCK.count]!;
     if (count < 2) return;
     const rest = Int32Array.from({ length: count - 1 }, (_, step) => first + 1 + step);
-    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length);
+    // The mark again after a failed CAS: a Worker terminated at the retry leaves the block unpushed for the next taker.
+    this.stacks[this.floats[at + BLOCK.stack]!]!.pushAll(rest, 0, rest.length, UNPUSHED);
   }
 
   /**
-   * After taking class `sizeClass`'s lock from a dead Worker: a growth it published but had not pushed is
-   * pushed now; one it had not published is handed back (to be undone by the caller) and retired.
+   * After taking class `sizeClass`'s lock from a dead Worker: a growth it published but had not
+   * pushed is pushed now; one it had not published is handed back, still named in the lock line,
+   * for the caller to undo step by step (forgetRegistration, notePinned(0), retireAbandoned,
+   * endTakeOver). The lock line forgets a block only once it is LIVE and pushed, or GONE: a taker
+   * terminated half-way leaves the rest to the next one.
    */
   takeOverGrowth(sizeClass: number): SharedBlock | null {
     const block = this.locks.growthInProgress(sizeClass);
-    this.locks.noteGrowth(sizeClass, -1);
     if (block < 0) return null;
     const state = this.stateOf(block);
     if (state === BlockState.LIVE) {
@@ -148,11 +154,26 @@ export class BlockTable {
       const first = this.floats[at + BLOCK.first]!;
       const count = this.floats[at + BLOCK.count]!;
       if (count > 1 && this.words[this.layout.next / 4 + first + count - 1] === UNPUSHED) this.pushRest(block);
-      return null;
+    } else if (state !== BlockState.GONE) {
+      return this.record(block); // GONE: a taker before this one undid it (or leaked what it was undoing when it died)
     }
-    const abandoned = this.record(block);
+    this.endTakeOver(sizeClass);
+    return null;
+  }
+
+  /** Undoing an abandoned growth: its registration is no longer to be closed (noted before the close: a taker terminated in it leaks it, never closes it twice). */
+  forgetRegistration(block: number): void {
+    this.setState(block, BlockState.MAPPED);
+  }
+
+  /** Undoing an abandoned growth: its memory is no longer to be unmapped (noted before the munmap, for the same reason). */
+  retireAbandoned(block: number): void {
     this.setState(block, BlockState.GONE);
-    return abandoned;
+  }
+
+  /** The growth the lock line of class `sizeClass` names is undone or published: the line forgets it. */
+  endTakeOver(sizeClass: number): void {
+    this.locks.noteGrowth(sizeClass, -1);
   }
 
   /** A growth that failed in this Worker: its record is retired (the caller undid the steps). */
@@ -191,14 +212,18 @@ export class BlockTable {
 
   /**
    * The owner's close takes a block out of service: KEPT (deregistered, its range kept mapped until
-   * the last pool lets go: takeKeptBlock). True for the one caller that gets to do it.
+   * the last pool lets go: takeKeptBlock). Returns the state it took the block from, for the one
+   * caller that gets to retire it; -1 for the others, and for a block with nothing mapped (made
+   * GONE here).
    */
-  keep(block: number): boolean {
+  keep(block: number): number {
     const word = this.layout.blockState / 4 + block;
     for (;;) {
       const state = Atomics.load(this.words, word);
-      if (state === BlockState.GONE || state === BlockState.EMPTY || state === BlockState.KEPT) return false;
-      if (Atomics.compareExchange(this.words, word, state, BlockState.KEPT) === state) return true;
+      if (state === BlockState.GONE || state === BlockState.EMPTY || state === BlockState.KEPT) return -1;
+      // Nothing mapped (a growth cut before its mapping was noted): nothing to keep or unmap.
+      const next = this.floats[this.layout.blockWord(block) + BLOCK.size]! > 0 ? BlockState.KEPT : BlockState.GONE;
+      if (Atomics.compareExchange(this.words, word, state, next) === state) return next === BlockState.KEPT ? state : -1;
     }
   }
 

@@ -103,7 +103,10 @@ class RegionAudit {
   }
 
   private live(index: number): boolean {
-    return index >= 0 && index < this.count && this.state.blocks.live(this.state.blocks.blockOf(index)) !== null;
+    if (index < 0 || index >= this.count) return false;
+    const block = this.state.blocks.live(this.state.blocks.blockOf(index));
+    // An index a Worker terminated in reserve() took but never assigned still reads block 0: not a region.
+    return block !== null && index >= block.first && index < block.first + block.count;
   }
 
   /** Region `index` found at `where`: false (a problem noted) when it is no live region or was found already. */

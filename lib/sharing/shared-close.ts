@@ -11,6 +11,7 @@ import type { RegionProvider } from "../memory/provider.ts";
 import { pageSpan } from "../memory/page-pins.ts";
 import { setInUse } from "../memory/region.ts";
 import { leakReport, type LeakedRegion, type LeakReport, type PoolCore } from "../pool/pool-core.ts";
+import { BlockState } from "./block-table.ts";
 import type { ForeignProvider } from "./foreign-provider.ts";
 import { LockResult } from "./growth-locks.ts";
 import { keepMapped, unmapKeptBlocks } from "./kept-memory.ts";
@@ -170,9 +171,10 @@ export class SharedClose {
     let firstError: unknown;
     let retired = 0;
     for (let blockIndex = 0; blockIndex < state.blocks.count; blockIndex++) {
-      if (!state.blocks.keep(blockIndex)) continue;
-      retired++;
-      try { this.blocks.retire(blockIndex, view); } catch (error) { firstError ??= error; }
+      const from = state.blocks.keep(blockIndex);
+      if (from < 0) continue;
+      if (from !== BlockState.MAPPED) retired++;
+      try { this.blocks.retire(blockIndex, view, from); } catch (error) { firstError ??= error; }
     }
     core.resources.blocks.length = 0; // retired above, each by its block index
     core.resources.registrations.length = 0;

@@ -50,20 +50,35 @@ export class SharedGrowth {
     }
   }
 
-  /** Undoes a growth a dead Worker left before publishing it (its registration, mapping and pinned bytes). */
+  /**
+   * Undoes a growth a dead Worker left before publishing it (its registration, mapping and pinned
+   * bytes), the block still named in its lock line (takeOverGrowth). Each step is noted in the
+   * block table before it is done: if this thread is terminated half-way, the next taker of the
+   * lock does the rest, and a step cut short leaks rather than frees twice.
+   */
   undoAbandoned(block: SharedBlock | null): void {
     if (block === null) return;
+    const blocks = this.state.blocks;
     const view = this.foreign.get();
-    let provided = false;
-    try { provided = block.address !== 0 && view.freeProvidedBlock?.(block.address) === true; } catch { /* the context may be gone */ }
-    if (!provided && block.state === BlockState.REGISTERED) try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
-    if (!provided && block.address !== 0 && block.size > 0) {
-      try {
-        if (block.locked) libc.munlock(block.address, block.size);
-        libc.munmap(block.address, block.size);
-      } catch { /* already gone */ }
+    if (block.pinnedBytes > 0) {
+      blocks.notePinned(block.index, 0);
+      this.state.pinned.add(-block.pinnedBytes);
     }
-    if (block.pinnedBytes > 0) this.state.pinned.add(-block.pinnedBytes);
+    // A provider's block is freed by the provider, once whoever asks (false: the pool's own memory, or freed already).
+    let provided = block.provided;
+    try { if (block.address !== 0 && view.freeProvidedBlock?.(block.address) === true) provided = true; } catch { /* the context may be gone */ }
+    if (provided) {
+      blocks.retireAbandoned(block.index);
+    } else {
+      if (block.state === BlockState.REGISTERED) {
+        blocks.forgetRegistration(block.index);
+        try { view.deregister(block.registration); } catch { /* the domain may be gone */ }
+      }
+      if (block.address !== 0 && block.size > 0 && block.locked) try { libc.munlock(block.address, block.size); } catch { /* not pinned */ }
+      blocks.retireAbandoned(block.index);
+      if (block.address !== 0 && block.size > 0) try { libc.munmap(block.address, block.size); } catch { /* already gone */ }
+    }
+    blocks.endTakeOver(block.stackId);
   }
 
   /**

@@ -73,9 +73,11 @@ export class SharedStack {
   /**
    * Pushes `source[start .. start + count)` in one CAS, `source[start]` ending on top: the links
    * are written first (plain stores, ours alone), the CAS publishes them. A Worker's cache spills
-   * or flushes a batch, and a growth adds a block, for the price of one push.
+   * or flushes a batch, and a growth adds a block, for the price of one push. `unpushed`, when
+   * given, is written back into the last link after a failed CAS: a Worker terminated at the retry
+   * leaves that mark, not a link that says the batch was pushed.
    */
-  pushAll(source: ArrayLike<number>, start: number, count: number): void {
+  pushAll(source: ArrayLike<number>, start: number, count: number, unpushed?: number): void {
     if (count <= 0) return;
     const words = this.words;
     const next = this.next;
@@ -88,6 +90,7 @@ export class SharedStack {
       const old = Atomics.load(words, head);
       words[next + last] = old & mask;
       if (Atomics.compareExchange(words, head, old, (old & ~mask) | first) === old) return;
+      if (unpushed !== undefined) words[next + last] = unpushed;
     }
   }
 

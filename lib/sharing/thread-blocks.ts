@@ -10,6 +10,7 @@ import type { MemoryBlock } from "../memory/block.ts";
 import type { RegionProvider, Registration } from "../memory/provider.ts";
 import { countOperationsIn, type MemoryRegionImpl } from "../memory/region.ts";
 import type { PoolCore } from "../pool/pool-core.ts";
+import { BlockState } from "./block-table.ts";
 import { keepMapped } from "./kept-memory.ts";
 import type { SharedPoolState } from "./shared-pool-state.ts";
 
@@ -75,12 +76,12 @@ export class ThreadBlocks {
   }
 
   /**
-   * The owner's close of block `blockIndex`: this thread's views detached, its registration
-   * released, its range unpinned and kept mapped over fresh pages (a provider's block stays
-   * allocated) until the last pool lets go. A block memory was transferred out of (here) is
-   * noted: never unmapped.
+   * The owner's close of block `blockIndex`, taken from state `from` (BlockTable.keep): this
+   * thread's views detached, its registration released, its range unpinned and kept mapped over
+   * fresh pages (a provider's block stays allocated) until the last pool lets go. A block memory
+   * was transferred out of (here) is noted: never unmapped.
    */
-  retire(blockIndex: number, view: RegionProvider): void {
+  retire(blockIndex: number, view: RegionProvider, from: number): void {
     const block = this.state.blocks.record(blockIndex);
     const mapped = this.mappedHere[blockIndex];
     let stray: boolean;
@@ -93,7 +94,8 @@ export class ThreadBlocks {
       stray = buffer !== undefined && buffer.detached;
       if (buffer !== undefined && !buffer.detached) buffer.transfer(0); // this thread's views read nothing from now on
       if (!block.provided) {
-        try { view.deregister(block.registration); } finally { keepMapped(block.address, block.size, block.locked); }
+        // MAPPED: a growth nobody finished (its Worker still at it past the close's wait) has recorded no registration yet.
+        try { if (from !== BlockState.MAPPED) view.deregister(block.registration); } finally { keepMapped(block.address, block.size, block.locked); }
       }
     }
     if (stray) this.state.blocks.noteStray(blockIndex);

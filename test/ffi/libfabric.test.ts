@@ -71,6 +71,24 @@ describeFabric("ffi/libfabric", () => {
     }
   });
 
+  test("fi_close of a NULL handle is an AllocToolsTypeError, not a segmentation fault at 0x10", () => {
+    // In a child: before, reading the ops table of fid 0 killed the process.
+    const r = runBun(`
+import { libfabric } from "./ffi/libfabric.ts";
+const fi = libfabric();
+const names = [];
+for (const close of [() => fi.close(0, "endpoint"), () => fi.closeMr(0)]) {
+  try { close(); names.push("returned"); } catch (error) { names.push(error.name + " " + error.code + " " + error.message); }
+}
+console.log(JSON.stringify(names));`);
+    expect(r.stderr).not.toContain("Segmentation fault");
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([
+      "TypeError INVALID_ARGUMENT fi_close of a NULL endpoint: there is no libfabric object to close (a handle that was never recorded)",
+      "TypeError INVALID_ARGUMENT fi_close of a NULL mr: there is no libfabric object to close (a handle that was never recorded)",
+    ]);
+  });
+
   test("fi_tostr describes an fi_info", () => {
     const fi = libfabric();
     const hints = fi.allocInfo();

@@ -4,7 +4,7 @@
 // `holdMs`, unlocks and posts "unlocked").
 import * as libc from "../../ffi/libc.ts";
 import type { SharedPoolHandle } from "../../lib/index.ts";
-import { CACHE, STATE_SHIFT, SharedLayout } from "../../lib/sharing/shared-layout.ts";
+import { CACHE, HEADER, STATE_SHIFT, SharedLayout } from "../../lib/sharing/shared-layout.ts";
 import { LockResult } from "../../lib/sharing/growth-locks.ts";
 import { SharedPoolState } from "../../lib/sharing/shared-pool-state.ts";
 import { SharedStack, indexBitsFor } from "../../lib/sharing/shared-stack.ts";
@@ -15,7 +15,9 @@ export type StateCommand =
   | { cmd: "hold-lock"; handle: SharedPoolHandle; classIndex: number; holdMs: number }
   | { cmd: "abandon-growth"; handle: SharedPoolHandle; classIndex: number; bytes: number }
   | { cmd: "spill-cut"; handle: SharedPoolHandle; classIndex: number }
-  | { cmd: "release-cut"; handle: SharedPoolHandle; classIndex: number };
+  | { cmd: "release-cut"; handle: SharedPoolHandle; classIndex: number }
+  | { cmd: "growth-past-close-wait"; handle: SharedPoolHandle; classIndex: number; bytes: number }
+  | { cmd: "reserve-cut"; handle: SharedPoolHandle; classIndex: number; count: number };
 
 function park(): never {
   const word = new Int32Array(new SharedArrayBuffer(4));
@@ -65,6 +67,27 @@ self.onmessage = (event: MessageEvent<StateCommand>) => {
       for (let j = count - half; j < count; j++) words[layout.state / 4 + (words[at + CACHE.entries + j]! << STATE_SHIFT)] = 0;
       new SharedStack(words, layout.headLine(k) / 4, layout.next / 4, indexBitsFor(layout.capacity)).pushAll(words, at + CACHE.entries + count - half, half);
       postMessage({ at: "pushed", count, half, indices: got });
+      park();
+    }
+    case "growth-past-close-wait": {
+      // A live Worker still mapping its growth when the owner's close stops waiting for its lock:
+      // the close finds the block MAPPED, with no registration recorded, and its lock free.
+      if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      const { block } = state.blocks.reserve(k, 1);
+      const address = libc.mmap(m.bytes);
+      state.blocks.noteMapped(block, address, m.bytes, false);
+      state.locks.unlock(k);
+      postMessage({ at: "mapped" });
+      park();
+    }
+    case "reserve-cut": {
+      // A growth terminated in BlockTable.reserve after taking its region indices and its block
+      // entry, before writing which block each index belongs to (its loop's first iteration).
+      if (state.locks.lock(k) !== LockResult.ACQUIRED) throw new Error("lock not free");
+      const words = new Int32Array(m.handle.buffer);
+      const first = Atomics.add(words, HEADER.regions, m.count);
+      Atomics.add(words, HEADER.blocks, 1);
+      postMessage({ at: "reserved", first });
       park();
     }
     case "release-cut": {
