@@ -157,7 +157,13 @@ function cRate(c: CProgram, threads: number, writes: number, ownDomains: boolean
   if (!("path" in c)) return c.missing;
   const r = Bun.spawnSync([c.path, "shm", "--threads", String(threads), "--writes", String(writes), "--size", "64", "--window", "16",
     ...(ownDomains ? ["--own-domains"] : [])], { stdout: "pipe", stderr: "pipe" });
-  const reply = JSON.parse(r.stdout.toString().trim() || "{}") as { ok?: boolean; error?: string; writesPerSecond?: number };
+  const out = r.stdout.toString().trim();
+  let reply: { ok?: boolean; error?: string; writesPerSecond?: number };
+  try {
+    reply = JSON.parse(out || "{}");
+  } catch {
+    return `failed: rma-threads printed ${JSON.stringify(out.slice(0, 200))}`;
+  }
   return reply.ok ? reply.writesPerSecond! : `failed: ${reply.error ?? r.stderr.toString().slice(0, 200)}`;
 }
 
