@@ -17,11 +17,15 @@ function numbers(value: unknown, path: string, into: Array<[string, number]>): A
   return into;
 }
 
-test("the description an attached pool reads holds whole numbers as int32s, as share() wrote them", () => {
+test("the description an attached pool reads holds whole numbers as int32s, as share() wrote them, also once its reader is optimized", () => {
   const provider = new HostProvider();
   const pool = new MemoryPool(provider, { maxPinnedBytes: 64 << 20 });
   try {
-    const description = readDescription(pool.share().buffer);
+    const buffer = pool.share().buffer;
+    // Read often enough that the reading code is optimized, as in a test process that attached
+    // thousands of times: there a merged `value | 0` came back boxed as a double.
+    let description = readDescription(buffer);
+    for (let read = 0; read < 20_000; read++) description = readDescription(buffer);
     const found = numbers({ layout: description.layout, options: description.options, pid: description.pid }, "description", []);
     expect(found.length).toBeGreaterThan(20);
     for (const [path, value] of found) {
