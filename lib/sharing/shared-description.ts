@@ -68,28 +68,29 @@ export function writeDescription(buffer: SharedArrayBuffer, layout: SharedLayout
 /** The layout spec the description's words record, for `classes` size classes. */
 function readLayout(floats: Float64Array, classes: number): SharedLayoutSpec {
   return {
-    maxWorkers: whole(floats[DESCRIPTION.maxWorkers]!), cacheSize: whole(floats[DESCRIPTION.cacheSize]!),
-    maxUnpooledRegions: whole(floats[DESCRIPTION.maxUnpooledRegions]!),
+    maxWorkers: floats[DESCRIPTION.maxWorkers]!, cacheSize: floats[DESCRIPTION.cacheSize]!,
+    maxUnpooledRegions: floats[DESCRIPTION.maxUnpooledRegions]!,
     stacks: Array.from({ length: classes }, (_, sizeClass) => {
       const at = DESCRIPTION.stacks + sizeClass * DESCRIPTION_STACK_WORDS;
       return {
-        chunkSize: whole(floats[at + DESCRIPTION_STACK.chunkSize]!), initialCount: whole(floats[at + DESCRIPTION_STACK.initialCount]!),
-        growCount: whole(floats[at + DESCRIPTION_STACK.growCount]!), capacity: whole(floats[at + DESCRIPTION_STACK.capacity]!),
-        maxBlocks: whole(floats[at + DESCRIPTION_STACK.maxBlocks]!),
+        chunkSize: floats[at + DESCRIPTION_STACK.chunkSize]!, initialCount: floats[at + DESCRIPTION_STACK.initialCount]!,
+        growCount: floats[at + DESCRIPTION_STACK.growCount]!, capacity: floats[at + DESCRIPTION_STACK.capacity]!,
+        maxBlocks: floats[at + DESCRIPTION_STACK.maxBlocks]!,
       };
     }),
   };
 }
 
 /**
- * A number read from the description, as the engine's int32 when it is a whole one. A Float64Array
- * gives doubles: the attached pool's fields derived from them were doubles, and its get+release,
- * compiled for double arithmetic, took 3× as long as the owner's. `value | 0` is not enough: once
- * this code is optimized, the merged result can come back boxed as a double. JSON.parse hands back
- * whole numbers as int32s in every tier (once per attach).
+ * The layout with its numbers as the engine makes whole numbers it parses: int32s. Read from the
+ * Float64Array they are doubles, the attached pool's fields derived from them were doubles too, and
+ * its get+release, compiled for double arithmetic, took 3× as long as the owner's. Neither
+ * `value | 0` nor a parse per number survives optimization of this code (a merged result is boxed
+ * as a double again); a whole layout parsed from text is built by the parser. Once per attach; the
+ * layout is finite, checked before.
  */
-function whole(value: number): number {
-  return Number.isSafeInteger(value) ? (JSON.parse(String(value)) as number) : value;
+function withInt32s(layout: SharedLayoutSpec): SharedLayoutSpec {
+  return JSON.parse(JSON.stringify(layout)) as SharedLayoutSpec;
 }
 
 /**
@@ -113,8 +114,8 @@ export function readDescription(buffer: unknown): SharedPoolDescription {
   const hugePages = HUGE_PAGES[floats[DESCRIPTION.hugePages]!];
   if (bytes !== buffer.byteLength || hugePages === undefined) throw damaged();
   return {
-    pid: whole(floats[DESCRIPTION.pid]!), layout,
-    options: { maxPinnedBytes: whole(floats[DESCRIPTION.maxPinnedBytes]!), access: whole(floats[DESCRIPTION.access]!), hugePages, debug: floats[DESCRIPTION.debug] === 1 },
+    pid: floats[DESCRIPTION.pid]!, layout: withInt32s(layout),
+    options: { maxPinnedBytes: floats[DESCRIPTION.maxPinnedBytes]!, access: floats[DESCRIPTION.access]!, hugePages, debug: floats[DESCRIPTION.debug] === 1 },
     providerFingerprint: [floats[DESCRIPTION.providerFingerprint]!, floats[DESCRIPTION.providerFingerprint + 1]!],
   };
 }

@@ -17,22 +17,30 @@ function numbers(value: unknown, path: string, into: Array<[string, number]>): A
   return into;
 }
 
-test("the description an attached pool reads holds whole numbers as int32s, as share() wrote them, also once its reader is optimized", () => {
+test("the layout an attached pool reads from the description holds its whole numbers as int32s, also once the reader is optimized", () => {
   const provider = new HostProvider();
-  const pool = new MemoryPool(provider, { maxPinnedBytes: 64 << 20 });
+  // Pools of other shapes (an unlimited maxPinnedBytes, a fractional-looking stride) read in turn,
+  // so that the optimized reader has seen more than one kind of number.
+  const pools = [
+    new MemoryPool(provider, { maxPinnedBytes: 64 << 20 }),
+    new MemoryPool(provider),
+    new MemoryPool(provider, { small: { chunkSize: 1000, initialCount: 3 }, maxPinnedBytes: 1.5 * 2 ** 40 }),
+  ];
   try {
-    const buffer = pool.share().buffer;
-    // Read often enough that the reading code is optimized, as in a test process that attached
-    // thousands of times: there a merged `value | 0` came back boxed as a double.
-    let description = readDescription(buffer);
-    for (let read = 0; read < 20_000; read++) description = readDescription(buffer);
-    const found = numbers({ layout: description.layout, options: description.options, pid: description.pid }, "description", []);
-    expect(found.length).toBeGreaterThan(20);
-    for (const [path, value] of found) {
-      if (Number.isInteger(value) && value === (value | 0)) expect({ path, kind: representation(value).split(":")[0] }).toEqual({ path, kind: "Int32" });
+    const buffers = pools.map((pool) => pool.share().buffer);
+    // Read often enough that the reading code is optimized, as in the suite's process after
+    // thousands of tampered attaches: there `value | 0`, then a parse per number, came back boxed
+    // as doubles.
+    for (let read = 0; read < 30_000; read++) readDescription(buffers[read % buffers.length]);
+    for (const buffer of buffers) {
+      const found = numbers(readDescription(buffer).layout, "layout", []);
+      expect(found.length).toBeGreaterThan(20);
+      for (const [path, value] of found) {
+        if (Number.isInteger(value) && value === (value | 0)) expect({ path, kind: representation(value).split(":")[0] }).toEqual({ path, kind: "Int32" });
+      }
     }
   } finally {
-    pool.close();
+    for (const pool of pools) pool.close();
     provider.close();
   }
 });
