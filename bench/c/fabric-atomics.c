@@ -34,51 +34,13 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 #include "fabric-common.h"
+#include "fabric-endpoint.h"
 #include "latency-samples.h"
 
-// The mr_mode bits alloctools offers (lib/libfabric/fabric-info.ts SUPPORTED_MR_MODE).
-#define OFFERED_MR_MODE (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT | FI_MR_MMU_NOTIFY)
+// The capabilities Endpoint asks for first (its first tier).
+#define CAPS (FI_MSG | FI_RMA | FI_TAGGED | FI_SOURCE | FI_DIRECTED_RECV | FI_ATOMIC)
 #define TARGET_BYTES 4096
 #define CQ_BATCH 16
-
-static struct fi_info *info;
-static struct fid_fabric *fabric;
-static struct fid_domain *domain;
-static struct fid_ep *ep;
-static struct fid_cq *cq;
-static struct fid_av *av;
-
-static void open_fabric(const char *provider, const char *node) {
-  struct fi_info *hints = fi_allocinfo();
-  hints->caps = FI_MSG | FI_RMA | FI_TAGGED | FI_SOURCE | FI_DIRECTED_RECV | FI_ATOMIC;
-  hints->ep_attr->type = FI_EP_RDM;
-  hints->domain_attr->threading = FI_THREAD_SAFE;
-  hints->domain_attr->mr_mode = OFFERED_MR_MODE;
-  hints->fabric_attr->prov_name = strdup(provider);
-  int ret = fi_getinfo(FI_VERSION(1, 17), node, NULL, node ? FI_SOURCE : 0, hints, &info);
-  fi_freeinfo(hints);
-  if (ret) fail("fi_getinfo", ret);
-  if ((ret = fi_fabric(info->fabric_attr, &fabric, NULL))) fail("fi_fabric", ret);
-  if ((ret = fi_domain(fabric, info, &domain, NULL))) fail("fi_domain", ret);
-  info->tx_attr->op_flags |= FI_DELIVERY_COMPLETE;
-  if ((ret = fi_endpoint(domain, info, &ep, NULL))) fail("fi_endpoint", ret);
-  struct fi_cq_attr cq_attr = { .size = 256, .format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE };
-  if ((ret = fi_cq_open(domain, &cq_attr, &cq, NULL))) fail("fi_cq_open", ret);
-  struct fi_av_attr av_attr = { .type = FI_AV_TABLE, .count = 64 };
-  if ((ret = fi_av_open(domain, &av_attr, &av, NULL))) fail("fi_av_open", ret);
-  if ((ret = fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV))) fail("fi_ep_bind cq", ret);
-  if ((ret = fi_ep_bind(ep, &av->fid, 0))) fail("fi_ep_bind av", ret);
-  if ((ret = fi_enable(ep))) fail("fi_enable", ret);
-}
-
-static void close_fabric(void) {
-  fi_close(&ep->fid);
-  fi_close(&cq->fid);
-  fi_close(&av->fid);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
-}
 
 // Reads completions (with their source, as Endpoint does); how many; exits on an error completion.
 static int read_completions(void) {
@@ -101,7 +63,7 @@ static int read_completions(void) {
 }
 
 static int run_target(int argc, char **argv) {
-  open_fabric(argv[2], option(argc, argv, "--node", NULL));
+  open_rdm_endpoint(argv[2], option(argc, argv, "--node", NULL), CAPS, FI_CQ_FORMAT_TAGGED, 1, 1);
   void *buffer;
   if (posix_memalign(&buffer, 4096, TARGET_BYTES)) fail("posix_memalign", ENOMEM);
   memset(buffer, 0, TARGET_BYTES);
@@ -128,7 +90,7 @@ static int run_target(int argc, char **argv) {
     if ((turn & 4095) == 0 && poll(&input, 1, 0) > 0) break;
   }
   fi_close(&mr->fid);
-  close_fabric();
+  close_rdm_endpoint();
   free(buffer);
   return 0;
 }
@@ -192,13 +154,13 @@ static int run_initiator(int argc, char **argv) {
   remote_address = strtoull(option(argc, argv, "--address", "0"), NULL, 10);
   key = strtoull(option(argc, argv, "--key", "0"), NULL, 10);
   if (iterations < 1 || warmup < 0) fail("--iterations, --warmup", -FI_EINVAL);
-  open_fabric(argv[2], option(argc, argv, "--node", NULL));
+  open_rdm_endpoint(argv[2], option(argc, argv, "--node", NULL), CAPS, FI_CQ_FORMAT_TAGGED, 1, 1);
   unsigned char peer_name[256];
   size_t peer_length = from_hex(option(argc, argv, "--name", ""), peer_name, sizeof peer_name);
   if (peer_length == 0 || fi_av_insert(av, peer_name, 1, &peer, 0, NULL) != 1) fail("fi_av_insert", -FI_EINVAL);
   for (char *saved, *operation = strtok_r(operations, ",", &saved); operation != NULL; operation = strtok_r(NULL, ",", &saved))
     measure(operation, iterations, warmup);
-  close_fabric();
+  close_rdm_endpoint();
   return 0;
 }
 

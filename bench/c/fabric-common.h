@@ -1,5 +1,5 @@
 // What the libfabric C programs of bench/c/ share: the one error path (a JSON line, exit 1), their
-// command-line options and a monotonic clock. Included by rma-peer.c and rma-threads.c.
+// command-line options and a monotonic clock. Included by every libfabric C program of bench/c/.
 #ifndef ALLOCTOOLS_BENCH_FABRIC_COMMON_H
 #define ALLOCTOOLS_BENCH_FABRIC_COMMON_H
 

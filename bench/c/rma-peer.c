@@ -34,43 +34,10 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
 #include "fabric-common.h"
+#include "fabric-endpoint.h"
 
-// The mr_mode bits alloctools offers (lib/libfabric/libfabric-provider.ts SUPPORTED_MR_MODE).
-#define OFFERED_MR_MODE (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT | FI_MR_MMU_NOTIFY)
 #define TARGET_BYTES ((size_t)8 << 20)
 #define CQ_BATCH 16
-
-static struct fi_info *info;
-static struct fid_fabric *fabric;
-static struct fid_domain *domain;
-static struct fid_ep *ep;
-static struct fid_cq *cq;
-static struct fid_av *av;
-
-// Fabric, domain, and (unless registration_only) endpoint, CQ and AV, as Endpoint opens them.
-static void open_fabric(const char *provider, const char *node, int delivery_complete, int registration_only) {
-  struct fi_info *hints = fi_allocinfo();
-  hints->caps = FI_MSG | FI_RMA;
-  hints->ep_attr->type = FI_EP_RDM;
-  hints->domain_attr->threading = FI_THREAD_SAFE;
-  hints->domain_attr->mr_mode = OFFERED_MR_MODE;
-  hints->fabric_attr->prov_name = strdup(provider);
-  int ret = fi_getinfo(FI_VERSION(1, 17), node, NULL, node ? FI_SOURCE : 0, hints, &info);
-  fi_freeinfo(hints);
-  if (ret) fail("fi_getinfo", ret);
-  if ((ret = fi_fabric(info->fabric_attr, &fabric, NULL))) fail("fi_fabric", ret);
-  if ((ret = fi_domain(fabric, info, &domain, NULL))) fail("fi_domain", ret);
-  if (registration_only) return;
-  if (delivery_complete) info->tx_attr->op_flags |= FI_DELIVERY_COMPLETE;
-  if ((ret = fi_endpoint(domain, info, &ep, NULL))) fail("fi_endpoint", ret);
-  struct fi_cq_attr cq_attr = { .size = 256, .format = FI_CQ_FORMAT_DATA, .wait_obj = FI_WAIT_NONE };
-  if ((ret = fi_cq_open(domain, &cq_attr, &cq, NULL))) fail("fi_cq_open", ret);
-  struct fi_av_attr av_attr = { .type = FI_AV_TABLE, .count = 64 };
-  if ((ret = fi_av_open(domain, &av_attr, &av, NULL))) fail("fi_av_open", ret);
-  if ((ret = fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV))) fail("fi_ep_bind cq", ret);
-  if ((ret = fi_ep_bind(ep, &av->fid, 0))) fail("fi_ep_bind av", ret);
-  if ((ret = fi_enable(ep))) fail("fi_enable", ret);
-}
 
 static struct fid_mr *register_memory(void *buffer, size_t length, uint64_t key) {
   struct fid_mr *mr;
@@ -83,15 +50,10 @@ static struct fid_mr *register_memory(void *buffer, size_t length, uint64_t key)
   return mr;
 }
 
-// Closes what open_fabric opened, children before parents, with the registration and its memory.
+// Closes the registration, then what open_rdm_endpoint opened, then frees the memory.
 static void close_fabric(struct fid_mr *mr, void *buffer) {
   fi_close(&mr->fid);
-  fi_close(&ep->fid);
-  fi_close(&cq->fid);
-  fi_close(&av->fid);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
+  close_rdm_endpoint();
   free(buffer);
 }
 
@@ -115,7 +77,7 @@ static int read_completions(void) {
 }
 
 static int run_target(int argc, char **argv) {
-  open_fabric(argv[2], option(argc, argv, "--node", NULL), 1, 0);
+  open_rdm_endpoint(argv[2], option(argc, argv, "--node", NULL), FI_MSG | FI_RMA, FI_CQ_FORMAT_DATA, 1, 1);
   void *buffer;
   if (posix_memalign(&buffer, 4096, TARGET_BYTES)) fail("posix_memalign", ENOMEM);
   memset(buffer, 0xa5, TARGET_BYTES);
@@ -160,7 +122,7 @@ static int run_initiator(int argc, char **argv) {
   uint64_t key = strtoull(option(argc, argv, "--key", "0"), NULL, 10);
   size_t remote_length = strtoull(option(argc, argv, "--length", "0"), NULL, 10);
   if (size == 0 || size > remote_length || window < 1) fail("size/window", EINVAL);
-  open_fabric(argv[2], option(argc, argv, "--node", NULL), !flag(argc, argv, "--no-delivery-complete"), 0);
+  open_rdm_endpoint(argv[2], option(argc, argv, "--node", NULL), FI_MSG | FI_RMA, FI_CQ_FORMAT_DATA, !flag(argc, argv, "--no-delivery-complete"), 1);
 
   unsigned char peer_name[256];
   size_t peer_length = from_hex(option(argc, argv, "--name", ""), peer_name, sizeof peer_name);
@@ -240,7 +202,7 @@ static int run_registration(int argc, char **argv) {
     pthread_t thread;
     if (pthread_create(&thread, NULL, idle_thread, NULL)) fail("pthread_create", EAGAIN);
   }
-  open_fabric(argv[2], option(argc, argv, "--node", NULL), 1, 1);
+  open_rdm_endpoint(argv[2], option(argc, argv, "--node", NULL), FI_MSG | FI_RMA, FI_CQ_FORMAT_DATA, 1, 0); // registration only
   void *buffer;
   if (posix_memalign(&buffer, 4096, size)) fail("posix_memalign", ENOMEM);
   memset(buffer, 0, size);
@@ -255,9 +217,7 @@ static int run_registration(int argc, char **argv) {
   double seconds = now_seconds() - start;
   printf("{\"ok\":true,\"test\":\"mr\",\"provider\":\"%s\",\"bytes\":%zu,\"iterations\":%ld,\"threads\":%ld,\"nsPerPair\":%.2f}\n",
          info->fabric_attr->prov_name, size, iterations, threads, seconds * 1e9 / iterations);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
+  close_rdm_endpoint();
   free(buffer);
   return 0;
 }

@@ -38,9 +38,10 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 #include "fabric-common.h"
+#include "fabric-endpoint.h"
 
-// The mr_mode bits alloctools offers (lib/libfabric/libfabric-provider.ts SUPPORTED_MR_MODE).
-#define OFFERED_MR_MODE (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT | FI_MR_MMU_NOTIFY)
+// The capabilities Endpoint asks for first (its first tier).
+#define CAPS (FI_MSG | FI_RMA | FI_TAGGED | FI_SOURCE | FI_DIRECTED_RECV | FI_ATOMIC)
 #define HELLO_TAG 1
 #define DATA_TAG 7
 #define ACK_TAG 8
@@ -48,12 +49,6 @@
 #define MAX_WINDOW 1024
 #define CQ_BATCH 64
 
-static struct fi_info *info;
-static struct fid_fabric *fabric;
-static struct fid_domain *domain;
-static struct fid_ep *ep;
-static struct fid_cq *cq;
-static struct fid_av *av;
 static struct fid_mr *mr;
 static void *desc;
 static unsigned char *buffer;
@@ -62,27 +57,10 @@ static fi_addr_t peer;
 // Completions owed: sends (not injects) and receives posted and not yet read.
 static long pending;
 
+// The endpoint, and one buffer of `bytes` registered for sends and receives (its desc for every message).
 static void open_fabric(const char *provider, const char *node, size_t bytes) {
-  struct fi_info *hints = fi_allocinfo();
-  hints->caps = FI_MSG | FI_RMA | FI_TAGGED | FI_SOURCE | FI_DIRECTED_RECV | FI_ATOMIC;
-  hints->ep_attr->type = FI_EP_RDM;
-  hints->domain_attr->threading = FI_THREAD_SAFE;
-  hints->domain_attr->mr_mode = OFFERED_MR_MODE;
-  hints->fabric_attr->prov_name = strdup(provider);
-  int ret = fi_getinfo(FI_VERSION(1, 17), node, NULL, node ? FI_SOURCE : 0, hints, &info);
-  fi_freeinfo(hints);
-  if (ret) fail("fi_getinfo", ret);
-  if ((ret = fi_fabric(info->fabric_attr, &fabric, NULL))) fail("fi_fabric", ret);
-  if ((ret = fi_domain(fabric, info, &domain, NULL))) fail("fi_domain", ret);
-  info->tx_attr->op_flags |= FI_DELIVERY_COMPLETE;
-  if ((ret = fi_endpoint(domain, info, &ep, NULL))) fail("fi_endpoint", ret);
-  struct fi_cq_attr cq_attr = { .size = 256, .format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE };
-  if ((ret = fi_cq_open(domain, &cq_attr, &cq, NULL))) fail("fi_cq_open", ret);
-  struct fi_av_attr av_attr = { .type = FI_AV_TABLE, .count = 64 };
-  if ((ret = fi_av_open(domain, &av_attr, &av, NULL))) fail("fi_av_open", ret);
-  if ((ret = fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV))) fail("fi_ep_bind cq", ret);
-  if ((ret = fi_ep_bind(ep, &av->fid, 0))) fail("fi_ep_bind av", ret);
-  if ((ret = fi_enable(ep))) fail("fi_enable", ret);
+  int ret;
+  open_rdm_endpoint(provider, node, CAPS, FI_CQ_FORMAT_TAGGED, 1, 1);
   inject_size = info->tx_attr->inject_size;
   if (posix_memalign((void **)&buffer, 4096, bytes)) fail("posix_memalign", -FI_ENOMEM);
   memset(buffer, 0x5a, bytes);
@@ -96,12 +74,7 @@ static void open_fabric(const char *provider, const char *node, size_t bytes) {
 
 static void close_fabric(void) {
   fi_close(&mr->fid);
-  fi_close(&ep->fid);
-  fi_close(&cq->fid);
-  fi_close(&av->fid);
-  fi_close(&domain->fid);
-  fi_close(&fabric->fid);
-  fi_freeinfo(info);
+  close_rdm_endpoint();
   free(buffer);
 }
 
