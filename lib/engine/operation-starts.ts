@@ -98,7 +98,7 @@ function match(op: Operation, peer: number | bigint, tag: number, ignore: number
 /** A one-sided operation's target, as the transport posts it. */
 function aimAt(op: Operation, peer: number | bigint, remote: RemoteRegion, handle: number): void {
   op.peer = typeof peer === "bigint" ? argument(peer) : peer;
-  op.remoteAddress = argument(remote.address);
-  op.key = argument(remote.key);
+  op.remoteAddress = remote.addressArgument;
+  op.key = remote.keyArgument;
   op.remoteHandle = handle;
 }

@@ -19,6 +19,7 @@
 import { AllocToolsTypeError, AllocToolsRangeError } from "../errors.ts";
 import { inspectCustom } from "../inspect.ts";
 import { fromTextForm, shorten, toTextForm } from "./text-form.ts";
+import { argument } from "./operation.ts";
 
 const MAGIC = [0x41, 0x54, 0x52, 0x52] as const; // "ATRR"
 const VERSION = 1;
@@ -81,6 +82,12 @@ export class RemoteRegion {
    * by sub-regions (endpoints cache what they unpacked from it by identity): do not modify it.
    */
   readonly keyBlob: Uint8Array | null;
+  /**
+   * `address` and `key` as bun:ffi takes a u64: a number when exact, else the bigint. Worked out
+   * once here, so that an operation converts no BigInt (the transports' hot path reads these).
+   */
+  readonly addressArgument: number | bigint;
+  readonly keyArgument: number | bigint;
 
   /**
    * `keyBlob` (1 .. MAX_KEY_BLOB bytes) makes a version 2 region; it is kept as given, not copied.
@@ -101,6 +108,8 @@ export class RemoteRegion {
     this.key = key;
     this.length = length;
     this.keyBlob = keyBlob;
+    this.addressArgument = argument(address);
+    this.keyArgument = argument(key);
   }
 
   /** The binary format version `toBytes()` writes: 1 (64-bit key), 2 (key blob). */
