@@ -83,10 +83,11 @@ export class RemoteRegion {
    */
   readonly keyBlob: Uint8Array | null;
   /**
-   * `address` and `key` as bun:ffi takes a u64: a number when exact, else the bigint. Worked out
-   * once here, so that an operation converts no BigInt (the transports' hot path reads these).
+   * `address` as bun:ffi takes a u64: a number when exact, else the bigint. Worked out once here,
+   * so that an operation converts no BigInt (the transports' hot path reads it).
    */
   readonly addressArgument: number | bigint;
+  /** `key` as bun:ffi takes a u64, worked out once as `addressArgument` is. */
   readonly keyArgument: number | bigint;
 
   /**
