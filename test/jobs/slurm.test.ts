@@ -48,7 +48,7 @@ describeSlurm("jobs under srun --mpi=pmix (a single-node Slurm started for the t
       expect(run.timedOut, summary(run)).toBe(false);
       expect(run.exitCode, summary(run)).not.toBe(0);
       expect(run.elapsedMs, summary(run)).toBeLessThan(30_000); // the abort ended it, not the 60 s collective timeout
-      expect(run.stderr).toMatch(message);
+      expect(run.stderr, summary(run)).toMatch(message);
     }
   }, 120_000);
 

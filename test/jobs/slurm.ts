@@ -102,7 +102,7 @@ function munged(dir: string): boolean {
 function writeConfig(dir: string, [controllerPort, nodePort]: number[]): string {
   const host = hostname().split(".")[0]!;
   const memoryMiB = Math.floor(Number(/MemTotal:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1] ?? 1_048_576) / 1024);
-  for (const sub of ["state", "spool"]) mkdirSync(join(dir, sub));
+  for (const sub of ["state", "spool", "tmp"]) mkdirSync(join(dir, sub));
   const lines = [
     "ClusterName=alloctools",
     `SlurmctldHost=${host}`,
@@ -113,6 +113,10 @@ function writeConfig(dir: string, [controllerPort, nodePort]: number[]): string 
     "SlurmdUser=root",
     `StateSaveLocation=${join(dir, "state")}`,
     `SlurmdSpoolDir=${join(dir, "spool")}`,
+    // The PMIx plugin makes a directory per step under TmpFS (spmix_appdir_<uid>_<job>.<step>) and
+    // leaves it behind when a step aborts; job ids restart at 1 with every test cluster, so a
+    // shared /tmp would make a later cluster's step of the same id fail to launch.
+    `TmpFS=${join(dir, "tmp")}`,
     `SlurmctldPidFile=${join(dir, "slurmctld.pid")}`,
     `SlurmdPidFile=${join(dir, "slurmd.pid")}`,
     `SlurmctldLogFile=${join(dir, "slurmctld.log")}`,
