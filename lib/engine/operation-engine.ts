@@ -5,7 +5,8 @@
 // - Operations live in preallocated slots (operation.ts) with generation-checked ids.
 // - Three ways to wait, one contract (rma-endpoint.ts): a Promise, the calling thread, or an id
 //   with poll() and completed(id). The sync and post forms allocate nothing on success.
-// - Every RMA operation and send has a deadline (`timeoutMs`): past it the caller gets
+// - Every RMA operation and send has a deadline, `timeoutMs` after its post (a sync form's after
+//   its wait starts: one done inside its post reads no clock). Past it the caller gets
 //   RmaTimeoutError, while the operation may still be in transport; its local region stays pinned
 //   (`inFlight`) until the transport lets go of it, so its pool refuses to release, unmap or close
 //   it (BUSY) meanwhile. A receive past its deadline is cancelled instead, as an abort signal
@@ -165,12 +166,12 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
    * resolved, pinned, then the slot taken. Throws having changed nothing (a cached region acquired
    * here goes back). For operation-starts.ts.
    */
-  take(kind: OperationKind, wait: Wait, local: AnyLocalMemory, length: number, minimumLength: number, deadline: number): Operation {
+  take(kind: OperationKind, wait: Wait, local: AnyLocalMemory, length: number, minimumLength: number): Operation {
     const range = this.localMemory.pin(kind, local, length, minimumLength);
     const region = range.region!;
     let op: Operation;
     try {
-      op = this.table.take(kind, wait, region, range.address, length, deadline);
+      op = this.table.take(kind, wait, region, range.address, length, this.deadlineFor(wait));
     } catch (e) {
       this.localMemory.unpin(region, range.cached);
       throw e;
@@ -186,10 +187,27 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   /** A slot for a remote atomic, its cell holding the operand and the value to compare with. */
   takeAtomic(kind: OperationKind, wait: Wait, operand: number | bigint, compare: number | bigint): Operation {
-    const op = this.table.take(kind, wait, null, 0, 8, performance.now() + this.timeoutMs);
+    const op = this.table.take(kind, wait, null, 0, 8, this.deadlineFor(wait));
     op.local = this.scratch.address(op.index);
     this.scratch.fill(op.index, operand, compare);
     return op;
+  }
+
+  /**
+   * A new operation's deadline: its post time plus timeoutMs. A sync operation's is set by its wait
+   * instead, on the first turn that finds it pending (`startWaiting`): most complete inside their
+   * post, and a clock read costs ~0.1 µs there, after the transport's syscall. Infinity until then,
+   * so that nothing can expire it early. With `options.latency` the post time is read at once.
+   */
+  private deadlineFor(wait: Wait): number {
+    return wait === Wait.Sync && this.latency === null ? Infinity : performance.now() + this.timeoutMs;
+  }
+
+  /** The clock for a sync wait's first turn; gives a sync operation still pending its deadline. */
+  private startWaiting(op: Operation): number {
+    const now = performance.now();
+    if (op.deadline === Infinity) op.deadline = now + this.timeoutMs;
+    return now;
   }
 
   /** Posts `op` now, or queues it behind operations the transport pushed back (their order is kept). */
@@ -267,12 +285,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   /** Turns this thread's endpoints until `op` has an outcome; retires it; throws its error. */
   waitSync(op: Operation): void {
-    while (op.outcome === Outcome.Pending) {
-      progressEngine.pumpAll(performance.now());
-      // An abort signal cannot fire while this thread waits here, unless it was aborted already
-      // (or from another thread): look at it.
-      if (op.signal !== null && op.signal.aborted && op.cancelReason === null) this.cancel(op, op.signal.reason);
-    }
+    if (op.outcome === Outcome.Pending) this.turnUntilSettled(op);
     const error = op.error;
     this.table.retire(op);
     if (error !== null) throw error;
@@ -280,10 +293,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   /** recvSync(): waits, then the Received of the retired operation (one object). */
   waitReceived(op: Operation): Received<Peer> {
-    while (op.outcome === Outcome.Pending) {
-      progressEngine.pumpAll(performance.now());
-      if (op.signal !== null && op.signal.aborted && op.cancelReason === null) this.cancel(op, op.signal.reason);
-    }
+    if (op.outcome === Outcome.Pending) this.turnUntilSettled(op);
     const error = op.error;
     const received = error === null ? this.received(op) : null;
     this.table.retire(op);
@@ -298,12 +308,25 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 
   /** fetchAddSync()/compareSwapSync(): waits, then the value found (read before the slot is retired). */
   waitFetched(op: Operation): bigint {
-    while (op.outcome === Outcome.Pending) progressEngine.pumpAll(performance.now());
+    if (op.outcome === Outcome.Pending) this.turnUntilSettled(op);
     const error = op.error;
     const value = error === null ? this.scratch.result(op.index) : 0n;
     this.table.retire(op);
     if (error !== null) throw error;
     return value;
+  }
+
+  /** A sync wait: turns this thread's endpoints until `op` has an outcome. */
+  private turnUntilSettled(op: Operation): void {
+    let now = this.startWaiting(op);
+    for (;;) {
+      progressEngine.pumpAll(now);
+      // An abort signal cannot fire while this thread waits here, unless it was aborted already
+      // (or from another thread): look at it.
+      if (op.signal !== null && op.signal.aborted && op.cancelReason === null) this.cancel(op, op.signal.reason);
+      if (op.outcome !== Outcome.Pending) return;
+      now = performance.now();
+    }
   }
 
   /** completed(id) and received(id): the post-form operation of `id`, or RangeError. */

@@ -17,7 +17,7 @@ export function beginRma<Peer extends number | bigint>(engine: OperationEngine<P
     throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
   }
   const handle = engine.transport.resolveRemote(kind, peer, remote, length);
-  const op = engine.take(kind, wait, local, length, 1, performance.now() + engine.timeoutMs);
+  const op = engine.take(kind, wait, local, length, 1);
   aimAt(op, peer, remote, handle);
   engine.start(op);
   return op;
@@ -44,7 +44,7 @@ export function beginSend<Peer extends number | bigint>(engine: OperationEngine<
   checkTag("send", tag);
   if ((peer as number) === ANY_SOURCE) throw new AllocToolsRangeError("send needs a peer: ANY_SOURCE is for receives");
   engine.transport.resolvePeer("send", peer, tag, 0);
-  const op = engine.take("send", wait, local, length, 0, performance.now() + engine.timeoutMs);
+  const op = engine.take("send", wait, local, length, 0);
   match(op, peer, tag, 0);
   engine.start(op);
   return op;
@@ -56,7 +56,7 @@ export function beginRecv<Peer extends number | bigint>(engine: OperationEngine<
   const ignore = checkMatch(engine, "recv", source, tag, options);
   const signal = options?.signal ?? null;
   if (signal !== null && signal.aborted) throw signal.reason;
-  const op = engine.take("recv", wait, local, length, 0, performance.now() + engine.timeoutMs);
+  const op = engine.take("recv", wait, local, length, 0);
   match(op, source, tag, ignore);
   if (signal !== null) engine.watch(op, signal);
   engine.start(op);

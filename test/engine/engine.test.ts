@@ -161,6 +161,24 @@ describe("timeouts", () => {
     ep.close();
   });
 
+  test("sync forms: a pending writeSync, or one pushed back first, throws RmaTimeoutError after timeoutMs (its deadline starts with its wait)", () => {
+    const ep = new FakeEndpoint(provider, { timeoutMs: 20 });
+    const peer = ep.insert(new Uint8Array(1));
+    for (const answers of [[], [Posted.RETRY]]) {
+      ep.fake.answers.push(...answers);
+      const started = performance.now();
+      expect(() => ep.writeSync(region, 8, peer, FakeEndpoint.target())).toThrow(RmaTimeoutError);
+      const waited = performance.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(19);
+      expect(waited).toBeLessThan(2_000);
+    }
+    expect(ep.stats().timedOut).toBe(2);
+    for (const id of ep.fake.postedIds) ep.fake.deliver(id);
+    ep.poll();
+    expect(pinned(region)).toBe(0);
+    ep.close();
+  });
+
   test("post form: completed(id) throws the timeout once and retires the id; a late completion does not revive it", async () => {
     const ep = new FakeEndpoint(provider, { timeoutMs: 5 });
     const peer = ep.insert(new Uint8Array(1));
