@@ -15,7 +15,7 @@ import { ANY_SOURCE, type Message, type Received, type ReceiveOptions } from "./
 import { atomicValue } from "./atomic-scratch.ts";
 import { Outcome, Wait } from "./operation.ts";
 import { OperationEngine, type AnyLocalMemory } from "./operation-engine.ts";
-import { beginAtomic, beginReceive, beginRecv, beginRma, beginSend } from "./operation-starts.ts";
+import { beginAtomic, beginReceive, beginRecv, beginRma, beginSend, runAtomicNow, runRmaNow } from "./operation-starts.ts";
 import type { RemoteRegion } from "./remote-region.ts";
 import type { RmaEndpoint, RmaEndpointStats } from "./rma-endpoint.ts";
 import type { EngineSettings } from "./engine-options.ts";
@@ -142,12 +142,16 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
    * nothing on the success path.
    */
   writeSync(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
-    this.engine.waitSync(beginRma(this.engine, "write", Wait.Sync, local, length, peer, remote));
+    const engine = this.engine;
+    if (engine.runsNow) runRmaNow(engine, "write", local, length, peer, remote);
+    else engine.waitSync(beginRma(engine, "write", Wait.Sync, local, length, peer, remote));
   }
 
   /** read(), waiting on the calling thread; see writeSync. */
   readSync(local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
-    this.engine.waitSync(beginRma(this.engine, "read", Wait.Sync, local, length, peer, remote));
+    const engine = this.engine;
+    if (engine.runsNow) runRmaNow(engine, "read", local, length, peer, remote);
+    else engine.waitSync(beginRma(engine, "read", Wait.Sync, local, length, peer, remote));
   }
 
   /**
@@ -178,7 +182,10 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
 
   /** fetchAdd(), waiting on the calling thread; returns the value before the add. */
   fetchAddSync(peer: Peer, remote: RemoteRegion, value: bigint | number): bigint {
-    return this.engine.waitFetched(beginAtomic(this.engine, "fetchAdd", Wait.Sync, peer, remote, atomicValue(value, "fetchAdd value"), 0n));
+    const engine = this.engine;
+    const operand = atomicValue(value, "fetchAdd value");
+    if (engine.runsNow) return runAtomicNow(engine, "fetchAdd", peer, remote, operand, 0);
+    return engine.waitFetched(beginAtomic(engine, "fetchAdd", Wait.Sync, peer, remote, operand, 0));
   }
 
   /** Posts a fetchAdd and returns its operation id for fetched(id). */
@@ -197,7 +204,11 @@ export abstract class EndpointEngine<Peer extends number | bigint> implements Rm
 
   /** compareSwap(), waiting on the calling thread; returns the value found. */
   compareSwapSync(peer: Peer, remote: RemoteRegion, expected: bigint | number, desired: bigint | number): bigint {
-    return this.engine.waitFetched(beginAtomic(this.engine, "compareSwap", Wait.Sync, peer, remote, atomicValue(desired, "compareSwap desired"), atomicValue(expected, "compareSwap expected")));
+    const engine = this.engine;
+    const swapIn = atomicValue(desired, "compareSwap desired");
+    const compare = atomicValue(expected, "compareSwap expected");
+    if (engine.runsNow) return runAtomicNow(engine, "compareSwap", peer, remote, swapIn, compare);
+    return engine.waitFetched(beginAtomic(engine, "compareSwap", Wait.Sync, peer, remote, swapIn, compare));
   }
 
   /** Posts a compareSwap and returns its operation id for fetched(id). */

@@ -93,24 +93,16 @@ export class LocalMemoryPins {
  * (a user buffer transferred away).
  */
 export function resolveLocal(operation: string, local: LocalMemory, length: number, out: LocalRange, minimumLength = 1): void {
-  let region: unknown;
-  let offset: number;
+  let region: unknown = local;
+  let offset = 0;
   if (MemoryRegionPointer.isGenuine(local)) {
     region = local.region;
     offset = local.offset;
-    if (region === null) throw new AllocToolsTypeError(`${operation}: the null MemoryRegionPointer has no memory`);
-  } else {
-    region = local;
-    offset = 0;
   }
-  if (!MemoryRegionImpl.isGenuine(region)) {
-    throw new AllocToolsTypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
-  }
-  if (!Number.isSafeInteger(length) || length < minimumLength) {
-    throw new AllocToolsRangeError(`${operation} length must be ${minimumLength === 1 ? "a positive integer" : `an integer >= ${minimumLength}`}, got ${String(length)}`);
-  }
-  if (!Number.isSafeInteger(offset) || offset < 0 || length > region.size - offset) {
-    throw new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
+  // One test for every refusal, its message built apart: this function stays small enough to inline.
+  if (!MemoryRegionImpl.isGenuine(region) || !Number.isSafeInteger(length) || length < minimumLength ||
+      !Number.isSafeInteger(offset) || offset < 0 || length > region.size - offset) {
+    throw refusal(operation, local, length, minimumLength);
   }
   if (region.owner !== null) region.assertInUse(operation);
   assertPoolOpen(region, operation); // a shared pool's owner closed it: nothing may be posted on its memory
@@ -118,6 +110,21 @@ export function resolveLocal(operation: string, local: LocalMemory, length: numb
   out.region = region;
   out.address = region.address + offset;
   out.offset = offset;
+}
+
+/** Why resolveLocal refuses `local`: the first of its checks that fails, as a typed error. */
+function refusal(operation: string, local: LocalMemory, length: number, minimumLength: number): Error {
+  const pointer = MemoryRegionPointer.isGenuine(local);
+  const region: unknown = pointer ? local.region : local;
+  const offset: number = pointer ? local.offset : 0;
+  if (pointer && region === null) return new AllocToolsTypeError(`${operation}: the null MemoryRegionPointer has no memory`);
+  if (!MemoryRegionImpl.isGenuine(region)) {
+    return new AllocToolsTypeError(`${operation} takes a MemoryRegion or MemoryRegionPointer made by this library as local memory, got ${describe(local)}`);
+  }
+  if (!Number.isSafeInteger(length) || length < minimumLength) {
+    return new AllocToolsRangeError(`${operation} length must be ${minimumLength === 1 ? "a positive integer" : `an integer >= ${minimumLength}`}, got ${String(length)}`);
+  }
+  return new AllocToolsRangeError(`${operation} of ${length} bytes at offset ${String(offset)} does not fit the local region's ${region.size} bytes`);
 }
 
 function describe(value: unknown): string {

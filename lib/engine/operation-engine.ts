@@ -12,6 +12,9 @@
 //   it (BUSY) meanwhile. A receive past its deadline is cancelled instead, as an abort signal
 //   cancels it: it fails with the reason once the transport confirms, or completes if its message
 //   had already matched (a message is never lost to a caller told "failed").
+// - Where the transport finishes sync one-sided operations inside one call (`finishNow`: MPI's put
+//   or get and its flush), they run on one operation of the engine's own, outside the table:
+//   nothing can run between that call and its end, so they need no slot, id, deadline or wait.
 // - A post the transport pushes back waits in a queue and is posted again, in order, on the next
 //   progress turn; later operations queue behind it.
 // - Progress: the event-loop engine of progress.ts turns every endpoint of the thread while
@@ -20,7 +23,7 @@
 // - close(): operations never posted fail; posted ones are cancelled and drained (bounded by
 //   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
 import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
-import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
+import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
 import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
@@ -74,6 +77,13 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   private readonly latency: LatencyHistogram | null;
   /** Operand, compare and result words of remote atomics, a cell per slot. */
   private readonly scratch = new AtomicScratch();
+  /**
+   * Sync one-sided operations run at once (transport.finishNow), unless latencies are recorded
+   * (they are timed through the table), on this operation, never in the table, and its own cell.
+   */
+  readonly finishesNow: boolean;
+  private readonly immediate = new Operation(0);
+  private readonly immediateCell = new AtomicScratch();
   private readonly counts = new Counters();
   private readonly closeTimeoutMs: number;
   private readonly owner: { readonly name: string };
@@ -93,6 +103,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     this.maxPending = settings.maxPending;
     this.autoProgress = settings.progress === "auto";
     this.latency = settings.latency ? new LatencyHistogram() : null;
+    this.finishesNow = transport.finishNow !== undefined && this.latency === null;
     this.closeTimeoutMs = settings.closeTimeoutMs;
     this.table = new OperationTable(settings.maxPending);
     this.localMemory = new LocalMemoryPins(settings.cache, transport);
@@ -208,6 +219,84 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     const now = performance.now();
     if (op.deadline === Infinity) op.deadline = now + this.timeoutMs;
     return now;
+  }
+
+  /**
+   * The immediate operation for a sync write or read, its local memory resolved and pinned (see
+   * take); a sync operation of a transport with finishNow, while nothing waits to be posted again.
+   */
+  takeImmediate(kind: OperationKind, local: AnyLocalMemory, length: number): Operation {
+    const range = this.localMemory.pin(kind, local, length, 1);
+    return this.fillImmediate(kind, range.region, range.address, length, range.cached ? this.cache : null);
+  }
+
+  /** The immediate operation for a sync atomic, its cell holding the operand and the value to compare with. */
+  takeImmediateAtomic(kind: OperationKind, operand: number | bigint, compare: number | bigint): Operation {
+    this.immediateCell.fill(0, operand, compare);
+    return this.fillImmediate(kind, null, this.immediateCell.address(0), 8, null);
+  }
+
+  /** Whether a sync operation may run at once: the transport finishes it in one call, and nothing pushed back is to go first. */
+  get runsNow(): boolean {
+    return this.finishesNow && this.retries.length === 0;
+  }
+
+  private fillImmediate(kind: OperationKind, region: MemoryRegionImpl | null, local: number, length: number, cache: RegistrationCache | null): Operation {
+    const op = this.immediate;
+    op.kind = kind;
+    op.wait = Wait.Sync;
+    op.outcome = Outcome.Pending;
+    op.error = null;
+    op.failure = null;
+    op.local = local;
+    op.length = length;
+    op.region = region;
+    op.cache = cache;
+    return op;
+  }
+
+  /**
+   * Runs the immediate operation to its end (transport.finishNow), unpins its memory, counts it;
+   * throws its error. An atomic's value is then immediateValue().
+   */
+  runImmediate(op: Operation): void {
+    let error = this.broken;
+    if (error === null) {
+      let finished: Posted;
+      try {
+        finished = this.transport.finishNow!(op);
+      } catch (e) {
+        op.error = e; // a JavaScript failure around the call: the transport does not hold the operation
+        finished = Posted.FAILED;
+      }
+      if (finished === Posted.DONE) {
+        this.counts.posted++;
+        error = op.failure;
+      } else if (finished === Posted.FAILED) {
+        error = op.error;
+      } else {
+        // The transport holds it after all: its memory stays pinned rather than be unpinned under it.
+        throw new Error(`${this.transport.functionName(op.kind)}: finishNow did not finish a sync ${op.kind}`);
+      }
+    }
+    const region = op.region;
+    if (region !== null) {
+      op.region = null;
+      endOperation(region);
+      error = afterLocalUse(op, op.cache, region, error);
+      op.cache = null;
+    }
+    op.outcome = error === null ? Outcome.Done : Outcome.Failed;
+    if (error !== null) {
+      this.counts.failed++;
+      throw error;
+    }
+    this.count(op);
+  }
+
+  /** The value the last immediate atomic found at the target. */
+  immediateValue(): bigint {
+    return this.immediateCell.result(0);
   }
 
   /** Posts `op` now, or queues it behind operations the transport pushed back (their order is kept). */
@@ -468,23 +557,26 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
    * give a cached region back, and settle the caller unless it already has its outcome.
    */
   private finish(op: Operation, error: unknown): void {
-    if (op.queued) {
-      op.queued = false;
-      const i = this.retries.indexOf(op);
-      if (i >= 0) this.retries.splice(i, 1);
-    }
+    if (op.queued) this.unqueue(op);
     const cache = op.cache;
     const region = op.region;
     op.cache = null;
     this.table.leaveTransport(op);
-    // A plain view's region goes back to the cache once the transport is done with it; a read
-    // staged in the cache's memory reaches the view only now, and only if its buffer is still there.
-    if (cache !== null && region !== null) error = cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending, op.kind === "recv" ? op.resultLength : undefined);
-    else if (error === null && region !== null) error = regionMemoryAfterOperation(op.kind, region); // a user buffer transferred in flight
-    // A receive() that failed gives its pooled region back (one that succeeded hands it to its Message).
-    const failed = op.outcome === Outcome.Pending ? error !== null : op.outcome === Outcome.Failed;
-    if (op.messageRegion !== null && failed) this.releaseMessageRegion(op);
+    if (region !== null) error = afterLocalUse(op, cache, region, error);
+    if (op.messageRegion !== null) this.endReceive(op, error);
     if (op.outcome === Outcome.Pending) this.settle(op, error);
+  }
+
+  private unqueue(op: Operation): void {
+    op.queued = false;
+    const i = this.retries.indexOf(op);
+    if (i >= 0) this.retries.splice(i, 1);
+  }
+
+  /** A receive() that failed gives its pooled region back (one that succeeded hands it to its Message). */
+  private endReceive(op: Operation, error: unknown): void {
+    const failed = op.outcome === Outcome.Pending ? error !== null : op.outcome === Outcome.Failed;
+    if (failed) this.releaseMessageRegion(op);
   }
 
   private releaseMessageRegion(op: Operation): void {
@@ -614,6 +706,17 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 /** Atomic cells of endpoints whose transport could not let go at close: never collected. */
 const heldForever = new Set<AtomicScratch>();
 
+
+/**
+ * The transport is done with `op`'s local memory (unpinned already): a plain view's region goes back
+ * to the cache, and a read staged in the cache's memory reaches the view only now, and only if its
+ * buffer is still there; a user buffer transferred away in flight fails the operation. Returns the
+ * operation's error.
+ */
+function afterLocalUse(op: Operation, cache: RegistrationCache | null, region: MemoryRegionImpl, error: unknown): unknown {
+  if (cache !== null) return cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending, op.kind === "recv" ? op.resultLength : undefined);
+  return error === null ? regionMemoryAfterOperation(op.kind, region) : error;
+}
 
 function closedError(): AllocToolsError {
   return new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");

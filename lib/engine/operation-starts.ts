@@ -10,32 +10,62 @@ import type { OperationKind, RmaKind } from "./rma-errors.ts";
 
 /** A write or read of `length` bytes between `local` and the start of `remote` on `peer`. */
 export function beginRma<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: RmaKind, wait: Wait, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): Operation {
-  engine.assertOpen();
-  if (!Number.isSafeInteger(length) || length <= 0) throw new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
-  if (!(remote instanceof RemoteRegion)) throw notRemoteRegion(kind, remote);
-  if (length > remote.length) {
-    throw new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
-  }
-  const handle = engine.transport.resolveRemote(kind, peer, remote, length);
+  const handle = checkRma(engine, kind, length, peer, remote);
   const op = engine.take(kind, wait, local, length, 1);
   aimAt(op, peer, remote, handle);
   engine.start(op);
   return op;
 }
 
+/** writeSync or readSync where the transport finishes it in one call (engine.runsNow): no slot, no wait. */
+export function runRmaNow<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: RmaKind, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
+  const handle = checkRma(engine, kind, length, peer, remote);
+  const op = engine.takeImmediate(kind, local, length);
+  aimAt(op, peer, remote, handle);
+  engine.runImmediate(op);
+}
+
+/** The checks of a write or read, then the transport's; returns the remote handle. */
+function checkRma<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: RmaKind, length: number, peer: Peer, remote: RemoteRegion): number {
+  engine.assertOpen();
+  if (!Number.isSafeInteger(length) || length <= 0 || !(remote instanceof RemoteRegion) || length > remote.length) throw rmaRefusal(kind, length, remote);
+  return engine.transport.resolveRemote(kind, peer, remote, length);
+}
+
+/** Why checkRma refuses, built apart so that the check stays small enough to inline. */
+function rmaRefusal(kind: RmaKind, length: number, remote: RemoteRegion): Error {
+  if (!Number.isSafeInteger(length) || length <= 0) return new AllocToolsRangeError(`${kind} length must be a positive integer, got ${String(length)}`);
+  if (!(remote instanceof RemoteRegion)) return notRemoteRegion(kind, remote);
+  return new AllocToolsRangeError(`${kind} of ${length} bytes does not fit the remote region's ${remote.length} bytes (refused before posting)`);
+}
+
 /** A remote atomic on the aligned 64-bit word at the start of `remote` on `peer`. */
 export function beginAtomic<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", wait: Wait, peer: Peer, remote: RemoteRegion, operand: number | bigint, compare: number | bigint): Operation {
+  const handle = checkAtomic(engine, kind, peer, remote);
+  const op = engine.takeAtomic(kind, wait, operand, compare);
+  aimAt(op, peer, remote, handle);
+  engine.start(op);
+  return op;
+}
+
+/** fetchAddSync or compareSwapSync where the transport finishes it in one call (engine.runsNow); returns the value found. */
+export function runAtomicNow<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", peer: Peer, remote: RemoteRegion, operand: number | bigint, compare: number | bigint): bigint {
+  const handle = checkAtomic(engine, kind, peer, remote);
+  const op = engine.takeImmediateAtomic(kind, operand, compare);
+  aimAt(op, peer, remote, handle);
+  engine.runImmediate(op);
+  return engine.immediateValue();
+}
+
+/** The checks of a remote atomic, then the transport's; returns the remote handle. */
+function checkAtomic<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", peer: Peer, remote: RemoteRegion): number {
   engine.assertOpen();
   const reason = engine.transport.atomics;
   if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
   if (!(remote instanceof RemoteRegion)) throw notRemoteRegion(kind, remote);
   if (remote.length < 8) throw new AllocToolsRangeError(`${kind} works on a 64-bit word: the remote region has ${remote.length} bytes, fewer than 8`);
   if ((remote.address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
-  const handle = engine.transport.resolveRemote(kind, peer, remote, 8);
-  const op = engine.takeAtomic(kind, wait, operand, compare);
-  aimAt(op, peer, remote, handle);
-  engine.start(op);
-  return op;
+  return engine.transport.resolveRemote(kind, peer, remote, 8);
 }
 
 /** A send of `length` bytes (0 allowed) of `local` to `peer` with `tag`. */

@@ -19,6 +19,7 @@
 // | `post(op)` | hand the operation (write, read, send, recv, receive) to the native library: `POSTED` (completion comes through `poll`), `DONE` (complete already, local memory no longer used), `RETRY` (pushed back: the engine posts it again, in order), `FAILED` (`op.error` set; the transport does not hold it) | |
 // | `poll(now, progressPeers)` | one non-blocking progress turn: read completions and report each with `engine.complete(op, error)` once the transport no longer touches the operation's memory; return how many. `progressPeers`: the caller asked (poll(), progress()), so also progress what this endpoint's operations may wait for in this thread (UCX: the other workers) | throw only when the transport itself failed (the engine then fails every operation with it) |
 // | receives | a `recv` sets `op.resultSource` (a peer of this endpoint, ANY_SOURCE when unknown), `op.resultTag` and `op.resultLength` before reporting it; a message longer than `op.length` is reported as AllocToolsError `TRUNCATED` naming both lengths. A `receive` (unknown size) first finds a matching message and claims it (so no other receive takes it), then asks `engine.bufferFor(op, length)` for memory and receives into `op.local`; when bufferFor answers false it receives 0 bytes (the message is dropped) and reports `op.failure` | |
+// | `finishNow(op)` | optional: run a sync write, read, fetchAdd or compareSwap to its end inside the call: `DONE` (`op.failure` set if the transport found an error) or `FAILED` (`op.error` set), never `POSTED` or `RETRY`, without using `op.index`. Where a transport has it (MPI: the call and its `MPI_Win_flush`), the engine runs sync one-sided operations on one operation of its own, outside its table | |
 // | `refresh(op)` | optional: advance one pending operation when its caller asks (`completed(id)`); UCX issues the flush a write waits for | |
 // | `abandon(op)` | optional: the caller stopped waiting (timeout); the transport may cancel, and still reports the operation through `poll` when it lets go | never throws |
 // | `quiesce()` | optional: close is about to drain; make what is in flight complete (MPI: `MPI_Win_flush_all`) | throw what failed (close goes on, and throws it at the end) |
@@ -77,6 +78,7 @@ export interface Transport<Peer> {
   checkLocal(kind: OperationKind, region: MemoryRegionImpl): void;
   resolveRemote(kind: OperationKind, peer: Peer, remote: RemoteRegion, length: number): number;
   post(op: Operation): Posted;
+  finishNow?(op: Operation): Posted;
   poll(now: number, progressPeers: boolean): number;
   refresh?(op: Operation): void;
   abandon?(op: Operation): void;

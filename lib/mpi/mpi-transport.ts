@@ -196,6 +196,16 @@ export class MpiTransport implements Transport<MpiRank> {
     return 0;
   }
 
+  /**
+   * A sync write, read, fetchAdd or compareSwap, run to its end: the call, then MPI_Win_flush(rank).
+   * DONE, or FAILED with the failing call's error.
+   */
+  finishNow(op: Operation): Posted {
+    const kind = op.kind;
+    if (kind === "write" || kind === "read") return this.transferNow(op, kind === "write");
+    return kind === "fetchAdd" ? this.fetchAddNow(op) : this.postCompareSwap(op);
+  }
+
   /** RMA and atomics on the window (see the file header); messages through MpiMessages. */
   post(op: Operation): Posted {
     const kind = op.kind;
@@ -264,15 +274,21 @@ export class MpiTransport implements Transport<MpiRank> {
 
   /** Sync: MPI_Put/MPI_Get + MPI_Win_flush, done on return. Otherwise MPI_Rput/MPI_Rget. */
   private postTransfer(op: Operation, write: boolean): Posted {
-    const window = this.window as Pointer;
+    return op.wait === Wait.Sync ? this.transferNow(op, write) : this.postRequest(op, write);
+  }
+
+  /** MPI_Put/MPI_Get, then MPI_Win_flush(rank): DONE, or FAILED with the call's error. */
+  private transferNow(op: Operation, write: boolean): Posted {
     const byte = this.byte as Pointer;
+    const code = (write ? this.put : this.get)(op.local as Pointer, op.length, byte, op.peer as number, op.remoteAddress, op.length, byte, this.window as Pointer);
+    return code === 0 ? this.flushed(op) : this.refuse(op, write ? "MPI_Put" : "MPI_Get", code);
+  }
+
+  /** MPI_Rput/MPI_Rget into the operation's request slot: POSTED, or FAILED. */
+  private postRequest(op: Operation, write: boolean): Posted {
+    const byte = this.byte as Pointer;
+    const window = this.window as Pointer;
     const rank = op.peer as number;
-    if (op.wait === Wait.Sync) {
-      const transfer = write ? this.put : this.get;
-      const code = transfer(op.local as Pointer, op.length, byte, rank, op.remoteAddress, op.length, byte, window);
-      if (code !== 0) return this.refuse(op, write ? "MPI_Put" : "MPI_Get", code);
-      return this.flushed(op);
-    }
     const request = this.request(op);
     const code = write
       ? this.rput(op.local as Pointer, op.length, byte, rank, op.remoteAddress, op.length, byte, window, request)
@@ -282,17 +298,18 @@ export class MpiTransport implements Transport<MpiRank> {
 
   /** Sync: MPI_Fetch_and_op + MPI_Win_flush, done on return. Otherwise MPI_Rget_accumulate, tested on each turn. */
   private postFetchAdd(op: Operation): Posted {
-    const operand = op.local as Pointer;
-    const result = (op.local + RESULT_OFFSET) as Pointer;
+    if (op.wait === Wait.Sync) return this.fetchAddNow(op);
     const uint64 = this.uint64 as Pointer;
-    const rank = op.peer as number;
-    if (op.wait === Wait.Sync) {
-      const code = this.fetchAndOp(operand, result, uint64, rank, op.remoteAddress, this.sum as Pointer, this.window as Pointer);
-      return code === 0 ? this.flushed(op) : this.refuse(op, "MPI_Fetch_and_op", code);
-    }
-    const code = this.rgetAccumulate(operand, 1, uint64, result, 1, uint64, rank, op.remoteAddress, 1, uint64, this.sum as Pointer,
-      this.window as Pointer, this.request(op));
+    const code = this.rgetAccumulate(op.local as Pointer, 1, uint64, (op.local + RESULT_OFFSET) as Pointer, 1, uint64, op.peer as number, op.remoteAddress, 1,
+      uint64, this.sum as Pointer, this.window as Pointer, this.request(op));
     return code === 0 ? Posted.POSTED : this.refuse(op, "MPI_Rget_accumulate", code);
+  }
+
+  /** MPI_Fetch_and_op, then MPI_Win_flush(rank): DONE, or FAILED. */
+  private fetchAddNow(op: Operation): Posted {
+    const code = this.fetchAndOp(op.local as Pointer, (op.local + RESULT_OFFSET) as Pointer, this.uint64 as Pointer, op.peer as number, op.remoteAddress,
+      this.sum as Pointer, this.window as Pointer);
+    return code === 0 ? this.flushed(op) : this.refuse(op, "MPI_Fetch_and_op", code);
   }
 
   /** MPI_Compare_and_swap + MPI_Win_flush in every form: MPI has no request-based compare-and-swap. */

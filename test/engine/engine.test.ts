@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { AllocToolsError, HostProvider, MemoryPool, RmaTimeoutError, type MemoryRegion } from "../../lib/index.ts";
 import { Posted } from "../../lib/engine/transport.ts";
-import { FakeEndpoint } from "./fake-transport.ts";
+import { FakeEndpoint, FinishingTransport } from "./fake-transport.ts";
 
 let provider: HostProvider;
 let pool: MemoryPool;
@@ -341,6 +341,103 @@ describe("cached views", () => {
     ep.fake.deliver(id);
     ep.poll();
     expect(ep.completed(id)).toBe(true);
+    expect(cache.stats().inUse).toBe(0);
+    ep.close();
+    cache.close();
+  });
+});
+
+describe("transports that finish sync operations in one call (finishNow)", () => {
+  const open = (options = {}) => {
+    const transport = new FinishingTransport();
+    const ep = new FakeEndpoint(provider, options, transport);
+    return { ep, transport, peer: ep.insert(new Uint8Array(1)) };
+  };
+
+  test("writeSync and readSync run through finishNow, not post: no slot, nothing left pinned, counted like any operation", () => {
+    const { ep, transport, peer } = open();
+    ep.writeSync(region, 64, peer, FakeEndpoint.target());
+    region.view.fill(0);
+    ep.readSync(region, 32, peer, FakeEndpoint.target());
+    expect(transport.finished.map((f) => [f.kind, f.length, f.peer, f.remoteAddress])).toEqual([["write", 64, peer, 0x1000], ["read", 32, peer, 0x1000]]);
+    expect(transport.postedIds).toEqual([]);
+    expect([...region.view.subarray(0, 33)]).toEqual([...Array(32).fill(0xab), 0]);
+    expect(pinned(region)).toBe(0);
+    expect(ep.pendingCount).toBe(0);
+    expect(ep.stats()).toEqual({ posted: 2, retried: 0, completed: 2, failed: 0, timedOut: 0, bytesWritten: 64, bytesRead: 32, bytesSent: 0, bytesReceived: 0 });
+    ep.close();
+  });
+
+  test("a refusal (FAILED) and an error found in the call (DONE with a failure) are thrown; the region is unpinned; the endpoint goes on", () => {
+    const { ep, transport, peer } = open();
+    transport.nowAnswers.push(Posted.FAILED);
+    expect(() => ep.writeSync(region, 8, peer, FakeEndpoint.target())).toThrow("fake_write refused at once");
+    const found = new Error("MPI_Win_flush failed");
+    transport.failure = found;
+    expect(() => ep.readSync(region, 8, peer, FakeEndpoint.target())).toThrow(found);
+    expect(pinned(region)).toBe(0);
+    ep.writeSync(region, 8, peer, FakeEndpoint.target());
+    expect(ep.stats()).toMatchObject({ posted: 2, completed: 1, failed: 2 });
+    ep.close();
+  });
+
+  test("bad input is refused before the transport sees anything, as on the table's path", () => {
+    const { ep, transport, peer } = open();
+    expect(code(() => ep.writeSync(region, 0, peer, FakeEndpoint.target()))).toBe("RangeError");
+    expect(code(() => ep.writeSync(region, 64, peer, FakeEndpoint.target(32)))).toBe("RangeError");
+    expect(code(() => ep.writeSync(region, 2048, peer, FakeEndpoint.target()))).toBe("RangeError");
+    expect(code(() => ep.writeSync(region, 8, peer, { address: 0x1000n, key: 7n, length: 64 } as never))).toBe("TypeError");
+    expect(code(() => ep.writeSync(region, 8, peer + 5, FakeEndpoint.target()))).toBe("RangeError");
+    expect(transport.finished).toEqual([]);
+    expect(pinned(region)).toBe(0);
+    ep.close();
+    expect(code(() => ep.writeSync(region, 8, peer, FakeEndpoint.target()))).toBe("ENDPOINT_CLOSED");
+  });
+
+  test("fetchAddSync and compareSwapSync: the operand and compare words reach the transport, the value found comes back", () => {
+    const { ep, transport, peer } = open();
+    transport.found = 41n;
+    expect(ep.fetchAddSync(peer, FakeEndpoint.target(), -1)).toBe(41n);
+    transport.found = 2n ** 64n - 1n;
+    expect(ep.compareSwapSync(peer, FakeEndpoint.target(), 5n, 2n ** 63n)).toBe(2n ** 64n - 1n);
+    expect(transport.finished.map((f) => [f.kind, f.operand, f.compare])).toEqual([["fetchAdd", 2n ** 64n - 1n, 0n], ["compareSwap", 2n ** 63n, 5n]]);
+    ep.close();
+  });
+
+  test("promise and post forms still go through post and the table; with options.latency, and behind a pushed-back post, sync forms do too", async () => {
+    const { ep, transport, peer } = open();
+    transport.completeAll = true;
+    await ep.write(region, 8, peer, FakeEndpoint.target());
+    const id = ep.postRead(region, 8, peer, FakeEndpoint.target());
+    ep.poll();
+    expect(ep.completed(id)).toBe(true);
+    expect(transport.postedIds).toHaveLength(2);
+    transport.answers.push(Posted.RETRY);
+    const queued = ep.postWrite(region, 8, peer, FakeEndpoint.target());
+    ep.writeSync(region, 8, peer, FakeEndpoint.target()); // through the table, posted after the queued one
+    expect(transport.postedIds).toHaveLength(4);
+    expect(transport.postedIds[2]).toBe(queued);
+    expect(transport.finished).toEqual([]);
+    ep.close();
+    const timed = open({ latency: true });
+    timed.transport.completeAll = true;
+    timed.ep.writeSync(region, 8, timed.peer, FakeEndpoint.target());
+    expect(timed.transport.finished).toEqual([]);
+    expect(timed.transport.postedIds).toHaveLength(1);
+    expect(timed.ep.stats().latency?.write?.count).toBe(1);
+    timed.ep.close();
+  });
+
+  test("a read into a plain view through a cache: the bytes reach the view, and the cached region goes back", async () => {
+    const { RegistrationCache } = await import("../../lib/index.ts");
+    const cache = new RegistrationCache(provider);
+    const { ep, transport, peer } = open({ cache });
+    const view = new Uint8Array(4096);
+    transport.readByte = 0x5c;
+    ep.readSync(view, 100, peer, FakeEndpoint.target());
+    expect(view[0]).toBe(0x5c);
+    expect(view[99]).toBe(0x5c);
+    expect(view[100]).toBe(0);
     expect(cache.stats().inUse).toBe(0);
     ep.close();
     cache.close();

@@ -150,3 +150,38 @@ export class FakeEndpoint extends EndpointEngine<number> {
     return new RemoteRegion(0x1000n, 7n, length);
   }
 }
+
+/**
+ * A fake transport that also finishes sync one-sided operations in one call (`finishNow`, as MPI's
+ * put and flush do): each answers the next of `nowAnswers` (DONE once empty), a read fills its
+ * local bytes with `readByte`, an atomic finds `found`.
+ */
+export class FinishingTransport extends FakeTransport {
+  readonly nowAnswers: Posted[] = [];
+  /** What finishNow saw: kind, length, peer, remote address, and the atomic's operand and compare words. */
+  readonly finished: Array<{ kind: OperationKind; length: number; peer: number | bigint; remoteAddress: number | bigint; operand?: bigint; compare?: bigint }> = [];
+  /** An error the next DONE carries in op.failure (found while the transport held the operation). */
+  failure: unknown = null;
+  readByte = 0xab;
+  found = 0n;
+
+  finishNow(op: Operation): Posted {
+    const answer = this.nowAnswers.shift() ?? Posted.DONE;
+    const seen: (typeof this.finished)[number] = { kind: op.kind, length: op.length, peer: op.peer, remoteAddress: op.remoteAddress };
+    if (op.kind === "fetchAdd" || op.kind === "compareSwap") {
+      const words = new BigUint64Array(toArrayBuffer(op.local as Pointer, 0, 24));
+      seen.operand = words[0]!;
+      seen.compare = words[1]!;
+      words[2] = this.found;
+    } else if (op.kind === "read") {
+      new Uint8Array(toArrayBuffer(op.local as Pointer, 0, op.length)).fill(this.readByte);
+    }
+    this.finished.push(seen);
+    if (answer === Posted.FAILED) op.error = new Error(`fake_${op.kind} refused at once`);
+    if (answer === Posted.DONE && this.failure !== null) {
+      op.failure = this.failure;
+      this.failure = null;
+    }
+    return answer;
+  }
+}
