@@ -396,9 +396,9 @@ describe("transports that finish sync operations in one call (finishNow)", () =>
 
   test("fetchAddSync and compareSwapSync: the operand and compare words reach the transport, the value found comes back", () => {
     const { ep, transport, peer } = open();
-    transport.found = 41n;
+    transport.atomicFinds = 41n;
     expect(ep.fetchAddSync(peer, FakeEndpoint.target(), -1)).toBe(41n);
-    transport.found = 2n ** 64n - 1n;
+    transport.atomicFinds = 2n ** 64n - 1n;
     expect(ep.compareSwapSync(peer, FakeEndpoint.target(), 5n, 2n ** 63n)).toBe(2n ** 64n - 1n);
     expect(transport.finished.map((f) => [f.kind, f.operand, f.compare])).toEqual([["fetchAdd", 2n ** 64n - 1n, 0n], ["compareSwap", 2n ** 63n, 5n]]);
     ep.close();

@@ -154,7 +154,7 @@ export class FakeEndpoint extends EndpointEngine<number> {
 /**
  * A fake transport that also finishes sync one-sided operations in one call (`finishNow`, as MPI's
  * put and flush do): each answers the next of `nowAnswers` (DONE once empty), a read fills its
- * local bytes with `readByte`, an atomic finds `found`.
+ * local bytes with `readByte`, an atomic finds `atomicFinds`.
  */
 export class FinishingTransport extends FakeTransport {
   readonly nowAnswers: Posted[] = [];
@@ -163,7 +163,7 @@ export class FinishingTransport extends FakeTransport {
   /** An error the next DONE carries in op.failure (found while the transport held the operation). */
   failure: unknown = null;
   readByte = 0xab;
-  found = 0n;
+  atomicFinds = 0n;
 
   finishNow(op: Operation): Posted {
     const answer = this.nowAnswers.shift() ?? Posted.DONE;
@@ -172,7 +172,7 @@ export class FinishingTransport extends FakeTransport {
       const words = new BigUint64Array(toArrayBuffer(op.local as Pointer, 0, 24));
       seen.operand = words[0]!;
       seen.compare = words[1]!;
-      words[2] = this.found;
+      words[2] = this.atomicFinds;
     } else if (op.kind === "read") {
       new Uint8Array(toArrayBuffer(op.local as Pointer, 0, op.length)).fill(this.readByte);
     }
