@@ -84,7 +84,10 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   /** The peer of the last accepted operation (-1n: none yet): a repeated peer skips the set lookup. */
   private lastPeer = -1n;
   /** Peers that are endpoints of this process (any thread), by address. */
-  private readonly localPeers = new Map<bigint, LocalPeer>();
+  /** Peers that are endpoints of this process, by the address as operations carry it (`argument(address)`: a number when exact). */
+  private readonly localPeers = new Map<number | bigint, LocalPeer>();
+  /** The same-process peer of `lastPeer`, or undefined: the check of a peer's being open needs no lookup when the peer repeats. */
+  private lastLocal: LocalPeer | undefined = undefined;
   /** The local peer each operation in transport is aimed at (by slot), where it is one. */
   private readonly aimedAt: (LocalPeer | null)[] = [];
   /** This endpoint's entry in the process's table (-1: the table was full). */
@@ -167,7 +170,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     if (ignore !== 0 && this.messages!.masks !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind} with tag mask 0x${ignore.toString(16)}: ${this.messages!.masks}`);
     if (peer === ANY_SOURCE && kind !== "send") return;
     if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`${kind}: peer ${String(peer)} was not inserted on this endpoint`);
-    if (kind === "send" && this.localPeers.size > 0) this.assertPeerOpen(kind, peer);
+    if (kind === "send" && this.localPeers.size > 0) this.assertPeerOpen(kind, this.localPeers.get(argument(peer)));
   }
 
   /** Adds a peer's name to the address vector. */
@@ -178,7 +181,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.peers.add(address);
     this.peerNames.set(address, peerNameString("libfabric", peerName));
     const local = processEndpoints().find(peerName);
-    if (local !== null) this.localPeers.set(address, local);
+    if (local !== null) this.localPeers.set(argument(address), local);
+    this.lastPeer = -1n; // the next operation looks its peer up again
     return address;
   }
 
@@ -197,14 +201,14 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     if (peer !== this.lastPeer) {
       if (typeof peer !== "bigint" || !this.peers.has(peer)) throw new AllocToolsRangeError(`peer ${String(peer)} was not inserted on this endpoint`);
       this.lastPeer = peer;
+      this.lastLocal = this.localPeers.size > 0 ? this.localPeers.get(argument(peer)) : undefined;
     }
-    if (this.localPeers.size > 0) this.assertPeerOpen(kind, peer);
+    if (this.lastLocal !== undefined) this.assertPeerOpen(kind, this.lastLocal);
     return 0;
   }
 
   /** ENDPOINT_CLOSED for a peer that is an endpoint of this process, closed. */
-  private assertPeerOpen(kind: OperationKind, peer: PeerAddress): void {
-    const local = this.localPeers.get(peer);
+  private assertPeerOpen(kind: OperationKind, local: LocalPeer | undefined): void {
     if (local !== undefined && !processEndpoints().isOpen(local)) {
       throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
     }
@@ -212,17 +216,17 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   /** fi_write / fi_read with the operation's id as context; messages go to TaggedMessages, atomics to RemoteAtomics. */
   post(op: Operation): Posted {
-    if (this.localPeers.size > 0) this.entangle(op);
+    const local = this.localPeers.size > 0 ? this.localPeerOf(op) : undefined;
+    // The first operation tried towards an endpoint of this process entangles the two (process-endpoints.ts).
+    if (local !== undefined && !local.tried) processEndpoints().entangle(this.tableEntry, local);
     const posted = this.postNative(op);
-    if (posted === Posted.POSTED && this.localPeers.size > 0) this.aim(op);
+    if (posted === Posted.POSTED && local !== undefined) this.aim(op, local);
     return posted;
   }
 
-  /** The first operation tried towards an endpoint of this process entangles the two (process-endpoints.ts). */
-  private entangle(op: Operation): void {
-    if (op.kind === "recv" || op.kind === "receive") return;
-    const local = this.localPeers.get(typeof op.peer === "bigint" ? op.peer : BigInt(op.peer));
-    if (local !== undefined && !local.tried) processEndpoints().entangle(this.tableEntry, local);
+  /** The endpoint of this process `op` goes to, if it goes to one (a receive goes to none). */
+  private localPeerOf(op: Operation): LocalPeer | undefined {
+    return op.kind === "recv" || op.kind === "receive" ? undefined : this.localPeers.get(op.peer);
   }
 
   private postNative(op: Operation): Posted {
@@ -334,9 +338,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   }
 
   /** A posted operation is aimed at an endpoint of this process: counted there until it is let go of. */
-  private aim(op: Operation): void {
-    const local = op.kind === "recv" || op.kind === "receive" ? undefined : this.localPeers.get(typeof op.peer === "bigint" ? op.peer : BigInt(op.peer));
-    if (local === undefined) return;
+  private aim(op: Operation, local: LocalPeer): void {
     processEndpoints().count(local, 1);
     this.aimedAt[op.index] = local;
   }
