@@ -37,7 +37,8 @@ import type { TaggedOps } from "../../ffi/libfabric.ts";
 import { FI, L, layout } from "../../ffi/layout.ts";
 import * as libc from "../../ffi/libc.ts";
 import { AllocToolsError, FabricError } from "../errors.ts";
-import { argument, type Operation } from "../engine/operation.ts";
+import type { Operation } from "../engine/operation.ts";
+import { descriptorArgument } from "./libfabric-provider.ts";
 import { ANY_SOURCE } from "../engine/message.ts";
 import { Posted, type CompletionSink } from "../engine/transport.ts";
 
@@ -269,7 +270,7 @@ export class TaggedMessages {
   }
 
   private descriptor(op: Operation): number | bigint {
-    return op.region === null ? 0 : argument(op.region.localKey);
+    return op.region === null ? 0 : descriptorArgument(op.region.registration);
   }
 
   /** What a post returned, as the engine wants it. */

@@ -16,6 +16,7 @@ import type { Access, ProviderHandle, RegionProvider, Registration } from "../me
 import { registerProviderAttach } from "../memory/provider-attach.ts";
 import { existingProcessEndpoints } from "./process-endpoints.ts";
 import { closeChildren } from "../memory/provider-child.ts";
+import { argument } from "../engine/operation.ts";
 
 export {
   LIBFABRIC_OPTION_KEYS, libfabricProviderNames, SUPPORTED_MR_MODE,
@@ -435,6 +436,11 @@ export class LibfabricProvider implements RegionProvider {
   }
 }
 
+/** A registration's descriptor as fi_write/fi_read and the message calls take it: cached on this provider's registrations. */
+export function descriptorArgument(registration: Registration): number | bigint {
+  return registration instanceof FabricRegistration ? registration.localKeyArgument : argument(registration.localKey);
+}
+
 /** FabricRegistration#slot once its fid_mr is closed (freed). */
 const CLOSED = -2;
 
@@ -447,6 +453,8 @@ const CLOSED = -2;
 class FabricRegistration implements Registration {
   private desc: bigint | null = null;
   private key: bigint | null = null;
+  /** `localKey` as bun:ffi takes a u64 (a number when exact), worked out on first use. */
+  private descArgument: number | bigint | null = null;
 
   /**
    * @param slot its index in the provider's list of live registrations; -1 for a view's (no
@@ -457,6 +465,11 @@ class FabricRegistration implements Registration {
   /** `fi_mr_desc(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */
   get localKey(): bigint {
     return this.desc ?? (this.desc = readU64(this.live("localKey"), L.fid_mr.mem_desc));
+  }
+
+  /** `localKey` as an operation passes it to libfabric: converted from the bigint once, not per operation. */
+  get localKeyArgument(): number | bigint {
+    return this.descArgument ?? (this.descArgument = argument(this.localKey));
   }
 
   /** `fi_mr_key(mr)`, exact. Throws AllocToolsTypeError when deregistered before it was read. */

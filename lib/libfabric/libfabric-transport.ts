@@ -19,6 +19,7 @@ import { FI, L, layout } from "../../ffi/layout.ts";
 import { AllocToolsError } from "../errors.ts";
 import type { MemoryRegionImpl } from "../memory/region.ts";
 import { argument, type Operation } from "../engine/operation.ts";
+import { descriptorArgument } from "./libfabric-provider.ts";
 import type { RemoteRegion } from "../engine/remote-region.ts";
 import { RmaError, type OperationKind } from "../engine/rma-errors.ts";
 import { Posted, type CompletionSink, type Transport } from "../engine/transport.ts";
@@ -26,7 +27,7 @@ import { ANY_SOURCE } from "../engine/message.ts";
 import type { LibfabricProvider } from "./libfabric-provider.ts";
 import { TaggedMessages } from "./libfabric-messages.ts";
 import { RemoteAtomics } from "./libfabric-atomics.ts";
-import { processEndpoints, type LocalPeer } from "./process-endpoints.ts";
+import { processEndpoints, type LocalPeer, type ProcessEndpoints } from "./process-endpoints.ts";
 import { peerNameString } from "../engine/peer-name.ts";
 
 /** A peer's address in this endpoint's address vector (`fi_addr_t`), from `insert()`. */
@@ -90,6 +91,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   private lastLocal: LocalPeer | undefined = undefined;
   /** The local peer each operation in transport is aimed at (by slot), where it is one. */
   private readonly aimedAt: (LocalPeer | null)[] = [];
+  /** This thread's mapping of the process's endpoint table (process-endpoints.ts). */
+  private readonly endpoints: ProcessEndpoints;
   /** This endpoint's entry in the process's table (-1: the table was full). */
   private readonly tableEntry: number;
   /** Whether a peer in this process touches this endpoint's own memory (shm): then close may keep it. */
@@ -153,7 +156,8 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     this.remoteAtomics = typeof atomics === "string" ? null : atomics;
     this.atomics = typeof atomics === "string" ? atomics : "";
     this.sharesMappings = provider.name === "shm";
-    this.tableEntry = processEndpoints().claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain }, this.sharesMappings);
+    this.endpoints = processEndpoints();
+    this.tableEntry = this.endpoints.claim(this.name, { endpoint: ep, completionQueue: cq, addressVector: av, domain }, this.sharesMappings);
   }
 
   bind(engine: CompletionSink): void {
@@ -180,7 +184,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const address = this.fi.avInsert(this.av, peerName);
     this.peers.add(address);
     this.peerNames.set(address, peerNameString("libfabric", peerName));
-    const local = processEndpoints().find(peerName);
+    const local = this.endpoints.find(peerName);
     if (local !== null) this.localPeers.set(argument(address), local);
     this.lastPeer = -1n; // the next operation looks its peer up again
     return address;
@@ -209,7 +213,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   /** ENDPOINT_CLOSED for a peer that is an endpoint of this process, closed. */
   private assertPeerOpen(kind: OperationKind, local: LocalPeer | undefined): void {
-    if (local !== undefined && !processEndpoints().isOpen(local)) {
+    if (local !== undefined && !this.endpoints.isOpen(local)) {
       throw new AllocToolsError("ENDPOINT_CLOSED", `${kind}: the peer is an endpoint of this process, and it is closed`);
     }
   }
@@ -218,7 +222,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
   post(op: Operation): Posted {
     const local = this.localPeers.size > 0 ? this.localPeerOf(op) : undefined;
     // The first operation tried towards an endpoint of this process entangles the two (process-endpoints.ts).
-    if (local !== undefined && !local.tried) processEndpoints().entangle(this.tableEntry, local);
+    if (local !== undefined && !local.tried) this.endpoints.entangle(this.tableEntry, local);
     const posted = this.postNative(op);
     if (posted === Posted.POSTED && local !== undefined) this.aim(op, local);
     return posted;
@@ -233,7 +237,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
     const kind = op.kind;
     if (kind !== "write" && kind !== "read") return kind === "fetchAdd" || kind === "compareSwap" ? this.remoteAtomics!.post(op) : this.messages!.post(op);
     const fn = kind === "write" ? this.ops.write : this.ops.read;
-    const ret = fn(this.ep, op.local, op.length, argument(op.region!.localKey), op.peer, op.remoteAddress, op.key, op.id) as number;
+    const ret = fn(this.ep, op.local, op.length, descriptorArgument(op.region!.registration), op.peer, op.remoteAddress, op.key, op.id) as number;
     if (ret === 0) return Posted.POSTED;
     if (ret === -FI.EAGAIN) return Posted.RETRY;
     op.error = new FabricError(`fi_${op.kind}`, -ret, this.fi.strerror(-ret),
@@ -300,7 +304,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   /** Whether operations of this process (any thread) aimed at this endpoint are still in transport. */
   holdsOthers(): boolean {
-    return this.tableEntry >= 0 && processEndpoints().incoming(this.tableEntry) > 0;
+    return this.tableEntry >= 0 && this.endpoints.incoming(this.tableEntry) > 0;
   }
 
   /**
@@ -309,7 +313,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
    * still aimed at, is kept open instead (see process-endpoints.ts): false then.
    */
   close(): boolean {
-    const table = processEndpoints();
+    const table = this.endpoints;
     if (this.sharesMappings && this.tableEntry >= 0 && this.mayBeTouched(table)) {
       table.keep(this.tableEntry);
       return false;
@@ -331,7 +335,7 @@ export class LibfabricTransport implements Transport<PeerAddress> {
    * Whether an endpoint of another thread may still touch this one's memory later: one is open, and
    * this endpoint had contact with the process's endpoints or still has operations in transport.
    */
-  private mayBeTouched(table: ReturnType<typeof processEndpoints>): boolean {
+  private mayBeTouched(table: ProcessEndpoints): boolean {
     const entry = this.tableEntry;
     const contact = this.engine!.active.length > 0 || table.incoming(entry) > 0 || table.entangled(entry);
     return contact && table.openInOtherThreads();
@@ -339,12 +343,12 @@ export class LibfabricTransport implements Transport<PeerAddress> {
 
   /** A posted operation is aimed at an endpoint of this process: counted there until it is let go of. */
   private aim(op: Operation, local: LocalPeer): void {
-    processEndpoints().count(local, 1);
+    this.endpoints.count(local, 1);
     this.aimedAt[op.index] = local;
   }
 
   private letGo(op: Operation): void {
-    processEndpoints().count(this.aimedAt[op.index]!, -1);
+    this.endpoints.count(this.aimedAt[op.index]!, -1);
     this.aimedAt[op.index] = null;
   }
 

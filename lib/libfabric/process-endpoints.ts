@@ -68,7 +68,7 @@ export interface EndpointHandles {
 }
 
 /** This thread's mapping of the process's table. */
-class ProcessEndpoints {
+export class ProcessEndpoints {
   readonly path: string;
   private readonly words: Int32Array;
 
