@@ -64,7 +64,8 @@ function checkAtomic<Peer extends number | bigint>(engine: OperationEngine<Peer>
   if (reason !== "") throw new AllocToolsError("NOT_SUPPORTED", `${kind}: ${reason}`);
   if (!(remote instanceof RemoteRegion)) throw notRemoteRegion(kind, remote);
   if (remote.length < 8) throw new AllocToolsRangeError(`${kind} works on a 64-bit word: the remote region has ${remote.length} bytes, fewer than 8`);
-  if ((remote.address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
+  const address = remote.addressArgument; // a number when exact: no bigint made per operation
+  if (typeof address === "number" ? address % 8 !== 0 : (address & 7n) !== 0n) throw new AllocToolsRangeError(`${kind} works on an aligned 64-bit word: remote address 0x${remote.address.toString(16)} is not a multiple of 8`);
   return engine.transport.resolveRemote(kind, peer, remote, 8);
 }
 
