@@ -7,7 +7,8 @@ import { MemoryRegionPointer } from "../memory/pointer.ts";
 import { assertPoolOpen, beginOperation, endOperation, MemoryRegionImpl } from "../memory/region.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
 import type { LocalMemory } from "./rma-endpoint.ts";
-import { checkRegionMemory } from "../memory/user-memory.ts";
+import { checkRegionMemory, regionMemoryAfterOperation } from "../memory/user-memory.ts";
+import { Outcome, type Operation } from "./operation.ts";
 
 /**
  * The resolved local memory of one operation. An endpoint keeps one and refills it per call, so
@@ -137,4 +138,15 @@ function describe(value: unknown): string {
 /** The error an operation gets when it would release or unmap memory an RMA operation still uses. */
 export function busyError(what: string, region: MemoryRegionImpl): AllocToolsError {
   return new AllocToolsError("BUSY", `${what}: ${region.inFlight} RMA operation(s) still use the region at 0x${region.address.toString(16)}; wait for them (or close their endpoint) first`);
+}
+
+/**
+ * The transport is done with `op`'s local memory (unpinned already): a plain view's region goes back
+ * to the cache, and a read staged in the cache's memory reaches the view only now, and only if its
+ * buffer is still there; a user buffer transferred away in flight fails the operation. Returns the
+ * operation's error.
+ */
+export function afterLocalUse(op: Operation, cache: RegistrationCache | null, region: MemoryRegionImpl, error: unknown): unknown {
+  if (cache !== null) return cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending, op.kind === "recv" ? op.resultLength : undefined);
+  return error === null ? regionMemoryAfterOperation(op.kind, region) : error;
 }

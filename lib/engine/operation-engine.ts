@@ -13,8 +13,7 @@
 //   cancels it: it fails with the reason once the transport confirms, or completes if its message
 //   had already matched (a message is never lost to a caller told "failed").
 // - Where the transport finishes sync one-sided operations inside one call (`finishNow`: MPI's put
-//   or get and its flush), they run on one operation of the engine's own, outside the table:
-//   nothing can run between that call and its end, so they need no slot, id, deadline or wait.
+//   or get and its flush), they run outside the table (immediate-operation.ts).
 // - A post the transport pushes back waits in a queue and is posted again, in order, on the next
 //   progress turn; later operations queue behind it.
 // - Progress: the event-loop engine of progress.ts turns every endpoint of the thread while
@@ -23,15 +22,15 @@
 // - close(): operations never posted fail; posted ones are cancelled and drained (bounded by
 //   `closeTimeoutMs`); then the transport closes, and what it held fails with ENDPOINT_CLOSED.
 import { AllocToolsError, AllocToolsRangeError } from "../errors.ts";
-import { beginOperation, endOperation, type MemoryRegionImpl } from "../memory/region.ts";
-import { regionMemoryAfterOperation } from "../memory/user-memory.ts";
+import { beginOperation, type MemoryRegionImpl } from "../memory/region.ts";
 import type { ParentProvider, ProviderChild } from "../memory/provider-child.ts";
 import type { MemoryPool } from "../pool/pool.ts";
 import type { RegistrationCache } from "../cache/registration-cache.ts";
-import { LocalMemoryPins } from "./local-memory.ts";
+import { afterLocalUse, LocalMemoryPins } from "./local-memory.ts";
+import { ImmediateOperation } from "./immediate-operation.ts";
 import { Message, Received } from "./message.ts";
 import { AtomicScratch } from "./atomic-scratch.ts";
-import { LatencyHistogram } from "./latency-histogram.ts";
+import { OperationCounters } from "./operation-counters.ts";
 import { Operation, OperationTable, Outcome, Wait } from "./operation.ts";
 import { checkProgressInterval, progressEngine, type Progressable } from "./progress.ts";
 import { RmaTimeoutError, type OperationKind } from "./rma-errors.ts";
@@ -42,18 +41,6 @@ import { Posted, type Transport } from "./transport.ts";
 /** Timeouts have millisecond granularity: deadlines are scanned at most this often (ms). */
 const EXPIRY_PERIOD_MS = 1;
 
-/** The engine's counters; one shape, fields set here. */
-class Counters {
-  posted = 0;
-  retried = 0;
-  completed = 0;
-  failed = 0;
-  timedOut = 0;
-  bytesWritten = 0;
-  bytesRead = 0;
-  bytesSent = 0;
-  bytesReceived = 0;
-}
 
 /** Local memory as the forms take it: a region, a pointer, or (with a cache) a plain view. */
 export type AnyLocalMemory = LocalMemory | ArrayBufferView;
@@ -73,18 +60,11 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   private readonly retries: Operation[] = [];
   /** Resolves and pins the local memory of the operation being posted. */
   private readonly localMemory: LocalMemoryPins;
-  /** Latencies by kind (options.latency), else null: nothing is timed. */
-  private readonly latency: LatencyHistogram | null;
   /** Operand, compare and result words of remote atomics, a cell per slot. */
   private readonly scratch = new AtomicScratch();
-  /**
-   * Sync one-sided operations run at once (transport.finishNow), unless latencies are recorded
-   * (they are timed through the table), on this operation, never in the table, and its own cell.
-   */
-  readonly finishesNow: boolean;
-  private readonly immediate = new Operation(0);
-  private readonly immediateCell = new AtomicScratch();
-  private readonly counts = new Counters();
+  /** Sync one-sided operations of a transport with finishNow, run outside the table (immediate-operation.ts); null without. */
+  readonly immediate: ImmediateOperation<Peer> | null;
+  private readonly counts: OperationCounters;
   private readonly closeTimeoutMs: number;
   private readonly owner: { readonly name: string };
   private interval = -1;
@@ -102,11 +82,12 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     this.pool = settings.pool;
     this.maxPending = settings.maxPending;
     this.autoProgress = settings.progress === "auto";
-    this.latency = settings.latency ? new LatencyHistogram() : null;
-    this.finishesNow = transport.finishNow !== undefined && this.latency === null;
+    this.counts = new OperationCounters(settings.latency, settings.timeoutMs);
+    this.localMemory = new LocalMemoryPins(settings.cache, transport);
+    // Not with options.latency: latencies are timed through the table.
+    this.immediate = transport.finishNow !== undefined && !settings.latency ? new ImmediateOperation(transport, this.localMemory, settings.cache, this.counts) : null;
     this.closeTimeoutMs = settings.closeTimeoutMs;
     this.table = new OperationTable(settings.maxPending);
-    this.localMemory = new LocalMemoryPins(settings.cache, transport);
     this.owner = owner;
     transport.bind(this);
     progressEngine.add(this);
@@ -136,12 +117,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   }
 
   stats(): RmaEndpointStats {
-    const c = this.counts;
-    const counts = {
-      posted: c.posted, retried: c.retried, completed: c.completed, failed: c.failed, timedOut: c.timedOut,
-      bytesWritten: c.bytesWritten, bytesRead: c.bytesRead, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived,
-    };
-    return this.latency === null ? counts : { ...counts, latency: this.latency.summary() };
+    return this.counts.snapshot();
   }
 
   /**
@@ -211,7 +187,7 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
    * so that nothing can expire it early. With `options.latency` the post time is read at once.
    */
   private deadlineFor(wait: Wait): number {
-    return wait === Wait.Sync && this.latency === null ? Infinity : performance.now() + this.timeoutMs;
+    return wait === Wait.Sync && this.counts.latency === null ? Infinity : performance.now() + this.timeoutMs;
   }
 
   /** The clock for a sync wait's first turn; gives a sync operation still pending its deadline. */
@@ -221,82 +197,14 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
     return now;
   }
 
-  /**
-   * The immediate operation for a sync write or read, its local memory resolved and pinned (see
-   * take); a sync operation of a transport with finishNow, while nothing waits to be posted again.
-   */
-  takeImmediate(kind: OperationKind, local: AnyLocalMemory, length: number): Operation {
-    const range = this.localMemory.pin(kind, local, length, 1);
-    return this.fillImmediate(kind, range.region, range.address, length, range.cached ? this.cache : null);
-  }
-
-  /** The immediate operation for a sync atomic, its cell holding the operand and the value to compare with. */
-  takeImmediateAtomic(kind: OperationKind, operand: number | bigint, compare: number | bigint): Operation {
-    this.immediateCell.fill(0, operand, compare);
-    return this.fillImmediate(kind, null, this.immediateCell.address(0), 8, null);
-  }
-
-  /** Whether a sync operation may run at once: the transport finishes it in one call, and nothing pushed back is to go first. */
+  /** Whether a sync one-sided operation runs at once: the transport finishes it in one call, and nothing pushed back is to go first. */
   get runsNow(): boolean {
-    return this.finishesNow && this.retries.length === 0;
+    return this.immediate !== null && this.retries.length === 0;
   }
 
-  private fillImmediate(kind: OperationKind, region: MemoryRegionImpl | null, local: number, length: number, cache: RegistrationCache | null): Operation {
-    const op = this.immediate;
-    op.kind = kind;
-    op.wait = Wait.Sync;
-    op.outcome = Outcome.Pending;
-    op.error = null;
-    op.failure = null;
-    op.local = local;
-    op.length = length;
-    op.region = region;
-    op.cache = cache;
-    return op;
-  }
-
-  /**
-   * Runs the immediate operation to its end (transport.finishNow), unpins its memory, counts it;
-   * throws its error. An atomic's value is then immediateValue().
-   */
-  runImmediate(op: Operation): void {
-    let error = this.broken;
-    if (error === null) {
-      let finished: Posted;
-      try {
-        finished = this.transport.finishNow!(op);
-      } catch (e) {
-        op.error = e; // a JavaScript failure around the call: the transport does not hold the operation
-        finished = Posted.FAILED;
-      }
-      if (finished === Posted.DONE) {
-        this.counts.posted++;
-        error = op.failure;
-      } else if (finished === Posted.FAILED) {
-        error = op.error;
-      } else {
-        // The transport holds it after all: its memory stays pinned rather than be unpinned under it.
-        throw new Error(`${this.transport.functionName(op.kind)}: finishNow did not finish a sync ${op.kind}`);
-      }
-    }
-    const region = op.region;
-    if (region !== null) {
-      op.region = null;
-      endOperation(region);
-      error = afterLocalUse(op, op.cache, region, error);
-      op.cache = null;
-    }
-    op.outcome = error === null ? Outcome.Done : Outcome.Failed;
-    if (error !== null) {
-      this.counts.failed++;
-      throw error;
-    }
-    this.count(op);
-  }
-
-  /** The value the last immediate atomic found at the target. */
-  immediateValue(): bigint {
-    return this.immediateCell.result(0);
+  /** A failure of the transport itself, which every later operation gets (null while it works). */
+  get transportFailure(): unknown {
+    return this.broken;
   }
 
   /** Posts `op` now, or queues it behind operations the transport pushed back (their order is kept). */
@@ -532,25 +440,11 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
   /** CompletionSink: the transport let go of `op`; count it and finish it. */
   complete(op: Operation, error: unknown): void {
     if (!op.inTransport) return;
-    if (error === null) this.count(op);
+    if (error === null) this.counts.complete(op);
     else this.counts.failed++;
     this.finish(op, error);
   }
 
-  /** A completed operation: its bytes by kind, and (asked for) its latency. */
-  private count(op: Operation): void {
-    const c = this.counts;
-    c.completed++;
-    switch (op.kind) {
-      case "write": c.bytesWritten += op.length; break;
-      case "read": c.bytesRead += op.length; break;
-      case "send": c.bytesSent += op.length; break;
-      case "recv": case "receive": c.bytesReceived += op.resultLength; break;
-      default: break;
-    }
-    // A finite deadline is its post time plus timeoutMs; a receive() has none (it waits for a message).
-    if (this.latency !== null && op.deadline !== Infinity) this.latency.record(op.kind, performance.now() - (op.deadline - this.timeoutMs));
-  }
 
   /**
    * The transport is done with `op` (completion, error, refused post, close): unpin its region,
@@ -706,17 +600,6 @@ export class OperationEngine<Peer extends number | bigint> implements Progressab
 /** Atomic cells of endpoints whose transport could not let go at close: never collected. */
 const heldForever = new Set<AtomicScratch>();
 
-
-/**
- * The transport is done with `op`'s local memory (unpinned already): a plain view's region goes back
- * to the cache, and a read staged in the cache's memory reaches the view only now, and only if its
- * buffer is still there; a user buffer transferred away in flight fails the operation. Returns the
- * operation's error.
- */
-function afterLocalUse(op: Operation, cache: RegistrationCache | null, region: MemoryRegionImpl, error: unknown): unknown {
-  if (cache !== null) return cache.finishLocal(op.kind, region, error, op.outcome === Outcome.Pending, op.kind === "recv" ? op.resultLength : undefined);
-  return error === null ? regionMemoryAfterOperation(op.kind, region) : error;
-}
 
 function closedError(): AllocToolsError {
   return new AllocToolsError("ENDPOINT_CLOSED", "the endpoint was closed before the operation completed");

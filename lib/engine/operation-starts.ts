@@ -20,9 +20,10 @@ export function beginRma<Peer extends number | bigint>(engine: OperationEngine<P
 /** writeSync or readSync where the transport finishes it in one call (engine.runsNow): no slot, no wait. */
 export function runRmaNow<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: RmaKind, local: AnyLocalMemory, length: number, peer: Peer, remote: RemoteRegion): void {
   const handle = checkRma(engine, kind, length, peer, remote);
-  const op = engine.takeImmediate(kind, local, length);
+  const immediate = engine.immediate!;
+  const op = immediate.take(kind, local, length);
   aimAt(op, peer, remote, handle);
-  engine.runImmediate(op);
+  immediate.run(op, engine.transportFailure);
 }
 
 /** The checks of a write or read, then the transport's; returns the remote handle. */
@@ -51,10 +52,11 @@ export function beginAtomic<Peer extends number | bigint>(engine: OperationEngin
 /** fetchAddSync or compareSwapSync where the transport finishes it in one call (engine.runsNow); returns the value found. */
 export function runAtomicNow<Peer extends number | bigint>(engine: OperationEngine<Peer>, kind: "fetchAdd" | "compareSwap", peer: Peer, remote: RemoteRegion, operand: number | bigint, compare: number | bigint): bigint {
   const handle = checkAtomic(engine, kind, peer, remote);
-  const op = engine.takeImmediateAtomic(kind, operand, compare);
+  const immediate = engine.immediate!;
+  const op = immediate.takeAtomic(kind, operand, compare);
   aimAt(op, peer, remote, handle);
-  engine.runImmediate(op);
-  return engine.immediateValue();
+  immediate.run(op, engine.transportFailure);
+  return immediate.value();
 }
 
 /** The checks of a remote atomic, then the transport's; returns the remote handle. */
