@@ -82,14 +82,7 @@ export class ImmediateOperation<Peer extends number | bigint> {
 
   private fill(kind: OperationKind, region: MemoryRegionImpl | null, local: number, length: number, cache: RegistrationCache | null): Operation {
     const op = this.op;
-    op.kind = kind;
-    op.wait = Wait.Sync;
-    op.outcome = Outcome.Pending;
-    op.error = null;
-    op.failure = null;
-    op.local = local;
-    op.length = length;
-    op.region = region;
+    op.begin(kind, Wait.Sync, region, local, length);
     op.cache = cache;
     return op;
   }

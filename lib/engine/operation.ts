@@ -104,6 +104,18 @@ export class Operation {
 
   constructor(readonly index: number) {}
 
+  /** What every new operation starts with: its kind and form, pending, no error, its local bytes. */
+  begin(kind: OperationKind, wait: Wait, region: MemoryRegionImpl | null, local: number, length: number): void {
+    this.kind = kind;
+    this.wait = wait;
+    this.outcome = Outcome.Pending;
+    this.error = null;
+    this.failure = null;
+    this.region = region;
+    this.local = local;
+    this.length = length;
+  }
+
   /** A snapshot for errors (the slot itself is reused). */
   describe(): RmaOperation {
     const kind = this.kind;
@@ -141,21 +153,14 @@ export class OperationTable {
     const op = this.slots[this.free.pop()!]!;
     op.generation = op.generation === MAX_GENERATION ? 1 : op.generation + 1;
     op.id = (op.generation << INDEX_BITS) | op.index;
-    op.kind = kind;
-    op.wait = wait;
-    op.outcome = Outcome.Pending;
-    op.error = null;
+    op.begin(kind, wait, region, local, length);
     op.inTransport = true;
     op.queued = false;
     op.retired = false;
     op.deadline = deadline;
-    op.local = local;
-    op.length = length;
     op.request = 0;
     op.flags = 0;
-    op.failure = null;
     op.cancelReason = null;
-    op.region = region;
     op.activeAt = this.active.length;
     this.active.push(op);
     this.waiting++;
